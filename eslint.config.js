@@ -1,0 +1,60 @@
+// Lint rules that keep the package boundaries of docs/architecture.md true.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import importX from 'eslint-plugin-import-x';
+
+const pureBans = {
+  'no-restricted-imports': ['error', {
+    patterns: [
+      { group: ['node:*', 'fs', 'path', 'os', 'child_process', 'net', 'http', 'https', 'crypto'], message: 'model and scheduler are pure: no I/O modules.' },
+      { group: ['better-sqlite3', 'kysely', 'pg', 'fastify', 'undici'], message: 'model and scheduler are pure: no database or HTTP.' },
+      { group: ['@tutti/store', '@tutti/backends', '@tutti/server', '@tutti/client', '@tutti/cli'], message: 'model and scheduler may not depend on I/O packages.' },
+    ],
+  }],
+  'no-restricted-properties': ['error',
+    { object: 'Date', property: 'now', message: 'Time is an input: take `now` as a parameter.' },
+    { object: 'Math', property: 'random', message: 'Randomness is an input: take a seed.' },
+  ],
+  'no-restricted-globals': ['error',
+    { name: 'process', message: 'model and scheduler are pure.' },
+    { name: 'setTimeout', message: 'model and scheduler are pure.' },
+    { name: 'fetch', message: 'model and scheduler are pure.' },
+  ],
+  'no-restricted-syntax': ['error',
+    { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'Time is an input: take `now` as a parameter.' },
+  ],
+};
+
+const onlyThrough = (allowed) => ({
+  'no-restricted-imports': ['error', {
+    patterns: [
+      { group: ['@tutti/*/*'], message: 'Import packages only through their exports (the package root).' },
+      { group: ['../../*/src/*', '../../../packages/*'], message: 'Import other packages by name, not by path.' },
+      ...(allowed ? [{ group: allowed.map((p) => `@tutti/${p}`), message: 'This package may not import that one (see docs/architecture.md).' }] : []),
+    ],
+  }],
+});
+
+export default tseslint.config(
+  { ignores: ['**/node_modules/**', 'coverage/**', '**/*.d.ts', 'bench/out/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    plugins: { 'import-x': importX },
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly', fetch: 'readonly', AbortController: 'readonly', Buffer: 'readonly', TextDecoder: 'readonly', TextEncoder: 'readonly', queueMicrotask: 'readonly', structuredClone: 'readonly', AbortSignal: 'readonly', Response: 'readonly', Headers: 'readonly', performance: 'readonly' } },
+    settings: { 'import-x/resolver': { node: true } },
+    rules: {
+      'import-x/no-cycle': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  // Each package may import only what the module map allows.
+  { files: ['packages/model/src/**/*.ts'], rules: { ...pureBans } },
+  { files: ['packages/scheduler/src/**/*.ts'], rules: { ...pureBans } },
+  { files: ['packages/store/src/**/*.ts'], rules: onlyThrough(['scheduler', 'backends', 'server', 'client', 'cli']) },
+  { files: ['packages/backends/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'server', 'client', 'cli']) },
+  { files: ['packages/client/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends', 'server', 'cli']) },
+  { files: ['packages/server/src/**/*.ts'], rules: onlyThrough(['cli', 'client']) },
+  { files: ['packages/cli/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends']) },
+);

@@ -1,0 +1,89 @@
+import type { NodeInfo, RunCommand } from '@tutti/model';
+
+/**
+ * Runs the ranks of jobs somewhere: local processes, Slurm steps, later Kubernetes pods.
+ *
+ * What a backend promises:
+ * - `launch` starts every rank of one job or none: if any rank cannot start, the ones that did are killed and the
+ *   promise rejects (an infrastructure failure, which the server turns into a failed or requeued job).
+ * - Ranks keep running when the control plane dies, and their exit status is kept where `adopt` finds it later.
+ * - Every rank that was launched or adopted is reported to `onRankExit` exactly once.
+ * - `stop` signals every rank's whole process tree and escalates to SIGKILL after the grace period.
+ * What it deliberately does not do: decide placement, restart anything, or write to the state store.
+ */
+export interface ExecutionBackend {
+  readonly kind: string;
+  /** The nodes and GPUs this backend can run on. */
+  inventory(): Promise<NodeInfo[]>;
+  /** Starts every rank of one job; resolves with one handle per rank, in rank order. */
+  launch(request: LaunchRequest): Promise<RankHandle[]>;
+  /**
+   * Sends `signal` (default SIGTERM) to every rank's process group, then SIGKILL to whatever is left after
+   * `graceMs`. Resolves once every rank has exited (their exits are still reported to `onRankExit`).
+   */
+  stop(handles: readonly RankHandle[], options: StopOptions): Promise<void>;
+  /**
+   * After a control-plane restart: reports, for each rank recorded as running, whether it still runs (and is
+   * now watched, so its exit will be reported), already exited (with its real exit code), or is lost.
+   */
+  adopt(handles: readonly RankHandle[]): Promise<RankObservation[]>;
+  /** Subscribes to rank exits. */
+  onRankExit(listener: (exit: RankExit) => void): void;
+  /** Stops watching. Leaves every process running: they belong to jobs, not to the control plane. */
+  close(): Promise<void>;
+}
+
+export interface LaunchRequest {
+  jobId: string;
+  jobName: string;
+  run: RunCommand;
+  workdir?: string;
+  /** The job's own environment (from its spec); tutti's per-rank variables are added on top. */
+  env: Record<string, string>;
+  ranks: RankLaunch[];
+}
+
+export interface RankLaunch {
+  rank: number;
+  localRank: number;
+  nodeRank: number;
+  node: string;
+  /** GPU indices on `node`: becomes CUDA_VISIBLE_DEVICES for this rank. */
+  gpus: number[];
+}
+
+/** Enough to find a rank's process again, also after a restart. Stored with the task. */
+export interface RankHandle {
+  jobId: string;
+  rank: number;
+  node: string;
+  pid: number;
+  /** /proc/PID/stat start time, so a reused PID is not mistaken for the rank. */
+  pidStartTime: number;
+  logPath: string;
+  startedAt: number;
+}
+
+export interface StopOptions {
+  /** @default 'SIGTERM' */
+  signal?: NodeJS.Signals;
+  /** Time between `signal` and SIGKILL. @default 30000 */
+  graceMs: number;
+}
+
+export type RankObservation =
+  | { jobId: string; rank: number; state: 'running' }
+  | { jobId: string; rank: number; state: 'exited'; exitCode: number | null; signal?: string; finishedAt: number }
+  | { jobId: string; rank: number; state: 'lost'; detail: string };
+
+export interface RankExit {
+  jobId: string;
+  rank: number;
+  /** The process's exit code, or 128+N when killed by signal N (shell convention); null when unknown (lost). */
+  exitCode: number | null;
+  /** Set when the rank was killed by a signal. */
+  signal?: string;
+  /** True when the process vanished without leaving an exit status. */
+  lost: boolean;
+  at: number;
+}

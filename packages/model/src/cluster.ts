@@ -1,0 +1,53 @@
+/**
+ * The cluster as the scheduler sees it: nodes, their GPUs, and which job holds each GPU.
+ * Plain data, no behaviour: a snapshot is built by the store (live) or the simulator and never mutated.
+ */
+
+/** One accelerator on a node. */
+export interface GpuDevice {
+  /** The device index on its node, as `CUDA_VISIBLE_DEVICES` counts it (0-based). */
+  index: number;
+  /** Stable identity across reboots (`GPU-…` from nvidia-smi, or `FAKE-…` for simulated devices). */
+  uuid: string;
+  /** Model name normalised to a short type, e.g. `H100`, `A100`, `T4` (see `normalizeGpuType`). */
+  type: string;
+  /** The full product name as reported by the driver, e.g. `NVIDIA H100 80GB HBM3`. */
+  product: string;
+  /** Total device memory in MiB. */
+  memoryMiB: number;
+  /** Indices of GPUs on the same node that this one reaches over NVLink. */
+  nvlinkPeers: number[];
+}
+
+/** A machine that runs ranks. */
+export interface NodeInfo {
+  /** Unique node name (hostname for the local backend, NodeName for Slurm). */
+  name: string;
+  /** Address other ranks use to reach this node (MASTER_ADDR when it hosts rank 0). */
+  address: string;
+  gpus: GpuDevice[];
+  /** Logical CPUs available to jobs. */
+  cpus: number;
+  /** Memory available to jobs, in MiB. */
+  memoryMiB: number;
+  /** Topology and other labels (`rack`, `zone`, ...); free-form for now. */
+  labels: Record<string, string>;
+  /** `ready` nodes take new work; `draining` nodes finish what they run; `down` nodes are lost. */
+  state: NodeState;
+}
+
+export type NodeState = 'ready' | 'draining' | 'down';
+
+/** One GPU held by one job. Whole GPUs only in this version. */
+export interface GpuAllocation {
+  jobId: string;
+  node: string;
+  gpuIndex: number;
+}
+
+/** What the scheduler decides on. Immutable; `version` changes whenever allocations or nodes change. */
+export interface ClusterSnapshot {
+  version: number;
+  nodes: NodeInfo[];
+  allocations: GpuAllocation[];
+}

@@ -1,0 +1,2 @@
+// Implemented in the job-spec work item: parseJobSpecYaml, parseJobSpecObject, serializeJobSpec, jobSpecJsonSchema.
+export {};

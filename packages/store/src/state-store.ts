@@ -1,0 +1,110 @@
+import type { ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, Task, TaskStatus } from '@tutti/model';
+
+/**
+ * The durable state of the control plane. Every method that changes state is one transaction, durable
+ * (fsynced) when its promise resolves, so the API may acknowledge right after. Implementations: SQLite (default,
+ * embedded) and, later, PostgreSQL — both must pass `test/state-store-contract.ts`.
+ *
+ * Expected outcomes (a job that is not pending any more, a GPU taken meanwhile) are returned as values; a rejected
+ * promise means a bug or a broken database.
+ */
+export interface StateStore {
+  /** Applies pending migrations in order; safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Inserts a pending job and its `submitted` event. The id is the next sequence number as a string. */
+  createJob(spec: JobSpec, now: number): Promise<Job>;
+  getJob(id: string): Promise<Job | undefined>;
+  /** Newest first. `cursor` is the opaque `nextCursor` of the previous page. */
+  listJobs(query: JobQuery): Promise<JobPage>;
+  /** All jobs in the given states, oldest (lowest id) first: the scheduler's queue and the reconciler's work. */
+  listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]>;
+  countJobsByStatus(): Promise<Record<JobStatus, number>>;
+  /** The ranks of a job, by rank. */
+  getTasks(jobId: string): Promise<Task[]>;
+  /** The ranks of every job that is running (for re-adoption and the nodes view). */
+  listActiveTasks(): Promise<Task[]>;
+
+  /** Replaces the node inventory (on start). Allocations of nodes that disappeared stay until their jobs end. */
+  replaceNodes(nodes: NodeInfo[], now: number): Promise<void>;
+  /** Nodes and current GPU allocations; `version` increases whenever either changes. */
+  snapshot(): Promise<ClusterSnapshot>;
+
+  /**
+   * Starts placed jobs: for each placement, in one transaction, re-checks that the job is still pending and
+   * every GPU is still free, then marks the job running (startedAt = now), records allocations and `tasks`
+   * (status `starting`) and a `scheduled` event. Placements that fail the re-check are skipped and reported.
+   */
+  applyPlacements(placements: readonly PlacementWithTasks[], now: number): Promise<ApplyOutcome[]>;
+  /** Updates ranks (pid once launched, status, exit code). One transaction for the whole batch. */
+  updateTasks(updates: readonly TaskUpdate[]): Promise<void>;
+  /**
+   * Ends a running job: sets status, exitCode, endReason, finishedAt; releases its GPUs; appends the
+   * event of the same name as the status. Returns false when the job was already terminal.
+   */
+  finishJob(jobId: string, end: JobEnd, now: number): Promise<boolean>;
+  /**
+   * A pending job becomes `cancelled` at once (returns `cancelled`); a running one gets cancelRequestedAt
+   * (returns `stopping`) and ends later through finishJob; a terminal job is left as it is (returns `already_finished`).
+   */
+  requestCancel(jobId: string, now: number): Promise<CancelOutcome>;
+  /** Sends a running job back to pending: deletes its tasks and allocations, appends `requeued` with `reason`. */
+  requeueJob(jobId: string, reason: string, now: number): Promise<boolean>;
+  /** Records why pending jobs wait (only changed ones need writing). */
+  setPendingReasons(reasons: ReadonlyMap<string, Diagnosis>): Promise<void>;
+
+  appendEvent(jobId: string, type: JobEventType, message: string, now: number, data?: Record<string, unknown>): Promise<JobEvent>;
+  /** Events in seq order: of one job, or of all jobs after `afterSeq` (for event streams that resume). */
+  listEvents(query: EventQuery): Promise<JobEvent[]>;
+}
+
+export interface JobQuery {
+  status?: JobStatus;
+  team?: string;
+  /** @default 50, at most 1000 */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  /** Absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface PlacementWithTasks {
+  placement: Placement;
+  tasks: Task[];
+}
+
+export type ApplyOutcome =
+  | { jobId: string; applied: true }
+  | { jobId: string; applied: false; reason: 'job_not_pending' | 'gpu_taken' | 'unknown_node' };
+
+export interface TaskUpdate {
+  jobId: string;
+  rank: number;
+  status?: TaskStatus;
+  pid?: number;
+  pidStartTime?: number;
+  logPath?: string;
+  exitCode?: number | null;
+  startedAt?: number;
+  finishedAt?: number;
+}
+
+export interface JobEnd {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  exitCode: number | null;
+  endReason: string;
+}
+
+export type CancelOutcome = 'cancelled' | 'stopping' | 'already_finished' | 'not_found';
+
+export interface EventQuery {
+  jobId?: string;
+  afterSeq?: number;
+  /** @default 1000 */
+  limit?: number;
+}

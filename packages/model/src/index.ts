@@ -1,6 +1,7 @@
 export * from './assert-never.ts';
 export * from './cluster.ts';
 export * from './errors.ts';
+export * from './gpu-type.ts';
 export * from './job.ts';
 export * from './plan.ts';
 export * from './tasks.ts';

@@ -1,2 +1,218 @@
-// Implemented in the job-spec work item: parseJobSpecYaml, parseJobSpecObject, serializeJobSpec, jobSpecJsonSchema.
-export {};
+/**
+ * Job specs on the wire: parsing YAML (with line and column for every problem) and JSON bodies into a `JobSpec`,
+ * and writing a `JobSpec` back as the canonical document. Validation itself lives in `job-spec-validate.ts`.
+ */
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { Document, YAMLError } from 'yaml';
+import type { FieldError, ParseResult } from './errors.ts';
+import type { JobSpec } from './job.ts';
+import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
+import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
+import { formatDuration } from './units.ts';
+
+export { normalizeGpuType } from './gpu-type.ts';
+export { jobSpecJsonSchema } from './job-spec-schema.ts';
+
+/** The canonical wire form of a job spec (snake_case), as `serializeJobSpec` writes it: every default spelled out. */
+export interface JobSpecDocument {
+  name: string;
+  team: string;
+  priority: number;
+  resources: {
+    gpus: { count: number; type: string[]; memory?: string };
+    cpus?: number;
+    memory?: string;
+  };
+  num_nodes: number;
+  /** A string runs under /bin/sh -c; a list is argv, run without a shell. */
+  run: string | string[];
+  workdir?: string;
+  env: Record<string, string>;
+  max_duration?: string;
+}
+
+/**
+ * Parses and validates a YAML job spec. Syntax errors come back with path '' and their position; validation errors
+ * carry the path and the position of the offending node (the key, for unknown fields and bad variable names).
+ * All problems are returned, sorted by position.
+ */
+export function parseJobSpecYaml(text: string): ParseResult<JobSpec> {
+  const lineCounter = new LineCounter();
+  // logLevel 'error': yaml would otherwise print warnings to the console (from a pure package) for odd keys.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
+  const position = (offset: number | undefined): Pick<FieldError, 'line' | 'column'> => {
+    if (offset === undefined) return {};
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, column: col };
+  };
+
+  if (doc.errors.length > 0) {
+    return { ok: false, errors: sortByPosition(doc.errors.map((error) => ({ ...describeYamlError(error, doc), ...position(error.pos[0]) }))) };
+  }
+
+  const badKeys = findCollectionKeys(doc.contents, []);
+  if (badKeys.length > 0) {
+    return {
+      ok: false,
+      errors: badKeys.map(({ path, key }) => ({
+        path: formatPath(path),
+        message: `expected a plain key (a field or variable name), got ${isSeq(key) ? 'a list' : 'a mapping'}`,
+        ...position(rangeStart(key)),
+      })),
+    };
+  }
+
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (error) {
+    // toJS refuses documents whose aliases would expand without bound ("billion laughs").
+    return { ok: false, errors: [{ path: '', message: `invalid YAML: ${error instanceof Error ? error.message : String(error)}`, line: 1, column: 1 }] };
+  }
+
+  const { spec, issues } = validateJobSpecDocument(value, {
+    scalarSource: (path) => {
+      const node = findNode(doc, path).node;
+      return isScalar(node) && typeof node.source === 'string' ? node.source : undefined;
+    },
+  });
+  if (spec) return { ok: true, value: spec };
+  return {
+    ok: false,
+    errors: sortByPosition(issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message, ...position(locateIssue(doc, issue) ?? 0) }))),
+  };
+}
+
+/** Validates a job spec given as a parsed JSON value (an API request body). Errors carry paths, not positions. */
+export function parseJobSpecObject(value: unknown): ParseResult<JobSpec> {
+  const { spec, issues } = validateJobSpecDocument(value);
+  if (spec) return { ok: true, value: spec };
+  return { ok: false, errors: issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message })) };
+}
+
+/**
+ * The canonical document for a spec: snake_case, every default written out, gpus always as {count, type, memory?},
+ * sizes and durations as strings. `parseJobSpecObject(serializeJobSpec(spec))` gives back an equal spec.
+ */
+export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
+  const { gpus } = spec.resources;
+  const document: JobSpecDocument = {
+    name: spec.name,
+    team: spec.team,
+    priority: spec.priority,
+    resources: {
+      gpus: { count: gpus.count, type: [...gpus.types], ...(gpus.memoryMiB !== undefined ? { memory: formatMemoryExact(gpus.memoryMiB) } : {}) },
+      ...(spec.resources.cpus !== undefined ? { cpus: spec.resources.cpus } : {}),
+      ...(spec.resources.memoryMiB !== undefined ? { memory: formatMemoryExact(spec.resources.memoryMiB) } : {}),
+    },
+    num_nodes: spec.numNodes,
+    run: spec.run.kind === 'shell' ? spec.run.command : [...spec.run.argv],
+    env: Object.fromEntries(Object.entries(spec.env)),
+  };
+  if (spec.workdir !== undefined) document.workdir = spec.workdir;
+  if (spec.maxDurationMs !== undefined) document.max_duration = formatDuration(spec.maxDurationMs);
+  return document;
+}
+
+/** Exact, in the largest binary unit that divides evenly: "80GiB", "1536MiB", "2TiB". */
+function formatMemoryExact(mib: number): string {
+  if (Number.isInteger(mib) && mib > 0) {
+    if (mib % 1024 ** 2 === 0) return `${mib / 1024 ** 2}TiB`;
+    if (mib % 1024 === 0) return `${mib / 1024}GiB`;
+  }
+  return `${mib}MiB`;
+}
+
+function describeYamlError(error: YAMLError, doc: Document): Pick<FieldError, 'path' | 'message'> {
+  if (error.code === 'DUPLICATE_KEY') {
+    const path = findKeyPathAt(doc.contents, error.pos[0], []);
+    const key = path?.at(-1);
+    return {
+      path: path ? formatPath(path) : '',
+      message: `duplicate key${key !== undefined ? ` '${key}'` : ''}: each key may appear only once`,
+    };
+  }
+  if (error.code === 'MULTIPLE_DOCS') {
+    return { path: '', message: "invalid YAML: expected one document, found several (remove the '---' separators)" };
+  }
+  // prettyErrors appends " at line L, column C:" and a source excerpt; the position travels separately.
+  const firstLine = (error.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+  return { path: '', message: `invalid YAML: ${firstLine}` };
+}
+
+/** Mapping keys that are lists or mappings (`? [a, b]`): JSON has no such keys, so they can only be mistakes. */
+function findCollectionKeys(node: unknown, path: PathSegment[]): Array<{ path: PathSegment[]; key: unknown }> {
+  const found: Array<{ path: PathSegment[]; key: unknown }> = [];
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      if (isMap(pair.key) || isSeq(pair.key)) found.push({ path, key: pair.key });
+      else found.push(...findCollectionKeys(pair.value, [...path, isScalar(pair.key) ? String(pair.key.value) : '']));
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) found.push(...findCollectionKeys(item, [...path, i]));
+  }
+  return found;
+}
+
+/** The path to the mapping key that starts at `offset`, for duplicate-key errors. */
+function findKeyPathAt(node: unknown, offset: number, path: PathSegment[]): PathSegment[] | undefined {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      if (key === undefined) continue;
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) return [...path, key];
+      const found = findKeyPathAt(pair.value, offset, [...path, key]);
+      if (found) return found;
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const found = findKeyPathAt(item, offset, [...path, i]);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Walks `path` through the document. `node` is the node at the end of the path, if it exists; `offset` is where the
+ * walk got to: the node itself, or the key of an empty value, or the deepest existing ancestor for a missing field.
+ */
+function findNode(doc: Document, path: readonly PathSegment[], at: 'key' | 'value' = 'value'): { node: unknown; offset: number | undefined } {
+  let node: unknown = doc.contents;
+  let offset = rangeStart(node);
+  for (const [i, segment] of path.entries()) {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+      if (!pair) return { node: undefined, offset };
+      const keyOffset = rangeStart(pair.key);
+      if (i === path.length - 1 && at === 'key') return { node: pair.key, offset: keyOffset ?? offset };
+      node = pair.value;
+      // `key:` with nothing after it: point at the key, not at the end of the line.
+      const emptyValue = node === null || (isScalar(node) && node.value === null);
+      offset = (emptyValue ? undefined : rangeStart(node)) ?? keyOffset ?? offset;
+    } else if (isSeq(node) && typeof segment === 'number') {
+      node = node.items[segment];
+      offset = rangeStart(node) ?? offset;
+    } else {
+      return { node: undefined, offset };
+    }
+  }
+  if (isAlias(node)) node = node.resolve(doc);
+  return { node, offset };
+}
+
+function locateIssue(doc: Document, issue: SpecIssue): number | undefined {
+  return findNode(doc, issue.path, issue.at).offset;
+}
+
+function rangeStart(node: unknown): number | undefined {
+  if (typeof node !== 'object' || node === null || !('range' in node)) return undefined;
+  const range: unknown = node.range;
+  return Array.isArray(range) && typeof range[0] === 'number' ? range[0] : undefined;
+}
+
+function sortByPosition(errors: FieldError[]): FieldError[] {
+  const line = (e: FieldError): number => e.line ?? Number.MAX_SAFE_INTEGER;
+  return [...errors].sort((a, b) => line(a) - line(b) || (a.column ?? 0) - (b.column ?? 0));
+}

@@ -1,0 +1,92 @@
+/**
+ * A JSON Schema (draft-07) of the job-spec wire document, for the OpenAPI docs and editor completion.
+ * Documentation only: the hand-written validator (`parseJobSpecObject`) is the authority and gives better messages.
+ * Where the validator accepts several shapes the schema lists them with `oneOf`; it does not restate every rule
+ * (GPU type normalisation, unit syntax, null meaning "left out").
+ */
+
+const label = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 63,
+  pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+} as const;
+
+const memorySize = {
+  description: 'A size like 16GB, 512MiB or 1TB; GB and GiB both count 1024 MiB. A bare number means MiB.',
+  oneOf: [
+    { type: 'string', pattern: '^\\s*(\\d+(\\.\\d*)?|\\.\\d+)\\s*([KkMmGgTtPp][Ii]?[Bb]?|[Bb])?\\s*$', examples: ['16GB', '512MiB', '1TB'] },
+    { type: 'number', exclusiveMinimum: 0 },
+  ],
+} as const;
+
+/** Numbers and booleans are accepted where strings are wanted and taken as written. */
+const scalar = { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }] } as const;
+
+const gpuType = { type: 'string', minLength: 1, description: 'A GPU type like H100, A100 or T4 (case-insensitive; product names are normalised).' } as const;
+
+export const jobSpecJsonSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'JobSpec',
+  description: 'A job: a gang of ranks that start together on num_nodes nodes, each node getting `resources`.',
+  type: 'object',
+  required: ['name', 'run'],
+  additionalProperties: false,
+  properties: {
+    name: { ...label, description: "Lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit." },
+    team: { ...label, default: 'default', description: 'The team the job is accounted to; same rules as name.' },
+    priority: { type: 'integer', minimum: 0, maximum: 1000, default: 50, description: 'Higher runs first.' },
+    resources: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Resources per node. Without it the job asks for no GPUs.',
+      properties: {
+        gpus: {
+          description: 'Whole GPUs per node: a count, TYPE:COUNT (e.g. H100:8), or a mapping.',
+          default: 0,
+          oneOf: [
+            { type: 'integer', minimum: 0 },
+            { type: 'string', pattern: '^\\s*(\\d+|[^:]+:\\s*\\d+)\\s*$', examples: ['H100:8', 'H100,A100:2'] },
+            {
+              type: 'object',
+              required: ['count'],
+              additionalProperties: false,
+              properties: {
+                count: { type: 'integer', minimum: 0 },
+                type: {
+                  description: 'Acceptable types in order of preference; left out or empty means any type.',
+                  oneOf: [gpuType, { type: 'array', items: gpuType }],
+                },
+                memory: { ...memorySize, description: 'Minimum memory of each GPU. ' + memorySize.description },
+              },
+            },
+          ],
+        },
+        cpus: { type: 'number', exclusiveMinimum: 0, description: 'Logical CPUs per node.' },
+        memory: { ...memorySize, description: 'Host memory per node. ' + memorySize.description },
+      },
+    },
+    num_nodes: { type: 'integer', minimum: 1, default: 1, description: 'Nodes the gang spans.' },
+    run: {
+      description: 'A command string run by /bin/sh -c, or an argv list run without a shell.',
+      oneOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', minItems: 1, items: scalar },
+      ],
+    },
+    workdir: { type: 'string', minLength: 1, description: 'Working directory of every rank.' },
+    env: {
+      type: 'object',
+      description: 'Extra environment variables for every rank; numbers and booleans are taken as strings.',
+      propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+      additionalProperties: scalar,
+    },
+    max_duration: {
+      description: 'Stop the job after this long: 2h, 30m, 1h30m, 90s, 500ms, 01:30:00; a bare number means seconds.',
+      oneOf: [
+        { type: 'string', minLength: 1, examples: ['2h', '1h30m', '01:30:00'] },
+        { type: 'number', exclusiveMinimum: 0 },
+      ],
+    },
+  },
+} as const;

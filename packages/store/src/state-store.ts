@@ -13,10 +13,18 @@ export interface StateStore {
   migrate(): Promise<void>;
   close(): Promise<void>;
 
-  /** Inserts a pending job and its `submitted` event. The id is the next sequence number as a string. */
+  /**
+   * Inserts a pending job and its `submitted` event. The id is the next sequence number as a string. Calls made
+   * concurrently may share one transaction (group commit); ids still increase in call order, and each promise
+   * resolves only once its job is durable.
+   */
   createJob(spec: JobSpec, now: number): Promise<Job>;
+  /** Undefined for an unknown id, including one that is not a canonical decimal ("01", "abc"). */
   getJob(id: string): Promise<Job | undefined>;
-  /** Newest first. `cursor` is the opaque `nextCursor` of the previous page. */
+  /**
+   * Newest first. `cursor` is the opaque `nextCursor` of the previous page; a cursor the store did not produce
+   * rejects with InvalidCursorError. Each page costs the same however many jobs exist (keyset pagination).
+   */
   listJobs(query: JobQuery): Promise<JobPage>;
   /** All jobs in the given states, oldest (lowest id) first: the scheduler's queue and the reconciler's work. */
   listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]>;
@@ -34,26 +42,39 @@ export interface StateStore {
   /**
    * Starts placed jobs: for each placement, in one transaction, re-checks that the job is still pending and
    * every GPU is still free, then marks the job running (startedAt = now), records allocations and `tasks`
-   * (status `starting`) and a `scheduled` event. Placements that fail the re-check are skipped and reported.
+   * (status `starting`) and a `scheduled` event. Placements that fail the re-check are skipped and reported:
+   * `job_not_pending` (also for an unknown job), `unknown_node` (a node, or a GPU index on it, that the inventory
+   * lacks), `gpu_taken` (a GPU already allocated, or named twice in the placement). The database itself forbids
+   * two allocations of one GPU, so a race can only produce `gpu_taken`, never a double booking.
    */
   applyPlacements(placements: readonly PlacementWithTasks[], now: number): Promise<ApplyOutcome[]>;
-  /** Updates ranks (pid once launched, status, exit code). One transaction for the whole batch. */
+  /**
+   * Updates ranks (pid once launched, status, exit code). One transaction for the whole batch. Only fields that
+   * are present are written (`exitCode: null` writes null); an update of a rank that does not exist does nothing.
+   */
   updateTasks(updates: readonly TaskUpdate[]): Promise<void>;
   /**
    * Ends a running job: sets status, exitCode, endReason, finishedAt; releases its GPUs; appends the
-   * event of the same name as the status. Returns false when the job was already terminal.
+   * event of the same name as the status. Returns false when the job was already terminal (or does not exist).
+   * A pending job may be ended too (e.g. one that can never fit). Its tasks are kept as the record of the run.
    */
   finishJob(jobId: string, end: JobEnd, now: number): Promise<boolean>;
   /**
    * A pending job becomes `cancelled` at once (returns `cancelled`); a running one gets cancelRequestedAt
    * (returns `stopping`) and ends later through finishJob; a terminal job is left as it is (returns `already_finished`).
+   * Asking again for a running job returns `stopping` and keeps the first cancelRequestedAt and event.
    */
   requestCancel(jobId: string, now: number): Promise<CancelOutcome>;
-  /** Sends a running job back to pending: deletes its tasks and allocations, appends `requeued` with `reason`. */
+  /**
+   * Sends a running job back to pending: deletes its tasks and allocations, clears startedAt and
+   * cancelRequestedAt, appends `requeued` with `reason`. False (and no change) for a job that is not running.
+   * A job whose cancel was requested should be finished as `cancelled` instead.
+   */
   requeueJob(jobId: string, reason: string, now: number): Promise<boolean>;
-  /** Records why pending jobs wait (only changed ones need writing). */
+  /** Records why pending jobs wait (only changed ones need writing). Ids of jobs not pending are ignored. */
   setPendingReasons(reasons: ReadonlyMap<string, Diagnosis>): Promise<void>;
 
+  /** Rejects when the job does not exist (a bug in the caller). */
   appendEvent(jobId: string, type: JobEventType, message: string, now: number, data?: Record<string, unknown>): Promise<JobEvent>;
   /** Events in seq order: of one job, or of all jobs after `afterSeq` (for event streams that resume). */
   listEvents(query: EventQuery): Promise<JobEvent[]>;
@@ -105,6 +126,6 @@ export type CancelOutcome = 'cancelled' | 'stopping' | 'already_finished' | 'not
 export interface EventQuery {
   jobId?: string;
   afterSeq?: number;
-  /** @default 1000 */
+  /** @default 1000, at most 10000 */
   limit?: number;
 }

@@ -1,0 +1,524 @@
+import type { Insertable, Kysely, Transaction } from 'kysely';
+import type {
+  ClusterSnapshot,
+  Diagnosis,
+  GpuAllocation,
+  Job,
+  JobEvent,
+  JobEventType,
+  JobSpec,
+  JobStatus,
+  NodeInfo,
+  Task,
+} from '@tutti/model';
+import { isTerminalJobStatus, JOB_STATUSES } from '@tutti/model';
+import { InvalidCursorError } from './errors.ts';
+import { GroupCommitQueue } from './group-commit.ts';
+import { currentSchemaVersion, runMigrations } from './migrations.ts';
+import { eventFromRow, jobFromRow, parseJobId, taskFromRow } from './row-mapping.ts';
+import type { StoreDatabase, TasksTable } from './schema.ts';
+import { SNAPSHOT_VERSION_KEY } from './schema.ts';
+import type {
+  ApplyOutcome,
+  CancelOutcome,
+  EventQuery,
+  JobEnd,
+  JobPage,
+  JobQuery,
+  PlacementWithTasks,
+  StateStore,
+  TaskUpdate,
+} from './state-store.ts';
+import type { StoreDialect } from './store-dialect.ts';
+
+export interface KyselyStateStoreOptions {
+  db: Kysely<StoreDatabase>;
+  dialect: StoreDialect;
+  /** Names the database in messages (a file path, a connection URL without password). */
+  where?: string;
+  /** The most job submissions one group-commit transaction takes. @default 1000 */
+  maxCreateBatch?: number;
+}
+
+/** Page sizes. */
+const DEFAULT_JOB_PAGE = 50;
+const MAX_JOB_PAGE = 1000;
+const DEFAULT_EVENT_PAGE = 1000;
+const MAX_EVENT_PAGE = 10_000;
+/**
+ * Rows per multi-row INSERT: keeps the bound parameters (about 6 per row) well under SQLite's 32,766 and
+ * PostgreSQL's 65,535.
+ */
+const INSERT_CHUNK = 500;
+
+interface NewJob {
+  specJson: string;
+  spec: JobSpec;
+  now: number;
+}
+
+/** Thrown inside applyPlacements' transaction to roll it back when the database refuses a GPU as taken. */
+class GpuTakenSignal extends Error {}
+
+/**
+ * The StateStore written once over Kysely, for every SQL dialect the store supports. Each state change is one
+ * `db.transaction()`; dialect differences come in through `StoreDialect` and the factory that opened `db`.
+ */
+export class KyselyStateStore implements StateStore {
+  readonly #db: Kysely<StoreDatabase>;
+  readonly #dialect: StoreDialect;
+  readonly #where: string | undefined;
+  readonly #creates: GroupCommitQueue<NewJob, Job>;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: KyselyStateStoreOptions) {
+    this.#db = options.db;
+    this.#dialect = options.dialect;
+    this.#where = options.where;
+    this.#creates = new GroupCommitQueue((batch) => this.#insertJobs(batch), { maxBatch: options.maxCreateBatch ?? 1000 });
+  }
+
+  async migrate(): Promise<void> {
+    await runMigrations(this.#db, this.#dialect, this.#where !== undefined ? { where: this.#where } : {});
+  }
+
+  /** The highest applied migration (0 before `migrate`). */
+  schemaVersion(): Promise<number> {
+    return currentSchemaVersion(this.#db);
+  }
+
+  /** Waits for submissions already accepted to commit, then closes the connection. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#creates.drain();
+      await this.#db.destroy();
+    })();
+    return this.#closed;
+  }
+
+  // ---- jobs -------------------------------------------------------------------------------------------------
+
+  /** Group-committed: see GroupCommitQueue. Resolves once the job's transaction is durable. */
+  createJob(spec: JobSpec, now: number): Promise<Job> {
+    if (this.#closed) return Promise.reject(new Error('the state store is closed'));
+    let specJson: string;
+    try {
+      // Serialised here, not in the batch, so a spec that cannot be serialised fails only its own caller.
+      specJson = JSON.stringify(spec);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#creates.submit({ specJson, spec, now });
+  }
+
+  async #insertJobs(batch: NewJob[]): Promise<Job[]> {
+    return this.#db.transaction().execute(async (trx) => {
+      const ids: number[] = [];
+      for (const chunk of chunked(batch, INSERT_CHUNK)) {
+        const rows = await trx
+          .insertInto('jobs')
+          .values(
+            chunk.map((j) => ({
+              name: j.spec.name,
+              team: j.spec.team,
+              priority: j.spec.priority,
+              status: 'pending',
+              spec_json: j.specJson,
+              created_at: j.now,
+            })),
+          )
+          .returning('id')
+          .execute();
+        // RETURNING order is unspecified, but the rows of one INSERT take increasing ids in VALUES order (SQLite
+        // rowid/AUTOINCREMENT; a PostgreSQL identity evaluates nextval row by row), so sorted ids follow the chunk.
+        ids.push(...rows.map((r) => Number(r.id)).sort((a, b) => a - b));
+      }
+      const events = batch.map((j, i) => ({
+        job_id: ids[i] as number,
+        at: j.now,
+        type: 'submitted' as const,
+        message: `submitted by team ${j.spec.team} with priority ${j.spec.priority}`,
+        data_json: null,
+      }));
+      for (const chunk of chunked(events, INSERT_CHUNK)) await trx.insertInto('events').values(chunk).execute();
+      return batch.map((j, i): Job => ({
+        id: String(ids[i]),
+        // A copy, as getJob would return: the caller's spec object may change after the call.
+        spec: JSON.parse(j.specJson) as JobSpec,
+        status: 'pending',
+        createdAt: j.now,
+      }));
+    });
+  }
+
+  async getJob(id: string): Promise<Job | undefined> {
+    const key = parseJobId(id);
+    if (key === undefined) return undefined;
+    const row = await this.#db.selectFrom('jobs').selectAll().where('id', '=', key).executeTakeFirst();
+    return row && jobFromRow(row);
+  }
+
+  /**
+   * Keyset pagination: each page is `id < cursor ORDER BY id DESC LIMIT n+1` on an index ending in id, so the
+   * cost of a page does not grow with the number of jobs or with how deep the page is. The cursor is the last id
+   * of the previous page; a malformed one throws InvalidCursorError.
+   */
+  async listJobs(query: JobQuery): Promise<JobPage> {
+    const limit = clampLimit(query.limit, DEFAULT_JOB_PAGE, MAX_JOB_PAGE);
+    let q = this.#db.selectFrom('jobs').selectAll();
+    if (query.status !== undefined) q = q.where('status', '=', query.status);
+    if (query.team !== undefined) q = q.where('team', '=', query.team);
+    if (query.cursor !== undefined) {
+      const before = parseJobId(query.cursor);
+      if (before === undefined) throw new InvalidCursorError(query.cursor);
+      q = q.where('id', '<', before);
+    }
+    const rows = await q.orderBy('id', 'desc').limit(limit + 1).execute();
+    const jobs = rows.slice(0, limit).map(jobFromRow);
+    const last = jobs[jobs.length - 1];
+    return rows.length > limit && last ? { jobs, nextCursor: last.id } : { jobs };
+  }
+
+  async listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]> {
+    if (statuses.length === 0) return [];
+    const rows = await this.#db.selectFrom('jobs').selectAll().where('status', 'in', [...statuses]).orderBy('id', 'asc').execute();
+    return rows.map(jobFromRow);
+  }
+
+  async countJobsByStatus(): Promise<Record<JobStatus, number>> {
+    const rows = await this.#db
+      .selectFrom('jobs')
+      .select((eb) => ['status', eb.fn.countAll<number | string>().as('n')])
+      .groupBy('status')
+      .execute();
+    const counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
+    for (const row of rows) counts[row.status as JobStatus] = Number(row.n);
+    return counts;
+  }
+
+  // ---- tasks ------------------------------------------------------------------------------------------------
+
+  async getTasks(jobId: string): Promise<Task[]> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return [];
+    const rows = await this.#db.selectFrom('tasks').selectAll().where('job_id', '=', key).orderBy('rank', 'asc').execute();
+    return rows.map(taskFromRow);
+  }
+
+  async listActiveTasks(): Promise<Task[]> {
+    const rows = await this.#db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .selectAll('tasks')
+      .where('jobs.status', '=', 'running')
+      .orderBy('tasks.job_id', 'asc')
+      .orderBy('tasks.rank', 'asc')
+      .execute();
+    return rows.map(taskFromRow);
+  }
+
+  /**
+   * Only the fields present in an update are written (`exitCode: null` writes NULL). Updates naming a rank that
+   * does not exist change nothing.
+   */
+  async updateTasks(updates: readonly TaskUpdate[]): Promise<void> {
+    const writes = updates.flatMap((u) => {
+      const key = parseJobId(u.jobId);
+      const set: Partial<Insertable<TasksTable>> = {};
+      if (u.status !== undefined) set.status = u.status;
+      if (u.pid !== undefined) set.pid = u.pid;
+      if (u.pidStartTime !== undefined) set.pid_start_time = u.pidStartTime;
+      if (u.logPath !== undefined) set.log_path = u.logPath;
+      if (u.exitCode !== undefined) set.exit_code = u.exitCode;
+      if (u.startedAt !== undefined) set.started_at = u.startedAt;
+      if (u.finishedAt !== undefined) set.finished_at = u.finishedAt;
+      return key === undefined || Object.keys(set).length === 0 ? [] : [{ key, rank: u.rank, set }];
+    });
+    if (writes.length === 0) return;
+    await this.#db.transaction().execute(async (trx) => {
+      for (const w of writes) {
+        await trx.updateTable('tasks').set(w.set).where('job_id', '=', w.key).where('rank', '=', w.rank).execute();
+      }
+    });
+  }
+
+  // ---- nodes and the snapshot -------------------------------------------------------------------------------
+
+  async replaceNodes(nodes: NodeInfo[], _now: number): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('nodes').execute();
+      const rows = nodes.map((n) => ({ name: n.name, info_json: JSON.stringify(n) }));
+      for (const chunk of chunked(rows, INSERT_CHUNK)) await trx.insertInto('nodes').values(chunk).execute();
+      await bumpSnapshotVersion(trx);
+    });
+  }
+
+  /** Read in one transaction, so the version, nodes and allocations agree. Nodes by name; allocations by node, GPU. */
+  async snapshot(): Promise<ClusterSnapshot> {
+    return this.#db.transaction().execute(async (trx) => {
+      const meta = await trx.selectFrom('meta').select('value').where('key', '=', SNAPSHOT_VERSION_KEY).executeTakeFirstOrThrow();
+      const nodeRows = await trx.selectFrom('nodes').select('info_json').orderBy('name', 'asc').execute();
+      const allocationRows = await trx
+        .selectFrom('gpu_allocations')
+        .selectAll()
+        .orderBy('node', 'asc')
+        .orderBy('gpu_index', 'asc')
+        .execute();
+      return {
+        version: Number(meta.value),
+        nodes: nodeRows.map((r) => JSON.parse(r.info_json) as NodeInfo),
+        allocations: allocationRows.map((r): GpuAllocation => ({ jobId: String(r.job_id), node: r.node, gpuIndex: r.gpu_index })),
+      };
+    });
+  }
+
+  // ---- placing and ending jobs ------------------------------------------------------------------------------
+
+  async applyPlacements(placements: readonly PlacementWithTasks[], now: number): Promise<ApplyOutcome[]> {
+    const outcomes: ApplyOutcome[] = [];
+    // One transaction per placement: one job that lost its GPUs does not hold back the others.
+    for (const p of placements) outcomes.push(await this.#applyPlacement(p, now));
+    return outcomes;
+  }
+
+  async #applyPlacement({ placement, tasks }: PlacementWithTasks, now: number): Promise<ApplyOutcome> {
+    const jobId = placement.jobId;
+    const key = parseJobId(jobId);
+    if (key === undefined) return { jobId, applied: false, reason: 'job_not_pending' };
+    const wanted = placement.nodes.flatMap((n) => n.gpuIndices.map((gpuIndex) => ({ node: n.node, gpu_index: gpuIndex, job_id: key })));
+    try {
+      return await this.#db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
+        const job = await this.#lockJob(trx, key);
+        if (job?.status !== 'pending') return { jobId, applied: false, reason: 'job_not_pending' };
+
+        const names = [...new Set(placement.nodes.map((n) => n.node))];
+        const nodeRows = names.length === 0 ? [] : await trx.selectFrom('nodes').selectAll().where('name', 'in', names).execute();
+        const inventory = new Map(nodeRows.map((r) => [r.name, JSON.parse(r.info_json) as NodeInfo]));
+        for (const placed of placement.nodes) {
+          const info = inventory.get(placed.node);
+          const indices = new Set(info?.gpus.map((g) => g.index));
+          if (!info || placed.gpuIndices.some((i) => !indices.has(i))) return { jobId, applied: false, reason: 'unknown_node' };
+        }
+
+        if (wanted.length > 0) {
+          const taken = await trx
+            .selectFrom('gpu_allocations')
+            .select('node')
+            .where((eb) =>
+              eb.or(
+                placement.nodes
+                  .filter((n) => n.gpuIndices.length > 0)
+                  .map((n) => eb.and([eb('node', '=', n.node), eb('gpu_index', 'in', n.gpuIndices)])),
+              ),
+            )
+            .limit(1)
+            .execute();
+          if (taken.length > 0) return { jobId, applied: false, reason: 'gpu_taken' };
+          try {
+            // The primary key (node, gpu_index) is the last word: even a check that raced, or one placement
+            // naming a GPU twice, cannot double-book.
+            for (const chunk of chunked(wanted, INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
+          } catch (error) {
+            if (this.#dialect.isUniqueViolation(error)) throw new GpuTakenSignal();
+            throw error;
+          }
+        }
+
+        await trx
+          .updateTable('jobs')
+          .set({ status: 'running', started_at: now, pending_reason_json: null })
+          .where('id', '=', key)
+          .execute();
+        const taskRows = tasks.map((t) => ({
+          job_id: key,
+          rank: t.rank,
+          local_rank: t.localRank,
+          node_rank: t.nodeRank,
+          node: t.node,
+          gpus_json: JSON.stringify(t.gpus),
+          status: 'starting',
+          pid: t.pid ?? null,
+          pid_start_time: t.pidStartTime ?? null,
+          log_path: t.logPath ?? null,
+          exit_code: t.exitCode ?? null,
+          started_at: t.startedAt ?? null,
+          finished_at: t.finishedAt ?? null,
+        }));
+        for (const chunk of chunked(taskRows, INSERT_CHUNK)) await trx.insertInto('tasks').values(chunk).execute();
+        const where = placement.nodes.map((n) => (n.gpuIndices.length > 0 ? `${n.node} (GPUs ${n.gpuIndices.join(',')})` : n.node));
+        await insertEvent(trx, key, 'scheduled', `scheduled on ${where.join(', ')}`, now, { nodes: placement.nodes });
+        await bumpSnapshotVersion(trx);
+        return { jobId, applied: true };
+      });
+    } catch (error) {
+      if (error instanceof GpuTakenSignal) return { jobId, applied: false, reason: 'gpu_taken' };
+      throw error;
+    }
+  }
+
+  /**
+   * Also ends a pending job (e.g. one that can never fit). Tasks are kept as the record of the run; their rows
+   * are updated by the reconciler through updateTasks. Returns false for an unknown job too.
+   */
+  async finishJob(jobId: string, end: JobEnd, now: number): Promise<boolean> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return false;
+    return this.#db.transaction().execute(async (trx) => {
+      const job = await this.#lockJob(trx, key);
+      if (!job || isTerminalJobStatus(job.status as JobStatus)) return false;
+      await trx
+        .updateTable('jobs')
+        .set({ status: end.status, exit_code: end.exitCode, end_reason: end.endReason, finished_at: now, pending_reason_json: null })
+        .where('id', '=', key)
+        .execute();
+      const released = await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).executeTakeFirst();
+      if (Number(released.numDeletedRows) > 0) await bumpSnapshotVersion(trx);
+      await insertEvent(trx, key, end.status, end.endReason, now, { exitCode: end.exitCode });
+      return true;
+    });
+  }
+
+  /** Asking twice for a running job keeps the first cancelRequestedAt and appends one `cancel_requested` event. */
+  async requestCancel(jobId: string, now: number): Promise<CancelOutcome> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return 'not_found';
+    return this.#db.transaction().execute(async (trx): Promise<CancelOutcome> => {
+      const job = await this.#lockJob(trx, key);
+      if (!job) return 'not_found';
+      const status = job.status as JobStatus;
+      if (isTerminalJobStatus(status)) return 'already_finished';
+      if (status === 'pending') {
+        await trx
+          .updateTable('jobs')
+          .set({ status: 'cancelled', exit_code: null, end_reason: 'cancelled', finished_at: now, pending_reason_json: null })
+          .where('id', '=', key)
+          .execute();
+        await insertEvent(trx, key, 'cancelled', 'cancelled before it started', now);
+        return 'cancelled';
+      }
+      if (job.cancel_requested_at === null) {
+        await trx.updateTable('jobs').set({ cancel_requested_at: now }).where('id', '=', key).execute();
+        await insertEvent(trx, key, 'cancel_requested', 'cancel requested; stopping every rank', now);
+      }
+      return 'stopping';
+    });
+  }
+
+  /**
+   * Only a running job is requeued (false otherwise). startedAt and cancelRequestedAt are cleared with the run
+   * they belonged to: the server should finish a job whose cancel was requested instead of requeueing it.
+   */
+  async requeueJob(jobId: string, reason: string, now: number): Promise<boolean> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return false;
+    return this.#db.transaction().execute(async (trx) => {
+      const job = await this.#lockJob(trx, key);
+      if (job?.status !== 'running') return false;
+      await trx.deleteFrom('tasks').where('job_id', '=', key).execute();
+      await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).execute();
+      await trx
+        .updateTable('jobs')
+        .set({ status: 'pending', started_at: null, cancel_requested_at: null, exit_code: null })
+        .where('id', '=', key)
+        .execute();
+      await insertEvent(trx, key, 'requeued', reason, now, { reason });
+      await bumpSnapshotVersion(trx);
+      return true;
+    });
+  }
+
+  /** Writes only reasons that differ from the stored one, and only for jobs still pending. */
+  async setPendingReasons(reasons: ReadonlyMap<string, Diagnosis>): Promise<void> {
+    const writes = [...reasons].flatMap(([id, diagnosis]) => {
+      const key = parseJobId(id);
+      return key === undefined ? [] : [{ key, json: JSON.stringify(diagnosis) }];
+    });
+    if (writes.length === 0) return;
+    await this.#db.transaction().execute(async (trx) => {
+      for (const w of writes) {
+        await trx
+          .updateTable('jobs')
+          .set({ pending_reason_json: w.json })
+          .where('id', '=', w.key)
+          .where('status', '=', 'pending')
+          .where((eb) => eb.or([eb('pending_reason_json', 'is', null), eb('pending_reason_json', '<>', w.json)]))
+          .execute();
+      }
+    });
+  }
+
+  /**
+   * Reads the job's status at the start of a transaction that may change it, locking its row where the dialect
+   * has row locks (concurrent transactions on the same job then run one after the other).
+   */
+  #lockJob(trx: Transaction<StoreDatabase>, key: number) {
+    return trx
+      .selectFrom('jobs')
+      .select(['status', 'cancel_requested_at'])
+      .where('id', '=', key)
+      .$if(this.#dialect.rowLocks, (q) => q.forUpdate())
+      .executeTakeFirst();
+  }
+
+  // ---- events -----------------------------------------------------------------------------------------------
+
+  /** Rejects for a job that does not exist (a bug in the caller). */
+  async appendEvent(jobId: string, type: JobEventType, message: string, now: number, data?: Record<string, unknown>): Promise<JobEvent> {
+    const key = parseJobId(jobId);
+    if (key === undefined) throw new Error(`appendEvent: no job ${JSON.stringify(jobId)}`);
+    return this.#db.transaction().execute((trx) => insertEvent(trx, key, type, message, now, data));
+  }
+
+  /** At most 10,000 events per call. An unknown job id gives no events. */
+  async listEvents(query: EventQuery): Promise<JobEvent[]> {
+    const limit = clampLimit(query.limit, DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE);
+    let q = this.#db.selectFrom('events').selectAll();
+    if (query.jobId !== undefined) {
+      const key = parseJobId(query.jobId);
+      if (key === undefined) return [];
+      q = q.where('job_id', '=', key);
+    }
+    if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq);
+    const rows = await q.orderBy('seq', 'asc').limit(limit).execute();
+    return rows.map(eventFromRow);
+  }
+}
+
+async function insertEvent(
+  trx: Transaction<StoreDatabase>,
+  jobId: number,
+  type: JobEventType,
+  message: string,
+  at: number,
+  data?: Record<string, unknown>,
+): Promise<JobEvent> {
+  const dataJson = data === undefined ? null : JSON.stringify(data);
+  const row = await trx
+    .insertInto('events')
+    .values({ job_id: jobId, at, type, message, data_json: dataJson })
+    .returning('seq')
+    .executeTakeFirstOrThrow();
+  const event: JobEvent = { seq: Number(row.seq), jobId: String(jobId), at, type, message };
+  if (dataJson !== null) event.data = JSON.parse(dataJson) as Record<string, unknown>;
+  return event;
+}
+
+/** Atomic in both dialects: the UPDATE locks the row (PostgreSQL) or the database (SQLite). */
+async function bumpSnapshotVersion(trx: Transaction<StoreDatabase>): Promise<void> {
+  await trx
+    .updateTable('meta')
+    .set((eb) => ({ value: eb('value', '+', 1) }))
+    .where('key', '=', SNAPSHOT_VERSION_KEY)
+    .execute();
+}
+
+function clampLimit(limit: number | undefined, fallback: number, max: number): number {
+  if (limit === undefined || !Number.isFinite(limit)) return fallback;
+  return Math.min(max, Math.max(1, Math.floor(limit)));
+}
+
+function chunked<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}

@@ -1,0 +1,181 @@
+import { sql } from 'kysely';
+import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
+import { SchemaTooNewError } from './errors.ts';
+import type { StoreDialect } from './store-dialect.ts';
+import { SNAPSHOT_VERSION_KEY } from './schema.ts';
+
+/**
+ * One step of the schema. Rules:
+ * - append only: never edit or reorder a migration that has shipped; fix forward with a new one;
+ * - `version` is the previous version + 1;
+ * - `up` runs inside a transaction together with its `schema_migrations` row, so it applies entirely or not at all
+ *   (both SQLite and PostgreSQL have transactional DDL);
+ * - write it with the Kysely schema builder so SQLite and PostgreSQL share it; branch on `dialect.name` only for
+ *   what really differs (see `addAutoIncrementId`).
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration sees the schema of its own time
+  up(db: Kysely<any>, dialect: StoreDialect): Promise<void>;
+}
+
+/** An autoincrement integer primary key whose values are never reused. */
+function autoIncrementId(dialect: StoreDialect): [dataType: 'integer' | 'bigint', build: (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] {
+  return dialect.name === 'sqlite'
+    ? // Exactly `integer primary key autoincrement`: the rowid alias, and AUTOINCREMENT forbids reusing the id of a
+      // deleted newest row.
+      ['integer', (c) => c.primaryKey().autoIncrement()]
+    : ['bigint', (c) => c.primaryKey().generatedByDefaultAsIdentity()];
+}
+
+const JOB_STATUS_CHECK = sql`status in ('pending', 'running', 'succeeded', 'failed', 'cancelled')`;
+const TASK_STATUS_CHECK = sql`status in ('starting', 'running', 'exited', 'lost')`;
+
+/** Every migration, in order. Add new ones at the end (see README.md, "Adding a migration"). */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    async up(db, dialect) {
+      const [idType, idColumn] = autoIncrementId(dialect);
+      await db.schema
+        .createTable('jobs')
+        .addColumn('id', idType, idColumn)
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('team', 'text', (c) => c.notNull())
+        .addColumn('priority', 'integer', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('spec_json', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('started_at', 'bigint')
+        .addColumn('finished_at', 'bigint')
+        .addColumn('exit_code', 'integer')
+        .addColumn('end_reason', 'text')
+        .addColumn('pending_reason_json', 'text')
+        .addColumn('cancel_requested_at', 'bigint')
+        .addCheckConstraint('jobs_status_check', JOB_STATUS_CHECK)
+        .execute();
+      // listJobs pages newest first by id, optionally filtered by status and/or team: each filter combination has
+      // an index ending in id, so a page is an index range scan however many jobs there are.
+      await db.schema.createIndex('jobs_status_id').on('jobs').columns(['status', 'id']).execute();
+      await db.schema.createIndex('jobs_team_id').on('jobs').columns(['team', 'id']).execute();
+      await db.schema.createIndex('jobs_team_status_id').on('jobs').columns(['team', 'status', 'id']).execute();
+
+      await db.schema
+        .createTable('tasks')
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addColumn('rank', 'integer', (c) => c.notNull())
+        .addColumn('local_rank', 'integer', (c) => c.notNull())
+        .addColumn('node_rank', 'integer', (c) => c.notNull())
+        .addColumn('node', 'text', (c) => c.notNull())
+        .addColumn('gpus_json', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('pid', 'integer')
+        .addColumn('pid_start_time', 'bigint')
+        .addColumn('log_path', 'text')
+        .addColumn('exit_code', 'integer')
+        .addColumn('started_at', 'bigint')
+        .addColumn('finished_at', 'bigint')
+        .addPrimaryKeyConstraint('tasks_pk', ['job_id', 'rank'])
+        .addCheckConstraint('tasks_status_check', TASK_STATUS_CHECK)
+        .execute();
+
+      // No foreign key to nodes: an allocation outlives its node leaving the inventory, until its job ends.
+      await db.schema
+        .createTable('gpu_allocations')
+        .addColumn('node', 'text', (c) => c.notNull())
+        .addColumn('gpu_index', 'integer', (c) => c.notNull())
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addPrimaryKeyConstraint('gpu_allocations_pk', ['node', 'gpu_index'])
+        .execute();
+      await db.schema.createIndex('gpu_allocations_job').on('gpu_allocations').column('job_id').execute();
+
+      await db.schema
+        .createTable('nodes')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('info_json', 'text', (c) => c.notNull())
+        .execute();
+
+      const [seqType, seqColumn] = autoIncrementId(dialect);
+      await db.schema
+        .createTable('events')
+        .addColumn('seq', seqType, seqColumn)
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('data_json', 'text')
+        .execute();
+      await db.schema.createIndex('events_job_seq').on('events').columns(['job_id', 'seq']).execute();
+
+      await db.schema
+        .createTable('meta')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.insertInto('meta').values({ key: SNAPSHOT_VERSION_KEY, value: 0 }).execute();
+    },
+  },
+];
+
+/** The schema version this build writes. */
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+export interface RunMigrationsOptions {
+  /** @default MIGRATIONS */
+  migrations?: readonly Migration[];
+  /** Names the database in error messages (a file path). */
+  where?: string;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+/**
+ * Brings the schema up to date: applies each migration above the recorded version, each in its own transaction
+ * with its `schema_migrations` row. Idempotent; refuses (SchemaTooNewError) a database from a newer tutti.
+ * Returns the schema version afterwards.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see Migration.up
+export async function runMigrations(db: Kysely<any>, dialect: StoreDialect, options: RunMigrationsOptions = {}): Promise<number> {
+  const migrations = options.migrations ?? MIGRATIONS;
+  const now = options.now ?? Date.now;
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration "${m.name}" has version ${m.version}, expected ${i + 1}: versions must be 1, 2, 3, ...`);
+  });
+  const known = migrations.length;
+
+  await db.schema
+    .createTable('schema_migrations')
+    .ifNotExists()
+    .addColumn('version', 'integer', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('applied_at', 'bigint', (c) => c.notNull())
+    .execute();
+
+  let current = await currentSchemaVersion(db);
+  if (current > known) throw new SchemaTooNewError(current, known, options.where);
+
+  for (const migration of migrations) {
+    if (migration.version <= current) continue;
+    await db.transaction().execute(async (trx) => {
+      // Re-checked inside the transaction in case another process migrated meanwhile (PostgreSQL).
+      const done = await trx.selectFrom('schema_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();
+      if (done) return;
+      await migration.up(trx, dialect);
+      await trx.insertInto('schema_migrations').values({ version: migration.version, name: migration.name, applied_at: now() }).execute();
+    });
+    current = migration.version;
+  }
+  return current;
+}
+
+/** The highest applied migration, 0 for an empty database. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see Migration.up
+export async function currentSchemaVersion(db: Kysely<any>): Promise<number> {
+  const row = await db
+    .selectFrom('schema_migrations')
+    .select((eb) => eb.fn.max<number | null>('version').as('version'))
+    .executeTakeFirst();
+  return Number(row?.version ?? 0);
+}

@@ -1,0 +1,89 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The tables as Kysely sees them (column names are the SQL names). Integers are epoch milliseconds or counters;
+ * JSON columns hold `JSON.stringify` text. A PostgreSQL dialect must return `bigint` columns as numbers
+ * (e.g. `pg.types.setTypeParser(20, Number)`): every id and timestamp here is below 2^53.
+ *
+ * This describes the schema after the newest migration; migrations themselves use `Kysely<any>` because the
+ * schema they see changes over time.
+ */
+export interface StoreDatabase {
+  jobs: JobsTable;
+  tasks: TasksTable;
+  gpu_allocations: GpuAllocationsTable;
+  nodes: NodesTable;
+  events: EventsTable;
+  meta: MetaTable;
+  schema_migrations: SchemaMigrationsTable;
+}
+
+export interface JobsTable {
+  /** Autoincrement, never reused; exposed as a decimal string. */
+  id: Generated<number>;
+  /** Copies of spec fields, kept as columns for filtering. */
+  name: string;
+  team: string;
+  priority: number;
+  status: string;
+  spec_json: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  exit_code: number | null;
+  end_reason: string | null;
+  pending_reason_json: string | null;
+  cancel_requested_at: number | null;
+}
+
+export interface TasksTable {
+  job_id: number;
+  rank: number;
+  local_rank: number;
+  node_rank: number;
+  node: string;
+  gpus_json: string;
+  status: string;
+  pid: number | null;
+  pid_start_time: number | null;
+  log_path: string | null;
+  exit_code: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+/** Primary key (node, gpu_index): the database itself refuses to give one GPU to two jobs. */
+export interface GpuAllocationsTable {
+  node: string;
+  gpu_index: number;
+  job_id: number;
+}
+
+export interface NodesTable {
+  name: string;
+  info_json: string;
+}
+
+export interface EventsTable {
+  seq: Generated<number>;
+  job_id: number;
+  at: number;
+  type: string;
+  message: string;
+  data_json: string | null;
+}
+
+/** Integer counters by name; `snapshot_version` is the only one so far. */
+export interface MetaTable {
+  key: string;
+  value: number;
+}
+
+export interface SchemaMigrationsTable {
+  version: number;
+  name: string;
+  applied_at: number;
+}
+
+/** The key in `meta` of the cluster snapshot version. */
+export const SNAPSHOT_VERSION_KEY = 'snapshot_version';

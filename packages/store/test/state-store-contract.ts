@@ -1,0 +1,551 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Job } from '@tutti/model';
+import type { StateStore } from '../src/state-store.ts';
+import { makeDiagnosis, makeJobSpec, makeNode, makePlacement } from './builders.ts';
+
+export interface StoreUnderTest {
+  store: StateStore;
+  cleanup(): Promise<void>;
+}
+
+const T0 = 1_700_000_000_000;
+
+/**
+ * The behaviour every StateStore promises (see state-store.ts). Run it against each implementation with a factory
+ * that returns a fresh, migrated, empty store:
+ *
+ *   describeStateStoreContract('sqlite', async () => { ... return { store, cleanup } });
+ */
+export function describeStateStoreContract(name: string, makeStore: () => Promise<StoreUnderTest>): void {
+  describe(`StateStore contract: ${name}`, () => {
+    let subject: StoreUnderTest;
+    let store: StateStore;
+
+    beforeEach(async () => {
+      subject = await makeStore();
+      store = subject.store;
+    });
+    afterEach(async () => {
+      await subject.cleanup();
+    });
+
+    /** A running job on n1 holding `gpus`. */
+    async function startJob(gpus: number[] = [0], node = 'n1', at = T0 + 10): Promise<Job> {
+      const job = await store.createJob(makeJobSpec(), T0);
+      const [outcome] = await store.applyPlacements([makePlacement(job.id, [[node, gpus]])], at);
+      expect(outcome).toEqual({ jobId: job.id, applied: true });
+      return job;
+    }
+
+    describe('migrate', () => {
+      it('is safe to call again', async () => {
+        await store.migrate();
+        await store.migrate();
+        expect(await store.countJobsByStatus()).toMatchObject({ pending: 0 });
+      });
+    });
+
+    describe('createJob and getJob', () => {
+      it('creates a pending job with a decimal id and reads it back', async () => {
+        const spec = makeJobSpec({ name: 'resnet', team: 'vision', priority: 70, env: { A: '1' }, maxDurationMs: 60_000 });
+        const job = await store.createJob(spec, T0);
+        expect(job).toEqual({ id: expect.stringMatching(/^[1-9][0-9]*$/), spec, status: 'pending', createdAt: T0 });
+        expect(await store.getJob(job.id)).toEqual(job);
+      });
+
+      it('gives increasing ids', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        expect(Number(b.id)).toBeGreaterThan(Number(a.id));
+      });
+
+      it('gives concurrent submissions distinct ids increasing in call order', async () => {
+        const jobs = await Promise.all(Array.from({ length: 40 }, (_, i) => store.createJob(makeJobSpec({ name: `j${i}` }), T0 + i)));
+        const ids = jobs.map((j) => Number(j.id));
+        expect(ids).toEqual([...ids].sort((x, y) => x - y));
+        expect(new Set(ids).size).toBe(40);
+        for (const [i, job] of jobs.entries()) {
+          expect(job.spec.name).toBe(`j${i}`);
+          expect(await store.getJob(job.id)).toEqual(job);
+        }
+      });
+
+      it('stores a copy of the spec', async () => {
+        const spec = makeJobSpec();
+        const job = await store.createJob(spec, T0);
+        spec.name = 'changed';
+        expect((await store.getJob(job.id))?.spec.name).toBe('train');
+        expect(job.spec.name).toBe('train');
+      });
+
+      it('appends a submitted event', async () => {
+        const job = await store.createJob(makeJobSpec(), T0);
+        const events = await store.listEvents({ jobId: job.id });
+        expect(events).toHaveLength(1);
+        expect(events[0]).toMatchObject({ jobId: job.id, type: 'submitted', at: T0 });
+      });
+
+      it('returns undefined for unknown or malformed ids', async () => {
+        await store.createJob(makeJobSpec(), T0);
+        for (const id of ['999999', '0', '-1', '01', 'abc', '', '1.0', '99999999999999999999']) {
+          expect(await store.getJob(id)).toBeUndefined();
+        }
+      });
+    });
+
+    describe('listJobs', () => {
+      it('lists newest first and pages with a cursor', async () => {
+        const created: Job[] = [];
+        for (let i = 0; i < 7; i++) created.push(await store.createJob(makeJobSpec({ name: `j${i}` }), T0 + i));
+        const newestFirst = created.map((j) => j.id).reverse();
+
+        const first = await store.listJobs({ limit: 3 });
+        expect(first.jobs.map((j) => j.id)).toEqual(newestFirst.slice(0, 3));
+        expect(first.nextCursor).toBeDefined();
+        const second = await store.listJobs({ limit: 3, cursor: first.nextCursor as string });
+        expect(second.jobs.map((j) => j.id)).toEqual(newestFirst.slice(3, 6));
+        const third = await store.listJobs({ limit: 3, cursor: second.nextCursor as string });
+        expect(third.jobs.map((j) => j.id)).toEqual(newestFirst.slice(6));
+        expect(third.nextCursor).toBeUndefined();
+        expect(third.jobs[0]).toEqual(created[0]);
+      });
+
+      it('has no next cursor when the page is exactly full', async () => {
+        for (let i = 0; i < 3; i++) await store.createJob(makeJobSpec(), T0);
+        expect((await store.listJobs({ limit: 3 })).nextCursor).toBeUndefined();
+      });
+
+      it('returns an empty page for an empty store', async () => {
+        expect(await store.listJobs({})).toEqual({ jobs: [] });
+      });
+
+      it('pages 50 by default and at most 1000', async () => {
+        await Promise.all(Array.from({ length: 1005 }, (_, i) => store.createJob(makeJobSpec(), T0 + i)));
+        const byDefault = await store.listJobs({});
+        expect(byDefault.jobs).toHaveLength(50);
+        expect(byDefault.nextCursor).toBeDefined();
+        const big = await store.listJobs({ limit: 5000 });
+        expect(big.jobs).toHaveLength(1000);
+        const rest = await store.listJobs({ limit: 5000, cursor: big.nextCursor as string });
+        expect(rest.jobs).toHaveLength(5);
+        expect(rest.nextCursor).toBeUndefined();
+      });
+
+      it('filters by status, team, and both', async () => {
+        const a = await store.createJob(makeJobSpec({ team: 'red' }), T0);
+        const b = await store.createJob(makeJobSpec({ team: 'blue' }), T0);
+        const c = await store.createJob(makeJobSpec({ team: 'red' }), T0);
+        const d = await store.createJob(makeJobSpec({ team: 'red' }), T0);
+        await store.requestCancel(c.id, T0 + 1);
+        const ids = (page: { jobs: Job[] }) => page.jobs.map((j) => j.id);
+        expect(ids(await store.listJobs({ team: 'red' }))).toEqual([d.id, c.id, a.id]);
+        expect(ids(await store.listJobs({ status: 'pending' }))).toEqual([d.id, b.id, a.id]);
+        expect(ids(await store.listJobs({ status: 'pending', team: 'red' }))).toEqual([d.id, a.id]);
+        expect(ids(await store.listJobs({ status: 'cancelled', team: 'blue' }))).toEqual([]);
+        const page1 = await store.listJobs({ status: 'pending', team: 'red', limit: 1 });
+        expect(ids(page1)).toEqual([d.id]);
+        expect(ids(await store.listJobs({ status: 'pending', team: 'red', limit: 1, cursor: page1.nextCursor as string }))).toEqual([a.id]);
+      });
+
+      it('rejects a malformed cursor', async () => {
+        await expect(store.listJobs({ cursor: 'not-a-cursor' })).rejects.toThrow(/cursor/);
+      });
+    });
+
+    describe('listJobsByStatus and countJobsByStatus', () => {
+      it('lists the jobs in any of the states, oldest first, with spec and pending reason', async () => {
+        const a = await store.createJob(makeJobSpec({ name: 'a' }), T0);
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+        const running = await store.createJob(makeJobSpec({ name: 'r' }), T0);
+        await store.applyPlacements([makePlacement(running.id, [['n1', [0]]])], T0 + 1);
+        const c = await store.createJob(makeJobSpec({ name: 'c' }), T0);
+        const cancelled = await store.createJob(makeJobSpec({ name: 'x' }), T0);
+        await store.requestCancel(cancelled.id, T0 + 2);
+        const reason = makeDiagnosis();
+        await store.setPendingReasons(new Map([[a.id, reason]]));
+
+        const pending = await store.listJobsByStatus(['pending']);
+        expect(pending.map((j) => j.id)).toEqual([a.id, c.id]);
+        expect(pending[0]).toMatchObject({ spec: { name: 'a' }, pendingReason: reason });
+        expect((await store.listJobsByStatus(['running', 'pending'])).map((j) => j.id)).toEqual([a.id, running.id, c.id]);
+        expect(await store.listJobsByStatus([])).toEqual([]);
+        expect(await store.countJobsByStatus()).toEqual({ pending: 2, running: 1, succeeded: 0, failed: 0, cancelled: 1 });
+      });
+
+      it('counts zero of every state in an empty store', async () => {
+        expect(await store.countJobsByStatus()).toEqual({ pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
+      });
+    });
+
+    describe('replaceNodes and snapshot', () => {
+      it('starts empty', async () => {
+        const snap = await store.snapshot();
+        expect(snap.nodes).toEqual([]);
+        expect(snap.allocations).toEqual([]);
+        expect(typeof snap.version).toBe('number');
+      });
+
+      it('replaces the inventory and bumps the version', async () => {
+        const v0 = (await store.snapshot()).version;
+        const n2 = makeNode('n2', 4, { labels: { rack: 'r1' }, state: 'draining' });
+        await store.replaceNodes([n2, makeNode('n1', 8)], T0);
+        const s1 = await store.snapshot();
+        expect(s1.version).toBeGreaterThan(v0);
+        expect(s1.nodes).toEqual([makeNode('n1', 8), n2]);
+        await store.replaceNodes([makeNode('n3', 1)], T0);
+        const s2 = await store.snapshot();
+        expect(s2.version).toBeGreaterThan(s1.version);
+        expect(s2.nodes.map((n) => n.name)).toEqual(['n3']);
+      });
+
+      it('keeps the allocations of a node that left until their job ends', async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+        const job = await startJob([1]);
+        await store.replaceNodes([makeNode('n2', 2)], T0 + 20);
+        expect((await store.snapshot()).allocations).toEqual([{ jobId: job.id, node: 'n1', gpuIndex: 1 }]);
+        expect(await store.finishJob(job.id, { status: 'failed', exitCode: null, endReason: 'node n1 lost' }, T0 + 30)).toBe(true);
+        expect((await store.snapshot()).allocations).toEqual([]);
+      });
+    });
+
+    describe('applyPlacements', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 4), makeNode('n2', 4)], T0);
+      });
+
+      it('starts a placed job: running, allocations, tasks, scheduled event, new version', async () => {
+        const job = await store.createJob(makeJobSpec({ resources: { gpus: { count: 2, types: [] } }, numNodes: 2 }), T0);
+        await store.setPendingReasons(new Map([[job.id, makeDiagnosis()]]));
+        const v0 = (await store.snapshot()).version;
+        const p = makePlacement(job.id, [['n2', [2, 3]], ['n1', [0, 1]]]);
+        expect(await store.applyPlacements([p], T0 + 5)).toEqual([{ jobId: job.id, applied: true }]);
+
+        const after = await store.getJob(job.id);
+        expect(after).toMatchObject({ status: 'running', startedAt: T0 + 5 });
+        expect(after?.pendingReason).toBeUndefined();
+        const snap = await store.snapshot();
+        expect(snap.version).toBeGreaterThan(v0);
+        expect(snap.allocations).toEqual([
+          { jobId: job.id, node: 'n1', gpuIndex: 0 },
+          { jobId: job.id, node: 'n1', gpuIndex: 1 },
+          { jobId: job.id, node: 'n2', gpuIndex: 2 },
+          { jobId: job.id, node: 'n2', gpuIndex: 3 },
+        ]);
+        const tasks = await store.getTasks(job.id);
+        expect(tasks).toEqual(p.tasks.map((t) => ({ ...t, status: 'starting' })));
+        expect(tasks.map((t) => [t.rank, t.node, t.localRank, t.nodeRank])).toEqual([
+          [0, 'n2', 0, 0],
+          [1, 'n2', 1, 0],
+          [2, 'n1', 0, 1],
+          [3, 'n1', 1, 1],
+        ]);
+        const events = await store.listEvents({ jobId: job.id });
+        expect(events.map((e) => e.type)).toEqual(['submitted', 'scheduled']);
+        expect(events[1]?.at).toBe(T0 + 5);
+      });
+
+      it('places a CPU-only job without allocations', async () => {
+        const job = await store.createJob(makeJobSpec({ resources: { gpus: { count: 0, types: [] } } }), T0);
+        expect(await store.applyPlacements([makePlacement(job.id, [['n1', []]])], T0 + 1)).toEqual([{ jobId: job.id, applied: true }]);
+        expect((await store.snapshot()).allocations).toEqual([]);
+        expect(await store.getTasks(job.id)).toHaveLength(1);
+      });
+
+      it('skips a job that is not pending (running, finished, unknown)', async () => {
+        const running = await startJob([0]);
+        const cancelled = await store.createJob(makeJobSpec(), T0);
+        await store.requestCancel(cancelled.id, T0);
+        const outcomes = await store.applyPlacements(
+          [makePlacement(running.id, [['n1', [1]]]), makePlacement(cancelled.id, [['n1', [2]]]), makePlacement('424242', [['n1', [3]]])],
+          T0 + 20,
+        );
+        expect(outcomes).toEqual([
+          { jobId: running.id, applied: false, reason: 'job_not_pending' },
+          { jobId: cancelled.id, applied: false, reason: 'job_not_pending' },
+          { jobId: '424242', applied: false, reason: 'job_not_pending' },
+        ]);
+        expect((await store.snapshot()).allocations).toEqual([{ jobId: running.id, node: 'n1', gpuIndex: 0 }]);
+        expect(await store.getTasks(running.id)).toHaveLength(1);
+      });
+
+      it('skips a placement whose GPU is taken, leaving no partial allocation', async () => {
+        const holder = await startJob([1]);
+        const job = await store.createJob(makeJobSpec({ numNodes: 2 }), T0);
+        const v = (await store.snapshot()).version;
+        const outcomes = await store.applyPlacements([makePlacement(job.id, [['n2', [0]], ['n1', [1]]])], T0 + 20);
+        expect(outcomes).toEqual([{ jobId: job.id, applied: false, reason: 'gpu_taken' }]);
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'pending' });
+        const snap = await store.snapshot();
+        expect(snap.version).toBe(v);
+        expect(snap.allocations).toEqual([{ jobId: holder.id, node: 'n1', gpuIndex: 1 }]);
+        expect(await store.getTasks(job.id)).toEqual([]);
+        expect((await store.listEvents({ jobId: job.id })).map((e) => e.type)).toEqual(['submitted']);
+      });
+
+      it('refuses a placement that names one GPU twice', async () => {
+        const job = await store.createJob(makeJobSpec({ numNodes: 2 }), T0);
+        const outcomes = await store.applyPlacements([makePlacement(job.id, [['n1', [0]], ['n1', [0]]])], T0 + 1);
+        expect(outcomes).toEqual([{ jobId: job.id, applied: false, reason: 'gpu_taken' }]);
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'pending' });
+        expect((await store.snapshot()).allocations).toEqual([]);
+      });
+
+      it('skips a placement on an unknown node or GPU', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        const outcomes = await store.applyPlacements([makePlacement(a.id, [['n9', [0]]]), makePlacement(b.id, [['n1', [4]]])], T0 + 1);
+        expect(outcomes).toEqual([
+          { jobId: a.id, applied: false, reason: 'unknown_node' },
+          { jobId: b.id, applied: false, reason: 'unknown_node' },
+        ]);
+        expect(await store.countJobsByStatus()).toMatchObject({ pending: 2, running: 0 });
+      });
+
+      it('decides each placement on its own, in order', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        const c = await store.createJob(makeJobSpec(), T0);
+        const outcomes = await store.applyPlacements(
+          [makePlacement(a.id, [['n1', [0, 1]]]), makePlacement(b.id, [['n1', [1, 2]]]), makePlacement(c.id, [['n1', [2, 3]]])],
+          T0 + 1,
+        );
+        expect(outcomes).toEqual([
+          { jobId: a.id, applied: true },
+          { jobId: b.id, applied: false, reason: 'gpu_taken' },
+          { jobId: c.id, applied: true },
+        ]);
+      });
+
+      it('never double-books a GPU under concurrent calls', async () => {
+        const jobs = await Promise.all(Array.from({ length: 6 }, () => store.createJob(makeJobSpec(), T0)));
+        const results = await Promise.all(jobs.map((j) => store.applyPlacements([makePlacement(j.id, [['n1', [3]]])], T0 + 1)));
+        expect(results.flat().filter((o) => o.applied)).toHaveLength(1);
+        expect((await store.snapshot()).allocations).toHaveLength(1);
+        expect(await store.countJobsByStatus()).toMatchObject({ running: 1, pending: 5 });
+      });
+
+      it('returns an empty list for no placements', async () => {
+        expect(await store.applyPlacements([], T0)).toEqual([]);
+      });
+    });
+
+    describe('tasks', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 4)], T0);
+      });
+
+      it('updates only the given fields, in one batch, ignoring unknown ranks', async () => {
+        const job = await startJob([0, 1]);
+        await store.updateTasks([
+          { jobId: job.id, rank: 0, status: 'running', pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log', startedAt: T0 + 11 },
+          { jobId: job.id, rank: 1, status: 'running', pid: 4243 },
+          { jobId: job.id, rank: 7, status: 'running' },
+          { jobId: '999999', rank: 0, status: 'running' },
+        ]);
+        await store.updateTasks([{ jobId: job.id, rank: 1, status: 'exited', exitCode: 3, finishedAt: T0 + 12 }]);
+        const [t0, t1] = await store.getTasks(job.id);
+        expect(t0).toMatchObject({ status: 'running', pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log', startedAt: T0 + 11 });
+        expect(t0?.exitCode).toBeUndefined();
+        expect(t0?.finishedAt).toBeUndefined();
+        expect(t1).toMatchObject({ status: 'exited', pid: 4243, exitCode: 3, finishedAt: T0 + 12 });
+        expect(await store.getTasks(job.id)).toHaveLength(2);
+      });
+
+      it('records a null exit code of a lost rank', async () => {
+        const job = await startJob([0]);
+        await store.updateTasks([{ jobId: job.id, rank: 0, status: 'lost', exitCode: null }]);
+        expect((await store.getTasks(job.id))[0]).toMatchObject({ status: 'lost', exitCode: null });
+      });
+
+      it('lists the tasks of running jobs only', async () => {
+        const a = await startJob([0, 1]);
+        const b = await startJob([2]);
+        const c = await startJob([3]);
+        await store.finishJob(b.id, { status: 'succeeded', exitCode: 0, endReason: 'all ranks exited 0' }, T0 + 50);
+        expect((await store.listActiveTasks()).map((t) => [t.jobId, t.rank])).toEqual([
+          [a.id, 0],
+          [a.id, 1],
+          [c.id, 0],
+        ]);
+        expect(await store.getTasks('999999')).toEqual([]);
+      });
+    });
+
+    describe('finishJob', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+      });
+
+      it('ends a running job, releases its GPUs and appends the event named after the status', async () => {
+        const job = await startJob([0, 1]);
+        const v = (await store.snapshot()).version;
+        const ok = await store.finishJob(job.id, { status: 'failed', exitCode: 3, endReason: 'rank 1 exited with code 3' }, T0 + 100);
+        expect(ok).toBe(true);
+        expect(await store.getJob(job.id)).toMatchObject({
+          status: 'failed',
+          exitCode: 3,
+          endReason: 'rank 1 exited with code 3',
+          startedAt: T0 + 10,
+          finishedAt: T0 + 100,
+        });
+        const snap = await store.snapshot();
+        expect(snap.allocations).toEqual([]);
+        expect(snap.version).toBeGreaterThan(v);
+        const last = (await store.listEvents({ jobId: job.id })).at(-1);
+        expect(last).toMatchObject({ type: 'failed', message: 'rank 1 exited with code 3', at: T0 + 100 });
+        expect(await store.getTasks(job.id)).toHaveLength(2);
+      });
+
+      it('returns false for a terminal or unknown job and changes nothing', async () => {
+        const job = await startJob([0]);
+        expect(await store.finishJob(job.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 100)).toBe(true);
+        expect(await store.finishJob(job.id, { status: 'failed', exitCode: 1, endReason: 'again' }, T0 + 200)).toBe(false);
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'succeeded', exitCode: 0, finishedAt: T0 + 100 });
+        expect((await store.listEvents({ jobId: job.id })).filter((e) => e.type === 'failed')).toEqual([]);
+        expect(await store.finishJob('999999', { status: 'failed', exitCode: 1, endReason: 'x' }, T0)).toBe(false);
+      });
+
+      it('freed GPUs can be placed again', async () => {
+        const job = await startJob([0]);
+        await store.finishJob(job.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' }, T0 + 100);
+        expect((await store.getJob(job.id))?.exitCode).toBeNull();
+        await startJob([0]);
+      });
+    });
+
+    describe('requestCancel', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+      });
+
+      it('cancels a pending job at once', async () => {
+        const job = await store.createJob(makeJobSpec(), T0);
+        await store.setPendingReasons(new Map([[job.id, makeDiagnosis()]]));
+        expect(await store.requestCancel(job.id, T0 + 5)).toBe('cancelled');
+        const after = await store.getJob(job.id);
+        expect(after).toMatchObject({ status: 'cancelled', finishedAt: T0 + 5, exitCode: null });
+        expect(after?.pendingReason).toBeUndefined();
+        expect((await store.listEvents({ jobId: job.id })).map((e) => e.type)).toEqual(['submitted', 'cancelled']);
+      });
+
+      it('marks a running job as stopping, once', async () => {
+        const job = await startJob([0]);
+        expect(await store.requestCancel(job.id, T0 + 20)).toBe('stopping');
+        expect(await store.requestCancel(job.id, T0 + 30)).toBe('stopping');
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'running', cancelRequestedAt: T0 + 20 });
+        expect((await store.listEvents({ jobId: job.id })).map((e) => e.type)).toEqual(['submitted', 'scheduled', 'cancel_requested']);
+        expect((await store.snapshot()).allocations).toHaveLength(1);
+        await store.finishJob(job.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' }, T0 + 40);
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'cancelled', cancelRequestedAt: T0 + 20 });
+      });
+
+      it('leaves a finished job alone and reports unknown jobs', async () => {
+        const job = await startJob([0]);
+        await store.finishJob(job.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 20);
+        expect(await store.requestCancel(job.id, T0 + 30)).toBe('already_finished');
+        expect(await store.getJob(job.id)).toMatchObject({ status: 'succeeded' });
+        expect(await store.requestCancel('999999', T0)).toBe('not_found');
+        expect(await store.requestCancel('nope', T0)).toBe('not_found');
+      });
+    });
+
+    describe('requeueJob', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+      });
+
+      it('sends a running job back to pending without tasks or allocations', async () => {
+        const job = await startJob([0, 1]);
+        const v = (await store.snapshot()).version;
+        expect(await store.requeueJob(job.id, 'node n1 lost', T0 + 50)).toBe(true);
+        const after = await store.getJob(job.id);
+        expect(after?.status).toBe('pending');
+        expect(after?.startedAt).toBeUndefined();
+        expect(await store.getTasks(job.id)).toEqual([]);
+        const snap = await store.snapshot();
+        expect(snap.allocations).toEqual([]);
+        expect(snap.version).toBeGreaterThan(v);
+        const last = (await store.listEvents({ jobId: job.id })).at(-1);
+        expect(last).toMatchObject({ type: 'requeued', message: 'node n1 lost', at: T0 + 50 });
+        // and it can be placed again
+        expect(await store.applyPlacements([makePlacement(job.id, [['n1', [1]]])], T0 + 60)).toEqual([{ jobId: job.id, applied: true }]);
+      });
+
+      it('returns false for a job that is not running', async () => {
+        const pending = await store.createJob(makeJobSpec(), T0);
+        expect(await store.requeueJob(pending.id, 'x', T0)).toBe(false);
+        const done = await startJob([0]);
+        await store.finishJob(done.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 20);
+        expect(await store.requeueJob(done.id, 'x', T0)).toBe(false);
+        expect(await store.requeueJob('999999', 'x', T0)).toBe(false);
+        expect((await store.listEvents({})).filter((e) => e.type === 'requeued')).toEqual([]);
+      });
+    });
+
+    describe('setPendingReasons', () => {
+      it('records reasons of pending jobs, replacing older ones, and ignores other jobs', async () => {
+        await store.replaceNodes([makeNode('n1', 1)], T0);
+        const a = await store.createJob(makeJobSpec(), T0);
+        const running = await startJob([0]);
+        await store.setPendingReasons(new Map([[a.id, makeDiagnosis('first')]]));
+        expect((await store.getJob(a.id))?.pendingReason).toEqual(makeDiagnosis('first'));
+        const second = makeDiagnosis('can never fit', 'NeverFits');
+        await store.setPendingReasons(
+          new Map([
+            [a.id, second],
+            [running.id, makeDiagnosis('x')],
+            ['999999', makeDiagnosis('x')],
+          ]),
+        );
+        expect((await store.getJob(a.id))?.pendingReason).toEqual(second);
+        expect((await store.getJob(running.id))?.pendingReason).toBeUndefined();
+        await store.setPendingReasons(new Map());
+        expect((await store.listJobsByStatus(['pending']))[0]?.pendingReason).toEqual(second);
+      });
+    });
+
+    describe('events', () => {
+      it('appends events with increasing seq and reads them back by job and after a seq', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        const e1 = await store.appendEvent(a.id, 'started', 'all ranks running', T0 + 1, { pids: [1, 2], nested: { ok: true } });
+        const e2 = await store.appendEvent(b.id, 'rank_exited', 'rank 0 exited with code 0', T0 + 2);
+        const e3 = await store.appendEvent(a.id, 'adopted', 'adopted after restart', T0 + 3);
+        expect(e1).toEqual({ seq: expect.any(Number), jobId: a.id, at: T0 + 1, type: 'started', message: 'all ranks running', data: { pids: [1, 2], nested: { ok: true } } });
+        expect(e2.data).toBeUndefined();
+        expect(e2.seq).toBeGreaterThan(e1.seq);
+        expect(e3.seq).toBeGreaterThan(e2.seq);
+
+        const ofA = await store.listEvents({ jobId: a.id });
+        expect(ofA.map((e) => e.type)).toEqual(['submitted', 'started', 'adopted']);
+        expect(ofA[1]).toEqual(e1);
+        const all = await store.listEvents({});
+        expect(all.map((e) => e.seq)).toEqual([...all.map((e) => e.seq)].sort((x, y) => x - y));
+        expect(all).toHaveLength(5);
+        expect(await store.listEvents({ afterSeq: e1.seq })).toEqual([e2, e3]);
+        expect(await store.listEvents({ afterSeq: e1.seq, limit: 1 })).toEqual([e2]);
+        expect(await store.listEvents({ jobId: a.id, afterSeq: e1.seq })).toEqual([e3]);
+        expect(await store.listEvents({ jobId: '999999' })).toEqual([]);
+      });
+
+      it('lists at most 1000 events by default', async () => {
+        const job = await store.createJob(makeJobSpec(), T0);
+        await Promise.all(Array.from({ length: 1005 }, (_, i) => store.appendEvent(job.id, 'started', `e${i}`, T0 + i)));
+        expect(await store.listEvents({ jobId: job.id })).toHaveLength(1000);
+      });
+
+      it('rejects an event of a job that does not exist', async () => {
+        await expect(store.appendEvent('999999', 'started', 'x', T0)).rejects.toThrow();
+      });
+    });
+
+    describe('close', () => {
+      it('commits submissions accepted before it', async () => {
+        const pending = Array.from({ length: 10 }, () => store.createJob(makeJobSpec(), T0));
+        await store.close();
+        const jobs = await Promise.all(pending);
+        expect(new Set(jobs.map((j) => j.id)).size).toBe(10);
+      });
+    });
+  });
+}

@@ -19,17 +19,24 @@ export interface ExecutionBackend {
   launch(request: LaunchRequest): Promise<RankHandle[]>;
   /**
    * Sends `signal` (default SIGTERM) to every rank's process group, then SIGKILL to whatever is left after
-   * `graceMs`. Resolves once every rank has exited (their exits are still reported to `onRankExit`).
+   * `graceMs`. Resolves once every rank has exited (their exits are still reported to `onRankExit`; a rank that
+   * had to be SIGKILLed is reported as exit code 137, signal SIGKILL, not as lost). Ranks that already exited are
+   * skipped; a handle this instance does not watch yet is adopted first.
    */
   stop(handles: readonly RankHandle[], options: StopOptions): Promise<void>;
   /**
    * After a control-plane restart: reports, for each rank recorded as running, whether it still runs (and is
    * now watched, so its exit will be reported), already exited (with its real exit code), or is lost.
+   * A rank found exited or lost is reported only here, not again to `onRankExit`. Adopting a rank this instance
+   * already watches is harmless: it is `running`.
    */
   adopt(handles: readonly RankHandle[]): Promise<RankObservation[]>;
-  /** Subscribes to rank exits. */
+  /** Subscribes to rank exits. Listeners are called synchronously, once per exit, in subscription order. */
   onRankExit(listener: (exit: RankExit) => void): void;
-  /** Stops watching. Leaves every process running: they belong to jobs, not to the control plane. */
+  /**
+   * Stops watching. Leaves every process running: they belong to jobs, not to the control plane. Exits that
+   * happen afterwards are not reported (a new instance's `adopt` finds them); a `stop` still waiting rejects.
+   */
   close(): Promise<void>;
 }
 
@@ -58,7 +65,7 @@ export interface RankHandle {
   rank: number;
   node: string;
   pid: number;
-  /** /proc/PID/stat start time, so a reused PID is not mistaken for the rank. */
+  /** /proc/PID/stat start time, so a reused PID is not mistaken for the rank. 0 when unknown (no /proc). */
   pidStartTime: number;
   logPath: string;
   startedAt: number;
@@ -81,9 +88,10 @@ export interface RankExit {
   rank: number;
   /** The process's exit code, or 128+N when killed by signal N (shell convention); null when unknown (lost). */
   exitCode: number | null;
-  /** Set when the rank was killed by a signal. */
+  /** Set when the rank was killed by a signal (for the local backend: inferred from an exit code of 128+N). */
   signal?: string;
   /** True when the process vanished without leaving an exit status. */
   lost: boolean;
+  /** When the exit was seen (epoch ms); for an exit read from a status file, when that file was written. */
   at: number;
 }

@@ -1,0 +1,329 @@
+/**
+ * The promises of `ExecutionBackend`, checked with real processes. Every backend runs this suite from its own test
+ * file:
+ *
+ *   describeExecutionBackendConformance('local backend', async () => makeLocalHarness());
+ *
+ * Commands are POSIX sh so that they run on any node a backend may use.
+ */
+import { existsSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NodeInfo } from '@tutti/model';
+import type { ExecutionBackend, LaunchRequest, RankExit, RankHandle, RankLaunch } from '@tutti/backends';
+
+export interface ConformanceHarness {
+  /** A backend instance. Each call returns a new instance over the same state: calling it again is a "restart". */
+  createBackend(): ExecutionBackend | Promise<ExecutionBackend>;
+  /** An existing directory that every node sees: the jobs' workdir, and where tests put marker files. */
+  workdir: string;
+  /** Kills whatever is left of these ranks without going through a backend (cleanup after each test). */
+  killRanks(handles: readonly RankHandle[]): Promise<void>;
+  /** Removes what the harness created. */
+  dispose(): Promise<void>;
+}
+
+/** Polls `condition` until it holds, failing with `what` after `timeoutMs`. */
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function readLog(handle: RankHandle): string {
+  try {
+    return readFileSync(handle.logPath, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Records a backend's rank exits. */
+export function recordExits(backend: ExecutionBackend): { exits: RankExit[]; of(jobId: string): RankExit[]; waitFor(jobId: string, count: number): Promise<RankExit[]> } {
+  const exits: RankExit[] = [];
+  backend.onRankExit((exit) => exits.push(exit));
+  const of = (jobId: string) => exits.filter((e) => e.jobId === jobId).sort((a, b) => a.rank - b.rank);
+  return {
+    exits,
+    of,
+    async waitFor(jobId, count) {
+      await waitUntil(() => of(jobId).length >= count, `${count} exits of job ${jobId}`);
+      return of(jobId);
+    },
+  };
+}
+
+/** `count` ranks on node-rank 0 of `node`, on its first GPUs when it has enough (else CPU-only). */
+export function makeRanks(node: NodeInfo, count: number): RankLaunch[] {
+  const gpus = node.gpus.length >= count ? node.gpus.slice(0, count).map((g) => g.index) : [];
+  return Array.from({ length: count }, (_, rank) => ({ rank, localRank: rank, nodeRank: 0, node: node.name, gpus }));
+}
+
+function parseEnvDump(log: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of log.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return env;
+}
+
+let jobCounter = 0;
+
+export function describeExecutionBackendConformance(name: string, makeHarness: () => Promise<ConformanceHarness>): void {
+  describe(`${name}: ExecutionBackend conformance`, () => {
+    let harness: ConformanceHarness;
+    let backends: ExecutionBackend[] = [];
+    let launched: RankHandle[] = [];
+
+    beforeEach(async () => {
+      harness = await makeHarness();
+    });
+
+    afterEach(async () => {
+      await harness.killRanks(launched);
+      for (const backend of backends) await backend.close();
+      backends = [];
+      launched = [];
+      await harness.dispose();
+    });
+
+    async function newBackend(): Promise<ExecutionBackend> {
+      const backend = await harness.createBackend();
+      backends.push(backend);
+      return backend;
+    }
+
+    async function firstNode(backend: ExecutionBackend): Promise<NodeInfo> {
+      const [node] = await backend.inventory();
+      if (node === undefined) throw new Error('the backend has no nodes');
+      return node;
+    }
+
+    function newJobId(): string {
+      return `conformance-${process.pid}-${++jobCounter}`;
+    }
+
+    async function launch(backend: ExecutionBackend, request: LaunchRequest): Promise<RankHandle[]> {
+      const handles = await backend.launch(request);
+      launched.push(...handles);
+      return handles;
+    }
+
+    const shell = (command: string) => ({ kind: 'shell' as const, command });
+
+    it('lists at least one ready node with distinct GPU indices', async () => {
+      const nodes = await (await newBackend()).inventory();
+      expect(nodes.length).toBeGreaterThan(0);
+      for (const node of nodes) {
+        expect(node.name).not.toBe('');
+        expect(node.address).not.toBe('');
+        expect(node.state).toBe('ready');
+        expect(node.cpus).toBeGreaterThan(0);
+        expect(new Set(node.gpus.map((g) => g.index)).size).toBe(node.gpus.length);
+      }
+    });
+
+    it('starts every rank with torchrun\'s variables over the job env, in the workdir, and returns handles in rank order', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const node = await firstNode(backend);
+      const jobId = newJobId();
+      const ranks = makeRanks(node, 3);
+      const handles = await launch(backend, {
+        jobId, jobName: 'env-check', workdir: harness.workdir,
+        run: shell('echo "CWD=$(pwd)"; env'),
+        env: { FROM_JOB: 'yes', RANK: '99', WORLD_SIZE: '99' },
+        ranks: [...ranks].reverse(),
+      });
+      expect(handles.map((h) => [h.jobId, h.rank, h.node])).toEqual(ranks.map((r) => [jobId, r.rank, node.name]));
+      for (const handle of handles) {
+        expect(handle.pid).toBeGreaterThan(0);
+        expect(handle.logPath).not.toBe('');
+        expect(handle.startedAt).toBeTypeOf('number');
+      }
+      expect((await exits.waitFor(jobId, 3)).map((e) => e.exitCode)).toEqual([0, 0, 0]);
+      const envs = handles.map((h) => parseEnvDump(readLog(h)));
+      const port = envs[0]?.MASTER_PORT;
+      expect(Number(port)).toBeGreaterThan(0);
+      envs.forEach((env, rank) => {
+        expect(env).toMatchObject({
+          RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3',
+          NODE_RANK: '0', GROUP_RANK: '0', ROLE_RANK: String(rank), ROLE_WORLD_SIZE: '3',
+          MASTER_ADDR: node.address, MASTER_PORT: port,
+          CUDA_VISIBLE_DEVICES: ranks[rank]?.gpus.join(','),
+          TORCHELASTIC_RESTART_COUNT: '0',
+          TUTTI_JOB_ID: jobId, TUTTI_JOB_NAME: 'env-check', TUTTI_RANK_LOG: handles[rank]?.logPath,
+          FROM_JOB: 'yes',
+        });
+        expect(env.PATH).toBeTruthy();
+        expect(realpathSync(env.CWD ?? '')).toBe(realpathSync(harness.workdir));
+      });
+    });
+
+    it('runs an argv command as is, without a shell', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const [handle] = await launch(backend, {
+        jobId, jobName: 'argv', workdir: harness.workdir, env: {},
+        run: { kind: 'argv', argv: ['printf', '%s|', 'a b', '$HOME', '*', 'exit 3'] },
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      expect((await exits.waitFor(jobId, 1))[0]?.exitCode).toBe(0);
+      expect(readLog(handle!)).toBe('a b|$HOME|*|exit 3|');
+    });
+
+    it('reports every exit exactly once, with the real exit code or the signal that killed the rank', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      await launch(backend, {
+        jobId, jobName: 'codes', workdir: harness.workdir, env: {},
+        run: shell('if [ "$RANK" = 3 ]; then kill -KILL $$; fi; exit "$RANK"'),
+        ranks: makeRanks(await firstNode(backend), 4),
+      });
+      await exits.waitFor(jobId, 4);
+      await sleep(300);
+      expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.signal, e.lost])).toEqual([
+        [0, 0, undefined, false], [1, 1, undefined, false], [2, 2, undefined, false], [3, 137, 'SIGKILL', false],
+      ]);
+      for (const exit of exits.of(jobId)) expect(exit.at).toBeTypeOf('number');
+    });
+
+    it('stop delivers the signal to the ranks, whose handler decides the exit code', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const handles = await launch(backend, {
+        jobId, jobName: 'graceful', workdir: harness.workdir, env: {},
+        run: shell('trap \'echo "got TERM"; exit 7\' TERM; echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(backend), 2),
+      });
+      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      const started = Date.now();
+      await backend.stop(handles, { graceMs: 20_000 });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.lost])).toEqual([[0, 7, false], [1, 7, false]]);
+      for (const handle of handles) expect(readLog(handle)).toContain('got TERM');
+    });
+
+    it('stop sends the signal it is asked for (SIGINT, as Ctrl-C would)', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const handles = await launch(backend, {
+        jobId, jobName: 'interrupt', workdir: harness.workdir, env: {},
+        run: shell('trap \'exit 8\' INT; echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      await waitUntil(() => readLog(handles[0]!).includes('ready'), 'the rank to be ready');
+      await backend.stop(handles, { signal: 'SIGINT', graceMs: 20_000 });
+      expect(exits.of(jobId).map((e) => e.exitCode)).toEqual([8]);
+    });
+
+    it('stop escalates to SIGKILL after graceMs for a rank that ignores the signal, and reports it killed, not lost', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const handles = await launch(backend, {
+        jobId, jobName: 'stubborn', workdir: harness.workdir, env: {},
+        run: shell('trap \'\' TERM; sleep 30 & echo ready; wait'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      await waitUntil(() => readLog(handles[0]!).includes('ready'), 'the rank to be ready');
+      const started = Date.now();
+      await backend.stop(handles, { graceMs: 500 });
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(450);
+      expect(took).toBeLessThan(10_000);
+      expect(exits.of(jobId).map((e) => [e.exitCode, e.signal, e.lost])).toEqual([[137, 'SIGKILL', false]]);
+      await sleep(200);
+      expect(exits.of(jobId)).toHaveLength(1);
+    });
+
+    it('stop of ranks that already exited resolves at once and reports nothing more', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const handles = await launch(backend, {
+        jobId, jobName: 'done', workdir: harness.workdir, env: {}, run: shell('exit 0'),
+        ranks: makeRanks(await firstNode(backend), 2),
+      });
+      await exits.waitFor(jobId, 2);
+      const started = Date.now();
+      await backend.stop(handles, { graceMs: 5_000 });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(exits.of(jobId)).toHaveLength(2);
+    });
+
+    it('ranks keep running and logging after close(); a new instance adopts them and finds exits nobody watched', async () => {
+      const first = await newBackend();
+      const firstExits = recordExits(first);
+      const jobId = newJobId();
+      const release = join(harness.workdir, `release-${jobId}`);
+      const finish1 = join(harness.workdir, `finish1-${jobId}`);
+      const handles = await launch(first, {
+        jobId, jobName: 'survivor', workdir: harness.workdir,
+        env: { RELEASE: release, FINISH1: finish1 },
+        run: shell([
+          'case "$RANK" in',
+          '0) i=0; while [ ! -e "$RELEASE" ]; do i=$((i+1)); echo "tick $i"; sleep 0.05; done; exit 0;;',
+          '1) while [ ! -e "$FINISH1" ]; do sleep 0.05; done; echo bye; exit 4;;',
+          '*) trap \'\' TERM; echo ready; while :; do sleep 0.05; done;;',
+          'esac',
+        ].join('\n')),
+        ranks: makeRanks(await firstNode(first), 3),
+      });
+      const [rank0, rank1, rank2] = handles as [RankHandle, RankHandle, RankHandle];
+      await waitUntil(() => readLog(rank0).includes('tick') && readLog(rank2).includes('ready'), 'ranks 0 and 2 to run');
+      await first.close();
+
+      // The control plane is "down": rank 1 exits unwatched, rank 0 keeps writing its log.
+      const logSize = statSync(rank0.logPath).size;
+      writeFileSync(finish1, '');
+      await waitUntil(() => readLog(rank1).includes('bye'), 'rank 1 to finish');
+      await sleep(500);
+      expect(statSync(rank0.logPath).size).toBeGreaterThan(logSize);
+
+      const second = await newBackend();
+      const secondExits = recordExits(second);
+      const stranger: RankHandle = { ...rank0, jobId: `${jobId}-never-ran`, pidStartTime: rank0.pidStartTime + 1 };
+      const observations = await second.adopt([rank0, rank1, rank2, stranger]);
+      expect(observations.map((o) => [o.jobId, o.rank, o.state])).toEqual([
+        [jobId, 0, 'running'], [jobId, 1, 'exited'], [jobId, 2, 'running'], [stranger.jobId, 0, 'lost'],
+      ]);
+      const exited = observations[1];
+      expect(exited?.state === 'exited' && [exited.exitCode, typeof exited.finishedAt]).toEqual([4, 'number']);
+
+      writeFileSync(release, '');
+      expect((await secondExits.waitFor(jobId, 1)).map((e) => [e.rank, e.exitCode, e.lost])).toEqual([[0, 0, false]]);
+
+      await second.stop([rank2], { graceMs: 300 });
+      await sleep(300);
+      expect(secondExits.of(jobId).map((e) => [e.rank, e.exitCode, e.signal, e.lost])).toEqual([
+        [0, 0, undefined, false], [2, 137, 'SIGKILL', false],
+      ]);
+      expect(firstExits.exits).toEqual([]);
+    });
+
+    it('a launch with a missing workdir rejects with the path and starts nothing', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const missing = join(harness.workdir, `missing-${jobId}`);
+      const marker = join(harness.workdir, `started-${jobId}`);
+      await expect(launch(backend, {
+        jobId, jobName: 'nowhere', workdir: missing, env: {}, run: shell(`touch '${marker}'`),
+        ranks: makeRanks(await firstNode(backend), 2),
+      })).rejects.toThrow(missing);
+      await sleep(300);
+      expect(existsSync(marker)).toBe(false);
+      expect(exits.exits).toEqual([]);
+    });
+  });
+}

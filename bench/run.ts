@@ -1,0 +1,212 @@
+/**
+ * `npm run bench`: the control plane's figures on this machine (see docs/benchmarks.md).
+ *
+ * The server runs as a real `tutti up` process on fake GPUs with a fresh data dir; this process is the load
+ * generator (keep-alive HTTP/1.1). Both share the machine's cores, as they would on a small box.
+ *
+ * 1. Submissions per second, durably stored (the API answers after the fsync), with 1 and 32 concurrent clients.
+ *    Reference, same run: GET /healthz at the same concurrency — the HTTP ceiling of this server on this machine.
+ * 2. Submit → first rank started latency (p50/p99), one job at a time, on the local backend with fake GPUs.
+ * 3. Resident memory of the server idle, and with 100,000 jobs in the store; GET /v1/jobs latency at that size.
+ *
+ * Options (env): BENCH_SECONDS (per throughput phase, default 5), BENCH_LATENCY_JOBS (default 200),
+ * BENCH_STORE_JOBS (default 100000).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const TUTTI = fileURLToPath(new URL('../packages/cli/bin/tutti.js', import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const LATENCY_JOBS = Number(process.env.BENCH_LATENCY_JOBS ?? 200);
+const STORE_JOBS = Number(process.env.BENCH_STORE_JOBS ?? 100_000);
+
+interface Server {
+  child: ChildProcess;
+  url: URL;
+  dataDir: string;
+}
+
+async function startServer(root: string, name: string): Promise<Server> {
+  const dataDir = path.join(root, name);
+  const child = spawn(process.execPath, [TUTTI, 'up', '--port', '0', '--data-dir', dataDir, '--fake-gpus', '4', '--grace', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      output += d.toString();
+      const m = /tutti is up at (\S+)/.exec(output);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`tutti up exited ${code}: ${output}`)));
+  });
+  return { child, url: new URL(url), dataDir };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  const exited = new Promise((r) => server.child.on('exit', r));
+  server.child.kill('SIGTERM');
+  await exited;
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function request(url: URL, method: string, pathname: string, body?: string, contentType = 'application/json'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: url.hostname, port: url.port, method, path: pathname, agent, headers: body ? { 'content-type': contentType, 'content-length': Buffer.byteLength(body) } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+/** Runs `op` from `concurrency` loops for `seconds`; returns completed operations per second. */
+async function throughput(concurrency: number, seconds: number, op: () => Promise<void>): Promise<{ perSecond: number; count: number }> {
+  const end = performance.now() + seconds * 1000;
+  let count = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        await op();
+        count++;
+      }
+    }),
+  );
+  return { perSecond: count / ((performance.now() - start) / 1000), count };
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+}
+
+const pendingSpec = (i: number) => JSON.stringify({ name: `bench-${i}`, team: `team-${i % 8}`, priority: i % 100, resources: { gpus: 1 }, run: 'true' });
+
+async function submitOrThrow(server: Server, i: number): Promise<void> {
+  const res = await request(server.url, 'POST', '/v1/jobs', pendingSpec(i));
+  if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${res.body}`);
+}
+
+/** Holds all 4 fake GPUs so that benchmark submissions stay pending (measures the API and store, not processes). */
+async function holdAllGpus(server: Server): Promise<string> {
+  const res = await request(server.url, 'POST', '/v1/jobs', JSON.stringify({ name: 'gpu-holder', resources: { gpus: 4 }, run: 'sleep 3600' }));
+  const id = (JSON.parse(res.body) as { id: string }).id;
+  for (;;) {
+    const job = JSON.parse((await request(server.url, 'GET', `/v1/jobs/${id}`)).body) as { status: string };
+    if (job.status === 'running') return id;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(path.join(tmpdir(), 'tutti-bench-'));
+  const lines: string[] = [];
+  const say = (line: string) => {
+    lines.push(line);
+    console.log(line);
+  };
+  say(`# tutti bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), server = \`tutti up --fake-gpus 4\` in its own process, SQLite WAL synchronous=FULL`);
+  try {
+    // 1. Throughput.
+    const server = await startServer(root, 'throughput');
+    const holder = await holdAllGpus(server);
+    let next = 0;
+    for (const concurrency of [1, 32]) {
+      const ceiling = await throughput(concurrency, Math.min(SECONDS, 3), async () => {
+        await request(server.url, 'GET', '/healthz');
+      });
+      const submits = await throughput(concurrency, SECONDS, () => submitOrThrow(server, next++));
+      say(`submissions/s, ${concurrency} client${concurrency === 1 ? '' : 's'}: ${submits.perSecond.toFixed(0)} (${submits.count} jobs in ${SECONDS} s); reference GET /healthz: ${ceiling.perSecond.toFixed(0)}/s; ratio ${(submits.perSecond / ceiling.perSecond).toFixed(2)}`);
+    }
+    await request(server.url, 'POST', `/v1/jobs/${holder}/cancel`);
+    await new Promise((r) => setTimeout(r, 1500));
+    await stopServer(server);
+
+    // 2. Latency: submit → first rank started, one job at a time, GPUs free.
+    const latencyServer = await startServer(root, 'latency');
+    const latencies: number[] = [];
+    for (let i = 0; i < LATENCY_JOBS; i++) {
+      const res = await request(latencyServer.url, 'POST', '/v1/jobs', JSON.stringify({ name: `lat-${i}`, resources: { gpus: 1 }, run: 'true' }));
+      const { id } = JSON.parse(res.body) as { id: string };
+      for (;;) {
+        const job = JSON.parse((await request(latencyServer.url, 'GET', `/v1/jobs/${id}`)).body) as { created_at: string; tasks: { started_at: string | null }[]; status: string };
+        const started = job.tasks?.[0]?.started_at;
+        if (started) {
+          latencies.push(Date.parse(started) - Date.parse(job.created_at));
+          break;
+        }
+        if (job.status === 'failed') throw new Error(`latency job failed: ${JSON.stringify(job)}`);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+    say(`submit → first rank started (server clock, ${LATENCY_JOBS} jobs one at a time, 1 fake GPU each): p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms`);
+    await stopServer(latencyServer);
+
+    // 3. Memory and listing with STORE_JOBS jobs in the store (pending: the heaviest case for the scheduler).
+    const big = await startServer(root, 'memory');
+    const bigHolder = await holdAllGpus(big);
+    await new Promise((r) => setTimeout(r, 1500));
+    const idle = await rssMiB(big.child.pid!);
+    const fillStart = performance.now();
+    let submitted = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (submitted < STORE_JOBS) await submitOrThrow(big, submitted++);
+      }),
+    );
+    const fillSeconds = (performance.now() - fillStart) / 1000;
+    await new Promise((r) => setTimeout(r, 3000));
+    const loaded = await rssMiB(big.child.pid!);
+    say(`resident memory: idle ${idle.toFixed(0)} MiB; with ${STORE_JOBS.toLocaleString('en-US')} pending jobs in the store ${loaded.toFixed(0)} MiB (filled at ${(STORE_JOBS / fillSeconds).toFixed(0)} submissions/s, 32 clients)`);
+    const timeGet = async (pathname: string) => {
+      const samples: number[] = [];
+      let body = '';
+      for (let i = 0; i < 50; i++) {
+        const t0 = performance.now();
+        body = (await request(big.url, 'GET', pathname)).body;
+        samples.push(performance.now() - t0);
+      }
+      return { p50: percentile(samples, 50), p99: percentile(samples, 99), body };
+    };
+    const first = await timeGet('/v1/jobs?limit=50');
+    const cursor = (JSON.parse(first.body) as { next_cursor: string }).next_cursor;
+    let deepCursor = cursor;
+    for (let i = 0; i < 1000 && deepCursor; i++) deepCursor = (JSON.parse((await request(big.url, 'GET', `/v1/jobs?limit=50&cursor=${deepCursor}`)).body) as { next_cursor: string }).next_cursor;
+    const deep = await timeGet(`/v1/jobs?limit=50&cursor=${deepCursor}`);
+    const filtered = await timeGet('/v1/jobs?limit=50&team=team-3&status=pending');
+    const one = await timeGet('/v1/jobs/50000');
+    say(
+      `GET /v1/jobs with ${STORE_JOBS.toLocaleString('en-US')} jobs (50 per page, p50/p99 of 50): first page ${first.p50.toFixed(1)}/${first.p99.toFixed(1)} ms; page 1,000 ${deep.p50.toFixed(1)}/${deep.p99.toFixed(1)} ms; team+status filter ${filtered.p50.toFixed(1)}/${filtered.p99.toFixed(1)} ms; GET /v1/jobs/50000 ${one.p50.toFixed(1)}/${one.p99.toFixed(1)} ms`,
+    );
+    const metrics = (await request(big.url, 'GET', '/metrics')).body;
+    const cycleSum = Number(/tutti_scheduling_cycle_duration_seconds_sum (\S+)/.exec(metrics)?.[1]);
+    const cycleCount = Number(/tutti_scheduling_cycle_duration_seconds_count (\S+)/.exec(metrics)?.[1]);
+    say(`scheduling cycles during the fill: ${cycleCount}, mean runCycle ${((cycleSum / cycleCount) * 1000).toFixed(1)} ms`);
+    await request(big.url, 'POST', `/v1/jobs/${bigHolder}/cancel`);
+    await new Promise((r) => setTimeout(r, 1500));
+    await stopServer(big);
+  } finally {
+    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    agent.destroy();
+  }
+}
+
+await main();

@@ -1,0 +1,219 @@
+/** The `tutti` command. Every command has --json for scripts; errors name what went wrong and how to fix it. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ApiError, ServerUnreachableError, TuttiClient } from '@tutti/client';
+import type { JobView } from '@tutti/client';
+import { StartupError } from '@tutti/server';
+import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
+import { runUp } from './up.ts';
+
+const DEFAULT_SERVER = 'http://127.0.0.1:7070';
+
+/** Exit codes: 0 ok, 1 the request was refused or the job failed, 2 usage, 3 no server. */
+class CliFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+const program = new Command('tutti')
+  .description('tutti: run gang-scheduled GPU jobs on this machine (and, later, on a cluster)')
+  .version('0.1.0')
+  .addOption(new Option('--server <url>', 'tutti server to talk to').env('TUTTI_SERVER').default(DEFAULT_SERVER))
+  .option('--json', 'print machine-readable JSON', false)
+  .showHelpAfterError();
+
+function client(): TuttiClient {
+  return new TuttiClient({ baseUrl: program.opts<{ server: string }>().server });
+}
+function json(): boolean {
+  return program.opts<{ json: boolean }>().json;
+}
+function print(value: unknown, human: () => string): void {
+  process.stdout.write(`${json() ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+function parseInteger(name: string, min = 0) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}, got '${value}'`);
+    return n;
+  };
+}
+
+program
+  .command('up')
+  .description('start the control plane in the foreground (SQLite state and local processes on this machine)')
+  .option('--port <port>', 'HTTP port', parseInteger('--port'), 7070)
+  .option('--host <address>', 'address to bind (127.0.0.1 keeps the API private to this machine)', '127.0.0.1')
+  .option('--data-dir <dir>', 'where state and logs live', path.join(process.env.HOME ?? '.', '.tutti'))
+  .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
+  .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
+  .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)
+  .action(async (options: { port: number; host: string; dataDir: string; fakeGpus?: string; grace: number; demo: boolean }) => {
+    await runUp(options);
+  });
+
+program
+  .command('submit')
+  .argument('<file>', 'job spec, YAML or JSON')
+  .description('submit a job')
+  .option('-w, --watch', 'follow the job: its events, and rank 0\'s output, until it ends; exit with its exit code', false)
+  .action(async (file: string, options: { watch: boolean }) => {
+    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw new CliFailure(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`, 2);
+    });
+    const specDir = path.dirname(path.resolve(file));
+    const job = await client().submitJob(text, { submitDir: specDir });
+    if (!options.watch) {
+      print(job, () => `submitted job ${job.id} (${job.name}): ${job.status}${job.pending_reason ? ` — ${job.pending_reason}` : ''}`);
+      return;
+    }
+    process.stderr.write(`submitted job ${job.id} (${job.name})\n`);
+    const final = await watchJob(job.id);
+    if (json()) print(final, () => '');
+    if (final.status !== 'succeeded') process.exitCode = final.exit_code && final.exit_code > 0 ? Math.min(final.exit_code, 255) : 1;
+  });
+
+program
+  .command('ps')
+  .description('list jobs (pending and running; --all for finished ones too)')
+  .option('-a, --all', 'include finished jobs', false)
+  .option('--team <team>', 'only this team')
+  .option('--limit <n>', 'at most this many', parseInteger('--limit', 1), 50)
+  .action(async (options: { all: boolean; team?: string; limit: number }) => {
+    const c = client();
+    let jobs: JobView[];
+    if (options.all) {
+      jobs = (await c.listJobs({ team: options.team, limit: options.limit })).jobs;
+    } else {
+      const [running, pending] = await Promise.all([
+        c.listJobs({ status: 'running', team: options.team, limit: options.limit }),
+        c.listJobs({ status: 'pending', team: options.team, limit: options.limit }),
+      ]);
+      jobs = [...running.jobs, ...pending.jobs].sort((a, b) => Number(b.id) - Number(a.id)).slice(0, options.limit);
+    }
+    const now = Date.now();
+    print({ jobs }, () =>
+      jobs.length === 0
+        ? options.all
+          ? 'no jobs yet: submit one with `tutti submit FILE`'
+          : 'no pending or running jobs (`tutti ps --all` shows finished ones)'
+        : renderTable(
+            ['ID', 'NAME', 'TEAM', 'PRI', 'STATUS', 'GPUS', 'AGE', 'REASON'],
+            jobs.map((j) => [j.id, j.name, j.team, String(j.priority), j.status, describeGpus(j), formatAge(j.created_at, now), truncate(describeState(j), 70)]),
+          ),
+    );
+  });
+
+program
+  .command('show')
+  .argument('<id>', 'job id')
+  .description('one job: status, why it waits or how it ended, its ranks and history')
+  .action(async (id: string) => {
+    const c = client();
+    const job = await c.getJob(id);
+    const { events } = await c.listJobEvents(id);
+    print({ ...job, events }, () => {
+      const lines = [
+        `job ${job.id}  ${job.name}`,
+        `  status     ${job.status}${job.exit_code !== null ? ` (exit code ${job.exit_code})` : ''}`,
+        ...(job.pending_reason ? [`  waiting    ${job.pending_reason}${job.pending_diagnosis ? ` [${job.pending_diagnosis.code}]` : ''}`] : []),
+        ...(job.end_reason ? [`  ended      ${job.end_reason}`] : []),
+        `  team       ${job.team}   priority ${job.priority}`,
+        `  resources  ${job.num_nodes} node${job.num_nodes === 1 ? '' : 's'} × ${job.gpus_per_node} GPU${job.gpus_per_node === 1 ? '' : 's'}`,
+        `  submitted  ${job.created_at}`,
+        ...(job.started_at ? [`  started    ${job.started_at}`] : []),
+        ...(job.finished_at ? [`  finished   ${job.finished_at}`] : []),
+      ];
+      if (job.tasks && job.tasks.length > 0) {
+        lines.push('', renderTable(['RANK', 'NODE', 'GPUS', 'PID', 'STATUS', 'EXIT'], job.tasks.map((t) => [String(t.rank), t.node, t.gpus.join(',') || '-', t.pid ? String(t.pid) : '-', t.status, t.exit_code === null ? '-' : String(t.exit_code)])));
+      }
+      if (events.length > 0) lines.push('', ...events.map((e) => `  ${e.at}  ${e.type.padEnd(16)} ${e.message}`));
+      return lines.join('\n');
+    });
+  });
+
+program
+  .command('logs')
+  .argument('<id>', 'job id')
+  .description("a rank's output (stdout and stderr)")
+  .option('-f, --follow', 'keep printing until the job ends', false)
+  .option('--rank <n>', 'which rank', parseInteger('--rank'), 0)
+  .action(async (id: string, options: { follow: boolean; rank: number }) => {
+    for await (const chunk of client().logs(id, { rank: options.rank, follow: options.follow })) process.stdout.write(chunk);
+  });
+
+program
+  .command('cancel')
+  .argument('<id>', 'job id')
+  .description('cancel a job: a pending one at once; a running one gets SIGTERM, then SIGKILL after the grace period')
+  .action(async (id: string) => {
+    const job = await client().cancelJob(id);
+    print(job, () => (job.status === 'cancelled' ? `job ${id} cancelled` : job.status === 'running' ? `job ${id} is stopping (SIGTERM sent to every rank)` : `job ${id} had already ended: ${job.status}`));
+  });
+
+program
+  .command('nodes')
+  .description('nodes and GPUs, and which job holds each GPU')
+  .action(async () => {
+    const { nodes } = await client().listNodes();
+    print({ nodes }, () =>
+      nodes
+        .map((n) => {
+          const used = n.gpus.filter((g) => g.job_id !== null).length;
+          const head = `${n.name}  ${n.state}  ${n.address}  ${n.cpus} CPUs  ${Math.round(n.memory_mib / 1024)} GiB  GPUs ${used}/${n.gpus.length} in use`;
+          if (n.gpus.length === 0) return `${head}\n  (no GPUs)`;
+          const table = renderTable(['GPU', 'TYPE', 'MEMORY', 'JOB', 'UUID'], n.gpus.map((g) => [String(g.index), g.type, `${Math.round(g.memory_mib / 1024)} GiB`, g.job_id ?? '-', g.uuid]));
+          return `${head}\n${table.replace(/^/gm, '  ')}`;
+        })
+        .join('\n\n'),
+    );
+  });
+
+/** Prints a job's events (stderr) and rank 0's output (stdout) until it ends; returns the final job. */
+async function watchJob(id: string): Promise<JobView> {
+  const c = client();
+  const abort = new AbortController();
+  const logs = (async () => {
+    for await (const chunk of c.logs(id, { rank: 0, follow: true, signal: abort.signal })) process.stdout.write(chunk);
+  })().catch(() => undefined);
+  try {
+    for await (const event of c.events({ jobId: id, afterSeq: 0, signal: abort.signal })) {
+      if (!json()) process.stderr.write(`[job ${id}] ${event.type}: ${event.message}\n`);
+      if (event.type === 'succeeded' || event.type === 'failed' || event.type === 'cancelled') break;
+    }
+  } finally {
+    await Promise.race([logs, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    abort.abort();
+  }
+  return c.getJob(id);
+}
+
+function explain(error: unknown): { message: string; exitCode: number } {
+  if (error instanceof ServerUnreachableError) {
+    return { message: `${error.message}.\nStart one with \`npx tutti up\` (add --fake-gpus 4 on a machine without GPUs), or point --server / TUTTI_SERVER at a running one.`, exitCode: 3 };
+  }
+  if (error instanceof ApiError) {
+    const fields = error.body.error.fields ?? [];
+    const details = fields.length > 1 || (fields[0] && !error.message.startsWith(fields[0].path))
+      ? `\n${fields.map((f) => `  ${f.path || '(document)'}: ${f.message}${f.line !== undefined ? ` (line ${f.line}, column ${f.column ?? 1})` : ''}`).join('\n')}`
+      : fields[0]?.line !== undefined ? ` (line ${fields[0].line}, column ${fields[0].column ?? 1})` : '';
+    return { message: `${error.status === 422 ? 'unschedulable' : 'error'}: ${error.message}${details}`, exitCode: 1 };
+  }
+  if (error instanceof CliFailure) return { message: error.message, exitCode: error.exitCode };
+  if (error instanceof StartupError) return { message: `cannot start: ${error.message}`, exitCode: 1 };
+  return { message: error instanceof Error ? (error.stack ?? error.message) : String(error), exitCode: 1 };
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  const { message, exitCode } = explain(error);
+  if (json()) process.stdout.write(`${JSON.stringify(error instanceof ApiError ? error.body : { error: { code: 'cli_error', message } }, null, 2)}\n`);
+  process.stderr.write(`tutti: ${message}\n`);
+  process.exitCode = exitCode;
+}

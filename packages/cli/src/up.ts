@@ -1,0 +1,76 @@
+/** `tutti up`: the control plane in the foreground, until Ctrl-C. With --demo it also runs a 2-rank job. */
+import { fileURLToPath } from 'node:url';
+import { startTuttiServer } from '@tutti/server';
+import type { TuttiServer } from '@tutti/server';
+import { TuttiClient } from '@tutti/client';
+
+export interface UpOptions {
+  port: number;
+  host: string;
+  dataDir: string;
+  fakeGpus?: string;
+  grace: number;
+  demo: boolean;
+}
+
+/** The demo job: two ranks that print their torchrun environment and talk to each other over MASTER_ADDR:PORT. */
+const DEMO_SCRIPT = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
+
+export async function runUp(options: UpOptions): Promise<void> {
+  const server = await startTuttiServer({
+    dataDir: options.dataDir,
+    host: options.host,
+    port: options.port,
+    fakeGpus: options.fakeGpus,
+    fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
+    stopGraceMs: options.grace * 1000,
+  });
+  const gpus = server.inventory.reduce((n, node) => n + node.gpus.length, 0);
+  const fake = server.inventory.some((node) => node.gpus.some((g) => g.uuid.startsWith('FAKE')));
+  process.stderr.write(
+    [
+      `tutti is up at ${server.url}`,
+      `  data dir  ${server.dataDir}`,
+      `  nodes     ${server.inventory.map((n) => n.name).join(', ')} with ${gpus} GPU${gpus === 1 ? '' : 's'}${fake ? ' (fake: for trying tutti without GPUs)' : ''}`,
+      `  API docs  ${server.url}/docs`,
+      `  try       npx tutti submit examples/hello.yaml --watch   |   npx tutti ps   |   npx tutti nodes`,
+      ...(options.host !== '127.0.0.1' && options.host !== 'localhost' && options.host !== '::1'
+        ? [`  warning   the API listens on ${options.host} without authentication: anyone who can reach it can run commands as this user`]
+        : []),
+      'Ctrl-C stops the control plane; running jobs keep running and are re-adopted by the next `tutti up`.',
+      '',
+    ].join('\n'),
+  );
+  const stop = once(server);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  if (options.demo) await runDemo(server);
+}
+
+function once(server: TuttiServer): () => void {
+  let stopping = false;
+  return () => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write('\nstopping the control plane (jobs keep running)…\n');
+    void server.close().then(() => process.exit(0));
+  };
+}
+
+async function runDemo(server: TuttiServer): Promise<void> {
+  const client = new TuttiClient({ baseUrl: server.url });
+  const job = await client.submitJob({
+    name: 'ddp-hello-demo',
+    resources: { gpus: 2 },
+    run: [process.execPath, DEMO_SCRIPT],
+    env: { DEMO_STEPS: '3' },
+    max_duration: '5m',
+  });
+  process.stderr.write(`demo: submitted job ${job.id} (2 ranks, 2 GPUs); its rank 0 output follows\n`);
+  for await (const chunk of client.logs(job.id, { rank: 0, follow: true })) process.stdout.write(chunk.replace(/^/gm, '  rank 0 | '));
+  const done = await client.getJob(job.id);
+  process.stderr.write(
+    `demo: job ${job.id} ${done.status} (${done.end_reason ?? ''}). See it with \`npx tutti show ${job.id}\` and \`npx tutti logs ${job.id} --rank 1\`.\n` +
+      'tutti keeps running: submit your own jobs, or Ctrl-C to stop.\n',
+  );
+}

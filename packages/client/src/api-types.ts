@@ -1,0 +1,95 @@
+/**
+ * The REST API's wire types (snake_case JSON), shared by the server that produces them and the clients that
+ * read them. Timestamps are ISO-8601 strings in UTC; absent values are null.
+ */
+import type { DiagnosisCode, JobStatus, TaskStatus } from '@tutti/model';
+
+export interface JobView {
+  id: string;
+  name: string;
+  team: string;
+  priority: number;
+  status: JobStatus;
+  /** Why a pending job waits, in words; null when not pending. */
+  pending_reason: string | null;
+  /** The same reason as data: which scheduler plugin stopped the job and its stable code. */
+  pending_diagnosis: { plugin: string; code: DiagnosisCode; message: string } | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  exit_code: number | null;
+  /** Why the job ended ("rank 1 exited with code 3", "cancelled", ...); null until it ends. */
+  end_reason: string | null;
+  cancel_requested_at: string | null;
+  /** GPUs per node × nodes. */
+  gpus_per_node: number;
+  num_nodes: number;
+  /** The spec as submitted, normalised. */
+  spec: Record<string, unknown>;
+  /** One entry per rank; present on `GET /v1/jobs/:id`, omitted in lists. */
+  tasks?: TaskView[];
+}
+
+export interface TaskView {
+  rank: number;
+  local_rank: number;
+  node_rank: number;
+  node: string;
+  gpus: number[];
+  pid: number | null;
+  status: TaskStatus;
+  exit_code: number | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface JobListView {
+  jobs: JobView[];
+  /** Pass as `cursor` to get the next page; null on the last page. */
+  next_cursor: string | null;
+}
+
+export interface NodeView {
+  name: string;
+  address: string;
+  state: 'ready' | 'draining' | 'down';
+  cpus: number;
+  memory_mib: number;
+  labels: Record<string, string>;
+  gpus: GpuView[];
+}
+
+export interface GpuView {
+  index: number;
+  uuid: string;
+  type: string;
+  product: string;
+  memory_mib: number;
+  nvlink_peers: number[];
+  /** The job holding this GPU, or null when free. */
+  job_id: string | null;
+}
+
+export interface EventView {
+  seq: number;
+  job_id: string;
+  at: string;
+  type: string;
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
+export interface ErrorBody {
+  error: {
+    /** Stable machine-readable code: `invalid_spec`, `unschedulable`, `job_not_found`, `invalid_request`, ... */
+    code: string;
+    message: string;
+    fields?: { path: string; message: string; line?: number; column?: number }[];
+  };
+}
+
+export interface HealthView {
+  status: 'ok';
+  version: string;
+  uptime_s: number;
+}

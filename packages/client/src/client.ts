@@ -1,0 +1,152 @@
+import type { EventView, ErrorBody, HealthView, JobListView, JobView, NodeView } from './api-types.ts';
+import type { JobStatus } from '@tutti/model';
+
+/** The server answered with an error status. `body` carries the field errors of a rejected spec. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody,
+  ) {
+    super(body.error.message);
+    this.name = 'ApiError';
+  }
+  get code(): string {
+    return this.body.error.code;
+  }
+}
+
+/** Nothing answers at the server's address: usually the server is not running. */
+export class ServerUnreachableError extends Error {
+  constructor(readonly baseUrl: string, cause: unknown) {
+    super(`no tutti server answers at ${baseUrl}`, { cause });
+    this.name = 'ServerUnreachableError';
+  }
+}
+
+export interface ClientOptions {
+  /** e.g. `http://127.0.0.1:7070` */
+  baseUrl: string;
+}
+
+export interface ListJobsQuery {
+  status?: JobStatus;
+  team?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface SubmitOptions {
+  /** The directory a relative `workdir` is resolved against, and the default workdir (the submitter's cwd). */
+  submitDir?: string;
+}
+
+/** Typed client of tutti's REST API (`/v1`). */
+export class TuttiClient {
+  readonly baseUrl: string;
+
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  health(): Promise<HealthView> {
+    return this.request('GET', '/healthz');
+  }
+
+  /** Submits a job spec: a YAML document (string; errors then carry line and column) or a JSON object. */
+  submitJob(spec: string | Record<string, unknown>, options: SubmitOptions = {}): Promise<JobView> {
+    const headers: Record<string, string> = {};
+    if (options.submitDir) headers['tutti-submit-dir'] = options.submitDir;
+    if (typeof spec === 'string') {
+      headers['content-type'] = 'application/yaml';
+      return this.request('POST', '/v1/jobs', spec, headers);
+    }
+    headers['content-type'] = 'application/json';
+    return this.request('POST', '/v1/jobs', JSON.stringify(spec), headers);
+  }
+
+  listJobs(query: ListJobsQuery = {}): Promise<JobListView> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+    const qs = params.toString();
+    return this.request('GET', `/v1/jobs${qs ? `?${qs}` : ''}`);
+  }
+
+  getJob(id: string): Promise<JobView> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  cancelJob(id: string): Promise<JobView> {
+    return this.request('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+  }
+
+  listNodes(): Promise<{ nodes: NodeView[] }> {
+    return this.request('GET', '/v1/nodes');
+  }
+
+  listJobEvents(id: string): Promise<{ events: EventView[] }> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/events`);
+  }
+
+  /** A rank's log as a stream of text chunks; with `follow`, the stream ends when the job ends. */
+  async *logs(id: string, options: { rank?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<string> {
+    const params = new URLSearchParams({ rank: String(options.rank ?? 0), follow: String(options.follow ?? false) });
+    const response = await this.fetch(`/v1/jobs/${encodeURIComponent(id)}/logs?${params}`, { method: 'GET', signal: options.signal });
+    await throwIfError(response);
+    if (!response.body) return;
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      yield decoder.decode(chunk, { stream: true });
+    }
+  }
+
+  /** The server's event stream (SSE) as parsed events; resumes after `afterSeq` when given. */
+  async *events(options: { jobId?: string; afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<EventView> {
+    const params = new URLSearchParams();
+    if (options.jobId) params.set('job', options.jobId);
+    if (options.afterSeq !== undefined) params.set('after', String(options.afterSeq));
+    const qs = params.toString();
+    const response = await this.fetch(`/v1/events${qs ? `?${qs}` : ''}`, { method: 'GET', signal: options.signal, headers: { accept: 'text/event-stream' } });
+    await throwIfError(response);
+    if (!response.body) return;
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let boundary: number;
+      while ((boundary = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        const data = frame.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+        if (data) yield JSON.parse(data) as EventView;
+      }
+    }
+  }
+
+  private async request<T>(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<T> {
+    const response = await this.fetch(path, { method, body, headers });
+    await throwIfError(response);
+    return (await response.json()) as T;
+  }
+
+  private async fetch(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(`${this.baseUrl}${path}`, init);
+    } catch (error) {
+      if ((error as Error).name === 'AbortError') throw error;
+      throw new ServerUnreachableError(this.baseUrl, error);
+    }
+  }
+}
+
+async function throwIfError(response: Response): Promise<void> {
+  if (response.ok) return;
+  const text = await response.text();
+  let body: ErrorBody;
+  try {
+    body = JSON.parse(text) as ErrorBody;
+    if (!body?.error?.message) throw new Error('not an error body');
+  } catch {
+    body = { error: { code: `http_${response.status}`, message: text || response.statusText } };
+  }
+  throw new ApiError(response.status, body);
+}

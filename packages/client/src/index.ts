@@ -1,0 +1,2 @@
+export * from './api-types.ts';
+export * from './client.ts';

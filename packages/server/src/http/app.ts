@@ -1,0 +1,221 @@
+/** The REST API (`/v1`), health, metrics and OpenAPI docs. Handlers validate, call the controller or store, and map. */
+import path from 'node:path';
+import Fastify from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml } from '@tutti/model';
+import type { JobSpec, JobStatus, NodeInfo } from '@tutti/model';
+import { checkFeasibility } from '@tutti/scheduler';
+import { InvalidCursorError } from '@tutti/store';
+import type { StateStore } from '@tutti/store';
+import type { JobController } from '../job-controller.ts';
+import type { EventFeed } from '../event-feed.ts';
+import type { Logger } from '../logger.ts';
+import type { ServerMetrics } from '../metrics.ts';
+import { toEventView, toJobView, toNodeViews } from '../views.ts';
+import { HttpProblem, installErrorHandling } from './errors.ts';
+import { followLog } from './log-follow.ts';
+import { serveEventStream } from './event-stream.ts';
+
+export interface HttpAppDeps {
+  store: StateStore;
+  controller: JobController;
+  feed: EventFeed;
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** The inventory used to reject jobs that can never fit. */
+  inventory: () => readonly NodeInfo[];
+  now: () => number;
+  version: string;
+  startedAt: number;
+}
+
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
+const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        fields: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' }, line: { type: 'integer' }, column: { type: 'integer' } } } },
+      },
+    },
+  },
+} as const;
+const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$', description: 'job id' } } } as const;
+
+export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
+  const { store, controller, feed, metrics, logger } = deps;
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
+  installErrorHandling(app, logger);
+
+  app.addSchema(errorSchema);
+  app.addSchema({ ...(jobSpecJsonSchema as Record<string, unknown>), $id: 'JobSpec' });
+  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => done(null, body));
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'tutti API', version: deps.version, description: 'Submit, watch and cancel gang-scheduled GPU jobs.' },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.get('/healthz', { schema: { summary: 'Liveness: the server answers and its store is open' } }, async () => ({
+    status: 'ok',
+    version: deps.version,
+    uptime_s: Math.round((deps.now() - deps.startedAt) / 1000),
+  }));
+
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
+    const [counts, snapshot] = await Promise.all([store.countJobsByStatus(), store.snapshot()]);
+    void reply.type('text/plain; version=0.0.4');
+    return metrics.render(counts, snapshot);
+  });
+
+  app.post(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'Submit a job (JSON, or YAML with Content-Type: application/yaml)',
+        body: { $ref: 'JobSpec#' } as never,
+        headers: { type: 'object', properties: { 'tutti-submit-dir': { type: 'string', description: 'absolute directory a relative workdir is resolved against (the CLI sends its cwd)' } } },
+      },
+      // The hand-written spec parser is the authority (it reports YAML lines and columns); the schema is for /docs.
+      validatorCompiler: () => () => true,
+    },
+    async (request, reply) => {
+      const parsed = typeof request.body === 'string' ? parseJobSpecYaml(request.body) : parseJobSpecObject(request.body);
+      if (!parsed.ok) {
+        const first = parsed.errors[0];
+        const more = parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : '';
+        throw new HttpProblem('invalid_spec', `${first?.path || 'spec'}: ${first?.message ?? 'invalid'}${more}`, parsed.errors);
+      }
+      const spec = resolveWorkdir(parsed.value, request.headers['tutti-submit-dir']);
+      const feasibility = checkFeasibility(deps.inventory(), spec);
+      if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
+      const job = await store.createJob(spec, deps.now());
+      metrics.countSubmission();
+      feed.notify();
+      controller.requestSchedule();
+      return reply.status(201).send(toJobView(job));
+    },
+  );
+
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'List jobs, newest first, a page at a time',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            status: { type: 'string', enum: [...JOB_STATUSES] },
+            team: { type: 'string', maxLength: 63 },
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+            cursor: { type: 'string', maxLength: 64 },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const query = request.query as { status?: JobStatus; team?: string; limit?: number; cursor?: string };
+      const page = await store.listJobs(query).catch((error: unknown) => {
+        if (error instanceof InvalidCursorError) throw new HttpProblem('invalid_request', `cursor: ${error.message}; pass the next_cursor of a previous page`, [{ path: 'querystring.cursor', message: 'not a cursor this server produced' }]);
+        throw error;
+      });
+      return { jobs: page.jobs.map((job) => toJobView(job)), next_cursor: page.nextCursor ?? null };
+    },
+  );
+
+  app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks', params: jobIdParams} }, async (request) => {
+    const { id } = request.params as { id: string };
+    const job = await requireJob(store, id);
+    return toJobView(job, await store.getTasks(id));
+  });
+
+  app.get('/v1/jobs/:id/events', { schema: { summary: "A job's history", params: jobIdParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    await requireJob(store, id);
+    return { events: (await store.listEvents({ jobId: id, limit: 10_000 })).map(toEventView) };
+  });
+
+  app.post('/v1/jobs/:id/cancel', { schema: { summary: 'Cancel a job (pending: at once; running: SIGTERM, then SIGKILL after the grace period)', params: jobIdParams } }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const outcome = await controller.cancel(id);
+    if (outcome === 'not_found') throw new HttpProblem('job_not_found', `no job with id ${id}`);
+    const job = await requireJob(store, id);
+    return reply.status(202).send(toJobView(job, await store.getTasks(id)));
+  });
+
+  app.get(
+    '/v1/jobs/:id/logs',
+    {
+      schema: {
+        summary: "A rank's stdout and stderr; with follow=true the response streams until the job ends",
+        params: jobIdParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { rank: { type: 'integer', minimum: 0, default: 0 }, follow: { type: 'boolean', default: false } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { rank, follow } = request.query as { rank: number; follow: boolean };
+      const job = await requireJob(store, id);
+      const ranks = Math.max(1, job.spec.resources.gpus.count) * job.spec.numNodes;
+      if (rank >= ranks) throw new HttpProblem('invalid_request', `rank ${rank} does not exist: job ${id} has ranks 0..${ranks - 1}`, [{ path: 'querystring.rank', message: `must be 0..${ranks - 1}` }]);
+      const abort = new AbortController();
+      request.raw.on('close', () => abort.abort());
+      void reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
+      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal }));
+    },
+  );
+
+  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU' } }, async () => ({ nodes: toNodeViews(await store.snapshot()) }));
+
+  app.get(
+    '/v1/events',
+    {
+      schema: {
+        summary: 'Server-sent events of every job (or one with ?job=ID); resume with Last-Event-ID or ?after=SEQ',
+        querystring: { type: 'object', additionalProperties: false, properties: { job: { type: 'string', pattern: '^[0-9]{1,18}$' }, after: { type: 'integer', minimum: 0 } } },
+      },
+    },
+    async (request, reply) => {
+      const { job, after } = request.query as { job?: string; after?: number };
+      const lastEventId = Number(request.headers['last-event-id']);
+      const resumeAfter = after ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : undefined);
+      await serveEventStream({ request, reply, store, feed, jobId: job, afterSeq: resumeAfter });
+    },
+  );
+
+  return app;
+}
+
+async function requireJob(store: StateStore, id: string) {
+  const job = await store.getJob(id);
+  if (!job) throw new HttpProblem('job_not_found', `no job with id ${id}`);
+  return job;
+}
+
+/** A relative workdir is relative to where the submitter stood (sent by the CLI); no workdir means that place. */
+function resolveWorkdir(spec: JobSpec, submitDir: string | string[] | undefined): JobSpec {
+  const base = typeof submitDir === 'string' && path.isAbsolute(submitDir) ? submitDir : undefined;
+  if (spec.workdir === undefined) return base ? { ...spec, workdir: base } : spec;
+  if (path.isAbsolute(spec.workdir)) return spec;
+  if (!base) {
+    throw new HttpProblem('invalid_spec', `workdir: '${spec.workdir}' is relative; give an absolute path, or send the directory it is relative to in the tutti-submit-dir header (the CLI sends the spec file's directory)`, [
+      { path: 'workdir', message: 'a relative workdir needs the tutti-submit-dir header' },
+    ]);
+  }
+  return { ...spec, workdir: path.resolve(base, spec.workdir) };
+}
+
+export { isTerminalJobStatus };

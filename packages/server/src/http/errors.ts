@@ -1,0 +1,71 @@
+/**
+ * The one place where outcomes become HTTP statuses. Handlers return or throw `HttpProblem`s; Fastify's own
+ * errors (bad JSON, schema validation) are translated to the same `{error: {code, message, fields}}` body.
+ */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FieldError } from '@tutti/model';
+import type { Logger } from '../logger.ts';
+
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unschedulable' | 'job_not_found' | 'not_found' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
+
+const STATUS: Record<ProblemCode, number> = {
+  invalid_spec: 400,
+  invalid_request: 400,
+  unschedulable: 422,
+  job_not_found: 404,
+  not_found: 404,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  internal_error: 500,
+};
+
+export class HttpProblem extends Error {
+  constructor(
+    readonly code: ProblemCode,
+    message: string,
+    readonly fields?: FieldError[],
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return STATUS[this.code];
+  }
+  toBody() {
+    return { error: { code: this.code, message: this.message, ...(this.fields ? { fields: this.fields } : {}) } };
+  }
+}
+
+export function installErrorHandling(app: FastifyInstance, logger: Logger): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const problem = toProblem(error);
+    if (problem.code === 'internal_error') logger.error(`${request.method} ${request.url} failed`, error);
+    void reply.status(problem.status).send(problem.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const problem = new HttpProblem('not_found', `no route ${request.method} ${request.url.split('?')[0]}; see /docs for the API`);
+    void reply.status(404).send(problem.toBody());
+  });
+}
+
+function toProblem(error: FastifyError): HttpProblem {
+  if (error instanceof HttpProblem) return error;
+  if (error.validation) {
+    const where = error.validationContext ?? 'request';
+    const fields = error.validation.map((v) => {
+      const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+      const path = [where, ...v.instancePath.split('/').filter(Boolean), ...(missing ? [missing] : [])].join('.');
+      const allowed = (v.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+      return { path, message: `${v.message ?? 'is invalid'}${allowed ? ` (one of: ${allowed.join(', ')})` : ''}` };
+    });
+    return new HttpProblem('invalid_request', fields.map((f) => `${f.path}: ${f.message}`).join('; '), fields);
+  }
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError) {
+    return new HttpProblem('invalid_spec', `the body is not valid JSON: ${error.message}`, [{ path: '', message: error.message }]);
+  }
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new HttpProblem('payload_too_large', 'the body is larger than 1 MiB');
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new HttpProblem('unsupported_media_type', 'send the job spec as application/json or application/yaml');
+  }
+  if (typeof error.statusCode === 'number' && error.statusCode < 500) return new HttpProblem('invalid_request', error.message);
+  return new HttpProblem('internal_error', 'internal error; the server log has the details');
+}

@@ -1,0 +1,53 @@
+/**
+ * Server-sent events: the job event log as a stream. Each event carries its sequence number as the SSE id, so a
+ * client that reconnects with Last-Event-ID (or ?after=) gets exactly what it missed, from the store.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { JobEvent } from '@tutti/model';
+import type { StateStore } from '@tutti/store';
+import type { EventFeed } from '../event-feed.ts';
+import { toEventView } from '../views.ts';
+
+const HEARTBEAT_MS = 15_000;
+
+export async function serveEventStream(options: {
+  request: FastifyRequest;
+  reply: FastifyReply;
+  store: StateStore;
+  feed: EventFeed;
+  jobId?: string;
+  afterSeq?: number;
+}): Promise<void> {
+  const { request, reply, store, feed, jobId } = options;
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  raw.write(': tutti event stream\n\n');
+
+  let cursor = options.afterSeq ?? feed.latestSeq;
+  let catchingUp = options.afterSeq !== undefined;
+  const queued: JobEvent[] = [];
+  const send = (event: JobEvent) => {
+    if (event.seq <= cursor || (jobId && event.jobId !== jobId)) return;
+    cursor = event.seq;
+    raw.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(toEventView(event))}\n\n`);
+  };
+  const unsubscribe = feed.subscribe((event) => (catchingUp ? queued.push(event) : send(event)));
+  const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), HEARTBEAT_MS);
+  heartbeat.unref();
+  request.raw.on('close', () => {
+    unsubscribe();
+    clearInterval(heartbeat);
+  });
+
+  if (catchingUp) {
+    // Replay what the client missed, from the store, then switch to live events without a gap or a repeat.
+    for (;;) {
+      const batch = await store.listEvents({ afterSeq: cursor, limit: 1000, ...(jobId ? { jobId } : {}) });
+      for (const event of batch) send(event);
+      if (batch.length < 1000) break;
+    }
+    catchingUp = false;
+    for (const event of queued.splice(0)) send(event);
+  }
+}

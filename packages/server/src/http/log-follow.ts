@@ -1,0 +1,59 @@
+/**
+ * Streams one rank's log file. Without `follow` it sends what is there; with `follow` it keeps reading as the
+ * file grows and ends once the job has ended and the last bytes are sent. A pending job's log is waited for.
+ */
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isTerminalJobStatus } from '@tutti/model';
+import type { StateStore } from '@tutti/store';
+
+const POLL_MS = 150;
+const CHUNK = 64 * 1024;
+
+export function followLog(options: { store: StateStore; jobId: string; rank: number; follow: boolean; signal: AbortSignal }): Readable {
+  return Readable.from(readLog(options), { objectMode: false });
+}
+
+async function* readLog({ store, jobId, rank, follow, signal }: { store: StateStore; jobId: string; rank: number; follow: boolean; signal: AbortSignal }): AsyncGenerator<Buffer> {
+  let logPath: string | undefined;
+  // Wait for the rank to exist (a pending job has no log yet).
+  for (;;) {
+    if (signal.aborted) return;
+    const task = (await store.getTasks(jobId)).find((t) => t.rank === rank);
+    logPath = task?.logPath;
+    if (logPath) break;
+    const job = await store.getJob(jobId);
+    if (!follow || !job || isTerminalJobStatus(job.status)) return;
+    await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
+  }
+  const file = await open(logPath, 'r').catch(() => undefined);
+  if (!file) return;
+  try {
+    let position = 0;
+    const buffer = Buffer.alloc(CHUNK);
+    for (;;) {
+      // Read everything available now.
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, CHUNK, position);
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        yield Buffer.from(buffer.subarray(0, bytesRead));
+      }
+      if (!follow || signal.aborted) return;
+      const job = await store.getJob(jobId);
+      if (!job || isTerminalJobStatus(job.status)) {
+        // The job ended: whatever its ranks wrote before exiting is in the file now; send the rest and stop.
+        for (;;) {
+          const { bytesRead } = await file.read(buffer, 0, CHUNK, position);
+          if (bytesRead === 0) return;
+          position += bytesRead;
+          yield Buffer.from(buffer.subarray(0, bytesRead));
+        }
+      }
+      await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
+    }
+  } finally {
+    await file.close();
+  }
+}

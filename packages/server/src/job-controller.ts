@@ -1,0 +1,365 @@
+/**
+ * The control loop: decide on a snapshot, act through a plan, reconcile what the backend reports.
+ *
+ *   schedule(): snapshot + pending ──runCycle──▶ plan ──verifyPlan──▶ store.applyPlacements ──▶ backend.launch
+ *   rank exits (backend) ──▶ record the rank ──▶ first failure stops the gang ──▶ last rank out ends the job
+ *
+ * Every decision is durable in the store before it is acted on, so a restart (see `recover`) finds the same
+ * world: running ranks are adopted, ranks that ended meanwhile are read back with their real exit codes.
+ */
+import { computeTasksForPlacement, formatDuration, isTerminalJobStatus } from '@tutti/model';
+import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, Task } from '@tutti/model';
+import { DEFAULT_PROFILE, runCycle, verifyPlan } from '@tutti/scheduler';
+import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
+import type { JobEnd, StateStore, TaskUpdate } from '@tutti/store';
+import type { EventFeed } from './event-feed.ts';
+import type { Logger } from './logger.ts';
+import type { ServerMetrics } from './metrics.ts';
+
+export interface JobControllerOptions {
+  store: StateStore;
+  backend: ExecutionBackend;
+  feed: EventFeed;
+  metrics: ServerMetrics;
+  logger: Logger;
+  now: () => number;
+  /** Time between SIGTERM and SIGKILL when a job is cancelled or stopped. */
+  stopGraceMs: number;
+  /** A scheduling cycle also runs on this period, even when nothing happened (ages, max_duration). */
+  tickMs: number;
+}
+
+/** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
+type StopCause =
+  | { kind: 'rank_failed'; rank: number; exitCode: number | null; detail: string }
+  | { kind: 'cancelled' }
+  | { kind: 'max_duration'; limitMs: number };
+
+export class JobController {
+  private readonly store: StateStore;
+  private readonly backend: ExecutionBackend;
+  private readonly options: JobControllerOptions;
+  /** Jobs being stopped, with why. */
+  private readonly stopping = new Map<string, StopCause>();
+  /** Running jobs with a max_duration: job id → deadline (epoch ms). */
+  private readonly deadlines = new Map<string, number>();
+  /** Per-job serialisation of reconciliation, so two rank exits of one job never race. */
+  private readonly jobLocks = new Map<string, Promise<void>>();
+  /** Last pending reason written per job, to write only changes. */
+  private readonly lastReasons = new Map<string, string>();
+  private cycleRunning: Promise<void> | undefined;
+  private cycleRequested = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private seed = 1;
+  /** Launches in flight, so `close` can wait for them to be recorded. */
+  private readonly launches = new Set<Promise<void>>();
+
+  constructor(options: JobControllerOptions) {
+    this.options = options;
+    this.store = options.store;
+    this.backend = options.backend;
+    this.backend.onRankExit((exit) => {
+      void this.withJobLock(exit.jobId, () => this.handleRankExit(exit)).catch((error: unknown) =>
+        this.options.logger.error(`reconciling rank ${exit.rank} of job ${exit.jobId} failed`, error),
+      );
+    });
+  }
+
+  /** Re-adopts what ran before a restart, then starts the loop. */
+  async start(): Promise<void> {
+    await this.recover();
+    this.timer = setInterval(() => {
+      this.enforceDeadlines();
+      this.requestSchedule();
+    }, this.options.tickMs);
+    this.timer.unref();
+    this.requestSchedule();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.cycleRunning;
+    await Promise.allSettled([...this.launches]);
+    await Promise.allSettled([...this.jobLocks.values()]);
+  }
+
+  /** Asks for a scheduling cycle; cycles never overlap, and requests during a cycle coalesce into one more. */
+  requestSchedule(): void {
+    if (this.closed) return;
+    if (this.cycleRunning) {
+      this.cycleRequested = true;
+      return;
+    }
+    this.cycleRunning = (async () => {
+      try {
+        do {
+          this.cycleRequested = false;
+          await this.runSchedulingCycle();
+        } while (this.cycleRequested && !this.closed);
+      } catch (error) {
+        this.options.logger.error('scheduling cycle failed', error);
+      } finally {
+        this.cycleRunning = undefined;
+      }
+    })();
+  }
+
+  /** Resolves once no cycle is running or requested (for tests and benchmarks). */
+  async settle(): Promise<void> {
+    while (this.cycleRunning) await this.cycleRunning;
+  }
+
+  /** Cancels a job: a pending one at once, a running one by stopping its gang. */
+  async cancel(jobId: string): Promise<'cancelled' | 'stopping' | 'already_finished' | 'not_found'> {
+    const outcome = await this.store.requestCancel(jobId, this.options.now());
+    if (outcome === 'cancelled' || outcome === 'stopping') this.options.feed.notify();
+    if (outcome === 'stopping') this.beginStop(jobId, { kind: 'cancelled' });
+    return outcome;
+  }
+
+  private async runSchedulingCycle(): Promise<void> {
+    const { store, metrics } = this.options;
+    const [snapshot, pending] = await Promise.all([store.snapshot(), store.listJobsByStatus(['pending'])]);
+    if (pending.length === 0) return;
+    const now = this.options.now();
+    const started = performance.now();
+    const result = runCycle({ snapshot, pending, now, seed: this.seed++ }, DEFAULT_PROFILE);
+    metrics.observeCycle((performance.now() - started) / 1000);
+
+    const specs = new Map<string, JobSpec>(pending.map((job) => [job.id, job.spec]));
+    const violations = verifyPlan(snapshot, result.plan, specs);
+    const rejected = new Set(violations.map((v) => v.jobId));
+    for (const violation of violations) {
+      // A plan that fails verification is a scheduler bug: never act on it, and say so loudly.
+      this.options.logger.error(`scheduler produced an invalid placement for job ${violation.jobId}: ${violation.message}`);
+    }
+    const placements = result.plan.placements.filter((p) => !rejected.has(p.jobId));
+    const jobsById = new Map(pending.map((job) => [job.id, job]));
+
+    if (placements.length > 0) {
+      const withTasks = placements.map((placement) => ({ placement, tasks: computeTasksForPlacement(specs.get(placement.jobId)!, placement) }));
+      const outcomes = await store.applyPlacements(withTasks, now);
+      withTasks.forEach(({ placement, tasks }, i) => {
+        const outcome = outcomes[i];
+        const job = jobsById.get(placement.jobId);
+        if (!outcome?.applied || !job) return;
+        this.lastReasons.delete(job.id);
+        // Under the job's lock: a rank that exits at once is recorded only after its launch is.
+        this.trackLaunch(this.withJobLock(job.id, () => this.launch(job, placement, tasks)));
+      });
+      this.options.feed.notify();
+    }
+    await this.recordPendingReasons(result.diagnoses);
+  }
+
+  private async recordPendingReasons(diagnoses: ReadonlyMap<string, Diagnosis>): Promise<void> {
+    const changed = new Map<string, Diagnosis>();
+    for (const [jobId, diagnosis] of diagnoses) {
+      const key = `${diagnosis.code}:${diagnosis.message}`;
+      if (this.lastReasons.get(jobId) === key) continue;
+      this.lastReasons.set(jobId, key);
+      changed.set(jobId, diagnosis);
+    }
+    if (changed.size > 0) await this.store.setPendingReasons(changed);
+  }
+
+  private trackLaunch(launch: Promise<void>): void {
+    this.launches.add(launch);
+    void launch.finally(() => this.launches.delete(launch));
+  }
+
+  private async launch(job: Job, placement: Placement, tasks: Task[]): Promise<void> {
+    const { store, now, logger } = this.options;
+    let handles: RankHandle[];
+    try {
+      handles = await this.backend.launch({
+        jobId: job.id,
+        jobName: job.spec.name,
+        run: job.spec.run,
+        workdir: job.spec.workdir,
+        env: job.spec.env,
+        ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
+      });
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      logger.warn(`job ${job.id} could not start: ${detail}`);
+      await store.updateTasks(tasks.map((t) => ({ jobId: t.jobId, rank: t.rank, status: 'lost', exitCode: null, finishedAt: now() })));
+      await this.finish(job.id, { status: 'failed', exitCode: null, endReason: `could not start: ${detail}` });
+      return;
+    }
+    await store.updateTasks(
+      handles.map((h) => ({ jobId: h.jobId, rank: h.rank, status: 'running', pid: h.pid, pidStartTime: h.pidStartTime, logPath: h.logPath, startedAt: h.startedAt })),
+    );
+    await store.appendEvent(job.id, 'started', `started ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}`, now(), {
+      pids: handles.map((h) => h.pid),
+    });
+    this.options.metrics.observeStartLatency((handles[0]?.startedAt ?? now()) - job.createdAt);
+    this.options.feed.notify();
+    if (job.spec.maxDurationMs !== undefined) this.deadlines.set(job.id, (handles[0]?.startedAt ?? now()) + job.spec.maxDurationMs);
+    // A stop decided while the ranks were being launched found no pids to signal: act on it now.
+    const pendingStop = this.stopping.get(job.id);
+    if (pendingStop) {
+      void this.signalRanks(job.id, pendingStop);
+    } else if ((await store.getJob(job.id))?.cancelRequestedAt !== undefined) {
+      this.beginStop(job.id, { kind: 'cancelled' });
+    }
+  }
+
+  /** Starts stopping a gang unless it is already being stopped; the first cause is the one the job ends with. */
+  private beginStop(jobId: string, cause: StopCause): void {
+    if (this.stopping.has(jobId)) return;
+    this.stopping.set(jobId, cause);
+    void this.signalRanks(jobId, cause);
+  }
+
+  /** Signals every launched rank of a stopping job; ranks without a process yet are signalled once launched. */
+  private async signalRanks(jobId: string, cause: StopCause): Promise<void> {
+    try {
+      const tasks = await this.store.getTasks(jobId);
+      const handles = tasks.filter((t) => t.status === 'running' || t.status === 'starting').flatMap((t) => toHandle(t) ?? []);
+      if (handles.length === 0) {
+        if (tasks.every((t) => t.status === 'exited' || t.status === 'lost')) await this.withJobLock(jobId, () => this.maybeFinish(jobId));
+        return;
+      }
+      await this.store.appendEvent(jobId, 'stopping', describeStop(cause), this.options.now());
+      this.options.feed.notify();
+      await this.backend.stop(handles, { graceMs: this.options.stopGraceMs });
+    } catch (error) {
+      this.options.logger.error(`stopping job ${jobId} failed`, error);
+    }
+  }
+
+  private enforceDeadlines(): void {
+    const now = this.options.now();
+    for (const [jobId, deadline] of this.deadlines) {
+      if (now < deadline) continue;
+      this.deadlines.delete(jobId);
+      void this.store.getJob(jobId).then((job) => {
+        if (job?.status === 'running' && job.spec.maxDurationMs !== undefined) this.beginStop(jobId, { kind: 'max_duration', limitMs: job.spec.maxDurationMs });
+      });
+    }
+  }
+
+  private async handleRankExit(exit: RankExit): Promise<void> {
+    const { store } = this.options;
+    const update: TaskUpdate = { jobId: exit.jobId, rank: exit.rank, status: exit.lost ? 'lost' : 'exited', exitCode: exit.exitCode, finishedAt: exit.at };
+    await store.updateTasks([update]);
+    const detail = exit.lost
+      ? `rank ${exit.rank} was lost (its process vanished without an exit status)`
+      : exit.signal
+        ? `rank ${exit.rank} was killed by ${exit.signal}`
+        : `rank ${exit.rank} exited with code ${exit.exitCode}`;
+    await store.appendEvent(exit.jobId, 'rank_exited', detail, this.options.now(), { rank: exit.rank, exit_code: exit.exitCode, signal: exit.signal ?? null, lost: exit.lost });
+    this.options.feed.notify();
+    if (exit.lost || exit.exitCode !== 0) this.beginStop(exit.jobId, { kind: 'rank_failed', rank: exit.rank, exitCode: exit.exitCode, detail });
+    await this.maybeFinish(exit.jobId);
+  }
+
+  /** Ends the job once every rank is out. */
+  private async maybeFinish(jobId: string): Promise<void> {
+    const [job, tasks] = await Promise.all([this.store.getJob(jobId), this.store.getTasks(jobId)]);
+    if (!job || isTerminalJobStatus(job.status) || job.status !== 'running') return;
+    if (tasks.length === 0 || tasks.some((t) => t.status !== 'exited' && t.status !== 'lost')) return;
+    const cause = this.stopping.get(jobId) ?? (job.cancelRequestedAt !== undefined ? ({ kind: 'cancelled' } as const) : undefined);
+    await this.finish(jobId, decideJobEnd(cause, tasks));
+  }
+
+  private async finish(jobId: string, end: JobEnd): Promise<void> {
+    const finished = await this.store.finishJob(jobId, end, this.options.now());
+    this.stopping.delete(jobId);
+    this.deadlines.delete(jobId);
+    if (finished) {
+      this.options.feed.notify();
+      this.requestSchedule();
+    }
+  }
+
+  /**
+   * After a restart: every job the store says is running is either adopted (its ranks still run and are watched
+   * again), finished (its ranks ended while the server was down: their real exit codes are read back), or
+   * requeued (it never got as far as starting a process).
+   */
+  private async recover(): Promise<void> {
+    const { store, logger, now } = this.options;
+    const running = await store.listJobsByStatus(['running']);
+    if (running.length === 0) return;
+    const tasks = await store.listActiveTasks();
+    const byJob = new Map<string, Task[]>();
+    for (const task of tasks) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
+
+    for (const job of running) {
+      const jobTasks = byJob.get(job.id) ?? (await store.getTasks(job.id));
+      const handles = jobTasks.flatMap((t) => (t.status === 'running' || t.status === 'starting' ? (toHandle(t) ?? []) : []));
+      const unlaunched = jobTasks.filter((t) => (t.status === 'running' || t.status === 'starting') && !toHandle(t));
+      if (handles.length === 0 && unlaunched.length > 0) {
+        // The server died between placing the job and recording any process: nothing of it runs; queue it again.
+        await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
+        logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
+        continue;
+      }
+      if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
+      const observations = await this.backend.adopt(handles);
+      const adopted = observations.filter((o) => o.state === 'running').length;
+      if (adopted > 0) await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
+      for (const task of unlaunched) {
+        await this.withJobLock(job.id, () => this.handleRankExit({ jobId: job.id, rank: task.rank, exitCode: null, lost: true, at: now() }));
+      }
+      for (const observation of observations) {
+        if (observation.state === 'running') continue;
+        const exit: RankExit =
+          observation.state === 'exited'
+            ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt }
+            : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now() };
+        await this.withJobLock(job.id, () => this.handleRankExit(exit));
+      }
+      if (job.cancelRequestedAt !== undefined) this.beginStop(job.id, { kind: 'cancelled' });
+    }
+    this.options.feed.notify();
+  }
+
+  private withJobLock(jobId: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.jobLocks.get(jobId) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const tracked = next.finally(() => {
+      if (this.jobLocks.get(jobId) === tracked) this.jobLocks.delete(jobId);
+    });
+    this.jobLocks.set(jobId, tracked);
+    return next;
+  }
+}
+
+function toHandle(task: Task): RankHandle | undefined {
+  if (task.pid === undefined || task.pidStartTime === undefined || task.logPath === undefined) return undefined;
+  return { jobId: task.jobId, rank: task.rank, node: task.node, pid: task.pid, pidStartTime: task.pidStartTime, logPath: task.logPath, startedAt: task.startedAt ?? 0 };
+}
+
+function describeStop(cause: StopCause): string {
+  switch (cause.kind) {
+    case 'rank_failed':
+      return `stopping the other ranks: ${cause.detail}`;
+    case 'cancelled':
+      return 'stopping every rank: cancel requested';
+    case 'max_duration':
+      return `stopping every rank: exceeded max_duration ${formatDuration(cause.limitMs)}`;
+  }
+}
+
+/** How a gang ended, from why it was stopped (if it was) and its ranks' exit codes. */
+export function decideJobEnd(cause: StopCause | undefined, tasks: readonly Task[]): JobEnd {
+  if (cause?.kind === 'cancelled') return { status: 'cancelled', exitCode: null, endReason: 'cancelled' };
+  if (cause?.kind === 'max_duration') return { status: 'failed', exitCode: null, endReason: `exceeded max_duration ${formatDuration(cause.limitMs)}` };
+  if (cause?.kind === 'rank_failed') return { status: 'failed', exitCode: cause.exitCode, endReason: cause.detail };
+  const failed = [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || t.exitCode !== 0);
+  if (failed) {
+    return {
+      status: 'failed',
+      exitCode: failed.exitCode ?? null,
+      endReason: failed.status === 'lost' ? `rank ${failed.rank} was lost` : `rank ${failed.rank} exited with code ${failed.exitCode}`,
+    };
+  }
+  return { status: 'succeeded', exitCode: 0, endReason: `all ${tasks.length} rank${tasks.length === 1 ? '' : 's'} exited with code 0` };
+}
+
+export type { NodeInfo };

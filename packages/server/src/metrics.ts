@@ -1,0 +1,70 @@
+/** Prometheus metrics of the control plane, rendered in the text exposition format (no client library needed). */
+import type { ClusterSnapshot, JobStatus } from '@tutti/model';
+import { JOB_STATUSES } from '@tutti/model';
+
+const CYCLE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+class Histogram {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(private readonly buckets: number[]) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(value: number): void {
+    this.sum += value;
+    this.count += 1;
+    this.buckets.forEach((bound, i) => {
+      if (value <= bound) this.counts[i]! += 1;
+    });
+  }
+  render(name: string, help: string): string[] {
+    const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
+    this.buckets.forEach((bound, i) => lines.push(`${name}_bucket{le="${bound}"} ${this.counts[i]}`));
+    lines.push(`${name}_bucket{le="+Inf"} ${this.count}`, `${name}_sum ${this.sum}`, `${name}_count ${this.count}`);
+    return lines;
+  }
+}
+
+export class ServerMetrics {
+  private readonly cycleSeconds = new Histogram(CYCLE_BUCKETS);
+  private readonly startLatencySeconds = new Histogram(LATENCY_BUCKETS);
+  private submissions = 0;
+
+  observeCycle(seconds: number): void {
+    this.cycleSeconds.observe(seconds);
+  }
+  /** Submit → first rank's process started. */
+  observeStartLatency(ms: number): void {
+    this.startLatencySeconds.observe(Math.max(0, ms) / 1000);
+  }
+  countSubmission(): void {
+    this.submissions += 1;
+  }
+
+  render(jobsByStatus: Record<JobStatus, number>, snapshot: ClusterSnapshot): string {
+    const totalGpus = snapshot.nodes.reduce((n, node) => n + node.gpus.length, 0);
+    const allocated = snapshot.allocations.length;
+    const lines = ['# HELP tutti_jobs Jobs in the store by status.', '# TYPE tutti_jobs gauge'];
+    for (const status of JOB_STATUSES) lines.push(`tutti_jobs{status="${status}"} ${jobsByStatus[status] ?? 0}`);
+    lines.push(
+      '# HELP tutti_gpus GPUs known to the control plane by state.',
+      '# TYPE tutti_gpus gauge',
+      `tutti_gpus{state="allocated"} ${allocated}`,
+      `tutti_gpus{state="free"} ${Math.max(0, totalGpus - allocated)}`,
+      '# HELP tutti_gpus_total GPUs in the inventory.',
+      '# TYPE tutti_gpus_total gauge',
+      `tutti_gpus_total ${totalGpus}`,
+      '# HELP tutti_nodes Nodes in the inventory.',
+      '# TYPE tutti_nodes gauge',
+      `tutti_nodes ${snapshot.nodes.length}`,
+      '# HELP tutti_job_submissions_total Jobs accepted by the API since the server started.',
+      '# TYPE tutti_job_submissions_total counter',
+      `tutti_job_submissions_total ${this.submissions}`,
+      ...this.cycleSeconds.render('tutti_scheduling_cycle_duration_seconds', 'Time spent in one scheduling decision (runCycle).'),
+      ...this.startLatencySeconds.render('tutti_job_start_latency_seconds', 'Time from submission to the first rank process started.'),
+    );
+    return `${lines.join('\n')}\n`;
+  }
+}

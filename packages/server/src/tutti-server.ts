@@ -1,0 +1,123 @@
+/**
+ * The composition root: opens the data dir (one server per dir), the store and the backend, re-adopts what ran
+ * before, starts the control loop and serves the API. Everything else receives its dependencies from here.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { NodeInfo } from '@tutti/model';
+import { acquireDataDirLock, createSqliteStateStore } from '@tutti/store';
+import type { StateStore } from '@tutti/store';
+import { createLocalBackend } from '@tutti/backends';
+import type { ExecutionBackend } from '@tutti/backends';
+import { EventFeed } from './event-feed.ts';
+import { JobController } from './job-controller.ts';
+import { buildHttpApp } from './http/app.ts';
+import { createConsoleLogger } from './logger.ts';
+import type { Logger } from './logger.ts';
+import { ServerMetrics } from './metrics.ts';
+
+export const TUTTI_VERSION = '0.1.0';
+
+export interface TuttiServerOptions {
+  /** Where the database, logs and rank status files live. */
+  dataDir: string;
+  /** @default '127.0.0.1' — only this machine can reach the API unless asked otherwise. */
+  host?: string;
+  /** 0 picks a free port. @default 7070 */
+  port?: number;
+  /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). */
+  fakeGpus?: string;
+  /** Fake GPUs to use only when the machine has no real ones (`tutti up --demo`). */
+  fakeGpusIfNone?: string;
+  /** SIGTERM → SIGKILL grace period when a job is cancelled or stopped. @default 30000 */
+  stopGraceMs?: number;
+  /** Period of the background scheduling tick. @default 1000 */
+  tickMs?: number;
+  logger?: Logger;
+  /** The clock. @default Date.now */
+  now?: () => number;
+}
+
+export interface TuttiServer {
+  /** e.g. http://127.0.0.1:7070 */
+  url: string;
+  port: number;
+  dataDir: string;
+  store: StateStore;
+  controller: JobController;
+  inventory: readonly NodeInfo[];
+  /** Stops serving and closes the store. Running jobs keep running and are re-adopted by the next server. */
+  close(): Promise<void>;
+}
+
+/** A problem the person starting the server can fix (data dir in use, port taken, bad option). */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+function makeLocalBackend(dataDir: string, fakeGpus: string | undefined): ExecutionBackend {
+  try {
+    return createLocalBackend({ dataDir, fakeGpus });
+  } catch (error) {
+    throw new StartupError(`--fake-gpus: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+export async function startTuttiServer(options: TuttiServerOptions): Promise<TuttiServer> {
+  const logger = options.logger ?? createConsoleLogger();
+  const now = options.now ?? Date.now;
+  const host = options.host ?? '127.0.0.1';
+  const dataDir = path.resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+
+  const lock = acquireDataDirLock(dataDir);
+  if (!lock.ok) throw new StartupError(lock.message);
+
+  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanup = async () => {
+    for (const step of cleanups.splice(0).reverse()) await step();
+  };
+  try {
+    const store = await createSqliteStateStore({ path: path.join(dataDir, 'tutti.db') });
+    cleanups.push(() => store.close());
+    await store.migrate();
+
+    let backend = makeLocalBackend(dataDir, options.fakeGpus);
+    let inventory = await backend.inventory();
+    if (options.fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
+      await backend.close();
+      backend = makeLocalBackend(dataDir, options.fakeGpusIfNone);
+      inventory = await backend.inventory();
+    }
+    const chosenBackend = backend;
+    cleanups.push(() => chosenBackend.close());
+    await store.replaceNodes(inventory, now());
+
+    const feed = new EventFeed(store, logger);
+    await feed.start();
+    const metrics = new ServerMetrics();
+    const controller = new JobController({ store, backend, feed, metrics, logger, now, stopGraceMs: options.stopGraceMs ?? 30_000, tickMs: options.tickMs ?? 1000 });
+    cleanups.push(() => controller.close());
+
+    const startedAt = now();
+    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, now, version: TUTTI_VERSION, startedAt });
+    cleanups.push(() => app.close());
+    await controller.start();
+    try {
+      await app.listen({ host, port: options.port ?? 7070 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new StartupError(`port ${options.port} on ${host} is already in use; pass another --port`);
+      if (code === 'EADDRNOTAVAIL') throw new StartupError(`cannot listen on ${host}: no such address on this machine; check --host`);
+      throw error;
+    }
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : (options.port ?? 7070);
+    const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+    return { url: `http://${urlHost}:${port}`, port, dataDir, store, controller, inventory, close: cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}

@@ -1,0 +1,78 @@
+/** Test harness: a real tutti server on an ephemeral port with a temporary data dir, and job-script builders. */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TuttiClient } from '@tutti/client';
+import type { JobView } from '@tutti/client';
+import { silentLogger, startTuttiServer } from '@tutti/server';
+import type { TuttiServer, TuttiServerOptions } from '@tutti/server';
+
+export interface TestServer {
+  server: TuttiServer;
+  client: TuttiClient;
+  dataDir: string;
+  /** A scratch directory for files jobs write or wait for. */
+  scratch: string;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(options: Partial<TuttiServerOptions> = {}): Promise<TestServer> {
+  const root = await mkdtemp(path.join(tmpdir(), 'tutti-test-'));
+  const dataDir = path.join(root, 'data');
+  const scratch = path.join(root, 'scratch');
+  await import('node:fs/promises').then((fs) => fs.mkdir(scratch, { recursive: true }));
+  const server = await startTuttiServer({ dataDir, port: 0, fakeGpus: '4', logger: silentLogger, tickMs: 200, stopGraceMs: 5000, ...options });
+  return {
+    server,
+    client: new TuttiClient({ baseUrl: server.url }),
+    dataDir,
+    scratch,
+    close: async () => {
+      await server.close();
+      await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+/** Polls a job until `predicate` holds; fails with the job's last state after `timeoutMs`. */
+export async function waitForJob(client: TuttiClient, id: string, predicate: (job: JobView) => boolean, timeoutMs = 20_000): Promise<JobView> {
+  const deadline = Date.now() + timeoutMs;
+  let job = await client.getJob(id);
+  while (!predicate(job)) {
+    if (Date.now() > deadline) throw new Error(`job ${id} did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(job)}`);
+    await sleep(50);
+    job = await client.getJob(id);
+  }
+  return job;
+}
+
+export const isEnded = (job: JobView) => job.status === 'succeeded' || job.status === 'failed' || job.status === 'cancelled';
+export const isRunningWithPids = (job: JobView) => job.status === 'running' && (job.tasks ?? []).length > 0 && (job.tasks ?? []).every((t) => t.pid !== null && t.status === 'running');
+
+/** argv that runs a Node script in the rank: no shell, no dependency on what is installed. */
+export function nodeScript(source: string, ...args: string[]): string[] {
+  return [process.execPath, '-e', source, ...args];
+}
+
+/** A rank that waits until `file` exists, then exits with `code` (and says so on stdout). */
+export function waitForFileThenExit(file: string, code = 0): string[] {
+  return nodeScript(
+    `const fs=require('fs');console.log('rank '+process.env.RANK+' waiting for '+process.argv[1]);` +
+      `(function w(){if(fs.existsSync(process.argv[1])){console.log('rank '+process.env.RANK+' released');process.exit(${code});}setTimeout(w,25)})()`,
+    file,
+  );
+}
+
+export async function touch(file: string): Promise<void> {
+  await writeFile(file, 'go');
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

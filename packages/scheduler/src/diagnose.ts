@@ -1,0 +1,331 @@
+/**
+ * Why a pending job was not placed, as a `Diagnosis` value. Asked in this order, the first answer wins:
+ *
+ *   1. feasibility — the job could never fit this inventory            → NeverFits
+ *   2. queue-sort  — it fitted the free capacity at the start of the
+ *                    cycle, but jobs ahead of it took that capacity     → QueuedBehindHigherPriority
+ *   3. fit against what is free once the cycle's placements are made:
+ *      host-resources — enough nodes have the GPUs, not the CPUs/memory → InsufficientHostResources
+ *      gpu-fit        — enough GPUs are free, not of an accepted type
+ *                       or with enough memory                           → GpuTypeUnavailable
+ *      gpu-fit        — a one-node job: not enough free GPUs            → InsufficientGpus
+ *      gang           — a gang: not enough nodes with the GPUs, or
+ *                       no ready node at all                            → InsufficientNodes
+ *
+ * 1 and 2 are decided when the job's turn comes (2 names the jobs ahead of it that took the capacity); 3 is
+ * described after the last placement, so that "free now" means what the job will wait for until the next cycle.
+ *
+ * Cost: feasibility is O(node classes) per shape; 2 is O(placements) per shape over the whole cycle (`TakerTally`),
+ * cached per shape and priority until the next placement; 3 is O(ready nodes × types) per shape.
+ */
+import type { Diagnosis, DiagnosisCode, Job } from '@tutti/model';
+import { checkShapeFeasibility, computeInventory, countMatchingOfOneType, type FeasibilityResult, type Inventory } from './feasibility.ts';
+import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from './format.ts';
+import { computeGangPlacement } from './gang-placement.ts';
+import { computeCandidateTypes, computeMaxMatchingFree } from './gpu-fit.ts';
+import { fitsHost, hostCapacityFits } from './host-fit.ts';
+import type { AppliedPlacement, PlanOverlay } from './plan-overlay.ts';
+import { PLUGIN, type PluginName } from './plugin-names.ts';
+import { isGpuAccepted, isTypeAccepted, type ResourceShape } from './resource-shape.ts';
+import type { CapacityView, IndexedNode, SnapshotIndex } from './snapshot-index.ts';
+
+/** What jobs placed this cycle took from the nodes a shape could have used at the start of the cycle. */
+interface TakerTally {
+  /** Placements read so far. */
+  read: number;
+  /** By node ordinal: 1 for the ready nodes that could host one node-rank of the shape at the start of the cycle. */
+  readonly candidates: Uint8Array;
+  /** Jobs that took accepted GPUs there. */
+  readonly gpus: TakerList;
+  /** Jobs that took CPUs or memory the shape asks for there. */
+  readonly host: TakerList;
+  /** Both of the above together. */
+  readonly all: TakerList;
+  /** Accepted GPUs taken there. */
+  gpuCount: number;
+  cpusTaken: boolean;
+  memoryTaken: boolean;
+  minGpuPriority: number;
+  minHostPriority: number;
+}
+
+/** Enough of a list of job ids to name a few: the first three in placement order and how many in all. */
+interface TakerList {
+  readonly first: string[];
+  size: number;
+}
+
+/** Each placement is read once per tally and is one job, so a job is never added twice. */
+function addTaker(list: TakerList, jobId: string): void {
+  if (list.first.length < 3) list.first.push(jobId);
+  list.size++;
+}
+
+const diagnosis = (plugin: PluginName, code: DiagnosisCode, message: string): Diagnosis => ({ plugin, code, message });
+
+export class Diagnoser {
+  private readonly inventory: Inventory;
+  private readonly feasibility = new Map<string, FeasibilityResult>();
+  private readonly fitsAtStart = new Map<string, boolean>();
+  private readonly tallies = new Map<string, TakerTally>();
+  /** The last answer per shape and priority, valid while no placement has been made since. */
+  private readonly recent = new Map<string, { placements: number; diagnosis: Diagnosis }>();
+  /** Unplaced jobs in queue order, with the diagnosis made at their turn (undefined: described at `finish`). */
+  private readonly unplaced: { job: Job; shape: ResourceShape; diagnosis: Diagnosis | undefined }[] = [];
+
+  constructor(
+    private readonly index: SnapshotIndex,
+    private readonly overlay: PlanOverlay,
+  ) {
+    this.inventory = computeInventory(index.nodes.map((n) => n.info));
+  }
+
+  /** Records that a job's turn came and it did not fit; call in queue order. */
+  noteUnplaced(job: Job, shape: ResourceShape): void {
+    this.unplaced.push({ job, shape, diagnosis: this.diagnoseAtTurn(job, shape) });
+  }
+
+  /** After the last placement of the cycle: one diagnosis per unplaced job, in queue order. */
+  finish(): Map<string, Diagnosis> {
+    const waiting = new Map<string, Diagnosis>();
+    const result = new Map<string, Diagnosis>();
+    for (const { job, shape, diagnosis: atTurn } of this.unplaced) {
+      let found = atTurn ?? waiting.get(shape.key);
+      if (!found) waiting.set(shape.key, (found = this.waiting(shape)));
+      result.set(job.id, found);
+    }
+    return result;
+  }
+
+  /** NeverFits or QueuedBehindHigherPriority, or undefined when the job is waiting for capacity. */
+  private diagnoseAtTurn(job: Job, shape: ResourceShape): Diagnosis | undefined {
+    let feasible = this.feasibility.get(shape.key);
+    if (!feasible) this.feasibility.set(shape.key, (feasible = checkShapeFeasibility(this.inventory, shape)));
+    if (!feasible.ok) return diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message);
+
+    let fitted = this.fitsAtStart.get(shape.key);
+    if (fitted === undefined) this.fitsAtStart.set(shape.key, (fitted = computeGangPlacement(shape, this.index, this.index) !== undefined));
+    if (!fitted) return undefined;
+
+    const key = `${shape.key}|${job.spec.priority}`;
+    const placements = this.overlay.placements.length;
+    const cached = this.recent.get(key);
+    if (cached && cached.placements === placements) return cached.diagnosis;
+    const result = this.queuedBehind(job, shape);
+    this.recent.set(key, { placements, diagnosis: result });
+    return result;
+  }
+
+  /**
+   * The job fitted at the start of the cycle: name the jobs placed this cycle that took what it could have used on
+   * the nodes it could have used. When both GPUs and host resources were taken there, find which one stopped it by
+   * putting back one kind at a time: if the job fits with this cycle's host use undone, the CPUs or memory stopped
+   * it; if it fits with this cycle's GPUs undone, the GPUs did; otherwise both.
+   */
+  private queuedBehind(job: Job, shape: ResourceShape): Diagnosis {
+    const { index, overlay } = this;
+    const tally = this.tallyFor(shape);
+    let blame: 'gpus' | 'host' | 'both' = tally.gpus.size > 0 ? (tally.host.size > 0 ? 'both' : 'gpus') : 'host';
+    if (blame === 'both') {
+      if (computeGangPlacement(shape, mixViews(overlay, index), index) !== undefined) blame = 'host';
+      else if (computeGangPlacement(shape, mixViews(index, overlay), index) !== undefined) blame = 'gpus';
+    }
+    const takers = blame === 'gpus' ? tally.gpus : blame === 'host' ? tally.host : tally.all;
+    if (takers.size === 0) {
+      // Unreachable while capacity only shrinks through placements; kept so the message never names nobody.
+      return diagnosis(PLUGIN.queueSort, 'QueuedBehindHigherPriority', 'what it could use was given to jobs ahead of it in the queue this cycle');
+    }
+
+    const parts: string[] = [];
+    if (blame !== 'host') parts.push(countOf(tally.gpuCount, 'GPU'));
+    const hostWords = [...(tally.cpusTaken ? ['CPUs'] : []), ...(tally.memoryTaken ? ['memory'] : [])];
+    if (blame !== 'gpus') parts.push(`the ${formatAnd(hostWords)}`);
+    const singular = blame === 'gpus' ? tally.gpuCount === 1 : blame === 'host' && hostWords.length === 1 && hostWords[0] === 'memory';
+
+    const minPriority = blame === 'gpus' ? tally.minGpuPriority : blame === 'host' ? tally.minHostPriority : Math.min(tally.minGpuPriority, tally.minHostPriority);
+    const allHigher = minPriority > job.spec.priority;
+    const names = takers.size <= 3 ? formatAnd(takers.first) : `${takers.first.join(', ')} and ${takers.size - 3} more`;
+    const who = `${allHigher ? 'higher-priority ' : ''}${takers.size === 1 ? 'job' : 'jobs'} ${names}${allHigher ? '' : ' ahead of it in the queue'}`;
+    return diagnosis(PLUGIN.queueSort, 'QueuedBehindHigherPriority', `${formatAnd(parts)} it could use ${singular ? 'was' : 'were'} given to ${who} this cycle`);
+  }
+
+  /**
+   * What the placements so far took from the nodes `shape` could have used at the start of the cycle. Kept per shape
+   * and brought up to date by reading only the placements made since the last call, so that a long queue costs
+   * O(shapes × placements) here, not O(jobs × GPUs).
+   */
+  private tallyFor(shape: ResourceShape): TakerTally {
+    let tally = this.tallies.get(shape.key);
+    if (!tally) {
+      const types = computeCandidateTypes(shape, this.index.readyGpuTypes);
+      const candidates = this.index.readyNodes.filter(
+        (node) => fitsHost(this.index, node, shape) && (shape.gpuCount === 0 || computeMaxMatchingFree(this.index, node, shape, types) >= shape.gpuCount),
+      );
+      const isCandidate = new Uint8Array(this.index.nodes.length);
+      for (const node of candidates) isCandidate[node.ordinal] = 1;
+      tally = { read: 0, candidates: isCandidate, gpus: { first: [], size: 0 }, host: { first: [], size: 0 }, all: { first: [], size: 0 }, gpuCount: 0, cpusTaken: false, memoryTaken: false, minGpuPriority: Infinity, minHostPriority: Infinity };
+      this.tallies.set(shape.key, tally);
+    }
+    const applied = this.overlay.applied;
+    for (; tally.read < applied.length; tally.read++) {
+      const { job: taker, cpus, memoryMiB, nodes } = applied[tally.read] as AppliedPlacement;
+      const cpusTaken = Boolean(shape.cpus && cpus);
+      const memoryTaken = Boolean(shape.memoryMiB && memoryMiB);
+      let accepted = 0;
+      let hostHit = false;
+      for (const { node, gpus } of nodes) {
+        if (tally.candidates[node.ordinal] !== 1) continue;
+        if (shape.gpuCount > 0) for (const gpu of gpus) if (isGpuAccepted(shape, gpu)) accepted++;
+        hostHit ||= cpusTaken || memoryTaken;
+      }
+      if (accepted > 0) {
+        addTaker(tally.gpus, taker.id);
+        tally.gpuCount += accepted;
+        tally.minGpuPriority = Math.min(tally.minGpuPriority, taker.spec.priority);
+      }
+      if (hostHit) {
+        addTaker(tally.host, taker.id);
+        tally.cpusTaken ||= cpusTaken;
+        tally.memoryTaken ||= memoryTaken;
+        tally.minHostPriority = Math.min(tally.minHostPriority, taker.spec.priority);
+      }
+      if (accepted > 0 || hostHit) addTaker(tally.all, taker.id);
+    }
+    return tally;
+  }
+
+  /** The job did not fit even at the start of the cycle: describe what is missing once this cycle's placements are made. */
+  private waiting(shape: ResourceShape): Diagnosis {
+    const { index, overlay } = this;
+    const { gpuCount, numNodes } = shape;
+    const notReady = this.notReadySuffix(shape);
+    const wanted = { count: gpuCount, types: shape.gpuTypes, minMemoryMiB: shape.gpuMemoryMiB };
+
+    if (index.readyNodes.length < numNodes) {
+      const need = gpuCount > 0 ? needPhrase(shape, [describeGpus(wanted, true)]) : numNodes === 1 ? 'a ready node' : `${numNodes} ready nodes`;
+      const ready = index.readyNodes.length === 0 ? 'no node is ready now' : `${index.readyNodes.length} ready now`;
+      return diagnosis(PLUGIN.gang, 'InsufficientNodes', `waiting for ${need}; ${ready}${notReady}`);
+    }
+
+    if (gpuCount === 0) {
+      let maxCpus = 0;
+      let maxMemory = 0;
+      for (const node of index.readyNodes) {
+        maxCpus = Math.max(maxCpus, overlay.freeCpus(node));
+        maxMemory = Math.max(maxMemory, overlay.freeMemoryMiB(node));
+      }
+      const roomy = index.readyNodes.filter((n) => fitsHost(overlay, n, shape)).length;
+      return diagnosis(
+        PLUGIN.hostResources,
+        'InsufficientHostResources',
+        `waiting for ${needPhrase(shape, hostParts(shape))}; ${suchNodes(roomy)} now (at most ${hostHave(shape, maxCpus, maxMemory)} on any ready node)${notReady}`,
+      );
+    }
+
+    const types = computeCandidateTypes(shape, index.readyGpuTypes);
+    let maxMatching = 0;
+    let gpuNodes = 0;
+    let bothNodes = 0;
+    let relaxedNodes = 0;
+    let maxCpus = 0;
+    let maxMemory = 0;
+    for (const node of index.readyNodes) {
+      const matching = computeMaxMatchingFree(overlay, node, shape, types);
+      maxMatching = Math.max(maxMatching, matching);
+      if (matching >= gpuCount) {
+        gpuNodes++;
+        if (fitsHost(overlay, node, shape)) bothNodes++;
+        maxCpus = Math.max(maxCpus, overlay.freeCpus(node));
+        maxMemory = Math.max(maxMemory, overlay.freeMemoryMiB(node));
+      }
+      let mostOfOneType = 0;
+      for (const free of overlay.freeGpusByType(node).values()) mostOfOneType = Math.max(mostOfOneType, free.length);
+      if (mostOfOneType >= gpuCount) relaxedNodes++;
+    }
+
+    if (gpuNodes >= numNodes) {
+      const need = needPhrase(shape, [describeGpus(wanted, true), ...hostParts(shape)]);
+      const detail = `the ${gpuNodes === 1 ? 'node' : 'nodes'} with the free GPUs ${gpuNodes === 1 ? 'has' : 'have'} at most ${hostHave(shape, maxCpus, maxMemory)}`;
+      return diagnosis(PLUGIN.hostResources, 'InsufficientHostResources', `waiting for ${need}; ${suchNodes(bothNodes)} now (${detail})${notReady}`);
+    }
+
+    const constrained = shape.gpuTypes.length > 0 || shape.gpuMemoryMiB !== undefined;
+    if (constrained && relaxedNodes >= numNodes) {
+      const otherFree = `(${this.describeOtherFree(shape)} free)`;
+      const message =
+        numNodes === 1
+          ? `needs ${describeGpus(wanted, false)} on one node; ${maxMatching === 0 ? 'none free now' : `at most ${maxMatching} free on any node now`} ${otherFree}`
+          : `needs ${numNodes} nodes with ${describeGpus(wanted, true)} each; ${suchNodes(gpuNodes)} now ${otherFree}`;
+      return diagnosis(PLUGIN.gpuFit, 'GpuTypeUnavailable', `${message}${notReady}`);
+    }
+
+    if (numNodes === 1) {
+      const have = maxMatching === 0 ? 'none free now' : `at most ${maxMatching} free on any node now`;
+      return diagnosis(PLUGIN.gpuFit, 'InsufficientGpus', `waiting for ${describeGpus(wanted, true)} on one node; ${have}${notReady}`);
+    }
+    return diagnosis(PLUGIN.gang, 'InsufficientNodes', `waiting for ${numNodes} nodes with ${describeGpus(wanted, true)} each; ${suchNodes(gpuNodes)} now${notReady}`);
+  }
+
+  /** Free GPUs on ready nodes that the job does not accept: "4 A100, 2 H100 with less than 80 GiB". */
+  private describeOtherFree(shape: ResourceShape): string {
+    const counts = new Map<string, number>();
+    for (const node of this.index.readyNodes) {
+      for (const free of this.overlay.freeGpusByType(node).values()) {
+        for (const gpu of free) {
+          if (isGpuAccepted(shape, gpu)) continue;
+          const key = isTypeAccepted(shape, gpu.type) ? `${gpu.type} with less than ${formatMemoryMiB(shape.gpuMemoryMiB ?? 0)}` : gpu.type;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+      }
+    }
+    const parts = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([key, n]) => `${n} ${key}`);
+    return parts.length > 0 ? parts.join(', ') : 'no other GPUs';
+  }
+
+  /** "; not ready: gpu-2 (draining), gpu-3 (down)" for nodes that could host a node-rank of the job if they were ready. */
+  private notReadySuffix(shape: ResourceShape): string {
+    const names = this.index.nodes
+      .filter((n) => !n.ready && couldHostOneRank(n, shape))
+      .map((n) => `${n.name} (${n.info.state})`);
+    return names.length > 0 ? `; not ready: ${formatSome(names)}` : '';
+  }
+}
+
+/** A view with the GPUs of `gpus` and the CPUs and memory of `host`. */
+function mixViews(gpus: CapacityView, host: CapacityView): CapacityView {
+  return {
+    freeGpusByType: (node) => gpus.freeGpusByType(node),
+    freeGpuCount: (node) => gpus.freeGpuCount(node),
+    freeCpus: (node) => host.freeCpus(node),
+    freeMemoryMiB: (node) => host.freeMemoryMiB(node),
+  };
+}
+
+function couldHostOneRank(node: IndexedNode, shape: ResourceShape): boolean {
+  return hostCapacityFits(node.info, shape) && (shape.gpuCount === 0 || countMatchingOfOneType(node.info, shape) >= shape.gpuCount);
+}
+
+/** "a node with X and Y" or "3 nodes with X and Y each". */
+function needPhrase(shape: ResourceShape, parts: readonly string[]): string {
+  return shape.numNodes === 1 ? `a node with ${formatAnd(parts)}` : `${shape.numNodes} nodes with ${formatAnd(parts)} each`;
+}
+
+function hostParts(shape: ResourceShape): string[] {
+  return [
+    ...(shape.cpus !== undefined ? [`${shape.cpus} free CPUs`] : []),
+    ...(shape.memoryMiB !== undefined ? [`${formatMemoryMiB(shape.memoryMiB)} free memory`] : []),
+  ];
+}
+
+/** "16 free CPUs and 32 GiB free memory", naming only what the job asks for. */
+function hostHave(shape: ResourceShape, cpus: number, memoryMiB: number): string {
+  return formatAnd([
+    ...(shape.cpus !== undefined ? [`${cpus} free CPUs`] : []),
+    ...(shape.memoryMiB !== undefined ? [`${formatMemoryMiB(memoryMiB)} free memory`] : []),
+  ]);
+}
+
+function suchNodes(n: number): string {
+  return n === 0 ? 'no such node' : countOf(n, 'such node');
+}
+

@@ -1,0 +1,97 @@
+/**
+ * The `gang` step: choose the nodes and GPUs for every node-rank of a job at once, or none (all-or-nothing).
+ *
+ * For a GPU job each of `numNodes` distinct ready nodes must have `gpuCount` free GPUs of one accepted type with
+ * enough memory, and room for the job's CPUs and host memory. In order:
+ *   1. Whole gang on one type. With a preference list, the first type that fits wins. Taking any type, the type
+ *      whose choice leaves the fewest matching GPUs free on the chosen nodes wins (best fit; lower name on ties).
+ *   2. Only when no single type fits a multi-node gang: each node uses its own type (the most preferred one that fits
+ *      there; taking any type, the one with the fewest free), preferring nodes with more preferred types.
+ * Within a type, nodes are chosen best-fit (`BestFitPicker`), and GPUs within a node by `chooseGpus`.
+ * A CPU-only job takes the ready nodes with room for its CPUs and memory that have the fewest free GPUs.
+ *
+ * The search is complete: if some placement exists in `view`, one is returned. Since capacity only shrinks during a
+ * cycle, a shape that found none will find none later in the same cycle.
+ *
+ * Cost: O(ready nodes × candidate types × GPUs per node) per call.
+ */
+import type { GpuDevice, PlacedNode } from '@tutti/model';
+import { BestFitPicker } from './best-fit.ts';
+import { chooseGpus } from './gpu-choice.ts';
+import { computeCandidateTypes, computeMatchingGpus } from './gpu-fit.ts';
+import { fitsHost } from './host-fit.ts';
+import type { ResourceShape } from './resource-shape.ts';
+import { compareNames, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
+
+interface NodeChoice {
+  node: IndexedNode;
+  /** The matching free GPUs of the node's chosen type; empty for a CPU-only job. */
+  gpus: readonly GpuDevice[];
+}
+
+/** Returns the placed nodes in node-name order (rank 0 on the first), or undefined when the gang does not fit. */
+export function computeGangPlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex): PlacedNode[] | undefined {
+  const choice = shape.gpuCount === 0 ? chooseCpuOnlyNodes(shape, view, index) : chooseGpuNodes(shape, view, index);
+  if (!choice) return undefined;
+  return choice
+    .sort((a, b) => compareNames(a.node.name, b.node.name))
+    .map(({ node, gpus }) => ({ node: node.name, gpuIndices: shape.gpuCount === 0 ? [] : chooseGpus(gpus, shape.gpuCount, node.nvlink) }));
+}
+
+function chooseCpuOnlyNodes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex): NodeChoice[] | undefined {
+  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, 0);
+  for (const node of index.readyNodes) {
+    if (!fitsHost(view, node, shape)) continue;
+    if (picker.add(view.freeGpuCount(node), { node, gpus: [] })) break;
+  }
+  return picker.pick()?.map((c) => c.item);
+}
+
+function chooseGpuNodes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex): NodeChoice[] | undefined {
+  const types = computeCandidateTypes(shape, index.readyGpuTypes);
+  const takesAnyType = shape.gpuTypes.length === 0;
+
+  let best: { nodes: NodeChoice[]; leftover: number } | undefined;
+  for (const type of types) {
+    const picked = chooseNodesOfType(shape, view, index, type);
+    if (!picked) continue;
+    if (!takesAnyType) return picked.nodes;
+    if (!best || picked.leftover < best.leftover) best = picked;
+    if (best.leftover === 0) break;
+  }
+  if (best) return best.nodes;
+  if (shape.numNodes > 1 && types.length > 1) return chooseNodesOfMixedTypes(shape, view, index, types, takesAnyType);
+  return undefined;
+}
+
+function chooseNodesOfType(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, type: string): { nodes: NodeChoice[]; leftover: number } | undefined {
+  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, shape.gpuCount);
+  for (const node of index.readyNodes) {
+    if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
+    const gpus = computeMatchingGpus(view, node, shape, type);
+    if (gpus.length < shape.gpuCount) continue;
+    if (picker.add(gpus.length, { node, gpus })) break;
+  }
+  const picked = picker.pick();
+  if (!picked) return undefined;
+  return { nodes: picked.map((p) => p.item), leftover: picked.reduce((sum, p) => sum + p.score - shape.gpuCount, 0) };
+}
+
+function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, types: readonly string[], takesAnyType: boolean): NodeChoice[] | undefined {
+  // Score = preference rank first, then free matching count: rank × (more than any count) + count.
+  const rankWeight = index.maxGpusPerReadyNode + 1;
+  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, shape.gpuCount);
+  for (const node of index.readyNodes) {
+    if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
+    let chosen: { gpus: readonly GpuDevice[]; score: number } | undefined;
+    for (const [rank, type] of types.entries()) {
+      const gpus = computeMatchingGpus(view, node, shape, type);
+      if (gpus.length < shape.gpuCount) continue;
+      const score = (takesAnyType ? 0 : rank * rankWeight) + gpus.length;
+      if (!chosen || score < chosen.score) chosen = { gpus, score };
+      if (!takesAnyType) break;
+    }
+    if (chosen && picker.add(chosen.score, { node, gpus: chosen.gpus })) break;
+  }
+  return picker.pick()?.map((p) => p.item);
+}

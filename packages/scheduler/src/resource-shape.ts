@@ -1,0 +1,62 @@
+/**
+ * The part of a job spec that placement depends on. Two jobs with the same shape fit exactly the same nodes, which
+ * lets a cycle remember "this shape no longer fits" and answer the rest of a long queue without searching again.
+ */
+import type { GpuDevice, JobSpec } from '@tutti/model';
+
+export interface ResourceShape {
+  /** Whole GPUs per node; 0 for a CPU-only job. */
+  readonly gpuCount: number;
+  /** Accepted GPU types in order of preference, without duplicates; empty means any type. */
+  readonly gpuTypes: readonly string[];
+  /** Minimum memory of each GPU, MiB. */
+  readonly gpuMemoryMiB: number | undefined;
+  /** Distinct nodes the gang spans. */
+  readonly numNodes: number;
+  /** Logical CPUs per node. */
+  readonly cpus: number | undefined;
+  /** Host memory per node, MiB. */
+  readonly memoryMiB: number | undefined;
+  /** Equal keys mean equal shapes. */
+  readonly key: string;
+}
+
+export function computeResourceShape(spec: JobSpec): ResourceShape {
+  const { gpus, cpus, memoryMiB } = spec.resources;
+  const gpuTypes = [...new Set(gpus.types)];
+  const shape = {
+    gpuCount: gpus.count,
+    gpuTypes,
+    gpuMemoryMiB: gpus.memoryMiB,
+    numNodes: spec.numNodes,
+    cpus,
+    memoryMiB,
+  };
+  return { ...shape, key: JSON.stringify([shape.gpuCount, gpuTypes, shape.gpuMemoryMiB ?? null, shape.numNodes, cpus ?? null, memoryMiB ?? null]) };
+}
+
+/**
+ * A request no cluster could satisfy because it is malformed (the spec parser rejects these; a spec written by
+ * hand or by an older version might not have been). Returns what is wrong, or undefined.
+ */
+export function computeShapeProblem(shape: ResourceShape): string | undefined {
+  if (!Number.isSafeInteger(shape.numNodes) || shape.numNodes < 1) return `invalid request: numNodes must be a whole number ≥ 1 (got ${shape.numNodes})`;
+  if (!Number.isSafeInteger(shape.gpuCount) || shape.gpuCount < 0) return `invalid request: gpus must be a whole number ≥ 0 (got ${shape.gpuCount})`;
+  if (shape.cpus !== undefined && !(shape.cpus >= 0)) return `invalid request: cpus must be ≥ 0 (got ${shape.cpus})`;
+  if (shape.memoryMiB !== undefined && !(shape.memoryMiB >= 0)) return `invalid request: memory must be ≥ 0 (got ${shape.memoryMiB})`;
+  if (shape.gpuMemoryMiB !== undefined && !(shape.gpuMemoryMiB >= 0)) return `invalid request: GPU memory must be ≥ 0 (got ${shape.gpuMemoryMiB})`;
+  return undefined;
+}
+
+/** Whether a GPU's type is accepted (types are compared exactly; both sides are normalised by `normalizeGpuType`). */
+export function isTypeAccepted(shape: ResourceShape, type: string): boolean {
+  return shape.gpuTypes.length === 0 || shape.gpuTypes.includes(type);
+}
+
+export function hasEnoughMemory(shape: ResourceShape, gpu: GpuDevice): boolean {
+  return shape.gpuMemoryMiB === undefined || gpu.memoryMiB >= shape.gpuMemoryMiB;
+}
+
+export function isGpuAccepted(shape: ResourceShape, gpu: GpuDevice): boolean {
+  return isTypeAccepted(shape, gpu.type) && hasEnoughMemory(shape, gpu);
+}

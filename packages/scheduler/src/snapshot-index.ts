@@ -1,0 +1,130 @@
+/**
+ * Indexes of a snapshot built once per cycle, so that fitting a job to a node costs a few map look-ups instead of a
+ * scan over every GPU and allocation. The index never changes after it is built; what a cycle places goes into the
+ * `PlanOverlay` on top of it.
+ */
+import type { ClusterSnapshot, GpuDevice, NodeInfo } from '@tutti/model';
+
+/** Free capacity of nodes at one moment: at the start of the cycle (`SnapshotIndex`) or now (`PlanOverlay`). */
+export interface CapacityView {
+  /** Free GPUs of a node by type; each list is ordered by GPU index. Absent types have none free. */
+  freeGpusByType(node: IndexedNode): ReadonlyMap<string, readonly GpuDevice[]>;
+  /** Free GPUs of a node, all types together. */
+  freeGpuCount(node: IndexedNode): number;
+  /**
+   * CPUs not taken by jobs placed this cycle. Running jobs' CPU use is not in the snapshot, so it is not subtracted:
+   * see README, "Host resources".
+   */
+  freeCpus(node: IndexedNode): number;
+  /** Host memory (MiB) not taken by jobs placed this cycle; same caveat as `freeCpus`. */
+  freeMemoryMiB(node: IndexedNode): number;
+}
+
+export interface IndexedNode {
+  readonly name: string;
+  /** Position in `SnapshotIndex.nodes`: a dense id for per-node arrays. */
+  readonly ordinal: number;
+  readonly info: NodeInfo;
+  /** Only ready nodes take new work. */
+  readonly ready: boolean;
+  readonly gpuByIndex: ReadonlyMap<number, GpuDevice>;
+  /** NVLink peers of each GPU index, made symmetric (a link listed on either end counts). */
+  readonly nvlink: ReadonlyMap<number, ReadonlySet<number>>;
+  /** The job holding each allocated GPU in the snapshot. */
+  readonly heldBy: ReadonlyMap<number, string>;
+  /** GPUs with no allocation in the snapshot, by type, ordered by index. */
+  readonly initialFreeByType: ReadonlyMap<string, readonly GpuDevice[]>;
+  readonly initialFreeCount: number;
+}
+
+export interface SnapshotIndex extends CapacityView {
+  readonly snapshot: ClusterSnapshot;
+  /** Every node, ordered by name (UTF-16 code units, so the order does not depend on a locale). */
+  readonly nodes: readonly IndexedNode[];
+  /** The ready nodes, ordered by name. */
+  readonly readyNodes: readonly IndexedNode[];
+  readonly byName: ReadonlyMap<string, IndexedNode>;
+  /** Distinct GPU types present on ready nodes, ordered by name. */
+  readonly readyGpuTypes: readonly string[];
+  /** The most GPUs any ready node has (0 without GPUs). */
+  readonly maxGpusPerReadyNode: number;
+}
+
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Builds the index in O(nodes + GPUs + NVLink links + allocations). A node name that appears twice keeps its first
+ * entry, an allocation of an unknown node or GPU index is ignored (it cannot block anything that exists), and a GPU
+ * allocated twice is simply not free.
+ */
+export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
+  const heldByNode = new Map<string, Map<number, string>>();
+  for (const allocation of snapshot.allocations) {
+    let held = heldByNode.get(allocation.node);
+    if (!held) heldByNode.set(allocation.node, (held = new Map()));
+    if (!held.has(allocation.gpuIndex)) held.set(allocation.gpuIndex, allocation.jobId);
+  }
+
+  const firstByName = new Map<string, NodeInfo>();
+  for (const info of snapshot.nodes) if (!firstByName.has(info.name)) firstByName.set(info.name, info);
+  const nodes = [...firstByName.values()]
+    .sort((a, b) => compareNames(a.name, b.name))
+    .map((info, ordinal) => indexNode(info, ordinal, heldByNode.get(info.name) ?? new Map()));
+  const byName = new Map(nodes.map((node) => [node.name, node]));
+  const readyNodes = nodes.filter((n) => n.ready);
+  const readyGpuTypes = [...new Set(readyNodes.flatMap((n) => n.info.gpus.map((g) => g.type)))].sort(compareNames);
+
+  return {
+    snapshot,
+    nodes,
+    readyNodes,
+    byName,
+    readyGpuTypes,
+    maxGpusPerReadyNode: readyNodes.reduce((max, n) => Math.max(max, n.gpuByIndex.size), 0),
+    freeGpusByType: (node) => node.initialFreeByType,
+    freeGpuCount: (node) => node.initialFreeCount,
+    freeCpus: (node) => node.info.cpus,
+    freeMemoryMiB: (node) => node.info.memoryMiB,
+  };
+}
+
+function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, string>): IndexedNode {
+  const gpuByIndex = new Map<number, GpuDevice>();
+  for (const gpu of info.gpus) if (!gpuByIndex.has(gpu.index)) gpuByIndex.set(gpu.index, gpu);
+
+  const nvlink = new Map<number, Set<number>>();
+  const link = (a: number, b: number): void => {
+    let peers = nvlink.get(a);
+    if (!peers) nvlink.set(a, (peers = new Set()));
+    peers.add(b);
+  };
+  for (const gpu of gpuByIndex.values()) {
+    for (const peer of gpu.nvlinkPeers) {
+      if (peer === gpu.index || !gpuByIndex.has(peer)) continue;
+      link(gpu.index, peer);
+      link(peer, gpu.index);
+    }
+  }
+
+  const free = [...gpuByIndex.values()].filter((g) => !heldBy.has(g.index)).sort((a, b) => a.index - b.index);
+  const initialFreeByType = new Map<string, GpuDevice[]>();
+  for (const gpu of free) {
+    const list = initialFreeByType.get(gpu.type);
+    if (list) list.push(gpu);
+    else initialFreeByType.set(gpu.type, [gpu]);
+  }
+
+  return {
+    name: info.name,
+    ordinal,
+    info,
+    ready: info.state === 'ready',
+    gpuByIndex,
+    nvlink,
+    heldBy,
+    initialFreeByType,
+    initialFreeCount: free.length,
+  };
+}

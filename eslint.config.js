@@ -36,7 +36,7 @@ const onlyThrough = (allowed) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', 'coverage/**', '**/*.d.ts', 'bench/out/**'] },
+  { ignores: ['**/node_modules/**', 'coverage/**', '**/*.d.ts', 'bench/out/**', 'packages/*/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -55,6 +55,13 @@ export default tseslint.config(
   { files: ['packages/store/src/**/*.ts'], rules: onlyThrough(['scheduler', 'backends', 'server', 'client', 'cli']) },
   { files: ['packages/backends/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'server', 'client', 'cli']) },
   { files: ['packages/client/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends', 'server', 'cli']) },
-  { files: ['packages/server/src/**/*.ts'], rules: onlyThrough(['cli', 'client']) },
+  // The server builds the API's wire types that @tutti/client defines: it may import their types, nothing else.
+  {
+    files: ['packages/server/src/**/*.ts'],
+    rules: {
+      ...onlyThrough(['cli']),
+      '@typescript-eslint/no-restricted-imports': ['error', { paths: [{ name: '@tutti/client', allowTypeImports: true, message: 'The server may import only the wire types of @tutti/client.' }] }],
+    },
+  },
   { files: ['packages/cli/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends']) },
 );

@@ -19,6 +19,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createSqliteStateStore } from '@tutti/store';
+import type { JobSpec } from '@tutti/model';
 
 const TUTTI = fileURLToPath(new URL('../packages/cli/bin/tutti.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -44,6 +46,36 @@ async function startServer(root: string, name: string): Promise<Server> {
     child.on('exit', (code) => reject(new Error(`tutti up exited ${code}: ${output}`)));
   });
   return { child, url: new URL(url), dataDir };
+}
+
+async function startServerOn(dataDir: string): Promise<Server> {
+  return startServer(path.dirname(dataDir), path.basename(dataDir));
+}
+
+/** GET /v1/jobs latency at the current store size: first page, a deep page, a filter, and one job. */
+async function timeListing(server: Server, kind: string): Promise<void> {
+  const timeGet = async (pathname: string) => {
+    const samples: number[] = [];
+    let body = '';
+    for (let i = 0; i < 50; i++) {
+      const t0 = performance.now();
+      const res = await request(server.url, 'GET', pathname);
+      samples.push(performance.now() - t0);
+      if (res.status !== 200) throw new Error(`GET ${pathname} answered ${res.status}: ${res.body}`);
+      body = res.body;
+    }
+    return { p50: percentile(samples, 50), p99: percentile(samples, 99), body };
+  };
+  const first = await timeGet('/v1/jobs?limit=50');
+  let cursor = (JSON.parse(first.body) as { next_cursor: string | null }).next_cursor;
+  for (let i = 1; i < 1000 && cursor; i++) cursor = (JSON.parse((await request(server.url, 'GET', `/v1/jobs?limit=50&cursor=${cursor}`)).body) as { next_cursor: string | null }).next_cursor;
+  const deep = cursor ? await timeGet(`/v1/jobs?limit=50&cursor=${cursor}`) : undefined;
+  const filtered = await timeGet(`/v1/jobs?limit=50&team=team-3&status=${kind === 'finished' ? 'failed' : 'pending'}`);
+  const one = await timeGet(`/v1/jobs/${Math.floor(STORE_JOBS / 2)}`);
+  const f = (t: { p50: number; p99: number }) => `${t.p50.toFixed(1)}/${t.p99.toFixed(1)} ms`;
+  console.log(
+    `GET /v1/jobs with ${STORE_JOBS.toLocaleString('en-US')} ${kind} jobs (50 per page; p50/p99 of 50 requests): first page ${f(first)}; page 1,000 ${deep ? f(deep) : 'n/a'}; team+status filter ${f(filtered)}; one job ${f(one)}`,
+  );
 }
 
 async function stopServer(server: Server): Promise<void> {
@@ -118,15 +150,13 @@ async function holdAllGpus(server: Server): Promise<string> {
 
 async function main(): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'tutti-bench-'));
-  const lines: string[] = [];
-  const say = (line: string) => {
-    lines.push(line);
-    console.log(line);
-  };
+  const say = (line: string) => console.log(line);
   say(`# tutti bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), server = \`tutti up --fake-gpus 4\` in its own process, SQLite WAL synchronous=FULL`);
   try {
     // 1. Throughput.
     const server = await startServer(root, 'throughput');
+    await new Promise((r) => setTimeout(r, 1500));
+    const idleEmpty = await rssMiB(server.child.pid!);
     const holder = await holdAllGpus(server);
     let next = 0;
     for (const concurrency of [1, 32]) {
@@ -160,11 +190,30 @@ async function main(): Promise<void> {
     say(`submit → first rank started (server clock, ${LATENCY_JOBS} jobs one at a time, 1 fake GPU each): p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms`);
     await stopServer(latencyServer);
 
-    // 3. Memory and listing with STORE_JOBS jobs in the store (pending: the heaviest case for the scheduler).
+    // 3a. A store with STORE_JOBS finished jobs (the usual case: history), seeded through the store contract.
+    const historyDir = path.join(root, 'history');
+    const seedStart = performance.now();
+    const store = await createSqliteStateStore({ path: path.join(historyDir, 'tutti.db') });
+    const spec = (i: number): JobSpec => ({ name: `history-${i}`, team: `team-${i % 8}`, priority: i % 100, numNodes: 1, env: { EPOCHS: '3' }, resources: { gpus: { count: 1 + (i % 4), types: [] } }, run: { kind: 'shell', command: 'python train.py --config configs/resnet50.yaml' } });
+    const ids: string[] = [];
+    for (let i = 0; i < STORE_JOBS; i += 1000) {
+      const batch = await Promise.all(Array.from({ length: Math.min(1000, STORE_JOBS - i) }, (_, k) => store.createJob(spec(i + k), Date.now())));
+      ids.push(...batch.map((job) => job.id));
+    }
+    for (let i = 0; i < ids.length; i += 64) {
+      await Promise.all(ids.slice(i, i + 64).map((id, k) => store.finishJob(id, (i + k) % 10 === 0 ? { status: 'failed', exitCode: 1, endReason: 'rank 0 exited with code 1' } : { status: 'succeeded', exitCode: 0, endReason: 'all 1 ranks exited with code 0' }, Date.now())));
+    }
+    await store.close();
+    const history = await startServerOn(historyDir);
+    await new Promise((r) => setTimeout(r, 1500));
+    const historyRss = await rssMiB(history.child.pid!);
+    say(`resident memory: idle with an empty store ${idleEmpty.toFixed(0)} MiB; with ${STORE_JOBS.toLocaleString('en-US')} finished jobs in the store ${historyRss.toFixed(0)} MiB (seeded in ${((performance.now() - seedStart) / 1000).toFixed(0)} s)`);
+    await timeListing(history, 'finished');
+    await stopServer(history);
+
+    // 3b. The extreme: STORE_JOBS jobs all pending at once, submitted through the API (every cycle considers all).
     const big = await startServer(root, 'memory');
     const bigHolder = await holdAllGpus(big);
-    await new Promise((r) => setTimeout(r, 1500));
-    const idle = await rssMiB(big.child.pid!);
     const fillStart = performance.now();
     let submitted = 0;
     await Promise.all(
@@ -175,31 +224,12 @@ async function main(): Promise<void> {
     const fillSeconds = (performance.now() - fillStart) / 1000;
     await new Promise((r) => setTimeout(r, 3000));
     const loaded = await rssMiB(big.child.pid!);
-    say(`resident memory: idle ${idle.toFixed(0)} MiB; with ${STORE_JOBS.toLocaleString('en-US')} pending jobs in the store ${loaded.toFixed(0)} MiB (filled at ${(STORE_JOBS / fillSeconds).toFixed(0)} submissions/s, 32 clients)`);
-    const timeGet = async (pathname: string) => {
-      const samples: number[] = [];
-      let body = '';
-      for (let i = 0; i < 50; i++) {
-        const t0 = performance.now();
-        body = (await request(big.url, 'GET', pathname)).body;
-        samples.push(performance.now() - t0);
-      }
-      return { p50: percentile(samples, 50), p99: percentile(samples, 99), body };
-    };
-    const first = await timeGet('/v1/jobs?limit=50');
-    const cursor = (JSON.parse(first.body) as { next_cursor: string }).next_cursor;
-    let deepCursor = cursor;
-    for (let i = 0; i < 1000 && deepCursor; i++) deepCursor = (JSON.parse((await request(big.url, 'GET', `/v1/jobs?limit=50&cursor=${deepCursor}`)).body) as { next_cursor: string }).next_cursor;
-    const deep = await timeGet(`/v1/jobs?limit=50&cursor=${deepCursor}`);
-    const filtered = await timeGet('/v1/jobs?limit=50&team=team-3&status=pending');
-    const one = await timeGet('/v1/jobs/50000');
-    say(
-      `GET /v1/jobs with ${STORE_JOBS.toLocaleString('en-US')} jobs (50 per page, p50/p99 of 50): first page ${first.p50.toFixed(1)}/${first.p99.toFixed(1)} ms; page 1,000 ${deep.p50.toFixed(1)}/${deep.p99.toFixed(1)} ms; team+status filter ${filtered.p50.toFixed(1)}/${filtered.p99.toFixed(1)} ms; GET /v1/jobs/50000 ${one.p50.toFixed(1)}/${one.p99.toFixed(1)} ms`,
-    );
+    say(`resident memory with ${STORE_JOBS.toLocaleString('en-US')} pending jobs (all in the queue): ${loaded.toFixed(0)} MiB (filled through the API at ${(STORE_JOBS / fillSeconds).toFixed(0)} submissions/s, 32 clients)`);
+    await timeListing(big, 'pending');
     const metrics = (await request(big.url, 'GET', '/metrics')).body;
     const cycleSum = Number(/tutti_scheduling_cycle_duration_seconds_sum (\S+)/.exec(metrics)?.[1]);
     const cycleCount = Number(/tutti_scheduling_cycle_duration_seconds_count (\S+)/.exec(metrics)?.[1]);
-    say(`scheduling cycles during the fill: ${cycleCount}, mean runCycle ${((cycleSum / cycleCount) * 1000).toFixed(1)} ms`);
+    say(`scheduling cycles during that fill: ${cycleCount}, mean runCycle ${((cycleSum / cycleCount) * 1000).toFixed(1)} ms (queue growing to ${STORE_JOBS.toLocaleString('en-US')})`);
     await request(big.url, 'POST', `/v1/jobs/${bigHolder}/cancel`);
     await new Promise((r) => setTimeout(r, 1500));
     await stopServer(big);

@@ -1,6 +1,43 @@
 #!/usr/bin/env node
-// The packages ship TypeScript sources; tsx compiles them on load (cached), so there is no build step.
-import { register } from 'tsx/esm/api';
+// Runs the bundle that `npm ci` builds (packages/cli/dist/tutti.mjs) when it is up to date with the sources;
+// otherwise compiles the TypeScript sources on load with tsx, so an edited checkout never runs stale code.
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-await import('../src/main.ts');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bundle = path.join(here, '../dist/tutti.mjs');
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(full));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+function bundleIsFresh() {
+  try {
+    const built = statSync(bundle).mtimeMs;
+    const packages = path.join(here, '../..');
+    return readdirSync(packages).every((name) => {
+      try {
+        return newestSource(path.join(packages, name, 'src')) <= built;
+      } catch {
+        return true;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
+if (bundleIsFresh()) {
+  await import(bundle);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/main.ts');
+}

@@ -67,7 +67,13 @@ async function runDemo(server: TuttiServer): Promise<void> {
     max_duration: '5m',
   });
   process.stderr.write(`demo: submitted job ${job.id} (2 ranks, 2 GPUs); its rank 0 output follows\n`);
-  for await (const chunk of client.logs(job.id, { rank: 0, follow: true })) process.stdout.write(chunk.replace(/^/gm, '  rank 0 | '));
+  let partial = '';
+  for await (const chunk of client.logs(job.id, { rank: 0, follow: true })) {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) process.stdout.write(`  rank 0 | ${line}\n`);
+  }
+  if (partial) process.stdout.write(`  rank 0 | ${partial}\n`);
   const done = await client.getJob(job.id);
   process.stderr.write(
     `demo: job ${job.id} ${done.status} (${done.end_reason ?? ''}). See it with \`npx tutti show ${job.id}\` and \`npx tutti logs ${job.id} --rank 1\`.\n` +

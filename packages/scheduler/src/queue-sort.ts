@@ -7,17 +7,27 @@ import type { Job } from '@tutti/model';
 
 const DECIMAL = /^\d+$/;
 
-/** Compares decimal strings by value without converting them to numbers (ids may outgrow 2^53). */
+/**
+ * Compares decimal strings by value without converting them to numbers (ids may outgrow 2^53). Allocates nothing:
+ * it runs O(J log J) times per cycle over queues of 100,000 jobs.
+ */
 export function compareDecimalIds(a: string, b: string): number {
   const aDecimal = DECIMAL.test(a);
   const bDecimal = DECIMAL.test(b);
   // Ids that are not sequence numbers come after those that are.
   if (aDecimal !== bDecimal) return aDecimal ? -1 : 1;
   if (!aDecimal) return 0;
-  const x = a.replace(/^0+(?=\d)/, '');
-  const y = b.replace(/^0+(?=\d)/, '');
-  if (x.length !== y.length) return x.length - y.length;
-  return x < y ? -1 : x > y ? 1 : 0;
+  let i = 0;
+  let j = 0;
+  while (i < a.length - 1 && a.charCodeAt(i) === 48) i++;
+  while (j < b.length - 1 && b.charCodeAt(j) === 48) j++;
+  const lengthDifference = a.length - i - (b.length - j);
+  if (lengthDifference !== 0) return lengthDifference;
+  for (; i < a.length; i++, j++) {
+    const difference = a.charCodeAt(i) - b.charCodeAt(j);
+    if (difference !== 0) return difference < 0 ? -1 : 1;
+  }
+  return 0;
 }
 
 /** Negative when `a` goes before `b`. */

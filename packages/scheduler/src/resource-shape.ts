@@ -21,7 +21,19 @@ export interface ResourceShape {
   readonly key: string;
 }
 
+/**
+ * Shapes by spec object. Specs are never mutated, so a live queue that keeps its Job objects across cycles
+ * derives each shape once instead of once per cycle (a memo: same input, same output, nothing else kept).
+ */
+const shapeOfSpec = new WeakMap<JobSpec, ResourceShape>();
+
 export function computeResourceShape(spec: JobSpec): ResourceShape {
+  let shape = shapeOfSpec.get(spec);
+  if (!shape) shapeOfSpec.set(spec, (shape = deriveResourceShape(spec)));
+  return shape;
+}
+
+function deriveResourceShape(spec: JobSpec): ResourceShape {
   const { gpus, cpus, memoryMiB } = spec.resources;
   const gpuTypes = [...new Set(gpus.types)];
   const shape = {

@@ -1,12 +1,13 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
 import type { EventView, GpuView, JobView, NodeView, TaskView } from '@tutti/client';
 import { serializeJobSpec } from '@tutti/model';
-import type { ClusterSnapshot, Job, JobEvent, Task } from '@tutti/model';
+import type { ClusterSnapshot, Diagnosis, Job, JobEvent, Task } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-export function toJobView(job: Job, tasks?: readonly Task[]): JobView {
-  const pending = job.status === 'pending' ? job.pendingReason : undefined;
+/** `diagnosis` is the latest cycle's reason for a pending job (the stored one may be a few seconds old). */
+export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnosis): JobView {
+  const pending = job.status === 'pending' ? (diagnosis ?? job.pendingReason) : undefined;
   return {
     id: job.id,
     name: job.spec.name,

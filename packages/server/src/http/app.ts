@@ -100,7 +100,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       const job = await store.createJob(spec, deps.now());
       metrics.countSubmission();
       feed.notify();
-      controller.requestSchedule();
+      controller.enqueue(job);
       return reply.status(201).send(toJobView(job));
     },
   );
@@ -128,14 +128,14 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         if (error instanceof InvalidCursorError) throw new HttpProblem('invalid_request', `cursor: ${error.message}; pass the next_cursor of a previous page`, [{ path: 'querystring.cursor', message: 'not a cursor this server produced' }]);
         throw error;
       });
-      return { jobs: page.jobs.map((job) => toJobView(job)), next_cursor: page.nextCursor ?? null };
+      return { jobs: page.jobs.map((job) => toJobView(job, undefined, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
     },
   );
 
   app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks', params: jobIdParams} }, async (request) => {
     const { id } = request.params as { id: string };
     const job = await requireJob(store, id);
-    return toJobView(job, await store.getTasks(id));
+    return toJobView(job, await store.getTasks(id), controller.pendingDiagnosis(id));
   });
 
   app.get('/v1/jobs/:id/events', { schema: { summary: "A job's history", params: jobIdParams } }, async (request) => {

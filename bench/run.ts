@@ -153,6 +153,18 @@ async function main(): Promise<void> {
   const say = (line: string) => console.log(line);
   say(`# tutti bench — ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), server = \`tutti up --fake-gpus 4\` in its own process, SQLite WAL synchronous=FULL`);
   try {
+    // 0. Reference for one client: durable createJob calls one after another straight into the store (no HTTP).
+    const floorStore = await createSqliteStateStore({ path: path.join(root, 'floor', 'tutti.db') });
+    const floorEnd = performance.now() + 2000;
+    let floorCount = 0;
+    while (performance.now() < floorEnd) {
+      await floorStore.createJob({ name: `floor-${floorCount}`, team: 'default', priority: 50, numNodes: 1, env: {}, resources: { gpus: { count: 1, types: [] } }, run: { kind: 'shell', command: 'true' } }, Date.now());
+      floorCount++;
+    }
+    await floorStore.close();
+    const storeSequential = floorCount / 2;
+    say(`reference: durable store.createJob one after another, no HTTP: ${storeSequential.toFixed(0)}/s (each waits for its own fsync)`);
+
     // 1. Throughput.
     const server = await startServer(root, 'throughput');
     await new Promise((r) => setTimeout(r, 1500));
@@ -164,7 +176,8 @@ async function main(): Promise<void> {
         await request(server.url, 'GET', '/healthz');
       });
       const submits = await throughput(concurrency, SECONDS, () => submitOrThrow(server, next++));
-      say(`submissions/s, ${concurrency} client${concurrency === 1 ? '' : 's'}: ${submits.perSecond.toFixed(0)} (${submits.count} jobs in ${SECONDS} s); reference GET /healthz: ${ceiling.perSecond.toFixed(0)}/s; ratio ${(submits.perSecond / ceiling.perSecond).toFixed(2)}`);
+      const versusStore = concurrency === 1 ? `; vs sequential store.createJob ${(submits.perSecond / storeSequential).toFixed(2)}` : '';
+      say(`submissions/s, ${concurrency} client${concurrency === 1 ? '' : 's'}: ${submits.perSecond.toFixed(0)} (${submits.count} jobs in ${SECONDS} s); reference GET /healthz at the same concurrency: ${ceiling.perSecond.toFixed(0)}/s; ratio ${(submits.perSecond / ceiling.perSecond).toFixed(2)}${versusStore}`);
     }
     await request(server.url, 'POST', `/v1/jobs/${holder}/cancel`);
     await new Promise((r) => setTimeout(r, 1500));

@@ -190,7 +190,12 @@ export class JobController {
     const result = runCycle({ snapshot, pending, now, seed: this.seed++ }, DEFAULT_PROFILE);
     metrics.observeCycle((performance.now() - started) / 1000);
 
-    const specs = new Map<string, JobSpec>(pending.map((job) => [job.id, job.spec]));
+    // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).
+    const specs = new Map<string, JobSpec>();
+    for (const placement of result.plan.placements) {
+      const job = this.queue.get(placement.jobId);
+      if (job) specs.set(job.id, job.spec);
+    }
     const violations = verifyPlan(snapshot, result.plan, specs);
     const rejected = new Set(violations.map((v) => v.jobId));
     for (const violation of violations) {
@@ -198,14 +203,13 @@ export class JobController {
       this.options.logger.error(`scheduler produced an invalid placement for job ${violation.jobId}: ${violation.message}`);
     }
     const placements = result.plan.placements.filter((p) => !rejected.has(p.jobId));
-    const jobsById = new Map(pending.map((job) => [job.id, job]));
 
     if (placements.length > 0) {
       const withTasks = placements.map((placement) => ({ placement, tasks: computeTasksForPlacement(specs.get(placement.jobId)!, placement) }));
       const outcomes = await store.applyPlacements(withTasks, now);
       withTasks.forEach(({ placement, tasks }, i) => {
         const outcome = outcomes[i];
-        const job = jobsById.get(placement.jobId);
+        const job = this.queue.get(placement.jobId);
         // A job that is no longer pending (cancelled meanwhile) leaves the queue; one whose GPUs were taken stays.
         if (outcome && (outcome.applied || outcome.reason === 'job_not_pending')) this.queue.delete(placement.jobId);
         if (!outcome?.applied || !job) return;

@@ -30,7 +30,7 @@ export interface JobControllerOptions {
 }
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
-type StopCause =
+export type StopCause =
   | { kind: 'rank_failed'; rank: number; exitCode: number | null; detail: string }
   | { kind: 'cancelled' }
   | { kind: 'max_duration'; limitMs: number };
@@ -427,7 +427,7 @@ export function decideJobEnd(cause: StopCause | undefined, tasks: readonly Task[
       endReason: failed.status === 'lost' ? `rank ${failed.rank} was lost` : `rank ${failed.rank} exited with code ${failed.exitCode}`,
     };
   }
-  return { status: 'succeeded', exitCode: 0, endReason: `all ${tasks.length} rank${tasks.length === 1 ? '' : 's'} exited with code 0` };
+  return { status: 'succeeded', exitCode: 0, endReason: tasks.length === 1 ? 'its rank exited with code 0' : `all ${tasks.length} ranks exited with code 0` };
 }
 
 export type { NodeInfo };

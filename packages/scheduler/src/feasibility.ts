@@ -68,7 +68,10 @@ export function checkShapeFeasibility(inventory: Inventory, shape: ResourceShape
     const allGpus = classes.flatMap((c) => c.node.gpus.map((gpu) => ({ gpu, count: c.count })));
     if (allGpus.length === 0) return never(`needs ${describeGpus(wanted, false)} but the cluster has no GPUs`);
     const accepted = allGpus.filter(({ gpu }) => isTypeAccepted(shape, gpu.type));
-    if (accepted.length === 0) return never(`no GPU of type ${formatOr(shape.gpuTypes)} in the cluster (types: ${listTypes(allGpus).join(', ')})`);
+    if (accepted.length === 0) {
+      const biggest = maxBy(classes, (c) => c.node.gpus.length).node;
+      return never(`no GPU of type ${formatOr(shape.gpuTypes)} in the cluster (types: ${listTypes(allGpus).join(', ')}; largest node: ${biggest.name}, ${describeNodeGpus(biggest)})`);
+    }
     if (shape.gpuMemoryMiB !== undefined) {
       const largest = Math.max(...accepted.map(({ gpu }) => gpu.memoryMiB));
       if (largest < shape.gpuMemoryMiB) {

@@ -23,13 +23,13 @@ const cases: { name: string; nodes: NodeBuilder[]; job: JobBuilder; message?: st
     name: 'a type the cluster does not have',
     nodes: [makeNode('a').gpus(8, 'H100'), makeNode('b').gpus(4, 'A100'), makeNode('c').gpus(2, 'H100')],
     job: makeJob(1).gpus(1).types('B200'),
-    message: 'no GPU of type B200 in the cluster (types: H100, A100)',
+    message: 'no GPU of type B200 in the cluster (types: H100, A100; largest node: a, 8 × H100 80 GiB)',
   },
   {
     name: 'none of several types',
     nodes: [makeNode('a').gpus(2, 'T4', 16)],
     job: makeJob(1).gpus(1).types('B200', 'H200'),
-    message: 'no GPU of type B200 or H200 in the cluster (types: T4)',
+    message: 'no GPU of type B200 or H200 in the cluster (types: T4; largest node: a, 2 × T4 16 GiB)',
   },
   {
     name: 'more GPU memory than any GPU has',

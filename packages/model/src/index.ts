@@ -1,5 +1,7 @@
 export * from './assert-never.ts';
 export * from './cluster.ts';
+export * from './cluster-config.ts';
+export * from './teams.ts';
 export * from './errors.ts';
 export * from './gpu-type.ts';
 export * from './job.ts';

@@ -127,6 +127,10 @@ export interface Diagnosis {
   code: DiagnosisCode;
   /** A sentence a person understands: "waiting for 4 free GPUs on one node; 2 free now". */
   message: string;
+  /** Where the job stands in its team's queue (1 = next). */
+  position?: { team: string; index: number; of: number };
+  /** Epoch ms at which the job is expected to start, when a reservation exists. */
+  estimatedStartAt?: number;
 }
 
 export type DiagnosisCode =

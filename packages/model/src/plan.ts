@@ -17,6 +17,39 @@ export interface Plan {
   /** The snapshot version the plan was computed on; the applier rejects a stale plan. */
   snapshotVersion: number;
   placements: Placement[];
+  /**
+   * Running jobs to stop so that pending ones can start: whole jobs, never single ranks. The backend signals each
+   * victim, waits `graceMs` for it to checkpoint and exit, and the job returns to `pending`.
+   */
+  preemptions: Preemption[];
+  /** Where and when blocked jobs are expected to start (backfill keeps these). */
+  reservations: Reservation[];
+}
+
+export type PreemptionReason =
+  /** A higher-priority job of any team needs the GPUs. */
+  | 'priority'
+  /** The victim runs on GPUs borrowed from a team that now needs its guarantee back. */
+  | 'quota_reclaim';
+
+export interface Preemption {
+  /** The running job to stop. */
+  jobId: string;
+  /** The pending job the room is made for. */
+  forJobId: string;
+  reason: PreemptionReason;
+  /** Time to checkpoint and exit before SIGKILL. */
+  graceMs: number;
+  /** A sentence for the victim's history: "preempted for job 42 (priority 900 > 50)". */
+  message: string;
+}
+
+export interface Reservation {
+  jobId: string;
+  /** Epoch ms at which the job is expected to start. */
+  startAt: number;
+  /** The GPUs held for it then. */
+  nodes: PlacedNode[];
 }
 
 export interface CycleResult {

@@ -57,5 +57,5 @@ export function runCycle(input: CycleInput, _profile: SchedulerProfile = DEFAULT
     diagnoser.noteUnplaced(job, shape);
   }
 
-  return { plan: { snapshotVersion: input.snapshot.version, placements: overlay.placements }, diagnoses: diagnoser.finish() };
+  return { plan: { snapshotVersion: input.snapshot.version, placements: overlay.placements, preemptions: [], reservations: [] }, diagnoses: diagnoser.finish() };
 }

@@ -45,23 +45,23 @@ const cases: { name: string; placements: Placement[]; codes: PlanViolationCode[]
 
 describe('verifyPlan', () => {
   it.each(cases)('$name', ({ placements, codes }) => {
-    const violations = verifyPlan(snapshot, { snapshotVersion: snapshot.version, placements }, jobs);
+    const violations = verifyPlan(snapshot, { snapshotVersion: snapshot.version, placements, preemptions: [], reservations: [] }, jobs);
     expect(violations.map((v) => v.code)).toEqual(codes);
   });
 
   it('catches CPUs over-committed by the plan itself', () => {
     const twoCpuJobs = new Map([...jobs, ['cpu2', makeJob('cpu2').gpus(0).cpus(20).spec()]]);
-    const violations = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('cpu', at('a')), place('cpu2', at('a'))] }, twoCpuJobs);
+    const violations = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('cpu', at('a')), place('cpu2', at('a'))], preemptions: [], reservations: [] }, twoCpuJobs);
     expect(violations).toEqual([{ jobId: 'cpu2', code: 'HostResourcesExceeded', message: 'job cpu2: jobs cpu, cpu2 together take 40 CPUs of 32 on node a' }]);
   });
 
   it('says which job holds a GPU', () => {
-    const [violation] = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('1', at('b', 2, 3))] }, jobs);
+    const [violation] = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('1', at('b', 2, 3))], preemptions: [], reservations: [] }, jobs);
     expect(violation).toEqual({ jobId: '1', code: 'GpuAlreadyAllocated', message: 'job 1: GPU 3 on node b is already allocated to job r1' });
   });
 
   it('names the earlier holder on double-booking', () => {
-    const violations = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('1', at('a', 0, 1)), place('2', at('a', 1, 2))] }, jobs);
+    const violations = verifyPlan(snapshot, { snapshotVersion: 1, placements: [place('1', at('a', 0, 1)), place('2', at('a', 1, 2))], preemptions: [], reservations: [] }, jobs);
     expect(violations).toEqual([{ jobId: '2', code: 'GpuDoubleBooked', message: 'job 2: GPU 1 on node a is also given to job 1 in this plan' }]);
   });
 });

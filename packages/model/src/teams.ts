@@ -1,0 +1,33 @@
+/**
+ * Teams share the cluster through quotas, Kueue style: a team is guaranteed its nominal GPUs, may borrow idle GPUs
+ * of other teams up to a limit, and may cap how much of its own guarantee it lends. Work on borrowed GPUs can be
+ * reclaimed (preempted) when the lender needs its guarantee back.
+ */
+
+/** GPU counts per GPU type. The key `*` means "any type" (a quota not tied to a model). */
+export type GpuAmounts = Record<string, number>;
+
+export interface TeamConfig {
+  /** Same charset as job names. Jobs name their team in `spec.team`. */
+  name: string;
+  /** Fair-share weight: a team of weight 2 is entitled to twice the share of a team of weight 1. @default 1 */
+  weight: number;
+  /** Guaranteed GPUs per type. A team absent from the config has no guarantee and only borrows. */
+  nominal: GpuAmounts;
+  /** At most this many GPUs per type beyond `nominal` (absent: unlimited; 0: borrowing off). */
+  borrowingLimit?: GpuAmounts;
+  /** At most this many of its nominal GPUs per type lent to others (absent: all idle ones). */
+  lendingLimit?: GpuAmounts;
+}
+
+/**
+ * Recent GPU use of one team, for fair share: GPU-seconds with exponential decay (half-life set by the profile).
+ * An input to the scheduler, kept by whoever runs it (the server's store, the simulator's clock).
+ */
+export interface TeamUsage {
+  team: string;
+  /** Decayed GPU-seconds as of `asOf`. */
+  decayedGpuSeconds: number;
+  /** Epoch ms. */
+  asOf: number;
+}

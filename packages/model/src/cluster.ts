@@ -38,11 +38,18 @@ export interface NodeInfo {
 
 export type NodeState = 'ready' | 'draining' | 'down';
 
-/** One GPU held by one job. Whole GPUs only in this version. */
+/**
+ * One GPU held by one job: the whole GPU, or with `fraction` a share of it. A GPU holds either one whole-GPU
+ * allocation or any number of fractional ones whose fractions sum to at most 1 and memory to at most its memory.
+ */
 export interface GpuAllocation {
   jobId: string;
   node: string;
   gpuIndex: number;
+  /** Share of the GPU (0 < fraction < 1); absent for a whole GPU. */
+  fraction?: number;
+  /** GPU memory the share may use, MiB (only with `fraction`). */
+  memoryMiB?: number;
 }
 
 /** What the scheduler decides on. Immutable; `version` changes whenever allocations or nodes change. */

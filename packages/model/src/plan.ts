@@ -11,6 +11,10 @@ export interface PlacedNode {
   node: string;
   /** GPU indices on that node, in the order ranks use them. */
   gpuIndices: number[];
+  /** For a fractional job: its share of the (one) GPU, 0 < fraction < 1. Absent: whole GPUs. */
+  gpuFraction?: number;
+  /** For a fractional job: the GPU memory its share may use, MiB. */
+  gpuMemoryMiB?: number;
 }
 
 export interface Plan {

@@ -18,7 +18,7 @@
  * Cost: feasibility is O(node classes) per shape; 2 is O(placements) per shape over the whole cycle (`TakerTally`),
  * cached per shape and priority until the next placement; 3 is O(ready nodes × types) per shape.
  */
-import type { Diagnosis, DiagnosisCode, Job } from '@tutti/model';
+import type { Diagnosis, DiagnosisCode, Job, PlacedNode } from '@tutti/model';
 import { checkShapeFeasibility, computeInventory, countMatchingOfOneType, type FeasibilityResult, type Inventory } from './feasibility.ts';
 import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from './format.ts';
 import { computeGangPlacement } from './gang-placement.ts';
@@ -73,16 +73,35 @@ export class Diagnoser {
   /** Unplaced jobs in queue order, with the diagnosis made at their turn (undefined: described at `finish`). */
   private readonly unplaced: { job: Job; shape: ResourceShape; diagnosis: Diagnosis | undefined }[] = [];
 
+  private readonly place: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined;
+
   constructor(
     private readonly index: SnapshotIndex,
     private readonly overlay: PlanOverlay,
+    place?: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined,
   ) {
     this.inventory = computeInventory(index.nodes.map((n) => n.info));
+    this.place = place ?? ((shape, view) => computeGangPlacement(shape, view, index));
   }
 
-  /** Records that a job's turn came and it did not fit; call in queue order. */
-  noteUnplaced(job: Job, shape: ResourceShape): void {
+  /**
+   * Records that a job's turn came and it did not fit; call in queue order. `decided` is a diagnosis another step
+   * made (quota, preemption, reservation, strict FIFO); it is used unless the job could never fit at all.
+   */
+  noteUnplaced(job: Job, shape: ResourceShape, decided?: Diagnosis): void {
+    if (decided) {
+      const feasible = this.feasibilityOf(shape);
+      this.unplaced.push({ job, shape, diagnosis: feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message) });
+      return;
+    }
     this.unplaced.push({ job, shape, diagnosis: this.diagnoseAtTurn(job, shape) });
+  }
+
+  /** Whether the shape could ever fit the inventory (cached per shape). */
+  feasibilityOf(shape: ResourceShape): FeasibilityResult {
+    let feasible = this.feasibility.get(shape.key);
+    if (!feasible) this.feasibility.set(shape.key, (feasible = checkShapeFeasibility(this.inventory, shape)));
+    return feasible;
   }
 
   /** After the last placement of the cycle: one diagnosis per unplaced job, in queue order. */
@@ -99,12 +118,11 @@ export class Diagnoser {
 
   /** NeverFits or QueuedBehindHigherPriority, or undefined when the job is waiting for capacity. */
   private diagnoseAtTurn(job: Job, shape: ResourceShape): Diagnosis | undefined {
-    let feasible = this.feasibility.get(shape.key);
-    if (!feasible) this.feasibility.set(shape.key, (feasible = checkShapeFeasibility(this.inventory, shape)));
+    const feasible = this.feasibilityOf(shape);
     if (!feasible.ok) return diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message);
 
     let fitted = this.fitsAtStart.get(shape.key);
-    if (fitted === undefined) this.fitsAtStart.set(shape.key, (fitted = computeGangPlacement(shape, this.index, this.index) !== undefined));
+    if (fitted === undefined) this.fitsAtStart.set(shape.key, (fitted = this.place(shape, this.index) !== undefined));
     if (!fitted) return undefined;
 
     const key = `${shape.key}|${job.spec.priority}`;
@@ -127,8 +145,8 @@ export class Diagnoser {
     const tally = this.tallyFor(shape);
     let blame: 'gpus' | 'host' | 'both' = tally.gpus.size > 0 ? (tally.host.size > 0 ? 'both' : 'gpus') : 'host';
     if (blame === 'both') {
-      if (computeGangPlacement(shape, mixViews(overlay, index), index) !== undefined) blame = 'host';
-      else if (computeGangPlacement(shape, mixViews(index, overlay), index) !== undefined) blame = 'gpus';
+      if (this.place(shape, mixViews(overlay, index)) !== undefined) blame = 'host';
+      else if (this.place(shape, mixViews(index, overlay)) !== undefined) blame = 'gpus';
     }
     const takers = blame === 'gpus' ? tally.gpus : blame === 'host' ? tally.host : tally.all;
     if (takers.size === 0) {
@@ -201,6 +219,16 @@ export class Diagnoser {
     const notReady = this.notReadySuffix(shape);
     const wanted = { count: gpuCount, types: shape.gpuTypes, minMemoryMiB: shape.gpuMemoryMiB };
 
+    if (shape.topology?.mode === 'require' && computeGangPlacement({ ...shape, topology: undefined }, overlay, index) !== undefined) {
+      const where = { nvlink: 'one NVLink domain', node: 'one node', rack: 'one rack', zone: 'one zone' }[shape.topology.level];
+      return diagnosis(PLUGIN.topology, 'TopologyUnavailable', `waiting for ${needPhrase(shape, [describeGpus(wanted, true)])} inside ${where}; the free GPUs are spread over more${notReady}`);
+    }
+    if (shape.fraction !== undefined) {
+      const memory = shape.gpuMemoryMiB !== undefined ? ` and ${formatMemoryMiB(shape.gpuMemoryMiB)} of its memory` : '';
+      const kind = shape.gpuTypes.length > 0 ? `${shape.gpuTypes.join(' or ')} ` : '';
+      return diagnosis(PLUGIN.gpuFit, 'InsufficientGpus', `waiting for a ${kind}GPU with ${shape.fraction} of it free${memory} (shared GPUs are full and no GPU is free)${notReady}`);
+    }
+
     if (index.readyNodes.length < numNodes) {
       const need = gpuCount > 0 ? needPhrase(shape, [describeGpus(wanted, true)]) : numNodes === 1 ? 'a ready node' : `${numNodes} ready nodes`;
       const ready = index.readyNodes.length === 0 ? 'no node is ready now' : `${index.readyNodes.length} ready now`;
@@ -261,9 +289,19 @@ export class Diagnoser {
 
     if (numNodes === 1) {
       const have = maxMatching === 0 ? 'none free now' : `at most ${maxMatching} free on any node now`;
-      return diagnosis(PLUGIN.gpuFit, 'InsufficientGpus', `waiting for ${describeGpus(wanted, true)} on one node; ${have}${notReady}`);
+      return diagnosis(PLUGIN.gpuFit, 'InsufficientGpus', `waiting for ${describeGpus(wanted, true)} on one node; ${have}${this.heldSuffix(shape)}${notReady}`);
     }
     return diagnosis(PLUGIN.gang, 'InsufficientNodes', `waiting for ${numNodes} nodes with ${describeGpus(wanted, true)} each; ${suchNodes(gpuNodes)} now${notReady}`);
+  }
+
+  /**
+   * GPUs that are free but held for a backfill reservation are not free to the jobs behind it, yet they are not
+   * busy either: say so, so that "none free now" never hides idle GPUs (nor the reserved job's own).
+   */
+  private heldSuffix(shape: ResourceShape): string {
+    let held = 0;
+    for (const node of this.index.readyNodes) for (const gpu of this.overlay.heldGpus(node)) if (isGpuAccepted(shape, gpu)) held++;
+    return held === 0 ? '' : ` besides ${held} held for a reservation`;
   }
 
   /** Free GPUs on ready nodes that the job does not accept: "4 A100, 2 H100 with less than 80 GiB". */
@@ -298,6 +336,7 @@ function mixViews(gpus: CapacityView, host: CapacityView): CapacityView {
     freeGpuCount: (node) => gpus.freeGpuCount(node),
     freeCpus: (node) => host.freeCpus(node),
     freeMemoryMiB: (node) => host.freeMemoryMiB(node),
+    sharedUse: (node) => gpus.sharedUse(node),
   };
 }
 

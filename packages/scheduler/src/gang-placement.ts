@@ -30,8 +30,9 @@ interface NodeChoice {
 }
 
 /** Returns the placed nodes in node-name order (rank 0 on the first), or undefined when the gang does not fit. */
-export function computeGangPlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex): PlacedNode[] | undefined {
-  const choice = shape.gpuCount === 0 ? chooseCpuOnlyNodes(shape, view, index) : chooseGpuNodes(shape, view, index);
+export function computeGangPlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, nodes: readonly IndexedNode[] = index.readyNodes): PlacedNode[] | undefined {
+  const domain = nodes === index.readyNodes ? index : { ...index, readyNodes: nodes };
+  const choice = shape.gpuCount === 0 ? chooseCpuOnlyNodes(shape, view, domain) : chooseGpuNodes(shape, view, domain);
   if (!choice) return undefined;
   return choice
     .sort((a, b) => compareNames(a.node.name, b.node.name))
@@ -68,7 +69,9 @@ function chooseNodesOfType(shape: ResourceShape, view: CapacityView, index: Snap
   const picker = new BestFitPicker<NodeChoice>(shape.numNodes, shape.gpuCount);
   for (const node of index.readyNodes) {
     if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
-    const gpus = computeMatchingGpus(view, node, shape, type);
+    let gpus = computeMatchingGpus(view, node, shape, type);
+    if (gpus.length < shape.gpuCount) continue;
+    if (requiresNvlink(shape)) gpus = restrictToNvlinkDomain(node, gpus, shape.gpuCount);
     if (gpus.length < shape.gpuCount) continue;
     if (picker.add(gpus.length, { node, gpus })) break;
   }
@@ -85,7 +88,8 @@ function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index
     if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
     let chosen: { gpus: readonly GpuDevice[]; score: number } | undefined;
     for (const [rank, type] of types.entries()) {
-      const gpus = computeMatchingGpus(view, node, shape, type);
+      let gpus = computeMatchingGpus(view, node, shape, type);
+      if (requiresNvlink(shape)) gpus = restrictToNvlinkDomain(node, gpus, shape.gpuCount);
       if (gpus.length < shape.gpuCount) continue;
       const score = (takesAnyType ? 0 : rank * rankWeight) + gpus.length;
       if (!chosen || score < chosen.score) chosen = { gpus, score };
@@ -94,4 +98,51 @@ function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index
     if (chosen && picker.add(chosen.score, { node, gpus: chosen.gpus })) break;
   }
   return picker.pick()?.map((p) => p.item);
+}
+
+function requiresNvlink(shape: ResourceShape): boolean {
+  return shape.topology?.mode === 'require' && shape.topology.level === 'nvlink' && shape.gpuCount > 1;
+}
+
+/** NVLink domains of a node: connected components of its NVLink graph, as sets of GPU indices. Cached per node. */
+const domainsOfNode = new WeakMap<IndexedNode, Map<number, number>>();
+
+function nvlinkDomainOf(node: IndexedNode): Map<number, number> {
+  let domains = domainsOfNode.get(node);
+  if (domains) return domains;
+  domains = new Map();
+  const indices = [...node.gpuByIndex.keys()].sort((a, b) => a - b);
+  for (const start of indices) {
+    if (domains.has(start)) continue;
+    const stack = [start];
+    domains.set(start, start);
+    while (stack.length > 0) {
+      const at = stack.pop() as number;
+      for (const peer of node.nvlink.get(at) ?? []) {
+        if (domains.has(peer)) continue;
+        domains.set(peer, start);
+        stack.push(peer);
+      }
+    }
+  }
+  domainsOfNode.set(node, domains);
+  return domains;
+}
+
+/**
+ * For `topology: {require: nvlink}`: the free GPUs of the one NVLink domain of the node that fits `count` with the
+ * fewest free (best fit), or an empty list when no domain has `count` free.
+ */
+function restrictToNvlinkDomain(node: IndexedNode, gpus: readonly GpuDevice[], count: number): readonly GpuDevice[] {
+  const domainOf = nvlinkDomainOf(node);
+  const byDomain = new Map<number, GpuDevice[]>();
+  for (const gpu of gpus) {
+    const d = domainOf.get(gpu.index) ?? gpu.index;
+    const list = byDomain.get(d);
+    if (list) list.push(gpu);
+    else byDomain.set(d, [gpu]);
+  }
+  let best: GpuDevice[] | undefined;
+  for (const list of byDomain.values()) if (list.length >= count && (!best || list.length < best.length)) best = list;
+  return best ?? [];
 }

@@ -1,21 +1,25 @@
 /**
  * Mutable bookkeeping for one cycle, layered over the immutable snapshot index: which GPUs, CPUs and host memory the
- * jobs placed so far in this cycle took. Reading a node that nothing was placed on costs nothing extra; the first
- * placement on a node copies that node's free lists (O(GPUs of the node)).
+ * jobs placed so far in this cycle took, which free GPUs are held for reservations, and what fractional jobs use of
+ * shared GPUs. Reading a node that nothing was placed on costs nothing extra; the first change to a node copies that
+ * node's free lists (O(GPUs of the node)).
  *
- * Invariant: every GPU handed out by `applyPlacement` was free in the snapshot and not yet handed out this cycle,
- * so free capacity only ever shrinks during a cycle. `runCycle` relies on that to remember shapes that stopped
- * fitting.
+ * Invariant: every GPU handed out by `applyPlacement` was free in the snapshot (or held, for a job that ends before
+ * the reservation starts) and not yet handed out this cycle, so free capacity only ever shrinks during a cycle.
+ * `runCycle` relies on that to remember shapes that stopped fitting.
  */
 import type { GpuDevice, Job, PlacedNode, Placement } from '@tutti/model';
 import type { ResourceShape } from './resource-shape.ts';
-import type { CapacityView, IndexedNode, SnapshotIndex } from './snapshot-index.ts';
+import { FRACTION_PARTS, toParts, type CapacityView, type IndexedNode, type SharedUse, type SnapshotIndex } from './snapshot-index.ts';
 
 interface NodeUsage {
   readonly freeByType: Map<string, readonly GpuDevice[]>;
   freeCount: number;
   cpus: number;
   memoryMiB: number;
+  /** Free GPUs held for a reservation: not free to ordinary jobs, free to jobs that end before it starts. */
+  readonly held: GpuDevice[];
+  readonly shared: Map<number, SharedUse>;
 }
 
 /** A placement of this cycle with its nodes and GPUs resolved, for steps that look at who took what. */
@@ -32,10 +36,14 @@ export class PlanOverlay implements CapacityView {
   readonly placements: Placement[] = [];
   /** The same placements, resolved; `applied[i]` is `placements[i]`. */
   readonly applied: AppliedPlacement[] = [];
-  /** By node ordinal; undefined until something is placed on the node. */
-  private readonly usage: (NodeUsage | undefined)[] = [];
+  /** By node ordinal; undefined until something changes on the node. Filled up front so the array stays packed (fast). */
+  private readonly usage: (NodeUsage | undefined)[];
+  /** Ordinals of nodes with held GPUs. */
+  readonly nodesWithHolds = new Set<number>();
 
-  constructor(readonly index: SnapshotIndex) {}
+  constructor(readonly index: SnapshotIndex) {
+    this.usage = new Array<NodeUsage | undefined>(index.nodes.length).fill(undefined);
+  }
 
   freeGpusByType(node: IndexedNode): ReadonlyMap<string, readonly GpuDevice[]> {
     return this.usage[node.ordinal]?.freeByType ?? node.initialFreeByType;
@@ -53,7 +61,40 @@ export class PlanOverlay implements CapacityView {
     return node.info.memoryMiB - (this.usage[node.ordinal]?.memoryMiB ?? 0);
   }
 
-  /** Records a placement and takes its resources. Throws when a GPU is not free: that is a bug in the caller. */
+  /** GPUs held for reservations on a node. */
+  heldGpus(node: IndexedNode): readonly GpuDevice[] {
+    return this.usage[node.ordinal]?.held ?? [];
+  }
+
+  /** Use of the node's shared (fractional) GPUs. */
+  sharedUse(node: IndexedNode): ReadonlyMap<number, SharedUse> {
+    return this.usage[node.ordinal]?.shared ?? node.initialShared;
+  }
+
+  /** Takes free GPUs out of the free lists for a reservation. GPUs that are not free are left alone (they are busy anyway). */
+  /** Holds the listed GPUs for a reservation; returns how many of them were free (and are now held). */
+  hold(nodes: readonly PlacedNode[]): number {
+    let taken = 0;
+    for (const placed of nodes) {
+      const node = this.index.byName.get(placed.node);
+      if (!node) continue;
+      for (const gpuIndex of placed.gpuIndices) {
+        const gpu = node.gpuByIndex.get(gpuIndex);
+        if (!gpu) continue;
+        const usage = this.usageOf(node);
+        const free = usage.freeByType.get(gpu.type);
+        if (!free || !free.includes(gpu)) continue;
+        usage.freeByType.set(gpu.type, free.filter((g) => g !== gpu));
+        usage.freeCount -= 1;
+        usage.held.push(gpu);
+        this.nodesWithHolds.add(node.ordinal);
+        taken += 1;
+      }
+    }
+    return taken;
+  }
+
+  /** Records a placement and takes its resources. Throws when a GPU is not available: that is a bug in the caller. */
   applyPlacement(job: Job, shape: ResourceShape, nodes: readonly PlacedNode[]): void {
     const resolved: AppliedPlacement['nodes'][number][] = [];
     for (const placed of nodes) {
@@ -63,26 +104,96 @@ export class PlanOverlay implements CapacityView {
       const gpus: GpuDevice[] = [];
       for (const gpuIndex of placed.gpuIndices) {
         const gpu = node.gpuByIndex.get(gpuIndex);
-        const free = gpu ? usage.freeByType.get(gpu.type) : undefined;
-        if (!gpu || !free || !free.includes(gpu)) throw new Error(`bug: job ${job.id} placed on GPU ${gpuIndex} of ${node.name}, which is not free`);
-        usage.freeByType.set(gpu.type, free.filter((g) => g !== gpu));
-        usage.freeCount -= 1;
+        if (!gpu) throw new Error(`bug: job ${job.id} placed on GPU ${gpuIndex} of ${node.name}, which does not exist`);
         gpus.push(gpu);
+        if (shape.fractionParts !== undefined && usage.shared.has(gpuIndex)) {
+          const use = usage.shared.get(gpuIndex) as SharedUse;
+          usage.shared.set(gpuIndex, { parts: use.parts + shape.fractionParts, memoryMiB: use.memoryMiB + (placed.gpuMemoryMiB ?? 0) });
+          continue;
+        }
+        const free = usage.freeByType.get(gpu.type);
+        const heldAt = usage.held.indexOf(gpu);
+        if (free?.includes(gpu)) {
+          usage.freeByType.set(gpu.type, free.filter((g) => g !== gpu));
+          usage.freeCount -= 1;
+        } else if (heldAt >= 0) {
+          usage.held.splice(heldAt, 1);
+        } else {
+          throw new Error(`bug: job ${job.id} placed on GPU ${gpuIndex} of ${node.name}, which is not free`);
+        }
+        if (shape.fractionParts !== undefined) usage.shared.set(gpuIndex, { parts: shape.fractionParts, memoryMiB: placed.gpuMemoryMiB ?? 0 });
       }
       usage.cpus += shape.cpus ?? 0;
       usage.memoryMiB += shape.memoryMiB ?? 0;
       resolved.push({ node, gpus });
     }
-    this.placements.push({ jobId: job.id, nodes: nodes.map((n) => ({ node: n.node, gpuIndices: [...n.gpuIndices] })) });
+    this.placements.push({ jobId: job.id, nodes: nodes.map((n) => ({ ...n, gpuIndices: [...n.gpuIndices] })) });
     this.applied.push({ job, cpus: shape.cpus ?? 0, memoryMiB: shape.memoryMiB ?? 0, nodes: resolved });
   }
 
   private usageOf(node: IndexedNode): NodeUsage {
     let usage = this.usage[node.ordinal];
     if (!usage) {
-      usage = { freeByType: new Map(node.initialFreeByType), freeCount: node.initialFreeCount, cpus: 0, memoryMiB: 0 };
+      usage = { freeByType: new Map(node.initialFreeByType), freeCount: node.initialFreeCount, cpus: 0, memoryMiB: 0, held: [], shared: new Map(node.initialShared) };
       this.usage[node.ordinal] = usage;
     }
     return usage;
+  }
+}
+
+/** Whether a shared GPU has room for `parts` more and `memoryMiB` more. */
+export function hasShareRoom(use: SharedUse, gpu: GpuDevice, parts: number, memoryMiB: number): boolean {
+  return use.parts + parts <= FRACTION_PARTS && use.memoryMiB + memoryMiB <= gpu.memoryMiB;
+}
+
+export { toParts };
+
+/**
+ * A view of `base` with some GPUs that are busy (or held) there counted as free: the GPUs of preemption victims, of
+ * running jobs expected to end by some time, or held GPUs for a job that ends before the reservation starts.
+ * `extra` is by node ordinal; its GPUs must not be free in `base` already.
+ */
+export class ExtraFreeView implements CapacityView {
+  private readonly merged = new Map<number, Map<string, readonly GpuDevice[]>>();
+
+  constructor(
+    private readonly base: CapacityView,
+    private readonly extra: ReadonlyMap<number, readonly GpuDevice[]>,
+  ) {}
+
+  freeGpusByType(node: IndexedNode): ReadonlyMap<string, readonly GpuDevice[]> {
+    const more = this.extra.get(node.ordinal);
+    if (!more || more.length === 0) return this.base.freeGpusByType(node);
+    let merged = this.merged.get(node.ordinal);
+    if (!merged) {
+      merged = new Map(this.base.freeGpusByType(node));
+      for (const gpu of more) {
+        const list = merged.get(gpu.type) ?? [];
+        if (list.includes(gpu)) continue;
+        merged.set(gpu.type, [...list, gpu].sort((a, b) => a.index - b.index));
+      }
+      this.merged.set(node.ordinal, merged);
+    }
+    return merged;
+  }
+
+  freeGpuCount(node: IndexedNode): number {
+    const more = this.extra.get(node.ordinal);
+    if (!more || more.length === 0) return this.base.freeGpuCount(node);
+    let n = 0;
+    for (const list of this.freeGpusByType(node).values()) n += list.length;
+    return n;
+  }
+
+  freeCpus(node: IndexedNode): number {
+    return this.base.freeCpus(node);
+  }
+
+  freeMemoryMiB(node: IndexedNode): number {
+    return this.base.freeMemoryMiB(node);
+  }
+
+  sharedUse(node: IndexedNode): ReadonlyMap<number, SharedUse> {
+    return this.base.sharedUse(node);
   }
 }

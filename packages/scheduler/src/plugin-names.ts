@@ -1,21 +1,31 @@
 /**
- * Names of the scheduler's steps. Each `Diagnosis` names the step that stopped a job, so these strings are part of
- * the API (the CLI and web show them, tests match on them): rename one only with a changelog entry.
- *
- * Today the steps are plain functions called in a fixed order by `runCycle`; the plugin framework that comes later
- * registers plugins under these same names.
+ * Names of the scheduler's plugins and steps. Each `Diagnosis` names the plugin that stopped a job, and profiles
+ * name the plugins they enable, so these strings are part of the API (the CLI and web show them, tests match on
+ * them, profile files spell them): rename one only with a changelog entry.
  */
 export const PLUGIN = {
   /** Orders the queue: priority, then submission order (`queue-sort.ts`). */
   queueSort: 'queue-sort',
+  /** Orders the queue by team fair share, then priority with ageing, then submission (`fair-share.ts`). */
+  fairShare: 'fair-share',
+  /** Admission: team quotas, borrowing and lending (`quota.ts`). */
+  quota: 'quota',
   /** Could the job ever fit the inventory, were the cluster empty (`feasibility.ts`). */
   feasibility: 'feasibility',
   /** Free GPUs of an accepted type and memory on one node (`gpu-fit.ts`). */
   gpuFit: 'gpu-fit',
   /** Free CPUs and host memory on one node (`host-fit.ts`). */
   hostResources: 'host-resources',
+  /** Filter and score: NVLink domain / node / rack / zone (`placement.ts`). */
+  topology: 'topology',
+  /** Score: fewest free matching GPUs first, keeping whole nodes for big gangs (`best-fit.ts`). */
+  bestFit: 'best-fit',
   /** Enough distinct nodes for every node-rank of a gang (`gang-placement.ts`). */
   gang: 'gang',
+  /** Post-filter: stop lower-priority or borrowed work to make room (`preemption.ts`). */
+  preemption: 'preemption',
+  /** Reservations for the blocked head of the queue; smaller jobs start only if they do not delay it (`backfill.ts`). */
+  backfill: 'backfill',
 } as const;
 
 export type PluginName = (typeof PLUGIN)[keyof typeof PLUGIN];

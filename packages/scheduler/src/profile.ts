@@ -1,15 +1,303 @@
 /**
- * A scheduler profile: the named configuration a cycle runs with. Plain data, so that the server can load it from
- * its configuration file and the simulator can compare profiles side by side.
+ * Scheduler profiles: which plugin runs at each extension point, with weights and arguments. Plain data (a YAML
+ * file's `scheduler:` section parses into one), so that the server can load it from its configuration and the
+ * simulator can compare profiles side by side. Each plugin validates its own arguments (`PLUGIN_ARGS`);
+ * `compileProfile` turns a profile into the `CompiledProfile` a cycle runs with, once per profile object.
  *
- * This version has one behaviour and therefore only a name. The plugin framework adds the list of enabled plugins
- * and their arguments here (queue sort, filters, scores, post-filters such as preemption), each keyed by its name in
- * `PLUGIN`; a profile that does not mention a plugin keeps its default.
+ * Extension points, in cycle order:
+ *
+ *   queueSort   one of  queue-sort (priority, then submission) | fair-share (teams by decayed dominant share)
+ *   admission   any of  quota
+ *   filter      any of  topology (enforces `topology.require`); gpu-fit, host-resources and gang always run
+ *   score       any of  best-fit, topology (tightest domain first for multi-node gangs; `topology.prefer`)
+ *   gang        one of  gang
+ *   preemption  any of  preemption
+ *   backfill    one of  greedy (a job that does not fit is skipped) | strict (nothing passes a blocked job) |
+ *                       easy (the blocked head gets a reservation; others start only if they do not delay it)
  */
+import type { TopologyLevel } from '@tutti/model';
+import { PLUGIN } from './plugin-names.ts';
+
+export const EXTENSION_POINTS = ['queueSort', 'admission', 'filter', 'score', 'gang', 'preemption', 'backfill'] as const;
+export type ExtensionPoint = (typeof EXTENSION_POINTS)[number];
+
+export type BackfillMode = 'greedy' | 'strict' | 'easy';
+export const BACKFILL_MODES: readonly BackfillMode[] = ['greedy', 'strict', 'easy'];
+
+export interface ProfilePlugins {
+  /** `queue-sort` or `fair-share`. */
+  readonly queueSort: string;
+  /** Zero or more of: `quota`. */
+  readonly admission: readonly string[];
+  /** Zero or more of: `topology`. */
+  readonly filter: readonly string[];
+  /** Zero or more of: `best-fit`, `topology`. */
+  readonly score: readonly string[];
+  /** `gang`. */
+  readonly gang: string;
+  /** Zero or more of: `preemption`. */
+  readonly preemption: readonly string[];
+  /** `greedy`, `strict` or `easy`. */
+  readonly backfill: BackfillMode;
+}
+
+/** A profile as data. Every field but `name` is optional; what is left out keeps the `tutti` profile's value. */
 export interface SchedulerProfile {
   /** Shown in logs, metrics and simulator reports. */
   readonly name: string;
+  readonly plugins?: Partial<ProfilePlugins>;
+  /** Score plugin weights by name (integers ≥ 0; 0 turns the score off). @default 1 each */
+  readonly weights?: Readonly<Record<string, number>>;
+  /** Arguments by plugin name, validated by that plugin (see `PLUGIN_ARGS`). */
+  readonly args?: Readonly<Record<string, unknown>>;
 }
 
-/** Priority-then-FIFO queue, greedy all-or-nothing placement, best-fit node choice, NVLink-aware GPU choice. */
-export const DEFAULT_PROFILE: SchedulerProfile = Object.freeze({ name: 'default' });
+/** Arguments of `fair-share`. */
+export interface FairShareArgs {
+  /** Half-life of the decayed usage history, ms. @default 24 h */
+  readonly halfLifeMs: number;
+  /** Priority points a waiting job gains per hour waited (ageing, so nothing starves). @default 1 */
+  readonly agingPerHour: number;
+}
+
+/** Arguments of `preemption`. */
+export interface PreemptionArgs {
+  /** Time a victim gets to checkpoint and exit, ms. @default 60 s */
+  readonly graceMs: number;
+  /** Preempt for quota reclaim (jobs on borrowed GPUs). @default true */
+  readonly reclaim: boolean;
+  /** Preempt lower-priority jobs. @default true */
+  readonly priority: boolean;
+  /** At most this many pending jobs get room made by preemption per cycle (bounds the cost). @default 16 */
+  readonly maxPreemptorsPerCycle: number;
+}
+
+/** Arguments of `backfill`. */
+export interface BackfillArgs {
+  /** Runtime assumed for a running job without `maxDurationMs`, ms. @default 1 h */
+  readonly estimatedRuntimeMs: number;
+  /** How many blocked jobs get a reservation per cycle (1 = EASY). @default 1 */
+  readonly reservations: number;
+}
+
+/** Arguments of `topology` (the score). */
+export interface TopologyArgs {
+  /** Level multi-node gangs without a constraint are kept in when they can be. @default "rack" */
+  readonly defaultPrefer: TopologyLevel;
+}
+
+export type ProfileResult = { ok: true; profile: SchedulerProfile } | { ok: false; error: string };
+
+type ArgsCheck<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Each plugin that takes arguments validates them; unknown keys are errors (a typo must not be silently ignored). */
+export const PLUGIN_ARGS = {
+  [PLUGIN.fairShare]: (raw: unknown): ArgsCheck<FairShareArgs> =>
+    readArgs(PLUGIN.fairShare, raw, { halfLifeMs: [24 * 3_600_000, 1], agingPerHour: [1, 0] }, (v) => ({ halfLifeMs: v['halfLifeMs'] as number, agingPerHour: v['agingPerHour'] as number })),
+  [PLUGIN.preemption]: (raw: unknown): ArgsCheck<PreemptionArgs> =>
+    readArgs(PLUGIN.preemption, raw, { graceMs: [60_000, 0], reclaim: [true], priority: [true], maxPreemptorsPerCycle: [16, 0] }, (v) => ({
+      graceMs: v['graceMs'] as number,
+      reclaim: v['reclaim'] as boolean,
+      priority: v['priority'] as boolean,
+      maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number,
+    })),
+  [PLUGIN.backfill]: (raw: unknown): ArgsCheck<BackfillArgs> =>
+    readArgs(PLUGIN.backfill, raw, { estimatedRuntimeMs: [3_600_000, 0], reservations: [1, 0] }, (v) => ({ estimatedRuntimeMs: v['estimatedRuntimeMs'] as number, reservations: v['reservations'] as number })),
+  [PLUGIN.topology]: (raw: unknown): ArgsCheck<TopologyArgs> =>
+    readArgs(PLUGIN.topology, raw, { defaultPrefer: ['rack', ['rack', 'zone']] }, (v) => ({ defaultPrefer: v['defaultPrefer'] as TopologyLevel })),
+} as const;
+
+/** `[default, min]` for numbers, `[default]` for booleans, `[default, allowed]` for strings. */
+type ArgSpec = readonly [number, number] | readonly [boolean] | readonly [string, readonly string[]];
+
+function readArgs<T>(plugin: string, raw: unknown, spec: Record<string, ArgSpec>, make: (v: Record<string, unknown>) => T): ArgsCheck<T> {
+  const values: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(spec)) values[key] = s[0];
+  if (raw === undefined || raw === null) return { ok: true, value: make(values) };
+  if (typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, error: `args.${plugin}: expected a mapping, got ${JSON.stringify(raw)}` };
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const s = spec[key];
+    if (!s) return { ok: false, error: `args.${plugin}.${key}: unknown argument; known: ${Object.keys(spec).join(', ')}` };
+    if (typeof s[0] === 'number') {
+      const min = s[1] as number;
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < min) return { ok: false, error: `args.${plugin}.${key}: expected a number ≥ ${min}, got ${JSON.stringify(value)}` };
+    } else if (typeof s[0] === 'boolean') {
+      if (typeof value !== 'boolean') return { ok: false, error: `args.${plugin}.${key}: expected true or false, got ${JSON.stringify(value)}` };
+    } else {
+      const allowed = s[1] as readonly string[];
+      if (typeof value !== 'string' || !allowed.includes(value)) return { ok: false, error: `args.${plugin}.${key}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(value)}` };
+    }
+    values[key] = value;
+  }
+  return { ok: true, value: make(values) };
+}
+
+/** Which plugins may sit at each extension point. */
+export const PLUGINS_AT: Readonly<Record<ExtensionPoint, readonly string[]>> = {
+  queueSort: [PLUGIN.queueSort, PLUGIN.fairShare],
+  admission: [PLUGIN.quota],
+  filter: [PLUGIN.topology],
+  score: [PLUGIN.bestFit, PLUGIN.topology],
+  gang: [PLUGIN.gang],
+  preemption: [PLUGIN.preemption],
+  backfill: BACKFILL_MODES,
+};
+
+const TUTTI_PLUGINS: ProfilePlugins = {
+  queueSort: PLUGIN.fairShare,
+  admission: [PLUGIN.quota],
+  filter: [PLUGIN.topology],
+  score: [PLUGIN.bestFit, PLUGIN.topology],
+  gang: PLUGIN.gang,
+  preemption: [PLUGIN.preemption],
+  backfill: 'easy',
+};
+
+/** The default: fair share across teams, quotas, topology-aware best-fit gangs, preemption, EASY backfill. */
+export const TUTTI_PROFILE: SchedulerProfile = deepFreeze({ name: 'tutti', plugins: TUTTI_PLUGINS, weights: {}, args: {} });
+
+/** The default profile (`tutti`). */
+export const DEFAULT_PROFILE: SchedulerProfile = TUTTI_PROFILE;
+
+const FIFO_PLUGINS: ProfilePlugins = { queueSort: PLUGIN.queueSort, admission: [], filter: [PLUGIN.topology], score: [PLUGIN.bestFit], gang: PLUGIN.gang, preemption: [], backfill: 'strict' };
+
+/** Strict priority-FIFO: nothing passes a job that does not fit (no quotas, no preemption). */
+export const FIFO_PROFILE: SchedulerProfile = deepFreeze({ name: 'fifo', plugins: FIFO_PLUGINS, weights: {}, args: {} });
+
+/** Priority-FIFO with EASY backfill. */
+export const FIFO_BACKFILL_PROFILE: SchedulerProfile = deepFreeze({ name: 'fifo-backfill', plugins: { ...FIFO_PLUGINS, backfill: 'easy' }, weights: {}, args: {} });
+
+/** The first version's behaviour: priority-FIFO, a job that does not fit is skipped, no reservations (first fit in queue order). */
+export const GREEDY_PROFILE: SchedulerProfile = deepFreeze({ name: 'greedy', plugins: { ...FIFO_PLUGINS, backfill: 'greedy' }, weights: {}, args: {} });
+
+export const BUILTIN_PROFILES: ReadonlyMap<string, SchedulerProfile> = new Map([TUTTI_PROFILE, FIFO_PROFILE, FIFO_BACKFILL_PROFILE, GREEDY_PROFILE].map((p) => [p.name, p]));
+
+/** A built-in profile by name, or an error value naming the known ones. */
+export function getProfile(name: string): ProfileResult {
+  const profile = BUILTIN_PROFILES.get(name);
+  if (profile) return { ok: true, profile };
+  return { ok: false, error: `unknown scheduler profile '${name}'; built-in profiles: ${[...BUILTIN_PROFILES.keys()].join(', ')}` };
+}
+
+/**
+ * Parses a profile from a YAML-compatible plain object: `{name, base?, plugins?, weights?, args?}`. `base` names a
+ * built-in profile to start from (default `tutti`). Every plugin name and argument is checked; the first problem is
+ * returned as an error value.
+ */
+export function parseProfile(raw: unknown): ProfileResult {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: `a scheduler profile is a mapping, got ${JSON.stringify(raw)}` };
+  const record = raw as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!['name', 'base', 'plugins', 'weights', 'args'].includes(key)) return { ok: false, error: `unknown profile field '${key}'; allowed: name, base, plugins, weights, args` };
+  }
+  const baseName = record['base'] ?? 'tutti';
+  if (typeof baseName !== 'string') return { ok: false, error: `base: expected a profile name, got ${JSON.stringify(baseName)}` };
+  const base = getProfile(baseName);
+  if (!base.ok) return base;
+  const name = record['name'] ?? baseName;
+  if (typeof name !== 'string' || name === '') return { ok: false, error: `name: expected a non-empty string, got ${JSON.stringify(name)}` };
+
+  const plugins: Record<string, unknown> = { ...(base.profile.plugins ?? {}) };
+  const rawPlugins = record['plugins'];
+  if (rawPlugins !== undefined) {
+    if (typeof rawPlugins !== 'object' || rawPlugins === null || Array.isArray(rawPlugins)) return { ok: false, error: 'plugins: expected a mapping of extension point to plugin names' };
+    for (const [point, value] of Object.entries(rawPlugins as Record<string, unknown>)) {
+      if (!(EXTENSION_POINTS as readonly string[]).includes(point)) return { ok: false, error: `plugins.${point}: unknown extension point; known: ${EXTENSION_POINTS.join(', ')}` };
+      plugins[point] = value;
+    }
+  }
+  const weights = record['weights'] ?? {};
+  const args = record['args'] ?? {};
+  if (typeof weights !== 'object' || weights === null || Array.isArray(weights)) return { ok: false, error: 'weights: expected a mapping of score plugin to weight' };
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return { ok: false, error: 'args: expected a mapping of plugin to arguments' };
+  const profile: SchedulerProfile = { name, plugins: plugins as Partial<ProfilePlugins>, weights: weights as Record<string, number>, args: args as Record<string, unknown> };
+  const compiled = checkProfile(profile);
+  return compiled.ok ? { ok: true, profile: deepFreeze(profile) } : compiled;
+}
+
+/** What a cycle runs with: plugins resolved, arguments validated and defaulted. */
+export interface CompiledProfile {
+  readonly name: string;
+  readonly plugins: ProfilePlugins;
+  readonly fairShare: FairShareArgs | undefined;
+  readonly quota: boolean;
+  readonly topologyFilter: boolean;
+  readonly topologyScore: TopologyArgs | undefined;
+  /** Weight of the best-fit score (0: first fit by node name). */
+  readonly bestFitWeight: number;
+  readonly preemption: PreemptionArgs | undefined;
+  readonly backfill: BackfillMode;
+  readonly backfillArgs: BackfillArgs;
+}
+
+export class ProfileError extends Error {
+  override readonly name = 'ProfileError';
+}
+
+const compiledCache = new WeakMap<SchedulerProfile, CompiledProfile>();
+
+/** Compiles (and caches per profile object). Throws `ProfileError` for an invalid profile: parse profiles with `parseProfile` first. */
+export function compileProfile(profile: SchedulerProfile): CompiledProfile {
+  let compiled = compiledCache.get(profile);
+  if (!compiled) {
+    const result = checkProfile(profile);
+    if (!result.ok) throw new ProfileError(result.error);
+    compiled = result.value;
+    compiledCache.set(profile, compiled);
+  }
+  return compiled;
+}
+
+function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {
+  const plugins: ProfilePlugins = { ...TUTTI_PLUGINS, ...(profile.plugins ?? {}) };
+  const one = (point: ExtensionPoint, value: unknown): string | undefined =>
+    typeof value === 'string' && PLUGINS_AT[point].includes(value) ? undefined : `plugins.${point}: expected one of ${PLUGINS_AT[point].join(', ')}, got ${JSON.stringify(value)}`;
+  const many = (point: ExtensionPoint, value: unknown): string | undefined =>
+    Array.isArray(value) && value.every((v) => typeof v === 'string' && PLUGINS_AT[point].includes(v))
+      ? undefined
+      : `plugins.${point}: expected a list of ${PLUGINS_AT[point].join(', ')}, got ${JSON.stringify(value)}`;
+  const problem =
+    one('queueSort', plugins.queueSort) ?? many('admission', plugins.admission) ?? many('filter', plugins.filter) ?? many('score', plugins.score) ?? one('gang', plugins.gang) ?? many('preemption', plugins.preemption) ?? one('backfill', plugins.backfill);
+  if (problem) return { ok: false, error: problem };
+
+  const weights = profile.weights ?? {};
+  for (const [name, weight] of Object.entries(weights)) {
+    if (!PLUGINS_AT.score.includes(name)) return { ok: false, error: `weights.${name}: not a score plugin; score plugins: ${PLUGINS_AT.score.join(', ')}` };
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 1000) return { ok: false, error: `weights.${name}: expected a whole number 0..1000, got ${JSON.stringify(weight)}` };
+  }
+  const args = profile.args ?? {};
+  for (const name of Object.keys(args)) {
+    if (!Object.hasOwn(PLUGIN_ARGS, name)) return { ok: false, error: `args.${name}: no plugin of that name takes arguments; those that do: ${Object.keys(PLUGIN_ARGS).join(', ')}` };
+  }
+  const fairShare = PLUGIN_ARGS[PLUGIN.fairShare](args[PLUGIN.fairShare]);
+  const preemption = PLUGIN_ARGS[PLUGIN.preemption](args[PLUGIN.preemption]);
+  const backfill = PLUGIN_ARGS[PLUGIN.backfill](args[PLUGIN.backfill]);
+  const topology = PLUGIN_ARGS[PLUGIN.topology](args[PLUGIN.topology]);
+  for (const r of [fairShare, preemption, backfill, topology]) if (!r.ok) return r;
+  if (!fairShare.ok || !preemption.ok || !backfill.ok || !topology.ok) return { ok: false, error: 'unreachable' };
+
+  const topologyWeight = weights[PLUGIN.topology] ?? 1;
+  return {
+    ok: true,
+    value: {
+      name: profile.name,
+      plugins,
+      fairShare: plugins.queueSort === PLUGIN.fairShare ? fairShare.value : undefined,
+      quota: plugins.admission.includes(PLUGIN.quota),
+      topologyFilter: plugins.filter.includes(PLUGIN.topology),
+      topologyScore: plugins.score.includes(PLUGIN.topology) && topologyWeight > 0 ? topology.value : undefined,
+      bestFitWeight: plugins.score.includes(PLUGIN.bestFit) ? (weights[PLUGIN.bestFit] ?? 1) : 0,
+      preemption: plugins.preemption.includes(PLUGIN.preemption) ? preemption.value : undefined,
+      backfill: plugins.backfill,
+      backfillArgs: backfill.value,
+    },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

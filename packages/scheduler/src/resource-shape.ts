@@ -2,7 +2,8 @@
  * The part of a job spec that placement depends on. Two jobs with the same shape fit exactly the same nodes, which
  * lets a cycle remember "this shape no longer fits" and answer the rest of a long queue without searching again.
  */
-import type { GpuDevice, JobSpec } from '@tutti/model';
+import type { GpuDevice, JobSpec, TopologyLevel } from '@tutti/model';
+import { toParts } from './snapshot-index.ts';
 
 export interface ResourceShape {
   /** Whole GPUs per node; 0 for a CPU-only job. */
@@ -17,6 +18,12 @@ export interface ResourceShape {
   readonly cpus: number | undefined;
   /** Host memory per node, MiB. */
   readonly memoryMiB: number | undefined;
+  /** A fractional job: its share of one GPU in parts of `FRACTION_PARTS` (`gpuMemoryMiB` is then the share's memory). */
+  readonly fractionParts: number | undefined;
+  /** The fraction as asked (for messages and the plan). */
+  readonly fraction: number | undefined;
+  /** The job's topology constraint. */
+  readonly topology: { readonly mode: 'require' | 'prefer'; readonly level: TopologyLevel } | undefined;
   /** Equal keys mean equal shapes. */
   readonly key: string;
 }
@@ -36,6 +43,8 @@ export function computeResourceShape(spec: JobSpec): ResourceShape {
 function deriveResourceShape(spec: JobSpec): ResourceShape {
   const { gpus, cpus, memoryMiB } = spec.resources;
   const gpuTypes = [...new Set(gpus.types)];
+  const topology = spec.topology === undefined ? undefined : 'require' in spec.topology ? { mode: 'require' as const, level: spec.topology.require } : { mode: 'prefer' as const, level: spec.topology.prefer };
+  const fraction = gpus.fraction;
   const shape = {
     gpuCount: gpus.count,
     gpuTypes,
@@ -43,8 +52,17 @@ function deriveResourceShape(spec: JobSpec): ResourceShape {
     numNodes: spec.numNodes,
     cpus,
     memoryMiB,
+    fraction,
+    fractionParts: fraction === undefined ? undefined : toParts(fraction),
+    topology,
   };
-  return { ...shape, key: JSON.stringify([shape.gpuCount, gpuTypes, shape.gpuMemoryMiB ?? null, shape.numNodes, cpus ?? null, memoryMiB ?? null]) };
+  return withKey(shape);
+}
+
+/** Adds the key to a shape (also for shapes derived by a cycle, e.g. restricted to the GPU types quota admits). */
+export function withKey(shape: Omit<ResourceShape, 'key'>): ResourceShape {
+  const topology = shape.topology ? `${shape.topology.mode}:${shape.topology.level}` : null;
+  return { ...shape, key: JSON.stringify([shape.gpuCount, shape.gpuTypes, shape.gpuMemoryMiB ?? null, shape.numNodes, shape.cpus ?? null, shape.memoryMiB ?? null, shape.fraction ?? null, topology]) };
 }
 
 /**
@@ -57,6 +75,13 @@ export function computeShapeProblem(shape: ResourceShape): string | undefined {
   if (shape.cpus !== undefined && !(shape.cpus >= 0)) return `invalid request: cpus must be ≥ 0 (got ${shape.cpus})`;
   if (shape.memoryMiB !== undefined && !(shape.memoryMiB >= 0)) return `invalid request: memory must be ≥ 0 (got ${shape.memoryMiB})`;
   if (shape.gpuMemoryMiB !== undefined && !(shape.gpuMemoryMiB >= 0)) return `invalid request: GPU memory must be ≥ 0 (got ${shape.gpuMemoryMiB})`;
+  if (shape.fraction !== undefined) {
+    if (!(shape.fraction > 0 && shape.fraction < 1)) return `invalid request: a GPU fraction must be between 0 and 1 (got ${shape.fraction})`;
+    if (shape.gpuCount !== 1 || shape.numNodes !== 1) return 'invalid request: a fractional GPU job asks for one GPU on one node';
+  }
+  if (shape.topology?.mode === 'require' && (shape.topology.level === 'node' || shape.topology.level === 'nvlink') && shape.numNodes > 1) {
+    return `invalid request: topology require ${shape.topology.level} needs num_nodes 1 (got ${shape.numNodes})`;
+  }
   return undefined;
 }
 

@@ -18,6 +18,8 @@ export interface CapacityView {
   freeCpus(node: IndexedNode): number;
   /** Host memory (MiB) not taken by jobs placed this cycle; same caveat as `freeCpus`. */
   freeMemoryMiB(node: IndexedNode): number;
+  /** Use of the node's shared GPUs (those with fractional allocations), by GPU index. */
+  sharedUse(node: IndexedNode): ReadonlyMap<number, SharedUse>;
 }
 
 export interface IndexedNode {
@@ -35,6 +37,25 @@ export interface IndexedNode {
   /** GPUs with no allocation in the snapshot, by type, ordered by index. */
   readonly initialFreeByType: ReadonlyMap<string, readonly GpuDevice[]>;
   readonly initialFreeCount: number;
+  /** GPUs shared by fractional allocations in the snapshot: parts used (of `FRACTION_PARTS`) and GPU memory used. */
+  readonly initialShared: ReadonlyMap<number, SharedUse>;
+  /** The node's `rack` label, or undefined. */
+  readonly rack: string | undefined;
+  /** The node's `zone` label, or undefined. */
+  readonly zone: string | undefined;
+}
+
+/** Fractions are counted in integer parts of a GPU, so that 0.1 + 0.2 + 0.7 is exactly one GPU. */
+export const FRACTION_PARTS = 10_000;
+
+export function toParts(fraction: number): number {
+  return Math.round(fraction * FRACTION_PARTS);
+}
+
+/** What the fractional jobs on one shared GPU use. */
+export interface SharedUse {
+  readonly parts: number;
+  readonly memoryMiB: number;
 }
 
 export interface SnapshotIndex extends CapacityView {
@@ -61,17 +82,28 @@ export function compareNames(a: string, b: string): number {
  */
 export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
   const heldByNode = new Map<string, Map<number, string>>();
+  const sharedByNode = new Map<string, Map<number, SharedUse>>();
   for (const allocation of snapshot.allocations) {
     let held = heldByNode.get(allocation.node);
     if (!held) heldByNode.set(allocation.node, (held = new Map()));
     if (!held.has(allocation.gpuIndex)) held.set(allocation.gpuIndex, allocation.jobId);
+    if (allocation.fraction !== undefined) {
+      let shared = sharedByNode.get(allocation.node);
+      if (!shared) sharedByNode.set(allocation.node, (shared = new Map()));
+      const use = shared.get(allocation.gpuIndex) ?? { parts: 0, memoryMiB: 0 };
+      shared.set(allocation.gpuIndex, { parts: use.parts + toParts(allocation.fraction), memoryMiB: use.memoryMiB + (allocation.memoryMiB ?? 0) });
+    }
+  }
+  // A GPU with a whole-GPU allocation is not shareable, whatever fractional allocations also name it.
+  for (const allocation of snapshot.allocations) {
+    if (allocation.fraction === undefined) sharedByNode.get(allocation.node)?.set(allocation.gpuIndex, { parts: FRACTION_PARTS, memoryMiB: Infinity });
   }
 
   const firstByName = new Map<string, NodeInfo>();
   for (const info of snapshot.nodes) if (!firstByName.has(info.name)) firstByName.set(info.name, info);
   const nodes = [...firstByName.values()]
     .sort((a, b) => compareNames(a.name, b.name))
-    .map((info, ordinal) => indexNode(info, ordinal, heldByNode.get(info.name) ?? new Map()));
+    .map((info, ordinal) => indexNode(info, ordinal, heldByNode.get(info.name) ?? new Map(), sharedByNode.get(info.name) ?? new Map()));
   const byName = new Map(nodes.map((node) => [node.name, node]));
   const readyNodes = nodes.filter((n) => n.ready);
   const readyGpuTypes = [...new Set(readyNodes.flatMap((n) => n.info.gpus.map((g) => g.type)))].sort(compareNames);
@@ -87,10 +119,11 @@ export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
     freeGpuCount: (node) => node.initialFreeCount,
     freeCpus: (node) => node.info.cpus,
     freeMemoryMiB: (node) => node.info.memoryMiB,
+    sharedUse: (node) => node.initialShared,
   };
 }
 
-function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, string>): IndexedNode {
+function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, string>, shared: ReadonlyMap<number, SharedUse>): IndexedNode {
   const gpuByIndex = new Map<number, GpuDevice>();
   for (const gpu of info.gpus) if (!gpuByIndex.has(gpu.index)) gpuByIndex.set(gpu.index, gpu);
 
@@ -126,5 +159,8 @@ function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, 
     heldBy,
     initialFreeByType,
     initialFreeCount: free.length,
+    initialShared: shared,
+    rack: info.labels?.['rack'],
+    zone: info.labels?.['zone'],
   };
 }

@@ -4,7 +4,7 @@
  * plain model data.
  */
 import type { ClusterSnapshot, CycleResult, GpuAllocation, GpuDevice, Job, JobSpec, NodeInfo, NodeState } from '@tutti/model';
-import { runCycle } from '../src/index.ts';
+import { GREEDY_PROFILE, runCycle, type CycleInput, type SchedulerProfile } from '../src/index.ts';
 
 const GiB = 1024;
 
@@ -55,6 +55,12 @@ export class NodeBuilder {
     return this;
   }
 
+  rack(rack: string, zone?: string): this {
+    this.node.labels['rack'] = rack;
+    if (zone !== undefined) this.node.labels['zone'] = zone;
+    return this;
+  }
+
   build(): NodeInfo {
     return structuredClone(this.node);
   }
@@ -80,6 +86,12 @@ export class ClusterBuilder {
   /** Marks GPUs as held by a running job. */
   allocate(jobId: string, node: string, gpuIndices: readonly number[]): this {
     for (const gpuIndex of gpuIndices) this.allocations.push({ jobId, node, gpuIndex });
+    return this;
+  }
+
+  /** Marks a share of a GPU as held by a running fractional job. */
+  share(jobId: string, node: string, gpuIndex: number, fraction: number, memoryGiB: number): this {
+    this.allocations.push({ jobId, node, gpuIndex, fraction, memoryMiB: memoryGiB * GiB });
     return this;
   }
 
@@ -148,6 +160,35 @@ export class JobBuilder {
     return this;
   }
 
+  team(team: string): this {
+    this.job.spec.team = team;
+    return this;
+  }
+
+  fraction(fraction: number, memoryGiB?: number): this {
+    this.job.spec.resources.gpus.count = 1;
+    this.job.spec.resources.gpus.fraction = fraction;
+    if (memoryGiB !== undefined) this.job.spec.resources.gpus.memoryMiB = memoryGiB * GiB;
+    return this;
+  }
+
+  topology(topology: NonNullable<JobSpec['topology']>): this {
+    this.job.spec.topology = topology;
+    return this;
+  }
+
+  maxDurationMs(ms: number): this {
+    this.job.spec.maxDurationMs = ms;
+    return this;
+  }
+
+  /** Makes it a running job that started at `at`. */
+  runningSince(at: number): this {
+    this.job.status = 'running';
+    this.job.startedAt = at;
+    return this;
+  }
+
   build(): Job {
     return structuredClone(this.job);
   }
@@ -163,10 +204,13 @@ export function buildJob(job: JobBuilder | Job): Job {
   return job instanceof JobBuilder ? job.build() : job;
 }
 
-/** Runs one cycle with now = 0 and seed = 0. */
-export function cycle(cluster: ClusterBuilder | ClusterSnapshot, jobs: readonly (JobBuilder | Job)[]): CycleResult {
+/**
+ * Runs one cycle with now = 0 and seed = 0. The placement and diagnosis tables of the first version run with the
+ * `greedy` profile (no reservations), which is what they describe; pass another profile to test it.
+ */
+export function cycle(cluster: ClusterBuilder | ClusterSnapshot, jobs: readonly (JobBuilder | Job)[], profile: SchedulerProfile = GREEDY_PROFILE, extra: Partial<CycleInput> = {}): CycleResult {
   const snapshot = cluster instanceof ClusterBuilder ? cluster.build() : cluster;
-  return runCycle({ snapshot, pending: jobs.map(buildJob), now: 0, seed: 0 });
+  return runCycle({ snapshot, pending: jobs.map(buildJob), now: 0, seed: 0, ...extra }, profile);
 }
 
 /** Placements in a compact form for assertions: `{ '3': 'a:0,1 b:0,1' }`; a CPU-only node shows as `a:-`. */

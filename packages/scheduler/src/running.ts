@@ -1,0 +1,43 @@
+/**
+ * Running jobs as the cycle needs them: which GPUs each holds (from the snapshot's allocations), its team and
+ * priority (from `CycleInput.running`), and when it is expected to end (for backfill reservations).
+ */
+import type { GpuDevice, Job } from '@tutti/model';
+import { compareNames, type SnapshotIndex } from './snapshot-index.ts';
+
+export interface RunningJob {
+  readonly id: string;
+  /** Undefined for an allocation whose job is not in `CycleInput.running`: counted busy, never preempted. */
+  readonly job: Job | undefined;
+  /** Whole GPUs it holds, by node ordinal (fractional shares are not freed for others by its end or preemption). */
+  readonly byNode: ReadonlyMap<number, readonly GpuDevice[]>;
+  /** GPUs per type, a share counting its fraction. */
+  readonly byType: ReadonlyMap<string, number>;
+  /** Expected end: startedAt + maxDurationMs, else startedAt + the estimate; never before `now`. */
+  readonly endAt: number;
+}
+
+export function computeRunningJobs(index: SnapshotIndex, running: readonly Job[], now: number, estimatedRuntimeMs: number): RunningJob[] {
+  const jobs = new Map(running.map((j) => [j.id, j]));
+  const byJob = new Map<string, { byNode: Map<number, GpuDevice[]>; byType: Map<string, number> }>();
+  for (const a of index.snapshot.allocations) {
+    const node = index.byName.get(a.node);
+    const gpu = node?.gpuByIndex.get(a.gpuIndex);
+    if (!node || !gpu) continue;
+    let entry = byJob.get(a.jobId);
+    if (!entry) byJob.set(a.jobId, (entry = { byNode: new Map(), byType: new Map() }));
+    entry.byType.set(gpu.type, (entry.byType.get(gpu.type) ?? 0) + (a.fraction ?? 1));
+    if (a.fraction !== undefined) continue;
+    const list = entry.byNode.get(node.ordinal);
+    if (!list) entry.byNode.set(node.ordinal, [gpu]);
+    else if (!list.includes(gpu)) list.push(gpu);
+  }
+  const result: RunningJob[] = [];
+  for (const [id, entry] of byJob) {
+    const job = jobs.get(id);
+    const startedAt = job?.startedAt ?? now;
+    const endAt = Math.max(now, startedAt + (job?.spec.maxDurationMs ?? estimatedRuntimeMs));
+    result.push({ id, job, byNode: entry.byNode, byType: entry.byType, endAt });
+  }
+  return result.sort((a, b) => compareNames(a.id, b.id));
+}

@@ -1,0 +1,625 @@
+/**
+ * The discrete-event simulator: a virtual clock, an event queue, the cluster's state in memory and a simulated
+ * backend, driving the scheduler's own `runCycle` and `verifyPlan` through the same input shapes as the live server.
+ *
+ *   events at time t (arrivals, completions, ends of preemption grace, periodic ticks) ──▶ update state
+ *        │   (all events of the same t are applied before any cycle: coalescing)
+ *        ▼
+ *   for each partition touched at t:  snapshot + queue ──▶ runCycle ──▶ verifyPlan ──▶ apply placements / preemptions
+ *        │                                                                   (a violation is a bug: the run stops)
+ *        ▼
+ *   completions and grace ends go back into the event queue
+ *
+ * Time is virtual: trace seconds, turned into epoch milliseconds (trace second s = s × 1000 ms) for the scheduler.
+ * Nothing in the scheduler knows it is being simulated.
+ *
+ * Partitions: with `partition: 'team-label'` a node labelled `team: X` serves only team X's jobs (Philly's virtual
+ * clusters, each a team with a quota equal to its size and borrowing off), and each partition runs its own cycles
+ * over its own nodes. Jobs map to teams by the trace's `queue`. With `partition: 'none'` all nodes form one pool.
+ */
+import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, Plan, TeamUsage } from '@tutti/model';
+import { checkFeasibility, compareQueueOrder, runCycle, verifyPlan } from '@tutti/scheduler';
+import type { CycleInput } from '@tutti/scheduler';
+import { EventQueue } from './event-queue.ts';
+import type { SimPolicy } from './policies.ts';
+import type { TraceJob } from './trace-reader.ts';
+
+export interface SimOptions {
+  /** Seconds between periodic scheduling cycles; 0 runs cycles only on events. @default 0 */
+  cycleIntervalS?: number;
+  /** Seconds a preempted job spends restarting (reloading its checkpoint) before it makes progress again. @default 30 */
+  restartOverheadS?: number;
+  /** Seconds of work between checkpoints; a preempted job loses the work since its last one. 0: it checkpoints when signalled and loses nothing. @default 1800 */
+  checkpointIntervalS?: number;
+  /** Seed passed to every cycle. @default 1 */
+  seed?: number;
+  /** `auto`: `team-label` when some node carries a `team` label, else `none`. @default 'auto' */
+  partition?: 'auto' | 'team-label' | 'none';
+  /** Called now and then with (jobs done or unplaceable, all jobs). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export type UnplaceableReason =
+  /** Partitioned by team and the job has no queue/team. */
+  | 'no_team'
+  /** Its team has no nodes (a VC without capacity, or a team unknown to the cluster). */
+  | 'team_without_capacity'
+  /** Larger than its team's partition (or asks for a GPU type it does not have). */
+  | 'larger_than_team'
+  /** Can never fit the whole cluster. */
+  | 'never_fits';
+
+export const UNPLACEABLE_REASONS: readonly UnplaceableReason[] = ['no_team', 'team_without_capacity', 'larger_than_team', 'never_fits'];
+
+/** How a trace job's GPU count became a gang. */
+export interface GangShape {
+  numNodes: number;
+  gpusPerNode: number;
+}
+
+/**
+ * Jobs that fit one node stay on one node. A larger job becomes a gang of `ceil(gpus / G)` nodes with
+ * `ceil(gpus / nodes)` GPUs each (G = the most GPUs any node has): 16 → 2 × 8, 12 → 2 × 6, 20 → 3 × 7 (21 GPUs,
+ * one more than asked: every node of a gang gets the same request). Work is accounted on the GPUs allocated.
+ */
+export function computeGangShape(numGpus: number, gpusPerNodeMax: number): GangShape {
+  if (numGpus <= gpusPerNodeMax || gpusPerNodeMax <= 0) return { numNodes: 1, gpusPerNode: numGpus };
+  const numNodes = Math.ceil(numGpus / gpusPerNodeMax);
+  return { numNodes, gpusPerNode: Math.ceil(numGpus / numNodes) };
+}
+
+/** Per job, in trace (submission) order. Times in trace seconds; NaN where it never happened. */
+export interface JobOutcomes {
+  submitS: Float64Array;
+  durationS: Float64Array;
+  firstStartS: Float64Array;
+  finishS: Float64Array;
+  /** GPUs allocated (after gang rounding). */
+  gpus: Uint16Array;
+  /** Index into `teams`. */
+  team: Uint16Array;
+  /** Index into UNPLACEABLE_REASONS, or 255 when placeable. */
+  unplaceable: Uint8Array;
+  preemptions: Uint16Array;
+}
+
+export interface SimResult {
+  policy: string;
+  profile: string;
+  pruning: SimPolicy['pruning'];
+  partitioned: boolean;
+  teams: string[];
+  jobs: JobOutcomes;
+  totalGpus: number;
+  /** GPU-seconds held by jobs (including restart overhead, grace periods and work later lost). */
+  usedGpuS: number;
+  /** GPU-seconds of the trace's own work (duration × allocated GPUs) of the jobs that finished. */
+  workGpuS: number;
+  /** GPU-seconds held but not kept: work since the last checkpoint, restart overhead, grace after the checkpoint. */
+  lostGpuS: number;
+  preemptions: number;
+  /** Busy GPUs integrated over time from the cluster's side, to cross-check `usedGpuS`. */
+  busyGpuSFromNodes: number;
+  /** Step functions sampled after each batch of events: time (s), busy GPUs, pending jobs. */
+  timeline: { t: Float64Array; busyGpus: Float64Array; pendingJobs: Float64Array };
+  cycles: number;
+  cyclesSkipped: number;
+  /** Jobs whose gang rounding allocated more GPUs than the trace asked. */
+  roundedUpJobs: number;
+  wallS: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+interface SimNode {
+  info: NodeInfo;
+  /** Holder sim-job index per GPU position, -1 when free. */
+  holder: Int32Array;
+  positionOfIndex: Map<number, number>;
+  freeCount: number;
+  /** Nodes of one class (same CPUs, memory, GPU types, memory and NVLink) are interchangeable for placement. */
+  classId: number;
+}
+
+interface ShapeQueue {
+  /** Pending sim-job indexes in queue order; live from `head`. */
+  items: number[];
+  head: number;
+  gpusPerNode: number;
+  numNodes: number;
+}
+
+interface Partition {
+  name: string;
+  nodes: SimNode[];
+  totalGpus: number;
+  /** Number of nodes with c free GPUs, at index c. */
+  freeHistogram: number[];
+  queues: Map<string, ShapeQueue>;
+  pending: number;
+  /** Running (or stopping) sim-job indexes, for the cycle's `running` input. */
+  running: Set<number>;
+  dirty: boolean;
+}
+
+/** Where a job is in its life; numbers so that a job record stays small. */
+const State = { Waiting: 0, Pending: 1, Running: 2, Stopping: 3, Done: 4, Unplaceable: 5 } as const;
+type State = (typeof State)[keyof typeof State];
+
+interface SimJob {
+  job: Job;
+  partition: Partition | undefined;
+  shapeKey: string;
+  state: State;
+  /** Work checkpointed so far (s). */
+  doneS: number;
+  runStartS: number;
+  /** Restart overhead of the current run. */
+  overheadS: number;
+  epoch: number;
+  placement: Array<{ node: SimNode; positions: number[] }>;
+}
+
+/** Runs one policy over a trace on a cluster. Synchronous and deterministic: the same inputs give the same result. */
+export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig, policy: SimPolicy, options: SimOptions = {}): SimResult {
+  const started = performance.now();
+  const restartOverheadS = options.restartOverheadS ?? 30;
+  const checkpointIntervalS = options.checkpointIntervalS ?? 1800;
+  const cycleIntervalS = options.cycleIntervalS ?? 0;
+  const seed = options.seed ?? 1;
+  const partitioned = options.partition === 'team-label' || ((options.partition ?? 'auto') === 'auto' && cluster.nodes.some((n) => n.labels.team !== undefined));
+
+  // Nodes and partitions.
+  const gpusPerNodeMax = cluster.nodes.reduce((max, n) => Math.max(max, n.gpus.length), 0);
+  const partitions = new Map<string, Partition>();
+  const classIds = new Map<string, number>();
+  const classIdOf = (key: string): number => {
+    let id = classIds.get(key);
+    if (id === undefined) classIds.set(key, (id = classIds.size));
+    return id;
+  };
+  const sortedNodes = [...cluster.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const info of sortedNodes) {
+    const key = partitioned ? (info.labels.team ?? '') : '*';
+    let partition = partitions.get(key);
+    if (!partition) partitions.set(key, (partition = { name: key, nodes: [], totalGpus: 0, freeHistogram: new Array<number>(gpusPerNodeMax + 1).fill(0), queues: new Map(), pending: 0, running: new Set(), dirty: false }));
+    const node: SimNode = {
+      info,
+      holder: new Int32Array(info.gpus.length).fill(-1),
+      positionOfIndex: new Map(info.gpus.map((g, i) => [g.index, i])),
+      freeCount: info.gpus.length,
+      classId: classIdOf(`${info.cpus}/${info.memoryMiB}/${info.gpus.map((g) => `${g.type}:${g.memoryMiB}:${g.nvlinkPeers.join('.')}`).join(',')}`),
+    };
+    partition.nodes.push(node);
+    partition.totalGpus += info.gpus.length;
+    partition.freeHistogram[node.freeCount] = (partition.freeHistogram[node.freeCount] ?? 0) + 1;
+  }
+  const totalGpus = cluster.nodes.reduce((sum, n) => sum + n.gpus.length, 0);
+  const partitionNodeInfos = new Map<Partition, NodeInfo[]>([...partitions.values()].map((p) => [p, p.nodes.map((n) => n.info)]));
+
+  // Jobs.
+  const teamNames: string[] = [];
+  const teamIndex = new Map<string, number>();
+  const teamOf = (name: string): number => {
+    let i = teamIndex.get(name);
+    if (i === undefined) {
+      i = teamNames.length;
+      teamNames.push(name);
+      teamIndex.set(name, i);
+    }
+    return i;
+  };
+  const n = trace.length;
+  const outcomes: JobOutcomes = {
+    submitS: new Float64Array(n),
+    durationS: new Float64Array(n),
+    firstStartS: new Float64Array(n).fill(NaN),
+    finishS: new Float64Array(n).fill(NaN),
+    gpus: new Uint16Array(n),
+    team: new Uint16Array(n),
+    unplaceable: new Uint8Array(n).fill(255),
+    preemptions: new Uint16Array(n),
+  };
+  const specCache = new Map<string, JobSpec>();
+  const feasibility = new Map<string, boolean>();
+  const jobs: SimJob[] = new Array<SimJob>(n);
+  let roundedUpJobs = 0;
+  for (let i = 0; i < n; i++) {
+    const t = trace[i] as TraceJob;
+    const team = t.queue === '' ? 'default' : t.queue;
+    const shape = computeGangShape(t.numGpus, gpusPerNodeMax);
+    if (shape.numNodes * shape.gpusPerNode !== t.numGpus) roundedUpJobs++;
+    const specKey = `${team}|${shape.gpusPerNode}|${shape.numNodes}|${t.gpuType}`;
+    let spec = specCache.get(specKey);
+    if (!spec) {
+      spec = {
+        name: 'trace-job',
+        team,
+        priority: 50,
+        resources: { gpus: { count: shape.gpusPerNode, types: t.gpuType === '' ? [] : [t.gpuType] } },
+        numNodes: shape.numNodes,
+        run: { kind: 'argv', argv: ['trace-job'] },
+        env: {},
+      };
+      specCache.set(specKey, spec);
+    }
+    const partition = partitioned ? (t.queue === '' ? undefined : partitions.get(t.queue)) : partitions.get('*');
+    outcomes.submitS[i] = t.submitS;
+    outcomes.durationS[i] = t.durationS;
+    outcomes.gpus[i] = shape.numNodes * shape.gpusPerNode;
+    outcomes.team[i] = teamOf(partitioned ? (t.queue === '' ? '(none)' : t.queue) : team);
+    let reason: UnplaceableReason | undefined;
+    if (partitioned && t.queue === '') reason = 'no_team';
+    else if (!partition || partition.totalGpus === 0) reason = partitioned ? 'team_without_capacity' : 'never_fits';
+    else {
+      const feasibilityKey = `${partition.name}|${specKey}`;
+      let ok = feasibility.get(feasibilityKey);
+      if (ok === undefined) feasibility.set(feasibilityKey, (ok = checkFeasibility(partitionNodeInfos.get(partition) ?? [], spec).ok));
+      if (!ok) reason = partitioned ? 'larger_than_team' : 'never_fits';
+    }
+    if (reason !== undefined) outcomes.unplaceable[i] = UNPLACEABLE_REASONS.indexOf(reason);
+    jobs[i] = {
+      job: { id: String(i + 1), spec, status: 'pending', createdAt: t.submitS * 1000 },
+      partition,
+      shapeKey: `${shape.gpusPerNode}x${shape.numNodes}|${t.gpuType}`,
+      state: reason === undefined ? State.Waiting : State.Unplaceable,
+      doneS: 0,
+      runStartS: 0,
+      overheadS: 0,
+      epoch: 0,
+      placement: [],
+    };
+  }
+
+  const events = new EventQueue();
+  let remaining = 0;
+  for (let i = 0; i < n; i++) {
+    if ((jobs[i] as SimJob).state === State.Waiting) {
+      events.push({ kind: 'arrival', time: outcomes.submitS[i] as number, job: i });
+      remaining++;
+    }
+  }
+  const total = n;
+  const unplaceableCount = n - remaining;
+  if (cycleIntervalS > 0 && remaining > 0) events.push({ kind: 'tick', time: (trace[0]?.submitS ?? 0) + cycleIntervalS });
+
+  // Accounting.
+  let usedGpuS = 0;
+  let workGpuS = 0;
+  let lostGpuS = 0;
+  let preemptions = 0;
+  let busyGpus = 0;
+  let pendingJobs = 0;
+  let busyGpuSFromNodes = 0;
+  let lastT = trace[0]?.submitS ?? 0;
+  let cycles = 0;
+  let cyclesSkipped = 0;
+  let version = 0;
+  let doneCount = 0;
+  let pruning = policy.pruning;
+  const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[] };
+  // Fair-share history: GPUs held per team now, and decayed GPU-seconds per team as of `usageAsOf`.
+  const halfLifeS = cluster.scheduler.fairShareHalfLifeMs / 1000;
+  const teamBusy = new Map<string, number>();
+  const teamUsage = new Map<string, number>();
+  let usageAsOf = lastT;
+  const advanceUsage = (now: number): void => {
+    const dt = now - usageAsOf;
+    if (dt <= 0) return;
+    // Constant use r over dt with exponential decay: usage·2^(−dt/h) + r·(h/ln 2)·(1 − 2^(−dt/h)).
+    const decay = Math.pow(2, -dt / halfLifeS);
+    const gain = (halfLifeS / Math.LN2) * (1 - decay);
+    for (const [team, used] of teamUsage) teamUsage.set(team, used * decay);
+    for (const [team, gpus] of teamBusy) if (gpus > 0) teamUsage.set(team, (teamUsage.get(team) ?? 0) + gpus * gain);
+    usageAsOf = now;
+  };
+
+  const enqueue = (index: number): void => {
+    const sj = jobs[index] as SimJob;
+    const partition = sj.partition as Partition;
+    let queue = partition.queues.get(sj.shapeKey);
+    if (!queue) {
+      const spec = sj.job.spec;
+      partition.queues.set(sj.shapeKey, (queue = { items: [], head: 0, gpusPerNode: spec.resources.gpus.count, numNodes: spec.numNodes }));
+    }
+    // Arrivals come in queue order (ids increase with submission); a preempted job goes back to its place.
+    const items = queue.items;
+    let at = items.length;
+    if (at > queue.head && compareQueueOrder((jobs[items[at - 1] as number] as SimJob).job, sj.job) > 0) {
+      let lo = queue.head;
+      let hi = items.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compareQueueOrder((jobs[items[mid] as number] as SimJob).job, sj.job) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      at = lo;
+    }
+    items.splice(at, 0, index);
+    sj.state = State.Pending;
+    partition.pending++;
+    pendingJobs++;
+    partition.dirty = true;
+  };
+
+  const setFree = (partition: Partition, node: SimNode, delta: number): void => {
+    const h = partition.freeHistogram;
+    h[node.freeCount] = (h[node.freeCount] ?? 0) - 1;
+    node.freeCount += delta;
+    h[node.freeCount] = (h[node.freeCount] ?? 0) + 1;
+  };
+
+  const release = (index: number, now: number): number => {
+    const sj = jobs[index] as SimJob;
+    const partition = sj.partition as Partition;
+    let gpus = 0;
+    for (const { node, positions } of sj.placement) {
+      for (const p of positions) node.holder[p] = -1;
+      setFree(partition, node, positions.length);
+      gpus += positions.length;
+    }
+    sj.placement = [];
+    partition.running.delete(index);
+    teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) - gpus);
+    busyGpus -= gpus;
+    usedGpuS += (now - sj.runStartS) * gpus;
+    partition.dirty = true;
+    version++;
+    return gpus;
+  };
+
+  let bucketCounts = new Int32Array(0);
+  const runPartitionCycle = (partition: Partition, now: number): void => {
+    partition.dirty = false;
+    if (partition.pending === 0) return;
+    // Choose what the cycle sees.
+    const pending: Job[] = [];
+    let nodeInfos: NodeInfo[];
+    let includedNodes: SimNode[];
+    if (pruning === 'greedy-best-fit') {
+      let nodeRanks = 0;
+      let cpuOnly = false;
+      for (const queue of partition.queues.values()) {
+        const live = queue.items.length - queue.head;
+        if (live === 0) continue;
+        let cap: number;
+        if (queue.gpusPerNode === 0) {
+          cap = live;
+          cpuOnly = true;
+        } else {
+          let slots = 0;
+          const h = partition.freeHistogram;
+          for (let c = queue.gpusPerNode; c < h.length; c++) slots += (h[c] ?? 0) * Math.floor(c / queue.gpusPerNode);
+          cap = Math.floor(slots / queue.numNodes);
+        }
+        const take = Math.min(cap, live);
+        for (let k = 0; k < take; k++) pending.push((jobs[queue.items[queue.head + k] as number] as SimJob).job);
+        nodeRanks += take * queue.numNodes;
+      }
+      if (pending.length === 0) {
+        cyclesSkipped++;
+        return;
+      }
+      includedNodes = [];
+      if (cpuOnly) includedNodes = partition.nodes;
+      else {
+        // Nodes taken per (class, free GPUs) bucket, reused across cycles.
+        const width = gpusPerNodeMax + 1;
+        if (bucketCounts.length < classIds.size * width) bucketCounts = new Int32Array(classIds.size * width);
+        else bucketCounts.fill(0);
+        for (const node of partition.nodes) {
+          if (node.freeCount === 0) continue;
+          const bucket = node.classId * width + node.freeCount;
+          const count = bucketCounts[bucket] as number;
+          if (count >= nodeRanks) continue;
+          bucketCounts[bucket] = count + 1;
+          includedNodes.push(node);
+        }
+      }
+      nodeInfos = includedNodes.map((node) => node.info);
+    } else {
+      for (const queue of partition.queues.values()) {
+        for (let k = queue.head; k < queue.items.length; k++) pending.push((jobs[queue.items[k] as number] as SimJob).job);
+      }
+      includedNodes = partition.nodes;
+      nodeInfos = partitionNodeInfos.get(partition) ?? [];
+    }
+    const allocations: GpuAllocation[] = [];
+    for (const node of includedNodes) {
+      if (node.freeCount === node.holder.length) continue;
+      for (let p = 0; p < node.holder.length; p++) {
+        const holder = node.holder[p] as number;
+        if (holder >= 0) allocations.push({ jobId: String(holder + 1), node: node.info.name, gpuIndex: (node.info.gpus[p] as NodeInfo['gpus'][number]).index });
+      }
+    }
+    const snapshot: ClusterSnapshot = { version, nodes: nodeInfos, allocations };
+    const input: CycleInput = { snapshot, pending, now: now * 1000, seed };
+    if (pruning === 'none') {
+      // Profiles that look at running jobs, quotas and fair share get them; the pruned path serves only profiles
+      // that read none of these.
+      input.running = [...partition.running].map((i) => (jobs[i] as SimJob).job);
+      input.teams = cluster.teams;
+      advanceUsage(now);
+      const usage: TeamUsage[] = [];
+      for (const [team, decayedGpuSeconds] of teamUsage) usage.push({ team, decayedGpuSeconds, asOf: now * 1000 });
+      input.usage = usage;
+    }
+    cycles++;
+    const { plan } = runCycle(input, policy.profile);
+    if (pruning === 'greedy-best-fit' && (plan.preemptions.length > 0 || plan.reservations.length > 0)) {
+      // The profile preempts or reserves: pruning is no longer exact. Redo this cycle, and the rest, unpruned.
+      pruning = 'none';
+      partition.dirty = true;
+      runPartitionCycle(partition, now);
+      return;
+    }
+    applyPlan(partition, snapshot, plan, pending, input, now);
+  };
+
+  const applyPlan = (partition: Partition, snapshot: ClusterSnapshot, plan: Plan, pending: readonly Job[], input: CycleInput, now: number): void => {
+    const specs = new Map<string, JobSpec>();
+    for (const job of pending) specs.set(job.id, job.spec);
+    const violations = verifyPlan(snapshot, plan, specs, { running: input.running, teams: input.teams });
+    if (violations.length > 0) {
+      throw new Error(`policy ${policy.name} made an invalid plan at t=${now}s: ${violations.map((v) => v.message).join('; ')}`);
+    }
+    const byName = new Map<string, SimNode>();
+    for (const placement of plan.placements) {
+      const index = Number(placement.jobId) - 1;
+      const sj = jobs[index] as SimJob;
+      if (sj.state !== State.Pending) throw new Error(`policy ${policy.name} placed job ${placement.jobId}, which is not pending`);
+      if (byName.size === 0) for (const node of partition.nodes) byName.set(node.info.name, node);
+      removeFromQueue(index);
+      let gpus = 0;
+      for (const placed of placement.nodes) {
+        const node = byName.get(placed.node) as SimNode;
+        const positions = placed.gpuIndices.map((g) => node.positionOfIndex.get(g) as number);
+        for (const p of positions) node.holder[p] = index;
+        setFree(partition, node, -positions.length);
+        gpus += positions.length;
+        sj.placement.push({ node, positions });
+      }
+      busyGpus += gpus;
+      partition.running.add(index);
+      teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) + gpus);
+      version++;
+      sj.state = State.Running;
+      sj.job.status = 'running';
+      sj.runStartS = now;
+      sj.overheadS = sj.doneS > 0 || (outcomes.preemptions[index] ?? 0) > 0 ? restartOverheadS : 0;
+      sj.job.startedAt = now * 1000;
+      if (Number.isNaN(outcomes.firstStartS[index] as number)) outcomes.firstStartS[index] = now;
+      sj.epoch++;
+      events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
+    }
+    for (const preemption of plan.preemptions) {
+      const index = Number(preemption.jobId) - 1;
+      const sj = jobs[index];
+      if (!sj || sj.state !== State.Running) continue;
+      sj.state = State.Stopping;
+      sj.epoch++;
+      preemptions++;
+      outcomes.preemptions[index] = (outcomes.preemptions[index] ?? 0) + 1;
+      events.push({ kind: 'preempted', time: now + preemption.graceMs / 1000, job: index, epoch: sj.epoch });
+    }
+  };
+
+  const removeFromQueue = (index: number): void => {
+    const sj = jobs[index] as SimJob;
+    const partition = sj.partition as Partition;
+    const queue = partition.queues.get(sj.shapeKey) as ShapeQueue;
+    const items = queue.items;
+    if (items[queue.head] === index) {
+      queue.head++;
+      if (queue.head > 1024 && queue.head * 2 > items.length) {
+        items.splice(0, queue.head);
+        queue.head = 0;
+      }
+    } else {
+      const at = items.indexOf(index, queue.head);
+      items.splice(at, 1);
+    }
+    partition.pending--;
+    pendingJobs--;
+  };
+
+  // The loop.
+  const progressEvery = Math.max(1, Math.floor(total / 200));
+  let nextProgress = progressEvery;
+  options.onProgress?.(unplaceableCount, total);
+  const touched = new Set<Partition>();
+  while (events.size > 0) {
+    const now = events.peekTime() as number;
+    busyGpuSFromNodes += busyGpus * (now - lastT);
+    lastT = now;
+    advanceUsage(now);
+    while (events.peekTime() === now) {
+      const event = events.pop();
+      if (!event) break;
+      switch (event.kind) {
+        case 'arrival': {
+          const sj = jobs[event.job] as SimJob;
+          enqueue(event.job);
+          touched.add(sj.partition as Partition);
+          break;
+        }
+        case 'completion': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.epoch !== event.epoch || sj.state !== State.Running) break;
+          const gpus = release(event.job, now);
+          workGpuS += (outcomes.durationS[event.job] as number) * gpus;
+          lostGpuS += sj.overheadS * gpus;
+          sj.doneS = outcomes.durationS[event.job] as number;
+          sj.state = State.Done;
+          sj.job.status = 'succeeded';
+          outcomes.finishS[event.job] = now;
+          doneCount++;
+          touched.add(sj.partition as Partition);
+          break;
+        }
+        case 'preempted': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.epoch !== event.epoch || sj.state !== State.Stopping) break;
+          const duration = outcomes.durationS[event.job] as number;
+          const progress = Math.min(Math.max(0, now - sj.runStartS - sj.overheadS), duration - sj.doneS);
+          const reached = sj.doneS + progress;
+          const kept = checkpointIntervalS > 0 ? Math.max(sj.doneS, Math.floor(reached / checkpointIntervalS) * checkpointIntervalS) : reached;
+          const gpus = release(event.job, now);
+          const held = (now - sj.runStartS) * gpus;
+          lostGpuS += held - (kept - sj.doneS) * gpus;
+          sj.doneS = kept;
+          sj.job.status = 'pending';
+          enqueue(event.job);
+          touched.add(sj.partition as Partition);
+          break;
+        }
+        case 'tick': {
+          for (const partition of partitions.values()) if (partition.pending > 0) touched.add(partition);
+          // Keep ticking while something can still change; pending jobs with nothing running and no events left
+          // are reported below rather than ticked forever.
+          if (doneCount + unplaceableCount < total && (events.size > 0 || busyGpus > 0)) events.push({ kind: 'tick', time: now + cycleIntervalS });
+          break;
+        }
+      }
+    }
+    for (const partition of touched) runPartitionCycle(partition, now);
+    touched.clear();
+    const last = tl.t.length - 1;
+    if (last >= 0 && tl.busy[last] === busyGpus && tl.pending[last] === pendingJobs) {
+      // Unchanged: the step function needs no new point.
+    } else {
+      tl.t.push(now);
+      tl.busy.push(busyGpus);
+      tl.pending.push(pendingJobs);
+    }
+    if (options.onProgress && doneCount + unplaceableCount >= nextProgress) {
+      nextProgress += progressEvery;
+      options.onProgress(doneCount + unplaceableCount, total);
+    }
+  }
+  // Jobs still pending when events run out can never start (a bug in a profile, or a cluster that shrank).
+  for (const partition of partitions.values()) {
+    if (partition.pending > 0) throw new Error(`policy ${policy.name}: ${partition.pending} jobs of ${partition.name === '*' ? 'the cluster' : `team ${partition.name}`} were left pending with nothing running`);
+  }
+  options.onProgress?.(total, total);
+
+  return {
+    policy: policy.name,
+    profile: policy.profile.name,
+    pruning: policy.pruning,
+    partitioned,
+    teams: teamNames,
+    jobs: outcomes,
+    totalGpus,
+    usedGpuS,
+    workGpuS,
+    lostGpuS,
+    preemptions,
+    busyGpuSFromNodes,
+    timeline: { t: Float64Array.from(tl.t), busyGpus: Float64Array.from(tl.busy), pendingJobs: Float64Array.from(tl.pending) },
+    cycles,
+    cyclesSkipped,
+    roundedUpJobs,
+    wallS: (performance.now() - started) / 1000,
+  };
+}

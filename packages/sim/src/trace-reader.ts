@@ -1,0 +1,110 @@
+/**
+ * Reads job traces in the shared CSV schema of ../shared/traces:
+ *
+ *   job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status
+ *
+ * gzip or plain (told apart by the gzip magic bytes, not the file name), streamed line by line so that a large trace
+ * never sits in memory as text. Columns are found by header name, so extra columns are ignored.
+ */
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { createGunzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
+
+/** One job of a trace. Times are seconds from the trace's start. */
+export interface TraceJob {
+  /** The trace's own id (`philly-123`). */
+  traceId: string;
+  submitS: number;
+  /** Run time on the GPUs it asked for; the work the simulator replays. */
+  durationS: number;
+  numGpus: number;
+  /** Normalised GPU type, or '' for any. */
+  gpuType: string;
+  user: string;
+  /** The trace's queue or virtual cluster; the simulator maps it to a team. '' when unknown. */
+  queue: string;
+  status: string;
+}
+
+export interface TraceReadOptions {
+  /** Keep jobs submitted at or after this trace second. */
+  fromS?: number;
+  /** Keep jobs submitted before this trace second. */
+  toS?: number;
+  /** Stop after this many kept jobs. */
+  limit?: number;
+}
+
+export interface TraceReadResult {
+  jobs: TraceJob[];
+  /** Rows that could not be read (bad numbers, missing fields), with the first few line numbers. */
+  skipped: { count: number; examples: string[] };
+}
+
+const REQUIRED = ['job_id', 'submit_time_s', 'duration_s', 'num_gpus'] as const;
+
+/** Reads a trace file, gzip or plain. Jobs come back sorted by submission time (stable for ties). */
+export async function readTraceFile(file: string, options: TraceReadOptions = {}): Promise<TraceReadResult> {
+  const handle = await open(file, 'r');
+  const magic = Buffer.alloc(2);
+  try {
+    await handle.read(magic, 0, 2, 0);
+  } finally {
+    await handle.close();
+  }
+  const raw = createReadStream(file);
+  const stream: Readable = magic[0] === 0x1f && magic[1] === 0x8b ? raw.pipe(createGunzip()) : raw;
+  return readTraceStream(stream, options);
+}
+
+/** Reads a trace from a text stream (already decompressed). */
+export async function readTraceStream(stream: Readable, options: TraceReadOptions = {}): Promise<TraceReadResult> {
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  const jobs: TraceJob[] = [];
+  const skipped = { count: 0, examples: [] as string[] };
+  let columns: Map<string, number> | undefined;
+  let lineNumber = 0;
+  const fromS = options.fromS ?? -Infinity;
+  const toS = options.toS ?? Infinity;
+  for await (const line of lines) {
+    lineNumber++;
+    if (line.trim() === '') continue;
+    const fields = line.split(',');
+    if (!columns) {
+      columns = new Map(fields.map((name, i) => [name.trim(), i]));
+      const missing = REQUIRED.filter((name) => !columns?.has(name));
+      if (missing.length > 0) throw new Error(`trace header is missing ${missing.join(', ')} (expected job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status)`);
+      continue;
+    }
+    const job = parseRow(fields, columns);
+    if (!job) {
+      skipped.count++;
+      if (skipped.examples.length < 5) skipped.examples.push(`line ${lineNumber}: ${line.slice(0, 80)}`);
+      continue;
+    }
+    if (job.submitS < fromS || job.submitS >= toS) continue;
+    jobs.push(job);
+    if (options.limit !== undefined && jobs.length >= options.limit) break;
+  }
+  lines.close();
+  stream.destroy();
+  // Stable: Array.prototype.sort keeps the file order of jobs submitted in the same second.
+  jobs.sort((a, b) => a.submitS - b.submitS);
+  return { jobs, skipped };
+}
+
+function parseRow(fields: string[], columns: Map<string, number>): TraceJob | undefined {
+  const get = (name: string): string => {
+    const i = columns.get(name);
+    return i === undefined ? '' : (fields[i] ?? '').trim();
+  };
+  const submitS = Number(get('submit_time_s'));
+  const durationS = Number(get('duration_s'));
+  const numGpus = Number(get('num_gpus'));
+  const traceId = get('job_id');
+  if (traceId === '' || get('submit_time_s') === '' || get('duration_s') === '' || get('num_gpus') === '') return undefined;
+  if (!Number.isFinite(submitS) || !Number.isFinite(durationS) || durationS < 0 || !Number.isInteger(numGpus) || numGpus < 0) return undefined;
+  return { traceId, submitS, durationS, numGpus, gpuType: get('gpu_type').toUpperCase(), user: get('user'), queue: get('queue'), status: get('status') };
+}

@@ -47,6 +47,16 @@ export interface LaunchRequest {
   workdir?: string;
   /** The job's own environment (from its spec); tutti's per-rank variables are added on top. */
   env: Record<string, string>;
+  /**
+   * The control plane's per-job variables (TUTTI_CHECKPOINT_DIR, TUTTI_RESUME_FROM, ...): they win over `env`, and
+   * the per-rank variables win over them.
+   */
+  runtimeEnv?: Record<string, string>;
+  /**
+   * Which attempt of the job this is (1, 2, ...): becomes TUTTI_ATTEMPT, and each attempt's logs and status files
+   * live apart (`jobs/<id>/attempt-<n>/` for the local backend). Absent: attempt 1, in the job's own directory.
+   */
+  attempt?: number;
   ranks: RankLaunch[];
 }
 
@@ -69,6 +79,8 @@ export interface RankHandle {
   pidStartTime: number;
   logPath: string;
   startedAt: number;
+  /** The attempt the rank belongs to (see `LaunchRequest.attempt`). */
+  attempt?: number;
 }
 
 export interface StopOptions {

@@ -19,6 +19,10 @@ export interface RankEnvironmentInput {
   logPath: string;
   /** The job's own environment (from its spec): tutti's variables win on conflict. */
   jobEnv: Readonly<Record<string, string>>;
+  /** The control plane's per-job variables: over the job env, under the per-rank ones. */
+  runtimeEnv?: Readonly<Record<string, string>>;
+  /** The attempt (1, 2, ...). @default 1 */
+  attempt?: number;
   /** The bottom layer, usually the control plane's own environment (PATH, HOME, ...). Undefined values are dropped. */
   inherited?: Readonly<Record<string, string | undefined>>;
 }
@@ -32,7 +36,7 @@ export const RANK_ENVIRONMENT_VARIABLES = [
   'ROLE_RANK', 'ROLE_WORLD_SIZE', 'ROLE_NAME', 'MASTER_ADDR', 'MASTER_PORT',
   'CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER',
   'TORCHELASTIC_RESTART_COUNT', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RUN_ID',
-  'TUTTI_JOB_ID', 'TUTTI_JOB_NAME', 'TUTTI_RANK_LOG', 'TUTTI_NODE',
+  'TUTTI_JOB_ID', 'TUTTI_JOB_NAME', 'TUTTI_RANK_LOG', 'TUTTI_NODE', 'TUTTI_ATTEMPT',
 ] as const;
 
 export type RankEnvironmentVariable = (typeof RANK_ENVIRONMENT_VARIABLES)[number];
@@ -47,8 +51,8 @@ export type RankEnvironmentVariable = (typeof RANK_ENVIRONMENT_VARIABLES)[number
  *   process cannot see every GPU of the machine by accident.
  * - CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA number devices as nvidia-smi does; without it CUDA orders "fastest
  *   first" and index 3 in CUDA_VISIBLE_DEVICES might not be the GPU the scheduler gave.
- * - ROLE_* and TORCHELASTIC_* are what torch.distributed.elastic sets for a single-role job that is never restarted
- *   in place (tutti requeues whole jobs instead).
+ * - ROLE_* and TORCHELASTIC_* are what torch.distributed.elastic sets for a single-role job; tutti restarts whole
+ *   gangs as new attempts, so TORCHELASTIC_RESTART_COUNT is the attempt - 1 and TUTTI_ATTEMPT the attempt.
  */
 export function computeRankEnvironment(input: RankEnvironmentInput): Record<string, string> {
   const { rank, ranks } = input;
@@ -70,17 +74,18 @@ export function computeRankEnvironment(input: RankEnvironmentInput): Record<stri
     MASTER_PORT: String(input.masterPort),
     CUDA_VISIBLE_DEVICES: rank.gpus.join(','),
     CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
-    TORCHELASTIC_RESTART_COUNT: '0',
+    TORCHELASTIC_RESTART_COUNT: String((input.attempt ?? 1) - 1),
     TORCHELASTIC_MAX_RESTARTS: '0',
     TORCHELASTIC_RUN_ID: input.jobId,
     TUTTI_JOB_ID: input.jobId,
     TUTTI_JOB_NAME: input.jobName,
     TUTTI_RANK_LOG: input.logPath,
     TUTTI_NODE: rank.node,
+    TUTTI_ATTEMPT: String(input.attempt ?? 1),
   };
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(input.inherited ?? {})) {
     if (value !== undefined) env[name] = value;
   }
-  return Object.assign(env, input.jobEnv, tutti);
+  return Object.assign(env, input.jobEnv, input.runtimeEnv ?? {}, tutti);
 }

@@ -21,6 +21,7 @@ describe('computeRankEnvironment', () => {
       CUDA_VISIBLE_DEVICES: '0,1', CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
       TORCHELASTIC_RESTART_COUNT: '0', TORCHELASTIC_MAX_RESTARTS: '0', TORCHELASTIC_RUN_ID: '42',
       TUTTI_JOB_ID: '42', TUTTI_JOB_NAME: 'train', TUTTI_RANK_LOG: '/data/jobs/42/rank-3.log', TUTTI_NODE: 'b',
+      TUTTI_ATTEMPT: '1',
     });
     expect(Object.keys(env).sort()).toEqual([...RANK_ENVIRONMENT_VARIABLES].sort());
   });

@@ -7,6 +7,7 @@ import type { JobView } from '@tutti/client';
 import { StartupError } from '@tutti/server';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
 import { runUp } from './up.ts';
+import { registerSimCommand } from './sim-command.ts';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:7070';
 
@@ -128,12 +129,35 @@ program
         `  submitted  ${job.created_at}`,
         ...(job.started_at ? [`  started    ${job.started_at}`] : []),
         ...(job.finished_at ? [`  finished   ${job.finished_at}`] : []),
+        ...(job.attempt > 0 ? [`  attempt    ${job.attempt}   restarts ${job.restarts} of ${job.max_restarts}`] : []),
+        ...(job.progress ? [`  progress   ${Object.entries(job.progress.values).map(([k, v]) => `${k}=${String(v)}`).join(' ')}  (attempt ${job.progress.attempt}, ${job.progress.at})`] : []),
+        ...(job.last_checkpoint ? [`  checkpoint ${job.last_checkpoint}`] : []),
       ];
+      if ((job.attempts ?? []).length > 1) {
+        lines.push('', renderTable(['ATTEMPT', 'STARTED', 'FINISHED', 'EXIT', 'REASON'], (job.attempts ?? []).map((a) => [String(a.attempt), a.started_at ?? '-', a.finished_at ?? 'running', a.exit_code === null ? '-' : String(a.exit_code), a.reason ?? '-'])));
+      }
       if (job.tasks && job.tasks.length > 0) {
         lines.push('', renderTable(['RANK', 'NODE', 'GPUS', 'PID', 'STATUS', 'EXIT'], job.tasks.map((t) => [String(t.rank), t.node, t.gpus.join(',') || '-', t.pid ? String(t.pid) : '-', t.status, t.exit_code === null ? '-' : String(t.exit_code)])));
       }
       if (events.length > 0) lines.push('', ...events.map((e) => `  ${e.at}  ${e.type.padEnd(16)} ${e.message}`));
       return lines.join('\n');
+    });
+  });
+
+program
+  .command('metrics')
+  .argument('<id>', 'job id')
+  .description('a job\'s progress records ({"tutti": {...}} lines its ranks printed), oldest first')
+  .option('--last <n>', 'only the newest n records', parseInteger('--last'), 20)
+  .action(async (id: string, options: { last: number }) => {
+    const view = await client().getJobMetrics(id, { last: options.last });
+    print(view, () => {
+      if (view.records.length === 0) return `job ${id} has reported no progress yet (print {"tutti": {"step": N, "loss": X}} lines on stdout)`;
+      const fields = [...new Set(view.records.flatMap((r) => Object.keys(r.values)))].filter((f) => f !== 'checkpoint');
+      return renderTable(
+        ['AT', 'ATTEMPT', 'RANK', ...fields.map((f) => f.toUpperCase()), 'CHECKPOINT'],
+        view.records.map((r) => [r.at, String(r.attempt), String(r.rank), ...fields.map((f) => (r.values[f] === undefined ? '-' : String(r.values[f]))), r.checkpoint ?? '-']),
+      );
     });
   });
 
@@ -173,6 +197,8 @@ program
         .join('\n\n'),
     );
   });
+
+registerSimCommand(program, json);
 
 /** Prints a job's events (stderr) and rank 0's output (stdout) until it ends; returns the final job. */
 async function watchJob(id: string): Promise<JobView> {

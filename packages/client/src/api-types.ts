@@ -26,8 +26,50 @@ export interface JobView {
   num_nodes: number;
   /** The spec as submitted, normalised. */
   spec: Record<string, unknown>;
-  /** One entry per rank; present on `GET /v1/jobs/:id`, omitted in lists. */
+  /** One entry per rank of the latest attempt; present on `GET /v1/jobs/:id`, omitted in lists. */
   tasks?: TaskView[];
+  /** The latest attempt's number (1 for the first start); 0 before the job first starts. */
+  attempt: number;
+  /** Restarts counted against max_restarts (preemptions are not counted). */
+  restarts: number;
+  max_restarts: number;
+  /** The checkpoint the job reported last, if any. */
+  last_checkpoint: string | null;
+  /** A pending job waiting out its restart backoff is not started before this. */
+  not_before: string | null;
+  /** Every attempt, oldest first, the running one included; present on `GET /v1/jobs/:id`. */
+  attempts?: AttemptView[];
+  /** The last progress record (rank 0's or any rank's); present on `GET /v1/jobs/:id`. */
+  progress?: ProgressView | null;
+}
+
+/** One run of a job's gang. */
+export interface AttemptView {
+  attempt: number;
+  started_at: string | null;
+  /** null while the attempt runs. */
+  finished_at: string | null;
+  exit_code: number | null;
+  /** Why the attempt ended; null while it runs. */
+  reason: string | null;
+  tasks: TaskView[];
+}
+
+/** One progress record a rank reported: `{"tutti": {...}}` on its stdout. */
+export interface ProgressView {
+  seq: number;
+  attempt: number;
+  rank: number;
+  at: string;
+  step: number | null;
+  loss: number | null;
+  checkpoint: string | null;
+  values: Record<string, unknown>;
+}
+
+export interface MetricsView {
+  job_id: string;
+  records: ProgressView[];
 }
 
 export interface TaskView {

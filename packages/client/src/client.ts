@@ -1,4 +1,4 @@
-import type { EventView, ErrorBody, HealthView, JobListView, JobView, NodeView } from './api-types.ts';
+import type { EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView } from './api-types.ts';
 import type { JobStatus } from '@tutti/model';
 
 /** The server answered with an error status. `body` carries the field errors of a rejected spec. */
@@ -77,6 +77,15 @@ export class TuttiClient {
 
   cancelJob(id: string): Promise<JobView> {
     return this.request('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+  }
+
+  /** A job's progress records: the newest `last` of them, or those after `after` (a seq). */
+  getJobMetrics(id: string, query: { last?: number; after?: number } = {}): Promise<MetricsView> {
+    const params = new URLSearchParams();
+    if (query.last !== undefined) params.set('last', String(query.last));
+    if (query.after !== undefined) params.set('after', String(query.after));
+    const qs = params.toString();
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/metrics${qs ? `?${qs}` : ''}`);
   }
 
   listNodes(): Promise<{ nodes: NodeView[] }> {

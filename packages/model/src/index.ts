@@ -9,3 +9,4 @@ export * from './plan.ts';
 export * from './tasks.ts';
 export * from './job-spec.ts';
 export * from './units.ts';
+export * from './cluster-config-parse.ts';

@@ -23,6 +23,13 @@ const memorySize = {
 /** Numbers and booleans are accepted where strings are wanted and taken as written. */
 const scalar = { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }] } as const;
 
+const duration = {
+  oneOf: [
+    { type: 'string', minLength: 1, examples: ['30s', '5m', '1h'] },
+    { type: 'number', minimum: 0 },
+  ],
+} as const;
+
 const gpuType = { type: 'string', minLength: 1, description: 'A GPU type like H100, A100 or T4 (case-insensitive; product names are normalised).' } as const;
 
 export const jobSpecJsonSchema = {
@@ -88,5 +95,17 @@ export const jobSpecJsonSchema = {
         { type: 'number', exclusiveMinimum: 0 },
       ],
     },
+    max_restarts: { type: 'integer', minimum: 0, maximum: 1000, default: 0, description: 'How often the whole gang may be restarted (see restart_on).' },
+    restart_on: {
+      type: 'array',
+      items: { type: 'string', enum: ['failure', 'node_lost', 'hang'] },
+      default: ['failure', 'node_lost'],
+      description: 'Which ends of an attempt lead to a restart while restarts remain.',
+    },
+    restart_backoff: { ...duration, default: '5s', description: 'Wait before a restart; doubles per restart, capped at 10 minutes. 0s for none.' },
+    checkpoint_dir: { type: 'string', minLength: 1, description: 'Kept across attempts, given as TUTTI_CHECKPOINT_DIR. Default: <dataDir>/checkpoints/<jobId>.' },
+    stop_signal: { type: 'string', enum: ['SIGTERM', 'SIGINT', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGQUIT'], default: 'SIGTERM', description: 'Sent to every rank when the gang is stopped.' },
+    preemption_grace: { ...duration, description: "Time between stop_signal and SIGKILL. Default: the server's --grace." },
+    hang_timeout: { ...duration, description: 'No progress record for this long while ranks live: the job is hung. Off by default.' },
   },
 } as const;

@@ -5,7 +5,8 @@
  */
 import { findClosestMatch } from './closest-match.ts';
 import { normalizeGpuType } from './gpu-type.ts';
-import type { GpuRequest, JobSpec, ResourceRequest, RunCommand } from './job.ts';
+import type { GpuRequest, JobSpec, ResourceRequest, RestartCause, RunCommand, StopSignal } from './job.ts';
+import { RESTART_CAUSES, STOP_SIGNALS } from './job.ts';
 import { parseDuration, parseMemorySize } from './units.ts';
 
 /** A step into the document: a mapping key or a list index. */
@@ -27,7 +28,8 @@ export interface ValidationContext {
   scalarSource?: (path: readonly PathSegment[]) => string | undefined;
 }
 
-export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'run', 'workdir', 'env', 'max_duration'] as const;
+export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'run', 'workdir', 'env', 'max_duration',
+  'max_restarts', 'restart_on', 'restart_backoff', 'checkpoint_dir', 'stop_signal', 'preemption_grace', 'hang_timeout'] as const;
 export const RESOURCE_FIELDS = ['gpus', 'cpus', 'memory'] as const;
 export const GPU_FIELDS = ['count', 'type', 'memory'] as const;
 
@@ -116,6 +118,7 @@ class Validator {
     const workdir = this.readWorkdir(own(value, 'workdir'), ['workdir']);
     const env = this.readEnv(own(value, 'env'), ['env']);
     const maxDurationMs = this.readDuration(own(value, 'max_duration'), ['max_duration']);
+    const survival = this.readSurvival(value);
 
     if (name === undefined || team === undefined || priority === undefined || resources === undefined
       || numNodes === undefined || run === undefined || env === undefined || this.issues.length > 0) {
@@ -124,7 +127,56 @@ class Validator {
     const spec: JobSpec = { name, team, priority, resources, numNodes, run, env };
     if (workdir !== undefined) spec.workdir = workdir;
     if (maxDurationMs !== undefined) spec.maxDurationMs = maxDurationMs;
+    Object.assign(spec, survival);
     return spec;
+  }
+
+  /** Restart policy, checkpoints, graceful stop and hang detection: only the fields given are set. */
+  private readSurvival(value: Record<string, unknown>): Partial<JobSpec> {
+    const out: Partial<JobSpec> = {};
+    const maxRestarts = own(value, 'max_restarts');
+    if (!isAbsent(maxRestarts)) {
+      const n = this.readInteger(maxRestarts, ['max_restarts'], 0, 0, 1000, 'an integer from 0 to 1000');
+      if (n !== undefined) out.maxRestarts = n;
+    }
+    const restartOn = own(value, 'restart_on');
+    if (!isAbsent(restartOn)) {
+      const list = typeof restartOn === 'string' ? [restartOn] : restartOn;
+      if (!Array.isArray(list)) {
+        this.fail(['restart_on'], `expected a list of ${RESTART_CAUSES.join(', ')}, got ${describeValue(restartOn)}`);
+      } else {
+        const causes: RestartCause[] = [];
+        list.forEach((entry: unknown, i) => {
+          if (typeof entry === 'string' && (RESTART_CAUSES as readonly string[]).includes(entry)) {
+            if (!causes.includes(entry as RestartCause)) causes.push(entry as RestartCause);
+          } else {
+            this.fail(typeof restartOn === 'string' ? ['restart_on'] : ['restart_on', i], `expected one of ${RESTART_CAUSES.join(', ')}, got ${describeValue(entry)}`);
+          }
+        });
+        out.restartOn = causes;
+      }
+    }
+    const backoff = own(value, 'restart_backoff');
+    if (!isAbsent(backoff)) {
+      const ms = backoff === 0 || backoff === '0' || backoff === '0s' ? 0 : this.readDuration(backoff, ['restart_backoff']);
+      if (ms !== undefined) out.restartBackoffMs = ms;
+    }
+    const checkpointDir = own(value, 'checkpoint_dir');
+    if (!isAbsent(checkpointDir)) {
+      if (typeof checkpointDir !== 'string' || checkpointDir.trim() === '') this.fail(['checkpoint_dir'], `expected a directory path, got ${describeValue(checkpointDir)}`);
+      else out.checkpointDir = checkpointDir;
+    }
+    const signal = own(value, 'stop_signal');
+    if (!isAbsent(signal)) {
+      const name = typeof signal === 'string' ? (signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`) : '';
+      if ((STOP_SIGNALS as readonly string[]).includes(name)) out.stopSignal = name as StopSignal;
+      else this.fail(['stop_signal'], `expected one of ${STOP_SIGNALS.join(', ')}, got ${describeValue(signal)}`);
+    }
+    const grace = this.readDuration(own(value, 'preemption_grace'), ['preemption_grace']);
+    if (grace !== undefined) out.preemptionGraceMs = grace;
+    const hang = this.readDuration(own(value, 'hang_timeout'), ['hang_timeout']);
+    if (hang !== undefined) out.hangTimeoutMs = hang;
+    return out;
   }
 
   private checkUnknownFields(record: Record<string, unknown>, path: PathSegment[], allowed: readonly string[], aliases: Record<string, string>): void {

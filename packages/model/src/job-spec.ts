@@ -29,6 +29,13 @@ export interface JobSpecDocument {
   workdir?: string;
   env: Record<string, string>;
   max_duration?: string;
+  max_restarts?: number;
+  restart_on?: string[];
+  restart_backoff?: string;
+  checkpoint_dir?: string;
+  stop_signal?: string;
+  preemption_grace?: string;
+  hang_timeout?: string;
 }
 
 /**
@@ -111,6 +118,13 @@ export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
   };
   if (spec.workdir !== undefined) document.workdir = spec.workdir;
   if (spec.maxDurationMs !== undefined) document.max_duration = formatDuration(spec.maxDurationMs);
+  if (spec.maxRestarts !== undefined) document.max_restarts = spec.maxRestarts;
+  if (spec.restartOn !== undefined) document.restart_on = [...spec.restartOn];
+  if (spec.restartBackoffMs !== undefined) document.restart_backoff = spec.restartBackoffMs === 0 ? '0s' : formatDuration(spec.restartBackoffMs);
+  if (spec.checkpointDir !== undefined) document.checkpoint_dir = spec.checkpointDir;
+  if (spec.stopSignal !== undefined) document.stop_signal = spec.stopSignal;
+  if (spec.preemptionGraceMs !== undefined) document.preemption_grace = formatDuration(spec.preemptionGraceMs);
+  if (spec.hangTimeoutMs !== undefined) document.hang_timeout = formatDuration(spec.hangTimeoutMs);
   return document;
 }
 

@@ -13,6 +13,8 @@ export interface JobSpec {
   resources: ResourceRequest;
   /** Nodes the gang spans; every node gets `resources` again. @default 1 */
   numNodes: number;
+  /** Keep the gang inside one NVLink domain / node / rack / zone, as a requirement or a preference. */
+  topology?: TopologyConstraint;
   run: RunCommand;
   /** Working directory of every rank; relative paths are resolved against the submitter's directory by the CLI. */
   workdir?: string;
@@ -20,7 +22,32 @@ export interface JobSpec {
   env: Record<string, string>;
   /** The job is stopped when it has run this long. */
   maxDurationMs?: number;
+  /** How often the whole gang may be restarted after a failure, a lost node or a hang (see `restartOn`). @default 0 */
+  maxRestarts?: number;
+  /** Which ends of an attempt lead to a restart while restarts remain. @default ['failure', 'node_lost'] */
+  restartOn?: RestartCause[];
+  /** Wait before the first restart; doubles with each restart, capped at 10 minutes. @default 5000 */
+  restartBackoffMs?: number;
+  /** Kept across attempts, given as TUTTI_CHECKPOINT_DIR. @default <dataDir>/checkpoints/<jobId> */
+  checkpointDir?: string;
+  /** Sent to every rank when the gang is stopped (cancel, preemption, restart). @default 'SIGTERM' */
+  stopSignal?: StopSignal;
+  /** Time between `stopSignal` and SIGKILL. @default the server's --grace */
+  preemptionGraceMs?: number;
+  /** No progress record for this long while ranks live: the job is declared hung. Off when absent. */
+  hangTimeoutMs?: number;
 }
+
+/** What may end an attempt and start another: a rank that failed, a rank whose node (or process) was lost, a hang. */
+export type RestartCause = 'failure' | 'node_lost' | 'hang';
+export const RESTART_CAUSES: readonly RestartCause[] = ['failure', 'node_lost', 'hang'];
+export const DEFAULT_RESTART_ON: readonly RestartCause[] = ['failure', 'node_lost'];
+export const DEFAULT_RESTART_BACKOFF_MS = 5000;
+/** The backoff doubles per restart up to this. */
+export const MAX_RESTART_BACKOFF_MS = 600_000;
+/** Signals a job may ask to be stopped with. */
+export type StopSignal = 'SIGTERM' | 'SIGINT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGHUP' | 'SIGQUIT';
+export const STOP_SIGNALS: readonly StopSignal[] = ['SIGTERM', 'SIGINT', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGQUIT'];
 
 /** Resources asked for on each node of the gang. */
 export interface ResourceRequest {
@@ -36,9 +63,21 @@ export interface GpuRequest {
   count: number;
   /** Acceptable GPU types in order of preference; empty means any type. */
   types: string[];
-  /** Minimum memory of each GPU, MiB. */
+  /** Minimum memory of each GPU, MiB. With `fraction`: the GPU memory the job's share needs (absent: fraction × memory). */
   memoryMiB?: number;
+  /**
+   * A share of one GPU (0 < fraction < 1), packed with other fractional jobs on a shared GPU; `count` is then 1 and
+   * the job spans one node. Absent: whole GPUs.
+   */
+  fraction?: number;
 }
+
+/** Topology levels, tightest first: one NVLink domain inside a node, one node, one rack, one zone. */
+export type TopologyLevel = 'nvlink' | 'node' | 'rack' | 'zone';
+export const TOPOLOGY_LEVELS: readonly TopologyLevel[] = ['nvlink', 'node', 'rack', 'zone'];
+
+/** Where a gang must (`require`) or should (`prefer`) be placed. Racks and zones come from node labels `rack`, `zone`. */
+export type TopologyConstraint = { require: TopologyLevel } | { prefer: TopologyLevel };
 
 /** `shell` runs `/bin/sh -c command`; `argv` executes the program directly without a shell. */
 export type RunCommand = { kind: 'shell'; command: string } | { kind: 'argv'; argv: string[] };
@@ -67,6 +106,41 @@ export interface Job {
   pendingReason?: Diagnosis;
   /** Set when a cancel was asked for a running job; the job becomes `cancelled` once every rank has exited. */
   cancelRequestedAt?: number;
+  /** The number of the latest attempt (1 for the first start); 0 or absent before the job first starts. */
+  attempt?: number;
+  /** Restarts counted against `maxRestarts` (preemptions do not count); absent means 0. */
+  restarts?: number;
+  /** A requeued job is not started before this (epoch ms): the restart backoff. */
+  notBefore?: number;
+  /** The checkpoint the job reported last (a progress record's `checkpoint`). */
+  lastCheckpoint?: string;
+}
+
+/** One run of a job's gang that has ended: its ranks, how it ended. The running attempt is not an `AttemptRecord` yet. */
+export interface AttemptRecord {
+  jobId: string;
+  attempt: number;
+  startedAt?: number;
+  finishedAt: number;
+  exitCode: number | null;
+  /** Why the attempt ended, in words ("rank 2 was killed by SIGKILL", "preempted: ...", "hung: ..."). */
+  reason: string;
+  tasks: Task[];
+}
+
+/** One progress record a rank reported (`{"tutti": {...}}` on stdout). */
+export interface ProgressRecord {
+  seq: number;
+  jobId: string;
+  attempt: number;
+  rank: number;
+  /** Epoch ms the server read it. */
+  at: number;
+  step?: number;
+  loss?: number;
+  checkpoint?: string;
+  /** Every field of the record, as reported (numbers and strings). */
+  values: Record<string, unknown>;
 }
 
 /** The state of one rank's process. */
@@ -104,6 +178,9 @@ export type JobEventType =
   | 'stopping'
   | 'adopted'
   | 'requeued'
+  | 'restarting'
+  | 'preempted'
+  | 'hung'
   | 'succeeded'
   | 'failed'
   | 'cancelled';
@@ -145,4 +222,16 @@ export type DiagnosisCode =
   /** Not enough free CPUs or host memory on any node. */
   | 'InsufficientHostResources'
   /** The job can never fit this cluster (rejected at submit; shown if the inventory shrank). */
-  | 'NeverFits';
+  | 'NeverFits'
+  /** Starting it would take its team beyond its nominal quota plus borrowing limit, or beyond what others lend. */
+  | 'QuotaExceeded'
+  /** Running jobs are being preempted (priority or quota reclaim) to make room for it. */
+  | 'WaitingForReclaim'
+  /** Capacity is held for a reservation of a job ahead of it; it would delay that job (backfill). */
+  | 'WaitingForReservation'
+  /** It is the blocked head of the queue and holds a reservation: it starts when running jobs end. */
+  | 'Reserved'
+  /** Strict FIFO: a job ahead of it does not fit, and nothing passes it. */
+  | 'BlockedByQueueHead'
+  /** No topology domain (NVLink domain, node, rack, zone) it requires has the free GPUs. */
+  | 'TopologyUnavailable';

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, type FieldError, type JobSpec } from '@tutti/model';
+import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec, type FieldError, type JobSpec } from '@tutti/model';
+
+// Every top-level field, in the validator's order (restart policy, checkpoints, graceful stop and hangs included).
+const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, run, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
 
 /** The spec every valid case starts from: only what is required, defaults filled in. */
 const minimal: JobSpec = {
@@ -127,7 +130,7 @@ resources:
       ['resources.gpus.types', 6, 20],
     ]);
     expect(errors[0]?.message).toBe(
-      "unknown field 'num_node' (did you mean 'num_nodes'?); allowed fields: name, team, priority, resources, num_nodes, run, workdir, env, max_duration",
+      `unknown field 'num_node' (did you mean 'num_nodes'?); allowed fields: ${ALLOWED_FIELDS}`,
     );
     expect(errors[1]?.message).toContain("did you mean 'gpus'?");
     expect(errors[1]?.message).toContain('allowed fields in resources: gpus, cpus, memory');
@@ -148,7 +151,7 @@ resources:
 
   it('does not guess when nothing is close', () => {
     const [error] = parseErrors('name: a\nrun: x\nfoo: 1\n');
-    expect(error?.message).toBe("unknown field 'foo'; allowed fields: name, team, priority, resources, num_nodes, run, workdir, env, max_duration");
+    expect(error?.message).toBe(`unknown field 'foo'; allowed fields: ${ALLOWED_FIELDS}`);
   });
 
   it('reports every problem at once, in source order', () => {
@@ -277,5 +280,36 @@ describe('jobSpecJsonSchema', () => {
 
   it('is plain JSON', () => {
     expect(JSON.parse(JSON.stringify(jobSpecJsonSchema))).toEqual(jobSpecJsonSchema);
+  });
+});
+
+describe('restart policy, checkpoints, graceful stop and hang detection fields', () => {
+  it('reads them, normalises the signal, and writes them back', () => {
+    const parsed = parseJobSpecYaml(
+      'name: t\nrun: x\nmax_restarts: 2\nrestart_on: [failure, hang]\nrestart_backoff: 0s\ncheckpoint_dir: /ck\nstop_signal: usr1\npreemption_grace: 90s\nhang_timeout: 5m\n',
+    );
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(parsed.value).toMatchObject({
+      maxRestarts: 2, restartOn: ['failure', 'hang'], restartBackoffMs: 0, checkpointDir: '/ck', stopSignal: 'SIGUSR1', preemptionGraceMs: 90_000, hangTimeoutMs: 300_000,
+    });
+    const again = parseJobSpecObject(JSON.parse(JSON.stringify(serializeJobSpec(parsed.value))));
+    expect(again.ok && again.value).toEqual(parsed.value);
+  });
+
+  it('leaves them out when not given', () => {
+    const parsed = parseJobSpecYaml('name: t\nrun: x\n');
+    expect(parsed.ok && parsed.value.maxRestarts).toBeUndefined();
+  });
+
+  it.each([
+    ['max_restarts: -1', 'max_restarts'],
+    ['restart_on: [failure, crash]', 'restart_on[1]'],
+    ['stop_signal: SIGKILL', 'stop_signal'],
+    ['hang_timeout: soon', 'hang_timeout'],
+  ])('rejects %s', (line, path) => {
+    const parsed = parseJobSpecYaml(`name: t\nrun: x\n${line}\n`);
+    expect(parsed.ok).toBe(false);
+    if (!parsed.ok) expect(parsed.errors[0]?.path).toBe(path);
   });
 });

@@ -1,3 +1,4 @@
 export * from './tutti-server.ts';
 export * from './logger.ts';
-export { JobController, decideJobEnd } from './job-controller.ts';
+export { JobController, decideAttemptOutcome, decideJobEnd } from './job-controller.ts';
+export type { AttemptOutcome, StopCause } from './job-controller.ts';

@@ -7,14 +7,24 @@
  * Every decision is durable in the store before it is acted on, so a restart (see `recover`) finds the same
  * world: running ranks are adopted, ranks that ended meanwhile are read back with their real exit codes.
  */
-import { computeTasksForPlacement, formatDuration, isTerminalJobStatus } from '@tutti/model';
-import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, Task } from '@tutti/model';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  DEFAULT_RESTART_BACKOFF_MS,
+  DEFAULT_RESTART_ON,
+  MAX_RESTART_BACKOFF_MS,
+  computeTasksForPlacement,
+  formatDuration,
+  isTerminalJobStatus,
+} from '@tutti/model';
+import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task } from '@tutti/model';
 import { DEFAULT_PROFILE, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
-import type { JobEnd, StateStore, TaskUpdate } from '@tutti/store';
+import type { JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { EventFeed } from './event-feed.ts';
 import type { Logger } from './logger.ts';
 import type { ServerMetrics } from './metrics.ts';
+import { LogTail, parseProgressLine } from './progress-tail.ts';
 
 export interface JobControllerOptions {
   store: StateStore;
@@ -23,17 +33,39 @@ export interface JobControllerOptions {
   metrics: ServerMetrics;
   logger: Logger;
   now: () => number;
-  /** Time between SIGTERM and SIGKILL when a job is cancelled or stopped. */
+  /** Time between SIGTERM and SIGKILL when a job is cancelled or stopped, for jobs without `preemption_grace`. */
   stopGraceMs: number;
+  /** Where default checkpoint dirs (`checkpoints/<jobId>`) and control dirs (`jobs/<jobId>/control`) live. */
+  dataDir: string;
   /** A scheduling cycle also runs on this period, even when nothing happened (ages, max_duration). */
   tickMs: number;
 }
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
 export type StopCause =
-  | { kind: 'rank_failed'; rank: number; exitCode: number | null; detail: string }
+  | { kind: 'rank_failed'; rank: number; exitCode: number | null; detail: string; lost?: boolean }
   | { kind: 'cancelled' }
-  | { kind: 'max_duration'; limitMs: number };
+  | { kind: 'max_duration'; limitMs: number }
+  /** No progress record for `timeoutMs` while the ranks lived. */
+  | { kind: 'hung'; timeoutMs: number; detail: string }
+  /** Stopped to make room (`preempt`): back to pending, not counted as a restart. */
+  | { kind: 'preempted'; message: string; graceMs?: number };
+
+/** What happens to a job once every rank of its attempt is out. */
+export type AttemptOutcome =
+  | { kind: 'finish'; end: JobEnd }
+  | { kind: 'requeue'; reason: string; options: RequeueOptions & { event: 'restarting' | 'preempted' }; backoffMs: number };
+
+/** Progress tailing and hang detection of one running attempt. */
+interface AttemptWatch {
+  attempt: number;
+  tails: Array<{ rank: number; tail: LogTail }>;
+  /** The last progress record's time, or the attempt's start. */
+  lastProgressAt: number;
+  last?: Record<string, string | number | boolean>;
+  /** From the job's spec: no record for this long → hung. */
+  hangTimeoutMs?: number;
+}
 
 /** The periodic tick runs a cycle at least this often even when nothing changed. */
 const MAX_IDLE_CYCLE_GAP_MS = 10_000;
@@ -73,6 +105,11 @@ export class JobController {
   private seed = 1;
   /** Launches in flight, so `close` can wait for them to be recorded. */
   private readonly launches = new Set<Promise<void>>();
+  /** Running attempts whose logs are tailed for progress records. */
+  private readonly watches = new Map<string, AttemptWatch>();
+  private progressPoll: Promise<void> | undefined;
+  /** Timers that wake the queue when a restart's backoff is over. */
+  private readonly backoffTimers = new Set<NodeJS.Timeout>();
 
   constructor(options: JobControllerOptions) {
     this.options = options;
@@ -91,6 +128,7 @@ export class JobController {
     for (const job of await this.store.listJobsByStatus(['pending'])) this.queue.set(job.id, job);
     this.timer = setInterval(() => {
       this.enforceDeadlines();
+      this.progressPoll ??= this.pollProgress().finally(() => (this.progressPoll = undefined));
       if (this.queueChanged || performance.now() - this.lastCycleStart > MAX_IDLE_CYCLE_GAP_MS) this.requestSchedule();
       else void this.store.snapshot().then((snapshot) => snapshot.version !== this.lastSnapshotVersion && this.requestSchedule());
     }, this.options.tickMs);
@@ -102,7 +140,9 @@ export class JobController {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (this.cycleTimer) clearTimeout(this.cycleTimer);
+    for (const timer of this.backoffTimers) clearTimeout(timer);
     await this.cycleRunning;
+    await this.progressPoll;
     await Promise.allSettled([...this.launches]);
     await Promise.allSettled([...this.jobLocks.values()]);
     await this.persistPendingReasons().catch((error: unknown) => this.options.logger.warn(`could not save pending reasons: ${String(error)}`));
@@ -175,6 +215,26 @@ export class JobController {
     return outcome;
   }
 
+  /**
+   * Preempts a running job: stops its gang with its stop signal and grace (or `graceMs`), then puts it back in
+   * the queue as `pending` with a `preempted` event. Not counted against max_restarts. A job already being
+   * stopped keeps its first cause.
+   */
+  async preempt(jobId: string, options: { graceMs?: number; message?: string } = {}): Promise<'preempting' | 'not_running' | 'not_found'> {
+    const job = await this.store.getJob(jobId);
+    if (!job) return 'not_found';
+    if (job.status !== 'running') return 'not_running';
+    this.beginStop(jobId, { kind: 'preempted', message: options.message ?? 'preempted', ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}) });
+    return 'preempting';
+  }
+
+  /** The last progress record of each running attempt (for /metrics and views). */
+  lastProgress(): ReadonlyMap<string, { attempt: number; at: number; values: Readonly<Record<string, string | number | boolean>> }> {
+    const out = new Map<string, { attempt: number; at: number; values: Record<string, string | number | boolean> }>();
+    for (const [jobId, watch] of this.watches) if (watch.last) out.set(jobId, { attempt: watch.attempt, at: watch.lastProgressAt, values: watch.last });
+    return out;
+  }
+
   private async runSchedulingCycle(): Promise<void> {
     const { store, metrics } = this.options;
     this.queueChanged = false;
@@ -184,8 +244,9 @@ export class JobController {
     }
     const snapshot = await store.snapshot();
     this.lastSnapshotVersion = snapshot.version;
-    const pending = [...this.queue.values()];
     const now = this.options.now();
+    // A job waiting out its restart backoff is not a candidate yet (its timer asks for a cycle when it is).
+    const pending = [...this.queue.values()].filter((job) => job.notBefore === undefined || job.notBefore <= now);
     const started = performance.now();
     const result = runCycle({ snapshot, pending, now, seed: this.seed++ }, DEFAULT_PROFILE);
     metrics.observeCycle((performance.now() - started) / 1000);
@@ -238,16 +299,54 @@ export class JobController {
     void launch.finally(() => this.launches.delete(launch));
   }
 
-  private async launch(job: Job, placement: Placement, tasks: Task[]): Promise<void> {
+  /** The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. */
+  checkpointDir(job: Job): string {
+    return job.spec.checkpointDir ?? path.join(this.options.dataDir, 'checkpoints', job.id);
+  }
+
+  /** Where the control plane leaves files for a job's ranks (`preempt-deadline`). */
+  controlDir(jobId: string): string {
+    return path.join(this.options.dataDir, 'jobs', jobId, 'control');
+  }
+
+  /**
+   * The per-job variables of an attempt. The checkpoint to resume from is the one the job reported last, or else
+   * the newest entry of its checkpoint dir (names starting with '.' or ending in '.tmp' are half-written).
+   */
+  private async runtimeEnvironment(job: Job): Promise<Record<string, string>> {
+    const checkpointDir = this.checkpointDir(job);
+    const controlDir = this.controlDir(job.id);
+    await mkdir(checkpointDir, { recursive: true });
+    await mkdir(controlDir, { recursive: true });
+    await rm(path.join(controlDir, 'preempt-deadline'), { force: true });
+    const resumeFrom = job.lastCheckpoint ?? (await newestEntry(checkpointDir));
+    const graceMs = job.spec.preemptionGraceMs ?? this.options.stopGraceMs;
+    return {
+      TUTTI_CHECKPOINT_DIR: checkpointDir,
+      TUTTI_CONTROL_DIR: controlDir,
+      TUTTI_STOP_SIGNAL: job.spec.stopSignal ?? 'SIGTERM',
+      TUTTI_PREEMPT_GRACE_S: String(Math.floor(graceMs / 1000)),
+      ...(resumeFrom !== undefined ? { TUTTI_RESUME_FROM: resumeFrom } : {}),
+    };
+  }
+
+  private async launch(queued: Job, placement: Placement, tasks: Task[]): Promise<void> {
     const { store, now, logger } = this.options;
+    // The queue's copy may be older than the last attempt: the attempt number and checkpoint come from the store.
+    const job = (await store.getJob(queued.id)) ?? queued;
+    const attempt = job.attempt ?? 1;
     let handles: RankHandle[];
+    let runtimeEnv: Record<string, string> = {};
     try {
+      runtimeEnv = await this.runtimeEnvironment(job);
       handles = await this.backend.launch({
         jobId: job.id,
         jobName: job.spec.name,
         run: job.spec.run,
         workdir: job.spec.workdir,
         env: job.spec.env,
+        runtimeEnv,
+        attempt,
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
       });
     } catch (error) {
@@ -260,9 +359,15 @@ export class JobController {
     await store.updateTasks(
       handles.map((h) => ({ jobId: h.jobId, rank: h.rank, status: 'running', pid: h.pid, pidStartTime: h.pidStartTime, logPath: h.logPath, startedAt: h.startedAt })),
     );
-    await store.appendEvent(job.id, 'started', `started ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}`, now(), {
-      pids: handles.map((h) => h.pid),
-    });
+    const resumed = runtimeEnv.TUTTI_RESUME_FROM ?? null;
+    await store.appendEvent(
+      job.id,
+      'started',
+      `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
+      now(),
+      { pids: handles.map((h) => h.pid), attempt, resume_from: resumed },
+    );
+    this.watchAttempt(job, attempt, handles, 'start');
     this.options.metrics.observeStartLatency((handles[0]?.startedAt ?? now()) - job.createdAt);
     this.options.feed.notify();
     if (job.spec.maxDurationMs !== undefined) this.deadlines.set(job.id, (handles[0]?.startedAt ?? now()) + job.spec.maxDurationMs);
@@ -282,18 +387,32 @@ export class JobController {
     void this.signalRanks(jobId, cause);
   }
 
-  /** Signals every launched rank of a stopping job; ranks without a process yet are signalled once launched. */
+  /**
+   * Signals every launched rank of a stopping job; ranks without a process yet are signalled once launched.
+   * The job's `stop_signal` goes first, SIGKILL after its grace (`preemption_grace`, or the server's). Before the
+   * signal, the deadline (epoch seconds) is written to `TUTTI_CONTROL_DIR/preempt-deadline`, so a rank that
+   * catches the signal can read how long it has to checkpoint.
+   */
   private async signalRanks(jobId: string, cause: StopCause): Promise<void> {
     try {
-      const tasks = await this.store.getTasks(jobId);
-      const handles = tasks.filter((t) => t.status === 'running' || t.status === 'starting').flatMap((t) => toHandle(t) ?? []);
+      const [job, tasks] = await Promise.all([this.store.getJob(jobId), this.store.getTasks(jobId)]);
+      const attempt = job?.attempt;
+      const handles = tasks.filter((t) => t.status === 'running' || t.status === 'starting').flatMap((t) => toHandle(t, attempt) ?? []);
       if (handles.length === 0) {
         if (tasks.every((t) => t.status === 'exited' || t.status === 'lost')) await this.withJobLock(jobId, () => this.maybeFinish(jobId));
         return;
       }
-      await this.store.appendEvent(jobId, 'stopping', describeStop(cause), this.options.now());
+      const graceMs = (cause.kind === 'preempted' ? cause.graceMs : undefined) ?? job?.spec.preemptionGraceMs ?? this.options.stopGraceMs;
+      const signal = job?.spec.stopSignal ?? 'SIGTERM';
+      const deadline = this.options.now() + graceMs;
+      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`).catch(() => undefined);
+      await this.store.appendEvent(jobId, 'stopping', `${describeStop(cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))})`, this.options.now(), {
+        signal,
+        grace_ms: graceMs,
+        deadline,
+      });
       this.options.feed.notify();
-      await this.backend.stop(handles, { graceMs: this.options.stopGraceMs });
+      await this.backend.stop(handles, { graceMs, signal });
     } catch (error) {
       this.options.logger.error(`stopping job ${jobId} failed`, error);
     }
@@ -321,7 +440,7 @@ export class JobController {
         : `rank ${exit.rank} exited with code ${exit.exitCode}`;
     await store.appendEvent(exit.jobId, 'rank_exited', detail, this.options.now(), { rank: exit.rank, exit_code: exit.exitCode, signal: exit.signal ?? null, lost: exit.lost });
     this.options.feed.notify();
-    if (exit.lost || exit.exitCode !== 0) this.beginStop(exit.jobId, { kind: 'rank_failed', rank: exit.rank, exitCode: exit.exitCode, detail });
+    if (exit.lost || exit.exitCode !== 0) this.beginStop(exit.jobId, { kind: 'rank_failed', rank: exit.rank, exitCode: exit.exitCode, detail, lost: exit.lost });
     await this.maybeFinish(exit.jobId);
   }
 
@@ -331,13 +450,103 @@ export class JobController {
     if (!job || isTerminalJobStatus(job.status) || job.status !== 'running') return;
     if (tasks.length === 0 || tasks.some((t) => t.status !== 'exited' && t.status !== 'lost')) return;
     const cause = this.stopping.get(jobId) ?? (job.cancelRequestedAt !== undefined ? ({ kind: 'cancelled' } as const) : undefined);
-    await this.finish(jobId, decideJobEnd(cause, tasks));
+    await this.drainProgress(jobId);
+    const outcome = decideAttemptOutcome(job, cause, tasks);
+    if (outcome.kind === 'finish') {
+      await this.finish(jobId, outcome.end);
+      return;
+    }
+    const now = this.options.now();
+    const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
+    const requeued = await this.store.requeueJob(jobId, outcome.reason, now, { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) });
+    this.stopping.delete(jobId);
+    this.deadlines.delete(jobId);
+    if (!requeued) return;
+    this.options.logger.warn(`job ${jobId}: ${outcome.reason}`);
+    const pending = await this.store.getJob(jobId);
+    if (pending?.status === 'pending') {
+      this.queue.set(jobId, pending);
+      this.queueChanged = true;
+      if (notBefore !== undefined) {
+        const timer = setTimeout(() => {
+          this.backoffTimers.delete(timer);
+          this.queueChanged = true;
+          this.requestSchedule();
+        }, notBefore - now);
+        timer.unref();
+        this.backoffTimers.add(timer);
+      }
+    }
+    this.options.feed.notify();
+    this.requestSchedule();
+  }
+
+  // ---- progress records and hangs ---------------------------------------------------------------------------
+
+  /** Starts tailing an attempt's rank logs: from the start for a fresh launch, from their end for an adoption. */
+  private watchAttempt(job: Job, attempt: number, handles: readonly RankHandle[], from: 'start' | 'end'): void {
+    // Records written while no server watched are not replayed on adoption (their time is unknown).
+    const tails = handles.map((h) => ({ rank: h.rank, tail: new LogTail(h.logPath, from) }));
+    const watch: AttemptWatch = { attempt, tails, lastProgressAt: this.options.now(), ...(job.spec.hangTimeoutMs !== undefined ? { hangTimeoutMs: job.spec.hangTimeoutMs } : {}) };
+    const jobId = job.id;
+    this.watches.set(jobId, watch);
+  }
+
+  /** Reads new progress records of every running attempt, stores them, and declares hung jobs. */
+  private async pollProgress(): Promise<void> {
+    for (const jobId of [...this.watches.keys()]) {
+      await this.readProgress(jobId).catch((error: unknown) => this.options.logger.warn(`reading progress of job ${jobId} failed: ${String(error)}`));
+    }
+    this.checkHangs();
+  }
+
+  private async readProgress(jobId: string): Promise<void> {
+    const watch = this.watches.get(jobId);
+    if (!watch) return;
+    const now = this.options.now();
+    const records: NewProgressRecord[] = [];
+    for (const { rank, tail } of watch.tails) {
+      for (const line of await tail.readLines()) {
+        const values = parseProgressLine(line);
+        if (!values) continue;
+        const record: NewProgressRecord = { jobId, attempt: watch.attempt, rank, at: now, values };
+        if (typeof values.step === 'number') record.step = values.step;
+        if (typeof values.loss === 'number') record.loss = values.loss;
+        if (typeof values.checkpoint === 'string') record.checkpoint = values.checkpoint;
+        records.push(record);
+      }
+    }
+    if (records.length === 0) return;
+    watch.lastProgressAt = now;
+    watch.last = { ...watch.last, ...(records.at(-1)?.values as Record<string, string | number | boolean>) };
+    await this.store.appendProgress(records);
+  }
+
+  /** The last records of an attempt that just ended, then forget it. */
+  private async drainProgress(jobId: string): Promise<void> {
+    await this.readProgress(jobId).catch(() => undefined);
+    this.watches.delete(jobId);
+  }
+
+  private checkHangs(): void {
+    const now = this.options.now();
+    for (const [jobId, watch] of this.watches) {
+      if (this.stopping.has(jobId)) continue;
+      const timeoutMs = watch.hangTimeoutMs;
+      if (timeoutMs === undefined || now - watch.lastProgressAt < timeoutMs) continue;
+      const last = watch.last ? `last progress ${JSON.stringify(watch.last)} at ${new Date(watch.lastProgressAt).toISOString()}` : 'no progress record since the attempt started';
+      const detail = `no progress record for ${formatDuration(timeoutMs)} (hang_timeout); ${last}`;
+      this.options.logger.warn(`job ${jobId} is hung: ${detail}`);
+      void this.store.appendEvent(jobId, 'hung', `declared hung: ${detail}`, now, { last: watch.last ?? null, last_progress_at: watch.lastProgressAt }).then(() => this.options.feed.notify());
+      this.beginStop(jobId, { kind: 'hung', timeoutMs, detail });
+    }
   }
 
   private async finish(jobId: string, end: JobEnd): Promise<void> {
     const finished = await this.store.finishJob(jobId, end, this.options.now());
     this.stopping.delete(jobId);
     this.deadlines.delete(jobId);
+    this.watches.delete(jobId);
     if (finished) {
       this.options.feed.notify();
       this.requestSchedule();
@@ -359,8 +568,8 @@ export class JobController {
 
     for (const job of running) {
       const jobTasks = byJob.get(job.id) ?? (await store.getTasks(job.id));
-      const handles = jobTasks.flatMap((t) => (t.status === 'running' || t.status === 'starting' ? (toHandle(t) ?? []) : []));
-      const unlaunched = jobTasks.filter((t) => (t.status === 'running' || t.status === 'starting') && !toHandle(t));
+      const handles = jobTasks.flatMap((t) => (t.status === 'running' || t.status === 'starting' ? (toHandle(t, job.attempt) ?? []) : []));
+      const unlaunched = jobTasks.filter((t) => (t.status === 'running' || t.status === 'starting') && !toHandle(t, job.attempt));
       if (handles.length === 0 && unlaunched.length > 0) {
         // The server died between placing the job and recording any process: nothing of it runs; queue it again.
         await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
@@ -370,6 +579,7 @@ export class JobController {
       if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
       const observations = await this.backend.adopt(handles);
       const adopted = observations.filter((o) => o.state === 'running').length;
+      if (adopted > 0) this.watchAttempt(job, job.attempt ?? 1, handles, 'end');
       if (adopted > 0) await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
       for (const task of unlaunched) {
         await this.withJobLock(job.id, () => this.handleRankExit({ jobId: job.id, rank: task.rank, exitCode: null, lost: true, at: now() }));
@@ -398,9 +608,26 @@ export class JobController {
   }
 }
 
-function toHandle(task: Task): RankHandle | undefined {
+/** `attempt` is the job's: its ranks' status files live under that attempt's directory. */
+function toHandle(task: Task, attempt: number | undefined): RankHandle | undefined {
   if (task.pid === undefined || task.pidStartTime === undefined || task.logPath === undefined) return undefined;
-  return { jobId: task.jobId, rank: task.rank, node: task.node, pid: task.pid, pidStartTime: task.pidStartTime, logPath: task.logPath, startedAt: task.startedAt ?? 0 };
+  return {
+    jobId: task.jobId, rank: task.rank, node: task.node, pid: task.pid, pidStartTime: task.pidStartTime, logPath: task.logPath, startedAt: task.startedAt ?? 0,
+    ...(attempt !== undefined ? { attempt } : {}),
+  };
+}
+
+/** The newest entry of a directory by modification time, skipping hidden and half-written ('.tmp') ones. */
+async function newestEntry(dir: string): Promise<string | undefined> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  let best: { path: string; mtimeMs: number } | undefined;
+  for (const name of names) {
+    if (name.startsWith('.') || name.endsWith('.tmp')) continue;
+    const full = path.join(dir, name);
+    const info = await stat(full).catch(() => undefined);
+    if (info && (!best || info.mtimeMs > best.mtimeMs || (info.mtimeMs === best.mtimeMs && full > best.path))) best = { path: full, mtimeMs: info.mtimeMs };
+  }
+  return best?.path;
 }
 
 function describeStop(cause: StopCause): string {
@@ -411,7 +638,58 @@ function describeStop(cause: StopCause): string {
       return 'stopping every rank: cancel requested';
     case 'max_duration':
       return `stopping every rank: exceeded max_duration ${formatDuration(cause.limitMs)}`;
+    case 'hung':
+      return `stopping every rank: hung, ${cause.detail}`;
+    case 'preempted':
+      return `stopping every rank: preempted (${cause.message})`;
   }
+}
+
+/** The restart cause an ended attempt stands for, if it ended by failing. */
+function restartCauseOf(cause: StopCause | undefined, tasks: readonly Task[]): RestartCause | undefined {
+  if (cause?.kind === 'hung') return 'hang';
+  if (cause?.kind === 'rank_failed') return cause.lost ? 'node_lost' : 'failure';
+  if (cause !== undefined) return undefined;
+  if (tasks.some((t) => t.status === 'lost')) return 'node_lost';
+  return tasks.some((t) => t.exitCode !== 0) ? 'failure' : undefined;
+}
+
+/**
+ * What follows an attempt whose ranks are all out: the job ends, or the whole gang goes back to the queue.
+ * - A cancel (also one asked during a preemption) ends it `cancelled`; max_duration ends it `failed`.
+ * - A preemption requeues it with a `preempted` event, not counted as a restart, without backoff.
+ * - A failure, a lost rank or a hang requeues it (`restarting`) when that cause is in `restart_on` and
+ *   `restarts < max_restarts`, after `restart_backoff × 2^restarts` (capped); otherwise the job fails, and the
+ *   reason says when it was because the restarts ran out.
+ */
+export function decideAttemptOutcome(job: Job, cause: StopCause | undefined, tasks: readonly Task[]): AttemptOutcome {
+  if (job.cancelRequestedAt !== undefined) return { kind: 'finish', end: decideJobEnd({ kind: 'cancelled' }, tasks) };
+  if (cause?.kind === 'preempted') {
+    const reason = `preempted: ${cause.message}`;
+    return { kind: 'requeue', reason, backoffMs: 0, options: { event: 'preempted', attemptEnd: { exitCode: null, reason } } };
+  }
+  const end = decideJobEnd(cause, tasks);
+  const restartCause = end.status === 'failed' ? restartCauseOf(cause, tasks) : undefined;
+  if (restartCause === undefined) return { kind: 'finish', end };
+  const maxRestarts = job.spec.maxRestarts ?? 0;
+  const restarts = job.restarts ?? 0;
+  const restartOn = job.spec.restartOn ?? DEFAULT_RESTART_ON;
+  if (maxRestarts === 0) return { kind: 'finish', end };
+  if (!restartOn.includes(restartCause)) {
+    return { kind: 'finish', end: { ...end, endReason: `${end.endReason} (not restarted: restart_on is [${restartOn.join(', ')}])` } };
+  }
+  if (restarts >= maxRestarts) {
+    return { kind: 'finish', end: { ...end, endReason: `${end.endReason} (max_restarts ${maxRestarts} exhausted after ${restarts + 1} attempts)` } };
+  }
+  const base = job.spec.restartBackoffMs ?? DEFAULT_RESTART_BACKOFF_MS;
+  const backoffMs = Math.min(MAX_RESTART_BACKOFF_MS, base * 2 ** restarts);
+  const wait = backoffMs > 0 ? ` in ${formatDuration(backoffMs)}` : '';
+  return {
+    kind: 'requeue',
+    reason: `${end.endReason}; restarting the whole gang${wait} (restart ${restarts + 1} of ${maxRestarts})`,
+    backoffMs,
+    options: { event: 'restarting', countRestart: true, attemptEnd: { exitCode: end.exitCode, reason: end.endReason } },
+  };
 }
 
 /** How a gang ended, from why it was stopped (if it was) and its ranks' exit codes. */
@@ -419,6 +697,8 @@ export function decideJobEnd(cause: StopCause | undefined, tasks: readonly Task[
   if (cause?.kind === 'cancelled') return { status: 'cancelled', exitCode: null, endReason: 'cancelled' };
   if (cause?.kind === 'max_duration') return { status: 'failed', exitCode: null, endReason: `exceeded max_duration ${formatDuration(cause.limitMs)}` };
   if (cause?.kind === 'rank_failed') return { status: 'failed', exitCode: cause.exitCode, endReason: cause.detail };
+  if (cause?.kind === 'hung') return { status: 'failed', exitCode: null, endReason: `hung: ${cause.detail}` };
+  if (cause?.kind === 'preempted') return { status: 'failed', exitCode: null, endReason: `preempted: ${cause.message}` };
   const failed = [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || t.exitCode !== 0);
   if (failed) {
     return {

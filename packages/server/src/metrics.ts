@@ -43,7 +43,12 @@ export class ServerMetrics {
     this.submissions += 1;
   }
 
-  render(jobsByStatus: Record<JobStatus, number>, snapshot: ClusterSnapshot): string {
+  /** `progress`: the last progress record of each running attempt, exported as gauges per job and field. */
+  render(
+    jobsByStatus: Record<JobStatus, number>,
+    snapshot: ClusterSnapshot,
+    progress: ReadonlyMap<string, { attempt: number; at: number; values: Readonly<Record<string, string | number | boolean>> }> = new Map(),
+  ): string {
     const totalGpus = snapshot.nodes.reduce((n, node) => n + node.gpus.length, 0);
     const allocated = snapshot.allocations.length;
     const lines = ['# HELP tutti_jobs Jobs in the store by status.', '# TYPE tutti_jobs gauge'];
@@ -64,7 +69,18 @@ export class ServerMetrics {
       `tutti_job_submissions_total ${this.submissions}`,
       ...this.cycleSeconds.render('tutti_scheduling_cycle_duration_seconds', 'Time spent in one scheduling decision (runCycle).'),
       ...this.startLatencySeconds.render('tutti_job_start_latency_seconds', 'Time from submission to the first rank process started.'),
+      '# HELP tutti_job_progress The last value of each numeric field of a running job\'s progress records.',
+      '# TYPE tutti_job_progress gauge',
     );
+    for (const [jobId, record] of progress) {
+      for (const [field, value] of Object.entries(record.values)) {
+        if (typeof value === 'number') lines.push(`tutti_job_progress{job_id="${jobId}",field="${field}"} ${value}`);
+      }
+    }
+    lines.push('# HELP tutti_job_attempt The attempt a running job is on (1 for the first).', '# TYPE tutti_job_attempt gauge');
+    for (const [jobId, record] of progress) lines.push(`tutti_job_attempt{job_id="${jobId}"} ${record.attempt}`);
+    lines.push('# HELP tutti_job_progress_age_seconds Time since a running job last reported progress.', '# TYPE tutti_job_progress_age_seconds gauge');
+    for (const [jobId, record] of progress) lines.push(`tutti_job_progress_age_seconds{job_id="${jobId}"} ${Math.max(0, (Date.now() - record.at) / 1000)}`);
     return `${lines.join('\n')}\n`;
   }
 }

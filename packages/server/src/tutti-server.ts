@@ -97,7 +97,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const feed = new EventFeed(store, logger);
     await feed.start();
     const metrics = new ServerMetrics();
-    const controller = new JobController({ store, backend, feed, metrics, logger, now, stopGraceMs: options.stopGraceMs ?? 30_000, tickMs: options.tickMs ?? 1000 });
+    const controller = new JobController({ store, backend, feed, metrics, logger, now, dataDir, stopGraceMs: options.stopGraceMs ?? 30_000, tickMs: options.tickMs ?? 1000 });
     cleanups.push(() => controller.close());
 
     const startedAt = now();

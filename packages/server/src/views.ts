@@ -1,13 +1,60 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
-import type { EventView, GpuView, JobView, NodeView, TaskView } from '@tutti/client';
+import type { AttemptView, EventView, GpuView, JobView, NodeView, ProgressView, TaskView } from '@tutti/client';
 import { serializeJobSpec } from '@tutti/model';
-import type { ClusterSnapshot, Diagnosis, Job, JobEvent, Task } from '@tutti/model';
+import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, ProgressRecord, Task } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
+/** What `GET /v1/jobs/:id` adds to a job: its attempts and its last progress record. */
+export interface JobDetail {
+  attempts: readonly AttemptRecord[];
+  progress: ProgressRecord | undefined;
+  now: number;
+}
+
 /** `diagnosis` is the latest cycle's reason for a pending job (the stored one may be a few seconds old). */
-export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnosis): JobView {
-  const pending = job.status === 'pending' ? (diagnosis ?? job.pendingReason) : undefined;
+export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnosis, detail?: JobDetail): JobView {
+  const backoff = job.status === 'pending' && job.notBefore !== undefined && detail !== undefined && job.notBefore > detail.now;
+  const pending = job.status === 'pending' && !backoff ? (diagnosis ?? job.pendingReason) : undefined;
+  const view = toJobViewBase(job, tasks, pending);
+  if (backoff) view.pending_reason = `restarting: waiting out the restart backoff until ${iso(job.notBefore)}`;
+  if (detail) {
+    const attempts = detail.attempts.map(toAttemptView);
+    // The running attempt is not recorded yet: its ranks are the job's tasks.
+    if (job.status === 'running' && (job.attempt ?? 0) > (detail.attempts.at(-1)?.attempt ?? 0)) {
+      attempts.push({ attempt: job.attempt ?? 1, started_at: iso(job.startedAt), finished_at: null, exit_code: null, reason: null, tasks: (tasks ?? []).map(toTaskView) });
+    }
+    view.attempts = attempts;
+    view.progress = detail.progress ? toProgressView(detail.progress) : null;
+  }
+  return view;
+}
+
+export function toAttemptView(record: AttemptRecord): AttemptView {
+  return {
+    attempt: record.attempt,
+    started_at: iso(record.startedAt),
+    finished_at: iso(record.finishedAt),
+    exit_code: record.exitCode,
+    reason: record.reason,
+    tasks: record.tasks.map(toTaskView),
+  };
+}
+
+export function toProgressView(record: ProgressRecord): ProgressView {
+  return {
+    seq: record.seq,
+    attempt: record.attempt,
+    rank: record.rank,
+    at: new Date(record.at).toISOString(),
+    step: record.step ?? null,
+    loss: record.loss ?? null,
+    checkpoint: record.checkpoint ?? null,
+    values: record.values,
+  };
+}
+
+function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Diagnosis | undefined): JobView {
   return {
     id: job.id,
     name: job.spec.name,
@@ -26,6 +73,11 @@ export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnos
     num_nodes: job.spec.numNodes,
     spec: serializeJobSpec(job.spec) as unknown as Record<string, unknown>,
     ...(tasks ? { tasks: tasks.map(toTaskView) } : {}),
+    attempt: job.attempt ?? 0,
+    restarts: job.restarts ?? 0,
+    max_restarts: job.spec.maxRestarts ?? 0,
+    last_checkpoint: job.lastCheckpoint ?? null,
+    not_before: iso(job.notBefore),
   };
 }
 

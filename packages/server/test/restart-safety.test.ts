@@ -70,7 +70,7 @@ describe('kill -9 of the control plane', () => {
     expect(isProcessAlive(pid)).toBe(true);
     // While nobody watches, one job's rank exits with code 3.
     await touch(path.join(root, 'release-dier'));
-    const dierPid = (await readFile(path.join(dataDir, 'jobs', diesMeanwhile.id, 'rank-0.pid'), 'utf8').catch(() => '')).trim();
+    const dierPid = (await readFile(path.join(dataDir, 'jobs', diesMeanwhile.id, 'attempt-1', 'rank-0.pid'), 'utf8').catch(() => '')).trim();
     for (let i = 0; i < 100 && dierPid && isProcessAlive(Number(dierPid)); i++) await new Promise((r) => setTimeout(r, 50));
 
     const restarted = await startUp(dataDir);

@@ -1,5 +1,6 @@
 import type { Insertable, Kysely, Transaction } from 'kysely';
 import type {
+  AttemptRecord,
   ClusterSnapshot,
   Diagnosis,
   GpuAllocation,
@@ -9,13 +10,14 @@ import type {
   JobSpec,
   JobStatus,
   NodeInfo,
+  ProgressRecord,
   Task,
 } from '@tutti/model';
 import { isTerminalJobStatus, JOB_STATUSES } from '@tutti/model';
 import { InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
-import { eventFromRow, jobFromRow, parseJobId, taskFromRow } from './row-mapping.ts';
+import { attemptFromRow, eventFromRow, jobFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
 import type { StoreDatabase, TasksTable } from './schema.ts';
 import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
@@ -25,7 +27,10 @@ import type {
   JobEnd,
   JobPage,
   JobQuery,
+  NewProgressRecord,
   PlacementWithTasks,
+  ProgressQuery,
+  RequeueOptions,
   StateStore,
   TaskUpdate,
 } from './state-store.ts';
@@ -326,7 +331,7 @@ export class KyselyStateStore implements StateStore {
 
         await trx
           .updateTable('jobs')
-          .set({ status: 'running', started_at: now, pending_reason_json: null })
+          .set((eb) => ({ status: 'running', started_at: now, pending_reason_json: null, not_before: null, attempt: eb('attempt', '+', 1) }))
           .where('id', '=', key)
           .execute();
         const taskRows = tasks.map((t) => ({
@@ -366,6 +371,7 @@ export class KyselyStateStore implements StateStore {
     return this.#db.transaction().execute(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (!job || isTerminalJobStatus(job.status as JobStatus)) return false;
+      if (job.status === 'running') await archiveAttempt(trx, key, now, end.exitCode, end.endReason);
       await trx
         .updateTable('jobs')
         .set({ status: end.status, exit_code: end.exitCode, end_reason: end.endReason, finished_at: now, pending_reason_json: null })
@@ -408,23 +414,80 @@ export class KyselyStateStore implements StateStore {
    * Only a running job is requeued (false otherwise). startedAt and cancelRequestedAt are cleared with the run
    * they belonged to: the server should finish a job whose cancel was requested instead of requeueing it.
    */
-  async requeueJob(jobId: string, reason: string, now: number): Promise<boolean> {
+  async requeueJob(jobId: string, reason: string, now: number, options: RequeueOptions = {}): Promise<boolean> {
     const key = parseJobId(jobId);
     if (key === undefined) return false;
     return this.#db.transaction().execute(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (job?.status !== 'running') return false;
+      await archiveAttempt(trx, key, now, options.attemptEnd?.exitCode ?? null, options.attemptEnd?.reason ?? reason);
       await trx.deleteFrom('tasks').where('job_id', '=', key).execute();
       await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).execute();
       await trx
         .updateTable('jobs')
-        .set({ status: 'pending', started_at: null, cancel_requested_at: null, exit_code: null })
+        .set((eb) => ({
+          status: 'pending',
+          started_at: null,
+          cancel_requested_at: null,
+          exit_code: null,
+          not_before: options.notBefore ?? null,
+          restarts: options.countRestart ? eb('restarts', '+', 1) : eb.ref('restarts'),
+        }))
         .where('id', '=', key)
         .execute();
-      await insertEvent(trx, key, 'requeued', reason, now, { reason });
+      const event = options.event ?? 'requeued';
+      await insertEvent(trx, key, event, reason, now, { reason, ...(options.notBefore !== undefined ? { not_before: options.notBefore } : {}) });
       await bumpSnapshotVersion(trx);
       return true;
     });
+  }
+
+  async listAttempts(jobId: string): Promise<AttemptRecord[]> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return [];
+    const rows = await this.#db.selectFrom('job_attempts').selectAll().where('job_id', '=', key).orderBy('attempt', 'asc').execute();
+    return rows.map(attemptFromRow);
+  }
+
+  async appendProgress(records: readonly NewProgressRecord[]): Promise<void> {
+    const rows = records.flatMap((r) => {
+      const key = parseJobId(r.jobId);
+      return key === undefined ? [] : [{ key, record: r }];
+    });
+    if (rows.length === 0) return;
+    await this.#db.transaction().execute(async (trx) => {
+      const keys = [...new Set(rows.map((r) => r.key))];
+      const known = new Set((await trx.selectFrom('jobs').select('id').where('id', 'in', keys).execute()).map((r) => Number(r.id)));
+      const values = rows
+        .filter((r) => known.has(r.key))
+        .map(({ key, record }) => ({
+          job_id: key,
+          attempt: record.attempt,
+          rank: record.rank,
+          at: record.at,
+          step: record.step ?? null,
+          values_json: JSON.stringify(record.values),
+        }));
+      for (const chunk of chunked(values, INSERT_CHUNK)) await trx.insertInto('progress').values(chunk).execute();
+      const lastCheckpoint = new Map<number, string>();
+      for (const { key, record } of rows) if (known.has(key) && record.checkpoint !== undefined) lastCheckpoint.set(key, record.checkpoint);
+      for (const [key, checkpoint] of lastCheckpoint) await trx.updateTable('jobs').set({ last_checkpoint: checkpoint }).where('id', '=', key).execute();
+    });
+  }
+
+  async listProgress(jobId: string, query: ProgressQuery = {}): Promise<ProgressRecord[]> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return [];
+    if (query.last !== undefined) {
+      const last = clampLimit(query.last, DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE);
+      const rows = await this.#db.selectFrom('progress').selectAll().where('job_id', '=', key).orderBy('seq', 'desc').limit(last).execute();
+      return rows.reverse().map(progressFromRow);
+    }
+    const limit = clampLimit(query.limit, DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE);
+    let q = this.#db.selectFrom('progress').selectAll().where('job_id', '=', key);
+    if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq);
+    const rows = await q.orderBy('seq', 'asc').limit(limit).execute();
+    return rows.map(progressFromRow);
   }
 
   /** Writes only reasons that differ from the stored one, and only for jobs still pending. */
@@ -501,6 +564,22 @@ async function insertEvent(
   const event: JobEvent = { seq: Number(row.seq), jobId: String(jobId), at, type, message };
   if (dataJson !== null) event.data = JSON.parse(dataJson) as Record<string, unknown>;
   return event;
+}
+
+/**
+ * Copies the latest attempt of a running job (its tasks as they are now, its start) into `job_attempts`.
+ * Idempotent per (job, attempt): an attempt is recorded once.
+ */
+async function archiveAttempt(trx: Transaction<StoreDatabase>, key: number, now: number, exitCode: number | null, reason: string): Promise<void> {
+  const job = await trx.selectFrom('jobs').select(['attempt', 'started_at']).where('id', '=', key).executeTakeFirst();
+  if (!job || Number(job.attempt) <= 0) return;
+  const done = await trx.selectFrom('job_attempts').select('attempt').where('job_id', '=', key).where('attempt', '=', job.attempt).executeTakeFirst();
+  if (done) return;
+  const tasks = (await trx.selectFrom('tasks').selectAll().where('job_id', '=', key).orderBy('rank', 'asc').execute()).map(taskFromRow);
+  await trx
+    .insertInto('job_attempts')
+    .values({ job_id: key, attempt: Number(job.attempt), started_at: job.started_at, finished_at: now, exit_code: exitCode, reason, tasks_json: JSON.stringify(tasks) })
+    .execute();
 }
 
 /** Atomic in both dialects: the UPDATE locks the row (PostgreSQL) or the database (SQLite). */

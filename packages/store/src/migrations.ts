@@ -117,6 +117,40 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.insertInto('meta').values({ key: SNAPSHOT_VERSION_KEY, value: 0 }).execute();
     },
   },
+  {
+    version: 2,
+    name: 'attempts, restarts, checkpoints and progress records',
+    async up(db, dialect) {
+      // `tasks` keeps the ranks of the latest attempt; an attempt that ends is copied into `job_attempts`.
+      await db.schema.alterTable('jobs').addColumn('attempt', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('jobs').addColumn('restarts', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('jobs').addColumn('not_before', 'bigint').execute();
+      await db.schema.alterTable('jobs').addColumn('last_checkpoint', 'text').execute();
+      await db.schema
+        .createTable('job_attempts')
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('started_at', 'bigint')
+        .addColumn('finished_at', 'bigint', (c) => c.notNull())
+        .addColumn('exit_code', 'integer')
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('tasks_json', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('job_attempts_pk', ['job_id', 'attempt'])
+        .execute();
+      const [seqType, seqColumn] = autoIncrementId(dialect);
+      await db.schema
+        .createTable('progress')
+        .addColumn('seq', seqType, seqColumn)
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('rank', 'integer', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('step', 'bigint')
+        .addColumn('values_json', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('progress_job_seq').on('progress').columns(['job_id', 'seq']).execute();
+    },
+  },
 ];
 
 /** The schema version this build writes. */

@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
-import type { Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, Task, TaskStatus } from '@tutti/model';
-import type { EventsTable, JobsTable, TasksTable } from './schema.ts';
+import type { AttemptRecord, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, ProgressRecord, Task, TaskStatus } from '@tutti/model';
+import type { EventsTable, JobAttemptsTable, JobsTable, ProgressTable, TasksTable } from './schema.ts';
 
 /** Rows to domain objects. Optional fields are left out (not `undefined`) when their column is NULL. */
 
@@ -22,7 +22,34 @@ export function jobFromRow(row: Selectable<JobsTable>): Job {
   if (row.end_reason !== null) job.endReason = row.end_reason;
   if (row.pending_reason_json !== null) job.pendingReason = JSON.parse(row.pending_reason_json) as Diagnosis;
   if (row.cancel_requested_at !== null) job.cancelRequestedAt = Number(row.cancel_requested_at);
+  // Left out while zero, so a job that never started looks as it did before attempts existed.
+  if (Number(row.attempt) > 0) job.attempt = Number(row.attempt);
+  if (Number(row.restarts) > 0) job.restarts = Number(row.restarts);
+  if (row.not_before !== null) job.notBefore = Number(row.not_before);
+  if (row.last_checkpoint !== null) job.lastCheckpoint = row.last_checkpoint;
   return job;
+}
+
+export function attemptFromRow(row: Selectable<JobAttemptsTable>): AttemptRecord {
+  const record: AttemptRecord = {
+    jobId: String(row.job_id),
+    attempt: row.attempt,
+    finishedAt: Number(row.finished_at),
+    exitCode: row.exit_code,
+    reason: row.reason,
+    tasks: JSON.parse(row.tasks_json) as Task[],
+  };
+  if (row.started_at !== null) record.startedAt = Number(row.started_at);
+  return record;
+}
+
+export function progressFromRow(row: Selectable<ProgressTable>): ProgressRecord {
+  const values = JSON.parse(row.values_json) as Record<string, unknown>;
+  const record: ProgressRecord = { seq: Number(row.seq), jobId: String(row.job_id), attempt: row.attempt, rank: row.rank, at: Number(row.at), values };
+  if (row.step !== null) record.step = Number(row.step);
+  if (typeof values.loss === 'number') record.loss = values.loss;
+  if (typeof values.checkpoint === 'string') record.checkpoint = values.checkpoint;
+  return record;
 }
 
 export function taskFromRow(row: Selectable<TasksTable>): Task {

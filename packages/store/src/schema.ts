@@ -14,6 +14,8 @@ export interface StoreDatabase {
   gpu_allocations: GpuAllocationsTable;
   nodes: NodesTable;
   events: EventsTable;
+  job_attempts: JobAttemptsTable;
+  progress: ProgressTable;
   meta: MetaTable;
   schema_migrations: SchemaMigrationsTable;
 }
@@ -34,6 +36,34 @@ export interface JobsTable {
   end_reason: string | null;
   pending_reason_json: string | null;
   cancel_requested_at: number | null;
+  /** The latest attempt's number; 0 before the first start. */
+  attempt: Generated<number>;
+  /** Restarts counted against max_restarts. */
+  restarts: Generated<number>;
+  not_before: number | null;
+  last_checkpoint: string | null;
+}
+
+/** An attempt that ended: its ranks (as Task JSON) and how it ended. */
+export interface JobAttemptsTable {
+  job_id: number;
+  attempt: number;
+  started_at: number | null;
+  finished_at: number;
+  exit_code: number | null;
+  reason: string;
+  tasks_json: string;
+}
+
+/** Progress records reported by ranks: a time series per job. */
+export interface ProgressTable {
+  seq: Generated<number>;
+  job_id: number;
+  attempt: number;
+  rank: number;
+  at: number;
+  step: number | null;
+  values_json: string;
 }
 
 export interface TasksTable {

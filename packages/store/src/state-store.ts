@@ -1,4 +1,4 @@
-import type { ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, Task, TaskStatus } from '@tutti/model';
+import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
 
 /**
  * The durable state of the control plane. Every method that changes state is one transaction, durable
@@ -41,7 +41,7 @@ export interface StateStore {
 
   /**
    * Starts placed jobs: for each placement, in one transaction, re-checks that the job is still pending and
-   * every GPU is still free, then marks the job running (startedAt = now), records allocations and `tasks`
+   * every GPU is still free, then marks the job running (startedAt = now, attempt + 1), records allocations and `tasks`
    * (status `starting`) and a `scheduled` event. Placements that fail the re-check are skipped and reported:
    * `job_not_pending` (also for an unknown job), `unknown_node` (a node, or a GPU index on it, that the inventory
    * lacks), `gpu_taken` (a GPU already allocated, or named twice in the placement). The database itself forbids
@@ -56,7 +56,8 @@ export interface StateStore {
   /**
    * Ends a running job: sets status, exitCode, endReason, finishedAt; releases its GPUs; appends the
    * event of the same name as the status. Returns false when the job was already terminal (or does not exist).
-   * A pending job may be ended too (e.g. one that can never fit). Its tasks are kept as the record of the run.
+   * A pending job may be ended too (e.g. one that can never fit). Its tasks are kept as the record of the run,
+   * and a job that was running has its last attempt recorded (see `listAttempts`) with the same exit code and reason.
    */
   finishJob(jobId: string, end: JobEnd, now: number): Promise<boolean>;
   /**
@@ -68,9 +69,19 @@ export interface StateStore {
   /**
    * Sends a running job back to pending: deletes its tasks and allocations, clears startedAt and
    * cancelRequestedAt, appends `requeued` with `reason`. False (and no change) for a job that is not running.
-   * A job whose cancel was requested should be finished as `cancelled` instead.
+   * A job whose cancel was requested should be finished as `cancelled` instead. The attempt that ran is recorded
+   * first (see `listAttempts`), with its tasks as they were.
    */
-  requeueJob(jobId: string, reason: string, now: number): Promise<boolean>;
+  requeueJob(jobId: string, reason: string, now: number, options?: RequeueOptions): Promise<boolean>;
+  /** The ended attempts of a job, oldest first (the running attempt is not among them: its ranks are `getTasks`). */
+  listAttempts(jobId: string): Promise<AttemptRecord[]>;
+  /**
+   * Appends progress records (one transaction). A record with a `checkpoint` also becomes the job's
+   * `lastCheckpoint`. Records of unknown jobs are dropped.
+   */
+  appendProgress(records: readonly NewProgressRecord[]): Promise<void>;
+  /** A job's progress records in seq order: after `afterSeq`, or the newest `last` of them. */
+  listProgress(jobId: string, query?: ProgressQuery): Promise<ProgressRecord[]>;
   /** Records why pending jobs wait (only changed ones need writing). Ids of jobs not pending are ignored. */
   setPendingReasons(reasons: ReadonlyMap<string, Diagnosis>): Promise<void>;
 
@@ -119,6 +130,27 @@ export interface JobEnd {
   status: 'succeeded' | 'failed' | 'cancelled';
   exitCode: number | null;
   endReason: string;
+}
+
+export interface RequeueOptions {
+  /** The event appended. @default 'requeued' */
+  event?: 'requeued' | 'restarting' | 'preempted';
+  /** Counts the requeue against max_restarts (`restarts + 1`). @default false */
+  countRestart?: boolean;
+  /** Not to be started before this (epoch ms): the restart backoff. */
+  notBefore?: number;
+  /** The recorded end of the attempt that ran. @default {exitCode: null, reason} */
+  attemptEnd?: { exitCode: number | null; reason: string };
+}
+
+export type NewProgressRecord = Omit<ProgressRecord, 'seq'>;
+
+export interface ProgressQuery {
+  afterSeq?: number;
+  /** Only the newest `last` records (still returned oldest first). */
+  last?: number;
+  /** @default 1000, at most 10000 */
+  limit?: number;
 }
 
 export type CancelOutcome = 'cancelled' | 'stopping' | 'already_finished' | 'not_found';

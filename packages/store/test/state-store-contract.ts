@@ -482,6 +482,81 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       });
     });
 
+    describe('attempts and restarts', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+      });
+
+      it('numbers attempts, records each ended attempt with its tasks, and counts only restarts asked for', async () => {
+        const job = await startJob([0, 1]);
+        expect((await store.getJob(job.id))?.attempt).toBe(1);
+        await store.updateTasks([{ jobId: job.id, rank: 0, status: 'exited', exitCode: 137, pid: 42, finishedAt: T0 + 40 }]);
+        expect(
+          await store.requeueJob(job.id, 'rank 0 was killed by SIGKILL; restart 1 of 2', T0 + 50, {
+            event: 'restarting',
+            countRestart: true,
+            notBefore: T0 + 5050,
+            attemptEnd: { exitCode: 137, reason: 'rank 0 was killed by SIGKILL' },
+          }),
+        ).toBe(true);
+        let after = await store.getJob(job.id);
+        expect(after).toMatchObject({ status: 'pending', attempt: 1, restarts: 1, notBefore: T0 + 5050 });
+        const [first] = await store.listAttempts(job.id);
+        expect(first).toMatchObject({ jobId: job.id, attempt: 1, startedAt: T0 + 10, finishedAt: T0 + 50, exitCode: 137, reason: 'rank 0 was killed by SIGKILL' });
+        expect(first?.tasks.map((t) => [t.rank, t.status, t.exitCode ?? null, t.pid ?? null])).toEqual([[0, 'exited', 137, 42], [1, 'starting', null, null]]);
+        expect((await store.listEvents({ jobId: job.id })).at(-1)).toMatchObject({ type: 'restarting' });
+
+        expect(await store.applyPlacements([makePlacement(job.id, [['n1', [0]]])], T0 + 6000)).toEqual([{ jobId: job.id, applied: true }]);
+        after = await store.getJob(job.id);
+        expect(after).toMatchObject({ status: 'running', attempt: 2, restarts: 1 });
+        expect(after?.notBefore).toBeUndefined();
+        // A preemption is not a restart.
+        expect(await store.requeueJob(job.id, 'preempted', T0 + 7000, { event: 'preempted' })).toBe(true);
+        expect(await store.getJob(job.id)).toMatchObject({ attempt: 2, restarts: 1 });
+        await store.applyPlacements([makePlacement(job.id, [['n1', [1]]])], T0 + 8000);
+        await store.finishJob(job.id, { status: 'failed', exitCode: 3, endReason: 'rank 0 exited with code 3' }, T0 + 9000);
+        const attempts = await store.listAttempts(job.id);
+        expect(attempts.map((a) => [a.attempt, a.exitCode, a.reason])).toEqual([
+          [1, 137, 'rank 0 was killed by SIGKILL'],
+          [2, null, 'preempted'],
+          [3, 3, 'rank 0 exited with code 3'],
+        ]);
+        expect(await store.listAttempts('999999')).toEqual([]);
+      });
+
+      it('a job that never started has no attempts', async () => {
+        const job = await store.createJob(makeJobSpec(), T0);
+        expect((await store.getJob(job.id))?.attempt).toBeUndefined();
+        await store.finishJob(job.id, { status: 'failed', exitCode: null, endReason: 'never fits' }, T0 + 1);
+        expect(await store.listAttempts(job.id)).toEqual([]);
+      });
+    });
+
+    describe('progress', () => {
+      it('stores records per job in order, keeps the last checkpoint, and drops records of unknown jobs', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        await store.appendProgress([
+          { jobId: a.id, attempt: 1, rank: 0, at: T0 + 1, step: 10, loss: 0.5, values: { step: 10, loss: 0.5 } },
+          { jobId: a.id, attempt: 1, rank: 0, at: T0 + 2, step: 20, checkpoint: '/ck/step-20', values: { step: 20, checkpoint: '/ck/step-20' } },
+          { jobId: b.id, attempt: 1, rank: 0, at: T0 + 2, step: 1, values: { step: 1 } },
+          { jobId: '999999', attempt: 1, rank: 0, at: T0 + 2, values: {} },
+        ]);
+        await store.appendProgress([{ jobId: a.id, attempt: 2, rank: 0, at: T0 + 3, step: 21, loss: 0.25, values: { step: 21, loss: 0.25 } }]);
+        const records = await store.listProgress(a.id);
+        expect(records.map((r) => [r.attempt, r.step, r.loss ?? null, r.checkpoint ?? null])).toEqual([
+          [1, 10, 0.5, null],
+          [1, 20, null, '/ck/step-20'],
+          [2, 21, 0.25, null],
+        ]);
+        expect((await store.getJob(a.id))?.lastCheckpoint).toBe('/ck/step-20');
+        expect((await store.getJob(b.id))?.lastCheckpoint).toBeUndefined();
+        expect((await store.listProgress(a.id, { last: 1 })).map((r) => r.step)).toEqual([21]);
+        expect((await store.listProgress(a.id, { afterSeq: records[0]!.seq })).map((r) => r.step)).toEqual([20, 21]);
+        expect(await store.listProgress('999999')).toEqual([]);
+      });
+    });
+
     describe('setPendingReasons', () => {
       it('records reasons of pending jobs, replacing older ones, and ignores other jobs', async () => {
         await store.replaceNodes([makeNode('n1', 1)], T0);

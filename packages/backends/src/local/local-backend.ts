@@ -41,6 +41,7 @@ import {
 } from './process-info.ts';
 import {
   RANK_SUPERVISOR_SCRIPT,
+  attemptDirectory,
   exitCodeForSignal,
   jobDirectory,
   rankFiles,
@@ -236,7 +237,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       return { observation: { jobId, rank, state: 'lost', detail: `the rank ran on node "${handle.node}", but this local backend runs node "${nodeName}"` } };
     }
     if (!isSafeJobId(jobId)) return { observation: { jobId, rank, state: 'lost', detail: `job id "${jobId}" cannot name a directory` } };
-    const files = rankFiles(dataDir, jobId, rank);
+    const files = rankFiles(dataDir, jobId, rank, handle.attempt);
     const exited = (): Adoption | undefined => {
       const recorded = readExitFile(files.exit);
       if (recorded === undefined) return undefined;
@@ -312,7 +313,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   /** Starts one rank. Synchronous, so that a launch's ranks start back to back. */
   function spawnRank(context: SpawnContext, rank: RankLaunch, failure: { error?: Error }): WatchedRank {
     const { request } = context;
-    const files = rankFiles(dataDir, request.jobId, rank.rank);
+    const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
     // A relaunch of the same job must not find the previous attempt's status.
     for (const stale of [files.exit, `${files.exit}.tmp`, files.pid]) rmSync(stale, { force: true });
     const env = computeRankEnvironment({
@@ -324,6 +325,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       masterPort: context.masterPort,
       logPath: files.log,
       jobEnv: request.env,
+      ...(request.runtimeEnv !== undefined ? { runtimeEnv: request.runtimeEnv } : {}),
+      ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
       inherited: process.env,
     });
     const logFd = openSync(files.log, 'a');
@@ -353,6 +356,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       pidStartTime: readProcessStartTime(pid) ?? 0,
       logPath: files.log,
       startedAt: now(),
+      ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
     };
     const record: WatchedRank = { key: keyOf(request.jobId, rank.rank), handle, files, child, killedByStop: false, silent: false, waiters: [] };
     watched.set(record.key, record);
@@ -413,10 +417,11 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       throw new LaunchError('WorkdirMissing', `workdir "${request.workdir}" is not an absolute path`);
     }
     const jobDir = jobDirectory(dataDir, request.jobId);
+    const filesDir = attemptDirectory(dataDir, request.jobId, request.attempt);
     // Independent I/O in parallel; all of it settles before a failure is thrown, so nothing runs on after a reject.
     const [workdirResult, supervisorResult, portResult] = await Promise.allSettled([
       resolveWorkdir(request.workdir, jobDir),
-      mkdir(jobDir, { recursive: true }).then(ensureSupervisor),
+      mkdir(filesDir, { recursive: true }).then(ensureSupervisor),
       findFreePort(address),
     ]);
     const cwd = valueOf(workdirResult);

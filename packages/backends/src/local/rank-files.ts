@@ -5,6 +5,7 @@
  *   <dataDir>/jobs/<jobId>/rank-<r>.log     stdout + stderr of the rank, appended
  *   <dataDir>/jobs/<jobId>/rank-<r>.pid     the supervisor's pid (= the rank's process group and session id)
  *   <dataDir>/jobs/<jobId>/rank-<r>.exit    the user command's exit status, written once it has exited
+ *   <dataDir>/jobs/<jobId>/attempt-<n>/…    the same files, per attempt, for a launch that names its attempt
  */
 import { constants as osConstants } from 'node:os';
 import { readFileSync, statSync } from 'node:fs';
@@ -60,8 +61,14 @@ export interface RankFiles {
   exit: string;
 }
 
-export function rankFiles(dataDir: string, jobId: string, rank: number): RankFiles {
+/** Attempt n of a job keeps its files in `jobs/<id>/attempt-<n>/`; without an attempt, in `jobs/<id>/`. */
+export function attemptDirectory(dataDir: string, jobId: string, attempt?: number): string {
   const dir = jobDirectory(dataDir, jobId);
+  return attempt === undefined ? dir : join(dir, `attempt-${attempt}`);
+}
+
+export function rankFiles(dataDir: string, jobId: string, rank: number, attempt?: number): RankFiles {
+  const dir = attemptDirectory(dataDir, jobId, attempt);
   return { log: join(dir, `rank-${rank}.log`), pid: join(dir, `rank-${rank}.pid`), exit: join(dir, `rank-${rank}.exit`) };
 }
 

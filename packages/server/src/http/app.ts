@@ -13,7 +13,7 @@ import type { JobController } from '../job-controller.ts';
 import type { EventFeed } from '../event-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { toEventView, toJobView, toNodeViews } from '../views.ts';
+import { toEventView, toJobView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
 import { followLog } from './log-follow.ts';
 import { serveEventStream } from './event-stream.ts';
@@ -73,7 +73,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
     const [counts, snapshot] = await Promise.all([store.countJobsByStatus(), store.snapshot()]);
     void reply.type('text/plain; version=0.0.4');
-    return metrics.render(counts, snapshot);
+    return metrics.render(counts, snapshot, controller.lastProgress());
   });
 
   app.post(
@@ -132,11 +132,34 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks', params: jobIdParams} }, async (request) => {
+  app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks, its attempts and its last progress record', params: jobIdParams } }, async (request) => {
     const { id } = request.params as { id: string };
     const job = await requireJob(store, id);
-    return toJobView(job, await store.getTasks(id), controller.pendingDiagnosis(id));
+    const [tasks, attempts, progress] = await Promise.all([store.getTasks(id), store.listAttempts(id), store.listProgress(id, { last: 1 })]);
+    return toJobView(job, tasks, controller.pendingDiagnosis(id), { attempts, progress: progress.at(-1), now: deps.now() });
   });
+
+  app.get(
+    '/v1/jobs/:id/metrics',
+    {
+      schema: {
+        summary: "A job's progress records (time series), oldest first: the newest `last`, or those after `after` (a seq)",
+        params: jobIdParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { last: { type: 'integer', minimum: 1, maximum: 10000 }, after: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 10000 } },
+        },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const { last, after, limit } = request.query as { last?: number; after?: number; limit?: number };
+      await requireJob(store, id);
+      const records = await store.listProgress(id, { ...(last !== undefined ? { last } : {}), ...(after !== undefined ? { afterSeq: after } : {}), ...(limit !== undefined ? { limit } : {}) });
+      return { job_id: id, records: records.map(toProgressView) };
+    },
+  );
 
   app.get('/v1/jobs/:id/events', { schema: { summary: "A job's history", params: jobIdParams } }, async (request) => {
     const { id } = request.params as { id: string };

@@ -1,0 +1,95 @@
+/**
+ * Progress records: one-line JSON objects a rank prints on stdout, `{"tutti": {"step": 120, "loss": 0.42,
+ * "checkpoint": "/ckpt/step-120"}}`. The server reads them by tailing the rank's log file incrementally (no pipe
+ * between the rank and the control plane, so a rank never blocks on a slow server and survives its restart).
+ */
+import { statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+
+/** Longest line read as a progress record; longer lines are skipped (they are someone's data, not a record). */
+const MAX_RECORD_LINE = 16 * 1024;
+/** Bytes read from one log per poll, so a chatty rank cannot stall the loop. */
+const MAX_READ_PER_POLL = 1024 * 1024;
+const RECORD_PREFIX = '{"tutti"';
+
+/**
+ * The fields of a progress record, or undefined when the line is not one. Only string, number and boolean values
+ * are kept (a record is a flat set of gauges); `step` must be a whole number ≥ 0 and `checkpoint` a string when
+ * present, or the record is refused.
+ */
+export function parseProgressLine(line: string): Record<string, string | number | boolean> | undefined {
+  const text = line.trim();
+  if (!text.startsWith(RECORD_PREFIX) || text.length > MAX_RECORD_LINE) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const body = (parsed as { tutti?: unknown }).tutti;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const values: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) continue;
+    if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string' || typeof value === 'boolean') values[key] = value;
+  }
+  if ('step' in values && !(typeof values.step === 'number' && Number.isSafeInteger(values.step) && values.step >= 0)) return undefined;
+  if ('checkpoint' in values && typeof values.checkpoint !== 'string') return undefined;
+  return Object.keys(values).length === 0 ? undefined : values;
+}
+
+/** Reads the complete lines appended to a file since the last call. A missing file reads as no lines. */
+export class LogTail {
+  private offset: number;
+  private partial = '';
+  /** Reads run one after the other: two overlapping reads would return the same lines twice. */
+  private reading: Promise<unknown> = Promise.resolve();
+
+  /** `from: 'end'` skips what the file holds now (e.g. when adopting a rank after a restart). */
+  constructor(
+    readonly path: string,
+    from: 'start' | 'end' = 'start',
+  ) {
+    let size = 0;
+    if (from === 'end') {
+      try {
+        size = statSync(path).size;
+      } catch {
+        size = 0;
+      }
+    }
+    this.offset = size;
+  }
+
+  readLines(): Promise<string[]> {
+    const next = this.reading.then(() => this.readNow());
+    this.reading = next.catch(() => undefined);
+    return next;
+  }
+
+  private async readNow(): Promise<string[]> {
+    const file = await open(this.path, 'r').catch(() => undefined);
+    if (!file) return [];
+    try {
+      const { size } = await file.stat();
+      if (size < this.offset) {
+        // Truncated or replaced: start over.
+        this.offset = 0;
+        this.partial = '';
+      }
+      const length = Math.min(size - this.offset, MAX_READ_PER_POLL);
+      if (length <= 0) return [];
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = await file.read(buffer, 0, length, this.offset);
+      this.offset += bytesRead;
+      const text = this.partial + buffer.subarray(0, bytesRead).toString('utf8');
+      const lines = text.split('\n');
+      this.partial = lines.pop() ?? '';
+      // A line that never ends is dropped once it is longer than any record could be.
+      if (this.partial.length > MAX_RECORD_LINE) this.partial = '';
+      return lines;
+    } finally {
+      await file.close();
+    }
+  }
+}

@@ -4,6 +4,8 @@
  * Where the validator accepts several shapes the schema lists them with `oneOf`; it does not restate every rule
  * (GPU type normalisation, unit syntax, null meaning "left out").
  */
+import { TOPOLOGY_LEVELS } from './job.ts';
+import { GPU_FRACTION_MIN } from './job-spec-validate.ts';
 
 const label = {
   type: 'string',
@@ -30,6 +32,8 @@ const duration = {
   ],
 } as const;
 
+const topologyLevel = { type: 'string', enum: [...TOPOLOGY_LEVELS] } as const;
+
 const gpuType = { type: 'string', minLength: 1, description: 'A GPU type like H100, A100 or T4 (case-insensitive; product names are normalised).' } as const;
 
 export const jobSpecJsonSchema = {
@@ -49,22 +53,27 @@ export const jobSpecJsonSchema = {
       description: 'Resources per node. Without it the job asks for no GPUs.',
       properties: {
         gpus: {
-          description: 'Whole GPUs per node: a count, TYPE:COUNT (e.g. H100:8), or a mapping.',
+          description: 'GPUs per node: whole GPUs (an integer), a share of one GPU (0 < x < 1, on one node), TYPE:COUNT (e.g. H100:8, H100:0.5), or a mapping.',
           default: 0,
           oneOf: [
             { type: 'integer', minimum: 0 },
-            { type: 'string', pattern: '^\\s*(\\d+|[^:]+:\\s*\\d+)\\s*$', examples: ['H100:8', 'H100,A100:2'] },
+            { type: 'number', minimum: GPU_FRACTION_MIN, exclusiveMaximum: 1, description: 'A share of one GPU, packed with other shares on a shared GPU.', examples: [0.5, 0.25] },
+            { type: 'string', pattern: '^\\s*((\\d+(\\.\\d*)?|\\.\\d+)|[^:]+:\\s*(\\d+(\\.\\d*)?|\\.\\d+))\\s*$', examples: ['H100:8', 'H100,A100:2', 'H100:0.5'] },
             {
               type: 'object',
-              required: ['count'],
+              anyOf: [{ required: ['count'] }, { required: ['fraction'] }],
               additionalProperties: false,
               properties: {
-                count: { type: 'integer', minimum: 0 },
+                count: { type: 'integer', minimum: 0, description: 'Whole GPUs per node; 1 (or left out) with fraction.' },
+                fraction: {
+                  type: 'number', minimum: GPU_FRACTION_MIN, exclusiveMaximum: 1, examples: [0.25, 0.5],
+                  description: 'A share of one GPU (0 < fraction < 1), packed with other shares on a shared GPU; the job then runs on one node (num_nodes 1).',
+                },
                 type: {
                   description: 'Acceptable types in order of preference; left out or empty means any type.',
                   oneOf: [gpuType, { type: 'array', items: gpuType }],
                 },
-                memory: { ...memorySize, description: 'Minimum memory of each GPU. ' + memorySize.description },
+                memory: { ...memorySize, description: 'Minimum memory of each GPU; with fraction, the GPU memory the share needs (default: fraction × the GPU\'s memory). ' + memorySize.description },
               },
             },
           ],
@@ -74,6 +83,19 @@ export const jobSpecJsonSchema = {
       },
     },
     num_nodes: { type: 'integer', minimum: 1, default: 1, description: 'Nodes the gang spans.' },
+    topology: {
+      description: 'Keep the gang inside one NVLink domain, node, rack or zone: as a must (require) or best effort (prefer). '
+        + 'Exactly one of require, prefer. require: nvlink or node needs num_nodes 1.',
+      type: 'object',
+      additionalProperties: false,
+      minProperties: 1,
+      maxProperties: 1,
+      properties: {
+        require: { ...topologyLevel, description: 'The gang is placed only inside one domain of this level.' },
+        prefer: { ...topologyLevel, description: 'Best effort: inside one domain of this level when one has room, else wider.' },
+      },
+      examples: [{ require: 'rack' }, { prefer: 'node' }],
+    },
     run: {
       description: 'A command string run by /bin/sh -c, or an argv list run without a shell.',
       oneOf: [

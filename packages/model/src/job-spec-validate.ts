@@ -5,8 +5,8 @@
  */
 import { findClosestMatch } from './closest-match.ts';
 import { normalizeGpuType } from './gpu-type.ts';
-import type { GpuRequest, JobSpec, ResourceRequest, RestartCause, RunCommand, StopSignal } from './job.ts';
-import { RESTART_CAUSES, STOP_SIGNALS } from './job.ts';
+import type { GpuRequest, JobSpec, ResourceRequest, RestartCause, RunCommand, StopSignal, TopologyConstraint, TopologyLevel } from './job.ts';
+import { RESTART_CAUSES, STOP_SIGNALS, TOPOLOGY_LEVELS } from './job.ts';
 import { parseDuration, parseMemorySize } from './units.ts';
 
 /** A step into the document: a mapping key or a list index. */
@@ -28,10 +28,13 @@ export interface ValidationContext {
   scalarSource?: (path: readonly PathSegment[]) => string | undefined;
 }
 
-export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'run', 'workdir', 'env', 'max_duration',
+export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'topology', 'run', 'workdir', 'env', 'max_duration',
   'max_restarts', 'restart_on', 'restart_backoff', 'checkpoint_dir', 'stop_signal', 'preemption_grace', 'hang_timeout'] as const;
 export const RESOURCE_FIELDS = ['gpus', 'cpus', 'memory'] as const;
-export const GPU_FIELDS = ['count', 'type', 'memory'] as const;
+export const GPU_FIELDS = ['count', 'fraction', 'type', 'memory'] as const;
+export const TOPOLOGY_FIELDS = ['require', 'prefer'] as const;
+/** The smallest share of one GPU a job may ask for (the scheduler counts shares in ten-thousandths of a GPU). */
+export const GPU_FRACTION_MIN = 0.0001;
 
 /** Names people reach for that mean one of our fields; checked before edit distance. */
 const TOP_LEVEL_ALIASES: Record<string, string> = {
@@ -39,9 +42,17 @@ const TOP_LEVEL_ALIASES: Record<string, string> = {
   nodes: 'num_nodes', nnodes: 'num_nodes', command: 'run', cmd: 'run', script: 'run', args: 'run', argv: 'run',
   environment: 'env', timeout: 'max_duration', time: 'max_duration', walltime: 'max_duration', time_limit: 'max_duration',
   cwd: 'workdir', working_dir: 'workdir', dir: 'workdir', queue: 'team', partition: 'team',
+  placement: 'topology', affinity: 'topology', locality: 'topology',
 };
 const RESOURCE_ALIASES: Record<string, string> = { gpu: 'gpus', cpu: 'cpus', mem: 'memory' };
-const GPU_ALIASES: Record<string, string> = { types: 'type', gpu_type: 'type', mem: 'memory', n: 'count', num: 'count' };
+const GPU_ALIASES: Record<string, string> = {
+  types: 'type', gpu_type: 'type', mem: 'memory', n: 'count', num: 'count', share: 'fraction', frac: 'fraction', gpu_fraction: 'fraction',
+};
+const TOPOLOGY_ALIASES: Record<string, string> = { must: 'require', required: 'require', requires: 'require', should: 'prefer', preferred: 'prefer', prefers: 'prefer' };
+/** Words people use for a topology level. */
+const TOPOLOGY_LEVEL_ALIASES: Record<string, TopologyLevel> = {
+  nvl: 'nvlink', nvswitch: 'nvlink', host: 'node', machine: 'node', server: 'node', switch: 'rack', block: 'rack', region: 'zone', az: 'zone',
+};
 
 export const NAME_MAX_LENGTH = 63;
 const LABEL_CHARSET_RE = /^[a-z0-9-]+$/;
@@ -50,7 +61,9 @@ const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const GPU_TYPE_RE = /^[A-Z0-9]+$/;
 const LABEL_EXPECTED = `expected lowercase letters, digits and '-' (at most ${NAME_MAX_LENGTH} characters)`;
 const GPUS_EXPECTED = 'expected a number ≥ 0 or TYPE:COUNT like H100:8';
-const WHOLE_GPUS = 'whole GPUs only for now (fractional GPUs are not supported yet): expected an integer ≥ 0';
+const WHOLE_OR_FRACTION = 'expected either whole GPUs (an integer ≥ 0) or a fraction of one GPU (between 0 and 1, e.g. 0.5)';
+const FRACTION_EXPECTED = `expected a fraction of one GPU between 0 and 1 (at least ${GPU_FRACTION_MIN}), e.g. 0.25`;
+const TOPOLOGY_EXPECTED = `expected a mapping with exactly one of require, prefer and a level (${TOPOLOGY_LEVELS.join(', ')}), like {require: rack} or {prefer: node}`;
 const MEMORY_EXPECTED = 'expected a size > 0 like 16GB, 512MiB or 1TB (a bare number means MiB)';
 const DURATION_EXPECTED = 'expected a duration > 0 like 2h, 30m, 1h30m, 90s or 01:30:00 (a bare number means seconds)';
 const RUN_EXPECTED = 'expected a non-empty command string (run by /bin/sh -c) or a non-empty list of strings (argv, run without a shell)';
@@ -114,6 +127,8 @@ class Validator {
     const priority = this.readInteger(own(value, 'priority'), ['priority'], 50, 0, 1000, 'an integer from 0 to 1000 (higher runs first)');
     const resources = this.readResources(own(value, 'resources'), ['resources']);
     const numNodes = this.readInteger(own(value, 'num_nodes'), ['num_nodes'], 1, 1, Number.MAX_SAFE_INTEGER, 'an integer ≥ 1');
+    const topology = this.readTopology(own(value, 'topology'), ['topology']);
+    if (numNodes !== undefined && numNodes > 1) this.checkSingleNode(resources, topology, numNodes);
     const run = this.readRun(own(value, 'run'), ['run']);
     const workdir = this.readWorkdir(own(value, 'workdir'), ['workdir']);
     const env = this.readEnv(own(value, 'env'), ['env']);
@@ -125,6 +140,7 @@ class Validator {
       return undefined;
     }
     const spec: JobSpec = { name, team, priority, resources, numNodes, run, env };
+    if (topology !== undefined) spec.topology = topology;
     if (workdir !== undefined) spec.workdir = workdir;
     if (maxDurationMs !== undefined) spec.maxDurationMs = maxDurationMs;
     Object.assign(spec, survival);
@@ -179,6 +195,46 @@ class Validator {
     return out;
   }
 
+  /** `{require: rack}` or `{prefer: node}`: exactly one mode, and a level from `TOPOLOGY_LEVELS`. */
+  private readTopology(value: unknown, path: PathSegment[]): TopologyConstraint | undefined {
+    if (isAbsent(value)) return undefined;
+    if (!isPlainObject(value)) {
+      const level = typeof value === 'string' ? toTopologyLevel(value) : undefined;
+      const hint = level !== undefined ? ` (did you mean {require: ${level}} or {prefer: ${level}}?)` : '';
+      return this.fail(path, `${TOPOLOGY_EXPECTED}, got ${describeValue(value)}${hint}`);
+    }
+    const issuesBefore = this.issues.length;
+    this.checkUnknownFields(value, path, TOPOLOGY_FIELDS, TOPOLOGY_ALIASES);
+    const modes = TOPOLOGY_FIELDS.filter((mode) => !isAbsent(own(value, mode)));
+    const [mode] = modes;
+    if (modes.length > 1) {
+      return this.fail(path, `expected exactly one of require (a must) or prefer (best effort), got both require: ${describeValue(own(value, 'require'))} and prefer: ${describeValue(own(value, 'prefer'))}`);
+    }
+    if (mode === undefined) {
+      // `{requires: rack}` has already been reported as an unknown field; a second message would say the same.
+      if (this.issues.length > issuesBefore) return undefined;
+      return this.fail(path, `${TOPOLOGY_EXPECTED}, got ${Object.keys(value).length === 0 ? 'an empty mapping' : 'neither'}`);
+    }
+    const given = own(value, mode);
+    const level = typeof given === 'string' ? toTopologyLevel(given) : undefined;
+    if (level !== undefined && typeof given === 'string' && level === given.trim().toLowerCase()) {
+      return mode === 'require' ? { require: level } : { prefer: level };
+    }
+    const hint = level !== undefined ? ` (did you mean '${level}'?)` : '';
+    return this.fail([...path, mode], `expected one of ${TOPOLOGY_LEVELS.join(', ')} (tightest first), got ${describeValue(given)}${hint}`);
+  }
+
+  /** A share of one GPU, or a required NVLink domain or node, holds one node: `num_nodes` must then be 1. */
+  private checkSingleNode(resources: ResourceRequest | undefined, topology: TopologyConstraint | undefined, numNodes: number): void {
+    if (resources?.gpus.fraction !== undefined) {
+      this.fail(['num_nodes'], `expected 1 for a fractional GPU job (a share of one GPU runs on one node), got ${numNodes}`);
+    }
+    if (topology !== undefined && 'require' in topology && (topology.require === 'nvlink' || topology.require === 'node')) {
+      this.fail(['topology', 'require'],
+        `expected rack or zone for a job on ${numNodes} nodes (require: ${topology.require} keeps the gang inside one ${topology.require === 'node' ? 'node' : 'NVLink domain of one node'}; write prefer: ${topology.require} for a preference), got '${topology.require}'`);
+    }
+  }
+
   private checkUnknownFields(record: Record<string, unknown>, path: PathSegment[], allowed: readonly string[], aliases: Record<string, string>): void {
     for (const key of Object.keys(record)) {
       if (allowed.includes(key)) continue;
@@ -231,30 +287,28 @@ class Validator {
   }
 
   private readGpus(value: unknown, path: PathSegment[]): GpuRequest | undefined {
-    if (typeof value === 'number') {
-      const count = this.readGpuCount(value, path, value);
-      return count === undefined ? undefined : { count, types: [] };
-    }
+    if (typeof value === 'number') return this.readGpuAmount(value, path, value, []);
     if (typeof value === 'string') return this.readGpuString(value, path);
     if (isPlainObject(value)) return this.readGpuMapping(value, path);
     return this.fail(path, `${GPUS_EXPECTED}, or a mapping like {count: 8, type: H100, memory: 80GB}, got ${describeValue(value)}`);
   }
 
-  /** Counts as numbers: whole and ≥ 0. `shown` is what the user wrote, for the message. */
-  private readGpuCount(count: number, path: PathSegment[], shown: unknown): number | undefined {
-    if (!Number.isFinite(count) || count < 0) return this.fail(path, `${GPUS_EXPECTED}, got ${describeValue(shown)}`);
-    if (!Number.isInteger(count)) return this.fail(path, `${WHOLE_GPUS}, got ${describeValue(shown)}`);
-    if (count > Number.MAX_SAFE_INTEGER) return this.fail(path, `${GPUS_EXPECTED}, got ${describeValue(shown)}`);
-    return count;
+  /**
+   * A bare amount of GPUs: whole GPUs (an integer ≥ 0) or a share of one GPU (0 < x < 1, then count 1 and `fraction`).
+   * `shown` is what the user wrote, for the message.
+   */
+  private readGpuAmount(amount: number, path: PathSegment[], shown: unknown, types: string[]): GpuRequest | undefined {
+    if (!Number.isFinite(amount) || amount < 0 || amount > Number.MAX_SAFE_INTEGER) return this.fail(path, `${GPUS_EXPECTED}, got ${describeValue(shown)}`);
+    if (Number.isInteger(amount)) return { count: amount, types };
+    if (amount > 1) return this.fail(path, `${WHOLE_OR_FRACTION}, got ${describeValue(shown)}`);
+    if (amount < GPU_FRACTION_MIN) return this.fail(path, `${FRACTION_EXPECTED}, got ${describeValue(shown)}`);
+    return { count: 1, types, fraction: amount };
   }
 
   /** "2", "H100:8" or "H100,A100:8". */
   private readGpuString(text: string, path: PathSegment[]): GpuRequest | undefined {
     const trimmed = text.trim();
-    if (/^(\d+(\.\d*)?|\.\d+)$/.test(trimmed)) {
-      const count = this.readGpuCount(Number(trimmed), path, text);
-      return count === undefined ? undefined : { count, types: [] };
-    }
+    if (/^(\d+(\.\d*)?|\.\d+)$/.test(trimmed)) return this.readGpuAmount(Number(trimmed), path, text, []);
     const colon = trimmed.lastIndexOf(':');
     const countText = trimmed.slice(colon + 1).trim();
     const typeText = trimmed.slice(0, Math.max(colon, 0));
@@ -262,38 +316,57 @@ class Validator {
       return this.fail(path, `${GPUS_EXPECTED}, got ${describeValue(text)}`);
     }
     const count = Number(countText);
-    if (!Number.isInteger(count)) return this.fail(path, `${WHOLE_GPUS}, got ${describeValue(text)}`);
-    if (count < 1) return this.fail(path, `expected a COUNT ≥ 1 in TYPE:COUNT (leave gpus out, or write 0, for a CPU-only job), got ${describeValue(text)}`);
+    if (count === 0) return this.fail(path, `expected a COUNT ≥ 1 in TYPE:COUNT (leave gpus out, or write 0, for a CPU-only job), got ${describeValue(text)}`);
     const types: string[] = [];
     for (const part of typeText.split(',')) {
       const type = normalizeGpuType(part);
       if (!GPU_TYPE_RE.test(type)) return this.fail(path, `expected GPU types like H100 or A100 before ':' in TYPE:COUNT, got ${describeValue(text)}`);
       if (!types.includes(type)) types.push(type);
     }
-    return { count, types };
+    return this.readGpuAmount(count, path, text, types);
   }
 
   private readGpuMapping(value: Record<string, unknown>, path: PathSegment[]): GpuRequest | undefined {
     this.checkUnknownFields(value, path, GPU_FIELDS, GPU_ALIASES);
-    const countValue = own(value, 'count');
-    let count: number | undefined;
-    if (isAbsent(countValue)) {
-      this.fail([...path, 'count'], 'required: the number of whole GPUs per node, e.g. count: 8');
-    } else if (typeof countValue === 'number') {
-      count = this.readGpuCount(countValue, [...path, 'count'], countValue);
-    } else {
-      this.fail([...path, 'count'], `expected an integer ≥ 0, got ${describeValue(countValue)}`);
-    }
+    const fractionValue = own(value, 'fraction');
+    const hasFraction = !isAbsent(fractionValue);
+    const fraction = hasFraction ? this.readFraction(fractionValue, [...path, 'fraction']) : undefined;
+    const count = this.readGpuMappingCount(own(value, 'count'), [...path, 'count'], hasFraction);
     const types = this.readGpuTypes(own(value, 'type'), [...path, 'type']);
     const memoryMiB = this.readMemory(own(value, 'memory'), [...path, 'memory']);
     if (count === 0 && ((types?.length ?? 0) > 0 || memoryMiB !== undefined)) {
       this.fail([...path, 'count'], `expected a count ≥ 1 when a GPU type or memory is given, got 0`);
       return undefined;
     }
-    if (count === undefined || types === undefined) return undefined;
+    if (count === undefined || types === undefined || (hasFraction && fraction === undefined)) return undefined;
     const gpus: GpuRequest = { count, types };
     if (memoryMiB !== undefined) gpus.memoryMiB = memoryMiB;
+    if (fraction !== undefined) gpus.fraction = fraction;
     return gpus;
+  }
+
+  /** `count` in the mapping form: whole GPUs; exactly 1 (or left out) with a `fraction`. */
+  private readGpuMappingCount(value: unknown, path: PathSegment[], hasFraction: boolean): number | undefined {
+    if (isAbsent(value)) {
+      if (hasFraction) return 1;
+      return this.fail(path, 'required: the number of whole GPUs per node, e.g. count: 8 (or count: 1 with a fraction, e.g. fraction: 0.5)');
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
+      return this.fail(path, `expected an integer ≥ 0, got ${describeValue(value)}`);
+    }
+    if (hasFraction) {
+      return value === 1 ? 1 : this.fail(path, `expected count: 1 with a fraction (a share of one GPU), got ${describeValue(value)}`);
+    }
+    if (Number.isInteger(value)) return value;
+    if (value < 1) return this.fail(path, `expected whole GPUs (an integer ≥ 0), got ${describeValue(value)}; for a share of one GPU write count: 1, fraction: ${value}`);
+    return this.fail(path, `expected either whole GPUs (an integer ≥ 0) or a fraction of one GPU (count: 1 with a fraction between 0 and 1, e.g. fraction: 0.5), got ${describeValue(value)}`);
+  }
+
+  /** `fraction` in the mapping form: a share of one GPU, strictly between 0 and 1. */
+  private readFraction(value: unknown, path: PathSegment[]): number | undefined {
+    if (typeof value === 'number' && Number.isFinite(value) && value >= GPU_FRACTION_MIN && value < 1) return value;
+    const hint = value === 1 ? '; for whole GPUs leave fraction out (count: 1)' : '';
+    return this.fail(path, `${FRACTION_EXPECTED}, got ${describeValue(value)}${hint}`);
   }
 
   private readGpuTypes(value: unknown, path: PathSegment[]): string[] | undefined {
@@ -392,6 +465,16 @@ class Validator {
     // fromEntries defines own properties, so a variable named __proto__ stays a variable.
     return ok ? Object.fromEntries(entries) : undefined;
   }
+}
+
+/** The level a word names ('Rack', 'host', 'racks'), if any: exact (case-insensitive), a known alias, or a close typo. */
+function toTopologyLevel(given: string): TopologyLevel | undefined {
+  const word = given.trim().toLowerCase();
+  const exact = TOPOLOGY_LEVELS.find((level) => level === word);
+  if (exact !== undefined) return exact;
+  if (Object.hasOwn(TOPOLOGY_LEVEL_ALIASES, word)) return TOPOLOGY_LEVEL_ALIASES[word];
+  const close = findClosestMatch(word, TOPOLOGY_LEVELS);
+  return TOPOLOGY_LEVELS.find((level) => level === close);
 }
 
 /** A valid label close to what was given ("ResNet_DDP" → "resnet-ddp"), if there is one. */

@@ -5,7 +5,7 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
 import type { FieldError, ParseResult } from './errors.ts';
-import type { JobSpec } from './job.ts';
+import type { JobSpec, TopologyLevel } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
 import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
 import { formatDuration } from './units.ts';
@@ -19,11 +19,14 @@ export interface JobSpecDocument {
   team: string;
   priority: number;
   resources: {
-    gpus: { count: number; type: string[]; memory?: string };
+    /** `fraction` (0 < fraction < 1, with count 1): a share of one GPU; `memory` is then the share's GPU memory. */
+    gpus: { count: number; fraction?: number; type: string[]; memory?: string };
     cpus?: number;
     memory?: string;
   };
   num_nodes: number;
+  /** Keep the gang inside one domain: a must (`require`) or best effort (`prefer`). */
+  topology?: { require: TopologyLevel } | { prefer: TopologyLevel };
   /** A string runs under /bin/sh -c; a list is argv, run without a shell. */
   run: string | string[];
   workdir?: string;
@@ -98,7 +101,7 @@ export function parseJobSpecObject(value: unknown): ParseResult<JobSpec> {
 }
 
 /**
- * The canonical document for a spec: snake_case, every default written out, gpus always as {count, type, memory?},
+ * The canonical document for a spec: snake_case, every default written out, gpus always as {count, fraction?, type, memory?},
  * sizes and durations as strings. `parseJobSpecObject(serializeJobSpec(spec))` gives back an equal spec.
  */
 export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
@@ -108,11 +111,17 @@ export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
     team: spec.team,
     priority: spec.priority,
     resources: {
-      gpus: { count: gpus.count, type: [...gpus.types], ...(gpus.memoryMiB !== undefined ? { memory: formatMemoryExact(gpus.memoryMiB) } : {}) },
+      gpus: {
+        count: gpus.count,
+        ...(gpus.fraction !== undefined ? { fraction: gpus.fraction } : {}),
+        type: [...gpus.types],
+        ...(gpus.memoryMiB !== undefined ? { memory: formatMemoryExact(gpus.memoryMiB) } : {}),
+      },
       ...(spec.resources.cpus !== undefined ? { cpus: spec.resources.cpus } : {}),
       ...(spec.resources.memoryMiB !== undefined ? { memory: formatMemoryExact(spec.resources.memoryMiB) } : {}),
     },
     num_nodes: spec.numNodes,
+    ...(spec.topology !== undefined ? { topology: 'require' in spec.topology ? { require: spec.topology.require } : { prefer: spec.topology.prefer } } : {}),
     run: spec.run.kind === 'shell' ? spec.run.command : [...spec.run.argv],
     env: Object.fromEntries(Object.entries(spec.env)),
   };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
-import { parseJobSpecObject, parseJobSpecYaml, serializeJobSpec, type GpuRequest, type JobSpec, type RunCommand } from '@tutti/model';
+import { parseJobSpecObject, parseJobSpecYaml, serializeJobSpec, TOPOLOGY_LEVELS, type GpuRequest, type JobSpec, type RunCommand, type TopologyConstraint } from '@tutti/model';
 
 const label = fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/);
 const gpuType = fc.oneof(fc.constantFrom('H100', 'H200', 'A100', 'V100', 'T4', 'L40S', 'RTX4090', 'A6000', 'MI300X'), fc.stringMatching(/^[A-Z][A-Z0-9]{0,7}$/));
@@ -13,6 +13,22 @@ const gpuRequest: fc.Arbitrary<GpuRequest> = fc.oneof(
     { count: fc.integer({ min: 1, max: 64 }), types: fc.uniqueArray(gpuType, { maxLength: 4 }), memoryMiB: mib },
     { requiredKeys: ['count', 'types'] },
   ),
+  // A share of one GPU: count 1, any fraction in [0.0001, 1), sometimes a "nice" one.
+  fc.record(
+    {
+      count: fc.constant(1),
+      types: fc.uniqueArray(gpuType, { maxLength: 4 }),
+      memoryMiB: mib,
+      fraction: fc.oneof(fc.constantFrom(0.5, 0.25, 0.125, 0.1, 0.0001), fc.double({ min: 0.0001, max: 1, maxExcluded: true, noNaN: true })),
+    },
+    { requiredKeys: ['count', 'types', 'fraction'] },
+  ),
+);
+
+const topologyLevel = fc.constantFrom(...TOPOLOGY_LEVELS);
+const topology: fc.Arbitrary<TopologyConstraint> = fc.oneof(
+  topologyLevel.map((level) => ({ require: level })),
+  topologyLevel.map((level) => ({ prefer: level })),
 );
 
 const nonBlank = fc.string({ minLength: 1 }).filter((s) => s.trim() !== '');
@@ -34,13 +50,19 @@ const jobSpec: fc.Arbitrary<JobSpec> = fc.record(
       { requiredKeys: ['gpus'] },
     ),
     numNodes: fc.integer({ min: 1, max: 1024 }),
+    topology,
     run,
     workdir: nonBlank,
     env,
     maxDurationMs: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   },
   { requiredKeys: ['name', 'team', 'priority', 'resources', 'numNodes', 'run', 'env'] },
-);
+).map((spec) => {
+  // Only valid specs: a share of one GPU runs on one node, and so does a gang that requires one node or NVLink domain.
+  const singleNode = spec.resources.gpus.fraction !== undefined
+    || (spec.topology !== undefined && 'require' in spec.topology && (spec.topology.require === 'node' || spec.topology.require === 'nvlink'));
+  return singleNode ? { ...spec, numNodes: 1 } : spec;
+});
 
 describe('serializeJobSpec', () => {
   it('round-trips through parseJobSpecObject', () => {
@@ -71,5 +93,17 @@ describe('serializeJobSpec', () => {
       resources: { gpus: { count: 8, type: ['H100', 'A100'], memory: '80GiB' }, cpus: 16, memory: '1536MiB' },
       run: ['python', 'train.py'], max_duration: '1h30m',
     });
+  });
+
+  it('writes a share of one GPU and a topology', () => {
+    const document = serializeJobSpec({
+      name: 'notebook', team: 'default', priority: 50, numNodes: 1, env: {}, topology: { prefer: 'node' },
+      resources: { gpus: { count: 1, types: ['H100'], memoryMiB: 10240, fraction: 0.25 } }, run: { kind: 'shell', command: 'jupyter lab' },
+    });
+    expect(document).toEqual({
+      name: 'notebook', team: 'default', priority: 50, num_nodes: 1, env: {}, topology: { prefer: 'node' },
+      resources: { gpus: { count: 1, fraction: 0.25, type: ['H100'], memory: '10GiB' } }, run: 'jupyter lab',
+    });
+    expect(stringify(document.resources)).toBe('gpus:\n  count: 1\n  fraction: 0.25\n  type:\n    - H100\n  memory: 10GiB\n');
   });
 });

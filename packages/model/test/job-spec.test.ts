@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec, type FieldError, type JobSpec } from '@tutti/model';
 
-// Every top-level field, in the validator's order (restart policy, checkpoints, graceful stop and hangs included).
-const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, run, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
+// Every top-level field, in the validator's order (topology, restart policy, checkpoints, graceful stop and hangs included).
+const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, topology, run, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
 
 /** The spec every valid case starts from: only what is required, defaults filled in. */
 const minimal: JobSpec = {
@@ -66,6 +66,25 @@ resources:
     ['a 63-character name', `name: ${'a'.repeat(63)}\nrun: x\n`, spec({ name: 'a'.repeat(63), run: { kind: 'shell', command: 'x' } })],
     ['a name starting with a digit', 'name: 3d-unet\nrun: python train.py\n', spec({ name: '3d-unet' })],
     ['priority bounds', 'name: resnet-ddp\nrun: python train.py\npriority: 1000\n', spec({ priority: 1000 })],
+    ['a fraction of one GPU', 'name: resnet-ddp\nrun: python train.py\nresources: {gpus: 0.5}\n', spec({ resources: { gpus: { count: 1, types: [], fraction: 0.5 } } })],
+    ['a fraction of one GPU as a string', 'name: resnet-ddp\nrun: python train.py\nresources: {gpus: ".25"}\n', spec({ resources: { gpus: { count: 1, types: [], fraction: 0.25 } } })],
+    ['a fraction of one GPU as TYPE:FRACTION', 'name: resnet-ddp\nrun: python train.py\nresources: {gpus: "H100,a100:0.5"}\n', spec({ resources: { gpus: { count: 1, types: ['H100', 'A100'], fraction: 0.5 } } })],
+    ['a fraction in the mapping form', `
+name: resnet-ddp
+run: python train.py
+resources:
+  gpus: {count: 1, fraction: 0.25, memory: 10GB, type: [H100, A100]}
+`, spec({ resources: { gpus: { count: 1, types: ['H100', 'A100'], memoryMiB: 10240, fraction: 0.25 } } })],
+    ['a fraction in the mapping form, count left out', 'name: resnet-ddp\nrun: python train.py\nresources:\n  gpus: {fraction: 0.5}\n',
+      spec({ resources: { gpus: { count: 1, types: [], fraction: 0.5 } } })],
+    ['a null fraction means whole GPUs', 'name: resnet-ddp\nrun: python train.py\nresources:\n  gpus: {count: 2, fraction: null}\n', spec({ resources: gpus(2) })],
+    ['topology required', 'name: resnet-ddp\nrun: python train.py\nnum_nodes: 4\ntopology: {require: rack}\n', spec({ numNodes: 4, topology: { require: 'rack' } })],
+    ['topology preferred, block style', 'name: resnet-ddp\nrun: python train.py\nnum_nodes: 2\ntopology:\n  prefer: node\n', spec({ numNodes: 2, topology: { prefer: 'node' } })],
+    ['topology levels are case-insensitive', 'name: resnet-ddp\nrun: python train.py\ntopology: {require: NVLink}\n', spec({ topology: { require: 'nvlink' } })],
+    ['require zone', 'name: resnet-ddp\nrun: python train.py\nnum_nodes: 8\ntopology: {require: zone}\n', spec({ numNodes: 8, topology: { require: 'zone' } })],
+    ['a null topology means none', 'name: resnet-ddp\nrun: python train.py\ntopology:\n', minimal],
+    ['a fraction with a topology', 'name: resnet-ddp\nrun: python train.py\nresources: {gpus: 0.5}\ntopology: {require: node}\n',
+      spec({ resources: { gpus: { count: 1, types: [], fraction: 0.5 } }, topology: { require: 'node' } })],
     ['anchors and aliases', 'name: resnet-ddp\nrun: python train.py\nteam: &t vision\nenv: {TEAM: *t}\n', spec({ team: 'vision', env: { TEAM: 'vision' } })],
   ])('%s', (_title, yaml, expected) => {
     expect(parseOk(yaml)).toEqual(expected);
@@ -92,14 +111,32 @@ resources:
     ['an empty run list', 'name: a\nrun: []\n', 'run', ['non-empty list', 'got an empty list'], 2, 6],
     ['a mapping in run', 'name: a\nrun:\n  - python\n  - {x: 1}\n', 'run[1]', ['expected a string', 'got a mapping'], 4, 5],
     ['an empty program', 'name: a\nrun: ["", x]\n', 'run[0]', ['the program to run'], 2, 7],
-    ['fractional GPUs', 'name: a\nrun: x\nresources:\n  gpus: 0.5\n', 'resources.gpus', ['whole GPUs only for now', 'got 0.5'], 4, 9],
-    ['fractional GPUs in TYPE:COUNT', 'name: a\nrun: x\nresources:\n  gpus: "H100:0.5"\n', 'resources.gpus', ['whole GPUs only for now', "got 'H100:0.5'"], 4, 9],
+    ['more than one GPU, not whole', 'name: a\nrun: x\nresources:\n  gpus: 1.5\n', 'resources.gpus', ['either whole GPUs (an integer ≥ 0) or a fraction of one GPU', 'got 1.5'], 4, 9],
+    ['more than one GPU, not whole, in TYPE:COUNT', 'name: a\nrun: x\nresources:\n  gpus: "H100:2.5"\n', 'resources.gpus', ['either whole GPUs', "got 'H100:2.5'"], 4, 9],
+    ['a fraction too small', 'name: a\nrun: x\nresources:\n  gpus: 0.00001\n', 'resources.gpus', ['a fraction of one GPU between 0 and 1 (at least 0.0001)', 'got 0.00001'], 4, 9],
     ['negative GPUs', 'name: a\nrun: x\nresources:\n  gpus: -1\n', 'resources.gpus', ['expected a number ≥ 0', 'got -1'], 4, 9],
     ['TYPE:0', 'name: a\nrun: x\nresources:\n  gpus: "H100:0"\n', 'resources.gpus', ['COUNT ≥ 1'], 4, 9],
     ['GPUs as a list', 'name: a\nrun: x\nresources:\n  gpus: [1, 2]\n', 'resources.gpus', ['a mapping like {count: 8, type: H100, memory: 80GB}', 'got a list'], 4, 9],
     ['a bad GPU type in a list', 'name: a\nrun: x\nresources:\n  gpus:\n    count: 1\n    type: [H100, 7]\n', 'resources.gpus.type[1]', ['expected a GPU type', 'got 7'], 6, 18],
     ['a GPU type with no count', 'name: a\nrun: x\nresources:\n  gpus:\n    count: 0\n    type: H100\n', 'resources.gpus.count', ['count ≥ 1 when a GPU type or memory is given'], 5, 12],
-    ['a fractional count in the mapping', 'name: a\nrun: x\nresources:\n  gpus: {count: 1.5}\n', 'resources.gpus.count', ['whole GPUs only for now'], 4, 17],
+    ['a fractional count in the mapping', 'name: a\nrun: x\nresources:\n  gpus: {count: 1.5}\n', 'resources.gpus.count', ['either whole GPUs (an integer ≥ 0) or a fraction of one GPU', 'got 1.5'], 4, 17],
+    ['a share as the count in the mapping', 'name: a\nrun: x\nresources:\n  gpus: {count: 0.5}\n', 'resources.gpus.count', ['expected whole GPUs', 'got 0.5', 'count: 1, fraction: 0.5'], 4, 17],
+    ['a fraction with count 2', 'name: a\nrun: x\nresources:\n  gpus: {count: 2, fraction: 0.5}\n', 'resources.gpus.count', ['expected count: 1 with a fraction', 'got 2'], 4, 17],
+    ['a fraction with count 0', 'name: a\nrun: x\nresources:\n  gpus: {count: 0, fraction: 0.5}\n', 'resources.gpus.count', ['expected count: 1 with a fraction', 'got 0'], 4, 17],
+    ['a fraction of 1', 'name: a\nrun: x\nresources:\n  gpus: {count: 1, fraction: 1}\n', 'resources.gpus.fraction', ['fraction of one GPU between 0 and 1', 'got 1', 'leave fraction out'], 4, 30],
+    ['a fraction of 0', 'name: a\nrun: x\nresources:\n  gpus: {count: 1, fraction: 0}\n', 'resources.gpus.fraction', ['between 0 and 1', 'got 0'], 4, 30],
+    ['a fraction as a word', 'name: a\nrun: x\nresources:\n  gpus: {count: 1, fraction: half}\n', 'resources.gpus.fraction', ['between 0 and 1', "got 'half'"], 4, 30],
+    ['a fractional GPU on several nodes', 'name: a\nrun: x\nnum_nodes: 2\nresources:\n  gpus: 0.5\n', 'num_nodes', ['expected 1 for a fractional GPU job', 'got 2'], 3, 12],
+    ['topology as a bare level', 'name: a\nrun: x\ntopology: rack\n', 'topology', ['exactly one of require, prefer', 'nvlink, node, rack, zone', "got 'rack'", 'did you mean {require: rack} or {prefer: rack}?'], 3, 11],
+    ['topology with both modes', 'name: a\nrun: x\ntopology: {require: rack, prefer: node}\n', 'topology', ['exactly one of require', 'got both'], 3, 11],
+    ['topology with no mode', 'name: a\nrun: x\ntopology: {}\n', 'topology', ['exactly one of require, prefer', 'got an empty mapping'], 3, 11],
+    ['topology with only nulls', 'name: a\nrun: x\ntopology: {require: null}\n', 'topology', ['exactly one of require, prefer', 'got neither'], 3, 11],
+    ['an unknown topology level', 'name: a\nrun: x\ntopology:\n  require: switch\n', 'topology.require', ['expected one of nvlink, node, rack, zone', "got 'switch'", "did you mean 'rack'?"], 4, 12],
+    ['a misspelt topology level', 'name: a\nrun: x\ntopology: {prefer: racks}\n', 'topology.prefer', ["got 'racks'", "did you mean 'rack'?"], 3, 20],
+    ['a topology level that is a number', 'name: a\nrun: x\ntopology: {prefer: 1}\n', 'topology.prefer', ['expected one of nvlink, node, rack, zone', 'got 1'], 3, 20],
+    ['a misspelt topology mode', 'name: a\nrun: x\ntopology: {requires: rack}\n', 'topology.requires', ["unknown field 'requires' (did you mean 'require'?)", 'allowed fields in topology: require, prefer'], 3, 12],
+    ['require node on several nodes', 'name: a\nrun: x\nnum_nodes: 4\ntopology: {require: node}\n', 'topology.require', ['expected rack or zone for a job on 4 nodes', 'prefer: node', "got 'node'"], 4, 21],
+    ['require nvlink on several nodes', 'name: a\nrun: x\nnum_nodes: 2\ntopology: {require: nvlink}\n', 'topology.require', ['expected rack or zone for a job on 2 nodes', 'NVLink domain', "got 'nvlink'"], 4, 21],
     ['bad GPU memory', 'name: a\nrun: x\nresources:\n  gpus: {count: 1, memory: big}\n', 'resources.gpus.memory', ["got 'big'"], 4, 28],
     ['zero CPUs', 'name: a\nrun: x\nresources:\n  cpus: 0\n', 'resources.cpus', ['> 0', 'got 0'], 4, 9],
     ['bad host memory', 'name: a\nrun: x\nresources:\n  memory: -16GB\n', 'resources.memory', ['like 16GB', "got '-16GB'"], 4, 11],
@@ -237,6 +274,27 @@ describe('parseJobSpecObject', () => {
     });
   });
 
+  it('accepts fractional GPUs and a topology in a JSON body', () => {
+    expect(parseJobSpecObject({ name: 'a', run: 'x', resources: { gpus: 0.5 }, topology: { prefer: 'node' } })).toEqual({
+      ok: true, value: spec({ name: 'a', run: { kind: 'shell', command: 'x' }, resources: { gpus: { count: 1, types: [], fraction: 0.5 } }, topology: { prefer: 'node' } }),
+    });
+    expect(parseJobSpecObject({ name: 'a', run: 'x', num_nodes: 16, resources: { gpus: { count: 1, fraction: 0.25, memory: '10GB', type: ['H100'] } }, topology: { require: 'rack' } }))
+      .toMatchObject({ ok: false, errors: [{ path: 'num_nodes', message: 'expected 1 for a fractional GPU job (a share of one GPU runs on one node), got 16' }] });
+    expect(parseJobSpecObject({ name: 'a', run: 'x', num_nodes: 16, topology: { require: 'rack' } })).toEqual({
+      ok: true, value: spec({ name: 'a', run: { kind: 'shell', command: 'x' }, numNodes: 16, topology: { require: 'rack' } }),
+    });
+  });
+
+  it('reports every topology and fraction problem with its path', () => {
+    const result = parseJobSpecObject({ name: 'a', run: 'x', resources: { gpus: { count: 3, fraction: 2 } }, topology: { require: 'row', prefer: null } });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors.map((e) => e.path)).toEqual(['resources.gpus.fraction', 'resources.gpus.count', 'topology.require']);
+    expect(result.errors[0]?.message).toBe('expected a fraction of one GPU between 0 and 1 (at least 0.0001), e.g. 0.25, got 2');
+    expect(result.errors[1]?.message).toBe('expected count: 1 with a fraction (a share of one GPU), got 3');
+    expect(result.errors[2]?.message).toBe("expected one of nvlink, node, rack, zone (tightest first), got 'row'");
+  });
+
   it('accepts null for optional fields, as JSON clients send it', () => {
     expect(parseJobSpecObject({ name: 'resnet-ddp', run: 'python train.py', workdir: null, max_duration: null, env: null })).toEqual({ ok: true, value: minimal });
   });
@@ -276,6 +334,14 @@ describe('jobSpecJsonSchema', () => {
     expect(Object.keys(jobSpecJsonSchema.properties)).toEqual(allowed);
     expect(jobSpecJsonSchema.required).toEqual(['name', 'run']);
     expect(Object.keys(jobSpecJsonSchema.properties.resources.properties)).toEqual(['gpus', 'cpus', 'memory']);
+    const [gpuError] = parseErrors('name: a\nrun: x\nresources:\n  gpus: {count: 1, zzz: 1}\n');
+    const gpuFields = /allowed fields in resources\.gpus: (.*)$/.exec(gpuError?.message ?? '')?.[1]?.split(', ');
+    const gpuMapping = jobSpecJsonSchema.properties.resources.properties.gpus.oneOf.find((shape) => shape.type === 'object');
+    expect(gpuMapping && Object.keys(gpuMapping.properties)).toEqual(gpuFields);
+    const [topologyError] = parseErrors('name: a\nrun: x\ntopology: {zzz: rack}\n');
+    const topologyFields = /allowed fields in topology: (.*)$/.exec(topologyError?.message ?? '')?.[1]?.split(', ');
+    expect(Object.keys(jobSpecJsonSchema.properties.topology.properties)).toEqual(topologyFields);
+    expect(jobSpecJsonSchema.properties.topology.properties.require.enum).toEqual(['nvlink', 'node', 'rack', 'zone']);
   });
 
   it('is plain JSON', () => {

@@ -54,7 +54,8 @@ program
   .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
   .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
   .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)
-  .action(async (options: { port: number; host: string; dataDir: string; fakeGpus?: string; grace: number; demo: boolean }) => {
+  .option('--config <file>', 'teams, quotas and scheduler settings (YAML; see examples/clusters)')
+  .action(async (options: { port: number; host: string; dataDir: string; fakeGpus?: string; grace: number; demo: boolean; config?: string }) => {
     await runUp(options);
   });
 
@@ -162,13 +163,50 @@ program
   });
 
 program
+  .command('why')
+  .argument('<id>', 'job id')
+  .description('why a job is pending: which scheduler step stopped it, its place in its team\'s queue, and when it should start')
+  .action(async (id: string) => {
+    const job = await client().getJob(id);
+    const diagnosis = job.pending_diagnosis;
+    print({ id: job.id, status: job.status, pending_reason: job.pending_reason, diagnosis }, () => {
+      if (job.status !== 'pending') return `job ${id} is ${job.status}${job.end_reason ? `: ${job.end_reason}` : ''}; it is not waiting`;
+      if (!diagnosis) return `job ${id} is pending: ${job.pending_reason ?? 'waiting for the next scheduling cycle'}`;
+      return [
+        `job ${id} (${job.name}) is pending`,
+        `  why        ${diagnosis.message}`,
+        `  stopped by ${diagnosis.plugin} [${diagnosis.code}]`,
+        ...(diagnosis.position ? [`  queue      ${diagnosis.position.index} of ${diagnosis.position.of} pending in team ${diagnosis.position.team}`] : []),
+        ...(diagnosis.estimated_start_at ? [`  starts     around ${diagnosis.estimated_start_at}`] : []),
+      ].join('\n');
+    });
+  });
+
+program
+  .command('queues')
+  .description('teams: quota, GPUs in use and borrowed, running and pending jobs')
+  .action(async () => {
+    const { teams } = await client().listTeams();
+    const amounts = (a: Record<string, number> | null) => (a && Object.keys(a).length > 0 ? Object.entries(a).map(([type, n]) => `${type}:${n}`).join(' ') : '-');
+    print({ teams }, () =>
+      teams.length === 0
+        ? 'no teams yet: jobs name their team with `team:`, and `tutti up --config` sets quotas'
+        : renderTable(
+            ['TEAM', 'WEIGHT', 'QUOTA', 'USED', 'BORROWED', 'RUNNING', 'PENDING'],
+            teams.map((t) => [t.name, String(t.weight), amounts(t.quota), amounts(t.used), amounts(t.borrowed), String(t.running_jobs), String(t.pending_jobs)]),
+          ),
+    );
+  });
+
+program
   .command('logs')
   .argument('<id>', 'job id')
   .description("a rank's output (stdout and stderr)")
   .option('-f, --follow', 'keep printing until the job ends', false)
   .option('--rank <n>', 'which rank', parseInteger('--rank'), 0)
-  .action(async (id: string, options: { follow: boolean; rank: number }) => {
-    for await (const chunk of client().logs(id, { rank: options.rank, follow: options.follow })) process.stdout.write(chunk);
+  .option('--attempt <n>', 'an earlier attempt (default: the current one)', parseInteger('--attempt', 1))
+  .action(async (id: string, options: { follow: boolean; rank: number; attempt?: number }) => {
+    for await (const chunk of client().logs(id, { rank: options.rank, follow: options.follow, ...(options.attempt !== undefined ? { attempt: options.attempt } : {}) })) process.stdout.write(chunk);
   });
 
 program

@@ -1,6 +1,9 @@
 /** `tutti up`: the control plane in the foreground, until Ctrl-C. With --demo it also runs a 2-rank job. */
 import { fileURLToPath } from 'node:url';
-import { startTuttiServer } from '@tutti/server';
+import { readFile } from 'node:fs/promises';
+import { formatFieldErrors, parseClusterConfigYaml } from '@tutti/model';
+import type { ClusterConfig } from '@tutti/model';
+import { StartupError, startTuttiServer } from '@tutti/server';
 import type { TuttiServer } from '@tutti/server';
 import { TuttiClient } from '@tutti/client';
 
@@ -11,13 +14,17 @@ export interface UpOptions {
   fakeGpus?: string;
   grace: number;
   demo: boolean;
+  /** Teams, quotas and scheduler settings (YAML). */
+  config?: string;
 }
 
 /** The demo job: two ranks that print their torchrun environment and talk to each other over MASTER_ADDR:PORT. */
 const DEMO_SCRIPT = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
 
 export async function runUp(options: UpOptions): Promise<void> {
+  const config = options.config ? await readClusterConfig(options.config) : undefined;
   const server = await startTuttiServer({
+    config,
     dataDir: options.dataDir,
     host: options.host,
     port: options.port,
@@ -45,6 +52,17 @@ export async function runUp(options: UpOptions): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   if (options.demo) await runDemo(server);
+}
+
+/** Reads and validates `--config`; a bad file stops `tutti up` with every problem, its path, line and column. */
+async function readClusterConfig(file: string): Promise<ClusterConfig> {
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new StartupError(`--config ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+  });
+  const parsed = parseClusterConfigYaml(text);
+  if (!parsed.ok) throw new StartupError(`--config ${file} is not valid:\n${formatFieldErrors(parsed.errors).replace(/^/gm, '  ')}`);
+  if (parsed.value.nodes.length > 0) process.stderr.write(`note: the ${parsed.value.nodes.length} nodes in ${file} are for \`tutti sim\`; tutti up uses the nodes it discovers\n`);
+  return parsed.value;
 }
 
 function once(server: TuttiServer): () => void {

@@ -13,7 +13,15 @@ export interface JobView {
   /** Why a pending job waits, in words; null when not pending. */
   pending_reason: string | null;
   /** The same reason as data: which scheduler plugin stopped the job and its stable code. */
-  pending_diagnosis: { plugin: string; code: DiagnosisCode; message: string } | null;
+  pending_diagnosis: {
+    plugin: string;
+    code: DiagnosisCode;
+    message: string;
+    /** Where the job stands in its team's queue (1 = next). */
+    position: { team: string; index: number; of: number } | null;
+    /** When it is expected to start, if a reservation exists. */
+    estimated_start_at: string | null;
+  } | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -134,4 +142,20 @@ export interface HealthView {
   status: 'ok';
   version: string;
   uptime_s: number;
+}
+
+/** A team's share of the cluster: its quota, what it uses now, what of that is borrowed, what waits. */
+export interface TeamView {
+  name: string;
+  weight: number;
+  /** Guaranteed GPUs per type (`*` = any type); empty for a team with no quota. */
+  quota: Record<string, number>;
+  borrowing_limit: Record<string, number> | null;
+  lending_limit: Record<string, number> | null;
+  /** GPUs held by the team's running jobs, per type. */
+  used: Record<string, number>;
+  /** The part of `used` beyond the quota, per type: reclaimable by the lenders. */
+  borrowed: Record<string, number>;
+  running_jobs: number;
+  pending_jobs: number;
 }

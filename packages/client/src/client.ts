@@ -1,4 +1,4 @@
-import type { EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView } from './api-types.ts';
+import type { EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView, TeamView } from './api-types.ts';
 import type { JobStatus } from '@tutti/model';
 
 /** The server answered with an error status. `body` carries the field errors of a rejected spec. */
@@ -88,6 +88,10 @@ export class TuttiClient {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/metrics${qs ? `?${qs}` : ''}`);
   }
 
+  listTeams(): Promise<{ teams: TeamView[] }> {
+    return this.request('GET', '/v1/teams');
+  }
+
   listNodes(): Promise<{ nodes: NodeView[] }> {
     return this.request('GET', '/v1/nodes');
   }
@@ -97,8 +101,9 @@ export class TuttiClient {
   }
 
   /** A rank's log as a stream of text chunks; with `follow`, the stream ends when the job ends. */
-  async *logs(id: string, options: { rank?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<string> {
+  async *logs(id: string, options: { rank?: number; follow?: boolean; attempt?: number; signal?: AbortSignal } = {}): AsyncGenerator<string> {
     const params = new URLSearchParams({ rank: String(options.rank ?? 0), follow: String(options.follow ?? false) });
+    if (options.attempt !== undefined) params.set('attempt', String(options.attempt));
     const response = await this.fetch(`/v1/jobs/${encodeURIComponent(id)}/logs?${params}`, { method: 'GET', signal: options.signal });
     await throwIfError(response);
     if (!response.body) return;

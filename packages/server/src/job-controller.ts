@@ -17,8 +17,10 @@ import {
   formatDuration,
   isTerminalJobStatus,
 } from '@tutti/model';
-import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task } from '@tutti/model';
-import { DEFAULT_PROFILE, runCycle, verifyPlan } from '@tutti/scheduler';
+import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
+import { TeamUsageTracker } from './team-usage.ts';
+import { runCycle, verifyPlan } from '@tutti/scheduler';
+import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
 import type { JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { EventFeed } from './event-feed.ts';
@@ -39,6 +41,12 @@ export interface JobControllerOptions {
   dataDir: string;
   /** A scheduling cycle also runs on this period, even when nothing happened (ages, max_duration). */
   tickMs: number;
+  /** The scheduler profile every cycle runs with. */
+  profile: SchedulerProfile;
+  /** Teams and their quotas (from `tutti up --config`); none means every job is admitted. */
+  teams: readonly TeamConfig[];
+  /** Fair-share history half-life. */
+  fairShareHalfLifeMs: number;
 }
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
@@ -99,6 +107,7 @@ export class JobController {
    * costs ~100 ms — and runs one at least every `maxIdleCycleGapMs` all the same.
    */
   private queueChanged = true;
+  private readonly usage: TeamUsageTracker;
   private lastSnapshotVersion = -1;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -115,6 +124,7 @@ export class JobController {
     this.options = options;
     this.store = options.store;
     this.backend = options.backend;
+    this.usage = new TeamUsageTracker(options.fairShareHalfLifeMs);
     this.backend.onRankExit((exit) => {
       void this.withJobLock(exit.jobId, () => this.handleRankExit(exit)).catch((error: unknown) =>
         this.options.logger.error(`reconciling rank ${exit.rank} of job ${exit.jobId} failed`, error),
@@ -153,6 +163,13 @@ export class JobController {
     this.queue.set(job.id, job);
     this.queueChanged = true;
     this.requestSchedule();
+  }
+
+  /** Pending jobs per team, from the queue. */
+  pendingCountsByTeam(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const job of this.queue.values()) counts.set(job.spec.team, (counts.get(job.spec.team) ?? 0) + 1);
+    return counts;
   }
 
   /** Why a pending job waits, from the latest cycle (undefined before its first cycle). */
@@ -247,23 +264,34 @@ export class JobController {
     const now = this.options.now();
     // A job waiting out its restart backoff is not a candidate yet (its timer asks for a cycle when it is).
     const pending = [...this.queue.values()].filter((job) => job.notBefore === undefined || job.notBefore <= now);
+    const running = await store.listJobsByStatus(['running']);
+    const usage = this.usage.advance(now, running);
+    const { teams, profile } = this.options;
     const started = performance.now();
-    const result = runCycle({ snapshot, pending, now, seed: this.seed++ }, DEFAULT_PROFILE);
+    const result = runCycle({ snapshot, pending, running, teams, usage, now, seed: this.seed++ }, profile);
     metrics.observeCycle((performance.now() - started) / 1000);
 
     // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).
     const specs = new Map<string, JobSpec>();
-    for (const placement of result.plan.placements) {
-      const job = this.queue.get(placement.jobId);
+    for (const jobId of [...result.plan.placements.map((p) => p.jobId), ...result.plan.preemptions.map((p) => p.forJobId)]) {
+      const job = this.queue.get(jobId);
       if (job) specs.set(job.id, job.spec);
     }
-    const violations = verifyPlan(snapshot, result.plan, specs);
+    const violations = verifyPlan(snapshot, result.plan, specs, { running, teams });
     const rejected = new Set(violations.map((v) => v.jobId));
     for (const violation of violations) {
       // A plan that fails verification is a scheduler bug: never act on it, and say so loudly.
-      this.options.logger.error(`scheduler produced an invalid placement for job ${violation.jobId}: ${violation.message}`);
+      this.options.logger.error(`scheduler produced an invalid plan for job ${violation.jobId}: ${violation.message}`);
     }
     const placements = result.plan.placements.filter((p) => !rejected.has(p.jobId));
+    // Victims are stopped with their grace period and come back as pending; a victim already being stopped keeps
+    // its first cause (the scheduler names the same victims each cycle until they are out).
+    for (const preemption of result.plan.preemptions) {
+      if (rejected.has(preemption.jobId) || rejected.has(preemption.forJobId) || this.stopping.has(preemption.jobId)) continue;
+      void this.preempt(preemption.jobId, { graceMs: preemption.graceMs, message: preemption.message }).then((outcome) => {
+        if (outcome === 'preempting') this.options.logger.info(`job ${preemption.jobId}: ${preemption.message}`);
+      });
+    }
 
     if (placements.length > 0) {
       const withTasks = placements.map((placement) => ({ placement, tasks: computeTasksForPlacement(specs.get(placement.jobId)!, placement) }));

@@ -5,7 +5,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { NodeInfo } from '@tutti/model';
+import type { ClusterConfig, NodeInfo } from '@tutti/model';
+import { getProfile, parseProfile } from '@tutti/scheduler';
 import { acquireDataDirLock, createSqliteStateStore } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import { createLocalBackend } from '@tutti/backends';
@@ -28,6 +29,11 @@ export interface TuttiServerOptions {
   port?: number;
   /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). */
   fakeGpus?: string;
+  /**
+   * Teams, quotas and scheduler settings (`tutti up --config FILE`, parsed by `parseClusterConfigYaml`). Nodes
+   * listed there are for `tutti sim`: the local backend discovers its own.
+   */
+  config?: ClusterConfig;
   /** Fake GPUs to use only when the machine has no real ones (`tutti up --demo`). */
   fakeGpusIfNone?: string;
   /** SIGTERM → SIGKILL grace period when a job is cancelled or stopped. @default 30000 */
@@ -97,11 +103,28 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const feed = new EventFeed(store, logger);
     await feed.start();
     const metrics = new ServerMetrics();
-    const controller = new JobController({ store, backend, feed, metrics, logger, now, dataDir, stopGraceMs: options.stopGraceMs ?? 30_000, tickMs: options.tickMs ?? 1000 });
+    const settings = options.config?.scheduler ?? { profile: 'tutti', fairShareHalfLifeMs: 24 * 3600_000, args: {} };
+    const profileResult = Object.keys(settings.args).length > 0 ? parseProfile({ base: settings.profile, args: settings.args }) : getProfile(settings.profile);
+    if (!profileResult.ok) throw new StartupError(`scheduler.profile: ${profileResult.error}`);
+    const teams = options.config?.teams ?? [];
+    const controller = new JobController({
+      store,
+      backend,
+      feed,
+      metrics,
+      logger,
+      now,
+      dataDir,
+      stopGraceMs: options.stopGraceMs ?? 30_000,
+      tickMs: options.tickMs ?? 1000,
+      profile: profileResult.profile,
+      teams,
+      fairShareHalfLifeMs: settings.fairShareHalfLifeMs,
+    });
     cleanups.push(() => controller.close());
 
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, now, version: TUTTI_VERSION, startedAt });
+    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt });
     cleanups.push(() => app.close());
     await controller.start();
     try {

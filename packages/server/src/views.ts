@@ -1,7 +1,7 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
-import type { AttemptView, EventView, GpuView, JobView, NodeView, ProgressView, TaskView } from '@tutti/client';
+import type { AttemptView, EventView, GpuView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
 import { serializeJobSpec } from '@tutti/model';
-import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, ProgressRecord, Task } from '@tutti/model';
+import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, ProgressRecord, Task, TeamConfig } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -62,7 +62,15 @@ function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Di
     priority: job.spec.priority,
     status: job.status,
     pending_reason: job.status === 'pending' ? (pending?.message ?? 'waiting for the next scheduling cycle') : null,
-    pending_diagnosis: pending ? { plugin: pending.plugin, code: pending.code, message: pending.message } : null,
+    pending_diagnosis: pending
+      ? {
+          plugin: pending.plugin,
+          code: pending.code,
+          message: pending.message,
+          position: pending.position ?? null,
+          estimated_start_at: iso(pending.estimatedStartAt),
+        }
+      : null,
     created_at: iso(job.createdAt)!,
     started_at: iso(job.startedAt),
     finished_at: iso(job.finishedAt),
@@ -121,4 +129,50 @@ export function toNodeViews(snapshot: ClusterSnapshot): NodeView[] {
 
 export function toEventView(event: JobEvent): EventView {
   return { seq: event.seq, job_id: event.jobId, at: new Date(event.at).toISOString(), type: event.type, message: event.message, data: event.data ?? null };
+}
+
+/** Per team: its quota, what its running jobs hold by GPU type, the part of that beyond the quota, what waits. */
+export function computeTeamViews(teams: readonly TeamConfig[], snapshot: ClusterSnapshot, running: readonly Job[], pendingByTeam: ReadonlyMap<string, number>): TeamView[] {
+  const typeOf = new Map<string, string>();
+  for (const node of snapshot.nodes) for (const gpu of node.gpus) typeOf.set(`${node.name}/${gpu.index}`, gpu.type);
+  const teamOfJob = new Map(running.map((job) => [job.id, job.spec.team]));
+  const used = new Map<string, Record<string, number>>();
+  for (const allocation of snapshot.allocations) {
+    const team = teamOfJob.get(allocation.jobId);
+    if (!team) continue;
+    const type = typeOf.get(`${allocation.node}/${allocation.gpuIndex}`) ?? 'unknown';
+    const byType = used.get(team) ?? {};
+    byType[type] = (byType[type] ?? 0) + (allocation.fraction ?? 1);
+    used.set(team, byType);
+  }
+  const runningCount = new Map<string, number>();
+  for (const job of running) runningCount.set(job.spec.team, (runningCount.get(job.spec.team) ?? 0) + 1);
+  const names = [...new Set([...teams.map((t) => t.name), ...used.keys(), ...pendingByTeam.keys(), ...runningCount.keys()])].sort();
+  return names.map((name) => {
+    const config = teams.find((t) => t.name === name);
+    const quota = config?.nominal ?? {};
+    const teamUsed = used.get(name) ?? {};
+    const borrowed: Record<string, number> = {};
+    const anyType = quota['*'];
+    if (anyType !== undefined) {
+      const total = Object.values(teamUsed).reduce((a, b) => a + b, 0);
+      if (total > anyType) borrowed['*'] = total - anyType;
+    }
+    for (const [type, n] of Object.entries(teamUsed)) {
+      if (anyType !== undefined) break;
+      const over = n - (quota[type] ?? 0);
+      if (over > 0) borrowed[type] = over;
+    }
+    return {
+      name,
+      weight: config?.weight ?? 1,
+      quota,
+      borrowing_limit: config?.borrowingLimit ?? null,
+      lending_limit: config?.lendingLimit ?? null,
+      used: teamUsed,
+      borrowed,
+      running_jobs: runningCount.get(name) ?? 0,
+      pending_jobs: pendingByTeam.get(name) ?? 0,
+    };
+  });
 }

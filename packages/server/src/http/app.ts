@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml } from '@tutti/model';
-import type { JobSpec, JobStatus, NodeInfo } from '@tutti/model';
+import type { JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
@@ -13,7 +13,7 @@ import type { JobController } from '../job-controller.ts';
 import type { EventFeed } from '../event-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { toEventView, toJobView, toNodeViews, toProgressView } from '../views.ts';
+import { computeTeamViews, toEventView, toJobView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
 import { followLog } from './log-follow.ts';
 import { serveEventStream } from './event-stream.ts';
@@ -26,6 +26,8 @@ export interface HttpAppDeps {
   logger: Logger;
   /** The inventory used to reject jobs that can never fit. */
   inventory: () => readonly NodeInfo[];
+  /** Teams and quotas from the configuration. */
+  teams: readonly TeamConfig[];
   now: () => number;
   version: string;
   startedAt: number;
@@ -95,6 +97,10 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         throw new HttpProblem('invalid_spec', `${first?.path || 'spec'}: ${first?.message ?? 'invalid'}${more}`, parsed.errors);
       }
       const spec = resolveWorkdir(parsed.value, request.headers['tutti-submit-dir']);
+      if (spec.resources.gpus.fraction !== undefined) {
+        // The scheduler and the simulator pack fractional jobs; the local backend's allocations are whole GPUs.
+        throw new HttpProblem('unschedulable', `resources.gpus: fractional GPUs (${spec.resources.gpus.fraction}) are not supported by the local backend yet; ask for a whole GPU`);
+      }
       const feasibility = checkFeasibility(deps.inventory(), spec);
       if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
       const job = await store.createJob(spec, deps.now());
@@ -184,22 +190,27 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { rank: { type: 'integer', minimum: 0, default: 0 }, follow: { type: 'boolean', default: false } },
+          properties: { rank: { type: 'integer', minimum: 0, default: 0 }, follow: { type: 'boolean', default: false }, attempt: { type: 'integer', minimum: 1, description: 'an earlier attempt (default: the current one)' } },
         },
       },
     },
     async (request, reply) => {
       const { id } = request.params as { id: string };
-      const { rank, follow } = request.query as { rank: number; follow: boolean };
+      const { rank, follow, attempt } = request.query as { rank: number; follow: boolean; attempt?: number };
       const job = await requireJob(store, id);
       const ranks = Math.max(1, job.spec.resources.gpus.count) * job.spec.numNodes;
       if (rank >= ranks) throw new HttpProblem('invalid_request', `rank ${rank} does not exist: job ${id} has ranks 0..${ranks - 1}`, [{ path: 'querystring.rank', message: `must be 0..${ranks - 1}` }]);
       const abort = new AbortController();
       request.raw.on('close', () => abort.abort());
       void reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
-      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal }));
+      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal, ...(attempt !== undefined ? { attempt } : {}) }));
     },
   );
+
+  app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs' } }, async () => {
+    const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
+    return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam()) };
+  });
 
   app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU' } }, async () => ({ nodes: toNodeViews(await store.snapshot()) }));
 

@@ -1,6 +1,7 @@
 /**
  * Streams one rank's log file. Without `follow` it sends what is there; with `follow` it keeps reading as the
  * file grows and ends once the job has ended and the last bytes are sent. A pending job's log is waited for.
+ * `attempt` picks an earlier attempt's log (those files are complete: no following).
  */
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -11,11 +12,33 @@ import type { StateStore } from '@tutti/store';
 const POLL_MS = 150;
 const CHUNK = 64 * 1024;
 
-export function followLog(options: { store: StateStore; jobId: string; rank: number; follow: boolean; signal: AbortSignal }): Readable {
-  return Readable.from(readLog(options), { objectMode: false });
+interface LogRequest {
+  store: StateStore;
+  jobId: string;
+  rank: number;
+  follow: boolean;
+  signal: AbortSignal;
+  attempt?: number;
 }
 
-async function* readLog({ store, jobId, rank, follow, signal }: { store: StateStore; jobId: string; rank: number; follow: boolean; signal: AbortSignal }): AsyncGenerator<Buffer> {
+export function followLog(options: LogRequest): Readable {
+  return Readable.from(options.attempt === undefined ? readLog(options) : readPastAttempt(options, options.attempt), { objectMode: false });
+}
+
+async function* readPastAttempt({ store, jobId, rank }: LogRequest, attempt: number): AsyncGenerator<Buffer> {
+  const past = (await store.listAttempts(jobId)).find((a) => a.attempt === attempt);
+  const current = past ? undefined : (await store.getTasks(jobId)).find((t) => t.rank === rank);
+  const logPath = past ? past.tasks.find((t) => t.rank === rank)?.logPath : current?.logPath;
+  const file = logPath ? await open(logPath, 'r').catch(() => undefined) : undefined;
+  if (!file) return;
+  try {
+    for await (const chunk of file.createReadStream({ autoClose: false })) yield chunk as Buffer;
+  } finally {
+    await file.close();
+  }
+}
+
+async function* readLog({ store, jobId, rank, follow, signal }: LogRequest): AsyncGenerator<Buffer> {
   let logPath: string | undefined;
   // Wait for the rank to exist (a pending job has no log yet).
   for (;;) {

@@ -137,9 +137,12 @@ async function submitOrThrow(server: Server, i: number): Promise<void> {
   if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${res.body}`);
 }
 
-/** Holds all 4 fake GPUs so that benchmark submissions stay pending (measures the API and store, not processes). */
+/**
+ * Holds all 4 fake GPUs so that benchmark submissions stay pending (measures the API, the store and the scheduling
+ * loop, not processes). Top priority, so that the default profile never preempts it for a submission.
+ */
 async function holdAllGpus(server: Server): Promise<string> {
-  const res = await request(server.url, 'POST', '/v1/jobs', JSON.stringify({ name: 'gpu-holder', resources: { gpus: 4 }, run: 'sleep 3600' }));
+  const res = await request(server.url, 'POST', '/v1/jobs', JSON.stringify({ name: 'gpu-holder', priority: 1000, resources: { gpus: 4 }, run: 'sleep 3600' }));
   const id = (JSON.parse(res.body) as { id: string }).id;
   for (;;) {
     const job = JSON.parse((await request(server.url, 'GET', `/v1/jobs/${id}`)).body) as { status: string };

@@ -4,8 +4,6 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import * as vega from 'vega';
-import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import type { PolicyMetrics } from './metrics.ts';
 import type { SimResult } from './simulator.ts';
@@ -20,8 +18,12 @@ export interface ReportInput {
 
 const POINTS = 200;
 
-/** Renders a Vega-Lite spec to SVG text. */
+/**
+ * Renders a Vega-Lite spec to SVG text. Vega is loaded on first use: it is heavy (~25 MB resident), and every
+ * `tutti` command, `tutti up` included, imports this package for `tutti sim`.
+ */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const [vega, vl] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

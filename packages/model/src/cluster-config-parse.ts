@@ -22,17 +22,18 @@
  *   args: {}                  # extra profile arguments
  * ```
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document } from 'yaml';
 import type { GpuDevice, NodeInfo } from './cluster.ts';
 import type { ClusterConfig, SchedulerSettings } from './cluster-config.ts';
 import { findClosestMatch } from './closest-match.ts';
-import type { FieldError, ParseResult } from './errors.ts';
+import type { ParseResult } from './errors.ts';
 import { normalizeGpuType } from './gpu-type.ts';
 import { describeValue, formatPath, isPlainObject } from './job-spec-validate.ts';
 import type { PathSegment } from './job-spec-validate.ts';
 import type { GpuAmounts, TeamConfig } from './teams.ts';
 import { parseDuration, parseMemorySize } from './units.ts';
+import { parseYamlSource, sortByPosition } from './yaml-source.ts';
 
 const TOP_FIELDS = ['nodes', 'teams', 'scheduler'] as const;
 const NODE_FIELDS = ['group', 'name', 'count', 'gpus', 'cpus', 'memory', 'labels', 'address'] as const;
@@ -58,13 +59,7 @@ interface Issue {
 
 /** Parses and validates a YAML cluster config. Every problem is returned with its path and position, sorted by position. */
 export function parseClusterConfigYaml(text: string): ParseResult<ClusterConfig> {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
-  const position = (offset: number | undefined): Pick<FieldError, 'line' | 'column'> => {
-    if (offset === undefined) return {};
-    const { line, col } = lineCounter.linePos(offset);
-    return { line, column: col };
-  };
+  const { doc, position } = parseYamlSource(text);
   if (doc.errors.length > 0) {
     return {
       ok: false,
@@ -83,9 +78,7 @@ export function parseClusterConfigYaml(text: string): ParseResult<ClusterConfig>
   }
   const { config, issues } = validateClusterConfig(value);
   if (config) return { ok: true, value: config };
-  const errors = issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message, ...position(locate(doc, issue.path, issue.at)) }));
-  const line = (e: FieldError): number => e.line ?? Number.MAX_SAFE_INTEGER;
-  return { ok: false, errors: errors.sort((a, b) => line(a) - line(b) || (a.column ?? 0) - (b.column ?? 0)) };
+  return { ok: false, errors: sortByPosition(issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message, ...position(locate(doc, issue.path, issue.at)) }))) };
 }
 
 /** Validates a cluster config given as a parsed JSON value. Errors carry paths, not positions. */

@@ -2,13 +2,14 @@
  * Job specs on the wire: parsing YAML (with line and column for every problem) and JSON bodies into a `JobSpec`,
  * and writing a `JobSpec` back as the canonical document. Validation itself lives in `job-spec-validate.ts`.
  */
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
 import type { FieldError, ParseResult } from './errors.ts';
 import type { JobSpec, TopologyLevel } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
 import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
 import { formatDuration } from './units.ts';
+import { parseYamlSource, sortByPosition } from './yaml-source.ts';
 
 export { normalizeGpuType } from './gpu-type.ts';
 export { jobSpecJsonSchema } from './job-spec-schema.ts';
@@ -47,14 +48,7 @@ export interface JobSpecDocument {
  * All problems are returned, sorted by position.
  */
 export function parseJobSpecYaml(text: string): ParseResult<JobSpec> {
-  const lineCounter = new LineCounter();
-  // logLevel 'error': yaml would otherwise print warnings to the console (from a pure package) for odd keys.
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
-  const position = (offset: number | undefined): Pick<FieldError, 'line' | 'column'> => {
-    if (offset === undefined) return {};
-    const { line, col } = lineCounter.linePos(offset);
-    return { line, column: col };
-  };
+  const { doc, position } = parseYamlSource(text);
 
   if (doc.errors.length > 0) {
     return { ok: false, errors: sortByPosition(doc.errors.map((error) => ({ ...describeYamlError(error, doc), ...position(error.pos[0]) }))) };
@@ -235,7 +229,3 @@ function rangeStart(node: unknown): number | undefined {
   return Array.isArray(range) && typeof range[0] === 'number' ? range[0] : undefined;
 }
 
-function sortByPosition(errors: FieldError[]): FieldError[] {
-  const line = (e: FieldError): number => e.line ?? Number.MAX_SAFE_INTEGER;
-  return [...errors].sort((a, b) => line(a) - line(b) || (a.column ?? 0) - (b.column ?? 0));
-}

@@ -76,3 +76,12 @@ export function isProcessAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Leaves no rank behind: cancels whatever still runs, waits for it to end, then stops the server. */
+export async function closeLeavingNothingRunning(t: TestServer | undefined): Promise<void> {
+  if (!t) return;
+  const { jobs } = await t.client.listJobs({ status: 'running', limit: 1000 });
+  for (const job of jobs) await t.client.cancelJob(job.id);
+  for (const job of jobs) await waitForJob(t.client, job.id, isEnded).catch(() => undefined);
+  await t.close();
+}

@@ -7,20 +7,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiError } from '@tutti/client';
-import { isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const DDP_HELLO = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
 
 let t: TestServer;
-afterEach(async () => {
-  // Leave no rank behind: cancel whatever still runs, then stop the server.
-  if (!t) return;
-  const { jobs } = await t.client.listJobs({ status: 'running', limit: 1000 });
-  for (const job of jobs) await t.client.cancelJob(job.id);
-  for (const job of jobs) await waitForJob(t.client, job.id, isEnded).catch(() => undefined);
-  await t.close();
-});
+afterEach(() => closeLeavingNothingRunning(t));
 
 async function expectApiError(promise: Promise<unknown>): Promise<ApiError> {
   const error = await promise.then(

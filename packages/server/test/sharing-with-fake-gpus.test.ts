@@ -6,16 +6,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiError } from '@tutti/client';
 import type { ClusterConfig } from '@tutti/model';
-import { isEnded, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 let t: TestServer | undefined;
 afterEach(async () => {
-  if (!t) return;
-  const { jobs } = await t.client.listJobs({ status: 'running', limit: 1000 });
-  for (const job of jobs) await t.client.cancelJob(job.id);
-  for (const job of jobs) await waitForJob(t.client, job.id, isEnded).catch(() => undefined);
-  await t.close();
+  await closeLeavingNothingRunning(t);
   t = undefined;
 });
 

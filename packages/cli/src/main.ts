@@ -183,6 +183,15 @@ program
   });
 
 program
+  .command('export')
+  .argument('<what>', 'what to export: history')
+  .description('export finished jobs as a trace CSV, to replay your own workload with `tutti sim --trace FILE`')
+  .action(async (what: string) => {
+    if (what !== 'history') throw new CliFailure(`export: unknown '${what}'; try \`tutti export history > trace.csv\``, 2);
+    process.stdout.write(await client().exportHistory());
+  });
+
+program
   .command('queues')
   .description('teams: quota, GPUs in use and borrowed, running and pending jobs')
   .action(async () => {

@@ -88,6 +88,13 @@ export class TuttiClient {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}/metrics${qs ? `?${qs}` : ''}`);
   }
 
+  /** Finished jobs as a trace CSV that `tutti sim --trace` replays. */
+  async exportHistory(): Promise<string> {
+    const response = await this.fetch('/v1/export/history', { method: 'GET' });
+    await throwIfError(response);
+    return response.text();
+  }
+
   listTeams(): Promise<{ teams: TeamView[] }> {
     return this.request('GET', '/v1/teams');
   }

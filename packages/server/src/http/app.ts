@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml } from '@tutti/model';
-import type { JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
+import type { Job, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
@@ -15,6 +15,7 @@ import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { computeTeamViews, toEventView, toJobView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
+import { formatHistoryTrace } from '../history-export.ts';
 import { followLog } from './log-follow.ts';
 import { serveEventStream } from './event-stream.ts';
 
@@ -206,6 +207,18 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal, ...(attempt !== undefined ? { attempt } : {}) }));
     },
   );
+
+  app.get('/v1/export/history', { schema: { summary: "Finished jobs as a trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status) for `tutti sim`" } }, async (_request, reply) => {
+    const jobs: Job[] = [];
+    for (let cursor: string | undefined; ; ) {
+      const page = await store.listJobs({ limit: 1000, ...(cursor ? { cursor } : {}) });
+      jobs.push(...page.jobs);
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    void reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="tutti-history.csv"');
+    return formatHistoryTrace(jobs);
+  });
 
   app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs' } }, async () => {
     const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);

@@ -22,8 +22,6 @@
  *   args: {}                  # extra profile arguments
  * ```
  */
-import { isAlias, isMap, isScalar, isSeq } from 'yaml';
-import type { Document } from 'yaml';
 import type { GpuDevice, NodeInfo } from './cluster.ts';
 import type { ClusterConfig, SchedulerSettings } from './cluster-config.ts';
 import { findClosestMatch } from './closest-match.ts';
@@ -33,7 +31,7 @@ import { describeValue, formatPath, isPlainObject } from './job-spec-validate.ts
 import type { PathSegment } from './job-spec-validate.ts';
 import type { GpuAmounts, TeamConfig } from './teams.ts';
 import { parseDuration, parseMemorySize } from './units.ts';
-import { parseYamlSource, sortByPosition } from './yaml-source.ts';
+import { findNode, parseYamlSource, sortByPosition } from './yaml-source.ts';
 
 const TOP_FIELDS = ['nodes', 'teams', 'scheduler'] as const;
 const NODE_FIELDS = ['group', 'name', 'count', 'gpus', 'cpus', 'memory', 'labels', 'address'] as const;
@@ -78,7 +76,7 @@ export function parseClusterConfigYaml(text: string): ParseResult<ClusterConfig>
   }
   const { config, issues } = validateClusterConfig(value);
   if (config) return { ok: true, value: config };
-  return { ok: false, errors: sortByPosition(issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message, ...position(locate(doc, issue.path, issue.at)) }))) };
+  return { ok: false, errors: sortByPosition(issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message, ...position(findNode(doc, issue.path, issue.at).offset) }))) };
 }
 
 /** Validates a cluster config given as a parsed JSON value. Errors carry paths, not positions. */
@@ -270,32 +268,3 @@ function readSize(value: unknown): number | undefined {
   return typeof value === 'string' || typeof value === 'number' ? parseMemorySize(value) : undefined;
 }
 
-/** The source offset of the node at `path` (its key for `at: 'key'`), or of its deepest existing ancestor. */
-function locate(doc: Document, path: readonly PathSegment[], at: 'key' | 'value'): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = rangeStart(node);
-  for (const [i, segment] of path.entries()) {
-    if (isAlias(node)) node = node.resolve(doc);
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (!pair) return offset;
-      const keyOffset = rangeStart(pair.key);
-      if (i === path.length - 1 && at === 'key') return keyOffset ?? offset;
-      node = pair.value;
-      const empty = node === null || (isScalar(node) && node.value === null);
-      offset = (empty ? undefined : rangeStart(node)) ?? keyOffset ?? offset;
-    } else if (isSeq(node) && typeof segment === 'number') {
-      node = node.items[segment];
-      offset = rangeStart(node) ?? offset;
-    } else {
-      return offset;
-    }
-  }
-  return offset;
-}
-
-function rangeStart(node: unknown): number | undefined {
-  if (typeof node !== 'object' || node === null || !('range' in node)) return undefined;
-  const range: unknown = node.range;
-  return Array.isArray(range) && typeof range[0] === 'number' ? range[0] : undefined;
-}

@@ -2,14 +2,14 @@
  * Job specs on the wire: parsing YAML (with line and column for every problem) and JSON bodies into a `JobSpec`,
  * and writing a `JobSpec` back as the canonical document. Validation itself lives in `job-spec-validate.ts`.
  */
-import { isAlias, isMap, isScalar, isSeq } from 'yaml';
+import { isMap, isScalar, isSeq } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
 import type { FieldError, ParseResult } from './errors.ts';
 import type { JobSpec, TopologyLevel } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
 import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
 import { formatDuration } from './units.ts';
-import { parseYamlSource, sortByPosition } from './yaml-source.ts';
+import { findNode, parseYamlSource, rangeStart, sortByPosition } from './yaml-source.ts';
 
 export { normalizeGpuType } from './gpu-type.ts';
 export { jobSpecJsonSchema } from './job-spec-schema.ts';
@@ -190,42 +190,8 @@ function findKeyPathAt(node: unknown, offset: number, path: PathSegment[]): Path
   return undefined;
 }
 
-/**
- * Walks `path` through the document. `node` is the node at the end of the path, if it exists; `offset` is where the
- * walk got to: the node itself, or the key of an empty value, or the deepest existing ancestor for a missing field.
- */
-function findNode(doc: Document, path: readonly PathSegment[], at: 'key' | 'value' = 'value'): { node: unknown; offset: number | undefined } {
-  let node: unknown = doc.contents;
-  let offset = rangeStart(node);
-  for (const [i, segment] of path.entries()) {
-    if (isAlias(node)) node = node.resolve(doc);
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (!pair) return { node: undefined, offset };
-      const keyOffset = rangeStart(pair.key);
-      if (i === path.length - 1 && at === 'key') return { node: pair.key, offset: keyOffset ?? offset };
-      node = pair.value;
-      // `key:` with nothing after it: point at the key, not at the end of the line.
-      const emptyValue = node === null || (isScalar(node) && node.value === null);
-      offset = (emptyValue ? undefined : rangeStart(node)) ?? keyOffset ?? offset;
-    } else if (isSeq(node) && typeof segment === 'number') {
-      node = node.items[segment];
-      offset = rangeStart(node) ?? offset;
-    } else {
-      return { node: undefined, offset };
-    }
-  }
-  if (isAlias(node)) node = node.resolve(doc);
-  return { node, offset };
-}
-
 function locateIssue(doc: Document, issue: SpecIssue): number | undefined {
   return findNode(doc, issue.path, issue.at).offset;
 }
 
-function rangeStart(node: unknown): number | undefined {
-  if (typeof node !== 'object' || node === null || !('range' in node)) return undefined;
-  const range: unknown = node.range;
-  return Array.isArray(range) && typeof range[0] === 'number' ? range[0] : undefined;
-}
 

@@ -1,4 +1,4 @@
-import type { NodeInfo, RunCommand } from '@tutti/model';
+import type { GpuSample, NodeInfo, RunCommand } from '@tutti/model';
 
 /**
  * Runs the ranks of jobs somewhere: local processes, Slurm steps, later Kubernetes pods.
@@ -31,6 +31,11 @@ export interface ExecutionBackend {
    * already watches is harmless: it is `running`.
    */
   adopt(handles: readonly RankHandle[]): Promise<RankObservation[]>;
+  /**
+   * Reads every GPU's gauges now (utilization, memory, power, temperature). A backend that cannot measure its GPUs
+   * (fake GPUs, none) answers no samples; a failed reading is a `warning`, never an exception.
+   */
+  sampleGpus(): Promise<GpuReading>;
   /** Subscribes to rank exits. Listeners are called synchronously, once per exit, in subscription order. */
   onRankExit(listener: (exit: RankExit) => void): void;
   /**
@@ -106,4 +111,10 @@ export interface RankExit {
   lost: boolean;
   /** When the exit was seen (epoch ms); for an exit read from a status file, when that file was written. */
   at: number;
+}
+
+export interface GpuReading {
+  samples: GpuSample[];
+  /** Why this reading is missing or partial (nvidia-smi failed), for the operator's log. */
+  warning?: string;
 }

@@ -128,6 +128,18 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
       }
     });
 
+    it('samples only GPUs of its inventory, each figure a number in range or null', async () => {
+      const backend = await newBackend();
+      const nodes = await backend.inventory();
+      const known = new Set(nodes.flatMap((node) => node.gpus.map((gpu) => `${node.name}/${gpu.index}`)));
+      const reading = await backend.sampleGpus();
+      for (const sample of reading.samples) {
+        expect(known.has(`${sample.node}/${sample.gpuIndex}`)).toBe(true);
+        if (sample.utilizationPct !== null) expect(sample.utilizationPct).toBeGreaterThanOrEqual(0);
+        if (sample.utilizationPct !== null) expect(sample.utilizationPct).toBeLessThanOrEqual(100);
+      }
+    });
+
     it('starts every rank with torchrun\'s variables over the job env, in the workdir, and returns handles in rank order', async () => {
       const backend = await newBackend();
       const exits = recordExits(backend);

@@ -131,6 +131,38 @@ describe('local backend', () => {
       expect(inventory.warnings.join('\n')).toMatch(/nvidia-smi failed.*NVIDIA-SMI has failed/);
     });
 
+    it('samples GPU gauges through nvidia-smi (a script replaying recorded output: no GPU on this machine)', async () => {
+      const nvidiaSmi = join(root, 'nvidia-smi');
+      writeFileSync(nvidiaSmi, [
+        '#!/bin/sh',
+        `case "$1" in topo) cat '${fixtures}h100-sxm-8x.topo-m.txt';; --query-gpu=index,uuid,name,*) cat '${fixtures}h100-sxm-8x.query-gpu.csv';; *) cat '${fixtures}h100-sxm-8x.query-metrics.csv';; esac`,
+      ].join('\n'), { mode: 0o755 });
+      const backend = newBackend({ nvidiaSmi, nodeName: 'gpu-box' });
+      const reading = await backend.sampleGpus();
+      expect(reading.warning).toBeUndefined();
+      expect(reading.samples.map((s) => [s.node, s.gpuIndex, s.utilizationPct, s.powerW])).toEqual([
+        ['gpu-box', 0, 100, 688.41], ['gpu-box', 1, 98, 671.02], ['gpu-box', 2, 99, 690.55], ['gpu-box', 3, 97, 664.87],
+        ['gpu-box', 4, 0, 69.74], ['gpu-box', 5, 0, 70.12], ['gpu-box', 6, 0, 68.9], ['gpu-box', 7, 0, 71.38],
+      ]);
+      expect(reading.samples[0]).toMatchObject({ memoryUsedMiB: 61237, memoryTotalMiB: 81559, temperatureC: 64 });
+    });
+
+    it('reports a failed GPU reading as a warning and no samples', async () => {
+      const nvidiaSmi = join(root, 'nvidia-smi');
+      writeFileSync(nvidiaSmi, [
+        '#!/bin/sh',
+        `case "$1" in --query-gpu=index,uuid,name,*) cat '${fixtures}a100-pcie-4x.query-gpu.csv';; topo) exit 1;; *) echo 'Unable to determine the device handle for GPU0000:17:00.0: Unknown Error'; exit 15;; esac`,
+      ].join('\n'), { mode: 0o755 });
+      const reading = await newBackend({ nvidiaSmi }).sampleGpus();
+      expect(reading.samples).toEqual([]);
+      expect(reading.warning).toMatch(/nvidia-smi metrics query failed: Unable to determine the device handle/);
+    });
+
+    it('invents no GPU figures for fake GPUs', async () => {
+      const reading = await newBackend({ fakeGpus: '2' }).sampleGpus();
+      expect(reading).toEqual({ samples: [] });
+    });
+
     it('refuses a malformed fakeGpus at creation', () => {
       expect(() => createLocalBackend({ dataDir, fakeGpus: '8:H100:lots' })).toThrow(/fakeGpus: GPU memory "lots".*N\[:TYPE\[:MEMORY\]\]/);
     });

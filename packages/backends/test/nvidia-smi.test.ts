@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { computeNvlinkPeers, parseNvidiaSmiGpuList, parseNvidiaSmiTopology } from '@tutti/backends';
+import { computeNvlinkPeers, parseNvidiaSmiGpuList, parseNvidiaSmiMetrics, parseNvidiaSmiTopology } from '@tutti/backends';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/nvidia-smi/${name}`, import.meta.url), 'utf8');
 
@@ -86,5 +86,35 @@ describe('parseNvidiaSmiTopology', () => {
     const short = parseNvidiaSmiTopology('\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV18\t0-7\nGPU1\tNV18\n');
     expect(short.ok).toBe(false);
     if (!short.ok) expect(short.errors[0]?.message).toMatch(/expected 2 link cells after GPU1/);
+  });
+});
+
+describe('parseNvidiaSmiMetrics', () => {
+  it('reads an 8×H100 box with four GPUs training and four idle', () => {
+    const parsed = parseNvidiaSmiMetrics(fixture('h100-sxm-8x.query-metrics.csv'));
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(parsed.value).toHaveLength(8);
+    expect(parsed.value[0]).toEqual({
+      index: 0, uuid: 'GPU-3c2a4f7e-91d0-5b8e-2f4a-6d0e8c1b7a52', utilizationPct: 100, memoryUsedMiB: 61237, memoryTotalMiB: 81559, powerW: 688.41, temperatureC: 64,
+    });
+    expect(parsed.value.filter((g) => (g.utilizationPct ?? 0) > 50).map((g) => g.index)).toEqual([0, 1, 2, 3]);
+  });
+
+  it('keeps a MIG GPU without utilization and a GPU without a power reading, as nulls', () => {
+    const parsed = parseNvidiaSmiMetrics(fixture('a100-pcie-mig.query-metrics.csv'));
+    expect(parsed.ok && parsed.value.map((g) => [g.index, g.utilizationPct, g.powerW])).toEqual([[0, null, 112.55], [1, 35, null]]);
+  });
+
+  it.each([
+    ['too few fields (driver failure text)', 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver', /expected "index, uuid/],
+    ['units left in', '0, GPU-a, 97 %, 100, 200, 50, 40', /utilization.gpu "97 %" is not a number/],
+    ['a non-numeric index', 'x, GPU-a, 97, 100, 200, 50, 40', /GPU index "x"/],
+  ])('rejects %s, naming the line and the field', (_name, text, message) => {
+    const parsed = parseNvidiaSmiMetrics(`0, GPU-ok, 1, 2, 3, 4, 5\n${text}`);
+    expect(parsed.ok).toBe(false);
+    if (parsed.ok) return;
+    expect(parsed.errors[0]?.line).toBe(2);
+    expect(parsed.errors[0]?.message).toMatch(message);
   });
 });

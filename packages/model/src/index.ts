@@ -4,6 +4,7 @@ export * from './cluster-config.ts';
 export * from './teams.ts';
 export * from './errors.ts';
 export * from './gpu-type.ts';
+export * from './gpu-metrics.ts';
 export * from './job.ts';
 export * from './plan.ts';
 export * from './tasks.ts';

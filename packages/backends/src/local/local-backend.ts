@@ -19,6 +19,7 @@ import type { NodeInfo } from '@tutti/model';
 import { formatFieldErrors } from '@tutti/model';
 import type {
   ExecutionBackend,
+  GpuReading,
   LaunchRequest,
   RankExit,
   RankHandle,
@@ -30,7 +31,8 @@ import { LaunchError, isSafeJobId, verifyLaunchRequest } from '../launch-request
 import { computeRankEnvironment } from '../rank-environment.ts';
 import { parseFakeGpus } from './fake-gpus.ts';
 import { findFreePort } from './free-port.ts';
-import { LOCAL_NODE_ADDRESS, discoverLocalInventory, type LocalInventory } from './local-inventory.ts';
+import { LOCAL_NODE_ADDRESS, discoverLocalInventory, runProgram, type LocalInventory } from './local-inventory.ts';
+import { NVIDIA_SMI_METRICS_ARGS, parseNvidiaSmiMetrics } from './nvidia-smi.ts';
 import {
   isProcessAlive,
   listLiveProcessGroups,
@@ -526,6 +528,17 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     },
     onRankExit(listener) {
       listeners.push(listener);
+    },
+    async sampleGpus(): Promise<GpuReading> {
+      const local = await localInventory();
+      // Fake GPUs have no gauges: report nothing rather than invent figures.
+      if (local.gpuSource !== 'nvidia-smi') return { samples: [] };
+      const at = now();
+      const result = await runProgram(options.nvidiaSmi ?? 'nvidia-smi', NVIDIA_SMI_METRICS_ARGS, 10_000);
+      if (result.kind !== 'ok') return { samples: [], warning: `nvidia-smi metrics query failed: ${result.kind === 'failed' ? result.message : 'nvidia-smi not found'}` };
+      const parsed = parseNvidiaSmiMetrics(result.stdout);
+      if (!parsed.ok) return { samples: [], warning: `could not read nvidia-smi metrics: ${formatFieldErrors(parsed.errors)}` };
+      return { samples: parsed.value.map((gpu) => ({ at, node: nodeName, gpuIndex: gpu.index, utilizationPct: gpu.utilizationPct, memoryUsedMiB: gpu.memoryUsedMiB, memoryTotalMiB: gpu.memoryTotalMiB, powerW: gpu.powerW, temperatureC: gpu.temperatureC })) };
     },
     async close() {
       if (closed) return;

@@ -110,9 +110,10 @@ async function discoverNvidiaGpus(program: string, timeoutMs: number, warnings: 
     .sort((a, b) => a.index - b.index);
 }
 
-type ProgramResult = { kind: 'ok'; stdout: string } | { kind: 'missing' } | { kind: 'failed'; message: string };
+export type ProgramResult = { kind: 'ok'; stdout: string } | { kind: 'missing' } | { kind: 'failed'; message: string };
 
-function runProgram(program: string, args: readonly string[], timeoutMs: number): Promise<ProgramResult> {
+/** Runs a program and collects its stdout; a missing program and a failure are values. */
+export function runProgram(program: string, args: readonly string[], timeoutMs: number): Promise<ProgramResult> {
   return new Promise((resolve) => {
     execFile(program, [...args], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (!error) return resolve({ kind: 'ok', stdout });

@@ -135,3 +135,61 @@ export function computeNvlinkPeers(matrix: GpuLinkMatrix): Map<number, number[]>
   }
   return peers;
 }
+
+/** The arguments that produce the text `parseNvidiaSmiMetrics` reads. */
+export const NVIDIA_SMI_METRICS_ARGS: readonly string[] = [
+  '--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total,power.draw,temperature.gpu',
+  '--format=csv,noheader,nounits',
+];
+
+/** One GPU's gauges at one moment. A figure the driver does not report (`[N/A]`, `[Not Supported]`) is null. */
+export interface NvidiaSmiGpuMetrics {
+  index: number;
+  uuid: string;
+  /** Percent of the last sample period during which a kernel ran (0–100). */
+  utilizationPct: number | null;
+  memoryUsedMiB: number | null;
+  memoryTotalMiB: number | null;
+  powerW: number | null;
+  temperatureC: number | null;
+}
+
+const METRIC_COLUMNS = ['utilization.gpu', 'memory.used', 'memory.total', 'power.draw', 'temperature.gpu'] as const;
+
+/**
+ * Parses the CSV of `NVIDIA_SMI_METRICS_ARGS`: `0, GPU-3c2a…, 97, 61237, 81559, 688.41, 64`. Unreported values
+ * (`[N/A]`, `[Not Supported]`, `N/A`) become null, so a MIG-partitioned GPU (no utilization) or a board without a
+ * power sensor still yields a sample; anything else that is not a number makes the line an error.
+ */
+export function parseNvidiaSmiMetrics(text: string): ParseResult<NvidiaSmiGpuMetrics[]> {
+  const samples: NvidiaSmiGpuMetrics[] = [];
+  const errors: FieldError[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '') return;
+    const fields = line.split(',').map((f) => f.trim());
+    const where = { path: `line ${i + 1}`, line: i + 1 };
+    if (fields.length !== 2 + METRIC_COLUMNS.length) {
+      errors.push({ ...where, message: `expected "index, uuid, ${METRIC_COLUMNS.join(', ')}", got "${line}"` });
+      return;
+    }
+    const [indexText = '', uuid = ''] = fields;
+    if (!/^\d+$/.test(indexText)) {
+      errors.push({ ...where, message: `GPU index "${indexText}" is not a whole number` });
+      return;
+    }
+    const values: Array<number | null> = [];
+    for (const [column, name] of METRIC_COLUMNS.entries()) {
+      const text = fields[2 + column] ?? '';
+      if (/^\[?(N\/A|Not Supported|Unknown Error|Requested functionality has been deprecated)\]?$/i.test(text)) values.push(null);
+      else if (/^-?\d+(\.\d+)?$/.test(text)) values.push(Number(text));
+      else {
+        errors.push({ ...where, message: `${name} "${text}" is not a number` });
+        return;
+      }
+    }
+    const [utilizationPct, memoryUsedMiB, memoryTotalMiB, powerW, temperatureC] = values as [number | null, number | null, number | null, number | null, number | null];
+    samples.push({ index: Number(indexText), uuid, utilizationPct, memoryUsedMiB, memoryTotalMiB, powerW, temperatureC });
+  });
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: samples };
+}

@@ -35,6 +35,10 @@ const onlyThrough = (allowed) => ({
   }],
 });
 
+const browserGlobals = Object.fromEntries(
+  ['window', 'document', 'navigator', 'location', 'history', 'performance', 'getComputedStyle', 'requestAnimationFrame', 'cancelAnimationFrame', 'ResizeObserver', 'HTMLElement', 'HTMLDivElement', 'HTMLPreElement', 'HTMLTextAreaElement', 'HTMLAnchorElement', 'Event', 'EventSource', 'ReadableStream', 'localStorage'].map((name) => [name, 'readonly']),
+);
+
 export default tseslint.config(
   { ignores: ['**/node_modules/**', 'coverage/**', '**/*.d.ts', 'bench/out/**', 'packages/*/dist/**'] },
   js.configs.recommended,
@@ -43,7 +47,7 @@ export default tseslint.config(
     plugins: { import: importPlugin },
     languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly', fetch: 'readonly', AbortController: 'readonly', Buffer: 'readonly', TextDecoder: 'readonly', TextEncoder: 'readonly', queueMicrotask: 'readonly', structuredClone: 'readonly', AbortSignal: 'readonly', Response: 'readonly', Headers: 'readonly', performance: 'readonly' } },
     settings: {
-      'import/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import/parsers': { '@typescript-eslint/parser': ['.ts', '.tsx'] },
       'import/resolver': { node: { extensions: ['.ts', '.js', '.mjs'] } },
     },
     rules: {
@@ -67,4 +71,15 @@ export default tseslint.config(
     },
   },
   { files: ['packages/cli/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends']) },
+  // The dashboard runs in the browser and talks to the server only through the typed client.
+  {
+    files: ['packages/web/src/**/*.{ts,tsx}'],
+    ignores: ['packages/web/src/index.ts'],
+    languageOptions: { globals: browserGlobals },
+    settings: { 'import/resolver': { node: { extensions: ['.ts', '.tsx', '.js', '.mjs'] } } },
+    rules: onlyThrough(['scheduler', 'store', 'backends', 'server', 'cli', 'sim', 'web']),
+  },
+  // Node-side helpers of the web package (the dist path, the build) and its tests.
+  { files: ['packages/web/src/index.ts'], rules: onlyThrough(['scheduler', 'store', 'backends', 'server', 'cli', 'sim']) },
+  { files: ['packages/web/test/**/*.ts'], languageOptions: { globals: browserGlobals } },
 );

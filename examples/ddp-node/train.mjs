@@ -140,10 +140,13 @@ async function runRankZero() {
         }
       });
       socket.on('close', () => {
-        if (!finished) {
+        if (finished) return;
+        // A stop signal reaches every rank at about the same time, and a worker may exit first: wait a moment
+        // for our own signal (whose handler checkpoints) before calling the gang broken.
+        setTimeout(() => {
           log(`rank ${peer} disconnected at step ${step}; the gang is broken, exiting`);
           process.exit(1);
-        }
+        }, 1000).unref();
       });
       socket.on('error', () => undefined);
     });

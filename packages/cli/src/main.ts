@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ApiError, ServerUnreachableError, TuttiClient } from '@tutti/client';
+import { ApiError, ServerUnreachableError, TuttiClient, getJobGpuMetrics } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { StartupError } from '@tutti/server';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
@@ -133,6 +133,7 @@ program
         ...(job.attempt > 0 ? [`  attempt    ${job.attempt}   restarts ${job.restarts} of ${job.max_restarts}`] : []),
         ...(job.progress ? [`  progress   ${Object.entries(job.progress.values).map(([k, v]) => `${k}=${String(v)}`).join(' ')}  (attempt ${job.progress.attempt}, ${job.progress.at})`] : []),
         ...(job.last_checkpoint ? [`  checkpoint ${job.last_checkpoint}`] : []),
+        ...(job.usage ? [`  usage      ${job.usage.gpu_hours.toFixed(3)} GPU-hours, ${job.usage.energy_wh === null ? 'energy not measured (no GPU power readings)' : `${job.usage.energy_wh.toFixed(1)} Wh`}`] : []),
       ];
       if ((job.attempts ?? []).length > 1) {
         lines.push('', renderTable(['ATTEMPT', 'STARTED', 'FINISHED', 'EXIT', 'REASON'], (job.attempts ?? []).map((a) => [String(a.attempt), a.started_at ?? '-', a.finished_at ?? 'running', a.exit_code === null ? '-' : String(a.exit_code), a.reason ?? '-'])));
@@ -148,17 +149,32 @@ program
 program
   .command('metrics')
   .argument('<id>', 'job id')
-  .description('a job\'s progress records ({"tutti": {...}} lines its ranks printed), oldest first')
+  .description('a job\'s progress records ({"tutti": {...}} lines its ranks printed, or posts with TUTTI_JOB_TOKEN), oldest first, and its GPUs\' latest gauges')
   .option('--last <n>', 'only the newest n records', parseInteger('--last'), 20)
   .action(async (id: string, options: { last: number }) => {
-    const view = await client().getJobMetrics(id, { last: options.last });
-    print(view, () => {
-      if (view.records.length === 0) return `job ${id} has reported no progress yet (print {"tutti": {"step": N, "loss": X}} lines on stdout)`;
-      const fields = [...new Set(view.records.flatMap((r) => Object.keys(r.values)))].filter((f) => f !== 'checkpoint');
-      return renderTable(
-        ['AT', 'ATTEMPT', 'RANK', ...fields.map((f) => f.toUpperCase()), 'CHECKPOINT'],
-        view.records.map((r) => [r.at, String(r.attempt), String(r.rank), ...fields.map((f) => (r.values[f] === undefined ? '-' : String(r.values[f]))), r.checkpoint ?? '-']),
-      );
+    const c = client();
+    const view = await c.getJobMetrics(id, { last: options.last });
+    const gpu = await getJobGpuMetrics(c, id);
+    const samples = gpu.available ? gpu.samples : [];
+    print({ ...view, gpu_samples: samples }, () => {
+      const parts: string[] = [];
+      if (view.records.length === 0) parts.push(`job ${id} has reported no progress yet (print {"tutti": {"step": N, "loss": X}} lines on stdout)`);
+      else {
+        const fields = [...new Set(view.records.flatMap((r) => Object.keys(r.values)))].filter((f) => f !== 'checkpoint');
+        parts.push(renderTable(
+          ['AT', 'ATTEMPT', 'RANK', ...fields.map((f) => f.toUpperCase()), 'CHECKPOINT'],
+          view.records.map((r) => [r.at, String(r.attempt), String(r.rank), ...fields.map((f) => (r.values[f] === undefined ? '-' : String(r.values[f]))), r.checkpoint ?? '-']),
+        ));
+      }
+      const latest = new Map(samples.map((s) => [`${s.node}/${s.gpuIndex}`, s]));
+      const figure = (v: number | null, unit: string) => (v === null ? '-' : `${v}${unit}`);
+      if (latest.size === 0) parts.push('', 'no GPU metrics (fake GPUs, or not sampled yet)');
+      else {
+        parts.push('', renderTable(['GPU', 'AT', 'UTIL', 'MEMORY', 'POWER', 'TEMP'], [...latest.values()].map((s) => [
+          `${s.node}/${s.gpuIndex}`, s.at, figure(s.utilizationPct, '%'), s.memoryUsedMiB === null ? '-' : `${s.memoryUsedMiB}/${s.memoryTotalMiB ?? '?'} MiB`, figure(s.powerW, ' W'), figure(s.temperatureC, ' °C'),
+        ])));
+      }
+      return parts.join('\n');
     });
   });
 
@@ -238,7 +254,9 @@ program
           const used = n.gpus.filter((g) => g.job_id !== null).length;
           const head = `${n.name}  ${n.state}  ${n.address}  ${n.cpus} CPUs  ${Math.round(n.memory_mib / 1024)} GiB  GPUs ${used}/${n.gpus.length} in use`;
           if (n.gpus.length === 0) return `${head}\n  (no GPUs)`;
-          const table = renderTable(['GPU', 'TYPE', 'MEMORY', 'JOB', 'UUID'], n.gpus.map((g) => [String(g.index), g.type, `${Math.round(g.memory_mib / 1024)} GiB`, g.job_id ?? '-', g.uuid]));
+          const holders = (g: (typeof n.gpus)[number]) => (g.shares.length > 0 ? g.shares.map((s) => `${s.job_id} (${s.fraction})`).join(' ') : (g.job_id ?? '-'));
+          const gauges = (g: (typeof n.gpus)[number]) => (g.metrics ? `${g.metrics.utilization_pct ?? '-'}% ${g.metrics.power_w ?? '-'} W` : '-');
+          const table = renderTable(['GPU', 'TYPE', 'MEMORY', 'JOB', 'UTIL/POWER', 'UUID'], n.gpus.map((g) => [String(g.index), g.type, `${Math.round(g.memory_mib / 1024)} GiB`, holders(g), gauges(g), g.uuid]));
           return `${head}\n${table.replace(/^/gm, '  ')}`;
         })
         .join('\n\n'),

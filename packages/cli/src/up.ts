@@ -20,6 +20,8 @@ export interface UpOptions {
 
 /** The demo job: two ranks that print their torchrun environment and talk to each other over MASTER_ADDR:PORT. */
 const DEMO_SCRIPT = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
+/** The built web dashboard (`npm run build`); the same path from src/ and from the dist/ bundle. */
+const DASHBOARD_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
 
 export async function runUp(options: UpOptions): Promise<void> {
   const config = options.config ? await readClusterConfig(options.config) : undefined;
@@ -31,6 +33,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     fakeGpus: options.fakeGpus,
     fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
     stopGraceMs: options.grace * 1000,
+    dashboardDir: DASHBOARD_DIR,
   });
   const gpus = server.inventory.reduce((n, node) => n + node.gpus.length, 0);
   const fake = server.inventory.some((node) => node.gpus.some((g) => g.uuid.startsWith('FAKE')));
@@ -39,6 +42,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       `tutti is up at ${server.url}`,
       `  data dir  ${server.dataDir}`,
       `  nodes     ${server.inventory.map((n) => n.name).join(', ')} with ${gpus} GPU${gpus === 1 ? '' : 's'}${fake ? ' (fake: for trying tutti without GPUs)' : ''}`,
+      `  dashboard ${server.url}/`,
       `  API docs  ${server.url}/docs`,
       `  try       npx tutti submit examples/hello.yaml --watch   |   npx tutti ps   |   npx tutti nodes`,
       ...(options.host !== '127.0.0.1' && options.host !== 'localhost' && options.host !== '::1'

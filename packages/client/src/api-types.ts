@@ -49,6 +49,11 @@ export interface JobView {
   attempts?: AttemptView[];
   /** The last progress record (rank 0's or any rank's); present on `GET /v1/jobs/:id`. */
   progress?: ProgressView | null;
+  /**
+   * What the job consumed over all its attempts; present on `GET /v1/jobs/:id`. `energy_wh` is null when its GPUs
+   * reported no power (fake GPUs).
+   */
+  usage?: { gpu_hours: number; energy_wh: number | null };
 }
 
 /** One run of a job's gang. */
@@ -116,8 +121,12 @@ export interface GpuView {
   product: string;
   memory_mib: number;
   nvlink_peers: number[];
-  /** The job holding this GPU, or null when free. */
+  /** The job holding this GPU (for a shared GPU: the first of its sharers), or null when free. */
   job_id: string | null;
+  /** Jobs holding a share of this GPU (fractional GPUs); empty for a free or whole-held GPU. */
+  shares: Array<{ job_id: string; fraction: number; memory_mib: number | null }>;
+  /** The latest gauges of this GPU; null when they are not measured (fake GPUs) or not yet sampled. */
+  metrics: { at: string; utilization_pct: number | null; memory_used_mib: number | null; power_w: number | null; temperature_c: number | null } | null;
 }
 
 export interface EventView {
@@ -158,4 +167,38 @@ export interface TeamView {
   borrowed: Record<string, number>;
   running_jobs: number;
   pending_jobs: number;
+}
+
+/** `POST /v1/jobs/validate`: the spec as the server would accept it, nothing submitted. */
+export interface SpecValidationView {
+  valid: true;
+  /** The normalised spec, as `JobView.spec` would show it. */
+  spec: Record<string, unknown>;
+}
+
+/** One sample of the cluster's state, taken by the server every `interval_s`. */
+export interface ClusterSampleView {
+  at: string;
+  pending_jobs: number;
+  running_jobs: number;
+  gpus_total: number;
+  gpus_allocated: number;
+}
+
+/** `GET /v1/cluster/history`: the samples of the last `minutes`, oldest first (kept in the server's memory). */
+export interface ClusterHistoryView {
+  interval_s: number;
+  samples: ClusterSampleView[];
+}
+
+/** One GPU's gauges at one moment while a job held it (`GET /v1/jobs/:id/gpu-metrics`; none on fake GPUs). */
+export interface GpuMetricSampleView {
+  at: string;
+  node: string;
+  gpuIndex: number;
+  utilizationPct: number | null;
+  memoryUsedMiB: number | null;
+  memoryTotalMiB: number | null;
+  powerW: number | null;
+  temperatureC: number | null;
 }

@@ -1,4 +1,4 @@
-import type { EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView, TeamView } from './api-types.ts';
+import type { ClusterHistoryView, EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView, SpecValidationView, TeamView } from './api-types.ts';
 import type { JobStatus } from '@tutti/model';
 
 /** The server answered with an error status. `body` carries the field errors of a rejected spec. */
@@ -31,9 +31,19 @@ export interface ClientOptions {
 export interface ListJobsQuery {
   status?: JobStatus;
   team?: string;
+  /** Only jobs whose name contains this (lowercase letters, digits, '-'). */
+  name?: string;
+  /** @default 'id' (submission order) */
+  sort?: JobSortKey;
+  /** @default 'desc' */
+  order?: 'asc' | 'desc';
   limit?: number;
+  /** The `next_cursor` of the previous page of the same query. */
   cursor?: string;
 }
+
+export const JOB_SORT_KEYS = ['id', 'name', 'team', 'status', 'priority'] as const;
+export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
 
 export interface SubmitOptions {
   /** The directory a relative `workdir` is resolved against, and the default workdir (the submitter's cwd). */
@@ -62,6 +72,14 @@ export class TuttiClient {
     }
     headers['content-type'] = 'application/json';
     return this.request('POST', '/v1/jobs', JSON.stringify(spec), headers);
+  }
+
+  /**
+   * Checks a YAML spec as a submission would, without submitting: resolves with the normalised spec, or rejects
+   * with the same ApiError (field errors with line and column) that `submitJob` would.
+   */
+  validateJob(yaml: string): Promise<SpecValidationView> {
+    return this.request('POST', '/v1/jobs/validate', yaml, { 'content-type': 'application/yaml' });
   }
 
   listJobs(query: ListJobsQuery = {}): Promise<JobListView> {
@@ -95,6 +113,11 @@ export class TuttiClient {
     return response.text();
   }
 
+  /** Queue length and GPUs allocated over the last `minutes` (default 60), sampled by the server. */
+  getClusterHistory(query: { minutes?: number } = {}): Promise<ClusterHistoryView> {
+    return this.request('GET', `/v1/cluster/history${query.minutes !== undefined ? `?minutes=${query.minutes}` : ''}`);
+  }
+
   listTeams(): Promise<{ teams: TeamView[] }> {
     return this.request('GET', '/v1/teams');
   }
@@ -115,23 +138,27 @@ export class TuttiClient {
     await throwIfError(response);
     if (!response.body) return;
     const decoder = new TextDecoder();
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const chunk of readChunks(response.body)) {
       yield decoder.decode(chunk, { stream: true });
     }
   }
 
-  /** The server's event stream (SSE) as parsed events; resumes after `afterSeq` when given. */
-  async *events(options: { jobId?: string; afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<EventView> {
+  /**
+   * The server's event stream (SSE) as parsed events: resumes after `afterSeq` when given, or starts with the
+   * newest `last` events already stored; otherwise only events from now on.
+   */
+  async *events(options: { jobId?: string; afterSeq?: number; last?: number; signal?: AbortSignal } = {}): AsyncGenerator<EventView> {
     const params = new URLSearchParams();
     if (options.jobId) params.set('job', options.jobId);
     if (options.afterSeq !== undefined) params.set('after', String(options.afterSeq));
+    else if (options.last !== undefined) params.set('last', String(options.last));
     const qs = params.toString();
     const response = await this.fetch(`/v1/events${qs ? `?${qs}` : ''}`, { method: 'GET', signal: options.signal, headers: { accept: 'text/event-stream' } });
     await throwIfError(response);
     if (!response.body) return;
     const decoder = new TextDecoder();
     let buffer = '';
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const chunk of readChunks(response.body)) {
       buffer += decoder.decode(chunk, { stream: true });
       let boundary: number;
       while ((boundary = buffer.indexOf('\n\n')) >= 0) {
@@ -141,6 +168,11 @@ export class TuttiClient {
         if (data) yield JSON.parse(data) as EventView;
       }
     }
+  }
+
+  /** A GET of JSON for helpers that extend the client (see gpu-metrics.ts). */
+  getJson<T>(path: string): Promise<T> {
+    return this.request('GET', path);
   }
 
   private async request<T>(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<T> {
@@ -156,6 +188,21 @@ export class TuttiClient {
       if ((error as Error).name === 'AbortError') throw error;
       throw new ServerUnreachableError(this.baseUrl, error);
     }
+  }
+}
+
+/** A response body's chunks through a reader: browsers without async-iterable streams read it too. */
+async function* readChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    // Ends the request when the caller stops early (break, abort).
+    await reader.cancel().catch(() => undefined);
   }
 }
 

@@ -1,2 +1,3 @@
 export * from './api-types.ts';
 export * from './client.ts';
+export * from './gpu-metrics.ts';

@@ -18,13 +18,14 @@ import {
   isTerminalJobStatus,
 } from '@tutti/model';
 import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
-import { TeamUsageTracker } from './team-usage.ts';
+import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
 import { runCycle, verifyPlan } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
 import type { JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { EventFeed } from './event-feed.ts';
 import type { Logger } from './logger.ts';
+import type { JobTokens } from './job-tokens.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { LogTail, parseProgressLine } from './progress-tail.ts';
 
@@ -47,6 +48,15 @@ export interface JobControllerOptions {
   teams: readonly TeamConfig[];
   /** Fair-share history half-life. */
   fairShareHalfLifeMs: number;
+  /** Issues each job's TUTTI_JOB_TOKEN. */
+  jobTokens: JobTokens;
+  /** The API's address for TUTTI_API_URL (undefined until the server listens). */
+  apiUrl: () => string | undefined;
+  /**
+   * Since when every GPU of a running job has been idle (0% utilization in every sample), or undefined when that is
+   * not known (fake GPUs, no samples yet) or a GPU was busy in the latest sample.
+   */
+  gpusIdleSince?: (jobId: string) => number | undefined;
 }
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
@@ -70,9 +80,19 @@ interface AttemptWatch {
   tails: Array<{ rank: number; tail: LogTail }>;
   /** The last progress record's time, or the attempt's start. */
   lastProgressAt: number;
+  /** When the control plane started watching this attempt. */
+  watchedSince: number;
   last?: Record<string, string | number | boolean>;
   /** From the job's spec: no record for this long → hung. */
   hangTimeoutMs?: number;
+}
+
+function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: Record<string, string | number | boolean>): NewProgressRecord {
+  const record: NewProgressRecord = { jobId, attempt, rank, at, values };
+  if (typeof values.step === 'number') record.step = values.step;
+  if (typeof values.loss === 'number') record.loss = values.loss;
+  if (typeof values.checkpoint === 'string') record.checkpoint = values.checkpoint;
+  return record;
 }
 
 /** The periodic tick runs a cycle at least this often even when nothing changed. */
@@ -117,6 +137,8 @@ export class JobController {
   /** Running attempts whose logs are tailed for progress records. */
   private readonly watches = new Map<string, AttemptWatch>();
   private progressPoll: Promise<void> | undefined;
+  /** Set once re-adoption is done: cycles run only from then on. */
+  private started = false;
   /** Timers that wake the queue when a restart's backoff is over. */
   private readonly backoffTimers = new Set<NodeJS.Timeout>();
 
@@ -135,6 +157,10 @@ export class JobController {
   /** Re-adopts what ran before a restart, then starts the loop. */
   async start(): Promise<void> {
     await this.recover();
+    const now = this.options.now();
+    const past = await this.store.listGpuUseEndedSince(now - SEED_HALF_LIVES * this.options.fairShareHalfLifeMs);
+    this.usage.seed(now, past, await this.store.listJobsByStatus(['running']));
+    this.started = true;
     for (const job of await this.store.listJobsByStatus(['pending'])) this.queue.set(job.id, job);
     this.timer = setInterval(() => {
       this.enforceDeadlines();
@@ -187,7 +213,8 @@ export class JobController {
    * takes more than about a third of the event loop from the API. An idle server schedules at once.
    */
   requestSchedule(): void {
-    if (this.closed) return;
+    // Before start() nothing is scheduled: what arrives is queued, and start() runs the first cycle.
+    if (this.closed || !this.started) return;
     if (this.cycleRunning || this.cycleTimer) {
       this.cycleRequested = true;
       return;
@@ -349,11 +376,14 @@ export class JobController {
     await rm(path.join(controlDir, 'preempt-deadline'), { force: true });
     const resumeFrom = job.lastCheckpoint ?? (await newestEntry(checkpointDir));
     const graceMs = job.spec.preemptionGraceMs ?? this.options.stopGraceMs;
+    const apiUrl = this.options.apiUrl();
     return {
       TUTTI_CHECKPOINT_DIR: checkpointDir,
       TUTTI_CONTROL_DIR: controlDir,
       TUTTI_STOP_SIGNAL: job.spec.stopSignal ?? 'SIGTERM',
       TUTTI_PREEMPT_GRACE_S: String(Math.floor(graceMs / 1000)),
+      TUTTI_JOB_TOKEN: this.options.jobTokens.tokenFor(job.id),
+      ...(apiUrl !== undefined ? { TUTTI_API_URL: apiUrl } : {}),
       ...(resumeFrom !== undefined ? { TUTTI_RESUME_FROM: resumeFrom } : {}),
     };
   }
@@ -515,7 +545,7 @@ export class JobController {
   private watchAttempt(job: Job, attempt: number, handles: readonly RankHandle[], from: 'start' | 'end'): void {
     // Records written while no server watched are not replayed on adoption (their time is unknown).
     const tails = handles.map((h) => ({ rank: h.rank, tail: new LogTail(h.logPath, from) }));
-    const watch: AttemptWatch = { attempt, tails, lastProgressAt: this.options.now(), ...(job.spec.hangTimeoutMs !== undefined ? { hangTimeoutMs: job.spec.hangTimeoutMs } : {}) };
+    const watch: AttemptWatch = { attempt, tails, lastProgressAt: this.options.now(), watchedSince: this.options.now(), ...(job.spec.hangTimeoutMs !== undefined ? { hangTimeoutMs: job.spec.hangTimeoutMs } : {}) };
     const jobId = job.id;
     this.watches.set(jobId, watch);
   }
@@ -536,16 +566,26 @@ export class JobController {
     for (const { rank, tail } of watch.tails) {
       for (const line of await tail.readLines()) {
         const values = parseProgressLine(line);
-        if (!values) continue;
-        const record: NewProgressRecord = { jobId, attempt: watch.attempt, rank, at: now, values };
-        if (typeof values.step === 'number') record.step = values.step;
-        if (typeof values.loss === 'number') record.loss = values.loss;
-        if (typeof values.checkpoint === 'string') record.checkpoint = values.checkpoint;
-        records.push(record);
+        if (values) records.push(toProgressRecord(jobId, watch.attempt, rank, now, values));
       }
     }
+    await this.storeProgress(watch, records);
+  }
+
+  /**
+   * A progress record posted to the API (`POST /v1/jobs/:id/progress` with the job's token): stored and counted
+   * for hang detection exactly like a record printed on stdout. Only a running job reports progress.
+   */
+  async recordProgress(jobId: string, rank: number, values: Record<string, string | number | boolean>): Promise<'recorded' | 'not_running'> {
+    const watch = this.watches.get(jobId);
+    if (!watch || this.stopping.has(jobId)) return 'not_running';
+    await this.storeProgress(watch, [toProgressRecord(jobId, watch.attempt, rank, this.options.now(), values)]);
+    return 'recorded';
+  }
+
+  private async storeProgress(watch: AttemptWatch, records: NewProgressRecord[]): Promise<void> {
     if (records.length === 0) return;
-    watch.lastProgressAt = now;
+    watch.lastProgressAt = records.at(-1)!.at;
     watch.last = { ...watch.last, ...(records.at(-1)?.values as Record<string, string | number | boolean>) };
     await this.store.appendProgress(records);
   }
@@ -561,9 +601,14 @@ export class JobController {
     for (const [jobId, watch] of this.watches) {
       if (this.stopping.has(jobId)) continue;
       const timeoutMs = watch.hangTimeoutMs;
-      if (timeoutMs === undefined || now - watch.lastProgressAt < timeoutMs) continue;
+      if (timeoutMs === undefined) continue;
+      const idleSince = this.options.gpusIdleSince?.(jobId);
+      const gpusIdle = idleSince !== undefined && now - Math.max(idleSince, watch.watchedSince) >= timeoutMs;
+      if (now - watch.lastProgressAt < timeoutMs && !gpusIdle) continue;
       const last = watch.last ? `last progress ${JSON.stringify(watch.last)} at ${new Date(watch.lastProgressAt).toISOString()}` : 'no progress record since the attempt started';
-      const detail = `no progress record for ${formatDuration(timeoutMs)} (hang_timeout); ${last}`;
+      const detail = now - watch.lastProgressAt >= timeoutMs
+        ? `no progress record for ${formatDuration(timeoutMs)} (hang_timeout); ${last}`
+        : `every GPU of the job idle (0% utilization) for ${formatDuration(timeoutMs)} (hang_timeout) while its processes live; ${last}`;
       this.options.logger.warn(`job ${jobId} is hung: ${detail}`);
       void this.store.appendEvent(jobId, 'hung', `declared hung: ${detail}`, now, { last: watch.last ?? null, last_progress_at: watch.lastProgressAt }).then(() => this.options.feed.notify());
       this.beginStop(jobId, { kind: 'hung', timeoutMs, detail });

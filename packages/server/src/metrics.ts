@@ -1,5 +1,5 @@
 /** Prometheus metrics of the control plane, rendered in the text exposition format (no client library needed). */
-import type { ClusterSnapshot, JobStatus } from '@tutti/model';
+import type { ClusterSnapshot, JobGpuSample, JobStatus } from '@tutti/model';
 import { JOB_STATUSES } from '@tutti/model';
 
 const CYCLE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -48,6 +48,7 @@ export class ServerMetrics {
     jobsByStatus: Record<JobStatus, number>,
     snapshot: ClusterSnapshot,
     progress: ReadonlyMap<string, { attempt: number; at: number; values: Readonly<Record<string, string | number | boolean>> }> = new Map(),
+    gpuSamples: ReadonlyMap<string, JobGpuSample> = new Map(),
   ): string {
     const totalGpus = snapshot.nodes.reduce((n, node) => n + node.gpus.length, 0);
     const allocated = snapshot.allocations.length;
@@ -81,6 +82,35 @@ export class ServerMetrics {
     for (const [jobId, record] of progress) lines.push(`tutti_job_attempt{job_id="${jobId}"} ${record.attempt}`);
     lines.push('# HELP tutti_job_progress_age_seconds Time since a running job last reported progress.', '# TYPE tutti_job_progress_age_seconds gauge');
     for (const [jobId, record] of progress) lines.push(`tutti_job_progress_age_seconds{job_id="${jobId}"} ${Math.max(0, (Date.now() - record.at) / 1000)}`);
+    lines.push(...renderGpuGauges([...gpuSamples.values()]));
     return `${lines.join('\n')}\n`;
   }
+}
+
+/**
+ * The latest sample of each real GPU, labelled with the job holding it (`job_id=""` when free), so that
+ * `sum by (job_id) (tutti_gpu_power_watts)` is a job's draw. Unreported figures are left out, not zeroed; with
+ * fake GPUs there are no samples and so no series.
+ */
+function renderGpuGauges(samples: readonly JobGpuSample[]): string[] {
+  const gauges: Array<[string, string, (s: JobGpuSample) => number | null]> = [
+    ['tutti_gpu_utilization_ratio', 'Share of time a kernel ran on the GPU (0-1), from nvidia-smi.', (s) => (s.utilizationPct === null ? null : s.utilizationPct / 100)],
+    ['tutti_gpu_memory_used_bytes', 'GPU memory in use.', (s) => (s.memoryUsedMiB === null ? null : s.memoryUsedMiB * 1024 * 1024)],
+    ['tutti_gpu_memory_total_bytes', 'GPU memory.', (s) => (s.memoryTotalMiB === null ? null : s.memoryTotalMiB * 1024 * 1024)],
+    ['tutti_gpu_power_watts', 'Power drawn by the GPU.', (s) => s.powerW],
+    ['tutti_gpu_temperature_celsius', 'GPU temperature.', (s) => s.temperatureC],
+  ];
+  const lines: string[] = [];
+  for (const [name, help, value] of gauges) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const sample of samples) {
+      const v = value(sample);
+      if (v !== null) lines.push(`${name}{node="${escapeLabel(sample.node)}",gpu="${sample.gpuIndex}",job_id="${sample.jobId ?? ''}"} ${v}`);
+    }
+  }
+  return lines;
+}
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }

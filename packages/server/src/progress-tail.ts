@@ -26,7 +26,14 @@ export function parseProgressLine(line: string): Record<string, string | number 
   } catch {
     return undefined;
   }
-  const body = (parsed as { tutti?: unknown }).tutti;
+  return parseProgressValues((parsed as { tutti?: unknown }).tutti);
+}
+
+/**
+ * The fields of a record's body (the object under `"tutti"`), under the same rules as a printed record; undefined
+ * when nothing valid is left. Also what `POST /v1/jobs/:id/progress` accepts.
+ */
+export function parseProgressValues(body: unknown): Record<string, string | number | boolean> | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const values: Record<string, string | number | boolean> = {};
   for (const [key, value] of Object.entries(body as Record<string, unknown>)) {

@@ -17,6 +17,9 @@ import { buildHttpApp } from './http/app.ts';
 import { createConsoleLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ServerMetrics } from './metrics.ts';
+import { ClusterHistory } from './cluster-history.ts';
+import { GpuSampler } from './gpu-sampler.ts';
+import { JobTokens } from './job-tokens.ts';
 
 export const TUTTI_VERSION = '0.1.0';
 
@@ -41,6 +44,17 @@ export interface TuttiServerOptions {
   /** Period of the background scheduling tick. @default 1000 */
   tickMs?: number;
   logger?: Logger;
+  /**
+   * The built web dashboard (packages/web/dist) to serve at `/`; `tutti up` passes it. Without it `/` says how to
+   * build and serve the dashboard.
+   */
+  dashboardDir?: string;
+  /** How often the queue length and GPU allocation are sampled for the dashboard's charts. @default 5000 */
+  clusterSampleMs?: number;
+  /** How often GPU gauges are sampled (real GPUs only). @default 10000 */
+  gpuSampleMs?: number;
+  /** The nvidia-smi program the local backend runs. @default 'nvidia-smi' on PATH */
+  nvidiaSmi?: string;
   /** The clock. @default Date.now */
   now?: () => number;
 }
@@ -62,9 +76,9 @@ export class StartupError extends Error {
   override name = 'StartupError';
 }
 
-function makeLocalBackend(dataDir: string, fakeGpus: string | undefined): ExecutionBackend {
+function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaSmi: string | undefined): ExecutionBackend {
   try {
-    return createLocalBackend({ dataDir, fakeGpus });
+    return createLocalBackend({ dataDir, fakeGpus, ...(nvidiaSmi !== undefined ? { nvidiaSmi } : {}) });
   } catch (error) {
     throw new StartupError(`--fake-gpus: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -89,11 +103,11 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => store.close());
     await store.migrate();
 
-    let backend = makeLocalBackend(dataDir, options.fakeGpus);
+    let backend = makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
     let inventory = await backend.inventory();
     if (options.fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
       await backend.close();
-      backend = makeLocalBackend(dataDir, options.fakeGpusIfNone);
+      backend = makeLocalBackend(dataDir, options.fakeGpusIfNone, options.nvidiaSmi);
       inventory = await backend.inventory();
     }
     const chosenBackend = backend;
@@ -107,6 +121,9 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const profileResult = Object.keys(settings.args).length > 0 ? parseProfile({ base: settings.profile, args: settings.args }) : getProfile(settings.profile);
     if (!profileResult.ok) throw new StartupError(`scheduler.profile: ${profileResult.error}`);
     const teams = options.config?.teams ?? [];
+    const jobTokens = await JobTokens.open(dataDir);
+    // Known once the server listens (port 0 picks one).
+    const api: { url?: string } = {};
     const controller = new JobController({
       store,
       backend,
@@ -120,13 +137,33 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       profile: profileResult.profile,
       teams,
       fairShareHalfLifeMs: settings.fairShareHalfLifeMs,
+      jobTokens,
+      apiUrl: () => api.url,
+      gpusIdleSince: (jobId) => gpuSampler.gpusIdleSince(jobId),
     });
     cleanups.push(() => controller.close());
 
+    const history = new ClusterHistory({
+      read: async () => {
+        const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
+        const gpusAllocated = snapshot.allocations.reduce((sum, allocation) => sum + (allocation.fraction ?? 1), 0);
+        const gpusTotal = snapshot.nodes.reduce((sum, node) => sum + node.gpus.length, 0);
+        return { pendingJobs: controller.queueLength, runningJobs: running.length, gpusTotal, gpusAllocated };
+      },
+      now,
+      logger,
+      ...(options.clusterSampleMs !== undefined ? { intervalMs: options.clusterSampleMs } : {}),
+    });
+    cleanups.push(() => history.close());
+
+    const gpuSampler = new GpuSampler({ backend, store, logger, now, ...(options.gpuSampleMs !== undefined ? { intervalMs: options.gpuSampleMs } : {}) });
+    cleanups.push(() => gpuSampler.close());
+
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt });
+    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest() });
     cleanups.push(() => app.close());
-    await controller.start();
+    // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
+    // and schedules nothing before its start (re-adoption first).
     try {
       await app.listen({ host, port: options.port ?? 7070 });
     } catch (error) {
@@ -138,7 +175,11 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : (options.port ?? 7070);
     const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
-    return { url: `http://${urlHost}:${port}`, port, dataDir, store, controller, inventory, close: cleanup };
+    api.url = `http://${urlHost}:${port}`;
+    await controller.start();
+    await history.start();
+    gpuSampler.start();
+    return { url: api.url, port, dataDir, store, controller, inventory, close: cleanup };
   } catch (error) {
     await cleanup();
     throw error;

@@ -1,7 +1,7 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
-import type { AttemptView, EventView, GpuView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
+import type { AttemptView, EventView, GpuMetricSampleView, GpuView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
 import { serializeJobSpec } from '@tutti/model';
-import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, ProgressRecord, Task, TeamConfig } from '@tutti/model';
+import type { AttemptRecord, ClusterSnapshot, Diagnosis, GpuSample, Job, JobEvent, ProgressRecord, Task, TeamConfig } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -10,6 +10,8 @@ export interface JobDetail {
   attempts: readonly AttemptRecord[];
   progress: ProgressRecord | undefined;
   now: number;
+  /** From the GPU samples; null without power readings. */
+  energyWh: number | null;
 }
 
 /** `diagnosis` is the latest cycle's reason for a pending job (the stored one may be a few seconds old). */
@@ -26,8 +28,22 @@ export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnos
     }
     view.attempts = attempts;
     view.progress = detail.progress ? toProgressView(detail.progress) : null;
+    view.usage = { gpu_hours: computeGpuHours(job, tasks ?? [], detail.attempts, detail.now), energy_wh: detail.energyWh };
   }
   return view;
+}
+
+/** GPUs held × time held, over the ended attempts and the running one, in hours. */
+export function computeGpuHours(job: Job, tasks: readonly Task[], attempts: readonly AttemptRecord[], now: number): number {
+  // Every local rank lists its node's whole GPU set (as torchrun does): count each (node, GPU) once.
+  const gpusOf = (ranks: readonly Task[]) => new Set(ranks.flatMap((task) => task.gpus.map((gpu) => `${task.node}/${gpu}`))).size * (job.spec.resources.gpus.fraction ?? 1);
+  let gpuMs = 0;
+  for (const attempt of attempts) {
+    if (attempt.startedAt !== undefined) gpuMs += gpusOf(attempt.tasks) * Math.max(0, attempt.finishedAt - attempt.startedAt);
+  }
+  const runningRecorded = (attempts.at(-1)?.attempt ?? 0) >= (job.attempt ?? 0);
+  if (job.status === 'running' && job.startedAt !== undefined && !runningRecorded) gpuMs += gpusOf(tasks) * Math.max(0, now - job.startedAt);
+  return gpuMs / 3_600_000;
 }
 
 export function toAttemptView(record: AttemptRecord): AttemptView {
@@ -104,8 +120,14 @@ export function toTaskView(task: Task): TaskView {
   };
 }
 
-export function toNodeViews(snapshot: ClusterSnapshot): NodeView[] {
-  const holder = new Map(snapshot.allocations.map((a) => [`${a.node}/${a.gpuIndex}`, a.jobId]));
+export function toNodeViews(snapshot: ClusterSnapshot, latestGpuSamples: ReadonlyMap<string, GpuSample> = new Map()): NodeView[] {
+  const holder = new Map<string, string>();
+  const shares = new Map<string, GpuView['shares']>();
+  for (const a of snapshot.allocations) {
+    const key = `${a.node}/${a.gpuIndex}`;
+    if (!holder.has(key)) holder.set(key, a.jobId);
+    if (a.fraction !== undefined) shares.set(key, [...(shares.get(key) ?? []), { job_id: a.jobId, fraction: a.fraction, memory_mib: a.memoryMiB ?? null }]);
+  }
   return snapshot.nodes.map((node) => ({
     name: node.name,
     address: node.address,
@@ -122,9 +144,29 @@ export function toNodeViews(snapshot: ClusterSnapshot): NodeView[] {
         memory_mib: gpu.memoryMiB,
         nvlink_peers: gpu.nvlinkPeers,
         job_id: holder.get(`${node.name}/${gpu.index}`) ?? null,
+        shares: shares.get(`${node.name}/${gpu.index}`) ?? [],
+        metrics: toGpuMetricsView(latestGpuSamples.get(`${node.name}/${gpu.index}`)),
       }),
     ),
   }));
+}
+
+function toGpuMetricsView(sample: GpuSample | undefined): GpuView['metrics'] {
+  if (!sample) return null;
+  return { at: new Date(sample.at).toISOString(), utilization_pct: sample.utilizationPct, memory_used_mib: sample.memoryUsedMiB, power_w: sample.powerW, temperature_c: sample.temperatureC };
+}
+
+export function toGpuMetricSampleView(sample: GpuSample): GpuMetricSampleView {
+  return {
+    at: new Date(sample.at).toISOString(),
+    node: sample.node,
+    gpuIndex: sample.gpuIndex,
+    utilizationPct: sample.utilizationPct,
+    memoryUsedMiB: sample.memoryUsedMiB,
+    memoryTotalMiB: sample.memoryTotalMiB,
+    powerW: sample.powerW,
+    temperatureC: sample.temperatureC,
+  };
 }
 
 export function toEventView(event: JobEvent): EventView {

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TuttiClient } from '@tutti/client';
+import { expect } from 'vitest';
+import { ApiError, TuttiClient } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { silentLogger, startTuttiServer } from '@tutti/server';
 import type { TuttiServer, TuttiServerOptions } from '@tutti/server';
@@ -84,4 +85,14 @@ export async function closeLeavingNothingRunning(t: TestServer | undefined): Pro
   for (const job of jobs) await t.client.cancelJob(job.id);
   for (const job of jobs) await waitForJob(t.client, job.id, isEnded).catch(() => undefined);
   await t.close();
+}
+
+/** The ApiError a request was refused with (fails the test if it succeeded or failed otherwise). */
+export async function expectApiError(promise: Promise<unknown>): Promise<ApiError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ApiError);
+  return error as ApiError;
 }

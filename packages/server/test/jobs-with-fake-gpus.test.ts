@@ -6,23 +6,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiError } from '@tutti/client';
-import { closeLeavingNothingRunning, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob, expectApiError } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const DDP_HELLO = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
 
 let t: TestServer;
 afterEach(() => closeLeavingNothingRunning(t));
-
-async function expectApiError(promise: Promise<unknown>): Promise<ApiError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(ApiError);
-  return error as ApiError;
-}
 
 describe('a 2-rank job on 4 fake GPUs', () => {
   it('gives each rank the torchrun environment, and the ranks reach each other at MASTER_ADDR:MASTER_PORT', async () => {

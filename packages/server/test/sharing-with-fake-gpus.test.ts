@@ -4,7 +4,6 @@
  */
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiError } from '@tutti/client';
 import type { ClusterConfig } from '@tutti/model';
 import { closeLeavingNothingRunning, isEnded, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
@@ -99,14 +98,72 @@ describe('sharing GPUs with fake GPUs', () => {
     await waitForJob(t.client, second.id, isEnded);
   });
 
-  it('refuses fractional GPUs on the local backend with a clear 422', async () => {
-    t = await startTestServer();
-    const error = await t.client
-      .submitJob({ name: 'half', resources: { gpus: { count: 1, fraction: 0.5 } }, run: ['true'] })
-      .then(() => undefined, (e: unknown) => e);
-    // The spec is valid (the scheduler and the simulator pack fractions); the local backend cannot share a GPU yet.
-    expect(error).toBeInstanceOf(ApiError);
-    expect((error as ApiError).status).toBe(422);
-    expect((error as ApiError).message).toContain('fractional GPUs (0.5) are not supported by the local backend yet');
+  it('packs fractional jobs onto shared GPUs within memory, keeps whole-GPU jobs off them, and frees each share on its own', async () => {
+    t = await startTestServer({ fakeGpus: '2:H100:80GB' });
+    const release = (name: string) => path.join(t!.scratch, `release-${name}`);
+    const share = (name: string, fraction: number, memory: string) =>
+      t!.client.submitJob({ name, resources: { gpus: { count: 1, fraction, memory } }, run: waitForFileThenExit(release(name)) });
+    const a = await share('a', 0.5, '30GB');
+    const b = await share('b', 0.25, '30GB');
+    const [ra, rb] = [await waitForJob(t.client, a.id, isRunningWithPids), await waitForJob(t.client, b.id, isRunningWithPids)];
+    // Packed onto one GPU (best fit keeps the other GPU whole), and each rank sees that GPU.
+    expect(ra.tasks?.[0]?.gpus).toEqual(rb.tasks?.[0]?.gpus);
+    const shared = ra.tasks![0]!.gpus[0]!;
+
+    // A whole-GPU job takes the other GPU; a second one must wait: a shared GPU is not free.
+    const whole = await t.client.submitJob({ name: 'whole', resources: { gpus: 1 }, run: waitForFileThenExit(release('whole')) });
+    const rw = await waitForJob(t.client, whole.id, isRunningWithPids);
+    expect(rw.tasks?.[0]?.gpus).toEqual([1 - shared]);
+    const whole2 = await t.client.submitJob({ name: 'whole2', resources: { gpus: 1 }, run: waitForFileThenExit(release('whole2')) });
+    const waiting = await waitForJob(t.client, whole2.id, (j) => j.pending_diagnosis !== null);
+    expect(waiting.status).toBe('pending');
+
+    // 0.5 + 0.25 fit; a further 0.25 with 30GB does not fit the 80GB left after 60GB.
+    const c = await share('c', 0.25, '30GB');
+    expect((await waitForJob(t.client, c.id, (j) => j.pending_diagnosis !== null)).status).toBe('pending');
+
+    const gpu = (await t.client.listNodes()).nodes[0]!.gpus.find((g) => g.index === shared)!;
+    expect(gpu.shares.map((s) => [s.job_id, s.fraction, s.memory_mib]).sort()).toEqual([[a.id, 0.5, 30 * 1024], [b.id, 0.25, 30 * 1024]].sort());
+
+    // When a's share ends, c fits beside b; whole2 still waits for a whole GPU.
+    await touch(release('a'));
+    await waitForJob(t.client, a.id, isEnded);
+    const rc = await waitForJob(t.client, c.id, isRunningWithPids);
+    expect(rc.tasks?.[0]?.gpus).toEqual([shared]);
+    expect((await t.client.getJob(whole2.id)).status).toBe('pending');
+    for (const name of ['b', 'c', 'whole', 'whole2']) await touch(release(name));
+    for (const job of [b, c, whole, whole2]) expect((await waitForJob(t.client, job.id, isEnded)).status).toBe('succeeded');
+  });
+
+  it('remembers which team used the GPUs across a control-plane restart: fair share still puts the other team first', async () => {
+    const config = teamsConfig([
+      { name: 'alpha', weight: 1, nominal: {} },
+      { name: 'zulu', weight: 1, nominal: {} },
+      { name: 'ops', weight: 1, nominal: {} },
+    ]);
+    t = await startTestServer({ fakeGpus: '1', config });
+    const used = await t.client.submitJob({ name: 'alpha-used', team: 'alpha', resources: { gpus: 1 }, run: nodeScript('setTimeout(() => {}, 1500)') });
+    expect((await waitForJob(t.client, used.id, isEnded)).status).toBe('succeeded');
+    await t.server.close();
+
+    // Same data dir, new server: alpha's recent use must come back from the store, not start at zero.
+    const { startTuttiServer, silentLogger } = await import('@tutti/server');
+    const server = await startTuttiServer({ dataDir: t.dataDir, port: 0, fakeGpus: '1', logger: silentLogger, tickMs: 200, stopGraceMs: 5000, config });
+    const restarted: TestServer = { ...t, server, client: new (await import('@tutti/client')).TuttiClient({ baseUrl: server.url }) };
+    t = restarted;
+    const blocker = await t.client.submitJob({ name: 'blocker', team: 'ops', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-blocker')) });
+    await waitForJob(t.client, blocker.id, isRunningWithPids);
+    // Alpha submits first and sorts first by name; only its remembered use can put zulu ahead.
+    const alpha = await t.client.submitJob({ name: 'alpha-next', team: 'alpha', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-alpha')) });
+    const zulu = await t.client.submitJob({ name: 'zulu-next', team: 'zulu', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-zulu')) });
+    await waitForJob(t.client, alpha.id, (j) => j.pending_diagnosis !== null);
+    await waitForJob(t.client, zulu.id, (j) => j.pending_diagnosis !== null);
+    await touch(path.join(t.scratch, 'release-blocker'));
+    await waitForJob(t.client, zulu.id, isRunningWithPids);
+    expect((await t.client.getJob(alpha.id)).status).toBe('pending');
+    await touch(path.join(t.scratch, 'release-zulu'));
+    await waitForJob(t.client, alpha.id, isRunningWithPids);
+    await touch(path.join(t.scratch, 'release-alpha'));
+    await waitForJob(t.client, alpha.id, isEnded);
   });
 });

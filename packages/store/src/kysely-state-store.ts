@@ -1,4 +1,5 @@
-import type { Insertable, Kysely, Transaction } from 'kysely';
+import { sql } from 'kysely';
+import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
 import type {
   AttemptRecord,
   ClusterSnapshot,
@@ -7,6 +8,7 @@ import type {
   Job,
   JobEvent,
   JobEventType,
+  JobGpuSample,
   JobSpec,
   JobStatus,
   NodeInfo,
@@ -18,15 +20,18 @@ import { InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
 import { attemptFromRow, eventFromRow, jobFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
-import type { StoreDatabase, TasksTable } from './schema.ts';
+import type { JobsTable, StoreDatabase, TasksTable } from './schema.ts';
 import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
   ApplyOutcome,
   CancelOutcome,
   EventQuery,
+  GpuSampleQuery,
+  GpuUse,
   JobEnd,
   JobPage,
   JobQuery,
+  JobSortKey,
   NewProgressRecord,
   PlacementWithTasks,
   ProgressQuery,
@@ -50,6 +55,8 @@ const DEFAULT_JOB_PAGE = 50;
 const MAX_JOB_PAGE = 1000;
 const DEFAULT_EVENT_PAGE = 1000;
 const MAX_EVENT_PAGE = 10_000;
+const DEFAULT_GPU_SAMPLE_PAGE = 2000;
+const MAX_GPU_SAMPLE_PAGE = 20_000;
 /**
  * Rows per multi-row INSERT: keeps the bound parameters (about 6 per row) well under SQLite's 32,766 and
  * PostgreSQL's 65,535.
@@ -166,22 +173,35 @@ export class KyselyStateStore implements StateStore {
   /**
    * Keyset pagination: each page is `id < cursor ORDER BY id DESC LIMIT n+1` on an index ending in id, so the
    * cost of a page does not grow with the number of jobs or with how deep the page is. The cursor is the last id
-   * of the previous page; a malformed one throws InvalidCursorError.
+   * of the previous page; a malformed one throws InvalidCursorError. Sorted by another column, the key is the pair
+   * (column, id) and the cursor `column:value:id`, compared as a row value in the sort's direction.
    */
   async listJobs(query: JobQuery): Promise<JobPage> {
     const limit = clampLimit(query.limit, DEFAULT_JOB_PAGE, MAX_JOB_PAGE);
+    const sort = query.sort ?? { by: 'id', direction: 'desc' };
+    const after = query.cursor !== undefined ? decodeJobCursor(query.cursor, sort.by) : undefined;
+    if (query.cursor !== undefined && after === undefined) throw new InvalidCursorError(query.cursor);
+    const beyond = sort.direction === 'desc' ? '<' : '>';
     let q = this.#db.selectFrom('jobs').selectAll();
     if (query.status !== undefined) q = q.where('status', '=', query.status);
     if (query.team !== undefined) q = q.where('team', '=', query.team);
-    if (query.cursor !== undefined) {
-      const before = parseJobId(query.cursor);
-      if (before === undefined) throw new InvalidCursorError(query.cursor);
-      q = q.where('id', '<', before);
+    if (query.nameContains !== undefined && query.nameContains !== '') {
+      const pattern = `%${query.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where(sql<boolean>`name like ${pattern} escape '\\'`);
     }
-    const rows = await q.orderBy('id', 'desc').limit(limit + 1).execute();
+    if (after !== undefined) {
+      if (sort.by === 'id') q = q.where('id', beyond, after.id);
+      else {
+        // A row-value comparison, which both SQLite and PostgreSQL answer with an index range where one exists.
+        const column = sort.by;
+        q = q.where((eb) => eb(eb.refTuple(column, 'id'), beyond, eb.tuple(after.value as never, after.id)));
+      }
+    }
+    if (sort.by !== 'id') q = q.orderBy(sort.by, sort.direction);
+    const rows = await q.orderBy('id', sort.direction).limit(limit + 1).execute();
     const jobs = rows.slice(0, limit).map(jobFromRow);
-    const last = jobs[jobs.length - 1];
-    return rows.length > limit && last ? { jobs, nextCursor: last.id } : { jobs };
+    const lastRow = rows[limit - 1];
+    return rows.length > limit && lastRow ? { jobs, nextCursor: encodeJobCursor(sort.by, lastRow) } : { jobs };
   }
 
   async listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]> {
@@ -272,7 +292,13 @@ export class KyselyStateStore implements StateStore {
       return {
         version: Number(meta.value),
         nodes: nodeRows.map((r) => JSON.parse(r.info_json) as NodeInfo),
-        allocations: allocationRows.map((r): GpuAllocation => ({ jobId: String(r.job_id), node: r.node, gpuIndex: r.gpu_index })),
+        allocations: allocationRows.map((r): GpuAllocation => ({
+          jobId: String(r.job_id),
+          node: r.node,
+          gpuIndex: r.gpu_index,
+          ...(r.fraction !== null ? { fraction: r.fraction } : {}),
+          ...(r.memory_mib !== null ? { memoryMiB: r.memory_mib } : {}),
+        })),
       };
     });
   }
@@ -290,7 +316,9 @@ export class KyselyStateStore implements StateStore {
     const jobId = placement.jobId;
     const key = parseJobId(jobId);
     if (key === undefined) return { jobId, applied: false, reason: 'job_not_pending' };
-    const wanted = placement.nodes.flatMap((n) => n.gpuIndices.map((gpuIndex) => ({ node: n.node, gpu_index: gpuIndex, job_id: key })));
+    const wanted = placement.nodes.flatMap((n) =>
+      n.gpuIndices.map((gpuIndex) => ({ node: n.node, gpu_index: gpuIndex, job_id: key, fraction: n.gpuFraction ?? null, memory_mib: n.gpuFraction !== undefined ? (n.gpuMemoryMiB ?? null) : null })),
+    );
     try {
       return await this.#db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
         const job = await this.#lockJob(trx, key);
@@ -306,9 +334,9 @@ export class KyselyStateStore implements StateStore {
         }
 
         if (wanted.length > 0) {
-          const taken = await trx
+          const held = await trx
             .selectFrom('gpu_allocations')
-            .select('node')
+            .select(['node', 'gpu_index', 'fraction', 'memory_mib'])
             .where((eb) =>
               eb.or(
                 placement.nodes
@@ -316,12 +344,12 @@ export class KyselyStateStore implements StateStore {
                   .map((n) => eb.and([eb('node', '=', n.node), eb('gpu_index', 'in', n.gpuIndices)])),
               ),
             )
-            .limit(1)
             .execute();
-          if (taken.length > 0) return { jobId, applied: false, reason: 'gpu_taken' };
+          if (!fitsBesides(wanted, held, inventory)) return { jobId, applied: false, reason: 'gpu_taken' };
+          if (new Set(wanted.map((w) => `${w.node}/${w.gpu_index}`)).size !== wanted.length) return { jobId, applied: false, reason: 'gpu_taken' };
           try {
-            // The primary key (node, gpu_index) is the last word: even a check that raced, or one placement
-            // naming a GPU twice, cannot double-book.
+            // Writers are serialized (one SQLite writer; the job row is locked on PostgreSQL), so the check above
+            // holds until commit; the primary key (node, gpu_index, job_id) still refuses a job naming a GPU twice.
             for (const chunk of chunked(wanted, INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
           } catch (error) {
             if (this.#dialect.isUniqueViolation(error)) throw new GpuTakenSignal();
@@ -449,6 +477,22 @@ export class KyselyStateStore implements StateStore {
     return rows.map(attemptFromRow);
   }
 
+  async listGpuUseEndedSince(since: number): Promise<GpuUse[]> {
+    const rows = await this.#db
+      .selectFrom('job_attempts')
+      .innerJoin('jobs', 'jobs.id', 'job_attempts.job_id')
+      .select(['job_attempts.job_id', 'job_attempts.started_at', 'job_attempts.finished_at', 'jobs.spec_json'])
+      .where('job_attempts.finished_at', '>=', since)
+      .where('job_attempts.started_at', 'is not', null)
+      .orderBy('job_attempts.finished_at', 'asc')
+      .execute();
+    return rows.map((row) => {
+      const spec = JSON.parse(row.spec_json) as JobSpec;
+      const gpus = (spec.resources.gpus.fraction ?? spec.resources.gpus.count) * spec.numNodes;
+      return { jobId: String(row.job_id), team: spec.team, gpus, startedAt: Number(row.started_at), finishedAt: Number(row.finished_at) };
+    });
+  }
+
   async appendProgress(records: readonly NewProgressRecord[]): Promise<void> {
     const rows = records.flatMap((r) => {
       const key = parseJobId(r.jobId);
@@ -488,6 +532,68 @@ export class KyselyStateStore implements StateStore {
     if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq);
     const rows = await q.orderBy('seq', 'asc').limit(limit).execute();
     return rows.map(progressFromRow);
+  }
+
+  async appendGpuSamples(samples: readonly JobGpuSample[]): Promise<void> {
+    if (samples.length === 0) return;
+    await this.#db.transaction().execute(async (trx) => {
+      const keys = [...new Set(samples.flatMap((s) => (s.jobId === null ? [] : [parseJobId(s.jobId) ?? -1])))].filter((k) => k >= 0);
+      const known = keys.length === 0 ? new Set<number>() : new Set((await trx.selectFrom('jobs').select('id').where('id', 'in', keys).execute()).map((r) => Number(r.id)));
+      const values = samples.map((sample) => {
+        const key = sample.jobId === null ? undefined : parseJobId(sample.jobId);
+        return {
+          at: sample.at,
+          node: sample.node,
+          gpu_index: sample.gpuIndex,
+          job_id: key !== undefined && known.has(key) ? key : null,
+          interval_ms: Math.max(0, Math.round(sample.intervalMs)),
+          utilization_pct: sample.utilizationPct,
+          memory_used_mib: sample.memoryUsedMiB,
+          memory_total_mib: sample.memoryTotalMiB,
+          power_w: sample.powerW,
+          temperature_c: sample.temperatureC,
+        };
+      });
+      for (const chunk of chunked(values, INSERT_CHUNK)) await trx.insertInto('gpu_samples').values(chunk).execute();
+    });
+  }
+
+  async listGpuSamples(jobId: string, query: GpuSampleQuery = {}): Promise<JobGpuSample[]> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return [];
+    const limit = clampLimit(query.limit, DEFAULT_GPU_SAMPLE_PAGE, MAX_GPU_SAMPLE_PAGE);
+    let q = this.#db.selectFrom('gpu_samples').selectAll().where('job_id', '=', key);
+    if (query.since !== undefined) q = q.where('at', '>=', query.since);
+    const rows = await q.orderBy('at', 'desc').orderBy('node', 'desc').orderBy('gpu_index', 'desc').limit(limit).execute();
+    return rows.reverse().map((row) => ({
+      jobId,
+      at: Number(row.at),
+      node: row.node,
+      gpuIndex: Number(row.gpu_index),
+      intervalMs: Number(row.interval_ms),
+      utilizationPct: row.utilization_pct,
+      memoryUsedMiB: row.memory_used_mib,
+      memoryTotalMiB: row.memory_total_mib,
+      powerW: row.power_w,
+      temperatureC: row.temperature_c,
+    }));
+  }
+
+  async jobEnergyWh(jobId: string): Promise<number | null> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return null;
+    const row = await this.#db
+      .selectFrom('gpu_samples')
+      .select((eb) => [eb.fn.sum<number | null>(sql<number>`power_w * interval_ms`).as('joule_ms'), eb.fn.count<number>('power_w').as('with_power')])
+      .where('job_id', '=', key)
+      .executeTakeFirst();
+    if (!row || Number(row.with_power) === 0) return null;
+    return Number(row.joule_ms ?? 0) / 3_600_000;
+  }
+
+  async pruneGpuSamples(before: number): Promise<number> {
+    const result = await this.#db.deleteFrom('gpu_samples').where('at', '<', before).executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 
   /** Writes only reasons that differ from the stored one, and only for jobs still pending. */
@@ -591,6 +697,27 @@ async function bumpSnapshotVersion(trx: Transaction<StoreDatabase>): Promise<voi
     .execute();
 }
 
+/** A page's last row as the cursor of the next page: its id, or `column:value:id` for another sort order. */
+function encodeJobCursor(by: JobSortKey, row: Selectable<JobsTable>): string {
+  return by === 'id' ? String(row.id) : `${by}:${String(row[by])}:${row.id}`;
+}
+
+function decodeJobCursor(cursor: string, by: JobSortKey): { id: number; value: string | number } | undefined {
+  if (by === 'id') {
+    const id = parseJobId(cursor);
+    return id === undefined ? undefined : { id, value: id };
+  }
+  const match = /^([a-z]+):(.*):([0-9]+)$/.exec(cursor);
+  if (!match || match[1] !== by) return undefined;
+  const id = parseJobId(match[3]!);
+  if (id === undefined) return undefined;
+  if (by === 'priority') {
+    const priority = Number(match[2]);
+    return /^-?[0-9]+$/.test(match[2]!) && Number.isSafeInteger(priority) ? { id, value: priority } : undefined;
+  }
+  return { id, value: match[2]! };
+}
+
 function clampLimit(limit: number | undefined, fallback: number, max: number): number {
   if (limit === undefined || !Number.isFinite(limit)) return fallback;
   return Math.min(max, Math.max(1, Math.floor(limit)));
@@ -600,4 +727,28 @@ function chunked<T>(items: readonly T[], size: number): T[][] {
   const chunks: T[][] = [];
   for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
   return chunks;
+}
+
+/**
+ * Whether the GPUs a placement wants are free enough, given the allocations already on them: a whole GPU only when
+ * nothing holds it; a share only beside other shares (never beside a whole-GPU job), with the shares summing to at
+ * most 1 and their memory to at most the GPU's.
+ */
+function fitsBesides(
+  wanted: ReadonlyArray<{ node: string; gpu_index: number; fraction: number | null; memory_mib: number | null }>,
+  held: ReadonlyArray<{ node: string; gpu_index: number; fraction: number | null; memory_mib: number | null }>,
+  inventory: ReadonlyMap<string, NodeInfo>,
+): boolean {
+  const EPSILON = 1e-9;
+  for (const want of wanted) {
+    const here = held.filter((h) => h.node === want.node && h.gpu_index === want.gpu_index);
+    if (here.length === 0) continue;
+    if (want.fraction === null || here.some((h) => h.fraction === null)) return false;
+    const share = here.reduce((sum, h) => sum + (h.fraction ?? 1), want.fraction);
+    if (share > 1 + EPSILON) return false;
+    const memory = inventory.get(want.node)?.gpus.find((g) => g.index === want.gpu_index)?.memoryMiB ?? 0;
+    const memoryUsed = here.reduce((sum, h) => sum + (h.memory_mib ?? 0), want.memory_mib ?? 0);
+    if (memory > 0 && memoryUsed > memory) return false;
+  }
+  return true;
 }

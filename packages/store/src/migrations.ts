@@ -151,6 +151,51 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('progress_job_seq').on('progress').columns(['job_id', 'seq']).execute();
     },
   },
+  {
+    version: 3,
+    name: 'GPU samples (utilization, memory, power, temperature) per GPU, attributed to jobs',
+    async up(db) {
+      // job_id is null for a sample of a free GPU; samples outlive nothing else (pruned by age).
+      await db.schema
+        .createTable('gpu_samples')
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('node', 'text', (c) => c.notNull())
+        .addColumn('gpu_index', 'integer', (c) => c.notNull())
+        .addColumn('job_id', 'bigint')
+        .addColumn('interval_ms', 'bigint', (c) => c.notNull())
+        .addColumn('utilization_pct', 'real')
+        .addColumn('memory_used_mib', 'real')
+        .addColumn('memory_total_mib', 'real')
+        .addColumn('power_w', 'real')
+        .addColumn('temperature_c', 'real')
+        .execute();
+      await db.schema.createIndex('gpu_samples_job_at').on('gpu_samples').columns(['job_id', 'at']).execute();
+      await db.schema.createIndex('gpu_samples_at').on('gpu_samples').columns(['at']).execute();
+    },
+  },
+  {
+    version: 4,
+    name: 'shared GPUs: fractional allocations, several jobs per GPU',
+    async up(db) {
+      // The key becomes (node, gpu_index, job_id): a GPU may hold several shares. The applier keeps a whole GPU
+      // exclusive and the shares of one GPU within 1 and within its memory, inside the placing transaction.
+      await db.schema
+        .createTable('gpu_allocations_v4')
+        .addColumn('node', 'text', (c) => c.notNull())
+        .addColumn('gpu_index', 'integer', (c) => c.notNull())
+        .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
+        .addColumn('fraction', 'real')
+        .addColumn('memory_mib', 'real')
+        .addPrimaryKeyConstraint('gpu_allocations_v4_pk', ['node', 'gpu_index', 'job_id'])
+        .execute();
+      await db.insertInto('gpu_allocations_v4').columns(['node', 'gpu_index', 'job_id']).expression(db.selectFrom('gpu_allocations').select(['node', 'gpu_index', 'job_id'])).execute();
+      await db.schema.dropTable('gpu_allocations').execute();
+      await db.schema.alterTable('gpu_allocations_v4').renameTo('gpu_allocations').execute();
+      await db.schema.createIndex('gpu_allocations_by_job').on('gpu_allocations').column('job_id').execute();
+      // The database's own last word against double-booking a whole GPU (SQLite and PostgreSQL both have partial indexes).
+      await sql`create unique index gpu_allocations_whole_gpu on gpu_allocations (node, gpu_index) where fraction is null`.execute(db);
+    },
+  },
 ];
 
 /** The schema version this build writes. */

@@ -16,6 +16,7 @@ export interface StoreDatabase {
   events: EventsTable;
   job_attempts: JobAttemptsTable;
   progress: ProgressTable;
+  gpu_samples: GpuSamplesTable;
   meta: MetaTable;
   schema_migrations: SchemaMigrationsTable;
 }
@@ -56,6 +57,19 @@ export interface JobAttemptsTable {
 }
 
 /** Progress records reported by ranks: a time series per job. */
+export interface GpuSamplesTable {
+  at: number;
+  node: string;
+  gpu_index: number;
+  job_id: number | null;
+  interval_ms: number;
+  utilization_pct: number | null;
+  memory_used_mib: number | null;
+  memory_total_mib: number | null;
+  power_w: number | null;
+  temperature_c: number | null;
+}
+
 export interface ProgressTable {
   seq: Generated<number>;
   job_id: number;
@@ -87,6 +101,10 @@ export interface GpuAllocationsTable {
   node: string;
   gpu_index: number;
   job_id: number;
+  /** Share of a shared GPU (0 < fraction < 1); null for a whole GPU. */
+  fraction: number | null;
+  /** GPU memory the share may use, MiB (shares only). */
+  memory_mib: number | null;
 }
 
 export interface NodesTable {

@@ -1,4 +1,4 @@
-import type { AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
+import type { JobGpuSample, AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
 
 /**
  * The durable state of the control plane. Every method that changes state is one transaction, durable
@@ -22,8 +22,9 @@ export interface StateStore {
   /** Undefined for an unknown id, including one that is not a canonical decimal ("01", "abc"). */
   getJob(id: string): Promise<Job | undefined>;
   /**
-   * Newest first. `cursor` is the opaque `nextCursor` of the previous page; a cursor the store did not produce
-   * rejects with InvalidCursorError. Each page costs the same however many jobs exist (keyset pagination).
+   * Newest first unless `sort` says otherwise. `cursor` is the opaque `nextCursor` of the previous page; a cursor
+   * the store did not produce (or produced for another sort order) rejects with InvalidCursorError. Pages are
+   * keyset-paginated: a page's cost does not grow with how deep it is.
    */
   listJobs(query: JobQuery): Promise<JobPage>;
   /** All jobs in the given states, oldest (lowest id) first: the scheduler's queue and the reconciler's work. */
@@ -76,12 +77,25 @@ export interface StateStore {
   /** The ended attempts of a job, oldest first (the running attempt is not among them: its ranks are `getTasks`). */
   listAttempts(jobId: string): Promise<AttemptRecord[]>;
   /**
+   * GPU use of every attempt that ended at or after `since` and had started: the team, GPUs held (a share counts its
+   * fraction) and the interval. What fair share needs to rebuild its decayed history after a restart.
+   */
+  listGpuUseEndedSince(since: number): Promise<GpuUse[]>;
+  /**
    * Appends progress records (one transaction). A record with a `checkpoint` also becomes the job's
    * `lastCheckpoint`. Records of unknown jobs are dropped.
    */
   appendProgress(records: readonly NewProgressRecord[]): Promise<void>;
   /** A job's progress records in seq order: after `afterSeq`, or the newest `last` of them. */
   listProgress(jobId: string, query?: ProgressQuery): Promise<ProgressRecord[]>;
+  /** Appends GPU samples (one transaction). Samples naming a job that does not exist are kept unattributed. */
+  appendGpuSamples(samples: readonly JobGpuSample[]): Promise<void>;
+  /** A job's GPU samples, oldest first: those taken at or after `since`, at most `limit` (the newest ones). */
+  listGpuSamples(jobId: string, query?: GpuSampleQuery): Promise<JobGpuSample[]>;
+  /** Energy drawn by the job's GPUs while it held them, in Wh: Σ powerW × intervalMs. Null when no sample had power. */
+  jobEnergyWh(jobId: string): Promise<number | null>;
+  /** Deletes samples taken before `before` (epoch ms); returns how many. Keeps the time series bounded. */
+  pruneGpuSamples(before: number): Promise<number>;
   /** Records why pending jobs wait (only changed ones need writing). Ids of jobs not pending are ignored. */
   setPendingReasons(reasons: ReadonlyMap<string, Diagnosis>): Promise<void>;
 
@@ -94,9 +108,25 @@ export interface StateStore {
 export interface JobQuery {
   status?: JobStatus;
   team?: string;
+  /** Only jobs whose name contains this text. */
+  nameContains?: string;
+  /**
+   * The order of the pages: by `id` (submission order), or by a column with the id breaking ties in the same
+   * direction. `id`, `team` and `status` are read from an index; `name` and `priority` sort the matching rows.
+   * @default { by: 'id', direction: 'desc' } (newest first)
+   */
+  sort?: JobSort;
   /** @default 50, at most 1000 */
   limit?: number;
+  /** The `nextCursor` of the previous page of the same query (a cursor of another sort order is refused). */
   cursor?: string;
+}
+
+export const JOB_SORT_KEYS = ['id', 'name', 'team', 'status', 'priority'] as const;
+export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
+export interface JobSort {
+  by: JobSortKey;
+  direction: 'asc' | 'desc';
 }
 
 export interface JobPage {
@@ -150,6 +180,20 @@ export interface ProgressQuery {
   /** Only the newest `last` records (still returned oldest first). */
   last?: number;
   /** @default 1000, at most 10000 */
+  limit?: number;
+}
+
+export interface GpuUse {
+  jobId: string;
+  team: string;
+  gpus: number;
+  startedAt: number;
+  finishedAt: number;
+}
+
+export interface GpuSampleQuery {
+  since?: number;
+  /** @default 2000, at most 20000 */
   limit?: number;
 }
 

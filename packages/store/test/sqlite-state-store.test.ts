@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSqliteStateStore, LATEST_SCHEMA_VERSION, MIGRATIONS, runMigrations, SchemaTooNewError, sqliteStoreDialect } from '../src/index.ts';
@@ -131,6 +131,28 @@ describe('SQLite state store', () => {
     }
   });
 
+  it('upgrades a database with running jobs to shared-GPU allocations, keeping each allocation a whole GPU', async () => {
+    // A data dir written before GPUs could be shared: schema 3, one job running on GPU 1 of n1.
+    mkdirSync(dirname(path), { recursive: true });
+    const database = new Database(path);
+    const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
+    await runMigrations(db, sqliteStoreDialect, { migrations: MIGRATIONS.slice(0, 3) });
+    database.prepare("insert into jobs (id, name, team, priority, status, spec_json, created_at, started_at) values (7, 'old', 'default', 0, 'running', ?, ?, ?)").run(JSON.stringify(makeJobSpec()), T0, T0 + 1);
+    database.prepare("insert into gpu_allocations (node, gpu_index, job_id) values ('n1', 1, 7)").run();
+    await db.destroy();
+    const job = { id: '7' };
+
+    const upgraded = await openStore();
+    await upgraded.migrate();
+    await upgraded.replaceNodes([makeNode('n1', 2)], T0);
+    expect(await upgraded.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+    expect((await upgraded.snapshot()).allocations).toEqual([{ jobId: job.id, node: 'n1', gpuIndex: 1 }]);
+    const sharer = await upgraded.createJob(makeJobSpec(), T0);
+    const share = makePlacement(sharer.id, [['n1', [1]]]);
+    const outcome = await upgraded.applyPlacements([{ ...share, placement: { jobId: sharer.id, nodes: [{ node: 'n1', gpuIndices: [1], gpuFraction: 0.5, gpuMemoryMiB: 1024 }] } }], T0 + 2);
+    expect(outcome).toEqual([{ jobId: sharer.id, applied: false, reason: 'gpu_taken' }]);
+  });
+
   it('rolls back a failing migration entirely', async () => {
     const database = new Database(':memory:');
     const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
@@ -213,7 +235,7 @@ describe('SQLite state store', () => {
       store.applyPlacements([makePlacement(b.id, [['n1', [0]]])], T0 + 1),
     ]);
     expect([...(ra ?? []), ...(rb ?? [])].filter((o) => o.applied)).toHaveLength(1);
-    // Writing a second allocation behind the store's back is refused by the primary key.
+    // Writing a second whole-GPU allocation behind the store's back is refused by the database (a unique index).
     const raw = new Database(path);
     try {
       expect(() => raw.prepare('insert into gpu_allocations (node, gpu_index, job_id) values (?, ?, ?)').run('n1', 0, Number(b.id))).toThrow(/UNIQUE|PRIMARY/);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Job } from '@tutti/model';
-import type { StateStore } from '../src/state-store.ts';
+import type { PlacementWithTasks, StateStore } from '../src/state-store.ts';
 import { makeDiagnosis, makeJobSpec, makeNode, makePlacement } from './builders.ts';
 
 export interface StoreUnderTest {
@@ -149,6 +149,47 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
 
       it('rejects a malformed cursor', async () => {
         await expect(store.listJobs({ cursor: 'not-a-cursor' })).rejects.toThrow(/cursor/);
+      });
+
+      it('filters by a part of the name, taking % and _ literally', async () => {
+        const train = await store.createJob(makeJobSpec({ name: 'train-llm' }), T0);
+        await store.createJob(makeJobSpec({ name: 'eval' }), T0);
+        const pretrain = await store.createJob(makeJobSpec({ name: 'pretrain' }), T0);
+        const ids = (page: { jobs: Job[] }) => page.jobs.map((j) => j.id);
+        expect(ids(await store.listJobs({ nameContains: 'train' }))).toEqual([pretrain.id, train.id]);
+        expect(ids(await store.listJobs({ nameContains: 'rain-l' }))).toEqual([train.id]);
+        expect(ids(await store.listJobs({ nameContains: '%' }))).toEqual([]);
+        expect(ids(await store.listJobs({ nameContains: 'tr_in' }))).toEqual([]);
+      });
+
+      it('sorts by a column with the id breaking ties, and pages each order with its own cursors', async () => {
+        const specs = [
+          { name: 'c', team: 'red', priority: 10 },
+          { name: 'a', team: 'blue', priority: 90 },
+          { name: 'b', team: 'red', priority: 10 },
+          { name: 'a', team: 'green', priority: 50 },
+          { name: 'd', team: 'blue', priority: 90 },
+        ];
+        const jobs: Job[] = [];
+        for (const spec of specs) jobs.push(await store.createJob(makeJobSpec(spec), T0));
+        const [c, a1, b, a2, d] = jobs.map((j) => j.id);
+        const walk = async (sort: Parameters<StateStore['listJobs']>[0]['sort']) => {
+          const seen: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = await store.listJobs({ sort, limit: 2, ...(cursor !== undefined ? { cursor } : {}) });
+            seen.push(...page.jobs.map((j) => j.id));
+            cursor = page.nextCursor;
+          } while (cursor !== undefined);
+          return seen;
+        };
+        expect(await walk({ by: 'id', direction: 'asc' })).toEqual([c, a1, b, a2, d]);
+        expect(await walk({ by: 'name', direction: 'asc' })).toEqual([a1, a2, b, c, d]);
+        expect(await walk({ by: 'team', direction: 'desc' })).toEqual([b, c, a2, d, a1]);
+        expect(await walk({ by: 'priority', direction: 'desc' })).toEqual([d, a1, a2, b, c]);
+        const byName = await store.listJobs({ sort: { by: 'name', direction: 'asc' }, limit: 2 });
+        await expect(store.listJobs({ sort: { by: 'team', direction: 'asc' }, cursor: byName.nextCursor as string })).rejects.toThrow(/cursor/);
+        await expect(store.listJobs({ cursor: byName.nextCursor as string })).rejects.toThrow(/cursor/);
       });
     });
 
@@ -322,6 +363,37 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(results.flat().filter((o) => o.applied)).toHaveLength(1);
         expect((await store.snapshot()).allocations).toHaveLength(1);
         expect(await store.countJobsByStatus()).toMatchObject({ running: 1, pending: 5 });
+      });
+
+      it('shares a GPU between fractional jobs within its capacity and memory, never beside a whole-GPU job', async () => {
+        const share = (jobId: string, gpu: number, fraction: number, memoryMiB: number): PlacementWithTasks => {
+          const placed = makePlacement(jobId, [['n1', [gpu]]]);
+          return { ...placed, placement: { jobId, nodes: [{ node: 'n1', gpuIndices: [gpu], gpuFraction: fraction, gpuMemoryMiB: memoryMiB }] } };
+        };
+        const [a, b, c, d, e, whole] = await Promise.all(Array.from({ length: 6 }, () => store.createJob(makeJobSpec(), T0)));
+        const outcomes = await store.applyPlacements(
+          [
+            share(a!.id, 0, 0.5, 20_000),
+            share(b!.id, 0, 0.25, 20_000),
+            share(c!.id, 0, 0.5, 10_000), // 0.5 + 0.25 + 0.5 > 1
+            share(d!.id, 0, 0.25, 50_000), // memory 20,000 + 20,000 + 50,000 MiB > 81,920
+            makePlacement(whole!.id, [['n1', [0]]]), // a whole GPU beside shares
+            share(e!.id, 0, 0.25, 40_000),
+          ],
+          T0 + 1,
+        );
+        expect(outcomes.map((o) => (o.applied ? 'placed' : o.reason))).toEqual(['placed', 'placed', 'gpu_taken', 'gpu_taken', 'gpu_taken', 'placed']);
+        expect((await store.snapshot()).allocations.filter((x) => x.gpuIndex === 0).map((x) => [x.jobId, x.fraction, x.memoryMiB])).toEqual(
+          expect.arrayContaining([[a!.id, 0.5, 20_000], [b!.id, 0.25, 20_000], [e!.id, 0.25, 40_000]]),
+        );
+        // A share never lands on a GPU a whole-GPU job holds.
+        const holder = await store.createJob(makeJobSpec(), T0);
+        const sharer = await store.createJob(makeJobSpec(), T0);
+        const [held, refused] = await store.applyPlacements([makePlacement(holder.id, [['n1', [1]]]), share(sharer.id, 1, 0.1, 1000)], T0 + 2);
+        expect([held?.applied, refused]).toEqual([true, { jobId: sharer.id, applied: false, reason: 'gpu_taken' }]);
+        // Ending a job frees only its share.
+        await store.finishJob(a!.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 3);
+        expect((await store.snapshot()).allocations.filter((x) => x.gpuIndex === 0).map((x) => x.jobId).sort()).toEqual([b!.id, e!.id].sort());
       });
 
       it('returns an empty list for no placements', async () => {
@@ -524,6 +596,21 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(await store.listAttempts('999999')).toEqual([]);
       });
 
+      it('lists the GPU use of attempts that ended since a time, with team and GPUs, for fair share after a restart', async () => {
+        const red = await store.createJob(makeJobSpec({ team: 'red', resources: { gpus: { count: 2, types: [] } } }), T0);
+        await store.applyPlacements([makePlacement(red.id, [['n1', [0, 1]]], makeJobSpec({ resources: { gpus: { count: 2, types: [] } } }))], T0 + 100);
+        await store.requeueJob(red.id, 'rank 1 failed', T0 + 1_100, { event: 'restarting', countRestart: true });
+        await store.applyPlacements([makePlacement(red.id, [['n1', [0, 1]]], makeJobSpec({ resources: { gpus: { count: 2, types: [] } } }))], T0 + 2_000);
+        await store.finishJob(red.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 5_000);
+        const blue = await store.createJob(makeJobSpec({ team: 'blue' }), T0);
+        await store.finishJob(blue.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' }, T0 + 6_000);
+        expect(await store.listGpuUseEndedSince(T0)).toEqual([
+          { jobId: red.id, team: 'red', gpus: 2, startedAt: T0 + 100, finishedAt: T0 + 1_100 },
+          { jobId: red.id, team: 'red', gpus: 2, startedAt: T0 + 2_000, finishedAt: T0 + 5_000 },
+        ]);
+        expect((await store.listGpuUseEndedSince(T0 + 2_000)).map((u) => u.finishedAt)).toEqual([T0 + 5_000]);
+      });
+
       it('a job that never started has no attempts', async () => {
         const job = await store.createJob(makeJobSpec(), T0);
         expect((await store.getJob(job.id))?.attempt).toBeUndefined();
@@ -554,6 +641,44 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect((await store.listProgress(a.id, { last: 1 })).map((r) => r.step)).toEqual([21]);
         expect((await store.listProgress(a.id, { afterSeq: records[0]!.seq })).map((r) => r.step)).toEqual([20, 21]);
         expect(await store.listProgress('999999')).toEqual([]);
+      });
+    });
+
+    describe('GPU samples', () => {
+      const sample = (jobId: string | null, at: number, gpuIndex: number, powerW: number | null, intervalMs = 10_000) => ({
+        jobId, at, node: 'n1', gpuIndex, intervalMs, utilizationPct: 90, memoryUsedMiB: 1000, memoryTotalMiB: 81559, powerW, temperatureC: 60,
+      });
+
+      it('stores samples per job, oldest first, and integrates power over the sample intervals into Wh', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        await store.appendGpuSamples([
+          sample(a.id, T0 + 10_000, 0, 360), sample(a.id, T0 + 10_000, 1, 720),
+          sample(b.id, T0 + 10_000, 2, 100), sample(null, T0 + 10_000, 3, 60), sample('999999', T0 + 10_000, 4, 60),
+        ]);
+        await store.appendGpuSamples([sample(a.id, T0 + 20_000, 0, 360), sample(a.id, T0 + 20_000, 1, null)]);
+        const samples = await store.listGpuSamples(a.id);
+        expect(samples.map((s) => [s.at - T0, s.gpuIndex, s.powerW])).toEqual([[10_000, 0, 360], [10_000, 1, 720], [20_000, 0, 360], [20_000, 1, null]]);
+        expect(samples[0]).toMatchObject({ jobId: a.id, node: 'n1', utilizationPct: 90, memoryUsedMiB: 1000, memoryTotalMiB: 81559, temperatureC: 60, intervalMs: 10_000 });
+        // (360 + 720 + 360) W × 10 s = 14,400 J = 4 Wh; the sample without power adds nothing.
+        expect(await store.jobEnergyWh(a.id)).toBeCloseTo(4, 9);
+        expect((await store.listGpuSamples(a.id, { since: T0 + 15_000 })).map((s) => s.gpuIndex)).toEqual([0, 1]);
+        expect((await store.listGpuSamples(a.id, { limit: 1 })).map((s) => [s.at - T0, s.gpuIndex])).toEqual([[20_000, 1]]);
+        expect(await store.listGpuSamples('999999')).toEqual([]);
+      });
+
+      it('has no energy figure for a job without power readings', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        expect(await store.jobEnergyWh(a.id)).toBeNull();
+        await store.appendGpuSamples([sample(a.id, T0 + 1, 0, null)]);
+        expect(await store.jobEnergyWh(a.id)).toBeNull();
+      });
+
+      it('prunes samples older than a time', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        await store.appendGpuSamples([sample(a.id, T0 + 1, 0, 100), sample(a.id, T0 + 2, 0, 100), sample(a.id, T0 + 3, 0, 100)]);
+        expect(await store.pruneGpuSamples(T0 + 3)).toBe(2);
+        expect((await store.listGpuSamples(a.id)).map((s) => s.at - T0)).toEqual([3]);
       });
     });
 

@@ -4,20 +4,24 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml } from '@tutti/model';
-import type { Job, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
+import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
+import type { Job, JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
-import { InvalidCursorError } from '@tutti/store';
+import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { JobController } from '../job-controller.ts';
+import type { JobTokens } from '../job-tokens.ts';
+import { parseProgressValues } from '../progress-tail.ts';
 import type { EventFeed } from '../event-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { computeTeamViews, toEventView, toJobView, toNodeViews, toProgressView } from '../views.ts';
+import { computeTeamViews, toEventView, toGpuMetricSampleView, toJobView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
 import { formatHistoryTrace } from '../history-export.ts';
 import { followLog } from './log-follow.ts';
 import { serveEventStream } from './event-stream.ts';
+import { registerDashboard } from './dashboard.ts';
+import type { ClusterHistory } from '../cluster-history.ts';
 
 export interface HttpAppDeps {
   store: StateStore;
@@ -32,6 +36,14 @@ export interface HttpAppDeps {
   now: () => number;
   version: string;
   startedAt: number;
+  /** Queue length and GPUs allocated over time, for the dashboard's charts. */
+  history: ClusterHistory;
+  /** The built web dashboard served at `/`; undefined: `/` says how to get it. */
+  dashboardDir: string | undefined;
+  /** Checks the TUTTI_JOB_TOKEN of progress posts. */
+  jobTokens: JobTokens;
+  /** The latest GPU gauges per `node/index` (empty with fake GPUs). */
+  latestGpuSamples: () => ReadonlyMap<string, JobGpuSample>;
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
@@ -76,7 +88,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
     const [counts, snapshot] = await Promise.all([store.countJobsByStatus(), store.snapshot()]);
     void reply.type('text/plain; version=0.0.4');
-    return metrics.render(counts, snapshot, controller.lastProgress());
+    return metrics.render(counts, snapshot, controller.lastProgress(), deps.latestGpuSamples());
   });
 
   app.post(
@@ -91,24 +103,28 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       validatorCompiler: () => () => true,
     },
     async (request, reply) => {
-      const parsed = typeof request.body === 'string' ? parseJobSpecYaml(request.body) : parseJobSpecObject(request.body);
-      if (!parsed.ok) {
-        const first = parsed.errors[0];
-        const more = parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : '';
-        throw new HttpProblem('invalid_spec', `${first?.path || 'spec'}: ${first?.message ?? 'invalid'}${more}`, parsed.errors);
-      }
-      const spec = resolveWorkdir(parsed.value, request.headers['tutti-submit-dir']);
-      if (spec.resources.gpus.fraction !== undefined) {
-        // The scheduler and the simulator pack fractional jobs; the local backend's allocations are whole GPUs.
-        throw new HttpProblem('unschedulable', `resources.gpus: fractional GPUs (${spec.resources.gpus.fraction}) are not supported by the local backend yet; ask for a whole GPU`);
-      }
-      const feasibility = checkFeasibility(deps.inventory(), spec);
-      if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
+      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory());
       const job = await store.createJob(spec, deps.now());
       metrics.countSubmission();
       feed.notify();
       controller.enqueue(job);
       return reply.status(201).send(toJobView(job));
+    },
+  );
+
+  app.post(
+    '/v1/jobs/validate',
+    {
+      schema: {
+        summary: 'Check a job spec as a submission would (parse, validate, fit), without submitting it',
+        body: { $ref: 'JobSpec#' } as never,
+        headers: { type: 'object', properties: { 'tutti-submit-dir': { type: 'string' } } },
+      },
+      validatorCompiler: () => () => true,
+    },
+    async (request) => {
+      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory());
+      return { valid: true, spec: serializeJobSpec(spec) };
     },
   );
 
@@ -123,15 +139,18 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
           properties: {
             status: { type: 'string', enum: [...JOB_STATUSES] },
             team: { type: 'string', maxLength: 63 },
+            name: { type: 'string', pattern: '^[a-z0-9-]{1,63}$', description: 'only jobs whose name contains this' },
+            sort: { type: 'string', enum: [...JOB_SORT_KEYS], default: 'id', description: 'id is submission order' },
+            order: { type: 'string', enum: ['asc', 'desc'], default: 'desc' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
-            cursor: { type: 'string', maxLength: 64 },
+            cursor: { type: 'string', maxLength: 160 },
           },
         },
       },
     },
     async (request) => {
-      const query = request.query as { status?: JobStatus; team?: string; limit?: number; cursor?: string };
-      const page = await store.listJobs(query).catch((error: unknown) => {
+      const { name, sort, order, ...query } = request.query as { status?: JobStatus; team?: string; name?: string; sort: (typeof JOB_SORT_KEYS)[number]; order: 'asc' | 'desc'; limit?: number; cursor?: string };
+      const page = await store.listJobs({ ...query, ...(name !== undefined ? { nameContains: name } : {}), sort: { by: sort, direction: order } }).catch((error: unknown) => {
         if (error instanceof InvalidCursorError) throw new HttpProblem('invalid_request', `cursor: ${error.message}; pass the next_cursor of a previous page`, [{ path: 'querystring.cursor', message: 'not a cursor this server produced' }]);
         throw error;
       });
@@ -142,9 +161,68 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks, its attempts and its last progress record', params: jobIdParams } }, async (request) => {
     const { id } = request.params as { id: string };
     const job = await requireJob(store, id);
-    const [tasks, attempts, progress] = await Promise.all([store.getTasks(id), store.listAttempts(id), store.listProgress(id, { last: 1 })]);
-    return toJobView(job, tasks, controller.pendingDiagnosis(id), { attempts, progress: progress.at(-1), now: deps.now() });
+    const [tasks, attempts, progress, energyWh] = await Promise.all([store.getTasks(id), store.listAttempts(id), store.listProgress(id, { last: 1 }), store.jobEnergyWh(id)]);
+    return toJobView(job, tasks, controller.pendingDiagnosis(id), { attempts, progress: progress.at(-1), now: deps.now(), energyWh });
   });
+
+  app.get(
+    '/v1/jobs/:id/gpu-metrics',
+    {
+      schema: {
+        summary: 'GPU gauges (utilization, memory, power, temperature) sampled while the job held its GPUs, oldest first; none on fake GPUs',
+        params: jobIdParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { since: { type: 'string', format: 'date-time', description: 'only samples taken at or after this time (ISO 8601)' }, limit: { type: 'integer', minimum: 1, maximum: 20000 } },
+        },
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const { since, limit } = request.query as { since?: string; limit?: number };
+      await requireJob(store, id);
+      const samples = await store.listGpuSamples(id, { ...(since !== undefined ? { since: Date.parse(since) } : {}), ...(limit !== undefined ? { limit } : {}) });
+      return { job_id: id, samples: samples.map(toGpuMetricSampleView) };
+    },
+  );
+
+  app.post(
+    '/v1/jobs/:id/progress',
+    {
+      schema: {
+        summary: "Report progress from inside a job: the record a rank may print on stdout, authorised by the job's TUTTI_JOB_TOKEN",
+        params: jobIdParams,
+        headers: { type: 'object', properties: { authorization: { type: 'string', description: 'Bearer <TUTTI_JOB_TOKEN>' } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { rank: { type: 'integer', minimum: 0, maximum: 1000000, description: 'the reporting rank (default 0)' } } },
+        body: {
+          type: 'object',
+          required: ['tutti'],
+          additionalProperties: false,
+          properties: { tutti: { type: 'object', description: 'e.g. {"step": 120, "loss": 0.42, "samples_per_s": 910, "checkpoint": "/ckpt/step-120"}' } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const token = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+      if (token === undefined) throw new HttpProblem('unauthorized', 'missing job token: send "Authorization: Bearer $TUTTI_JOB_TOKEN" (the token tutti gives the job\'s ranks)');
+      // The token is checked before the job's existence, so a wrong token learns nothing about which ids exist.
+      if (!deps.jobTokens.verify(id, token)) throw new HttpProblem('forbidden', `this token does not belong to job ${id}: a job may report progress only for itself`);
+      const body = (request.body as { tutti: Record<string, unknown> }).tutti;
+      const fields = validateProgressBody(body);
+      if (fields.length > 0) throw new HttpProblem('invalid_request', fields.map((f) => `${f.path}: ${f.message}`).join('; '), fields);
+      const values = parseProgressValues(body);
+      if (!values) throw new HttpProblem('invalid_request', 'body.tutti: give at least one field, e.g. {"step": 120, "loss": 0.42}', [{ path: 'body.tutti', message: 'has no fields' }]);
+      const { rank } = request.query as { rank?: number };
+      const outcome = await controller.recordProgress(id, rank ?? 0, values);
+      if (outcome === 'not_running') {
+        await requireJob(store, id);
+        throw new HttpProblem('job_not_running', `job ${id} is not running: progress is recorded only while its ranks run`);
+      }
+      return reply.status(202).send({ job_id: id, recorded: values });
+    },
+  );
 
   app.get(
     '/v1/jobs/:id/metrics',
@@ -225,25 +303,66 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam()) };
   });
 
-  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU' } }, async () => ({ nodes: toNodeViews(await store.snapshot()) }));
+  app.get(
+    '/v1/cluster/history',
+    {
+      schema: {
+        summary: 'Queue length, running jobs and GPUs allocated over the last minutes (sampled in memory by this server)',
+        querystring: { type: 'object', additionalProperties: false, properties: { minutes: { type: 'integer', minimum: 1, maximum: 1440, default: 60 } } },
+      },
+    },
+    async (request) => {
+      const { minutes } = request.query as { minutes: number };
+      const samples = deps.history.since(deps.now() - minutes * 60_000);
+      return {
+        interval_s: deps.history.intervalMs / 1000,
+        samples: samples.map((s) => ({ at: new Date(s.at).toISOString(), pending_jobs: s.pendingJobs, running_jobs: s.runningJobs, gpus_total: s.gpusTotal, gpus_allocated: s.gpusAllocated })),
+      };
+    },
+  );
+
+  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU' } }, async () => ({ nodes: toNodeViews(await store.snapshot(), deps.latestGpuSamples()) }));
 
   app.get(
     '/v1/events',
     {
       schema: {
-        summary: 'Server-sent events of every job (or one with ?job=ID); resume with Last-Event-ID or ?after=SEQ',
-        querystring: { type: 'object', additionalProperties: false, properties: { job: { type: 'string', pattern: '^[0-9]{1,18}$' }, after: { type: 'integer', minimum: 0 } } },
+        summary: 'Server-sent events of every job (or one with ?job=ID); resume with Last-Event-ID or ?after=SEQ, or start with the newest ?last=N',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { job: { type: 'string', pattern: '^[0-9]{1,18}$' }, after: { type: 'integer', minimum: 0 }, last: { type: 'integer', minimum: 1, maximum: 1000, description: 'replay about this many of the newest events first (of every job)' } },
+        },
       },
     },
     async (request, reply) => {
-      const { job, after } = request.query as { job?: string; after?: number };
+      const { job, after, last } = request.query as { job?: string; after?: number; last?: number };
       const lastEventId = Number(request.headers['last-event-id']);
-      const resumeAfter = after ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : undefined);
+      // Event seqs are consecutive, so "the newest N" starts after latest − N.
+      const resumeAfter = after ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : last !== undefined ? Math.max(0, feed.latestSeq - last) : undefined);
       await serveEventStream({ request, reply, store, feed, jobId: job, afterSeq: resumeAfter });
     },
   );
 
+  registerDashboard(app, { dir: deps.dashboardDir });
   return app;
+}
+
+/**
+ * A submitted body (YAML text or a JSON object) as a spec the local backend can run on this inventory; otherwise
+ * the HttpProblem a submission gets: every field error with its path, line and column, or why it cannot fit.
+ */
+function acceptableSpec(body: unknown, submitDir: string | string[] | undefined, inventory: readonly NodeInfo[]): JobSpec {
+  const parsed = typeof body === 'string' ? parseJobSpecYaml(body) : parseJobSpecObject(body);
+  if (!parsed.ok) {
+    const first = parsed.errors[0];
+    const more = parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : '';
+    throw new HttpProblem('invalid_spec', `${first?.path || 'spec'}: ${first?.message ?? 'invalid'}${more}`, parsed.errors);
+  }
+  const spec = resolveWorkdir(parsed.value, submitDir);
+  const feasibility = checkFeasibility(inventory, spec);
+  if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
+  return spec;
 }
 
 async function requireJob(store: StateStore, id: string) {
@@ -266,3 +385,16 @@ function resolveWorkdir(spec: JobSpec, submitDir: string | string[] | undefined)
 }
 
 export { isTerminalJobStatus };
+
+/** Field errors of a progress body: names, types and the `step`/`checkpoint` rules of a printed record. */
+function validateProgressBody(body: Record<string, unknown>): Array<{ path: string; message: string }> {
+  const errors: Array<{ path: string; message: string }> = [];
+  for (const [key, value] of Object.entries(body)) {
+    const where = `body.tutti.${key}`;
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) errors.push({ path: where, message: 'field names are letters, digits and _ (at most 64), not starting with a digit' });
+    else if (!((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string' || typeof value === 'boolean')) errors.push({ path: where, message: 'must be a number, a string or a boolean' });
+  }
+  if ('step' in body && !(typeof body.step === 'number' && Number.isSafeInteger(body.step) && body.step >= 0)) errors.push({ path: 'body.tutti.step', message: 'must be a whole number ≥ 0' });
+  if ('checkpoint' in body && typeof body.checkpoint !== 'string') errors.push({ path: 'body.tutti.checkpoint', message: 'must be a path (a string)' });
+  return errors;
+}

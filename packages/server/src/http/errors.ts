@@ -6,11 +6,14 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import type { FieldError } from '@tutti/model';
 import type { Logger } from '../logger.ts';
 
-export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unschedulable' | 'job_not_found' | 'not_found' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
 
 const STATUS: Record<ProblemCode, number> = {
   invalid_spec: 400,
   invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  job_not_running: 409,
   unschedulable: 422,
   job_not_found: 404,
   not_found: 404,

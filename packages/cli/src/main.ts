@@ -1,5 +1,6 @@
 /** The `tutti` command. Every command has --json for scripts; errors name what went wrong and how to fix it. */
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApiError, ServerUnreachableError, TuttiClient, getJobGpuMetrics } from '@tutti/client';
@@ -8,6 +9,7 @@ import { StartupError } from '@tutti/server';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
 import { runUp } from './up.ts';
 import { registerSimCommand } from './sim-command.ts';
+import { checkSchedulerBenchOptions, formatSchedulerBench, runSchedulerBench } from '@tutti/sim';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:7070';
 
@@ -69,7 +71,8 @@ program
       throw new CliFailure(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`, 2);
     });
     const specDir = path.dirname(path.resolve(file));
-    const job = await client().submitJob(text, { submitDir: specDir });
+    const user = currentUser();
+    const job = await client().submitJob(text, { submitDir: specDir, ...(user !== undefined ? { user } : {}) });
     if (!options.watch) {
       print(job, () => `submitted job ${job.id} (${job.name}): ${job.status}${job.pending_reason ? ` — ${job.pending_reason}` : ''}`);
       return;
@@ -85,17 +88,18 @@ program
   .description('list jobs (pending and running; --all for finished ones too)')
   .option('-a, --all', 'include finished jobs', false)
   .option('--team <team>', 'only this team')
+  .option('--user <user>', 'only jobs this user submitted')
+  .option('--mine', 'only jobs you submitted', false)
   .option('--limit <n>', 'at most this many', parseInteger('--limit', 1), 50)
-  .action(async (options: { all: boolean; team?: string; limit: number }) => {
+  .action(async (options: { all: boolean; team?: string; user?: string; mine: boolean; limit: number }) => {
     const c = client();
+    const user = options.mine ? currentUser() : options.user;
+    const filter = { team: options.team, ...(user !== undefined ? { user } : {}), limit: options.limit };
     let jobs: JobView[];
     if (options.all) {
-      jobs = (await c.listJobs({ team: options.team, limit: options.limit })).jobs;
+      jobs = (await c.listJobs(filter)).jobs;
     } else {
-      const [running, pending] = await Promise.all([
-        c.listJobs({ status: 'running', team: options.team, limit: options.limit }),
-        c.listJobs({ status: 'pending', team: options.team, limit: options.limit }),
-      ]);
+      const [running, pending] = await Promise.all([c.listJobs({ ...filter, status: 'running' }), c.listJobs({ ...filter, status: 'pending' })]);
       jobs = [...running.jobs, ...pending.jobs].sort((a, b) => Number(b.id) - Number(a.id)).slice(0, options.limit);
     }
     const now = Date.now();
@@ -105,8 +109,8 @@ program
           ? 'no jobs yet: submit one with `tutti submit FILE`'
           : 'no pending or running jobs (`tutti ps --all` shows finished ones)'
         : renderTable(
-            ['ID', 'NAME', 'TEAM', 'PRI', 'STATUS', 'GPUS', 'AGE', 'REASON'],
-            jobs.map((j) => [j.id, j.name, j.team, String(j.priority), j.status, describeGpus(j), formatAge(j.created_at, now), truncate(describeState(j), 70)]),
+            ['ID', 'NAME', 'TEAM', 'USER', 'PRI', 'STATUS', 'GPUS', 'AGE', 'REASON'],
+            jobs.map((j) => [j.id, j.name, j.team, j.user ?? '-', String(j.priority), j.status, describeGpus(j), formatAge(j.created_at, now), truncate(describeState(j), 70)]),
           ),
     );
   });
@@ -125,7 +129,7 @@ program
         `  status     ${job.status}${job.exit_code !== null ? ` (exit code ${job.exit_code})` : ''}`,
         ...(job.pending_reason ? [`  waiting    ${job.pending_reason}${job.pending_diagnosis ? ` [${job.pending_diagnosis.code}]` : ''}`] : []),
         ...(job.end_reason ? [`  ended      ${job.end_reason}`] : []),
-        `  team       ${job.team}   priority ${job.priority}`,
+        `  team       ${job.team}   priority ${job.priority}${job.user ? `   submitted by ${job.user}` : ''}`,
         `  resources  ${job.num_nodes} node${job.num_nodes === 1 ? '' : 's'} × ${job.gpus_per_node} GPU${job.gpus_per_node === 1 ? '' : 's'}`,
         `  submitted  ${job.created_at}`,
         ...(job.started_at ? [`  started    ${job.started_at}`] : []),
@@ -209,7 +213,7 @@ program
 
 program
   .command('queues')
-  .description('teams: quota, GPUs in use and borrowed, running and pending jobs')
+  .description('teams in fair-share order: quota, GPUs in use and borrowed, recent (decayed) use, running and pending jobs')
   .action(async () => {
     const { teams } = await client().listTeams();
     const amounts = (a: Record<string, number> | null) => (a && Object.keys(a).length > 0 ? Object.entries(a).map(([type, n]) => `${type}:${n}`).join(' ') : '-');
@@ -217,8 +221,10 @@ program
       teams.length === 0
         ? 'no teams yet: jobs name their team with `team:`, and `tutti up --config` sets quotas'
         : renderTable(
-            ['TEAM', 'WEIGHT', 'QUOTA', 'USED', 'BORROWED', 'RUNNING', 'PENDING'],
-            teams.map((t) => [t.name, String(t.weight), amounts(t.quota), amounts(t.used), amounts(t.borrowed), String(t.running_jobs), String(t.pending_jobs)]),
+            ['ORDER', 'TEAM', 'WEIGHT', 'QUOTA', 'USED', 'BORROWED', 'RECENT GPU-H', 'RUNNING', 'PENDING'],
+            [...teams]
+              .sort((a, b) => a.fair_share.position - b.fair_share.position)
+              .map((t) => [String(t.fair_share.position), t.name, String(t.weight), amounts(t.quota), amounts(t.used), amounts(t.borrowed), t.fair_share.decayed_gpu_hours.toFixed(2), String(t.running_jobs), String(t.pending_jobs)]),
           ),
     );
   });
@@ -264,6 +270,35 @@ program
   });
 
 registerSimCommand(program, json);
+
+const bench = program.command('bench').description('measure parts of tutti on this machine');
+bench
+  .command('scheduler')
+  .description('full scheduling cycles on a busy synthetic cluster: cycle time, placements/s, the cost of one arrival, and how it grows with nodes and pending jobs')
+  .option('--nodes <n>', 'nodes', parseInteger('--nodes', 1), 1250)
+  .option('--gpus-per-node <n>', 'GPUs per node', parseInteger('--gpus-per-node', 1), 8)
+  .option('--pending <n>', 'pending jobs', parseInteger('--pending', 0), 50_000)
+  .option('--teams <n>', 'teams with quotas', parseInteger('--teams', 1), 100)
+  .option('--profile <name>', 'scheduler profile (tutti, fifo, fifo-backfill, greedy, ...)', 'tutti')
+  .option('--rounds <n>', 'timed cycles per figure', parseInteger('--rounds', 1), 15)
+  .action((options: { nodes: number; gpusPerNode: number; pending: number; teams: number; profile: string; rounds: number }) => {
+    const problem = checkSchedulerBenchOptions(options);
+    if (problem) throw new CliFailure(problem, 2);
+    if (!json()) process.stderr.write(`timing full cycles at ${options.nodes} nodes × ${options.gpusPerNode} GPUs, ${options.pending} pending jobs (and at other sizes for the growth tables)...\n`);
+    const result = runSchedulerBench(options);
+    print(result, () => formatSchedulerBench(result));
+  });
+
+/** The OS user, sent with submissions (`tutti-user`); undefined when it is not a name the server accepts. */
+function currentUser(): string | undefined {
+  let name: string | undefined;
+  try {
+    name = os.userInfo().username;
+  } catch {
+    name = process.env.USER;
+  }
+  return name !== undefined && /^[A-Za-z0-9._@-]{1,64}$/.test(name) ? name : undefined;
+}
 
 /** Prints a job's events (stderr) and rank 0's output (stdout) until it ends; returns the final job. */
 async function watchJob(id: string): Promise<JobView> {

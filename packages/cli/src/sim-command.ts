@@ -9,6 +9,7 @@ import { computePolicyMetrics, readTraceFile, resolvePolicies, runSimulation, to
 
 interface SimCommandOptions {
   trace: string;
+  traceExtra?: string;
   cluster: string;
   policies?: string;
   from?: number;
@@ -36,6 +37,7 @@ export function registerSimCommand(program: Command, json: () => boolean): void 
     .command('sim')
     .description('replay a job trace through the scheduler on a simulated cluster and compare policies')
     .requiredOption('--trace <file>', 'trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status), plain or gzip')
+    .option('--trace-extra <file>', 'side CSV joined by job_id with a gpu_milli column (fractional GPUs, e.g. alibaba_gpu2023.extra.csv.gz)')
     .requiredOption('--cluster <file>', 'cluster config YAML (nodes, teams, scheduler), as for `tutti up --config`')
     .option('--policies <names>', 'comma-separated scheduler profiles (fifo,fifo-backfill,sjf,srtf,tiresias,tutti); default: the config\'s profile')
     .option('--from <s>', 'only jobs submitted at or after this trace second', seconds('--from'))
@@ -78,7 +80,7 @@ export async function runSimCommand(options: SimCommandOptions, json: boolean): 
   const readStart = performance.now();
   let trace;
   try {
-    trace = await readTraceFile(options.trace, { fromS: options.from, toS: options.to });
+    trace = await readTraceFile(options.trace, { fromS: options.from, toS: options.to, ...(options.traceExtra !== undefined ? { extraFile: options.traceExtra } : {}) });
   } catch (error) {
     return fail(`cannot read trace ${options.trace}: ${(error as Error).message}`);
   }
@@ -116,8 +118,14 @@ export async function runSimCommand(options: SimCommandOptions, json: boolean): 
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
     const h = (s: number): string => (Number.isFinite(s) ? `${(s / 3600).toFixed(2)}h` : '-');
-    const rows = results.map(({ metrics: m }) => [m.policy, String(m.jobs), String(m.unplaceable), h(m.avgJctS), h(m.p50JctS), h(m.p99JctS), h(m.avgQueueS), h(m.p99QueueS), `${(m.utilization * 100).toFixed(1)}%`, String(m.preemptions), `${m.wallS.toFixed(1)}s`]);
-    const header = ['POLICY', 'FINISHED', 'UNPLACEABLE', 'AVG JCT', 'P50 JCT', 'P99 JCT', 'AVG QUEUE', 'P99 QUEUE', 'UTIL', 'PREEMPT', 'WALL'];
+    const fragmentation = results.some(({ metrics: m }) => m.fragmentationOfGpus !== undefined);
+    const pct = (x: number | undefined): string => (x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);
+    const rows = results.map(({ metrics: m }) => [
+      m.policy, String(m.jobs), String(m.unplaceable), h(m.avgJctS), h(m.p50JctS), h(m.p99JctS), h(m.avgQueueS), h(m.p99QueueS), pct(m.utilization), String(m.preemptions), m.gpuHoursLost.toFixed(1),
+      ...(fragmentation ? [pct(m.fragmentationOfGpus), pct(m.fragmentationOfFree)] : []),
+      `${m.wallS.toFixed(1)}s`,
+    ]);
+    const header = ['POLICY', 'FINISHED', 'UNPLACEABLE', 'AVG JCT', 'P50 JCT', 'P99 JCT', 'AVG QUEUE', 'P99 QUEUE', 'UTIL', 'PREEMPT', 'GPU-H LOST', ...(fragmentation ? ['FRAG/GPUS', 'FRAG/FREE'] : []), 'WALL'];
     const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => (r[i] ?? '').length)));
     const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
     process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);

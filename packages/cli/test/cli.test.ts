@@ -1,7 +1,7 @@
 /** The `tutti` command as a person runs it: the real binary against a real server on 4 fake GPUs. */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,8 +77,8 @@ describe('tutti CLI with fake GPUs', () => {
     expect(job.name).toBe('sleeper');
 
     const ps = await tutti(['ps', '--server', server.url]);
-    expect(ps.stdout).toMatch(/^ID\s+NAME\s+TEAM\s+PRI\s+STATUS/m);
-    expect(ps.stdout).toMatch(new RegExp(`^${job.id}\\s+sleeper\\s+default\\s+50\\s+(pending|running)`, 'm'));
+    expect(ps.stdout).toMatch(/^ID\s+NAME\s+TEAM\s+USER\s+PRI\s+STATUS/m);
+    expect(ps.stdout).toMatch(new RegExp(`^${job.id}\\s+sleeper\\s+default\\s+${os.userInfo().username}\\s+50\\s+(pending|running)`, 'm'));
 
     const nodes = JSON.parse((await tutti(['nodes', '--json', '--server', server.url])).stdout) as { nodes: { gpus: { type: string }[] }[] };
     expect(nodes.nodes[0]!.gpus.map((g) => g.type)).toEqual(['H100', 'H100', 'H100', 'H100']);
@@ -113,6 +113,13 @@ describe('tutti CLI with fake GPUs', () => {
     const research = rows.find((r) => r[6] === 'research')!;
     const product = rows.find((r) => r[6] === 'product')!;
     expect([research[3], research[7]]).toEqual(['2', 'succeeded']);
+    // The CLI says who submits: the OS user is recorded and exported.
+    expect(research[5]).toBe(os.userInfo().username);
+    const mine = JSON.parse((await tutti(['ps', '--all', '--mine', '--json', '--server', server.url])).stdout) as { jobs: Array<{ user: string | null; team: string }> };
+    expect(mine.jobs.some((j) => j.team === 'research')).toBe(true);
+    expect(mine.jobs.every((j) => j.user === os.userInfo().username)).toBe(true);
+    const nobody = JSON.parse((await tutti(['ps', '--all', '--user', 'nobody-else', '--json', '--server', server.url])).stdout) as { jobs: unknown[] };
+    expect(nobody.jobs).toEqual([]);
     expect([product[3], product[7]]).toEqual(['2', 'failed']);
     expect(Number(research[2])).toBeGreaterThanOrEqual(0.2);
     expect(rows.map((r) => Number(r[1]))).toEqual([...rows.map((r) => Number(r[1]))].sort((a, b) => a - b));

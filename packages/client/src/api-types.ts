@@ -8,6 +8,8 @@ export interface JobView {
   id: string;
   name: string;
   team: string;
+  /** Who submitted it (the `tutti-user` header); null when the submitter did not say. */
+  user: string | null;
   priority: number;
   status: JobStatus;
   /** Why a pending job waits, in words; null when not pending. */
@@ -167,6 +169,11 @@ export interface TeamView {
   borrowed: Record<string, number>;
   running_jobs: number;
   pending_jobs: number;
+  /**
+   * Where the team stands for fair share: its recent use (decayed GPU-hours), its share
+   * ((GPUs running + decayed GPU-seconds ÷ half-life) ÷ weight) and its place in the order teams are served (1 = first).
+   */
+  fair_share: { decayed_gpu_hours: number; share: number; position: number };
 }
 
 /** `POST /v1/jobs/validate`: the spec as the server would accept it, nothing submitted. */

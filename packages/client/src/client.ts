@@ -31,6 +31,8 @@ export interface ClientOptions {
 export interface ListJobsQuery {
   status?: JobStatus;
   team?: string;
+  /** Only jobs this user submitted. */
+  user?: string;
   /** Only jobs whose name contains this (lowercase letters, digits, '-'). */
   name?: string;
   /** @default 'id' (submission order) */
@@ -48,6 +50,8 @@ export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
 export interface SubmitOptions {
   /** The directory a relative `workdir` is resolved against, and the default workdir (the submitter's cwd). */
   submitDir?: string;
+  /** Who submits (the `tutti-user` header): 1-64 letters, digits, '.', '_', '@' or '-'. */
+  user?: string;
 }
 
 /** Typed client of tutti's REST API (`/v1`). */
@@ -66,6 +70,7 @@ export class TuttiClient {
   submitJob(spec: string | Record<string, unknown>, options: SubmitOptions = {}): Promise<JobView> {
     const headers: Record<string, string> = {};
     if (options.submitDir) headers['tutti-submit-dir'] = options.submitDir;
+    if (options.user) headers['tutti-user'] = options.user;
     if (typeof spec === 'string') {
       headers['content-type'] = 'application/yaml';
       return this.request('POST', '/v1/jobs', spec, headers);

@@ -94,6 +94,8 @@ export interface Job {
   id: string;
   spec: JobSpec;
   status: JobStatus;
+  /** Who submitted it, as the submitter said (the CLI sends the OS user name); absent when nobody said. */
+  user?: string;
   /** Epoch milliseconds. */
   createdAt: number;
   startedAt?: number;

@@ -34,7 +34,12 @@ export type PreemptionReason =
   /** A higher-priority job of any team needs the GPUs. */
   | 'priority'
   /** The victim runs on GPUs borrowed from a team that now needs its guarantee back. */
-  | 'quota_reclaim';
+  | 'quota_reclaim'
+  /**
+   * The profile's queue order ranks the waiting job strictly ahead of the victim (`order-preemption`: shorter
+   * remaining time under `srtf`, a higher least-attained-service queue under `tiresias`).
+   */
+  | 'queue_order';
 
 export interface Preemption {
   /** The running job to stop. */

@@ -63,6 +63,14 @@ function addTaker(list: TakerList, jobId: string): void {
 
 const diagnosis = (plugin: PluginName, code: DiagnosisCode, message: string): Diagnosis => ({ plugin, code, message });
 
+/** A job left waiting, as the cycle's queue holds it. */
+export interface WaitingJob {
+  readonly job: Job;
+  readonly team: string;
+  /** Its shape as asked (not restricted by quota). */
+  readonly shape: ResourceShape;
+}
+
 export class Diagnoser {
   private readonly inventory: Inventory;
   private readonly feasibility = new Map<string, FeasibilityResult>();
@@ -70,8 +78,9 @@ export class Diagnoser {
   private readonly tallies = new Map<string, TakerTally>();
   /** The last answer per shape and priority, valid while no placement has been made since. */
   private readonly recent = new Map<string, { placements: number; diagnosis: Diagnosis }>();
-  /** Unplaced jobs in queue order, with the diagnosis made at their turn (undefined: described at `finish`). */
-  private readonly unplaced: { job: Job; shape: ResourceShape; diagnosis: Diagnosis | undefined }[] = [];
+  /** Unplaced jobs in queue order, and the diagnosis made at their turn (undefined: described at `finish`), side by side. */
+  private readonly unplaced: WaitingJob[] = [];
+  private readonly atTurn: (Diagnosis | undefined)[] = [];
 
   private readonly place: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined;
 
@@ -88,13 +97,34 @@ export class Diagnoser {
    * Records that a job's turn came and it did not fit; call in queue order. `decided` is a diagnosis another step
    * made (quota, preemption, reservation, strict FIFO); it is used unless the job could never fit at all.
    */
-  noteUnplaced(job: Job, shape: ResourceShape, decided?: Diagnosis): void {
+  noteUnplaced(waiting: WaitingJob, decided?: Diagnosis): void {
+    const { job, shape } = waiting;
+    this.unplaced.push(waiting);
     if (decided) {
       const feasible = this.feasibilityOf(shape);
-      this.unplaced.push({ job, shape, diagnosis: feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message) });
+      this.atTurn.push(feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message));
       return;
     }
-    this.unplaced.push({ job, shape, diagnosis: this.diagnoseAtTurn(job, shape) });
+    this.atTurn.push(this.diagnoseAtTurn(job, shape));
+  }
+
+  /** How many jobs were noted so far. */
+  get notedCount(): number {
+    return this.unplaced.length;
+  }
+
+  /** What the last noted job got at its turn (undefined: it waits for capacity, described at `finish`). */
+  lastAtTurn(): Diagnosis | undefined {
+    return this.atTurn[this.atTurn.length - 1];
+  }
+
+  /**
+   * Notes a job with what an earlier job of the same kind got at its turn, in the same state of the cycle (shape,
+   * team, priority and everything the cycle decided since being equal, `noteUnplaced` would answer the same).
+   */
+  noteUnplacedAs(waiting: WaitingJob, atTurn: Diagnosis | undefined): void {
+    this.unplaced.push(waiting);
+    this.atTurn.push(atTurn);
   }
 
   /** Whether the shape could ever fit the inventory (cached per shape). */
@@ -104,16 +134,19 @@ export class Diagnoser {
     return feasible;
   }
 
-  /** After the last placement of the cycle: one diagnosis per unplaced job, in queue order. */
-  finish(): Map<string, Diagnosis> {
+  /** After the last placement of the cycle: one diagnosis per unplaced job, in the order they were noted (queue order). */
+  finish(): { readonly jobs: readonly WaitingJob[]; readonly diagnoses: readonly Diagnosis[] } {
     const waiting = new Map<string, Diagnosis>();
-    const result = new Map<string, Diagnosis>();
-    for (const { job, shape, diagnosis: atTurn } of this.unplaced) {
-      let found = atTurn ?? waiting.get(shape.key);
+    // Filled in place: tens of thousands of them, no second list.
+    const { unplaced, atTurn } = this;
+    for (let i = 0; i < unplaced.length; i++) {
+      if (atTurn[i]) continue;
+      const { shape } = unplaced[i] as WaitingJob;
+      let found = waiting.get(shape.key);
       if (!found) waiting.set(shape.key, (found = this.waiting(shape)));
-      result.set(job.id, found);
+      atTurn[i] = found;
     }
-    return result;
+    return { jobs: unplaced, diagnoses: atTurn as Diagnosis[] };
   }
 
   /** NeverFits or QueuedBehindHigherPriority, or undefined when the job is waiting for capacity. */

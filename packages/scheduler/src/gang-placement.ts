@@ -17,9 +17,11 @@
  */
 import type { GpuDevice, PlacedNode } from '@tutti/model';
 import { BestFitPicker } from './best-fit.ts';
+import type { IndexedCounts } from './capacity-index.ts';
 import { chooseGpus } from './gpu-choice.ts';
 import { computeCandidateTypes, computeMatchingGpus } from './gpu-fit.ts';
 import { fitsHost } from './host-fit.ts';
+import { perfectNodeScore, scoreNodeForPacking, type PackingStrategy } from './packing.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import { compareNames, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
 
@@ -30,9 +32,9 @@ interface NodeChoice {
 }
 
 /** Returns the placed nodes in node-name order (rank 0 on the first), or undefined when the gang does not fit. */
-export function computeGangPlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, nodes: readonly IndexedNode[] = index.readyNodes): PlacedNode[] | undefined {
+export function computeGangPlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, nodes: readonly IndexedNode[] = index.readyNodes, packing: PackingStrategy = 'best-fit'): PlacedNode[] | undefined {
   const domain = nodes === index.readyNodes ? index : { ...index, readyNodes: nodes };
-  const choice = shape.gpuCount === 0 ? chooseCpuOnlyNodes(shape, view, domain) : chooseGpuNodes(shape, view, domain);
+  const choice = shape.gpuCount === 0 ? chooseCpuOnlyNodes(shape, view, domain) : chooseGpuNodes(shape, view, domain, packing);
   if (!choice) return undefined;
   return choice
     .sort((a, b) => compareNames(a.node.name, b.node.name))
@@ -48,42 +50,93 @@ function chooseCpuOnlyNodes(shape: ResourceShape, view: CapacityView, index: Sna
   return picker.pick()?.map((c) => c.item);
 }
 
-function chooseGpuNodes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex): NodeChoice[] | undefined {
+function chooseGpuNodes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, packing: PackingStrategy): NodeChoice[] | undefined {
   const types = computeCandidateTypes(shape, index.readyGpuTypes);
   const takesAnyType = shape.gpuTypes.length === 0;
 
   let best: { nodes: NodeChoice[]; leftover: number } | undefined;
   for (const type of types) {
-    const picked = chooseNodesOfType(shape, view, index, type);
+    const picked = chooseNodesOfType(shape, view, index, type, packing);
     if (!picked) continue;
     if (!takesAnyType) return picked.nodes;
     if (!best || picked.leftover < best.leftover) best = picked;
     if (best.leftover === 0) break;
   }
   if (best) return best.nodes;
-  if (shape.numNodes > 1 && types.length > 1) return chooseNodesOfMixedTypes(shape, view, index, types, takesAnyType);
+  if (shape.numNodes > 1 && types.length > 1) return chooseNodesOfMixedTypes(shape, view, index, types, takesAnyType, packing);
   return undefined;
 }
 
-function chooseNodesOfType(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, type: string): { nodes: NodeChoice[]; leftover: number } | undefined {
-  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, shape.gpuCount);
+function chooseNodesOfType(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, type: string, packing: PackingStrategy): { nodes: NodeChoice[]; leftover: number } | undefined {
+  // The buckets cover all ready nodes: a search inside one rack or zone scans that domain's nodes instead. They
+  // list nodes fewest free first, which is best fit's order only.
+  const indexed = requiresNvlink(shape) || packing !== 'best-fit' ? undefined : view.indexedCounts?.();
+  if (indexed && indexed.counts.index.readyNodes === index.readyNodes && indexed.counts.covers(type, shape.gpuMemoryMiB)) return chooseNodesOfTypeIndexed(shape, view, index, type, indexed);
+  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, perfectNodeScore(packing, shape.gpuCount));
   for (const node of index.readyNodes) {
     if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
     let gpus = computeMatchingGpus(view, node, shape, type);
     if (gpus.length < shape.gpuCount) continue;
     if (requiresNvlink(shape)) gpus = restrictToNvlinkDomain(node, gpus, shape.gpuCount);
     if (gpus.length < shape.gpuCount) continue;
-    if (picker.add(gpus.length, { node, gpus })) break;
+    if (picker.add(scoreNodeForPacking(packing, gpus.length, index.maxGpusPerReadyNode), { node, gpus })) break;
   }
   const picked = picker.pick();
   if (!picked) return undefined;
-  return { nodes: picked.map((p) => p.item), leftover: picked.reduce((sum, p) => sum + p.score - shape.gpuCount, 0) };
+  return { nodes: picked.map((p) => p.item), leftover: picked.reduce((sum, p) => sum + p.item.gpus.length - shape.gpuCount, 0) };
 }
 
-function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, types: readonly string[], takesAnyType: boolean): NodeChoice[] | undefined {
+/**
+ * `chooseNodesOfType` through the free-count buckets: the same nodes in the same order (fewest free matching GPUs,
+ * then node name), visiting only nodes with enough free GPUs of the type. Only where every GPU of the type has the
+ * memory the job asks (so free = matching) and without `require: nvlink`.
+ */
+function chooseNodesOfTypeIndexed(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, type: string, indexed: IndexedCounts): { nodes: NodeChoice[]; leftover: number } | undefined {
+  const { counts, differs } = indexed;
+  const need = shape.numNodes;
+  const k = shape.gpuCount;
+  // Nodes whose free GPUs in this view are not what the buckets say: scored from the view, merged in below.
+  const extras: { node: IndexedNode; gpus: readonly GpuDevice[] }[] = [];
+  for (const ordinal of differs) {
+    const node = index.nodes[ordinal];
+    if (!node?.ready) continue;
+    const gpus = view.freeGpusByType(node).get(type) ?? NO_GPUS;
+    if (gpus.length >= k && fitsHost(view, node, shape)) extras.push({ node, gpus });
+  }
+  extras.sort((a, b) => a.gpus.length - b.gpus.length || a.node.ordinal - b.node.ordinal);
+  const chosen: NodeChoice[] = [];
+  let leftover = 0;
+  let e = 0;
+  const top = Math.max(counts.maxCount, extras.length > 0 ? (extras[extras.length - 1] as { gpus: readonly GpuDevice[] }).gpus.length : 0);
+  for (let c = k; c <= top && chosen.length < need; c++) {
+    counts.forEachWithCount(type, c, (ordinal) => {
+      if (differs.has(ordinal)) return false;
+      for (let x = extras[e]; x && x.gpus.length === c && x.node.ordinal < ordinal && chosen.length < need; x = extras[++e]) {
+        chosen.push(x);
+        leftover += c - k;
+      }
+      if (chosen.length >= need) return true;
+      const node = index.nodes[ordinal] as IndexedNode;
+      if (!fitsHost(view, node, shape)) return false;
+      chosen.push({ node, gpus: view.freeGpusByType(node).get(type) ?? NO_GPUS });
+      leftover += c - k;
+      return chosen.length >= need;
+    });
+    for (let x = extras[e]; x && x.gpus.length === c && chosen.length < need; x = extras[++e]) {
+      chosen.push(x);
+      leftover += c - k;
+    }
+    while (extras[e] && (extras[e] as { gpus: readonly GpuDevice[] }).gpus.length <= c) e++;
+  }
+  return chosen.length < need ? undefined : { nodes: chosen, leftover };
+}
+
+const NO_GPUS: readonly GpuDevice[] = [];
+
+function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, types: readonly string[], takesAnyType: boolean, packing: PackingStrategy): NodeChoice[] | undefined {
   // Score = preference rank first, then free matching count: rank × (more than any count) + count.
   const rankWeight = index.maxGpusPerReadyNode + 1;
-  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, shape.gpuCount);
+  const picker = new BestFitPicker<NodeChoice>(shape.numNodes, perfectNodeScore(packing, shape.gpuCount));
   for (const node of index.readyNodes) {
     if (view.freeGpuCount(node) < shape.gpuCount || !fitsHost(view, node, shape)) continue;
     let chosen: { gpus: readonly GpuDevice[]; score: number } | undefined;
@@ -91,7 +144,7 @@ function chooseNodesOfMixedTypes(shape: ResourceShape, view: CapacityView, index
       let gpus = computeMatchingGpus(view, node, shape, type);
       if (requiresNvlink(shape)) gpus = restrictToNvlinkDomain(node, gpus, shape.gpuCount);
       if (gpus.length < shape.gpuCount) continue;
-      const score = (takesAnyType ? 0 : rank * rankWeight) + gpus.length;
+      const score = (takesAnyType ? 0 : rank * rankWeight) + scoreNodeForPacking(packing, gpus.length, index.maxGpusPerReadyNode);
       if (!chosen || score < chosen.score) chosen = { gpus, score };
       if (!takesAnyType) break;
     }

@@ -1,4 +1,5 @@
 export { runCycle, type CycleInput } from './run-cycle.ts';
+export type { RunningJobInput } from './stopping.ts';
 export { verifyPlan, type PlanViolation, type PlanViolationCode, type VerifyContext } from './verify-plan.ts';
 export { checkFeasibility, type FeasibilityResult } from './feasibility.ts';
 export {
@@ -25,8 +26,16 @@ export {
   type ProfilePlugins,
   type ProfileResult,
   type SchedulerProfile,
+  SJF_PROFILE,
+  SRTF_PROFILE,
+  TIRESIAS_PROFILE,
   type TopologyArgs,
+  type WithinTeamOrder,
 } from './profile.ts';
+export { createDurationEstimator, DEFAULT_DURATION_ESTIMATE_ARGS, durationHistoryKey, recordFinishedDuration, type DurationEstimate, type DurationEstimateArgs, type DurationHistory } from './duration-estimate.ts';
+export { computeOracleOrder, computeOracleRankMs } from './oracle-sort.ts';
+export { computeAttainedGpuMs, computeLasOrder, computeLasQueue, DEFAULT_LAS_ARGS, type LasArgs } from './las-sort.ts';
+export { createQueueRank, type OrderPreemptionArgs, type QueueRank } from './order-preemption.ts';
 export { PLUGIN, type PluginName } from './plugin-names.ts';
 export { compareQueueOrder, computeQueueOrder } from './queue-sort.ts';
 export { computeFairShareOrder, computeEffectivePriority } from './fair-share.ts';

@@ -17,6 +17,7 @@ import { BestFitPicker } from './best-fit.ts';
 import { computeGangPlacement } from './gang-placement.ts';
 import { computeCandidateTypes } from './gpu-fit.ts';
 import { fitsHost } from './host-fit.ts';
+import { computeFractionalPlacementByPacking, type PackingStrategy } from './packing.ts';
 import { hasShareRoom } from './plan-overlay.ts';
 import { isGpuAccepted, type ResourceShape } from './resource-shape.ts';
 import { compareNames, FRACTION_PARTS, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
@@ -28,27 +29,30 @@ export interface PlacementOptions {
   readonly preferTight: boolean;
   /** The tightest level tried by default. */
   readonly tightLevel: 'rack' | 'zone';
+  /** How nodes (and shared GPUs) are chosen among those that fit (the `packing` score). @default 'best-fit' */
+  readonly packing?: PackingStrategy;
 }
 
 export const DEFAULT_PLACEMENT_OPTIONS: PlacementOptions = { enforceRequire: true, preferTight: true, tightLevel: 'rack' };
 
 export function computePlacement(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, options: PlacementOptions = DEFAULT_PLACEMENT_OPTIONS): PlacedNode[] | undefined {
-  if (shape.fractionParts !== undefined) return computeFractionalPlacement(shape, view, index);
+  const packing = options.packing ?? 'best-fit';
+  if (shape.fractionParts !== undefined) return packing === 'best-fit' ? computeFractionalPlacement(shape, view, index) : computeFractionalPlacementByPacking(packing, shape, view, index);
   const topology = shape.topology;
   const effective = topology && (topology.mode === 'prefer' || options.enforceRequire) ? topology : undefined;
   if (effective?.mode === 'require' && (effective.level === 'rack' || effective.level === 'zone')) {
-    return placeInOneDomain(shape, view, index, effective.level);
+    return placeInOneDomain(shape, view, index, effective.level, packing);
   }
-  if (effective?.level === 'nvlink' && effective.mode === 'require') return computeGangPlacement(shape, view, index);
+  if (effective?.level === 'nvlink' && effective.mode === 'require') return computeGangPlacement(shape, view, index, index.readyNodes, packing);
   const tight = shape.numNodes > 1 && (effective !== undefined || options.preferTight);
   if (tight) {
     const from: readonly ('rack' | 'zone')[] = (effective?.level ?? options.tightLevel) === 'zone' ? ['zone'] : ['rack', 'zone'];
     for (const level of from) {
-      const placed = placeInOneDomain(shape, view, index, level);
+      const placed = placeInOneDomain(shape, view, index, level, packing);
       if (placed) return placed;
     }
   }
-  return computeGangPlacement(shape, view, index);
+  return computeGangPlacement(shape, view, index, index.readyNodes, packing);
 }
 
 interface Domain {
@@ -79,15 +83,16 @@ export function computeDomains(index: SnapshotIndex, level: 'rack' | 'zone'): re
 }
 
 /** The gang inside one domain of `level`: among domains with enough candidate nodes, fewest free GPUs first. */
-function placeInOneDomain(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, level: 'rack' | 'zone'): PlacedNode[] | undefined {
+function placeInOneDomain(shape: ResourceShape, view: CapacityView, index: SnapshotIndex, level: 'rack' | 'zone', packing: PackingStrategy): PlacedNode[] | undefined {
   const domains = computeDomains(index, level);
   const candidates: { domain: Domain; free: number }[] = [];
-  for (const domain of domains) {
+  for (let d = 0; d < domains.length; d++) {
+    const domain = domains[d] as Domain;
     if (domain.nodes.length < shape.numNodes) continue;
     let free = 0;
     let roomy = 0;
-    for (const node of domain.nodes) {
-      const n = view.freeGpuCount(node);
+    for (let i = 0; i < domain.nodes.length; i++) {
+      const n = view.freeGpuCount(domain.nodes[i] as IndexedNode);
       free += n;
       if (n >= shape.gpuCount) roomy++;
     }
@@ -95,7 +100,7 @@ function placeInOneDomain(shape: ResourceShape, view: CapacityView, index: Snaps
   }
   candidates.sort((a, b) => a.free - b.free || compareNames(a.domain.name, b.domain.name));
   for (const { domain } of candidates) {
-    const placed = computeGangPlacement(shape, view, index, domain.nodes);
+    const placed = computeGangPlacement(shape, view, index, domain.nodes, packing);
     if (placed) return placed;
   }
   return undefined;

@@ -9,6 +9,7 @@
  * `runCycle` relies on that to remember shapes that stopped fitting.
  */
 import type { GpuDevice, Job, PlacedNode, Placement } from '@tutti/model';
+import { FreeCountIndex, type IndexedCounts } from './capacity-index.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import { FRACTION_PARTS, toParts, type CapacityView, type IndexedNode, type SharedUse, type SnapshotIndex } from './snapshot-index.ts';
 
@@ -40,9 +41,22 @@ export class PlanOverlay implements CapacityView {
   private readonly usage: (NodeUsage | undefined)[];
   /** Ordinals of nodes with held GPUs. */
   readonly nodesWithHolds = new Set<number>();
+  /** Grows with every change (a placement, a hold): equal values mean the same free capacity. */
+  version = 0;
+  /** Free counts in buckets for the best-fit search, kept in step with every change; undefined when switched off. */
+  private readonly counts: IndexedCounts | undefined;
 
-  constructor(readonly index: SnapshotIndex) {
+  /** @param indexed keep a `FreeCountIndex` (the bucket search); off, every search scans the nodes. */
+  constructor(
+    readonly index: SnapshotIndex,
+    indexed = true,
+  ) {
     this.usage = new Array<NodeUsage | undefined>(index.nodes.length).fill(undefined);
+    this.counts = indexed ? { counts: new FreeCountIndex(index, (node) => node.initialFreeByType), differs: new Set() } : undefined;
+  }
+
+  indexedCounts(): IndexedCounts | undefined {
+    return this.counts;
   }
 
   freeGpusByType(node: IndexedNode): ReadonlyMap<string, readonly GpuDevice[]> {
@@ -84,13 +98,14 @@ export class PlanOverlay implements CapacityView {
         const usage = this.usageOf(node);
         const free = usage.freeByType.get(gpu.type);
         if (!free || !free.includes(gpu)) continue;
-        usage.freeByType.set(gpu.type, free.filter((g) => g !== gpu));
+        this.setFree(node, usage, gpu.type, free.filter((g) => g !== gpu));
         usage.freeCount -= 1;
         usage.held.push(gpu);
         this.nodesWithHolds.add(node.ordinal);
         taken += 1;
       }
     }
+    this.version++;
     return taken;
   }
 
@@ -114,7 +129,7 @@ export class PlanOverlay implements CapacityView {
         const free = usage.freeByType.get(gpu.type);
         const heldAt = usage.held.indexOf(gpu);
         if (free?.includes(gpu)) {
-          usage.freeByType.set(gpu.type, free.filter((g) => g !== gpu));
+          this.setFree(node, usage, gpu.type, free.filter((g) => g !== gpu));
           usage.freeCount -= 1;
         } else if (heldAt >= 0) {
           usage.held.splice(heldAt, 1);
@@ -127,8 +142,14 @@ export class PlanOverlay implements CapacityView {
       usage.memoryMiB += shape.memoryMiB ?? 0;
       resolved.push({ node, gpus });
     }
+    this.version++;
     this.placements.push({ jobId: job.id, nodes: nodes.map((n) => ({ ...n, gpuIndices: [...n.gpuIndices] })) });
     this.applied.push({ job, cpus: shape.cpus ?? 0, memoryMiB: shape.memoryMiB ?? 0, nodes: resolved });
+  }
+
+  private setFree(node: IndexedNode, usage: NodeUsage, type: string, free: readonly GpuDevice[]): void {
+    usage.freeByType.set(type, free);
+    this.counts?.counts.update(node, type, free.length);
   }
 
   private usageOf(node: IndexedNode): NodeUsage {
@@ -155,6 +176,7 @@ export { toParts };
  */
 export class ExtraFreeView implements CapacityView {
   private readonly merged = new Map<number, Map<string, readonly GpuDevice[]>>();
+  private indexed: IndexedCounts | undefined | null = null;
 
   constructor(
     private readonly base: CapacityView,
@@ -167,11 +189,14 @@ export class ExtraFreeView implements CapacityView {
     let merged = this.merged.get(node.ordinal);
     if (!merged) {
       merged = new Map(this.base.freeGpusByType(node));
+      // Per type: the base's free list plus the extra GPUs not in it, by index (one copy and one sort per type).
+      const touched = new Map<string, GpuDevice[]>();
       for (const gpu of more) {
-        const list = merged.get(gpu.type) ?? [];
-        if (list.includes(gpu)) continue;
-        merged.set(gpu.type, [...list, gpu].sort((a, b) => a.index - b.index));
+        let list = touched.get(gpu.type);
+        if (!list) touched.set(gpu.type, (list = [...(merged.get(gpu.type) ?? [])]));
+        if (!list.includes(gpu)) list.push(gpu);
       }
+      for (const [type, list] of touched) merged.set(type, list.sort((a, b) => a.index - b.index));
       this.merged.set(node.ordinal, merged);
     }
     return merged;
@@ -195,5 +220,19 @@ export class ExtraFreeView implements CapacityView {
 
   sharedUse(node: IndexedNode): ReadonlyMap<number, SharedUse> {
     return this.base.sharedUse(node);
+  }
+
+  /** The base's buckets, with the nodes that have extra free GPUs here marked as differing. */
+  indexedCounts(): IndexedCounts | undefined {
+    if (this.indexed === null) {
+      const base = this.base.indexedCounts?.();
+      if (!base) this.indexed = undefined;
+      else {
+        const differs = new Set(base.differs);
+        for (const [ordinal, gpus] of this.extra) if (gpus.length > 0) differs.add(ordinal);
+        this.indexed = { counts: base.counts, differs };
+      }
+    }
+    return this.indexed;
   }
 }

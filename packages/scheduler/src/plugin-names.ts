@@ -8,6 +8,16 @@ export const PLUGIN = {
   queueSort: 'queue-sort',
   /** Orders the queue by team fair share, then priority with ageing, then submission (`fair-share.ts`). */
   fairShare: 'fair-share',
+  /**
+   * Orders the queue by the true remaining run time, shortest first (`oracle-sort.ts`): the simulator's `sjf` and
+   * `srtf` references. Reads `CycleInput.oracleRemainingMs`, which only the simulator sets; live it falls back to
+   * the declared `max_duration`.
+   */
+  oracleShortest: 'oracle-shortest',
+  /** Orders the queue by two-dimensional least attained service in discretized queues, FIFO within one (`las-sort.ts`). */
+  las: 'las',
+  /** Preempts running jobs that the queue order ranks strictly after a waiting job, whole gangs (`order-preemption.ts`). */
+  orderPreemption: 'order-preemption',
   /** Admission: team quotas, borrowing and lending (`quota.ts`). */
   quota: 'quota',
   /** Could the job ever fit the inventory, were the cluster empty (`feasibility.ts`). */
@@ -20,6 +30,8 @@ export const PLUGIN = {
   topology: 'topology',
   /** Score: fewest free matching GPUs first, keeping whole nodes for big gangs (`best-fit.ts`). */
   bestFit: 'best-fit',
+  /** Score: how nodes are chosen among those that fit: best fit, first fit by name, or spread (`packing.ts`). */
+  packing: 'packing',
   /** Enough distinct nodes for every node-rank of a gang (`gang-placement.ts`). */
   gang: 'gang',
   /** Post-filter: stop lower-priority or borrowed work to make room (`preemption.ts`). */

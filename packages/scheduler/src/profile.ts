@@ -6,16 +6,23 @@
  *
  * Extension points, in cycle order:
  *
- *   queueSort   one of  queue-sort (priority, then submission) | fair-share (teams by decayed dominant share)
+ *   queueSort   one of  queue-sort (priority, then submission) | fair-share (teams by decayed dominant share) |
+ *                       oracle-shortest (true remaining time; simulator references sjf, srtf) |
+ *                       las (two-dimensional least attained service, discretized: tiresias)
  *   admission   any of  quota
  *   filter      any of  topology (enforces `topology.require`); gpu-fit, host-resources and gang always run
- *   score       any of  best-fit, topology (tightest domain first for multi-node gangs; `topology.prefer`)
+ *   score       any of  best-fit, packing (best-fit | first-fit | spread), topology (tightest domain first for
+ *                       multi-node gangs; `topology.prefer`)
  *   gang        one of  gang
- *   preemption  any of  preemption
+ *   preemption  any of  preemption (priority, quota reclaim) | order-preemption (jobs the queue order ranks later)
  *   backfill    one of  greedy (a job that does not fit is skipped) | strict (nothing passes a blocked job) |
  *                       easy (the blocked head gets a reservation; others start only if they do not delay it)
  */
 import type { TopologyLevel } from '@tutti/model';
+import { DEFAULT_DURATION_ESTIMATE_ARGS } from './duration-estimate.ts';
+import { parseLasArgs, type LasArgs } from './las-sort.ts';
+import type { OrderPreemptionArgs } from './order-preemption.ts';
+import { parsePackingArgs, type PackingArgs, type PackingStrategy } from './packing.ts';
 import { PLUGIN } from './plugin-names.ts';
 
 export const EXTENSION_POINTS = ['queueSort', 'admission', 'filter', 'score', 'gang', 'preemption', 'backfill'] as const;
@@ -25,17 +32,17 @@ export type BackfillMode = 'greedy' | 'strict' | 'easy';
 export const BACKFILL_MODES: readonly BackfillMode[] = ['greedy', 'strict', 'easy'];
 
 export interface ProfilePlugins {
-  /** `queue-sort` or `fair-share`. */
+  /** `queue-sort`, `fair-share`, `oracle-shortest` or `las`. */
   readonly queueSort: string;
   /** Zero or more of: `quota`. */
   readonly admission: readonly string[];
   /** Zero or more of: `topology`. */
   readonly filter: readonly string[];
-  /** Zero or more of: `best-fit`, `topology`. */
+  /** Zero or more of: `best-fit`, `packing`, `topology`. */
   readonly score: readonly string[];
   /** `gang`. */
   readonly gang: string;
-  /** Zero or more of: `preemption`. */
+  /** Zero or more of: `preemption`, `order-preemption`. */
   readonly preemption: readonly string[];
   /** `greedy`, `strict` or `easy`. */
   readonly backfill: BackfillMode;
@@ -58,7 +65,21 @@ export interface FairShareArgs {
   readonly halfLifeMs: number;
   /** Priority points a waiting job gains per hour waited (ageing, so nothing starves). @default 1 */
   readonly agingPerHour: number;
+  /**
+   * Order within a team. `priority`: effective priority (priority + ageing), then submission. `shortest-estimated`:
+   * priority (a lower one ageing up to the team's highest), then the shortest estimated run time (learned from
+   * `CycleInput.durationHistory`, capped by `max_duration`), then submission. `response-ratio`: like
+   * `shortest-estimated`, but by (waited + estimate) / estimate, highest first, so a long job that waited long
+   * enough passes new short ones. A team with no estimates at all keeps the `priority` order. @default priority
+   */
+  readonly withinTeam: WithinTeamOrder;
+  /** Finished jobs per history key the estimate looks at (the most recent). @default 20 */
+  readonly estimateWindow: number;
+  /** Finished jobs a history key needs before its median is used. @default 3 */
+  readonly estimateMinSamples: number;
 }
+
+export type WithinTeamOrder = 'priority' | 'shortest-estimated' | 'response-ratio';
 
 /** Arguments of `preemption`. */
 export interface PreemptionArgs {
@@ -93,7 +114,24 @@ type ArgsCheck<T> = { ok: true; value: T } | { ok: false; error: string };
 /** Each plugin that takes arguments validates them; unknown keys are errors (a typo must not be silently ignored). */
 export const PLUGIN_ARGS = {
   [PLUGIN.fairShare]: (raw: unknown): ArgsCheck<FairShareArgs> =>
-    readArgs(PLUGIN.fairShare, raw, { halfLifeMs: [24 * 3_600_000, 1], agingPerHour: [1, 0] }, (v) => ({ halfLifeMs: v['halfLifeMs'] as number, agingPerHour: v['agingPerHour'] as number })),
+    readArgs(
+      PLUGIN.fairShare,
+      raw,
+      {
+        halfLifeMs: [24 * 3_600_000, 1],
+        agingPerHour: [1, 0],
+        withinTeam: ['priority', ['priority', 'shortest-estimated', 'response-ratio']],
+        estimateWindow: [DEFAULT_DURATION_ESTIMATE_ARGS.window, 1],
+        estimateMinSamples: [DEFAULT_DURATION_ESTIMATE_ARGS.minSamples, 1],
+      },
+      (v) => ({
+        halfLifeMs: v['halfLifeMs'] as number,
+        agingPerHour: v['agingPerHour'] as number,
+        withinTeam: v['withinTeam'] as WithinTeamOrder,
+        estimateWindow: Math.floor(v['estimateWindow'] as number),
+        estimateMinSamples: Math.floor(v['estimateMinSamples'] as number),
+      }),
+    ),
   [PLUGIN.preemption]: (raw: unknown): ArgsCheck<PreemptionArgs> =>
     readArgs(PLUGIN.preemption, raw, { graceMs: [60_000, 0], reclaim: [true], priority: [true], maxPreemptorsPerCycle: [16, 0] }, (v) => ({
       graceMs: v['graceMs'] as number,
@@ -103,6 +141,10 @@ export const PLUGIN_ARGS = {
     })),
   [PLUGIN.backfill]: (raw: unknown): ArgsCheck<BackfillArgs> =>
     readArgs(PLUGIN.backfill, raw, { estimatedRuntimeMs: [3_600_000, 0], reservations: [1, 0] }, (v) => ({ estimatedRuntimeMs: v['estimatedRuntimeMs'] as number, reservations: v['reservations'] as number })),
+  [PLUGIN.orderPreemption]: (raw: unknown): ArgsCheck<OrderPreemptionArgs> =>
+    readArgs(PLUGIN.orderPreemption, raw, { graceMs: [60_000, 0], maxPreemptorsPerCycle: [16, 0] }, (v) => ({ graceMs: v['graceMs'] as number, maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number })),
+  [PLUGIN.las]: (raw: unknown): ArgsCheck<LasArgs> => parseLasArgs(raw),
+  [PLUGIN.packing]: (raw: unknown): ArgsCheck<PackingArgs> => parsePackingArgs(raw),
   [PLUGIN.topology]: (raw: unknown): ArgsCheck<TopologyArgs> =>
     readArgs(PLUGIN.topology, raw, { defaultPrefer: ['rack', ['rack', 'zone']] }, (v) => ({ defaultPrefer: v['defaultPrefer'] as TopologyLevel })),
 } as const;
@@ -134,12 +176,12 @@ function readArgs<T>(plugin: string, raw: unknown, spec: Record<string, ArgSpec>
 
 /** Which plugins may sit at each extension point. */
 export const PLUGINS_AT: Readonly<Record<ExtensionPoint, readonly string[]>> = {
-  queueSort: [PLUGIN.queueSort, PLUGIN.fairShare],
+  queueSort: [PLUGIN.queueSort, PLUGIN.fairShare, PLUGIN.oracleShortest, PLUGIN.las],
   admission: [PLUGIN.quota],
   filter: [PLUGIN.topology],
-  score: [PLUGIN.bestFit, PLUGIN.topology],
+  score: [PLUGIN.bestFit, PLUGIN.packing, PLUGIN.topology],
   gang: [PLUGIN.gang],
-  preemption: [PLUGIN.preemption],
+  preemption: [PLUGIN.preemption, PLUGIN.orderPreemption],
   backfill: BACKFILL_MODES,
 };
 
@@ -170,7 +212,24 @@ export const FIFO_BACKFILL_PROFILE: SchedulerProfile = deepFreeze({ name: 'fifo-
 /** The first version's behaviour: priority-FIFO, a job that does not fit is skipped, no reservations (first fit in queue order). */
 export const GREEDY_PROFILE: SchedulerProfile = deepFreeze({ name: 'greedy', plugins: { ...FIFO_PLUGINS, backfill: 'greedy' }, weights: {}, args: {} });
 
-export const BUILTIN_PROFILES: ReadonlyMap<string, SchedulerProfile> = new Map([TUTTI_PROFILE, FIFO_PROFILE, FIFO_BACKFILL_PROFILE, GREEDY_PROFILE].map((p) => [p.name, p]));
+const ORACLE_PLUGINS: ProfilePlugins = { ...FIFO_PLUGINS, queueSort: PLUGIN.oracleShortest, backfill: 'greedy' };
+
+/**
+ * ORACLE reference (simulator only): shortest job first by the true duration, non-preemptive, a job that does not fit
+ * is skipped. Live there is no true duration: it orders by declared `max_duration` (jobs without one last).
+ */
+export const SJF_PROFILE: SchedulerProfile = deepFreeze({ name: 'sjf', plugins: ORACLE_PLUGINS, weights: {}, args: {} });
+
+/**
+ * ORACLE reference (simulator only): shortest remaining time first by the true remaining time, preemptive (a job
+ * preempts running jobs with more remaining time). Live it orders and preempts by declared `max_duration`.
+ */
+export const SRTF_PROFILE: SchedulerProfile = deepFreeze({ name: 'srtf', plugins: { ...ORACLE_PLUGINS, preemption: [PLUGIN.orderPreemption] }, weights: {}, args: {} });
+
+/** Tiresias: two-dimensional least attained service in discretized queues, non-clairvoyant, preemptive. */
+export const TIRESIAS_PROFILE: SchedulerProfile = deepFreeze({ name: 'tiresias', plugins: { ...FIFO_PLUGINS, queueSort: PLUGIN.las, preemption: [PLUGIN.orderPreemption], backfill: 'greedy' }, weights: {}, args: {} });
+
+export const BUILTIN_PROFILES: ReadonlyMap<string, SchedulerProfile> = new Map([TUTTI_PROFILE, FIFO_PROFILE, FIFO_BACKFILL_PROFILE, GREEDY_PROFILE, SJF_PROFILE, SRTF_PROFILE, TIRESIAS_PROFILE].map((p) => [p.name, p]));
 
 /** A built-in profile by name, or an error value naming the known ones. */
 export function getProfile(name: string): ProfileResult {
@@ -225,7 +284,14 @@ export interface CompiledProfile {
   readonly topologyScore: TopologyArgs | undefined;
   /** Weight of the best-fit score (0: first fit by node name). */
   readonly bestFitWeight: number;
+  /** How placement chooses among the nodes that fit (`packing` score; best fit without it). */
+  readonly packing: PackingStrategy;
   readonly preemption: PreemptionArgs | undefined;
+  /** The queue sort reads `oracleRemainingMs` (`oracle-shortest`). */
+  readonly oracle: boolean;
+  /** Arguments of `las`, when it is the queue sort. */
+  readonly las: LasArgs | undefined;
+  readonly orderPreemption: OrderPreemptionArgs | undefined;
   readonly backfill: BackfillMode;
   readonly backfillArgs: BackfillArgs;
 }
@@ -273,8 +339,17 @@ function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {
   const preemption = PLUGIN_ARGS[PLUGIN.preemption](args[PLUGIN.preemption]);
   const backfill = PLUGIN_ARGS[PLUGIN.backfill](args[PLUGIN.backfill]);
   const topology = PLUGIN_ARGS[PLUGIN.topology](args[PLUGIN.topology]);
-  for (const r of [fairShare, preemption, backfill, topology]) if (!r.ok) return r;
-  if (!fairShare.ok || !preemption.ok || !backfill.ok || !topology.ok) return { ok: false, error: 'unreachable' };
+  const orderPreemption = PLUGIN_ARGS[PLUGIN.orderPreemption](args[PLUGIN.orderPreemption]);
+  const las = PLUGIN_ARGS[PLUGIN.las](args[PLUGIN.las]);
+  const packing = PLUGIN_ARGS[PLUGIN.packing](args[PLUGIN.packing]);
+  for (const r of [fairShare, preemption, backfill, topology, orderPreemption, las, packing]) if (!r.ok) return r;
+  if (!fairShare.ok || !preemption.ok || !backfill.ok || !topology.ok || !orderPreemption.ok || !las.ok || !packing.ok) return { ok: false, error: 'unreachable' };
+  if (plugins.score.includes(PLUGIN.packing) && plugins.score.includes(PLUGIN.bestFit)) {
+    return { ok: false, error: 'plugins.score: list best-fit or packing, not both (packing with strategy best-fit is best-fit)' };
+  }
+  if (plugins.preemption.includes(PLUGIN.orderPreemption) && plugins.queueSort !== PLUGIN.oracleShortest && plugins.queueSort !== PLUGIN.las) {
+    return { ok: false, error: `plugins.preemption: order-preemption needs a queue sort that ranks jobs (oracle-shortest or las), got ${plugins.queueSort}` };
+  }
 
   const topologyWeight = weights[PLUGIN.topology] ?? 1;
   return {
@@ -287,7 +362,11 @@ function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {
       topologyFilter: plugins.filter.includes(PLUGIN.topology),
       topologyScore: plugins.score.includes(PLUGIN.topology) && topologyWeight > 0 ? topology.value : undefined,
       bestFitWeight: plugins.score.includes(PLUGIN.bestFit) ? (weights[PLUGIN.bestFit] ?? 1) : 0,
+      packing: plugins.score.includes(PLUGIN.packing) ? packing.value.strategy : 'best-fit',
       preemption: plugins.preemption.includes(PLUGIN.preemption) ? preemption.value : undefined,
+      oracle: plugins.queueSort === PLUGIN.oracleShortest,
+      las: plugins.queueSort === PLUGIN.las ? las.value : undefined,
+      orderPreemption: plugins.preemption.includes(PLUGIN.orderPreemption) ? orderPreemption.value : undefined,
       backfill: plugins.backfill,
       backfillArgs: backfill.value,
     },

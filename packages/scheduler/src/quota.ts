@@ -1,12 +1,18 @@
 /**
- * The `quota` admission plugin, Kueue style, with the whole cluster as one cohort:
+ * The `quota` admission plugin, Kueue style, with the whole cluster as one cohort and GPU types as flavors:
  *
  *   - each team has a guaranteed (nominal) number of GPUs per quota key; the key of a GPU type for a team is the type
  *     itself when the team's `nominal` names it, else `*` (any type);
  *   - a team may use more than its nominal by borrowing, at most `borrowingLimit[key]` beyond it (absent: no limit);
- *   - what all teams borrow together must fit the lending pool: GPUs in no team's nominal, plus what each team lends
- *     of its nominal (`lendingLimit`, absent: all of it). The pool is counted over all types together;
- *   - work beyond a team's nominal is borrowed, and reclaimable: a team within its nominal may preempt it.
+ *   - borrowing is per GPU type: what all teams borrow of type T together must fit T's lending pool — the GPUs of
+ *     type T in no team's nominal, plus what each team lends of its nominal for T (`lendingLimit`, absent: all of
+ *     it). A `*` nominal is a guarantee of no particular type: it claims, and lends, a share of each type's GPUs
+ *     that no per-type nominal names, in proportion to how many each type has. So idle H100s never let a team
+ *     borrow A100s;
+ *   - the GPUs a team borrows are of the type of the jobs that took it beyond its nominal (for a `*` key, the type
+ *     of the GPUs that crossed it; when it gives back, that type's borrowing goes first);
+ *   - work beyond a team's nominal is borrowed, and reclaimable: a team within its nominal for a type may preempt
+ *     work that borrows that type (see preemption.ts).
  *
  * Usage is counted from running jobs (their `spec.team` and the GPUs the snapshot gives them; a fractional GPU counts
  * its fraction) and from what the cycle admits. Jobs of teams absent from the configuration have no guarantee and
@@ -22,22 +28,43 @@ export type QuotaCheck =
 export class QuotaLedger {
   private readonly teams = new Map<string, TeamConfig>();
   private readonly used = new Map<string, Map<string, number>>();
-  private borrowedTotal = 0;
-  /** GPUs the teams together may borrow. */
-  readonly pool: number;
+  /** GPUs borrowed, by GPU type. */
+  private readonly borrowed = new Map<string, number>();
+  /** Per team and quota key: its borrowing by GPU type (so that giving back takes it off the right type). */
+  private readonly borrowedAs = new Map<string, Map<string, Map<string, number>>>();
+  /** Grows with every charge: equal values mean the same usage. */
+  version = 0;
+  private readonly teamVersions = new Map<string, number>();
+  /** GPUs of each type the teams together may borrow. */
+  private readonly pools = new Map<string, number>();
 
-  constructor(teams: readonly TeamConfig[], clusterGpus: number) {
-    let nominalTotal = 0;
-    let lendable = 0;
+  /** @param readyGpus GPUs of each type on ready nodes. */
+  constructor(teams: readonly TeamConfig[], readyGpus: ReadonlyMap<string, number>) {
+    const claimed = new Map<string, number>();
+    const lent = new Map<string, number>();
     for (const team of teams) {
       if (this.teams.has(team.name)) continue;
       this.teams.set(team.name, team);
       for (const [key, n] of Object.entries(team.nominal)) {
-        nominalTotal += n;
-        lendable += Math.min(n, team.lendingLimit?.[key] ?? n);
+        claimed.set(key, (claimed.get(key) ?? 0) + n);
+        lent.set(key, (lent.get(key) ?? 0) + Math.min(n, team.lendingLimit?.[key] ?? n));
       }
     }
-    this.pool = Math.max(0, clusterGpus - nominalTotal) + lendable;
+    // GPUs of each type that no per-type nominal names; `*` nominals claim and lend shares of these.
+    const unnamed = new Map<string, number>();
+    let unnamedTotal = 0;
+    for (const [type, n] of readyGpus) {
+      const free = Math.max(0, n - (claimed.get(type) ?? 0));
+      unnamed.set(type, free);
+      unnamedTotal += free;
+    }
+    const starClaimed = Math.min(unnamedTotal, claimed.get('*') ?? 0);
+    const starLent = lent.get('*') ?? 0;
+    for (const [key, n] of lent) if (key !== '*') this.pools.set(key, n);
+    for (const [type, free] of unnamed) {
+      const share = unnamedTotal > 0 ? free / unnamedTotal : 0;
+      this.pools.set(type, (this.pools.get(type) ?? 0) + free - share * starClaimed + share * starLent);
+    }
   }
 
   /** The quota key a GPU type counts against for a team. */
@@ -52,6 +79,21 @@ export class QuotaLedger {
 
   usedOf(team: string, key: string): number {
     return this.used.get(team)?.get(key) ?? 0;
+  }
+
+  /** GPUs of `type` the teams together may borrow. */
+  poolOf(type: string): number {
+    return this.pools.get(type) ?? 0;
+  }
+
+  /** GPUs of `type` borrowed now. */
+  borrowedOf(type: string): number {
+    return this.borrowed.get(type) ?? 0;
+  }
+
+  /** Grows with every charge to the team: equal values mean the team's usage is unchanged. */
+  teamVersion(team: string): number {
+    return this.teamVersions.get(team) ?? 0;
   }
 
   /** Whether the team uses more than its nominal for the key of `type`: its work there is reclaimable. */
@@ -74,8 +116,11 @@ export class QuotaLedger {
       return { ok: false, message: `team ${team} would use ${fmt(after)} ${what}; its quota is ${fmt(nominal)} nominal + ${fmt(limit)} borrowable (${fmt(used)} in use)` };
     }
     const extra = borrowAfter - Math.max(0, used - nominal);
-    if (this.borrowedTotal + extra > this.pool + 1e-9) {
-      return { ok: false, message: `team ${team} would borrow ${fmt(borrowAfter)} ${what} beyond its nominal ${fmt(nominal)}; other teams lend ${fmt(this.pool)} GPUs in all and ${fmt(this.borrowedTotal)} are borrowed` };
+    const pool = this.poolOf(type);
+    const borrowed = this.borrowedOf(type);
+    if (borrowed + extra > pool + 1e-9) {
+      const beyond = key === '*' ? `${fmt(borrowAfter)} GPUs beyond its nominal ${fmt(nominal)}, ${fmt(extra)} of them ${type}` : `${fmt(borrowAfter)} ${what} beyond its nominal ${fmt(nominal)}`;
+      return { ok: false, message: `team ${team} would borrow ${beyond}; other teams lend ${fmt(pool)} ${type} GPUs in all and ${fmt(borrowed)} are borrowed` };
     }
     return { ok: true, withinNominal: false };
   }
@@ -89,7 +134,31 @@ export class QuotaLedger {
     const before = byKey.get(key) ?? 0;
     const after = before + amount;
     byKey.set(key, after);
-    this.borrowedTotal += Math.max(0, after - nominal) - Math.max(0, before - nominal);
+    this.version++;
+    this.teamVersions.set(team, (this.teamVersions.get(team) ?? 0) + 1);
+    const delta = Math.max(0, after - nominal) - Math.max(0, before - nominal);
+    if (delta === 0) return;
+    let keys = this.borrowedAs.get(team);
+    if (!keys) this.borrowedAs.set(team, (keys = new Map()));
+    let byType = keys.get(key);
+    if (!byType) keys.set(key, (byType = new Map()));
+    if (delta > 0) {
+      this.addBorrowed(byType, type, delta);
+      return;
+    }
+    // Giving back: off this type's borrowing first, then off the others' (by name, so that it is deterministic).
+    let left = -delta;
+    for (const t of [type, ...[...byType.keys()].filter((t) => t !== type).sort()]) {
+      const take = Math.min(left, byType.get(t) ?? 0);
+      if (take > 0) this.addBorrowed(byType, t, -take);
+      left -= take;
+      if (left <= 1e-12) break;
+    }
+  }
+
+  private addBorrowed(byType: Map<string, number>, type: string, amount: number): void {
+    byType.set(type, (byType.get(type) ?? 0) + amount);
+    this.borrowed.set(type, this.borrowedOf(type) + amount);
   }
 }
 

@@ -36,7 +36,23 @@ const shapeOfSpec = new WeakMap<JobSpec, ResourceShape>();
 
 export function computeResourceShape(spec: JobSpec): ResourceShape {
   let shape = shapeOfSpec.get(spec);
-  if (!shape) shapeOfSpec.set(spec, (shape = deriveResourceShape(spec)));
+  if (!shape) shapeOfSpec.set(spec, (shape = internShape(deriveResourceShape(spec))));
+  return shape;
+}
+
+/**
+ * One shape object per key, so that the many jobs of a queue that ask for the same thing share it (and its key
+ * string): a cycle then reads one hot object instead of one per job. Shapes are immutable and nothing compares them
+ * by identity, so sharing changes no result. Bounded: emptied when it grows past `INTERNED_MAX` distinct shapes.
+ */
+const interned = new Map<string, ResourceShape>();
+const INTERNED_MAX = 10_000;
+
+function internShape(shape: ResourceShape): ResourceShape {
+  const found = interned.get(shape.key);
+  if (found) return found;
+  if (interned.size >= INTERNED_MAX) interned.clear();
+  interned.set(shape.key, shape);
   return shape;
 }
 

@@ -13,11 +13,12 @@ export interface RunningJob {
   readonly byNode: ReadonlyMap<number, readonly GpuDevice[]>;
   /** GPUs per type, a share counting its fraction. */
   readonly byType: ReadonlyMap<string, number>;
-  /** Expected end: startedAt + maxDurationMs, else startedAt + the estimate; never before `now`. */
+  /** Expected end: startedAt + maxDurationMs (or the learned estimate, when given), else startedAt + the estimate; never before `now`. */
   readonly endAt: number;
 }
 
-export function computeRunningJobs(index: SnapshotIndex, running: readonly Job[], now: number, estimatedRuntimeMs: number): RunningJob[] {
+/** `estimateMs`: a learned run-time estimate (already capped by `max_duration`), used instead of `max_duration` when it answers. */
+export function computeRunningJobs(index: SnapshotIndex, running: readonly Job[], now: number, estimatedRuntimeMs: number, estimateMs?: (job: Job) => number | undefined): RunningJob[] {
   const jobs = new Map(running.map((j) => [j.id, j]));
   const byJob = new Map<string, { byNode: Map<number, GpuDevice[]>; byType: Map<string, number> }>();
   for (const a of index.snapshot.allocations) {
@@ -36,7 +37,8 @@ export function computeRunningJobs(index: SnapshotIndex, running: readonly Job[]
   for (const [id, entry] of byJob) {
     const job = jobs.get(id);
     const startedAt = job?.startedAt ?? now;
-    const endAt = Math.max(now, startedAt + (job?.spec.maxDurationMs ?? estimatedRuntimeMs));
+    const expected = job ? (estimateMs?.(job) ?? job.spec.maxDurationMs) : undefined;
+    const endAt = Math.max(now, startedAt + (expected ?? estimatedRuntimeMs));
     result.push({ id, job, byNode: entry.byNode, byType: entry.byType, endAt });
   }
   return result.sort((a, b) => compareNames(a.id, b.id));

@@ -4,6 +4,7 @@
  * `PlanOverlay` on top of it.
  */
 import type { ClusterSnapshot, GpuDevice, NodeInfo } from '@tutti/model';
+import type { IndexedCounts } from './capacity-index.ts';
 
 /** Free capacity of nodes at one moment: at the start of the cycle (`SnapshotIndex`) or now (`PlanOverlay`). */
 export interface CapacityView {
@@ -20,6 +21,8 @@ export interface CapacityView {
   freeMemoryMiB(node: IndexedNode): number;
   /** Use of the node's shared GPUs (those with fractional allocations), by GPU index. */
   sharedUse(node: IndexedNode): ReadonlyMap<number, SharedUse>;
+  /** Free-GPU counts kept in buckets for the best-fit search (`capacity-index.ts`), where the view has them. */
+  indexedCounts?(): IndexedCounts | undefined;
 }
 
 export interface IndexedNode {
@@ -123,10 +126,8 @@ export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
   };
 }
 
-function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, string>, shared: ReadonlyMap<number, SharedUse>): IndexedNode {
-  const gpuByIndex = new Map<number, GpuDevice>();
-  for (const gpu of info.gpus) if (!gpuByIndex.has(gpu.index)) gpuByIndex.set(gpu.index, gpu);
-
+/** NVLink peers of each GPU index, made symmetric. */
+function linkGpus(gpuByIndex: ReadonlyMap<number, GpuDevice>): Map<number, Set<number>> {
   const nvlink = new Map<number, Set<number>>();
   const link = (a: number, b: number): void => {
     let peers = nvlink.get(a);
@@ -140,6 +141,15 @@ function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, 
       link(peer, gpu.index);
     }
   }
+  return nvlink;
+}
+
+function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, string>, shared: ReadonlyMap<number, SharedUse>): IndexedNode {
+  const gpuByIndex = new Map<number, GpuDevice>();
+  for (const gpu of info.gpus) if (!gpuByIndex.has(gpu.index)) gpuByIndex.set(gpu.index, gpu);
+
+  // Built on first use: only nodes that get a placement need it, and it is the largest part of indexing a node.
+  let nvlink: Map<number, Set<number>> | undefined;
 
   const free = [...gpuByIndex.values()].filter((g) => !heldBy.has(g.index)).sort((a, b) => a.index - b.index);
   const initialFreeByType = new Map<string, GpuDevice[]>();
@@ -155,7 +165,9 @@ function indexNode(info: NodeInfo, ordinal: number, heldBy: ReadonlyMap<number, 
     info,
     ready: info.state === 'ready',
     gpuByIndex,
-    nvlink,
+    get nvlink() {
+      return (nvlink ??= linkGpus(gpuByIndex));
+    },
     heldBy,
     initialFreeByType,
     initialFreeCount: free.length,

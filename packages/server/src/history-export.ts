@@ -12,7 +12,7 @@ export const TRACE_HEADER = 'job_id,submit_time_s,duration_s,num_gpus,gpu_type,u
 /**
  * Finished jobs that ran, oldest first, as CSV lines. Times count from the first job's submission. `duration_s` is
  * the run time of the job's last attempt (the work a replay gives it); `num_gpus` is GPUs per node × nodes;
- * `gpu_type` is the first type the job asked for ('' for any); `queue` is its team; tutti has no users yet.
+ * `gpu_type` is the first type the job asked for ('' for any); `user` is who submitted it ('' when unknown); `queue` is its team.
  */
 export function formatHistoryTrace(jobs: readonly Job[]): string {
   const ran = jobs
@@ -28,7 +28,7 @@ export function formatHistoryTrace(jobs: readonly Job[]): string {
       seconds(Math.max(0, (job.finishedAt ?? 0) - (job.startedAt ?? 0))),
       (gpus.fraction ?? gpus.count) * job.spec.numNodes,
       csvField(gpus.types[0] ?? ''),
-      '',
+      csvField(job.user ?? ''),
       csvField(job.spec.team),
       job.status,
     ].join(',');

@@ -19,10 +19,10 @@ import {
 } from '@tutti/model';
 import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
-import { runCycle, verifyPlan } from '@tutti/scheduler';
+import { recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
-import type { JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
+import type { GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { EventFeed } from './event-feed.ts';
 import type { Logger } from './logger.ts';
 import type { JobTokens } from './job-tokens.ts';
@@ -87,6 +87,11 @@ interface AttemptWatch {
   hangTimeoutMs?: number;
 }
 
+/** GPUs a job holds while it runs: a share counts its fraction. */
+function gpusHeld(spec: JobSpec): number {
+  return (spec.resources.gpus.fraction ?? spec.resources.gpus.count) * spec.numNodes;
+}
+
 function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: Record<string, string | number | boolean>): NewProgressRecord {
   const record: NewProgressRecord = { jobId, attempt, rank, at, values };
   if (typeof values.step === 'number') record.step = values.step;
@@ -137,6 +142,13 @@ export class JobController {
   /** Running attempts whose logs are tailed for progress records. */
   private readonly watches = new Map<string, AttemptWatch>();
   private progressPoll: Promise<void> | undefined;
+  /**
+   * GPU-milliseconds of each queued or running job's ended attempts (for least-attained-service profiles such as
+   * `tiresias`); a running job's current run is added at cycle time.
+   */
+  private readonly pastServiceGpuMs = new Map<string, number>();
+  /** Run times of recently succeeded jobs by team and size, for profiles that estimate run times. */
+  private readonly durationHistory = new Map<string, number[]>();
   /** Set once re-adoption is done: cycles run only from then on. */
   private started = false;
   /** Timers that wake the queue when a restart's backoff is over. */
@@ -160,6 +172,7 @@ export class JobController {
     const now = this.options.now();
     const past = await this.store.listGpuUseEndedSince(now - SEED_HALF_LIVES * this.options.fairShareHalfLifeMs);
     this.usage.seed(now, past, await this.store.listJobsByStatus(['running']));
+    await this.seedServiceHistory(past);
     this.started = true;
     for (const job of await this.store.listJobsByStatus(['pending'])) this.queue.set(job.id, job);
     this.timer = setInterval(() => {
@@ -189,6 +202,12 @@ export class JobController {
     this.queue.set(job.id, job);
     this.queueChanged = true;
     this.requestSchedule();
+  }
+
+  /** Each team's decayed GPU use as of now (what the next cycle's fair share starts from), and the half-life. */
+  fairShareState(): { decayedGpuSeconds: ReadonlyMap<string, number>; halfLifeMs: number } {
+    const usage = this.usage.peek(this.options.now());
+    return { decayedGpuSeconds: new Map(usage.map((u) => [u.team, u.decayedGpuSeconds])), halfLifeMs: this.options.fairShareHalfLifeMs };
   }
 
   /** Pending jobs per team, from the queue. */
@@ -295,7 +314,11 @@ export class JobController {
     const usage = this.usage.advance(now, running);
     const { teams, profile } = this.options;
     const started = performance.now();
-    const result = runCycle({ snapshot, pending, running, teams, usage, now, seed: this.seed++ }, profile);
+    const attainedServiceGpuMs = new Map(this.pastServiceGpuMs);
+    for (const job of running) {
+      if (job.startedAt !== undefined) attainedServiceGpuMs.set(job.id, (attainedServiceGpuMs.get(job.id) ?? 0) + gpusHeld(job.spec) * Math.max(0, now - job.startedAt));
+    }
+    const result = runCycle({ snapshot, pending, running, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory }, profile);
     metrics.observeCycle((performance.now() - started) / 1000);
 
     // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).
@@ -510,10 +533,14 @@ export class JobController {
     const cause = this.stopping.get(jobId) ?? (job.cancelRequestedAt !== undefined ? ({ kind: 'cancelled' } as const) : undefined);
     await this.drainProgress(jobId);
     const outcome = decideAttemptOutcome(job, cause, tasks);
+    const ranMs = job.startedAt === undefined ? 0 : Math.max(0, this.options.now() - job.startedAt);
     if (outcome.kind === 'finish') {
+      this.pastServiceGpuMs.delete(jobId);
+      if (outcome.end.status === 'succeeded') recordFinishedDuration(this.durationHistory, job.spec.team, gpusHeld(job.spec), ranMs);
       await this.finish(jobId, outcome.end);
       return;
     }
+    this.pastServiceGpuMs.set(jobId, (this.pastServiceGpuMs.get(jobId) ?? 0) + gpusHeld(job.spec) * ranMs);
     const now = this.options.now();
     const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
     const requeued = await this.store.requeueJob(jobId, outcome.reason, now, { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) });
@@ -613,6 +640,23 @@ export class JobController {
       void this.store.appendEvent(jobId, 'hung', `declared hung: ${detail}`, now, { last: watch.last ?? null, last_progress_at: watch.lastProgressAt }).then(() => this.options.feed.notify());
       this.beginStop(jobId, { kind: 'hung', timeoutMs, detail });
     }
+  }
+
+  /**
+   * After a restart: the attained service of queued and running jobs that ran before, and the run times of jobs that
+   * succeeded in the fair-share window (`past`: the attempts that ended in it), newest last.
+   */
+  private async seedServiceHistory(past: readonly GpuUse[]): Promise<void> {
+    for (const job of [...this.queue.values(), ...(await this.store.listJobsByStatus(['running']))]) {
+      if ((job.attempt ?? 0) === 0 || (job.status === 'running' && (job.attempt ?? 0) <= 1)) continue;
+      const attempts = await this.store.listAttempts(job.id);
+      const ms = attempts.reduce((sum, a) => sum + (a.startedAt === undefined ? 0 : Math.max(0, a.finishedAt - a.startedAt)), 0);
+      if (ms > 0) this.pastServiceGpuMs.set(job.id, gpusHeld(job.spec) * ms);
+    }
+    const lastAttempt = new Map<string, GpuUse>();
+    for (const use of past) lastAttempt.set(use.jobId, use);
+    const succeeded = [...lastAttempt.values()].filter((use) => use.jobStatus === 'succeeded').sort((a, b) => a.finishedAt - b.finishedAt);
+    for (const use of succeeded) recordFinishedDuration(this.durationHistory, use.team, use.gpus, use.finishedAt - use.startedAt);
   }
 
   private async finish(jobId: string, end: JobEnd): Promise<void> {

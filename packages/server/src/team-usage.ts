@@ -44,6 +44,12 @@ export class TeamUsageTracker {
     this.lastAt = now;
   }
 
+  /** The decayed use as of `now`, without recording anything (jobs running since the last advance not counted). */
+  peek(now: number): TeamUsage[] {
+    const keep = this.lastAt === undefined ? 1 : Math.pow(0.5, Math.max(0, now - this.lastAt) / this.halfLifeMs);
+    return [...this.decayed].map(([team, value]) => ({ team, decayedGpuSeconds: value * keep, asOf: now }));
+  }
+
   /** Adds what `running` used since the last call (each job counted for the whole interval) and decays the rest. */
   advance(now: number, running: readonly Job[]): TeamUsage[] {
     const elapsedMs = this.lastAt === undefined ? 0 : Math.max(0, now - this.lastAt);

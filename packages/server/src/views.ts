@@ -75,6 +75,7 @@ function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Di
     id: job.id,
     name: job.spec.name,
     team: job.spec.team,
+    user: job.user ?? null,
     priority: job.spec.priority,
     status: job.status,
     pending_reason: job.status === 'pending' ? (pending?.message ?? 'waiting for the next scheduling cycle') : null,
@@ -174,7 +175,13 @@ export function toEventView(event: JobEvent): EventView {
 }
 
 /** Per team: its quota, what its running jobs hold by GPU type, the part of that beyond the quota, what waits. */
-export function computeTeamViews(teams: readonly TeamConfig[], snapshot: ClusterSnapshot, running: readonly Job[], pendingByTeam: ReadonlyMap<string, number>): TeamView[] {
+export function computeTeamViews(
+  teams: readonly TeamConfig[],
+  snapshot: ClusterSnapshot,
+  running: readonly Job[],
+  pendingByTeam: ReadonlyMap<string, number>,
+  fairShare: { decayedGpuSeconds: ReadonlyMap<string, number>; halfLifeMs: number } = { decayedGpuSeconds: new Map(), halfLifeMs: 24 * 3600_000 },
+): TeamView[] {
   const typeOf = new Map<string, string>();
   for (const node of snapshot.nodes) for (const gpu of node.gpus) typeOf.set(`${node.name}/${gpu.index}`, gpu.type);
   const teamOfJob = new Map(running.map((job) => [job.id, job.spec.team]));
@@ -190,6 +197,13 @@ export function computeTeamViews(teams: readonly TeamConfig[], snapshot: Cluster
   const runningCount = new Map<string, number>();
   for (const job of running) runningCount.set(job.spec.team, (runningCount.get(job.spec.team) ?? 0) + 1);
   const names = [...new Set([...teams.map((t) => t.name), ...used.keys(), ...pendingByTeam.keys(), ...runningCount.keys()])].sort();
+  // The same share the fair-share sort starts a cycle from: lowest first, ties by name.
+  const shareOf = (name: string) => {
+    const gpus = Object.values(used.get(name) ?? {}).reduce((a, b) => a + b, 0);
+    const weight = teams.find((t) => t.name === name)?.weight ?? 1;
+    return (gpus + (fairShare.decayedGpuSeconds.get(name) ?? 0) / (fairShare.halfLifeMs / 1000)) / weight;
+  };
+  const order = [...names].sort((a, b) => shareOf(a) - shareOf(b) || (a < b ? -1 : a > b ? 1 : 0));
   return names.map((name) => {
     const config = teams.find((t) => t.name === name);
     const quota = config?.nominal ?? {};
@@ -215,6 +229,7 @@ export function computeTeamViews(teams: readonly TeamConfig[], snapshot: Cluster
       borrowed,
       running_jobs: runningCount.get(name) ?? 0,
       pending_jobs: pendingByTeam.get(name) ?? 0,
+      fair_share: { decayed_gpu_hours: (fairShare.decayedGpuSeconds.get(name) ?? 0) / 3600, share: shareOf(name), position: order.indexOf(name) + 1 },
     };
   });
 }

@@ -151,6 +151,12 @@ describe('sharing GPUs with fake GPUs', () => {
     const server = await startTuttiServer({ dataDir: t.dataDir, port: 0, fakeGpus: '1', logger: silentLogger, tickMs: 200, stopGraceMs: 5000, config });
     const restarted: TestServer = { ...t, server, client: new (await import('@tutti/client')).TuttiClient({ baseUrl: server.url }) };
     t = restarted;
+    // The teams view shows the same: alpha's decayed use, and zulu ahead of it in the fair-share order.
+    const teams = (await t.client.listTeams()).teams;
+    const alphaView = teams.find((team) => team.name === 'alpha')!;
+    const zuluView = teams.find((team) => team.name === 'zulu')!;
+    expect(alphaView.fair_share.decayed_gpu_hours).toBeGreaterThan(1 / 3600);
+    expect(zuluView.fair_share.position).toBeLessThan(alphaView.fair_share.position);
     const blocker = await t.client.submitJob({ name: 'blocker', team: 'ops', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-blocker')) });
     await waitForJob(t.client, blocker.id, isRunningWithPids);
     // Alpha submits first and sorts first by name; only its remembered use can put zulu ahead.
@@ -165,5 +171,25 @@ describe('sharing GPUs with fake GPUs', () => {
     await waitForJob(t.client, alpha.id, isRunningWithPids);
     await touch(path.join(t.scratch, 'release-alpha'));
     await waitForJob(t.client, alpha.id, isEnded);
+  });
+
+  it('runs the tiresias profile live: a job that has used more GPU time is preempted for a newcomer, then resumes', async () => {
+    t = await startTestServer({
+      fakeGpus: '1',
+      config: { nodes: [], teams: [], scheduler: { profile: 'tiresias', fairShareHalfLifeMs: 24 * 3600_000, args: { las: { queueThresholdsGpuS: [1] }, 'order-preemption': { graceMs: 5000 } } } },
+    });
+    const veteran = await t.client.submitJob({ name: 'veteran', resources: { gpus: 1 }, run: preemptibleUntil(path.join(t.scratch, 'release-veteran')) });
+    await waitForJob(t.client, veteran.id, isRunningWithPids);
+    // Past the 1 GPU-second threshold it drops to the second queue.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const newcomer = await t.client.submitJob({ name: 'newcomer', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-newcomer')) });
+    await waitForJob(t.client, newcomer.id, isRunningWithPids, 20_000);
+    const events = (await t.client.listJobEvents(veteran.id)).events;
+    expect(events.map((e) => e.type)).toContain('preempted');
+    expect((await t.client.getJob(veteran.id)).status).toBe('pending');
+    await touch(path.join(t.scratch, 'release-newcomer'));
+    await waitForJob(t.client, veteran.id, (j) => j.attempt === 2 && isRunningWithPids(j), 20_000);
+    await touch(path.join(t.scratch, 'release-veteran'));
+    expect((await waitForJob(t.client, veteran.id, isEnded)).status).toBe('succeeded');
   });
 });

@@ -10,6 +10,11 @@ export type SimEvent =
   | { kind: 'completion'; time: number; job: number; epoch: number }
   /** A preempted job's grace period ends: its GPUs are released and it returns to pending. */
   | { kind: 'preempted'; time: number; job: number; epoch: number }
+  /**
+   * A running job's attained service crosses a queue threshold of a least-attained-service profile (`tiresias`): it
+   * is demoted, so a cycle runs. Stale when `epoch` changed (the job stopped since).
+   */
+  | { kind: 'service'; time: number; job: number; epoch: number }
   /** A periodic scheduling cycle. */
   | { kind: 'tick'; time: number };
 

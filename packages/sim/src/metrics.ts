@@ -8,6 +8,8 @@
  * - Utilization = GPU-seconds held by jobs / (all GPUs × makespan).
  * - Fairness = Jain's index over the teams' average bounded slowdowns: 1 when every team is slowed down alike,
  *   1/n when one team takes all the slowdown. Only teams with finished jobs count.
+ * - Fragmentation (traces with fractional GPUs): fragmented GPUs (free capacity a request drawn from the trace's own
+ *   mix could not use, see `computeNodeFragmentation`) averaged over time, as a share of all GPUs and of free ones.
  */
 import { UNPLACEABLE_REASONS, type SimResult, type UnplaceableReason } from './simulator.ts';
 
@@ -40,6 +42,10 @@ export interface PolicyMetrics {
   preemptions: number;
   gpuHoursLost: number;
   gpuHoursUsed: number;
+  /** Time-averaged fragmented GPUs / all GPUs; undefined without fractional jobs. */
+  fragmentationOfGpus: number | undefined;
+  /** Fragmented GPU-seconds / free GPU-seconds; undefined without fractional jobs. */
+  fragmentationOfFree: number | undefined;
   fairness: number;
   teams: TeamMetrics[];
   cycles: number;
@@ -59,6 +65,10 @@ export interface PolicyJson {
   makespan_s: number;
   utilization: number;
   preemptions: number;
+  gpu_hours_lost: number;
+  /** Only for traces with fractional GPUs. */
+  fragmentation_of_gpus?: number;
+  fragmentation_of_free?: number;
   wall_s: number;
 }
 
@@ -156,6 +166,8 @@ export function computePolicyMetrics(result: SimResult): PolicyMetrics {
     preemptions: result.preemptions,
     gpuHoursLost: result.lostGpuS / 3600,
     gpuHoursUsed: result.usedGpuS / 3600,
+    fragmentationOfGpus: result.fragmentedGpuS === undefined || makespanS <= 0 || result.totalGpus === 0 ? undefined : result.fragmentedGpuS / (result.totalGpus * makespanS),
+    fragmentationOfFree: result.fragmentedGpuS === undefined || result.freeGpuS <= 0 ? undefined : result.fragmentedGpuS / result.freeGpuS,
     fairness: computeJainIndex(teams.filter((t) => t.jobs > 0).map((t) => t.avgSlowdown)),
     teams,
     cycles: result.cycles,
@@ -178,6 +190,9 @@ export function toPolicyJson(m: PolicyMetrics): PolicyJson {
     makespan_s: round(m.makespanS, 1),
     utilization: round(m.utilization, 4),
     preemptions: m.preemptions,
+    gpu_hours_lost: round(m.gpuHoursLost, 1),
+    ...(m.fragmentationOfGpus !== undefined ? { fragmentation_of_gpus: round(m.fragmentationOfGpus, 4) } : {}),
+    ...(m.fragmentationOfFree !== undefined ? { fragmentation_of_free: round(m.fragmentationOfFree, 4) } : {}),
     wall_s: round(m.wallS, 2),
   };
 }

@@ -16,9 +16,18 @@
  * Partitions: with `partition: 'team-label'` a node labelled `team: X` serves only team X's jobs (Philly's virtual
  * clusters, each a team with a quota equal to its size and borrowing off), and each partition runs its own cycles
  * over its own nodes. Jobs map to teams by the trace's `queue`. With `partition: 'none'` all nodes form one pool.
+ *
+ * Inputs beyond the live server's, each given only to the profiles that read them:
+ *   - `oracleRemainingMs` (ORACLE, `oracle-shortest`: `sjf`, `srtf`): each pending and running job's true remaining
+ *     work, from the trace's duration;
+ *   - `attainedServiceGpuMs` (`las`: `tiresias`): GPUs × time held, summed over the job's runs; a running job's
+ *     crossing of a queue threshold is an event, so its demotion is acted on at once;
+ *   - `durationHistory` (every profile): run times of the jobs that have finished so far, by team and GPU count —
+ *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
+ *     jobs still to finish).
  */
-import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, Plan, TeamUsage } from '@tutti/model';
-import { checkFeasibility, compareQueueOrder, runCycle, verifyPlan } from '@tutti/scheduler';
+import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, PlacedNode, Plan, TeamUsage } from '@tutti/model';
+import { checkFeasibility, compareQueueOrder, compileProfile, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
@@ -35,9 +44,24 @@ export interface SimOptions {
   seed?: number;
   /** `auto`: `team-label` when some node carries a `team` label, else `none`. @default 'auto' */
   partition?: 'auto' | 'team-label' | 'none';
+  /**
+   * Skip a cycle of an unpruned profile when no waiting job's gang shape fits the free GPUs and the profile cannot
+   * preempt (see `runSimulation`): such a cycle places nothing. @default true
+   */
+  skipIdleCycles?: boolean;
   /** Called now and then with (jobs done or unplaceable, all jobs). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Called with every decision applied, in order: each start with its placement, each preemption with its reason.
+   * For comparing the simulator's decisions with the live server's on one scenario.
+   */
+  onDecision?: (decision: SimDecision) => void;
 }
+
+/** A start or a preemption, as applied by the simulator. `traceId` is the trace's job id. */
+export type SimDecision =
+  | { kind: 'start'; timeS: number; traceId: string; nodes: readonly PlacedNode[] }
+  | { kind: 'preempt'; timeS: number; traceId: string; reason: string };
 
 export type UnplaceableReason =
   /** Partitioned by team and the job has no queue/team. */
@@ -74,13 +98,15 @@ export interface JobOutcomes {
   durationS: Float64Array;
   firstStartS: Float64Array;
   finishS: Float64Array;
-  /** GPUs allocated (after gang rounding). */
-  gpus: Uint16Array;
+  /** GPUs allocated (after gang rounding); a share of one GPU for a fractional job. */
+  gpus: Float64Array;
   /** Index into `teams`. */
   team: Uint16Array;
   /** Index into UNPLACEABLE_REASONS, or 255 when placeable. */
   unplaceable: Uint8Array;
   preemptions: Uint16Array;
+  /** GPU-seconds held, over all runs (for finished jobs: work + what preemptions and restarts lost). */
+  attainedGpuS: Float64Array;
 }
 
 export interface SimResult {
@@ -100,8 +126,16 @@ export interface SimResult {
   preemptions: number;
   /** Busy GPUs integrated over time from the cluster's side, to cross-check `usedGpuS`. */
   busyGpuSFromNodes: number;
-  /** Step functions sampled after each batch of events: time (s), busy GPUs, pending jobs. */
-  timeline: { t: Float64Array; busyGpus: Float64Array; pendingJobs: Float64Array };
+  /** Step functions sampled after each batch of events: time (s), busy GPUs, pending jobs, fragmented GPUs. */
+  timeline: { t: Float64Array; busyGpus: Float64Array; pendingJobs: Float64Array; fragmentedGpus: Float64Array };
+  /**
+   * Fragmentation, measured only for traces with fractional jobs (else undefined): free GPU capacity that a job
+   * drawn from the trace's own mix of requests could not use, expected over that mix (see `computeNodeFragmentation`),
+   * integrated over time from the first submission to the last finish (GPU-seconds).
+   */
+  fragmentedGpuS: number | undefined;
+  /** Free GPU capacity integrated over the same span (GPU-seconds), to read fragmentation as a share of what is free. */
+  freeGpuS: number;
   cycles: number;
   cyclesSkipped: number;
   /** Jobs whose gang rounding allocated more GPUs than the trace asked. */
@@ -113,8 +147,14 @@ export interface SimResult {
 
 interface SimNode {
   info: NodeInfo;
-  /** Holder sim-job index per GPU position, -1 when free. */
+  /** Holder sim-job index per GPU position, -1 when free or shared. */
   holder: Int32Array;
+  /** Share of each GPU position held by fractional jobs (0 when none). A GPU is whole-held or shared, never both. */
+  share: Float64Array;
+  /** The fractional jobs on this node. */
+  sharers: Array<{ job: number; position: number; fraction: number; memoryMiB: number | undefined }>;
+  /** Fragmented GPUs of this node (see computeNodeFragmentation), kept up to date when fragmentation is measured. */
+  fragmented: number;
   positionOfIndex: Map<number, number>;
   freeCount: number;
   /** Nodes of one class (same CPUs, memory, GPU types, memory and NVLink) are interchangeable for placement. */
@@ -127,6 +167,8 @@ interface ShapeQueue {
   head: number;
   gpusPerNode: number;
   numNodes: number;
+  /** A share of one GPU: it may fit a shared GPU even when no GPU is wholly free. */
+  fractional: boolean;
 }
 
 interface Partition {
@@ -157,7 +199,7 @@ interface SimJob {
   /** Restart overhead of the current run. */
   overheadS: number;
   epoch: number;
-  placement: Array<{ node: SimNode; positions: number[] }>;
+  placement: Array<{ node: SimNode; positions: number[]; fraction?: number }>;
 }
 
 /** Runs one policy over a trace on a cluster. Synchronous and deterministic: the same inputs give the same result. */
@@ -186,6 +228,9 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     const node: SimNode = {
       info,
       holder: new Int32Array(info.gpus.length).fill(-1),
+      share: new Float64Array(info.gpus.length),
+      sharers: [],
+      fragmented: 0,
       positionOfIndex: new Map(info.gpus.map((g, i) => [g.index, i])),
       freeCount: info.gpus.length,
       classId: classIdOf(`${info.cpus}/${info.memoryMiB}/${info.gpus.map((g) => `${g.type}:${g.memoryMiB}:${g.nvlinkPeers.join('.')}`).join(',')}`),
@@ -215,10 +260,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     durationS: new Float64Array(n),
     firstStartS: new Float64Array(n).fill(NaN),
     finishS: new Float64Array(n).fill(NaN),
-    gpus: new Uint16Array(n),
+    gpus: new Float64Array(n),
     team: new Uint16Array(n),
     unplaceable: new Uint8Array(n).fill(255),
     preemptions: new Uint16Array(n),
+    attainedGpuS: new Float64Array(n),
   };
   const specCache = new Map<string, JobSpec>();
   const feasibility = new Map<string, boolean>();
@@ -229,14 +275,16 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     const team = t.queue === '' ? 'default' : t.queue;
     const shape = computeGangShape(t.numGpus, gpusPerNodeMax);
     if (shape.numNodes * shape.gpusPerNode !== t.numGpus) roundedUpJobs++;
-    const specKey = `${team}|${shape.gpusPerNode}|${shape.numNodes}|${t.gpuType}`;
+    const fraction = shape.numNodes === 1 && shape.gpusPerNode === 1 ? t.gpuFraction : undefined;
+    const priority = t.priority ?? 50;
+    const specKey = `${team}|${shape.gpusPerNode}|${shape.numNodes}|${t.gpuType}|${fraction ?? ''}|${priority}`;
     let spec = specCache.get(specKey);
     if (!spec) {
       spec = {
         name: 'trace-job',
         team,
-        priority: 50,
-        resources: { gpus: { count: shape.gpusPerNode, types: t.gpuType === '' ? [] : [t.gpuType] } },
+        priority,
+        resources: { gpus: { count: shape.gpusPerNode, types: t.gpuType === '' ? [] : [t.gpuType], ...(fraction !== undefined ? { fraction } : {}) } },
         numNodes: shape.numNodes,
         run: { kind: 'argv', argv: ['trace-job'] },
         env: {},
@@ -246,7 +294,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     const partition = partitioned ? (t.queue === '' ? undefined : partitions.get(t.queue)) : partitions.get('*');
     outcomes.submitS[i] = t.submitS;
     outcomes.durationS[i] = t.durationS;
-    outcomes.gpus[i] = shape.numNodes * shape.gpusPerNode;
+    outcomes.gpus[i] = fraction ?? shape.numNodes * shape.gpusPerNode;
     outcomes.team[i] = teamOf(partitioned ? (t.queue === '' ? '(none)' : t.queue) : team);
     let reason: UnplaceableReason | undefined;
     if (partitioned && t.queue === '') reason = 'no_team';
@@ -261,7 +309,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     jobs[i] = {
       job: { id: String(i + 1), spec, status: 'pending', createdAt: t.submitS * 1000 },
       partition,
-      shapeKey: `${shape.gpusPerNode}x${shape.numNodes}|${t.gpuType}`,
+      shapeKey: `${shape.gpusPerNode}x${shape.numNodes}|${t.gpuType}|${fraction ?? ''}`,
       state: reason === undefined ? State.Waiting : State.Unplaceable,
       doneS: 0,
       runStartS: 0,
@@ -297,7 +345,61 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   let version = 0;
   let doneCount = 0;
   let pruning = policy.pruning;
-  const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[] };
+  const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[], frag: [] as number[] };
+  // Extra inputs, by what the profile reads (compileProfile validated it already in resolvePolicies or throws here).
+  const compiled = compileProfile(policy.profile);
+  const needsOracle = compiled.oracle;
+  const lasThresholdsGpuS = compiled.las?.queueThresholdsGpuS;
+  const estimateWindow = compiled.fairShare?.estimateWindow;
+  // A cycle in which no waiting job fits the free GPUs places nothing; it can still preempt. `order-preemption` may
+  // preempt whenever something waits. `preemption` needs a running job of lower priority (trace files give every
+  // job the same priority, so never; a scenario written by hand may not) or quota reclaim (a victim of another team
+  // that borrows: impossible when each partition is one team's nodes, or without quotas).
+  const priorities = new Set(trace.map((t) => t.priority ?? 50));
+  const mayPreempt =
+    compiled.orderPreemption !== undefined ||
+    (compiled.preemption !== undefined && compiled.preemption.priority && priorities.size > 1) ||
+    (compiled.preemption !== undefined && compiled.preemption.reclaim && compiled.quota && !partitioned && cluster.teams.some((t) => Object.keys(t.nominal).length > 0));
+  const skipIdle = (options.skipIdleCycles ?? true) && !mayPreempt;
+
+  // Fragmentation (traces with fractional jobs only): the request mix of the trace's placeable single-node jobs.
+  const requestCounts = new Map<number, number>();
+  for (let i = 0; i < n; i++) {
+    const sj = jobs[i] as SimJob;
+    if (sj.state !== State.Waiting || sj.job.spec.numNodes !== 1) continue;
+    const g = sj.job.spec.resources.gpus;
+    const demand = g.fraction ?? g.count;
+    if (demand > 0) requestCounts.set(demand, (requestCounts.get(demand) ?? 0) + 1);
+  }
+  const measureFragmentation = trace.some((t) => t.gpuFraction !== undefined);
+  const requestMix = computeRequestMix(requestCounts);
+  let fragmentedGpus = 0;
+  const updateFragmentation = (node: SimNode): void => {
+    if (!measureFragmentation) return;
+    const value = computeNodeFragmentation(node.holder, node.share, requestMix);
+    fragmentedGpus += value - node.fragmented;
+    node.fragmented = value;
+  };
+  if (measureFragmentation) for (const partition of partitions.values()) for (const node of partition.nodes) updateFragmentation(node);
+  let fragmentedGpuS = 0;
+  let freeGpuS = 0;
+  const durationHistory = new Map<string, number[]>();
+  const attainedOf = (index: number, now: number): number => {
+    const sj = jobs[index] as SimJob;
+    let gpuS = outcomes.attainedGpuS[index] as number;
+    if (sj.state === State.Running || sj.state === State.Stopping) gpuS += (now - sj.runStartS) * (outcomes.gpus[index] as number);
+    return gpuS;
+  };
+  /** Pushes the event for the next LAS threshold a running job's attained service will cross, if any. */
+  const scheduleServiceEvent = (index: number, now: number): void => {
+    if (!lasThresholdsGpuS) return;
+    const attained = attainedOf(index, now);
+    const gpus = outcomes.gpus[index] as number;
+    const next = lasThresholdsGpuS.find((threshold) => threshold > attained + 1e-6);
+    if (next === undefined || gpus === 0) return;
+    const sj = jobs[index] as SimJob;
+    events.push({ kind: 'service', time: now + (next - attained) / gpus, job: index, epoch: sj.epoch });
+  };
   // Fair-share history: GPUs held per team now, and decayed GPU-seconds per team as of `usageAsOf`.
   const halfLifeS = cluster.scheduler.fairShareHalfLifeMs / 1000;
   const teamBusy = new Map<string, number>();
@@ -320,7 +422,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     let queue = partition.queues.get(sj.shapeKey);
     if (!queue) {
       const spec = sj.job.spec;
-      partition.queues.set(sj.shapeKey, (queue = { items: [], head: 0, gpusPerNode: spec.resources.gpus.count, numNodes: spec.numNodes }));
+      partition.queues.set(sj.shapeKey, (queue = { items: [], head: 0, gpusPerNode: spec.resources.gpus.count, numNodes: spec.numNodes, fractional: spec.resources.gpus.fraction !== undefined }));
     }
     // Arrivals come in queue order (ids increase with submission); a preempted job goes back to its place.
     const items = queue.items;
@@ -353,19 +455,43 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     const sj = jobs[index] as SimJob;
     const partition = sj.partition as Partition;
     let gpus = 0;
-    for (const { node, positions } of sj.placement) {
-      for (const p of positions) node.holder[p] = -1;
-      setFree(partition, node, positions.length);
-      gpus += positions.length;
+    for (const { node, positions, fraction } of sj.placement) {
+      if (fraction !== undefined) {
+        const p = positions[0] as number;
+        const left = (node.share[p] as number) - fraction;
+        node.share[p] = left < 1e-9 ? 0 : left;
+        node.sharers = node.sharers.filter((x) => x.job !== index);
+        if (node.share[p] === 0) setFree(partition, node, 1);
+        gpus += fraction;
+      } else {
+        for (const p of positions) node.holder[p] = -1;
+        setFree(partition, node, positions.length);
+        gpus += positions.length;
+      }
+      updateFragmentation(node);
     }
     sj.placement = [];
     partition.running.delete(index);
     teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) - gpus);
     busyGpus -= gpus;
     usedGpuS += (now - sj.runStartS) * gpus;
+    outcomes.attainedGpuS[index] = (outcomes.attainedGpuS[index] as number) + (now - sj.runStartS) * gpus;
     partition.dirty = true;
     version++;
     return gpus;
+  };
+
+  /** Whether some waiting gang shape has enough nodes with enough free GPUs (necessary for any placement). */
+  const anyShapeFits = (partition: Partition): boolean => {
+    const h = partition.freeHistogram;
+    for (const queue of partition.queues.values()) {
+      if (queue.items.length === queue.head) continue;
+      if (queue.gpusPerNode === 0 || queue.fractional) return true;
+      let nodes = 0;
+      for (let c = queue.gpusPerNode; c < h.length; c++) nodes += h[c] ?? 0;
+      if (nodes >= queue.numNodes) return true;
+    }
+    return false;
   };
 
   let bucketCounts = new Int32Array(0);
@@ -383,7 +509,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         const live = queue.items.length - queue.head;
         if (live === 0) continue;
         let cap: number;
-        if (queue.gpusPerNode === 0) {
+        if (queue.gpusPerNode === 0 || queue.fractional) {
+          // CPU-only and fractional jobs: every node may matter (shared GPUs are not interchangeable by free count).
           cap = live;
           cpuOnly = true;
         } else {
@@ -418,6 +545,10 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       }
       nodeInfos = includedNodes.map((node) => node.info);
     } else {
+      if (skipIdle && !anyShapeFits(partition)) {
+        cyclesSkipped++;
+        return;
+      }
       for (const queue of partition.queues.values()) {
         for (let k = queue.head; k < queue.items.length; k++) pending.push((jobs[queue.items[k] as number] as SimJob).job);
       }
@@ -431,6 +562,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         const holder = node.holder[p] as number;
         if (holder >= 0) allocations.push({ jobId: String(holder + 1), node: node.info.name, gpuIndex: (node.info.gpus[p] as NodeInfo['gpus'][number]).index });
       }
+      for (const x of node.sharers) {
+        const allocation: GpuAllocation = { jobId: String(x.job + 1), node: node.info.name, gpuIndex: (node.info.gpus[x.position] as NodeInfo['gpus'][number]).index, fraction: x.fraction };
+        if (x.memoryMiB !== undefined) allocation.memoryMiB = x.memoryMiB;
+        allocations.push(allocation);
+      }
     }
     const snapshot: ClusterSnapshot = { version, nodes: nodeInfos, allocations };
     const input: CycleInput = { snapshot, pending, now: now * 1000, seed };
@@ -443,6 +579,22 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       const usage: TeamUsage[] = [];
       for (const [team, decayedGpuSeconds] of teamUsage) usage.push({ team, decayedGpuSeconds, asOf: now * 1000 });
       input.usage = usage;
+      input.durationHistory = durationHistory;
+      if (needsOracle || lasThresholdsGpuS) {
+        const byId = new Map<string, number>();
+        const add = (index: number): void => {
+          const sj = jobs[index] as SimJob;
+          if (needsOracle) {
+            // Remaining work; a running job's current run counts from the end of its restart overhead.
+            const progress = sj.state === State.Running || sj.state === State.Stopping ? Math.max(0, now - sj.runStartS - sj.overheadS) : 0;
+            byId.set(sj.job.id, Math.max(0, (outcomes.durationS[index] as number) - sj.doneS - progress) * 1000);
+          } else byId.set(sj.job.id, attainedOf(index, now) * 1000);
+        };
+        for (const job of pending) add(Number(job.id) - 1);
+        for (const index of partition.running) add(index);
+        if (needsOracle) input.oracleRemainingMs = byId;
+        else input.attainedServiceGpuMs = byId;
+      }
     }
     cycles++;
     const { plan } = runCycle(input, policy.profile);
@@ -474,10 +626,20 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       for (const placed of placement.nodes) {
         const node = byName.get(placed.node) as SimNode;
         const positions = placed.gpuIndices.map((g) => node.positionOfIndex.get(g) as number);
-        for (const p of positions) node.holder[p] = index;
-        setFree(partition, node, -positions.length);
-        gpus += positions.length;
-        sj.placement.push({ node, positions });
+        if (placed.gpuFraction !== undefined) {
+          const p = positions[0] as number;
+          if (node.share[p] === 0) setFree(partition, node, -1);
+          node.share[p] = (node.share[p] as number) + placed.gpuFraction;
+          node.sharers.push({ job: index, position: p, fraction: placed.gpuFraction, memoryMiB: placed.gpuMemoryMiB });
+          gpus += placed.gpuFraction;
+          sj.placement.push({ node, positions, fraction: placed.gpuFraction });
+        } else {
+          for (const p of positions) node.holder[p] = index;
+          setFree(partition, node, -positions.length);
+          gpus += positions.length;
+          sj.placement.push({ node, positions });
+        }
+        updateFragmentation(node);
       }
       busyGpus += gpus;
       partition.running.add(index);
@@ -491,6 +653,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       if (Number.isNaN(outcomes.firstStartS[index] as number)) outcomes.firstStartS[index] = now;
       sj.epoch++;
       events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
+      scheduleServiceEvent(index, now);
+      options.onDecision?.({ kind: 'start', timeS: now, traceId: (trace[index] as TraceJob).traceId, nodes: placement.nodes });
     }
     for (const preemption of plan.preemptions) {
       const index = Number(preemption.jobId) - 1;
@@ -501,6 +665,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       preemptions++;
       outcomes.preemptions[index] = (outcomes.preemptions[index] ?? 0) + 1;
       events.push({ kind: 'preempted', time: now + preemption.graceMs / 1000, job: index, epoch: sj.epoch });
+      options.onDecision?.({ kind: 'preempt', timeS: now, traceId: (trace[index] as TraceJob).traceId, reason: preemption.reason });
     }
   };
 
@@ -531,6 +696,10 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   while (events.size > 0) {
     const now = events.peekTime() as number;
     busyGpuSFromNodes += busyGpus * (now - lastT);
+    if (doneCount + unplaceableCount < total || busyGpus > 0) {
+      fragmentedGpuS += fragmentedGpus * (now - lastT);
+      freeGpuS += (totalGpus - busyGpus) * (now - lastT);
+    }
     lastT = now;
     advanceUsage(now);
     while (events.peekTime() === now) {
@@ -554,6 +723,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           sj.job.status = 'succeeded';
           outcomes.finishS[event.job] = now;
           doneCount++;
+          if (estimateWindow !== undefined) recordFinishedDuration(durationHistory, sj.job.spec.team, gpus, (outcomes.durationS[event.job] as number) * 1000, estimateWindow);
           touched.add(sj.partition as Partition);
           break;
         }
@@ -573,6 +743,13 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           touched.add(sj.partition as Partition);
           break;
         }
+        case 'service': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.epoch !== event.epoch || sj.state !== State.Running) break;
+          touched.add(sj.partition as Partition);
+          scheduleServiceEvent(event.job, now);
+          break;
+        }
         case 'tick': {
           for (const partition of partitions.values()) if (partition.pending > 0) touched.add(partition);
           // Keep ticking while something can still change; pending jobs with nothing running and no events left
@@ -585,12 +762,13 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     for (const partition of touched) runPartitionCycle(partition, now);
     touched.clear();
     const last = tl.t.length - 1;
-    if (last >= 0 && tl.busy[last] === busyGpus && tl.pending[last] === pendingJobs) {
+    if (last >= 0 && tl.busy[last] === busyGpus && tl.pending[last] === pendingJobs && tl.frag[last] === fragmentedGpus) {
       // Unchanged: the step function needs no new point.
     } else {
       tl.t.push(now);
       tl.busy.push(busyGpus);
       tl.pending.push(pendingJobs);
+      tl.frag.push(fragmentedGpus);
     }
     if (options.onProgress && doneCount + unplaceableCount >= nextProgress) {
       nextProgress += progressEvery;
@@ -616,10 +794,62 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     lostGpuS,
     preemptions,
     busyGpuSFromNodes,
-    timeline: { t: Float64Array.from(tl.t), busyGpus: Float64Array.from(tl.busy), pendingJobs: Float64Array.from(tl.pending) },
+    timeline: { t: Float64Array.from(tl.t), busyGpus: Float64Array.from(tl.busy), pendingJobs: Float64Array.from(tl.pending), fragmentedGpus: Float64Array.from(tl.frag) },
+    fragmentedGpuS: measureFragmentation ? fragmentedGpuS : undefined,
+    freeGpuS,
     cycles,
     cyclesSkipped,
     roundedUpJobs,
     wallS: (performance.now() - started) / 1000,
   };
+}
+
+/** The trace's request mix: each distinct single-node demand (whole GPUs, or a share of one) with its probability. */
+export function computeRequestMix(counts: ReadonlyMap<number, number>): Array<{ demand: number; p: number }> {
+  let total = 0;
+  for (const c of counts.values()) total += c;
+  return [...counts].sort((a, b) => a[0] - b[0]).map(([demand, c]) => ({ demand, p: c / total }));
+}
+
+/**
+ * Fragmented GPUs of one node against a request mix (the measure of "Beware of Fragmentation", ATC'23): for each
+ * request, the free capacity the request cannot use here — all of the node's free capacity when the request does not
+ * fit on the node, else the free capacity of the GPUs it cannot use (partly shared GPUs for a whole-GPU request,
+ * shares smaller than the request for a fractional one) — weighted by the request's probability.
+ *
+ * @param holder whole-GPU holder per GPU position (-1: not whole-held)
+ * @param share  fractional share held per GPU position
+ */
+export function computeNodeFragmentation(holder: Int32Array, share: Float64Array, mix: ReadonlyArray<{ demand: number; p: number }>): number {
+  let freeTotal = 0;
+  let wholeFree = 0;
+  let partialFree = 0;
+  let largestPartial = 0;
+  for (let p = 0; p < holder.length; p++) {
+    if ((holder[p] as number) >= 0) continue;
+    const free = 1 - (share[p] as number);
+    freeTotal += free;
+    if (free >= 1 - 1e-9) wholeFree++;
+    else {
+      partialFree += free;
+      if (free > largestPartial) largestPartial = free;
+    }
+  }
+  if (freeTotal <= 1e-9) return 0;
+  let expected = 0;
+  for (const { demand, p } of mix) {
+    let unusable: number;
+    if (demand >= 1) unusable = wholeFree >= demand ? partialFree : freeTotal;
+    else if (wholeFree > 0 || largestPartial >= demand - 1e-9) {
+      // Fits: only partly shared GPUs with less room than the request are lost to it.
+      unusable = 0;
+      for (let q = 0; q < holder.length; q++) {
+        if ((holder[q] as number) >= 0) continue;
+        const free = 1 - (share[q] as number);
+        if (free < 1 - 1e-9 && free < demand - 1e-9) unusable += free;
+      }
+    } else unusable = freeTotal;
+    expected += p * unusable;
+  }
+  return expected;
 }

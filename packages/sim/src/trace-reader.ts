@@ -5,6 +5,10 @@
  *
  * gzip or plain (told apart by the gzip magic bytes, not the file name), streamed line by line so that a large trace
  * never sits in memory as text. Columns are found by header name, so extra columns are ignored.
+ *
+ * Fractional GPUs (Alibaba 2023): a `gpu_milli` column (1000 = one whole GPU) makes a 1-GPU job with 0 < gpu_milli <
+ * 1000 ask for that share of one GPU. It may sit in the trace itself or in a side file joined by `job_id`
+ * (`extraFile`, e.g. ../shared/traces/alibaba_gpu2023.extra.csv.gz).
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -26,6 +30,10 @@ export interface TraceJob {
   /** The trace's queue or virtual cluster; the simulator maps it to a team. '' when unknown. */
   queue: string;
   status: string;
+  /** A share of one GPU (0 < f < 1) for a 1-GPU job that asks for part of a GPU; absent for whole GPUs. */
+  gpuFraction?: number;
+  /** Priority (0..1000) for scenarios written by hand; trace files carry none, and every trace job gets 50. */
+  priority?: number;
 }
 
 export interface TraceReadOptions {
@@ -35,6 +43,8 @@ export interface TraceReadOptions {
   toS?: number;
   /** Stop after this many kept jobs. */
   limit?: number;
+  /** A side CSV with `job_id` and `gpu_milli` columns (plain or gzip), joined by job id. */
+  extraFile?: string;
 }
 
 export interface TraceReadResult {
@@ -47,6 +57,44 @@ const REQUIRED = ['job_id', 'submit_time_s', 'duration_s', 'num_gpus'] as const;
 
 /** Reads a trace file, gzip or plain. Jobs come back sorted by submission time (stable for ties). */
 export async function readTraceFile(file: string, options: TraceReadOptions = {}): Promise<TraceReadResult> {
+  const result = await readTraceStream(await openText(file), options);
+  if (options.extraFile !== undefined) {
+    const milli = await readGpuMilli(await openText(options.extraFile));
+    for (const job of result.jobs) {
+      const m = milli.get(job.traceId);
+      if (m !== undefined) applyGpuMilli(job, m);
+    }
+  }
+  return result;
+}
+
+/** `job_id` → `gpu_milli` of a side file. */
+async function readGpuMilli(stream: Readable): Promise<Map<string, number>> {
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  const out = new Map<string, number>();
+  let id = -1;
+  let milli = -1;
+  for await (const line of lines) {
+    if (line.trim() === '') continue;
+    const fields = line.split(',');
+    if (id < 0) {
+      id = fields.findIndex((f) => f.trim() === 'job_id');
+      milli = fields.findIndex((f) => f.trim() === 'gpu_milli');
+      if (id < 0 || milli < 0) throw new Error('the extra file needs job_id and gpu_milli columns');
+      continue;
+    }
+    const value = Number(fields[milli]);
+    if (Number.isFinite(value)) out.set((fields[id] ?? '').trim(), value);
+  }
+  stream.destroy();
+  return out;
+}
+
+function applyGpuMilli(job: TraceJob, milli: number): void {
+  if (job.numGpus === 1 && milli > 0 && milli < 1000) job.gpuFraction = milli / 1000;
+}
+
+async function openText(file: string): Promise<Readable> {
   const handle = await open(file, 'r');
   const magic = Buffer.alloc(2);
   try {
@@ -55,8 +103,7 @@ export async function readTraceFile(file: string, options: TraceReadOptions = {}
     await handle.close();
   }
   const raw = createReadStream(file);
-  const stream: Readable = magic[0] === 0x1f && magic[1] === 0x8b ? raw.pipe(createGunzip()) : raw;
-  return readTraceStream(stream, options);
+  return magic[0] === 0x1f && magic[1] === 0x8b ? raw.pipe(createGunzip()) : raw;
 }
 
 /** Reads a trace from a text stream (already decompressed). */
@@ -106,5 +153,8 @@ function parseRow(fields: string[], columns: Map<string, number>): TraceJob | un
   const traceId = get('job_id');
   if (traceId === '' || get('submit_time_s') === '' || get('duration_s') === '' || get('num_gpus') === '') return undefined;
   if (!Number.isFinite(submitS) || !Number.isFinite(durationS) || durationS < 0 || !Number.isInteger(numGpus) || numGpus < 0) return undefined;
-  return { traceId, submitS, durationS, numGpus, gpuType: get('gpu_type').toUpperCase(), user: get('user'), queue: get('queue'), status: get('status') };
+  const job: TraceJob = { traceId, submitS, durationS, numGpus, gpuType: get('gpu_type').toUpperCase(), user: get('user'), queue: get('queue'), status: get('status') };
+  const milli = get('gpu_milli');
+  if (milli !== '' && Number.isFinite(Number(milli))) applyGpuMilli(job, Number(milli));
+  return job;
 }

@@ -25,6 +25,7 @@ import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
   ApplyOutcome,
   CancelOutcome,
+  CreateJobOptions,
   EventQuery,
   GpuSampleQuery,
   GpuUse,
@@ -67,6 +68,7 @@ interface NewJob {
   specJson: string;
   spec: JobSpec;
   now: number;
+  user: string | undefined;
 }
 
 /** Thrown inside applyPlacements' transaction to roll it back when the database refuses a GPU as taken. */
@@ -111,7 +113,7 @@ export class KyselyStateStore implements StateStore {
   // ---- jobs -------------------------------------------------------------------------------------------------
 
   /** Group-committed: see GroupCommitQueue. Resolves once the job's transaction is durable. */
-  createJob(spec: JobSpec, now: number): Promise<Job> {
+  createJob(spec: JobSpec, now: number, options: CreateJobOptions = {}): Promise<Job> {
     if (this.#closed) return Promise.reject(new Error('the state store is closed'));
     let specJson: string;
     try {
@@ -120,7 +122,7 @@ export class KyselyStateStore implements StateStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#creates.submit({ specJson, spec, now });
+    return this.#creates.submit({ specJson, spec, now, user: options.user });
   }
 
   async #insertJobs(batch: NewJob[]): Promise<Job[]> {
@@ -135,6 +137,7 @@ export class KyselyStateStore implements StateStore {
               team: j.spec.team,
               priority: j.spec.priority,
               status: 'pending',
+              submitted_by: j.user ?? null,
               spec_json: j.specJson,
               created_at: j.now,
             })),
@@ -158,6 +161,7 @@ export class KyselyStateStore implements StateStore {
         // A copy, as getJob would return: the caller's spec object may change after the call.
         spec: JSON.parse(j.specJson) as JobSpec,
         status: 'pending',
+        ...(j.user !== undefined ? { user: j.user } : {}),
         createdAt: j.now,
       }));
     });
@@ -185,6 +189,7 @@ export class KyselyStateStore implements StateStore {
     let q = this.#db.selectFrom('jobs').selectAll();
     if (query.status !== undefined) q = q.where('status', '=', query.status);
     if (query.team !== undefined) q = q.where('team', '=', query.team);
+    if (query.user !== undefined) q = q.where('submitted_by', '=', query.user);
     if (query.nameContains !== undefined && query.nameContains !== '') {
       const pattern = `%${query.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       q = q.where(sql<boolean>`name like ${pattern} escape '\\'`);
@@ -481,7 +486,7 @@ export class KyselyStateStore implements StateStore {
     const rows = await this.#db
       .selectFrom('job_attempts')
       .innerJoin('jobs', 'jobs.id', 'job_attempts.job_id')
-      .select(['job_attempts.job_id', 'job_attempts.started_at', 'job_attempts.finished_at', 'jobs.spec_json'])
+      .select(['job_attempts.job_id', 'job_attempts.started_at', 'job_attempts.finished_at', 'jobs.spec_json', 'jobs.status'])
       .where('job_attempts.finished_at', '>=', since)
       .where('job_attempts.started_at', 'is not', null)
       .orderBy('job_attempts.finished_at', 'asc')
@@ -489,7 +494,7 @@ export class KyselyStateStore implements StateStore {
     return rows.map((row) => {
       const spec = JSON.parse(row.spec_json) as JobSpec;
       const gpus = (spec.resources.gpus.fraction ?? spec.resources.gpus.count) * spec.numNodes;
-      return { jobId: String(row.job_id), team: spec.team, gpus, startedAt: Number(row.started_at), finishedAt: Number(row.finished_at) };
+      return { jobId: String(row.job_id), jobStatus: row.status as JobStatus, team: spec.team, gpus, startedAt: Number(row.started_at), finishedAt: Number(row.finished_at) };
     });
   }
 

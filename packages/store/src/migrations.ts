@@ -196,6 +196,16 @@ export const MIGRATIONS: readonly Migration[] = [
       await sql`create unique index gpu_allocations_whole_gpu on gpu_allocations (node, gpu_index) where fraction is null`.execute(db);
     },
   },
+  {
+    version: 5,
+    name: 'who submitted each job; indexes for listing by user, name and priority',
+    async up(db) {
+      await db.schema.alterTable('jobs').addColumn('submitted_by', 'text').execute();
+      await db.schema.createIndex('jobs_submitted_by_id').on('jobs').columns(['submitted_by', 'id']).execute();
+      await db.schema.createIndex('jobs_name_id').on('jobs').columns(['name', 'id']).execute();
+      await db.schema.createIndex('jobs_priority_id').on('jobs').columns(['priority', 'id']).execute();
+    },
+  },
 ];
 
 /** The schema version this build writes. */

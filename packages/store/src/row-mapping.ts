@@ -11,6 +11,7 @@ export function jobFromRow(row: Selectable<JobsTable>): Job {
     status: row.status as JobStatus,
     createdAt: Number(row.created_at),
   };
+  if (row.submitted_by !== null) job.user = row.submitted_by;
   if (row.started_at !== null) job.startedAt = Number(row.started_at);
   if (row.finished_at !== null) {
     job.finishedAt = Number(row.finished_at);

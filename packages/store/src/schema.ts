@@ -29,6 +29,8 @@ export interface JobsTable {
   team: string;
   priority: number;
   status: string;
+  /** The submitting user (`user` is a reserved word in PostgreSQL). */
+  submitted_by: string | null;
   spec_json: string;
   created_at: number;
   started_at: number | null;

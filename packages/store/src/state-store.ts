@@ -18,7 +18,7 @@ export interface StateStore {
    * concurrently may share one transaction (group commit); ids still increase in call order, and each promise
    * resolves only once its job is durable.
    */
-  createJob(spec: JobSpec, now: number): Promise<Job>;
+  createJob(spec: JobSpec, now: number, options?: CreateJobOptions): Promise<Job>;
   /** Undefined for an unknown id, including one that is not a canonical decimal ("01", "abc"). */
   getJob(id: string): Promise<Job | undefined>;
   /**
@@ -105,14 +105,21 @@ export interface StateStore {
   listEvents(query: EventQuery): Promise<JobEvent[]>;
 }
 
+export interface CreateJobOptions {
+  /** Who submits it (see `Job.user`). */
+  user?: string;
+}
+
 export interface JobQuery {
   status?: JobStatus;
   team?: string;
+  /** Only jobs submitted by this user. */
+  user?: string;
   /** Only jobs whose name contains this text. */
   nameContains?: string;
   /**
    * The order of the pages: by `id` (submission order), or by a column with the id breaking ties in the same
-   * direction. `id`, `team` and `status` are read from an index; `name` and `priority` sort the matching rows.
+   * direction. Every sort key is read from an index.
    * @default { by: 'id', direction: 'desc' } (newest first)
    */
   sort?: JobSort;
@@ -185,6 +192,8 @@ export interface ProgressQuery {
 
 export interface GpuUse {
   jobId: string;
+  /** The job's status now (e.g. `succeeded` for the last attempt of a job that finished well). */
+  jobStatus: JobStatus;
   team: string;
   gpus: number;
   startedAt: number;

@@ -605,8 +605,8 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         const blue = await store.createJob(makeJobSpec({ team: 'blue' }), T0);
         await store.finishJob(blue.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' }, T0 + 6_000);
         expect(await store.listGpuUseEndedSince(T0)).toEqual([
-          { jobId: red.id, team: 'red', gpus: 2, startedAt: T0 + 100, finishedAt: T0 + 1_100 },
-          { jobId: red.id, team: 'red', gpus: 2, startedAt: T0 + 2_000, finishedAt: T0 + 5_000 },
+          { jobId: red.id, jobStatus: 'succeeded', team: 'red', gpus: 2, startedAt: T0 + 100, finishedAt: T0 + 1_100 },
+          { jobId: red.id, jobStatus: 'succeeded', team: 'red', gpus: 2, startedAt: T0 + 2_000, finishedAt: T0 + 5_000 },
         ]);
         expect((await store.listGpuUseEndedSince(T0 + 2_000)).map((u) => u.finishedAt)).toEqual([T0 + 5_000]);
       });
@@ -641,6 +641,19 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect((await store.listProgress(a.id, { last: 1 })).map((r) => r.step)).toEqual([21]);
         expect((await store.listProgress(a.id, { afterSeq: records[0]!.seq })).map((r) => r.step)).toEqual([20, 21]);
         expect(await store.listProgress('999999')).toEqual([]);
+      });
+    });
+
+    describe('who submitted', () => {
+      it('records the submitting user, reads it back and lists by it', async () => {
+        const ada = await store.createJob(makeJobSpec(), T0, { user: 'ada' });
+        const anonymous = await store.createJob(makeJobSpec(), T0);
+        const grace = await store.createJob(makeJobSpec(), T0, { user: 'grace' });
+        expect([ada.user, anonymous.user, grace.user]).toEqual(['ada', undefined, 'grace']);
+        expect((await store.getJob(ada.id))?.user).toBe('ada');
+        expect((await store.getJob(anonymous.id))?.user).toBeUndefined();
+        expect((await store.listJobs({ user: 'ada' })).jobs.map((j) => j.id)).toEqual([ada.id]);
+        expect((await store.listJobs({ user: 'nobody' })).jobs).toEqual([]);
       });
     });
 

@@ -124,7 +124,7 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     await page.evaluate(() => ((window as unknown as { stillTheSamePage: boolean }).stillTheSamePage = true));
 
     // Needs all 4 GPUs while 2 are held: it waits.
-    waiting = await client.submitJob({ name: 'needs-four', team: 'nlp', resources: { gpus: 4 }, run: 'sleep 30' });
+    waiting = await client.submitJob({ name: 'needs-four', team: 'nlp', resources: { gpus: 4 }, run: 'sleep 30' }, { user: 'grace' });
     const row = page.locator(`[data-testid=jobs-table] tr[data-job-id="${waiting.id}"]`);
     await row.waitFor();
     expect(await row.textContent()).toContain('needs-four');
@@ -136,6 +136,14 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     expect(await page.locator('[data-testid=jobs-table] tbody tr').count()).toBe(1);
     expect(page.url()).toContain('status=pending');
     await page.getByLabel('Status', { exact: true }).selectOption('');
+    await page.locator(`[data-testid=jobs-table] tr[data-job-id="${holder.id}"]`).waitFor();
+    // By who submitted it: only grace's job is left.
+    expect(await row.textContent()).toContain('grace');
+    await page.getByLabel('User', { exact: true }).fill('grace');
+    await page.locator(`[data-testid=jobs-table] tr[data-job-id="${holder.id}"]`).waitFor({ state: 'detached' });
+    expect(await page.locator('[data-testid=jobs-table] tbody tr').count()).toBe(1);
+    expect(page.url()).toContain('user=grace');
+    await page.getByLabel('User', { exact: true }).fill('');
     await page.locator(`[data-testid=jobs-table] tr[data-job-id="${holder.id}"]`).waitFor();
     expect(await unlabelledControls()).toEqual([]);
     await screenshot('jobs');

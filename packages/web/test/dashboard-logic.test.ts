@@ -67,12 +67,12 @@ describe('logs', () => {
 
 describe('the jobs list query', () => {
   it('reads filters from the URL, dropping what the server would refuse, and writes back only what differs from the default', () => {
-    const filter = filterFromSearch('?status=running&team=red&name=Train&sort=priority&order=asc&bogus=1');
-    expect(filter).toEqual({ status: 'running', team: 'red', name: 'train', sort: 'priority', order: 'asc' });
-    expect(filterFromSearch('?status=sleeping&team=Bad%20Team&sort=owner')).toEqual({ sort: 'id', order: 'desc' });
-    expect(filterToSearch(filter)).toBe('?status=running&team=red&name=train&sort=priority&order=asc');
+    const filter = filterFromSearch('?status=running&team=red&user=ada.l&name=Train&sort=priority&order=asc&bogus=1');
+    expect(filter).toEqual({ status: 'running', team: 'red', user: 'ada.l', name: 'train', sort: 'priority', order: 'asc' });
+    expect(filterFromSearch('?status=sleeping&team=Bad%20Team&user=a%20b&sort=owner')).toEqual({ sort: 'id', order: 'desc' });
+    expect(filterToSearch(filter)).toBe('?status=running&team=red&user=ada.l&name=train&sort=priority&order=asc');
     expect(filterToSearch(filterFromSearch(''))).toBe('');
-    expect(toListQuery(filter, 'priority:10:5', 50)).toEqual({ status: 'running', team: 'red', name: 'train', sort: 'priority', order: 'asc', limit: 50, cursor: 'priority:10:5' });
+    expect(toListQuery(filter, 'priority:10:5', 50)).toEqual({ status: 'running', team: 'red', user: 'ada.l', name: 'train', sort: 'priority', order: 'asc', limit: 50, cursor: 'priority:10:5' });
   });
 
   it('sorts by a clicked column, and reverses on a second click', () => {
@@ -152,9 +152,13 @@ describe('chart series', () => {
 });
 
 describe('teams', () => {
-  it('orders teams by GPUs in use per unit of weight', () => {
-    const team = (name: string, weight: number, used: Record<string, number>): TeamView => ({ name, weight, quota: {}, borrowing_limit: null, lending_limit: null, used, borrowed: {}, running_jobs: 0, pending_jobs: 0 });
-    expect(fairShareOrder([team('a', 1, { A100: 4 }), team('b', 4, { A100: 8 }), team('c', 1, {})]).map((t) => t.team.name)).toEqual(['c', 'b', 'a']);
+  it('lists teams in the order the server says fair share serves them, with their shares', () => {
+    const team = (name: string, position: number, share: number): TeamView => ({
+      name, weight: 1, quota: {}, borrowing_limit: null, lending_limit: null, used: {}, borrowed: {}, running_jobs: 0, pending_jobs: 0,
+      fair_share: { decayed_gpu_hours: share, share, position },
+    });
+    const ordered = fairShareOrder([team('a', 3, 2.5), team('b', 1, 0), team('c', 2, 0.5)]);
+    expect(ordered.map((t) => [t.team.name, t.share])).toEqual([['b', 0], ['c', 0.5], ['a', 2.5]]);
   });
 });
 

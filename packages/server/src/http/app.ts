@@ -97,14 +97,21 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       schema: {
         summary: 'Submit a job (JSON, or YAML with Content-Type: application/yaml)',
         body: { $ref: 'JobSpec#' } as never,
-        headers: { type: 'object', properties: { 'tutti-submit-dir': { type: 'string', description: 'absolute directory a relative workdir is resolved against (the CLI sends its cwd)' } } },
+        headers: {
+          type: 'object',
+          properties: {
+            'tutti-submit-dir': { type: 'string', description: 'absolute directory a relative workdir is resolved against (the CLI sends its cwd)' },
+            'tutti-user': { type: 'string', description: 'who submits the job (the CLI sends the OS user name); letters, digits, . _ @ -' },
+          },
+        },
       },
       // The hand-written spec parser is the authority (it reports YAML lines and columns); the schema is for /docs.
       validatorCompiler: () => () => true,
     },
     async (request, reply) => {
       const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory());
-      const job = await store.createJob(spec, deps.now());
+      const user = submittingUser(request.headers['tutti-user']);
+      const job = await store.createJob(spec, deps.now(), user !== undefined ? { user } : {});
       metrics.countSubmission();
       feed.notify();
       controller.enqueue(job);
@@ -139,6 +146,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
           properties: {
             status: { type: 'string', enum: [...JOB_STATUSES] },
             team: { type: 'string', maxLength: 63 },
+            user: { type: 'string', pattern: '^[A-Za-z0-9._@-]{1,64}$', description: 'only jobs this user submitted' },
             name: { type: 'string', pattern: '^[a-z0-9-]{1,63}$', description: 'only jobs whose name contains this' },
             sort: { type: 'string', enum: [...JOB_SORT_KEYS], default: 'id', description: 'id is submission order' },
             order: { type: 'string', enum: ['asc', 'desc'], default: 'desc' },
@@ -149,7 +157,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       },
     },
     async (request) => {
-      const { name, sort, order, ...query } = request.query as { status?: JobStatus; team?: string; name?: string; sort: (typeof JOB_SORT_KEYS)[number]; order: 'asc' | 'desc'; limit?: number; cursor?: string };
+      const { name, sort, order, ...query } = request.query as { status?: JobStatus; team?: string; user?: string; name?: string; sort: (typeof JOB_SORT_KEYS)[number]; order: 'asc' | 'desc'; limit?: number; cursor?: string };
       const page = await store.listJobs({ ...query, ...(name !== undefined ? { nameContains: name } : {}), sort: { by: sort, direction: order } }).catch((error: unknown) => {
         if (error instanceof InvalidCursorError) throw new HttpProblem('invalid_request', `cursor: ${error.message}; pass the next_cursor of a previous page`, [{ path: 'querystring.cursor', message: 'not a cursor this server produced' }]);
         throw error;
@@ -300,7 +308,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
 
   app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs' } }, async () => {
     const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
-    return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam()) };
+    return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam(), controller.fairShareState()) };
   });
 
   app.get(
@@ -397,4 +405,14 @@ function validateProgressBody(body: Record<string, unknown>): Array<{ path: stri
   if ('step' in body && !(typeof body.step === 'number' && Number.isSafeInteger(body.step) && body.step >= 0)) errors.push({ path: 'body.tutti.step', message: 'must be a whole number ≥ 0' });
   if ('checkpoint' in body && typeof body.checkpoint !== 'string') errors.push({ path: 'body.tutti.checkpoint', message: 'must be a path (a string)' });
   return errors;
+}
+
+const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
+
+/** The `tutti-user` header: absent is fine (an API client that does not say); malformed is a 400 naming it. */
+function submittingUser(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value !== undefined && USER_NAME.test(value)) return value;
+  throw new HttpProblem('invalid_request', `header tutti-user: "${String(value)}" is not a user name (1-64 letters, digits, '.', '_', '@' or '-')`, [{ path: 'headers.tutti-user', message: 'not a user name' }]);
 }

@@ -11,6 +11,8 @@ export const JOB_STATUS_OPTIONS: readonly JobStatus[] = ['pending', 'running', '
 export interface JobsFilter {
   status?: JobStatus;
   team?: string;
+  /** Who submitted it. */
+  user?: string;
   /** A part of the job's name. */
   name?: string;
   sort: JobSortKey;
@@ -21,6 +23,8 @@ export const DEFAULT_JOBS_FILTER: JobsFilter = { sort: 'id', order: 'desc' };
 
 const NAME_PART = /^[a-z0-9-]{1,63}$/;
 const TEAM = /^[a-z0-9-]{1,63}$/;
+/** The user names the server accepts (`tutti-user`). */
+export const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 
 /** Unknown or malformed parameters are dropped rather than sent to the server to be refused. */
 export function filterFromSearch(search: string): JobsFilter {
@@ -30,6 +34,8 @@ export function filterFromSearch(search: string): JobsFilter {
   if (status && (JOB_STATUS_OPTIONS as readonly string[]).includes(status)) filter.status = status as JobStatus;
   const team = params.get('team');
   if (team && TEAM.test(team)) filter.team = team;
+  const user = params.get('user');
+  if (user && USER_NAME.test(user)) filter.user = user;
   const name = normalizeNamePart(params.get('name') ?? '');
   if (name) filter.name = name;
   const sort = params.get('sort');
@@ -44,6 +50,7 @@ export function filterToSearch(filter: JobsFilter): string {
   const params = new URLSearchParams();
   if (filter.status) params.set('status', filter.status);
   if (filter.team) params.set('team', filter.team);
+  if (filter.user) params.set('user', filter.user);
   if (filter.name) params.set('name', filter.name);
   if (filter.sort !== DEFAULT_JOBS_FILTER.sort) params.set('sort', filter.sort);
   if (filter.order !== DEFAULT_JOBS_FILTER.order) params.set('order', filter.order);
@@ -61,6 +68,7 @@ export function toListQuery(filter: JobsFilter, cursor: string | undefined, limi
   return {
     ...(filter.status ? { status: filter.status } : {}),
     ...(filter.team ? { team: filter.team } : {}),
+    ...(filter.user ? { user: filter.user } : {}),
     ...(filter.name ? { name: filter.name } : {}),
     sort: filter.sort,
     order: filter.order,

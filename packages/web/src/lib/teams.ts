@@ -4,13 +4,13 @@ import type { TeamView } from '@tutti/client';
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
 /**
- * Teams in fair-share order as the current allocation suggests it: the lowest share of GPUs in use per unit of
- * weight first (the scheduler also weighs recent use, decayed; this view sees only the present). Ties by name.
+ * Teams in the order fair share serves them next (the server's `fair_share.position`: GPUs running plus recent use,
+ * decayed, per unit of weight, lowest first; ties by name).
  */
 export function fairShareOrder(teams: readonly TeamView[]): { team: TeamView; share: number }[] {
   return teams
-    .map((team) => ({ team, share: total(team.used) / Math.max(team.weight, 1e-9) }))
-    .sort((a, b) => a.share - b.share || a.team.name.localeCompare(b.team.name));
+    .map((team) => ({ team, share: team.fair_share.share }))
+    .sort((a, b) => a.team.fair_share.position - b.team.fair_share.position || a.team.name.localeCompare(b.team.name));
 }
 
 /** Whether a team's use is beyond its quota (it borrows GPUs that lenders may reclaim). */

@@ -8,7 +8,7 @@ import { client } from '../api.ts';
 import { AsyncView, Card, Link, StatusBadge } from '../components/common.tsx';
 import { navigate, useAsync, useLiveEvent, useNow, useThrottled } from '../hooks.ts';
 import { formatTime, jobDuration } from '../lib/format.ts';
-import { eventTouchesPage, filterFromSearch, filterToSearch, JOB_STATUS_OPTIONS, normalizeNamePart, toggleSort, toListQuery } from '../lib/jobs-query.ts';
+import { eventTouchesPage, filterFromSearch, filterToSearch, JOB_STATUS_OPTIONS, normalizeNamePart, toggleSort, toListQuery, USER_NAME } from '../lib/jobs-query.ts';
 import type { JobsFilter } from '../lib/jobs-query.ts';
 import { jobHref } from '../lib/routes.ts';
 
@@ -86,7 +86,10 @@ export function JobsPage({ search }: { search: string }) {
 function Filters({ filter, onChange }: { filter: JobsFilter; onChange: (filter: JobsFilter) => void }) {
   const [team, setTeam] = useState(filter.team ?? '');
   const [name, setName] = useState(filter.name ?? '');
+  const [user, setUser] = useState(filter.user ?? '');
   useEffect(() => setTeam(filter.team ?? ''), [filter.team]);
+  useEffect(() => setUser(filter.user ?? ''), [filter.user]);
+  const userValid = user === '' || USER_NAME.test(user);
   useEffect(() => setName(filter.name ?? ''), [filter.name]);
   const teamValid = team === '' || /^[a-z0-9-]{1,63}$/.test(team);
   const nameValid = name.trim() === '' || normalizeNamePart(name) !== undefined;
@@ -96,13 +99,14 @@ function Filters({ filter, onChange }: { filter: JobsFilter; onChange: (filter: 
     const id = setTimeout(() => {
       const nextTeam = team === '' ? undefined : teamValid ? team : filter.team;
       const nextName = name.trim() === '' ? undefined : (normalizeNamePart(name) ?? filter.name);
-      if (nextTeam !== filter.team || nextName !== filter.name) {
-        const { team: _t, name: _n, ...rest } = filter;
-        onChange({ ...rest, ...(nextTeam ? { team: nextTeam } : {}), ...(nextName ? { name: nextName } : {}) });
+      const nextUser = user === '' ? undefined : userValid ? user : filter.user;
+      if (nextTeam !== filter.team || nextName !== filter.name || nextUser !== filter.user) {
+        const { team: _t, name: _n, user: _u, ...rest } = filter;
+        onChange({ ...rest, ...(nextTeam ? { team: nextTeam } : {}), ...(nextUser ? { user: nextUser } : {}), ...(nextName ? { name: nextName } : {}) });
       }
     }, 300);
     return () => clearTimeout(id);
-  }, [team, name]);
+  }, [team, name, user]);
 
   return (
     <form className="filters" role="search" aria-label="filter jobs" onSubmit={(e) => e.preventDefault()}>
@@ -129,15 +133,18 @@ function Filters({ filter, onChange }: { filter: JobsFilter; onChange: (filter: 
         <input type="search" aria-label="Team" value={team} onChange={(e) => setTeam(e.target.value)} placeholder="any team" aria-invalid={!teamValid} spellCheck={false} />
       </label>
       <label>
+        User
+        <input type="search" aria-label="User" value={user} onChange={(e) => setUser(e.target.value)} placeholder="any user" aria-invalid={!userValid} spellCheck={false} />
+      </label>
+      <label>
         Name contains
         <input type="search" aria-label="Name contains" value={name} onChange={(e) => setName(e.target.value)} placeholder="part of a name" aria-invalid={!nameValid} spellCheck={false} />
       </label>
-      {(!teamValid || !nameValid) && (
+      {(!teamValid || !nameValid || !userValid) && (
         <p className="field-hint" role="alert">
-          Team names and job names are lowercase letters, digits and “-”.
+          Team names and job names are lowercase letters, digits and “-”; user names are letters, digits, “.”, “_”, “@” and “-”.
         </p>
       )}
-      <p className="muted small filter-note">Jobs have no owner field: filter by team.</p>
     </form>
   );
 }
@@ -146,6 +153,7 @@ const COLUMNS: { key: JobSortKey | undefined; label: string; numeric?: boolean }
   { key: 'id', label: 'id', numeric: true },
   { key: 'name', label: 'name' },
   { key: 'team', label: 'team' },
+  { key: undefined, label: 'user' },
   { key: 'status', label: 'status' },
   { key: 'priority', label: 'priority', numeric: true },
   { key: undefined, label: 'GPUs', numeric: true },
@@ -188,6 +196,7 @@ function JobTable({ jobs, filter, onSort }: { jobs: JobView[]; filter: JobsFilte
               <Link href={jobHref(job.id)}>{job.name}</Link>
             </td>
             <td>{job.team}</td>
+            <td>{job.user ?? '—'}</td>
             <td>
               <StatusBadge status={job.status} />
             </td>

@@ -27,6 +27,8 @@ export function TeamsPage() {
                       </th>
                       <th scope="col">team</th>
                       <th scope="col" className="num">weight</th>
+                      <th scope="col" className="num">recent use (GPU-h, decayed)</th>
+                      <th scope="col" className="num">share</th>
                       <th scope="col">quota</th>
                       <th scope="col">used</th>
                       <th scope="col">borrowed</th>
@@ -42,6 +44,8 @@ export function TeamsPage() {
                         <td className="num">{i + 1}</td>
                         <th scope="row">{team.name}</th>
                         <td className="num">{team.weight}</td>
+                        <td className="num">{team.fair_share.decayed_gpu_hours.toFixed(2)}</td>
+                        <td className="num">{team.fair_share.share.toFixed(2)}</td>
                         <td>{Object.keys(team.quota).length === 0 ? 'none' : formatPerType(team.quota)}</td>
                         <td>{formatPerType(team.used)}</td>
                         <td className={isBorrowing(team) ? 'warn' : undefined}>{formatPerType(team.borrowed)}</td>
@@ -58,8 +62,8 @@ export function TeamsPage() {
                   </tbody>
                 </table>
                 <p className="muted small">
-                  Order: the fair-share order the current allocation suggests (GPUs in use ÷ weight, lowest first); the scheduler also counts each
-                  team’s recent use, decayed over time. Borrowed GPUs are beyond the quota and can be reclaimed by the teams that lent them.
+                  Order: the order fair share serves teams next — share = (GPUs in use + recent use ÷ half-life) ÷ weight, lowest first. Borrowed
+                  GPUs are beyond the quota and can be reclaimed by the teams that lent them.
                 </p>
               </>
             )

@@ -1,0 +1,282 @@
+/**
+ * The scheduler benchmark behind `tutti bench scheduler` and `npm run bench:scheduler`: full cycles of the pure
+ * `runCycle` on a synthetic busy cluster, timed in-process.
+ *
+ * The world: racks of 16 nodes in zones of 8 racks, every fifth node A100, the others H100 (80 GiB, NVLink between
+ * all GPUs of a node); running jobs of 1–8 GPUs fill about 90% of the GPUs, node by node, for random teams and
+ * priorities; a queue of mixed gangs (55% 1 GPU, 20% 2, 12% 4, 8% 8, 3% 2×8, 1.5% 4×8, 0.5% 8×8 GPUs), 30% of them
+ * with a max duration; teams with nominal quotas (80% of the cluster shared equally) and weights 1–3.
+ *
+ * Figures (medians unless named otherwise):
+ *   - cycle time on the busy cluster, p50 and p99;
+ *   - placements per second: the same queue on an idle cluster, where a cycle places as much as fits, divided by
+ *     that cycle's time;
+ *   - the incremental cost of one arrival: a cycle with one more pending job minus the base cycle, measured in
+ *     alternation (median of the paired differences), and the slope per pending job between the base queue and
+ *     one 10% longer;
+ *   - growth: busy-cycle time at a quarter, half, all and twice the nodes (same queue), and at a tenth, half, all
+ *     and twice the queue (same nodes).
+ * Everything is deterministic but the clock: the same options build the same worlds.
+ */
+import type { ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, TeamConfig } from '@tutti/model';
+import { getProfile, runCycle, type CycleInput } from '@tutti/scheduler';
+
+export interface SchedulerBenchWorldOptions {
+  readonly nodes: number;
+  readonly gpusPerNode: number;
+  readonly pending: number;
+  readonly teams: number;
+  /** Chance that each next GPU slot of a node is taken by a running job (0: an idle cluster). @default 0.9 */
+  readonly busyFraction?: number;
+  /** @default 1 */
+  readonly seed?: number;
+}
+
+export interface SchedulerBenchOptions extends SchedulerBenchWorldOptions {
+  /** A built-in scheduler profile name. @default "tutti" */
+  readonly profile?: string;
+  /** Timed cycles per figure (after warm-up). @default 15 */
+  readonly rounds?: number;
+  /** Measure the growth tables. @default true */
+  readonly growth?: boolean;
+  /** Milliseconds, monotonic. @default performance.now */
+  readonly clock?: () => number;
+}
+
+export interface SchedulerBenchGrowthRow {
+  readonly nodes: number;
+  readonly gpus: number;
+  readonly pending: number;
+  readonly cycle_ms_p50: number;
+  readonly placements: number;
+}
+
+export interface SchedulerBenchResult {
+  readonly cycle_ms_p50: number;
+  readonly cycle_ms_p99: number;
+  readonly placements_per_s: number;
+  readonly busy_placements_per_cycle: number;
+  readonly idle_cycle_ms_p50: number;
+  readonly idle_placements_per_cycle: number;
+  /** Median of (cycle with one more pending job − base cycle), measured in alternation. */
+  readonly arrival_incremental_ms: number;
+  /** (cycle with 10% more pending jobs − base cycle) / the added jobs, in microseconds. */
+  readonly per_pending_job_us: number;
+  readonly growth: { readonly by_nodes: readonly SchedulerBenchGrowthRow[]; readonly by_pending: readonly SchedulerBenchGrowthRow[] };
+  readonly conditions: {
+    readonly profile: string;
+    readonly nodes: number;
+    readonly gpus_per_node: number;
+    readonly gpus: number;
+    readonly pending: number;
+    readonly teams: number;
+    readonly busy_fraction: number;
+    readonly running_jobs: number;
+    readonly rounds: number;
+    readonly node: string;
+  };
+}
+
+/** Deterministic LCG in [0, 1). */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+}
+
+function benchSpec(team: string, priority: number, gpus: number, numNodes: number, maxDurationMs?: number): JobSpec {
+  return { name: 'j', team, priority, numNodes, env: {}, resources: { gpus: { count: gpus, types: [] } }, run: { kind: 'shell', command: 'true' }, ...(maxDurationMs ? { maxDurationMs } : {}) };
+}
+
+function gangShape(r: () => number): { gpus: number; nodes: number } {
+  const x = r();
+  if (x < 0.55) return { gpus: 1, nodes: 1 };
+  if (x < 0.75) return { gpus: 2, nodes: 1 };
+  if (x < 0.87) return { gpus: 4, nodes: 1 };
+  if (x < 0.95) return { gpus: 8, nodes: 1 };
+  if (x < 0.98) return { gpus: 8, nodes: 2 };
+  if (x < 0.995) return { gpus: 8, nodes: 4 };
+  return { gpus: 8, nodes: 8 };
+}
+
+/** The cycle input of the benchmark's world (see the file comment). */
+export function makeSchedulerBenchWorld(options: SchedulerBenchWorldOptions): CycleInput {
+  const { nodes, gpusPerNode, pending, teams: teamCount } = options;
+  const busy = options.busyFraction ?? 0.9;
+  const r = lcg(options.seed ?? 1);
+  const infos: NodeInfo[] = [];
+  const peers = Array.from({ length: gpusPerNode }, (_, i) => Array.from({ length: gpusPerNode }, (_, j) => j).filter((j) => j !== i));
+  for (let n = 0; n < nodes; n++) {
+    const name = `node-${String(n).padStart(5, '0')}`;
+    const rack = Math.floor(n / 16);
+    infos.push({
+      name,
+      address: name,
+      cpus: 128,
+      memoryMiB: 1 << 20,
+      state: 'ready',
+      labels: { rack: `rack-${rack}`, zone: `zone-${Math.floor(rack / 8)}` },
+      gpus: Array.from({ length: gpusPerNode }, (_, i) => ({ index: i, uuid: `${name}-${i}`, type: n % 5 === 0 ? 'A100' : 'H100', product: '', memoryMiB: 81_920, nvlinkPeers: peers[i] ?? [] })),
+    });
+  }
+  const teamNames = Array.from({ length: teamCount }, (_, i) => `team-${i}`);
+  const perTeam = Math.floor((nodes * gpusPerNode * 0.8) / teamCount);
+  const teams: TeamConfig[] = teamNames.map((name, i) => ({ name, weight: 1 + (i % 3), nominal: { '*': perTeam } }));
+  const teamOf = (): string => teamNames[Math.floor(r() * teamCount)] as string;
+  const allocations: GpuAllocation[] = [];
+  const running: Job[] = [];
+  let id = 1;
+  for (const node of infos) {
+    let g = 0;
+    while (g < gpusPerNode && r() < busy) {
+      const size = Math.min(gpusPerNode - g, [1, 2, 4, 8][Math.floor(r() * 4)] ?? 1);
+      const jobId = `r${id++}`;
+      for (let k = 0; k < size; k++) allocations.push({ jobId, node: node.name, gpuIndex: g + k });
+      g += size;
+      running.push({ id: jobId, status: 'running', createdAt: 0, startedAt: Math.floor(r() * 3_600_000), spec: benchSpec(teamOf(), 10 + Math.floor(r() * 80), size, 1, r() < 0.5 ? 4 * 3_600_000 : undefined) });
+    }
+  }
+  const jobs: Job[] = [];
+  for (let i = 0; i < pending; i++) {
+    const shape = gangShape(r);
+    jobs.push({ id: String(100_000 + i), status: 'pending', createdAt: 1_000_000 + i, spec: benchSpec(teamOf(), [10, 50, 50, 90][Math.floor(r() * 4)] ?? 50, shape.gpus, shape.nodes, r() < 0.3 ? 3_600_000 : undefined) });
+  }
+  const snapshot: ClusterSnapshot = { version: 1, nodes: infos, allocations };
+  return { snapshot, pending: jobs, running, teams, usage: teamNames.map((team, i) => ({ team, decayedGpuSeconds: (i % 7) * 1e6, asOf: 0 })), now: 4_000_000, seed: 1 };
+}
+
+/** A problem with the options, naming the option and the fix, or undefined. */
+export function checkSchedulerBenchOptions(options: SchedulerBenchOptions): string | undefined {
+  const whole = (name: string, value: number | undefined, min: number): string | undefined =>
+    value === undefined || (Number.isInteger(value) && value >= min) ? undefined : `--${name} must be a whole number ≥ ${min}, got ${value}`;
+  const problem =
+    whole('nodes', options.nodes, 1) ?? whole('gpus-per-node', options.gpusPerNode, 1) ?? whole('pending', options.pending, 0) ?? whole('teams', options.teams, 1) ?? whole('rounds', options.rounds, 1);
+  if (problem) return problem;
+  if (options.profile !== undefined && !getProfile(options.profile).ok) return `--profile: ${(getProfile(options.profile) as { error: string }).error}`;
+  return undefined;
+}
+
+/** Runs the benchmark. Throws on invalid options (check them first with `checkSchedulerBenchOptions`). */
+export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenchResult {
+  const problem = checkSchedulerBenchOptions(options);
+  if (problem) throw new Error(problem);
+  const found = getProfile(options.profile ?? 'tutti');
+  if (!found.ok) throw new Error(found.error);
+  const profile = found.profile;
+  const clock = options.clock ?? (() => performance.now());
+  const rounds = options.rounds ?? 15;
+  const busyFraction = options.busyFraction ?? 0.9;
+  const world = (nodes: number, pending: number, busy = busyFraction): CycleInput => makeSchedulerBenchWorld({ ...options, nodes, pending, busyFraction: busy });
+  const timeOne = (input: CycleInput): { ms: number; placements: number } => {
+    const t0 = clock();
+    const out = runCycle(input, profile);
+    return { ms: clock() - t0, placements: out.plan.placements.length };
+  };
+  const timeMany = (input: CycleInput, n: number, warmUp: number): { times: number[]; placements: number } => {
+    for (let i = 0; i < warmUp; i++) timeOne(input);
+    const times: number[] = [];
+    let placements = 0;
+    for (let i = 0; i < n; i++) {
+      const t = timeOne(input);
+      times.push(t.ms);
+      placements = t.placements;
+    }
+    return { times: times.sort((a, b) => a - b), placements };
+  };
+
+  const busyWorld = world(options.nodes, options.pending);
+  const busy = timeMany(busyWorld, rounds, 3);
+  const idle = timeMany(world(options.nodes, options.pending, 0), Math.max(3, Math.floor(rounds / 3)), 2);
+
+  // One arrival, timed in alternation with the base cycle so that drift of the machine hits both alike.
+  const arrivalJob: Job = { id: '999999999', status: 'pending', createdAt: 2_000_000, spec: benchSpec('team-0', 50, 1, 1) };
+  const arrival: CycleInput = { ...busyWorld, pending: [...busyWorld.pending, arrivalJob] };
+  timeOne(arrival);
+  const differences: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const base = timeOne(busyWorld).ms;
+    differences.push(timeOne(arrival).ms - base);
+  }
+  // The slope per pending job: 10% more jobs (at least one) from the same generator.
+  const more = Math.max(1, Math.round(options.pending / 10));
+  const longer = timeMany(world(options.nodes, options.pending + more), rounds, 1);
+
+  const growth = { by_nodes: [] as SchedulerBenchGrowthRow[], by_pending: [] as SchedulerBenchGrowthRow[] };
+  if (options.growth ?? true) {
+    const growthRounds = Math.max(3, Math.ceil(rounds / 3));
+    const row = (nodes: number, pending: number): SchedulerBenchGrowthRow => {
+      const t = timeMany(world(nodes, pending), growthRounds, 2);
+      return { nodes, gpus: nodes * options.gpusPerNode, pending, cycle_ms_p50: round(quantile(t.times, 0.5)), placements: t.placements };
+    };
+    for (const nodes of distinct([options.nodes / 4, options.nodes / 2, options.nodes, options.nodes * 2])) growth.by_nodes.push(row(nodes, options.pending));
+    for (const pending of distinct([options.pending / 10, options.pending / 2, options.pending, options.pending * 2])) growth.by_pending.push(row(options.nodes, pending));
+  }
+
+  const busyP50 = quantile(busy.times, 0.5);
+  const idleP50 = quantile(idle.times, 0.5);
+  return {
+    cycle_ms_p50: round(busyP50),
+    cycle_ms_p99: round(quantile(busy.times, 0.99)),
+    placements_per_s: Math.round(idle.placements / (Math.max(idleP50, 1e-6) / 1000)),
+    busy_placements_per_cycle: busy.placements,
+    idle_cycle_ms_p50: round(idleP50),
+    idle_placements_per_cycle: idle.placements,
+    arrival_incremental_ms: round(quantile([...differences].sort((a, b) => a - b), 0.5), 3),
+    per_pending_job_us: round(((quantile(longer.times, 0.5) - busyP50) * 1000) / more, 3),
+    growth,
+    conditions: {
+      profile: profile.name,
+      nodes: options.nodes,
+      gpus_per_node: options.gpusPerNode,
+      gpus: options.nodes * options.gpusPerNode,
+      pending: options.pending,
+      teams: options.teams,
+      busy_fraction: busyFraction,
+      running_jobs: busyWorld.running?.length ?? 0,
+      rounds,
+      node: process.version,
+    },
+  };
+}
+
+/** The result for people: headline figures, then the growth tables. */
+export function formatSchedulerBench(result: SchedulerBenchResult): string {
+  const c = result.conditions;
+  const lines = [
+    `scheduler benchmark: profile ${c.profile}, ${c.nodes} nodes × ${c.gpus_per_node} GPUs = ${c.gpus} GPUs, ${c.pending} pending jobs, ${c.teams} teams, ${c.running_jobs} running jobs (${Math.round(c.busy_fraction * 100)}% busy), ${c.rounds} rounds, Node ${c.node}`,
+    '',
+    `  busy cycle           p50 ${result.cycle_ms_p50} ms, p99 ${result.cycle_ms_p99} ms (${result.busy_placements_per_cycle} placed per cycle)`,
+    `  idle cycle           p50 ${result.idle_cycle_ms_p50} ms (${result.idle_placements_per_cycle} placed per cycle)`,
+    `  placements/s         ${result.placements_per_s}`,
+    `  one arrival          ${result.arrival_incremental_ms >= 0 ? '+' : ''}${result.arrival_incremental_ms} ms per cycle (median of paired differences)`,
+    `  per pending job      ${result.per_pending_job_us} µs (slope over 10% more pending jobs)`,
+  ];
+  const table = (title: string, rows: readonly SchedulerBenchGrowthRow[], column: (row: SchedulerBenchGrowthRow) => string): void => {
+    if (rows.length === 0) return;
+    const head = [title, ...rows.map(column)];
+    const values = ['cycle p50 (ms)', ...rows.map((row) => String(row.cycle_ms_p50))];
+    const widths = head.map((h, i) => Math.max(h.length, (values[i] ?? '').length));
+    lines.push('', `  ${head.map((h, i) => h.padStart(widths[i] ?? 0)).join('  ')}`, `  ${values.map((v, i) => v.padStart(widths[i] ?? 0)).join('  ')}`);
+  };
+  table(`nodes (${c.pending} pending)`, result.growth.by_nodes, (row) => String(row.nodes));
+  table(`pending (${c.nodes} nodes)`, result.growth.by_pending, (row) => String(row.pending));
+  return lines.join('\n');
+}
+
+function quantile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] ?? Number.NaN;
+}
+
+function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** Whole, positive, distinct sizes in the order given. */
+function distinct(sizes: readonly number[]): number[] {
+  const out: number[] = [];
+  for (const s of sizes) {
+    const n = Math.max(1, Math.round(s));
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
+}

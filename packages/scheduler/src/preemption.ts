@@ -183,17 +183,20 @@ interface PoolEntry {
   borrowed: boolean;
   /** Orders the pool: smaller goes first as a victim. Only the order means something. */
   position: number;
+  /** Its GPUs on each node, by node ordinal. */
+  nodes: OnNode[];
 }
 
 /** A pool job on one node, with its GPUs there: the GPUs, how many of each type, and the least GPU memory. */
 interface OnNode {
+  readonly ordinal: number;
   readonly entry: PoolEntry;
   readonly gpus: readonly GpuDevice[];
   readonly counts: readonly { readonly type: string; readonly n: number }[];
   readonly minMemoryMiB: number;
 }
 
-function onNode(entry: PoolEntry, gpus: readonly GpuDevice[]): OnNode {
+function onNode(ordinal: number, entry: PoolEntry, gpus: readonly GpuDevice[]): OnNode {
   const counts: { type: string; n: number }[] = [];
   let minMemoryMiB = Infinity;
   for (const gpu of gpus) {
@@ -202,7 +205,7 @@ function onNode(entry: PoolEntry, gpus: readonly GpuDevice[]): OnNode {
     else counts.push({ type: gpu.type, n: 1 });
     minMemoryMiB = Math.min(minMemoryMiB, gpu.memoryMiB);
   }
-  return { entry, gpus, counts, minMemoryMiB };
+  return { ordinal, entry, gpus, counts, minMemoryMiB };
 }
 
 /**
@@ -224,7 +227,7 @@ export class VictimPool {
   constructor(running: readonly RunningJob[]) {
     for (const r of running) {
       if (!r.job || r.byNode.size === 0) continue;
-      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, borrowed: false, position: 0 };
+      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, borrowed: false, position: 0, nodes: [] };
       this.entries.push(entry);
       const list = this.byTeam.get(r.job.spec.team);
       if (list) list.push(entry);
@@ -297,17 +300,26 @@ export class VictimPool {
     this.onNode.clear();
     this.entries.forEach((entry, position) => {
       entry.position = position;
+      entry.nodes = [];
       for (const [ordinal, gpus] of entry.running.byNode) {
+        const on = onNode(ordinal, entry, gpus);
+        entry.nodes.push(on);
         const list = this.onNode.get(ordinal);
-        if (list) list.push(onNode(entry, gpus));
-        else this.onNode.set(ordinal, [onNode(entry, gpus)]);
+        if (list) list.push(on);
+        else this.onNode.set(ordinal, [on]);
       }
+      entry.nodes.sort((a, b) => a.ordinal - b.ordinal);
     });
     this.shared.clear();
     for (const [ordinal, list] of this.onNode) {
       const seen = new Set<GpuDevice>();
       for (const { gpus } of list) for (const gpu of gpus) if (seen.size === seen.add(gpu).size) this.shared.add(ordinal);
     }
+  }
+
+  /** Every job, in victim order (after `refresh`). */
+  inOrder(): readonly PoolEntry[] {
+    return this.entries;
   }
 
   /** The jobs on a node with their GPUs there, in victim order (after `refresh`). */
@@ -375,8 +387,35 @@ function choosePooled(job: Job, shape: ResourceShape, ctx: PreemptionContext, po
     if (best.length > need) best.pop();
   };
   const matching = new Array<number>(types.length).fill(0);
+  // One node, and none fits without victims: then the best option needs one victim if any does, and it is the first
+  // job in victim order that may be a victim and alone makes room on a node where it is the first such job. Found
+  // without visiting every node; otherwise (or when there is none) every node is walked below.
+  if (need === 1 && shape.topology?.mode !== 'require' && !ctx.place(shape, overlay)) {
+    const seen = new Set<number>();
+    const entries = pool.inOrder();
+    search: for (let x = 0; x < entries.length; x++) {
+      const e = entries[x] as PoolEntry;
+      const reason = reasonFor(e);
+      if (!reason) continue;
+      for (const on of e.nodes) {
+        if (seen.has(on.ordinal)) continue;
+        seen.add(on.ordinal);
+        const node = index.nodes[on.ordinal];
+        if (!node?.ready || !fitsHost(overlay, node, shape)) continue;
+        for (let t = 0; t < types.length; t++) matching[t] = countMatchingGpus(overlay, node, shape, types[t] as string);
+        for (const gpu of on.gpus) {
+          const t = types.indexOf(gpu.type);
+          if (t >= 0 && hasEnoughMemory(shape, gpu)) matching[t] = (matching[t] as number) + 1;
+        }
+        if (matching.some((n) => n >= shape.gpuCount)) {
+          offer(on.ordinal, 1, e.position, () => [{ running: e.running, job: e.job, reason, position: e.position }]);
+          break search;
+        }
+      }
+    }
+  }
   const scratch: { entry: PoolEntry; reason: PreemptionReason }[] = [];
-  for (const node of index.readyNodes) {
+  for (const node of best.length > 0 ? [] : index.readyNodes) {
     if (!fitsHost(overlay, node, shape)) continue;
     if (computeMaxMatchingFree(overlay, node, shape, types) >= shape.gpuCount) {
       offer(node.ordinal, 0, -1, () => []);

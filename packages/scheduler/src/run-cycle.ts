@@ -266,7 +266,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
       topologyBlocked.set(shape.key, fitsAnywhere ? topologyDiagnosis(shape) : undefined);
     }
     // Victims already being stopped for it: it waits for their GPUs and preempts nothing more.
-    const waitingOn = stopping.forJob.get(job.id);
+    const waitingOn = stopping.forJob.size > 0 ? stopping.forJob.get(job.id) : undefined;
     if (feasible && waitingOn && shape.gpuCount > 0) {
       const nodes = place(shape, new ExtraFreeView(overlay, waitingOn.gpus));
       if (nodes) {

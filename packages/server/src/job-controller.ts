@@ -20,6 +20,7 @@ import {
 import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
 import { recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
 import type { GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
@@ -149,6 +150,12 @@ export class JobController {
   private readonly pastServiceGpuMs = new Map<string, number>();
   /** Run times of recently succeeded jobs by team and size, for profiles that estimate run times. */
   private readonly durationHistory = new Map<string, number[]>();
+  /**
+   * Victims this controller is stopping for a plan's preemption, with the pending job they make room for: the next
+   * cycles see them marked (`RunningJobInput.stopping`), so they are not chosen again and their GPUs count as
+   * about to be free for that job.
+   */
+  private readonly preemptedFor = new Map<string, { since: number; forJobId: string }>();
   /** Set once re-adoption is done: cycles run only from then on. */
   private started = false;
   /** Timers that wake the queue when a restart's backoff is over. */
@@ -318,7 +325,12 @@ export class JobController {
     for (const job of running) {
       if (job.startedAt !== undefined) attainedServiceGpuMs.set(job.id, (attainedServiceGpuMs.get(job.id) ?? 0) + gpusHeld(job.spec) * Math.max(0, now - job.startedAt));
     }
-    const result = runCycle({ snapshot, pending, running, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory }, profile);
+    for (const jobId of [...this.preemptedFor.keys()]) if (!this.stopping.has(jobId)) this.preemptedFor.delete(jobId);
+    const runningInput: RunningJobInput[] = this.preemptedFor.size === 0 ? running : running.map((job) => {
+      const stopping = this.preemptedFor.get(job.id);
+      return stopping ? { ...job, stopping } : job;
+    });
+    const result = runCycle({ snapshot, pending, running: runningInput, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory }, profile);
     metrics.observeCycle((performance.now() - started) / 1000);
 
     // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).
@@ -334,12 +346,15 @@ export class JobController {
       this.options.logger.error(`scheduler produced an invalid plan for job ${violation.jobId}: ${violation.message}`);
     }
     const placements = result.plan.placements.filter((p) => !rejected.has(p.jobId));
-    // Victims are stopped with their grace period and come back as pending; a victim already being stopped keeps
-    // its first cause (the scheduler names the same victims each cycle until they are out).
+    // Victims are stopped with their grace period and come back as pending. Victims already being stopped are
+    // marked in the cycle's input, so the scheduler does not name them again; one being stopped for another cause
+    // (a cancel, a failed rank) keeps that first cause.
     for (const preemption of result.plan.preemptions) {
       if (rejected.has(preemption.jobId) || rejected.has(preemption.forJobId) || this.stopping.has(preemption.jobId)) continue;
       void this.preempt(preemption.jobId, { graceMs: preemption.graceMs, message: preemption.message }).then((outcome) => {
-        if (outcome === 'preempting') this.options.logger.info(`job ${preemption.jobId}: ${preemption.message}`);
+        if (outcome !== 'preempting') return;
+        this.preemptedFor.set(preemption.jobId, { since: now, forJobId: preemption.forJobId });
+        this.options.logger.info(`job ${preemption.jobId}: ${preemption.message}`);
       });
     }
 

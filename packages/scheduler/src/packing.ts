@@ -69,7 +69,7 @@ export function computeFractionalPlacementByPacking(strategy: PackingStrategy, s
   const types = computeCandidateTypes(shape, index.readyGpuTypes);
   const memoryFor = (gpu: GpuDevice): number => shape.gpuMemoryMiB ?? Math.floor((gpu.memoryMiB * parts) / FRACTION_PARTS);
   const accepted = (gpu: GpuDevice): boolean => types.includes(gpu.type) && isGpuAccepted(shape, gpu);
-  const roomiestShared: { node: IndexedNode; gpu: GpuDevice; left: number }[] = [];
+  let roomiestShared: { node: IndexedNode; gpu: GpuDevice; left: number } | undefined;
   const emptiest = new BestFitPicker<{ node: IndexedNode; gpu: GpuDevice }>(1, 0);
   for (const node of index.readyNodes) {
     if (!fitsHost(view, node, shape)) continue;
@@ -80,8 +80,7 @@ export function computeFractionalPlacementByPacking(strategy: PackingStrategy, s
       if (!gpu || !accepted(gpu) || !hasShareRoom(use, gpu, parts, memoryFor(gpu))) continue;
       const left = FRACTION_PARTS - use.parts - parts;
       if (!firstHere || gpu.index < firstHere.index) firstHere = gpu;
-      const best = roomiestShared[0];
-      if (!best || left > best.left) roomiestShared[0] = { node, gpu, left };
+      if (!roomiestShared || left > roomiestShared.left) roomiestShared = { node, gpu, left };
     }
     let freeMatching = 0;
     let firstFree: GpuDevice | undefined;
@@ -101,7 +100,7 @@ export function computeFractionalPlacementByPacking(strategy: PackingStrategy, s
     if (firstFree) emptiest.add(Math.max(0, index.maxGpusPerReadyNode - freeMatching), { node, gpu: firstFree });
   }
   if (strategy === 'first-fit') return undefined;
-  const chosen = emptiest.pick()?.[0]?.item ?? roomiestShared[0];
+  const chosen = emptiest.pick()?.[0]?.item ?? roomiestShared;
   if (!chosen) return undefined;
   return [placedShare(chosen.node, chosen.gpu, shape, parts, memoryFor(chosen.gpu))];
 }

@@ -103,19 +103,17 @@ describe('live server and simulator', () => {
     await touch(release('d'));
     await waitForJob(client, job('d'), isEnded);
 
-    // The live decisions, in the order the server recorded them.
+    // The live decisions, in the order the server made them: `scheduled` is written when a placement is committed
+    // (`started` comes after the processes are spawned, and two launches may finish in either order).
     const nameOf = new Map([...ids].map(([name, id]) => [id, name]));
     const events = (await Promise.all([...ids.values()].map((id) => client.listJobEvents(id)))).flatMap((r) => r.events);
     const live: Decision[] = [];
     for (const event of events.sort((x, y) => x.seq - y.seq)) {
       const name = nameOf.get(event.job_id) as string;
       if (event.type === 'preempted') live.push(`preempt ${name}`);
-      if (event.type !== 'started') continue;
-      const attempt = Number((event.data as { attempt?: number } | null)?.attempt);
-      const view = await client.getJob(event.job_id);
-      const tasks = view.attempts?.find((a) => a.attempt === attempt)?.tasks ?? [];
-      // One rank per GPU, each listing its node's GPUs of the job: the job's GPUs are their union (one node here).
-      const gpus = [...new Set(tasks.flatMap((task) => task.gpus))].sort((x, y) => x - y);
+      if (event.type !== 'scheduled') continue;
+      const nodes = (event.data as { nodes?: Array<{ gpuIndices: number[] }> } | null)?.nodes ?? [];
+      const gpus = nodes.flatMap((node) => node.gpuIndices).sort((x, y) => x - y);
       live.push(`start ${name} ${gpus.join(',')}`);
     }
 

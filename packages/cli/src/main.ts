@@ -1,6 +1,5 @@
 /** The `tutti` command. Every command has --json for scripts; errors name what went wrong and how to fix it. */
 import { readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApiError, ServerUnreachableError, TuttiClient, getJobGpuMetrics } from '@tutti/client';
@@ -8,6 +7,7 @@ import type { JobView } from '@tutti/client';
 import { StartupError } from '@tutti/server';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
 import { runUp } from './up.ts';
+import { currentUser } from './current-user.ts';
 import { registerSimCommand } from './sim-command.ts';
 import { checkSchedulerBenchOptions, formatSchedulerBench, runSchedulerBench } from '@tutti/sim';
 
@@ -289,16 +289,6 @@ bench
     print(result, () => formatSchedulerBench(result));
   });
 
-/** The OS user, sent with submissions (`tutti-user`); undefined when it is not a name the server accepts. */
-function currentUser(): string | undefined {
-  let name: string | undefined;
-  try {
-    name = os.userInfo().username;
-  } catch {
-    name = process.env.USER;
-  }
-  return name !== undefined && /^[A-Za-z0-9._@-]{1,64}$/.test(name) ? name : undefined;
-}
 
 /** Prints a job's events (stderr) and rank 0's output (stdout) until it ends; returns the final job. */
 async function watchJob(id: string): Promise<JobView> {

@@ -6,6 +6,7 @@ import type { ClusterConfig } from '@tutti/model';
 import { StartupError, startTuttiServer } from '@tutti/server';
 import type { TuttiServer } from '@tutti/server';
 import { TuttiClient } from '@tutti/client';
+import { currentUser } from './current-user.ts';
 
 export interface UpOptions {
   port: number;
@@ -81,13 +82,17 @@ function once(server: TuttiServer): () => void {
 
 async function runDemo(server: TuttiServer): Promise<void> {
   const client = new TuttiClient({ baseUrl: server.url });
-  const job = await client.submitJob({
-    name: 'ddp-hello-demo',
-    resources: { gpus: 2 },
-    run: [process.execPath, DEMO_SCRIPT],
-    env: { DEMO_STEPS: '3' },
-    max_duration: '5m',
-  });
+  const user = currentUser();
+  const job = await client.submitJob(
+    {
+      name: 'ddp-hello-demo',
+      resources: { gpus: 2 },
+      run: [process.execPath, DEMO_SCRIPT],
+      env: { DEMO_STEPS: '3' },
+      max_duration: '5m',
+    },
+    user !== undefined ? { user } : {},
+  );
   process.stderr.write(`demo: submitted job ${job.id} (2 ranks, 2 GPUs); its rank 0 output follows\n`);
   let partial = '';
   for await (const chunk of client.logs(job.id, { rank: 0, follow: true })) {

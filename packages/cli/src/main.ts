@@ -303,7 +303,10 @@ async function watchJob(id: string): Promise<JobView> {
       if (event.type === 'succeeded' || event.type === 'failed' || event.type === 'cancelled') break;
     }
   } finally {
-    await Promise.race([logs, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    // Rank 0's last lines, for at most 2 s; the timer must not keep the process alive once they are in.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([logs, new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+    clearTimeout(timer);
     abort.abort();
   }
   return c.getJob(id);

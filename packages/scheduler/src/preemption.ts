@@ -146,30 +146,9 @@ export function computePreemption(job: Job, shape: ResourceShape, amount: number
   for (const option of options.slice(0, shape.numNodes)) for (const v of option.victims) victims.set(v.running.id, v);
   if (victims.size === 0) return undefined;
 
-  const viewWithout = (set: Iterable<(typeof candidates)[number]>): CapacityView => {
-    const extra = new Map<number, GpuDevice[]>();
-    for (const v of set) {
-      for (const [ordinal, gpus] of v.running.byNode) {
-        const list = extra.get(ordinal);
-        if (list) list.push(...gpus);
-        else extra.set(ordinal, [...gpus]);
-      }
-    }
-    return new ExtraFreeView(overlay, extra);
-  };
-  if (!ctx.place(shape, viewWithout(victims.values()))) return undefined;
-
-  // Drop victims that are not needed, most expensive first.
-  const ordered = [...victims.values()].sort((a, b) => b.rank - a.rank);
-  if (ordered.length <= MAX_VICTIMS_TO_MINIMISE) {
-    for (const v of ordered) {
-      victims.delete(v.running.id);
-      if (victims.size === 0 || !ctx.place(shape, viewWithout(victims.values()))) victims.set(v.running.id, v);
-    }
-  }
-  const final = [...victims.values()].sort((a, b) => a.rank - b.rank);
-  const nodes = ctx.place(shape, viewWithout(final));
-  if (!nodes) return undefined;
+  const placed = placeWithoutVictims(shape, ctx, victims, (v) => v.rank);
+  if (!placed) return undefined;
+  const { final, nodes } = placed;
   return { victims: final.map(({ running, job: v, reason, orderRank }) => (orderRank === undefined ? { running, job: v, reason } : { running, job: v, reason, orderRank })), nodes };
 }
 
@@ -465,7 +444,24 @@ function choosePooled(job: Job, shape: ResourceShape, ctx: PreemptionContext, po
   for (const option of best) for (const v of option.victims) victims.set(v.running.id, v);
   if (victims.size === 0) return undefined;
 
-  const viewWithout = (set: Iterable<PooledVictim>): CapacityView => {
+  const placed = placeWithoutVictims(shape, ctx, victims, (v) => v.position);
+  if (!placed) return undefined;
+  const { final, nodes } = placed;
+  return { victims: final.map(({ running, job: v, reason }) => ({ running, job: v, reason })), nodes };
+}
+
+/**
+ * Places the job as if `victims` were gone; then, for up to MAX_VICTIMS_TO_MINIMISE victims, drops those it does not
+ * need, the most expensive (highest `cost`) first; then places it on what the rest free. `victims` is consumed.
+ * Returns the victims kept, cheapest first, and the placement; undefined when even all of them do not make room.
+ */
+function placeWithoutVictims<V extends { running: RunningJob }>(
+  shape: ResourceShape,
+  ctx: PreemptionContext,
+  victims: Map<string, V>,
+  cost: (victim: V) => number,
+): { final: V[]; nodes: PlacedNode[] } | undefined {
+  const viewWithout = (set: Iterable<V>): CapacityView => {
     const extra = new Map<number, GpuDevice[]>();
     for (const v of set) {
       for (const [ordinal, gpus] of v.running.byNode) {
@@ -474,20 +470,19 @@ function choosePooled(job: Job, shape: ResourceShape, ctx: PreemptionContext, po
         else extra.set(ordinal, [...gpus]);
       }
     }
-    return new ExtraFreeView(overlay, extra);
+    return new ExtraFreeView(ctx.overlay, extra);
   };
   if (!ctx.place(shape, viewWithout(victims.values()))) return undefined;
-  const ordered = [...victims.values()].sort((a, b) => b.position - a.position);
+  const ordered = [...victims.values()].sort((a, b) => cost(b) - cost(a));
   if (ordered.length <= MAX_VICTIMS_TO_MINIMISE) {
     for (const v of ordered) {
       victims.delete(v.running.id);
       if (victims.size === 0 || !ctx.place(shape, viewWithout(victims.values()))) victims.set(v.running.id, v);
     }
   }
-  const final = [...victims.values()].sort((a, b) => a.position - b.position);
+  const final = [...victims.values()].sort((a, b) => cost(a) - cost(b));
   const nodes = ctx.place(shape, viewWithout(final));
-  if (!nodes) return undefined;
-  return { victims: final.map(({ running, job: v, reason }) => ({ running, job: v, reason })), nodes };
+  return nodes ? { final, nodes } : undefined;
 }
 
 /**

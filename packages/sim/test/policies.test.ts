@@ -3,15 +3,9 @@
  * policies that preempt.
  */
 import { describe, expect, it } from 'vitest';
-import { parseClusterConfigYaml, type ClusterConfig } from '@tutti/model';
 import { parseProfile } from '@tutti/scheduler';
 import { computeNodeFragmentation, computePolicyMetrics, computeRequestMix, resolvePolicies, runSimulation, type SimPolicy, type SimOptions, type TraceJob } from '@tutti/sim';
-
-function cluster(yaml: string): ClusterConfig {
-  const parsed = parseClusterConfigYaml(yaml);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  return parsed.value;
-}
+import { cluster, mixedCluster, oneNode, randomTrace, trace } from './fixtures.ts';
 
 function policy(name: string): SimPolicy {
   const { policies, unavailable } = resolvePolicies([name]);
@@ -25,12 +19,7 @@ function custom(raw: Record<string, unknown>): SimPolicy {
   return { name: r.profile.name, profile: r.profile, pruning: 'none' };
 }
 
-/** `[submit, duration, gpus]` or `[submit, duration, gpus, queue]`. */
-function trace(rows: Array<[number, number, number, string?]>): TraceJob[] {
-  return rows.map(([submitS, durationS, numGpus, queue], i) => ({ traceId: `j${i}`, submitS, durationS, numGpus, gpuType: '', user: '', queue: queue ?? '', status: '' }));
-}
 
-const oneNode = (gpus: number): ClusterConfig => cluster(`nodes: [{name: box, gpus: {count: ${gpus}, type: A100}}]`);
 /** No checkpoint interval: a preempted job keeps all its work, so the arithmetic below stays small. */
 const keepWork: SimOptions = { checkpointIntervalS: 0, restartOverheadS: 30 };
 
@@ -126,32 +115,10 @@ describe('hand-checked traces, one per policy', () => {
 });
 
 describe('preemptive policies: conservation and determinism', () => {
-  function randomTrace(seed: number, count: number, queues: string[]): TraceJob[] {
-    let state = seed >>> 0;
-    const next = (): number => {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return state / 2 ** 32;
-    };
-    const sizes = [1, 1, 1, 1, 2, 4, 8, 16, 3];
-    let t = 0;
-    const rows: Array<[number, number, number, string]> = [];
-    for (let i = 0; i < count; i++) {
-      t += Math.floor(next() * 40);
-      // Heavy-tailed durations, so that there is something to preempt for.
-      const duration = next() < 0.2 ? 2000 + Math.floor(next() * 20000) : 1 + Math.floor(next() * 600);
-      rows.push([t, duration, sizes[Math.floor(next() * sizes.length)] ?? 1, queues[Math.floor(next() * queues.length)] ?? '']);
-    }
-    return trace(rows);
-  }
-  const mixed = cluster(`
-nodes:
-  - {group: x, count: 3, gpus: {count: 8, type: A100}, labels: {team: qa}}
-  - {group: y, count: 2, gpus: {count: 4, type: A100}, labels: {team: qa}}
-  - {group: z, count: 2, gpus: {count: 8, type: A100}, labels: {team: qb}}
-`);
+  const mixed = mixedCluster();
 
   it.each(['srtf', 'tiresias', 'sjf', 'fifo-backfill', 'tutti'])('%s: every job finishes or is reported; GPU-seconds used = work + lost; same seed, same result', (name) => {
-    const jobs = randomTrace(5, 250, ['qa', 'qb', 'qc', '']);
+    const jobs = randomTrace(5, 250, ['qa', 'qb', 'qc', ''], { heavyTail: true });
     const a = runSimulation(jobs, mixed, policy(name), { seed: 3, checkpointIntervalS: 300 });
     const m = computePolicyMetrics(a);
     expect(m.jobs + m.unplaceable).toBe(jobs.length);
@@ -172,7 +139,7 @@ nodes:
 
   it.each(['tutti', 'fifo-backfill', 'fifo'])('%s: skipping cycles in which nothing fits changes no decision', (name) => {
     for (const seed of [21, 22]) {
-      const jobs = randomTrace(seed, 250, ['qa', 'qb']);
+      const jobs = randomTrace(seed, 250, ['qa', 'qb'], { heavyTail: true });
       const single = cluster('nodes: [{group: p, count: 3, gpus: {count: 8, type: A100}}, {group: q, count: 3, gpus: {count: 4, type: A100}}]');
       for (const config of [mixed, single]) {
         const skipping = runSimulation(jobs, config, policy(name));

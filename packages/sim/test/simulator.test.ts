@@ -3,16 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { parseClusterConfigYaml, type ClusterConfig } from '@tutti/model';
-import { computeGangShape, computePolicyMetrics, readTraceFile, resolvePolicies, runSimulation, type SimPolicy, type TraceJob } from '@tutti/sim';
+import { computeGangShape, computePolicyMetrics, readTraceFile, resolvePolicies, runSimulation, type SimPolicy } from '@tutti/sim';
+import { cluster, mixedCluster, oneNode, randomTrace, trace } from './fixtures.ts';
 
 const repo = path.resolve(import.meta.dirname, '../../..');
 
-function cluster(yaml: string): ClusterConfig {
-  const parsed = parseClusterConfigYaml(yaml);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-  return parsed.value;
-}
 
 /**
  * The greedy profile: priority-FIFO where a job that does not fit is skipped, best fit. Named `greedy` once the
@@ -25,12 +20,7 @@ function policy(options: { exact?: boolean } = {}): SimPolicy {
   return found;
 }
 
-/** `[submit, duration, gpus]` or `[submit, duration, gpus, queue]`. */
-function trace(rows: Array<[number, number, number, string?]>): TraceJob[] {
-  return rows.map(([submitS, durationS, numGpus, queue], i) => ({ traceId: `j${i}`, submitS, durationS, numGpus, gpuType: '', user: '', queue: queue ?? '', status: '' }));
-}
 
-const oneNode = (gpus: number): ClusterConfig => cluster(`nodes: [{name: box, gpus: {count: ${gpus}, type: A100}}]`);
 
 describe('hand-checked traces', () => {
   it('runs jobs in submission order on a full node (FIFO), with the JCTs worked out by hand', () => {
@@ -109,28 +99,7 @@ teams:
 });
 
 describe('determinism, conservation and exact pruning', () => {
-  /** A random trace from a small deterministic generator (no Math.random: the same trace every run). */
-  function randomTrace(seed: number, count: number, queues: string[]): TraceJob[] {
-    let state = seed >>> 0;
-    const next = (): number => {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return state / 2 ** 32;
-    };
-    const sizes = [1, 1, 1, 1, 2, 4, 8, 16, 3];
-    let t = 0;
-    const rows: Array<[number, number, number, string]> = [];
-    for (let i = 0; i < count; i++) {
-      t += Math.floor(next() * 40);
-      rows.push([t, 1 + Math.floor(next() * 600), sizes[Math.floor(next() * sizes.length)] ?? 1, queues[Math.floor(next() * queues.length)] ?? '']);
-    }
-    return trace(rows);
-  }
-  const mixed = cluster(`
-nodes:
-  - {group: x, count: 3, gpus: {count: 8, type: A100}, labels: {team: qa}}
-  - {group: y, count: 2, gpus: {count: 4, type: A100}, labels: {team: qa}}
-  - {group: z, count: 2, gpus: {count: 8, type: A100}, labels: {team: qb}}
-`);
+  const mixed = mixedCluster();
 
   it('gives the same result for the same inputs', () => {
     const jobs = randomTrace(7, 400, ['qa', 'qb', '']);

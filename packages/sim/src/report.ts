@@ -81,64 +81,62 @@ const fmtH = (s: number): string => (Number.isFinite(s) ? (s / 3600).toFixed(2) 
 export async function writeReport(dir: string, input: ReportInput): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
-  const save = async (name: string, spec: TopLevelSpec): Promise<void> => {
+  /** Every chart: Vega-Lite v5, 560 px wide, one colour per policy. */
+  const save = async (name: string, chart: { title: string; height: number; values: object[]; mark: unknown; encoding: Record<string, unknown> }): Promise<void> => {
+    const spec = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+      title: chart.title,
+      width: 560,
+      height: chart.height,
+      data: { values: chart.values },
+      mark: chart.mark,
+      encoding: { ...chart.encoding, color: { field: 'policy', type: 'nominal' } },
+    } as TopLevelSpec;
     await writeFile(path.join(dir, name), await renderSvg(spec));
     written.push(name);
   };
   const cdf = input.results.flatMap(({ result }) => computeCdfRows(result));
   await save('jct-cdf.svg', {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'Job completion time, CDF',
-    width: 560,
     height: 320,
-    data: { values: cdf },
+    values: cdf,
     mark: { type: 'line', interpolate: 'step-after' },
     encoding: {
       x: { field: 'jct_h', type: 'quantitative', scale: { type: 'log' }, title: 'JCT (hours, log scale)' },
       y: { field: 'fraction', type: 'quantitative', title: 'fraction of finished jobs' },
-      color: { field: 'policy', type: 'nominal' },
     },
   });
   const timeline = input.results.flatMap(({ result }) => computeTimelineRows(result));
   await save('utilization.svg', {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'GPU utilization over time (allocated / all GPUs)',
-    width: 560,
     height: 240,
-    data: { values: timeline },
+    values: timeline,
     mark: 'line',
     encoding: {
       x: { field: 'day', type: 'quantitative', title: 'days since the first submission' },
       y: { field: 'utilization', type: 'quantitative', title: 'utilization', scale: { domain: [0, 1] } },
-      color: { field: 'policy', type: 'nominal' },
     },
   });
   await save('queue.svg', {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'Pending jobs over time',
-    width: 560,
     height: 240,
-    data: { values: timeline },
+    values: timeline,
     mark: 'line',
     encoding: {
       x: { field: 'day', type: 'quantitative', title: 'days since the first submission' },
       y: { field: 'pending', type: 'quantitative', title: 'pending jobs (time-weighted mean)' },
-      color: { field: 'policy', type: 'nominal' },
     },
   });
   const teams = input.results.flatMap(({ metrics }) => metrics.teams.filter((t) => t.jobs > 0).map((t) => ({ policy: metrics.policy, team: t.team, avg_jct_h: t.avgJctS / 3600 })));
   await save('teams.svg', {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'Average JCT per team',
-    width: 560,
     height: 280,
-    data: { values: teams },
+    values: teams,
     mark: 'bar',
     encoding: {
       x: { field: 'team', type: 'nominal', title: 'team' },
       xOffset: { field: 'policy', type: 'nominal' },
       y: { field: 'avg_jct_h', type: 'quantitative', title: 'average JCT (hours)' },
-      color: { field: 'policy', type: 'nominal' },
     },
   });
 

@@ -1,9 +1,9 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { computeGangShape, computePolicyMetrics, readTraceFile, resolvePolicies, runSimulation, type SimPolicy } from '@tutti/sim';
+import { computeGangShape, computePolicyMetrics, readTraceFile, resolvePolicies, runSimulation, writeReport, type SimPolicy } from '@tutti/sim';
 import { cluster, mixedCluster, oneNode, randomTrace, trace } from './fixtures.ts';
 
 const repo = path.resolve(import.meta.dirname, '../../..');
@@ -167,12 +167,35 @@ describe('trace reader', () => {
   it('reads the shipped Philly sample and replays it on the per-VC cluster', async () => {
     const { jobs } = await readTraceFile(path.join(repo, 'examples/traces/philly-oct2017-2000.csv'));
     expect(jobs.length).toBe(2000);
-    const { readFile } = await import('node:fs/promises');
     const config = cluster(await readFile(path.join(repo, 'examples/clusters/philly-vc.yaml'), 'utf8'));
     expect(config.nodes.length).toBe(352);
     expect(config.teams.length).toBe(11);
     const m = computePolicyMetrics(runSimulation(jobs, config, policy()));
     expect(m.jobs + m.unplaceable).toBe(2000);
     expect(m.unplaceableByReason.no_team).toBeGreaterThan(0);
+  });
+});
+
+describe('report', () => {
+  it('writes a Markdown report with SVG charts: JCT CDF, utilization and queue over time, per-team JCT, one colour per policy', async () => {
+    const jobs = trace([[0, 100, 2, 'qa'], [10, 50, 2, 'qb'], [20, 10, 1, 'qa']]);
+    const { policies } = resolvePolicies(['fifo', 'tutti']);
+    const results = policies.map((p) => {
+      const result = runSimulation(jobs, oneNode(2), p);
+      return { result, metrics: computePolicyMetrics(result) };
+    });
+    const dir = await mkdtemp(path.join(tmpdir(), 'tutti-report-'));
+    const written = await writeReport(dir, { title: 'tiny', conditions: ['3 jobs on 2 GPUs'], results, unavailable: [] });
+    expect(written.sort()).toEqual(['jct-cdf.svg', 'queue.svg', 'report.md', 'teams.svg', 'utilization.svg']);
+    for (const svg of written.filter((f) => f.endsWith('.svg'))) {
+      const text = await readFile(path.join(dir, svg), 'utf8');
+      expect(text.startsWith('<svg')).toBe(true);
+      // The legend names both policies.
+      expect(text).toContain('fifo');
+      expect(text).toContain('tutti');
+    }
+    const markdown = await readFile(path.join(dir, 'report.md'), 'utf8');
+    expect(markdown).toContain('# tiny');
+    expect(markdown).toMatch(/\| fifo \| 3 \| 0 \|/);
   });
 });

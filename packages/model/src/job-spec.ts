@@ -194,4 +194,7 @@ function locateIssue(doc: Document, issue: SpecIssue): number | undefined {
   return findNode(doc, issue.path, issue.at).offset;
 }
 
-
+/** GPUs a job holds while it runs, over all its nodes: a share of a GPU counts its fraction. */
+export function computeGpusHeld(spec: JobSpec): number {
+  return spec.numNodes * spec.resources.gpus.count * (spec.resources.gpus.fraction ?? 1);
+}

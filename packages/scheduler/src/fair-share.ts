@@ -17,6 +17,7 @@
  * Cost: O(J log J) to sort within teams and O(J log T) to merge. Same input → same order.
  */
 import type { Job, TeamConfig, TeamUsage } from '@tutti/model';
+import { computeGpusHeld } from '@tutti/model';
 import type { DurationEstimate } from './duration-estimate.ts';
 import type { FairShareArgs } from './profile.ts';
 import { compareQueueOrder } from './queue-sort.ts';
@@ -39,8 +40,7 @@ export function computeEffectivePriority(job: Job, now: number, agingPerHour: nu
 }
 
 export function jobGpus(job: Job): number {
-  const { count, fraction } = job.spec.resources.gpus;
-  return job.spec.numNodes * count * (fraction ?? 1);
+  return computeGpusHeld(job.spec);
 }
 
 export function computeFairShareOrder(pending: readonly Job[], input: FairShareInput): Job[] {

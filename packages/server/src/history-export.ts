@@ -6,6 +6,7 @@
  * so that a site can measure a scheduling policy on its own workload before running it.
  */
 import type { Job } from '@tutti/model';
+import { computeGpusHeld } from '@tutti/model';
 
 export const TRACE_HEADER = 'job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status';
 
@@ -26,7 +27,7 @@ export function formatHistoryTrace(jobs: readonly Job[]): string {
       job.id,
       seconds(job.createdAt - origin),
       seconds(Math.max(0, (job.finishedAt ?? 0) - (job.startedAt ?? 0))),
-      (gpus.fraction ?? gpus.count) * job.spec.numNodes,
+      computeGpusHeld(job.spec),
       csvField(gpus.types[0] ?? ''),
       csvField(job.user ?? ''),
       csvField(job.spec.team),

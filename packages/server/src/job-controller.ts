@@ -13,6 +13,7 @@ import {
   DEFAULT_RESTART_BACKOFF_MS,
   DEFAULT_RESTART_ON,
   MAX_RESTART_BACKOFF_MS,
+  computeGpusHeld,
   computeTasksForPlacement,
   formatDuration,
   isTerminalJobStatus,
@@ -86,11 +87,6 @@ interface AttemptWatch {
   last?: Record<string, string | number | boolean>;
   /** From the job's spec: no record for this long → hung. */
   hangTimeoutMs?: number;
-}
-
-/** GPUs a job holds while it runs: a share counts its fraction. */
-function gpusHeld(spec: JobSpec): number {
-  return (spec.resources.gpus.fraction ?? spec.resources.gpus.count) * spec.numNodes;
 }
 
 function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: Record<string, string | number | boolean>): NewProgressRecord {
@@ -323,7 +319,7 @@ export class JobController {
     const started = performance.now();
     const attainedServiceGpuMs = new Map(this.pastServiceGpuMs);
     for (const job of running) {
-      if (job.startedAt !== undefined) attainedServiceGpuMs.set(job.id, (attainedServiceGpuMs.get(job.id) ?? 0) + gpusHeld(job.spec) * Math.max(0, now - job.startedAt));
+      if (job.startedAt !== undefined) attainedServiceGpuMs.set(job.id, (attainedServiceGpuMs.get(job.id) ?? 0) + computeGpusHeld(job.spec) * Math.max(0, now - job.startedAt));
     }
     for (const jobId of [...this.preemptedFor.keys()]) if (!this.stopping.has(jobId)) this.preemptedFor.delete(jobId);
     const runningInput: RunningJobInput[] = this.preemptedFor.size === 0 ? running : running.map((job) => {
@@ -551,11 +547,11 @@ export class JobController {
     const ranMs = job.startedAt === undefined ? 0 : Math.max(0, this.options.now() - job.startedAt);
     if (outcome.kind === 'finish') {
       this.pastServiceGpuMs.delete(jobId);
-      if (outcome.end.status === 'succeeded') recordFinishedDuration(this.durationHistory, job.spec.team, gpusHeld(job.spec), ranMs);
+      if (outcome.end.status === 'succeeded') recordFinishedDuration(this.durationHistory, job.spec.team, computeGpusHeld(job.spec), ranMs);
       await this.finish(jobId, outcome.end);
       return;
     }
-    this.pastServiceGpuMs.set(jobId, (this.pastServiceGpuMs.get(jobId) ?? 0) + gpusHeld(job.spec) * ranMs);
+    this.pastServiceGpuMs.set(jobId, (this.pastServiceGpuMs.get(jobId) ?? 0) + computeGpusHeld(job.spec) * ranMs);
     const now = this.options.now();
     const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
     const requeued = await this.store.requeueJob(jobId, outcome.reason, now, { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) });
@@ -666,7 +662,7 @@ export class JobController {
       if ((job.attempt ?? 0) === 0 || (job.status === 'running' && (job.attempt ?? 0) <= 1)) continue;
       const attempts = await this.store.listAttempts(job.id);
       const ms = attempts.reduce((sum, a) => sum + (a.startedAt === undefined ? 0 : Math.max(0, a.finishedAt - a.startedAt)), 0);
-      if (ms > 0) this.pastServiceGpuMs.set(job.id, gpusHeld(job.spec) * ms);
+      if (ms > 0) this.pastServiceGpuMs.set(job.id, computeGpusHeld(job.spec) * ms);
     }
     const lastAttempt = new Map<string, GpuUse>();
     for (const use of past) lastAttempt.set(use.jobId, use);

@@ -5,6 +5,7 @@
  * restart of the control plane does not make fair share forget who used the GPUs.
  */
 import type { Job, TeamUsage } from '@tutti/model';
+import { computeGpusHeld } from '@tutti/model';
 
 /** One interval during which a team held GPUs. */
 export interface PastGpuUse {
@@ -38,8 +39,7 @@ export class TeamUsageTracker {
     for (const use of past) add(use.team, weigh(use.gpus, use.startedAt, Math.min(use.finishedAt, now)));
     for (const job of running) {
       if (job.startedAt === undefined) continue;
-      const gpus = job.spec.resources.gpus;
-      add(job.spec.team, weigh((gpus.fraction ?? gpus.count) * job.spec.numNodes, job.startedAt, now));
+      add(job.spec.team, weigh(computeGpusHeld(job.spec), job.startedAt, now));
     }
     this.lastAt = now;
   }
@@ -58,8 +58,7 @@ export class TeamUsageTracker {
       const keep = Math.pow(0.5, elapsedMs / this.halfLifeMs);
       for (const [team, value] of this.decayed) this.decayed.set(team, value * keep);
       for (const job of running) {
-        const gpus = job.spec.resources.gpus;
-        const used = (gpus.fraction ?? gpus.count) * job.spec.numNodes * (elapsedMs / 1000);
+        const used = computeGpusHeld(job.spec) * (elapsedMs / 1000);
         this.decayed.set(job.spec.team, (this.decayed.get(job.spec.team) ?? 0) + used);
       }
     }

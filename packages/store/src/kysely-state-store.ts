@@ -15,7 +15,7 @@ import type {
   ProgressRecord,
   Task,
 } from '@tutti/model';
-import { isTerminalJobStatus, JOB_STATUSES } from '@tutti/model';
+import { computeGpusHeld, isTerminalJobStatus, JOB_STATUSES } from '@tutti/model';
 import { InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
@@ -493,8 +493,7 @@ export class KyselyStateStore implements StateStore {
       .execute();
     return rows.map((row) => {
       const spec = JSON.parse(row.spec_json) as JobSpec;
-      const gpus = (spec.resources.gpus.fraction ?? spec.resources.gpus.count) * spec.numNodes;
-      return { jobId: String(row.job_id), jobStatus: row.status as JobStatus, team: spec.team, gpus, startedAt: Number(row.started_at), finishedAt: Number(row.finished_at) };
+      return { jobId: String(row.job_id), jobStatus: row.status as JobStatus, team: spec.team, gpus: computeGpusHeld(spec), startedAt: Number(row.started_at), finishedAt: Number(row.finished_at) };
     });
   }
 

@@ -29,19 +29,38 @@ export function parseProgressLine(line: string): Record<string, string | number 
   return parseProgressValues((parsed as { tutti?: unknown }).tutti);
 }
 
+/** A field of a progress record that was refused, and why. */
+export interface ProgressFieldProblem {
+  field: string;
+  message: string;
+}
+
 /**
- * The fields of a record's body (the object under `"tutti"`), under the same rules as a printed record; undefined
- * when nothing valid is left. Also what `POST /v1/jobs/:id/progress` accepts.
+ * The rules of a progress record's fields (the object under `"tutti"`), for printed records and posted ones alike:
+ * names are identifiers of at most 64 characters; values are numbers, strings or booleans (a flat set of gauges);
+ * `step` is a whole number ≥ 0 and `checkpoint` a path. Returns the fields kept and those refused.
+ */
+export function checkProgressFields(body: Record<string, unknown>): { values: Record<string, string | number | boolean>; problems: ProgressFieldProblem[] } {
+  const values: Record<string, string | number | boolean> = {};
+  const problems: ProgressFieldProblem[] = [];
+  for (const [field, value] of Object.entries(body)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(field)) problems.push({ field, message: 'field names are letters, digits and _ (at most 64), not starting with a digit' });
+    else if (field === 'step' && !(typeof value === 'number' && Number.isSafeInteger(value) && value >= 0)) problems.push({ field, message: 'must be a whole number ≥ 0' });
+    else if (field === 'checkpoint' && typeof value !== 'string') problems.push({ field, message: 'must be a path (a string)' });
+    else if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string' || typeof value === 'boolean') values[field] = value;
+    else problems.push({ field, message: 'must be a number, a string or a boolean' });
+  }
+  return { values, problems };
+}
+
+/**
+ * The fields of a printed record's body: other fields than these are dropped (a line is someone's output, not a
+ * request to answer), but a bad `step` or `checkpoint` refuses the whole record; undefined when nothing is left.
  */
 export function parseProgressValues(body: unknown): Record<string, string | number | boolean> | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
-  const values: Record<string, string | number | boolean> = {};
-  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) continue;
-    if ((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string' || typeof value === 'boolean') values[key] = value;
-  }
-  if ('step' in values && !(typeof values.step === 'number' && Number.isSafeInteger(values.step) && values.step >= 0)) return undefined;
-  if ('checkpoint' in values && typeof values.checkpoint !== 'string') return undefined;
+  const { values, problems } = checkProgressFields(body as Record<string, unknown>);
+  if (problems.some((p) => p.field === 'step' || p.field === 'checkpoint')) return undefined;
   return Object.keys(values).length === 0 ? undefined : values;
 }
 

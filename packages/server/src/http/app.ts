@@ -11,7 +11,7 @@ import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { JobController } from '../job-controller.ts';
 import type { JobTokens } from '../job-tokens.ts';
-import { parseProgressValues } from '../progress-tail.ts';
+import { checkProgressFields } from '../progress-tail.ts';
 import type { EventFeed } from '../event-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
@@ -218,10 +218,10 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       // The token is checked before the job's existence, so a wrong token learns nothing about which ids exist.
       if (!deps.jobTokens.verify(id, token)) throw new HttpProblem('forbidden', `this token does not belong to job ${id}: a job may report progress only for itself`);
       const body = (request.body as { tutti: Record<string, unknown> }).tutti;
-      const fields = validateProgressBody(body);
+      const { values, problems } = checkProgressFields(body);
+      const fields = problems.map((p) => ({ path: `body.tutti.${p.field}`, message: p.message }));
       if (fields.length > 0) throw new HttpProblem('invalid_request', fields.map((f) => `${f.path}: ${f.message}`).join('; '), fields);
-      const values = parseProgressValues(body);
-      if (!values) throw new HttpProblem('invalid_request', 'body.tutti: give at least one field, e.g. {"step": 120, "loss": 0.42}', [{ path: 'body.tutti', message: 'has no fields' }]);
+      if (Object.keys(values).length === 0) throw new HttpProblem('invalid_request', 'body.tutti: give at least one field, e.g. {"step": 120, "loss": 0.42}', [{ path: 'body.tutti', message: 'has no fields' }]);
       const { rank } = request.query as { rank?: number };
       const outcome = await controller.recordProgress(id, rank ?? 0, values);
       if (outcome === 'not_running') {
@@ -393,19 +393,6 @@ function resolveWorkdir(spec: JobSpec, submitDir: string | string[] | undefined)
 }
 
 export { isTerminalJobStatus };
-
-/** Field errors of a progress body: names, types and the `step`/`checkpoint` rules of a printed record. */
-function validateProgressBody(body: Record<string, unknown>): Array<{ path: string; message: string }> {
-  const errors: Array<{ path: string; message: string }> = [];
-  for (const [key, value] of Object.entries(body)) {
-    const where = `body.tutti.${key}`;
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) errors.push({ path: where, message: 'field names are letters, digits and _ (at most 64), not starting with a digit' });
-    else if (!((typeof value === 'number' && Number.isFinite(value)) || typeof value === 'string' || typeof value === 'boolean')) errors.push({ path: where, message: 'must be a number, a string or a boolean' });
-  }
-  if ('step' in body && !(typeof body.step === 'number' && Number.isSafeInteger(body.step) && body.step >= 0)) errors.push({ path: 'body.tutti.step', message: 'must be a whole number ≥ 0' });
-  if ('checkpoint' in body && typeof body.checkpoint !== 'string') errors.push({ path: 'body.tutti.checkpoint', message: 'must be a path (a string)' });
-  return errors;
-}
 
 const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 

@@ -232,6 +232,8 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
 
   it('can be used from the keyboard: Tab reaches the navigation, Enter follows it', async () => {
     await page.goto(`${server.url}/teams`);
+    // Keys pressed before the app has rendered go nowhere: wait for the page first.
+    await page.locator('[data-testid=teams-table]').waitFor();
     await page.keyboard.press('Tab'); // skip link
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Overview');

@@ -64,5 +64,5 @@ export interface Reservation {
 export interface CycleResult {
   plan: Plan;
   /** One diagnosis for every pending job that was not placed, keyed by job id. */
-  diagnoses: Map<string, Diagnosis>;
+  diagnoses: ReadonlyMap<string, Diagnosis>;
 }

@@ -14,12 +14,14 @@
  * `response-ratio`), the estimates learned from finished jobs (`duration-estimate.ts`); a team none of whose jobs has
  * an estimate keeps the priority order.
  *
- * Cost: O(J log J) to sort within teams and O(J log T) to merge. Same input → same order.
+ * Cost: O(J log J) to sort within teams (about O(J) when the cache holds the last cycle's order) and O(J log T) to
+ * merge. Same input → same order, whatever the cache holds.
  */
 import type { Job, TeamConfig, TeamUsage } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
 import type { DurationEstimate } from './duration-estimate.ts';
 import type { FairShareArgs } from './profile.ts';
+import { CycleCache, type JobRecord } from './cycle-cache.ts';
 import { compareQueueOrder } from './queue-sort.ts';
 
 export interface FairShareInput {
@@ -44,10 +46,17 @@ export function jobGpus(job: Job): number {
 }
 
 export function computeFairShareOrder(pending: readonly Job[], input: FairShareInput): Job[] {
-  return computeFairShareQueue(pending, input, (job, key, gpus, priority, idValue, createdAt) => ({ job, key, gpus, priority, idValue, createdAt })).map((entry) => entry.job);
+  const cache = new CycleCache();
+  cache.begin();
+  const records: JobRecord[] = [];
+  for (const job of pending) {
+    const record = cache.recordOf(job);
+    if (record) records.push(record);
+  }
+  return computeFairShareQueue(records, input, cache).map((entry) => entry.job);
 }
 
-/** What the fair-share sort reads of a job, copied into its entry once per cycle. */
+/** What the fair-share sort reads of a job (copied once, so the sort does not chase each job's spec). */
 export interface FairShareEntry {
   readonly job: Job;
   /** Effective priority. */
@@ -60,15 +69,10 @@ export interface FairShareEntry {
 }
 
 /**
- * The fair-share order as entries made by `make`, which gets what the sort reads and may add what its caller reads
- * of each job: all of it is read in one pass over the input (in input order, which is how the jobs lie in memory),
- * so neither the sort nor the caller chases each job's spec again in queue order.
+ * The fair-share order of the cycle's records (one per job id, see `CycleCache.recordOf`). Sets each record's `key`
+ * (effective priority); each team's sorted order is left in the cache as the next cycle's starting point.
  */
-export function computeFairShareQueue<E extends FairShareEntry>(
-  pending: readonly Job[],
-  input: FairShareInput,
-  make: (job: Job, key: number, gpus: number, priority: number, idValue: number, createdAt: number) => E,
-): readonly E[] {
+export function computeFairShareQueue(records: readonly JobRecord[], input: FairShareInput, cache: CycleCache): readonly JobRecord[] {
   const { now, args } = input;
   const weights = new Map(input.teams.map((t) => [t.name, t.weight > 0 ? t.weight : 1]));
   const decayed = new Map<string, number>();
@@ -77,42 +81,32 @@ export function computeFairShareQueue<E extends FairShareEntry>(
     decayed.set(u.team, (decayed.get(u.team) ?? 0) + u.decayedGpuSeconds * factor);
   }
 
-  // Each team's jobs, by priority. Queues usually list jobs in submission order, and within one priority that is
-  // already the sorted order (older jobs have aged more), so the bands put together highest first are sorted or
-  // nearly: the sort below then costs about one comparison per job. Whatever the input order, the sort decides.
-  const byTeam = new Map<string, Map<number, E[]>>();
-  // A job id listed twice counts once (its first entry). Ids are nearly always distinct decimal numbers: checked
-  // with one numeric sort instead of a hash set of 100,000 strings, which is used only when that check fails.
-  const seen = hasDistinctDecimalIds(pending) ? undefined : new Set<string>();
-  for (const job of pending) {
-    if (seen) {
-      if (seen.has(job.id)) continue;
-      seen.add(job.id);
-    }
-    const { spec } = job;
-    let bands = byTeam.get(spec.team);
-    if (!bands) byTeam.set(spec.team, (bands = new Map()));
-    let band = bands.get(spec.priority);
-    if (!band) bands.set(spec.priority, (band = []));
-    band.push(make(job, computeEffectivePriority(job, now, args.agingPerHour), jobGpus(job), spec.priority, decimalIdValue(job.id), job.createdAt));
+  const byTeam = new Map<string, JobRecord[]>();
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i] as JobRecord;
+    // As `computeEffectivePriority`, term for term.
+    record.key = record.priority + (args.agingPerHour * Math.max(0, now - record.createdAt)) / 3_600_000;
+    let list = byTeam.get(record.team);
+    if (!list) byTeam.set(record.team, (list = []));
+    list.push(record);
   }
 
-  const heads: TeamHead<E>[] = [];
-  for (const [team, bands] of byTeam) {
-    const list: E[] = ([] as E[]).concat(...[...bands.keys()].sort((a, b) => b - a).map((p) => bands.get(p) as E[]));
-    if (!sortByEstimate(list, input)) list.sort(compareEntries);
+  const heads: TeamHead<JobRecord>[] = [];
+  for (const [team, unsorted] of byTeam) {
+    const list = sortByEstimate(unsorted, input) ? unsorted : sortTeam(team, unsorted, cache);
     const weight = weights.get(team) ?? 1;
     const base = (input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (args.halfLifeMs / 1000);
     // The merge reads each job's GPUs in this team's order: copied now, while the team's entries are in cache.
     const gpus = new Float64Array(list.length);
-    for (let i = 0; i < list.length; i++) gpus[i] = (list[i] as E).gpus;
+    for (let i = 0; i < list.length; i++) gpus[i] = (list[i] as JobRecord).gpus;
     heads.push({ team, weight, share: base / weight, jobs: list, gpus, next: 0 });
   }
   const heap = new MinHeap(heads);
-  const order: E[] = [];
+  const order: JobRecord[] = new Array<JobRecord>(records.length);
+  let filled = 0;
   for (let head = heap.peek(); head; head = heap.peek()) {
     const at = head.next++;
-    order.push(head.jobs[at] as E);
+    order[filled++] = head.jobs[at] as JobRecord;
     if (head.next >= head.jobs.length) heap.pop();
     else {
       head.share += (head.gpus[at] as number) / head.weight;
@@ -120,6 +114,57 @@ export function computeFairShareQueue<E extends FairShareEntry>(
     }
   }
   return order;
+}
+
+/**
+ * One team's jobs by effective priority, then submission. The sort decides; what comes before it only makes it
+ * cheap. Jobs the last cycle sorted go in that cycle's order (ageing moves every job alike, so that order still
+ * holds, but for a job submitted after `now`), newcomers after them in priority bands, highest
+ * first (queues list jobs in submission order, and within one priority that is the sorted order). The sort then
+ * finds one long run and a short tail: about one comparison per job.
+ */
+function sortTeam(team: string, list: JobRecord[], cache: CycleCache): JobRecord[] {
+  const hint = cache.teamOrders.get(team);
+  let ordered: JobRecord[] = list;
+  if (hint) {
+    const slots = new Array<JobRecord | undefined>(hint.size);
+    const newcomers: JobRecord[] = [];
+    for (let i = 0; i < list.length; i++) {
+      const record = list[i] as JobRecord;
+      if (record.rankCycle === hint.cycle && record.rank < hint.size && slots[record.rank] === undefined) slots[record.rank] = record;
+      else newcomers.push(record);
+    }
+    ordered = [];
+    for (let i = 0; i < slots.length; i++) {
+      const record = slots[i];
+      if (record !== undefined) ordered.push(record);
+    }
+    if (newcomers.length > 0) for (const record of byPriorityBands(newcomers)) ordered.push(record);
+  } else ordered = byPriorityBands(list);
+  ordered.sort(compareEntries);
+  const cycle = cache.cycle;
+  for (let i = 0; i < ordered.length; i++) {
+    const record = ordered[i] as JobRecord;
+    record.rank = i;
+    record.rankCycle = cycle;
+  }
+  cache.teamOrders.set(team, { cycle, size: ordered.length });
+  return ordered;
+}
+
+/** The records grouped by priority, highest first, each group in input order. */
+function byPriorityBands(list: JobRecord[]): JobRecord[] {
+  const first = list[0]?.priority;
+  let one = true;
+  for (let i = 1; i < list.length && one; i++) one = (list[i] as JobRecord).priority === first;
+  if (one) return list;
+  const bands = new Map<number, JobRecord[]>();
+  for (const record of list) {
+    let band = bands.get(record.priority);
+    if (!band) bands.set(record.priority, (band = []));
+    band.push(record);
+  }
+  return ([] as JobRecord[]).concat(...[...bands.keys()].sort((a, b) => b - a).map((p) => bands.get(p) as JobRecord[]));
 }
 
 /**
@@ -144,31 +189,6 @@ function sortByEstimate(list: { job: Job; key: number }[], input: FairShareInput
   keyed.sort((a, b) => b.band - a.band || a.score - b.score || a.est - b.est || compareQueueOrder(a.entry.job, b.entry.job));
   for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).entry;
   return true;
-}
-
-/** Whether every id is a decimal of at most 15 digits and no two have the same value (so no two are equal). */
-function hasDistinctDecimalIds(pending: readonly Job[]): boolean {
-  const values = new Float64Array(pending.length);
-  for (let i = 0; i < pending.length; i++) {
-    const value = decimalIdValue((pending[i] as Job).id);
-    if (value < 0) return false;
-    values[i] = value;
-  }
-  values.sort();
-  for (let i = 1; i < values.length; i++) if (values[i] === values[i - 1]) return false;
-  return true;
-}
-
-/** Parsed by hand: once per pending job per cycle. */
-function decimalIdValue(id: string): number {
-  if (id.length === 0 || id.length > 15) return -1;
-  let value = 0;
-  for (let i = 0; i < id.length; i++) {
-    const digit = id.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) return -1;
-    value = value * 10 + digit;
-  }
-  return value;
 }
 
 /** Effective priority, then `compareQueueOrder`, from the copied fields when both ids are short decimals. */

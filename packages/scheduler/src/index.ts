@@ -1,4 +1,5 @@
 export { runCycle, type CycleInput } from './run-cycle.ts';
+export { CycleCache } from './cycle-cache.ts';
 export type { RunningJobInput } from './stopping.ts';
 export { verifyPlan, type PlanViolation, type PlanViolationCode, type VerifyContext } from './verify-plan.ts';
 export { checkFeasibility, type FeasibilityResult } from './feasibility.ts';

@@ -9,29 +9,35 @@
  * `runCycle` measures "nothing changed" with `stateVersion`, a sum of counters that only grow.
  */
 import type { Diagnosis } from '@tutti/model';
-import type { ResourceShape } from './resource-shape.ts';
 
-export interface JobKind {
-  /** The state version at which `atTurn` was learnt; -1 for none. */
-  version: number;
-  /** What a job of this kind got at its turn (undefined: waits for capacity, described after the cycle). */
-  atTurn: Diagnosis | undefined;
-}
+/** Variants of a kind, packed as 0–3 (1: may use GPUs held for reservations, 2: declares no max duration). */
+export const KIND_VARIANTS = 4;
 
+/**
+ * Per kind variant (kind id × `KIND_VARIANTS` + variant; kind ids come from the `CycleCache`): the state version at
+ * which its outcome was learnt, and that outcome. One cycle's memo; nothing is carried to the next.
+ */
 export class OutcomeMemo {
-  private readonly kinds = new Map<string, Map<string, Map<number, JobKind[]>>>();
+  private readonly versions: Float64Array;
+  private readonly outcomes: (Diagnosis | undefined)[];
 
-  /**
-   * The kinds of jobs of this shape, team and priority, by variant: the flags that are not part of the shape,
-   * packed as 0–3 (1: may use GPUs held for reservations, 2: declares no max duration).
-   */
-  kindsOf(shape: ResourceShape, team: string, priority: number): JobKind[] {
-    let byTeam = this.kinds.get(shape.key);
-    if (!byTeam) this.kinds.set(shape.key, (byTeam = new Map()));
-    let byPriority = byTeam.get(team);
-    if (!byPriority) byTeam.set(team, (byPriority = new Map()));
-    let variants = byPriority.get(priority);
-    if (!variants) byPriority.set(priority, (variants = [0, 1, 2, 3].map(() => ({ version: -1, atTurn: undefined }))));
-    return variants;
+  constructor(kindCount: number) {
+    this.versions = new Float64Array(kindCount * KIND_VARIANTS).fill(-1);
+    this.outcomes = new Array<Diagnosis | undefined>(kindCount * KIND_VARIANTS);
+  }
+
+  /** Whether the variant's outcome was learnt at this state version. */
+  knows(variant: number, version: number): boolean {
+    return this.versions[variant] === version;
+  }
+
+  /** What a job of the variant got at its turn (undefined: waits for capacity, described after the cycle). */
+  outcome(variant: number): Diagnosis | undefined {
+    return this.outcomes[variant];
+  }
+
+  learn(variant: number, version: number, outcome: Diagnosis | undefined): void {
+    this.versions[variant] = version;
+    this.outcomes[variant] = outcome;
   }
 }

@@ -6,12 +6,13 @@ import { formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis,
 import { computeReservation } from './backfill.ts';
 import { Diagnoser } from './diagnose.ts';
 import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
-import { computeFairShareQueue, jobGpus, type FairShareEntry } from './fair-share.ts';
+import { CycleCache, type JobRecord, type TeamSlot } from './cycle-cache.ts';
+import { computeFairShareQueue, jobGpus } from './fair-share.ts';
 import { formatAnd, formatSome } from './format.ts';
 import { computeCandidateTypes } from './gpu-fit.ts';
 import { computeLasOrder } from './las-sort.ts';
 import { computeOracleOrder } from './oracle-sort.ts';
-import { OutcomeMemo, type JobKind } from './outcome-memo.ts';
+import { KIND_VARIANTS, OutcomeMemo } from './outcome-memo.ts';
 import { createQueueRank } from './order-preemption.ts';
 import { computePlacement, type PlacementOptions } from './placement.ts';
 import { ExtraFreeView, PlanOverlay } from './plan-overlay.ts';
@@ -20,10 +21,11 @@ import { computePreemption, VictimPool } from './preemption.ts';
 import { compileProfile, DEFAULT_PROFILE, type SchedulerProfile } from './profile.ts';
 import { describeQuotaFailure, QuotaLedger } from './quota.ts';
 import { computeQueueOrder } from './queue-sort.ts';
-import { computeResourceShape, computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
+import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
 import { computeRunningJobs } from './running.ts';
 import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
 import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
+import { WaitingDiagnoses } from './waiting-diagnoses.ts';
 
 export interface CycleInput {
   /** The cluster to decide on. Never mutated. */
@@ -57,6 +59,12 @@ export interface CycleInput {
   attainedServiceGpuMs?: ReadonlyMap<string, number>;
   /** Recent run times of finished jobs, for run-time estimates (`fair-share` `withinTeam`; see duration-estimate.ts). */
   durationHistory?: DurationHistory;
+  /**
+   * What this cycle may keep for the next (see cycle-cache.ts): pass the same one to every cycle of a server or a
+   * simulation. It changes no result, only the cost of a long queue that changes little between cycles.
+   * @default a fresh one
+   */
+  cache?: CycleCache;
 }
 
 /**
@@ -93,15 +101,19 @@ export interface CycleShortcuts {
   readonly sameKindMemo: boolean;
   /** Preemption walks running jobs kept in victim order per node (`VictimPool`) instead of sorting candidates. */
   readonly victimPool: boolean;
+  /** The cycle uses `CycleInput.cache` (else a fresh cache, as if it were the first cycle). */
+  readonly keepAcrossCycles: boolean;
 }
 
-export const FAST_PATHS: CycleShortcuts = { capacityIndex: true, sameKindMemo: true, victimPool: true };
-export const PLAIN_PATHS: CycleShortcuts = { capacityIndex: false, sameKindMemo: false, victimPool: false };
+export const FAST_PATHS: CycleShortcuts = { capacityIndex: true, sameKindMemo: true, victimPool: true, keepAcrossCycles: true };
+export const PLAIN_PATHS: CycleShortcuts = { capacityIndex: false, sameKindMemo: false, victimPool: false, keepAcrossCycles: false };
 
 /** `runCycle` with chosen shortcuts (for tests and benchmarks; the result is the same either way). */
 export function runCycleWith(input: CycleInput, profile: SchedulerProfile, shortcuts: CycleShortcuts): CycleResult {
   const config = compileProfile(profile);
   const { now } = input;
+  const cache = (shortcuts.keepAcrossCycles ? input.cache : undefined) ?? new CycleCache();
+  const cycle = cache.begin();
   const index = computeSnapshotIndex(input.snapshot);
   const overlay = new PlanOverlay(index, shortcuts.capacityIndex);
   const estimator = config.fairShare && config.fairShare.withinTeam !== 'priority' ? createDurationEstimator(input.durationHistory, { window: config.fairShare.estimateWindow, minSamples: config.fairShare.estimateMinSamples }) : undefined;
@@ -127,22 +139,27 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     }
   }
 
-  // The queue, each job with what the loop reads of it (see `QueuedJob`).
+  // The queue: one record per job id (its first entry), each with its team's position counters for this cycle.
   const teamSlots = new Map<string, TeamSlot>();
-  const makeQueuedJob = (job: Job, key: number, gpus: number, priority: number, idValue: number, createdAt: number): QueuedJob => {
-    const { spec } = job;
-    let slot = teamSlots.get(spec.team);
-    if (!slot) teamSlots.set(spec.team, (slot = { waiting: 0, seen: 0 }));
-    return { job, key, gpus, priority, idValue, createdAt, shape: computeResourceShape(spec), team: spec.team, maxDurationMs: spec.maxDurationMs, slot, kinds: undefined };
-  };
-  const queue: readonly QueuedJob[] = config.fairShare
-    ? computeFairShareQueue(input.pending, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs }, makeQueuedJob)
-    : (config.oracle
-        ? computeOracleOrder(input.pending, input.oracleRemainingMs)
-        : config.las
-          ? computeLasOrder(input.pending, input.attainedServiceGpuMs, now, config.las)
-          : computeQueueOrder(input.pending)
-      ).map((job) => makeQueuedJob(job, 0, 0, job.spec.priority, 0, job.createdAt));
+  const records: JobRecord[] = [];
+  for (const job of input.pending) {
+    const record = cache.recordOf(job);
+    if (!record) continue;
+    let slot = teamSlots.get(record.team);
+    if (!slot) teamSlots.set(record.team, (slot = { team: record.team, waiting: 0, seen: 0 }));
+    record.slot = slot;
+    records.push(record);
+  }
+  const queue: readonly JobRecord[] = config.fairShare
+    ? computeFairShareQueue(records, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs }, cache)
+    : inQueueOrder(
+        config.oracle
+          ? computeOracleOrder(input.pending, input.oracleRemainingMs)
+          : config.las
+            ? computeLasOrder(input.pending, input.attainedServiceGpuMs, now, config.las)
+            : computeQueueOrder(input.pending),
+        cache,
+      );
   const queueRank = config.orderPreemption ? createQueueRank(config, input) : undefined;
   const preemptionArgs = config.preemption ?? config.orderPreemption;
 
@@ -176,18 +193,15 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
 
   // Same kind of job, same state → same outcome. Off where a job's outcome depends on more than its kind (its own
   // rank in the queue order for order-preemption).
-  const memo = shortcuts.sameKindMemo && !queueRank ? new OutcomeMemo() : undefined;
+  const memo = shortcuts.sameKindMemo && !queueRank ? new OutcomeMemo(cache.kindCount) : undefined;
   /** Every counter here only grows, so an equal sum means that nothing was decided in between. */
   const stateVersion = (): number =>
     overlay.version + (ledger?.version ?? 0) + (runningLedger?.version ?? 0) + preemptions.length + reservations.length + preemptors + backfillReservations + victims.size + (blockedHead ? 1 : 0);
   /** The job before, not yet settled: its kind, the state version at its turn and how many jobs had been noted. */
-  let previous: { kind: JobKind; version: number; noted: number } | undefined;
+  let previous: { variant: number; version: number; noted: number } | undefined;
   const settlePrevious = (): void => {
     // Remember its outcome only if it was left waiting and decided nothing.
-    if (previous && diagnoser.notedCount === previous.noted + 1 && stateVersion() === previous.version) {
-      previous.kind.version = previous.version;
-      previous.kind.atTurn = diagnoser.lastAtTurn();
-    }
+    if (memo && previous && diagnoser.notedCount === previous.noted + 1 && stateVersion() === previous.version) memo.learn(previous.variant, previous.version, diagnoser.lastAtTurn());
     previous = undefined;
   };
 
@@ -199,14 +213,13 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     // A job that victims are being stopped for is not like the others of its kind.
     if (memo) settlePrevious();
     if (memo && (stopping.forJob.size === 0 || !stopping.forJob.has(job.id))) {
-      const kinds = (queued.kinds ??= memo.kindsOf(original, queued.team, queued.priority));
-      const kind = kinds[(short ? 1 : 0) + (queued.maxDurationMs === undefined ? 2 : 0)] as JobKind;
+      const variant = queued.kindId * KIND_VARIANTS + (short ? 1 : 0) + (queued.maxDurationMs === undefined ? 2 : 0);
       const version = stateVersion();
-      if (kind.version === version) {
-        diagnoser.noteUnplacedAs(queued, kind.atTurn);
+      if (memo.knows(variant, version)) {
+        diagnoser.noteUnplacedAs(queued, memo.outcome(variant));
         continue;
       }
-      previous = { kind, version, noted: diagnoser.notedCount };
+      previous = { variant, version, noted: diagnoser.notedCount };
     }
     if (computeShapeProblem(original) !== undefined) {
       diagnoser.noteUnplaced(queued);
@@ -371,51 +384,40 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   }
 
   const waiting = diagnoser.finish();
-  // 4. positions in each team's queue (jobs left waiting, in queue order), and estimated starts.
-  // The notes are the queue's own entries (`QueuedJob`), each with its team's counters.
-  const diagnoses = new Map<string, Diagnosis>();
-  const waitingJobs = waiting.jobs as readonly QueuedJob[];
-  for (let i = 0; i < waitingJobs.length; i++) (waitingJobs[i] as QueuedJob).slot.waiting++;
-  for (let i = 0; i < waitingJobs.length; i++) {
-    const { job, team, slot } = waitingJobs[i] as QueuedJob;
-    const d = waiting.diagnoses[i] as Diagnosis;
-    const at = ++slot.seen;
-    // Written out rather than spread: 50,000 of these per cycle, and a literal is several times cheaper.
-    const withPosition: Diagnosis = { plugin: d.plugin, code: d.code, message: d.message, position: { team, index: at, of: slot.waiting } };
-    if (d.estimatedStartAt !== undefined) withPosition.estimatedStartAt = d.estimatedStartAt;
-    diagnoses.set(job.id, withPosition);
+  // 4. positions in each team's queue (jobs left waiting, in queue order); the diagnoses themselves are put
+  // together when read (waiting-diagnoses.ts).
+  const waitingRecords = waiting.jobs as readonly JobRecord[];
+  const count = waitingRecords.length;
+  const waitingJobs = new Array<Job>(count);
+  const slots = new Array<TeamSlot>(count);
+  const positions = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const record = waitingRecords[i] as JobRecord;
+    record.slot.waiting++;
+    record.waitingAt = i;
+    record.waitingCycle = cycle;
+    waitingJobs[i] = record.job;
+    slots[i] = record.slot;
   }
-  // The few jobs with a reservation: its note and time (looked up from their side, not once per waiting job).
-  for (const [id, note] of reservedNote) {
-    const d = diagnoses.get(id);
-    if (d && d.code !== 'NeverFits') d.message = `${d.message}${note}`;
-  }
-  for (const [id, start] of estimatedStart) {
-    const d = diagnoses.get(id);
-    if (d) d.estimatedStartAt = start;
-  }
+  for (let i = 0; i < count; i++) positions[i] = ++(slots[i] as TeamSlot).seen;
+  const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, slots, positions, reservedNote, estimatedStart, cache, cycle });
+  cache.sweep(records.length);
 
   return { plan: { snapshotVersion: input.snapshot.version, placements: overlay.placements, preemptions, reservations }, diagnoses };
 }
 
 /**
- * A pending job with what the cycle's loop reads of it, read once per cycle in input order (where the jobs lie
- * together), with the fair-share sort's fields (zero for the other sorts).
+ * The cycle's records in the order of `ordered`, a sort of the pending jobs that lists each id once. A record stands
+ * for its id's first entry in the input; the sorts keep an id's first entry in their own order, which differs only
+ * for an id listed twice with different contents.
  */
-interface QueuedJob extends FairShareEntry {
-  readonly shape: ResourceShape;
-  readonly team: string;
-  readonly maxDurationMs: number | undefined;
-  /** Its team's counters for positions (shared by the team's jobs). */
-  readonly slot: TeamSlot;
-  /** Its kinds in the outcome memo (by variant), found on first use. */
-  kinds: JobKind[] | undefined;
-}
-
-/** Per team: jobs left waiting, and how many of them have been given a position so far. */
-interface TeamSlot {
-  waiting: number;
-  seen: number;
+function inQueueOrder(ordered: readonly Job[], cache: CycleCache): JobRecord[] {
+  const queue: JobRecord[] = [];
+  for (const job of ordered) {
+    const record = cache.peek(job.id);
+    if (record) queue.push(record);
+  }
+  return queue;
 }
 
 /** GPUs on ready nodes, by type. */

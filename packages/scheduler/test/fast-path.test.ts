@@ -6,15 +6,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ClusterSnapshot, CycleResult, GpuAllocation, Job, JobSpec, NodeInfo, TeamConfig } from '@tutti/model';
-import { BUILTIN_PROFILES, compileProfile, verifyPlan, type CycleInput } from '../src/index.ts';
+import { BUILTIN_PROFILES, compileProfile, CycleCache, verifyPlan, type CycleInput } from '../src/index.ts';
 import { FAST_PATHS, PLAIN_PATHS, runCycleWith, type CycleShortcuts } from '../src/run-cycle.ts';
 import { cycleInputArb } from './world-arbitraries.ts';
 
 const SOME_SHORTCUTS: readonly CycleShortcuts[] = [
   FAST_PATHS,
-  { capacityIndex: true, sameKindMemo: false, victimPool: false },
-  { capacityIndex: false, sameKindMemo: true, victimPool: false },
-  { capacityIndex: false, sameKindMemo: false, victimPool: true },
+  { capacityIndex: true, sameKindMemo: false, victimPool: false, keepAcrossCycles: false },
+  { capacityIndex: false, sameKindMemo: true, victimPool: false, keepAcrossCycles: false },
+  { capacityIndex: false, sameKindMemo: false, victimPool: true, keepAcrossCycles: false },
 ];
 
 function expectSameDecisions(input: CycleInput, profile: Parameters<typeof runCycleWith>[1]): CycleResult {
@@ -97,6 +97,58 @@ describe.each([...BUILTIN_PROFILES.values()])('profile $name: shortcuts on or of
       if (profile.name === 'tutti') {
         expect(plan.preemptions.length).toBeGreaterThan(0);
         expect(plan.reservations.length).toBeGreaterThan(0);
+      }
+    }
+  });
+});
+
+/**
+ * The cache a server keeps across cycles (`CycleInput.cache`) must never change a decision: a run of cycles in which
+ * jobs leave, arrive, come back as new objects with other specs, or are listed twice, and the clock moves, decides
+ * each cycle exactly as a fresh cache does, and each cycle's diagnoses answer look-ups by id after later cycles ran.
+ */
+describe.each(['tutti', 'fifo-backfill', 'tiresias'])('profile %s: a cache kept across cycles decides as a fresh one', (name) => {
+  const profile = BUILTIN_PROFILES.get(name) as Parameters<typeof runCycleWith>[1];
+  const FRESH: CycleShortcuts = { ...FAST_PATHS, keepAcrossCycles: false };
+
+  it('over 12 cycles of a changing queue on a busy cluster', () => {
+    for (const seed of [3, 4]) {
+      const world = busyWorld(seed, 24, 600);
+      let s = seed * 7919;
+      const r = (): number => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+      const cache = new CycleCache();
+      let pending = [...world.pending];
+      let nextId = 50_000;
+      const earlier: { result: CycleResult; expected: [string, unknown][] }[] = [];
+      for (let cycle = 0; cycle < 12; cycle++) {
+        const now = world.now + cycle * 600_000;
+        // Some jobs leave; some arrive (some of them listed twice); some come back as new objects with another priority.
+        pending = pending.filter(() => r() > 0.15);
+        for (let k = 0; k < 40; k++) {
+          const template = world.pending[Math.floor(r() * world.pending.length)] as Job;
+          const job: Job = { ...template, id: String(nextId++), createdAt: now - Math.floor(r() * 1_000) };
+          pending.push(job);
+          if (r() < 0.1) pending.push({ ...job });
+        }
+        pending = pending.map((job) => (r() < 0.05 ? { ...job, spec: { ...job.spec, priority: job.spec.priority + 20 } } : job));
+        const input: CycleInput = { ...world, pending, now };
+        const fresh = runCycleWith(input, profile, FRESH);
+        const kept = runCycleWith({ ...input, cache }, profile, FAST_PATHS);
+        expect(kept.plan).toEqual(fresh.plan);
+        const entries = [...kept.diagnoses];
+        expect(entries).toEqual([...fresh.diagnoses]);
+        for (const [id, d] of entries.slice(0, 50)) expect(kept.diagnoses.get(id)).toEqual(d);
+        for (const placement of kept.plan.placements) expect(kept.diagnoses.has(placement.jobId)).toBe(false);
+        earlier.push({ result: kept, expected: entries });
+        // Placed jobs start and leave the queue.
+        const placed = new Set(kept.plan.placements.map((p) => p.jobId));
+        pending = pending.filter((job) => !placed.has(job.id));
+      }
+      // The first cycles' diagnoses, read after the later cycles ran.
+      for (const { result, expected } of earlier.slice(0, 3)) {
+        expect(result.diagnoses.size).toBe(expected.length);
+        for (const [id, d] of expected.slice(-20)) expect(result.diagnoses.get(id)).toEqual(d);
+        expect(result.diagnoses.get('no-such-job')).toBeUndefined();
       }
     }
   });

@@ -20,7 +20,7 @@ import {
 } from '@tutti/model';
 import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
-import { recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
@@ -134,6 +134,8 @@ export class JobController {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private seed = 1;
+  /** Kept across cycles: what the scheduler derives from each queued job, so a long queue is not re-derived each cycle. */
+  private readonly cycleCache = new CycleCache();
   /** Launches in flight, so `close` can wait for them to be recorded. */
   private readonly launches = new Set<Promise<void>>();
   /** Running attempts whose logs are tailed for progress records. */
@@ -326,7 +328,7 @@ export class JobController {
       const stopping = this.preemptedFor.get(job.id);
       return stopping ? { ...job, stopping } : job;
     });
-    const result = runCycle({ snapshot, pending, running: runningInput, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory }, profile);
+    const result = runCycle({ snapshot, pending, running: runningInput, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory, cache: this.cycleCache }, profile);
     metrics.observeCycle((performance.now() - started) / 1000);
 
     // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).

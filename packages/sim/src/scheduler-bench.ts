@@ -7,8 +7,12 @@
  * priorities; a queue of mixed gangs (55% 1 GPU, 20% 2, 12% 4, 8% 8, 3% 2×8, 1.5% 4×8, 0.5% 8×8 GPUs), 30% of them
  * with a max duration; teams with nominal quotas (80% of the cluster shared equally) and weights 1–3.
  *
+ * Cycles are timed as the server runs them: with one `CycleCache` kept across the cycles of a run (what a cycle
+ * derives from each pending job, and each team's last order), which changes no decision. The first cycle of a
+ * server has no cache: that is the cold figure.
+ *
  * Figures (medians unless named otherwise):
- *   - cycle time on the busy cluster, p50 and p99;
+ *   - cycle time on the busy cluster, p50 and p99, and cold (a fresh cache every cycle);
  *   - placements per second: the same queue on an idle cluster, where a cycle places as much as fits, divided by
  *     that cycle's time;
  *   - the incremental cost of one arrival: a cycle with one more pending job minus the base cycle, measured in
@@ -19,7 +23,7 @@
  * Everything is deterministic but the clock: the same options build the same worlds.
  */
 import type { ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, TeamConfig } from '@tutti/model';
-import { getProfile, runCycle, type CycleInput } from '@tutti/scheduler';
+import { CycleCache, getProfile, runCycle, type CycleInput } from '@tutti/scheduler';
 
 export interface SchedulerBenchWorldOptions {
   readonly nodes: number;
@@ -54,6 +58,8 @@ export interface SchedulerBenchGrowthRow {
 export interface SchedulerBenchResult {
   readonly cycle_ms_p50: number;
   readonly cycle_ms_p99: number;
+  /** The busy cycle with a fresh cache: the first cycle after the server starts. */
+  readonly cold_cycle_ms_p50: number;
   readonly placements_per_s: number;
   readonly busy_placements_per_cycle: number;
   readonly idle_cycle_ms_p50: number;
@@ -166,17 +172,21 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   const rounds = options.rounds ?? 15;
   const busyFraction = options.busyFraction ?? 0.9;
   const world = (nodes: number, pending: number, busy = busyFraction): CycleInput => makeSchedulerBenchWorld({ ...options, nodes, pending, busyFraction: busy });
-  const timeOne = (input: CycleInput): { ms: number; placements: number } => {
+  /** One cache per world, as one server keeps one. */
+  const caches = new WeakMap<CycleInput, CycleCache>();
+  const timeOne = (input: CycleInput, cold = false): { ms: number; placements: number } => {
+    let cache = caches.get(input);
+    if (!cache || cold) caches.set(input, (cache = new CycleCache()));
     const t0 = clock();
-    const out = runCycle(input, profile);
+    const out = runCycle({ ...input, cache }, profile);
     return { ms: clock() - t0, placements: out.plan.placements.length };
   };
-  const timeMany = (input: CycleInput, n: number, warmUp: number): { times: number[]; placements: number } => {
-    for (let i = 0; i < warmUp; i++) timeOne(input);
+  const timeMany = (input: CycleInput, n: number, warmUp: number, cold = false): { times: number[]; placements: number } => {
+    for (let i = 0; i < warmUp; i++) timeOne(input, cold);
     const times: number[] = [];
     let placements = 0;
     for (let i = 0; i < n; i++) {
-      const t = timeOne(input);
+      const t = timeOne(input, cold);
       times.push(t.ms);
       placements = t.placements;
     }
@@ -185,11 +195,14 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
 
   const busyWorld = world(options.nodes, options.pending);
   const busy = timeMany(busyWorld, rounds, 3);
+  const cold = timeMany(busyWorld, Math.max(3, Math.floor(rounds / 3)), 1, true);
   const idle = timeMany(world(options.nodes, options.pending, 0), Math.max(3, Math.floor(rounds / 3)), 2);
 
   // One arrival, timed in alternation with the base cycle so that drift of the machine hits both alike.
   const arrivalJob: Job = { id: '999999999', status: 'pending', createdAt: 2_000_000, spec: benchSpec('team-0', 50, 1, 1) };
+  // Both share the base world's cache, as one server's cycles do when a job arrives and another starts.
   const arrival: CycleInput = { ...busyWorld, pending: [...busyWorld.pending, arrivalJob] };
+  caches.set(arrival, caches.get(busyWorld) ?? new CycleCache());
   timeOne(arrival);
   const differences: number[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -216,6 +229,7 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   return {
     cycle_ms_p50: round(busyP50),
     cycle_ms_p99: round(quantile(busy.times, 0.99)),
+    cold_cycle_ms_p50: round(quantile(cold.times, 0.5)),
     placements_per_s: Math.round(idle.placements / (Math.max(idleP50, 1e-6) / 1000)),
     busy_placements_per_cycle: busy.placements,
     idle_cycle_ms_p50: round(idleP50),
@@ -245,6 +259,7 @@ export function formatSchedulerBench(result: SchedulerBenchResult): string {
     `scheduler benchmark: profile ${c.profile}, ${c.nodes} nodes × ${c.gpus_per_node} GPUs = ${c.gpus} GPUs, ${c.pending} pending jobs, ${c.teams} teams, ${c.running_jobs} running jobs (${Math.round(c.busy_fraction * 100)}% busy), ${c.rounds} rounds, Node ${c.node}`,
     '',
     `  busy cycle           p50 ${result.cycle_ms_p50} ms, p99 ${result.cycle_ms_p99} ms (${result.busy_placements_per_cycle} placed per cycle)`,
+    `  busy cycle, cold     p50 ${result.cold_cycle_ms_p50} ms (a fresh cache: the first cycle after a start)`,
     `  idle cycle           p50 ${result.idle_cycle_ms_p50} ms (${result.idle_placements_per_cycle} placed per cycle)`,
     `  placements/s         ${result.placements_per_s}`,
     `  one arrival          ${result.arrival_incremental_ms >= 0 ? '+' : ''}${result.arrival_incremental_ms} ms per cycle (median of paired differences)`,

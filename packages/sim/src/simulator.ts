@@ -27,7 +27,7 @@
  *     jobs still to finish).
  */
 import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, PlacedNode, Plan, TeamUsage } from '@tutti/model';
-import { checkFeasibility, compareQueueOrder, compileProfile, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { checkFeasibility, compareQueueOrder, compileProfile, CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
@@ -343,6 +343,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   let cycles = 0;
   let cyclesSkipped = 0;
   let version = 0;
+  /** One for the whole run, as the live server keeps one (see the scheduler's cycle-cache.ts). */
+  const cycleCache = new CycleCache();
   let doneCount = 0;
   let pruning = policy.pruning;
   const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[], frag: [] as number[] };
@@ -569,7 +571,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       }
     }
     const snapshot: ClusterSnapshot = { version, nodes: nodeInfos, allocations };
-    const input: CycleInput = { snapshot, pending, now: now * 1000, seed };
+    const input: CycleInput = { snapshot, pending, now: now * 1000, seed, cache: cycleCache };
     if (pruning === 'none') {
       // Profiles that look at running jobs, quotas and fair share get them; the pruned path serves only profiles
       // that read none of these.

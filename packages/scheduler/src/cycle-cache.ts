@@ -1,0 +1,173 @@
+/**
+ * What one cycle may keep for the next: per pending job, what the cycle derives from it (shape, GPUs, sort fields,
+ * kind of job), and per team, the order the last cycle put the team's jobs in.
+ *
+ * A cache changes no result. Every cycle decides from its input alone, and a cycle given a fresh cache decides the
+ * same as one given a cache that saw a thousand cycles before; the fast-path tests run sequences of cycles both ways.
+ * What the cache buys is work not redone: a queue of 50,000 jobs where a few arrive and leave between cycles is
+ * looked up rather than re-derived, and each team's order is handed to the sort nearly sorted, so that sorting it
+ * again costs about one comparison per job (the sort, not the hint, decides the order).
+ *
+ * Contract: the live server and the simulator keep one cache each and pass it to every cycle (`CycleInput.cache`).
+ * A job or spec object given to a cycle is not edited afterwards; a changed job is a new object, and a record whose
+ * Job or spec object differs from the one it was made from is made again.
+ */
+import type { Job, JobSpec } from '@tutti/model';
+import { computeGpusHeld } from '@tutti/model';
+import type { FairShareEntry } from './fair-share.ts';
+import { computeResourceShape, type ResourceShape } from './resource-shape.ts';
+
+/** Per team, in one cycle: jobs left waiting, and how many of them have been given a position so far. */
+export interface TeamSlot {
+  readonly team: string;
+  waiting: number;
+  seen: number;
+}
+
+/**
+ * A pending job as cycles read it. The fields derived from the job are set when the record is made; the per-cycle
+ * fields (`key`, `slot`) are set by the cycle that reads them and mean nothing outside it.
+ */
+export interface JobRecord extends FairShareEntry {
+  job: Job;
+  spec: JobSpec;
+  shape: ResourceShape;
+  team: string;
+  priority: number;
+  createdAt: number;
+  maxDurationMs: number | undefined;
+  gpus: number;
+  idValue: number;
+  /** The kind of job (shape, team, priority) as a dense number, for the outcome memo; from the cache's kind table of `kindEpoch`. */
+  kindId: number;
+  kindEpoch: number;
+  /** The last cycle that read this record (a second entry with its id in that cycle is a duplicate). */
+  seenCycle: number;
+  /** Position in its team's sorted order in cycle `rankCycle` (a hint for the next sort). */
+  rank: number;
+  rankCycle: number;
+  /** Per cycle: effective priority (fair share) and the team's position counters. */
+  key: number;
+  slot: TeamSlot;
+  /** Index in the waiting list of cycle `waitingCycle` (for looking up its diagnosis). */
+  waitingAt: number;
+  waitingCycle: number;
+}
+
+/** A team's order as the last cycle that sorted it left it. */
+export interface TeamOrderHint {
+  readonly cycle: number;
+  readonly size: number;
+}
+
+/** Distinct kinds kept before the table is emptied (records then take new ids). */
+const KINDS_MAX = 200_000;
+
+const NO_SLOT: TeamSlot = { team: '', waiting: 0, seen: 0 };
+
+export class CycleCache {
+  /** Cycles begun with this cache. */
+  private cycleCount = 0;
+  private readonly records = new Map<string, JobRecord>();
+  private kinds = new Map<string, number>();
+  private kindEpoch = 0;
+  readonly teamOrders = new Map<string, TeamOrderHint>();
+
+  /** Starts a cycle; returns its number. */
+  begin(): number {
+    if (this.kinds.size > KINDS_MAX) {
+      this.kinds = new Map();
+      this.kindEpoch++;
+    }
+    return ++this.cycleCount;
+  }
+
+  get cycle(): number {
+    return this.cycleCount;
+  }
+
+  /** Kinds numbered so far: ids are below this. */
+  get kindCount(): number {
+    return this.kinds.size;
+  }
+
+  /** The job's record for the current cycle, or undefined when its id was already read in this cycle. */
+  recordOf(job: Job): JobRecord | undefined {
+    const cycle = this.cycleCount;
+    let record = this.records.get(job.id);
+    if (record === undefined) {
+      record = this.makeRecord(job);
+      this.records.set(job.id, record);
+    } else if (record.seenCycle === cycle) {
+      return undefined;
+    } else if (record.job !== job) {
+      if (record.spec !== job.spec || record.createdAt !== job.createdAt) {
+        record = this.makeRecord(job);
+        this.records.set(job.id, record);
+      } else record.job = job;
+    }
+    if (record.kindEpoch !== this.kindEpoch) {
+      record.kindId = this.kindIdOf(record.shape, record.team, record.priority);
+      record.kindEpoch = this.kindEpoch;
+    }
+    record.seenCycle = cycle;
+    return record;
+  }
+
+  /** After a cycle that read `read` jobs: forget jobs it did not read, once they outnumber those it did. */
+  sweep(read: number): void {
+    if (this.records.size <= 2 * read + 1_024) return;
+    const cycle = this.cycleCount;
+    for (const [id, record] of this.records) if (record.seenCycle !== cycle) this.records.delete(id);
+    for (const [team, hint] of this.teamOrders) if (hint.cycle !== cycle) this.teamOrders.delete(team);
+  }
+
+  /** The record kept for a job id, if any (whatever cycle read it last). */
+  peek(id: string): JobRecord | undefined {
+    return this.records.get(id);
+  }
+
+  private makeRecord(job: Job): JobRecord {
+    const { spec } = job;
+    const shape = computeResourceShape(spec);
+    return {
+      job,
+      spec,
+      shape,
+      team: spec.team,
+      priority: spec.priority,
+      createdAt: job.createdAt,
+      maxDurationMs: spec.maxDurationMs,
+      gpus: computeGpusHeld(spec),
+      idValue: decimalIdValue(job.id),
+      kindId: this.kindIdOf(shape, spec.team, spec.priority),
+      kindEpoch: this.kindEpoch,
+      seenCycle: -1,
+      rank: -1,
+      rankCycle: -1,
+      key: 0,
+      slot: NO_SLOT,
+      waitingAt: -1,
+      waitingCycle: -1,
+    };
+  }
+
+  private kindIdOf(shape: ResourceShape, team: string, priority: number): number {
+    const key = `${shape.key}\u0000${team}\u0000${priority}`;
+    let id = this.kinds.get(key);
+    if (id === undefined) this.kinds.set(key, (id = this.kinds.size));
+    return id;
+  }
+}
+
+/** The id's value when it is a decimal number of at most 15 digits (exact as a double), else -1. */
+export function decimalIdValue(id: string): number {
+  if (id.length === 0 || id.length > 15) return -1;
+  let value = 0;
+  for (let i = 0; i < id.length; i++) {
+    const digit = id.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}

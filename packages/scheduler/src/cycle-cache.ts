@@ -17,11 +17,18 @@ import { computeGpusHeld } from '@tutti/model';
 import type { FairShareEntry } from './fair-share.ts';
 import { computeResourceShape, type ResourceShape } from './resource-shape.ts';
 
-/** Per team, in one cycle: jobs left waiting, and how many of them have been given a position so far. */
+/**
+ * Per team, in one cycle: jobs left waiting, and how many of them have been given a position so far. Kept by the
+ * cache from cycle to cycle (and zeroed when a cycle first asks for it), so that pointing each record at its team's
+ * slot writes nothing new into long-lived records: a cycle that gave 50,000 old records a pointer to a new object each
+ * made every young-generation collection walk them all.
+ */
 export interface TeamSlot {
   readonly team: string;
   waiting: number;
   seen: number;
+  /** The cycle the counts belong to. */
+  cycle: number;
 }
 
 /**
@@ -52,6 +59,10 @@ export interface JobRecord extends FairShareEntry {
   /** Index in the waiting list of cycle `waitingCycle` (for looking up its diagnosis). */
   waitingAt: number;
   waitingCycle: number;
+  /** Index in the records the last cycle that read it read (`CycleCache.readPending`). */
+  readAt: number;
+  /** Replaced by a newer record for its id: no longer kept. */
+  retired: boolean;
 }
 
 /** A team's order as the last cycle that sorted it left it. */
@@ -63,15 +74,18 @@ export interface TeamOrderHint {
 /** Distinct kinds kept before the table is emptied (records then take new ids). */
 const KINDS_MAX = 200_000;
 
-const NO_SLOT: TeamSlot = { team: '', waiting: 0, seen: 0 };
+const NO_SLOT: TeamSlot = { team: '', waiting: 0, seen: 0, cycle: -1 };
 
 export class CycleCache {
   /** Cycles begun with this cache. */
   private cycleCount = 0;
   private readonly records = new Map<string, JobRecord>();
+  /** The records of the last `readPending`, in input order. */
+  private lastRead: JobRecord[] = [];
   private kinds = new Map<string, number>();
   private kindEpoch = 0;
   readonly teamOrders = new Map<string, TeamOrderHint>();
+  private readonly slots = new Map<string, TeamSlot>();
 
   /** Starts a cycle; returns its number. */
   begin(): number {
@@ -91,6 +105,34 @@ export class CycleCache {
     return this.kinds.size;
   }
 
+  /**
+   * The records of a cycle's pending jobs, one per id (its first entry), in input order. A queue passed again in
+   * about the same order as last time (the server lists its queue in arrival order) is matched job by job against
+   * the last cycle's records, which costs a comparison per job instead of a look-up by id; a job that does not match
+   * is looked up, and the match resumes after it.
+   */
+  readPending(pending: readonly Job[]): JobRecord[] {
+    const last = this.lastRead;
+    const read: JobRecord[] = [];
+    let next = 0;
+    for (let i = 0; i < pending.length; i++) {
+      const job = pending[i] as Job;
+      let record = last[next];
+      if (record !== undefined && record.job === job && !record.retired && record.seenCycle !== this.cycleCount) {
+        next++;
+        this.touch(record);
+      } else {
+        record = this.recordOf(job);
+        if (record === undefined) continue;
+        if (record.readAt >= next && last[record.readAt] === record) next = record.readAt + 1;
+      }
+      record.readAt = read.length;
+      read.push(record);
+    }
+    this.lastRead = read;
+    return read;
+  }
+
   /** The job's record for the current cycle, or undefined when its id was already read in this cycle. */
   recordOf(job: Job): JobRecord | undefined {
     const cycle = this.cycleCount;
@@ -102,24 +144,46 @@ export class CycleCache {
       return undefined;
     } else if (record.job !== job) {
       if (record.spec !== job.spec || record.createdAt !== job.createdAt) {
+        record.retired = true;
         record = this.makeRecord(job);
         this.records.set(job.id, record);
       } else record.job = job;
     }
+    this.touch(record);
+    return record;
+  }
+
+  private touch(record: JobRecord): void {
     if (record.kindEpoch !== this.kindEpoch) {
       record.kindId = this.kindIdOf(record.shape, record.team, record.priority);
       record.kindEpoch = this.kindEpoch;
     }
-    record.seenCycle = cycle;
-    return record;
+    record.seenCycle = this.cycleCount;
+  }
+
+  /** The team's position counters for the current cycle (zero when first asked in it). */
+  slotOf(team: string): TeamSlot {
+    let slot = this.slots.get(team);
+    if (!slot) this.slots.set(team, (slot = { team, waiting: 0, seen: 0, cycle: this.cycleCount }));
+    else if (slot.cycle !== this.cycleCount) {
+      slot.waiting = 0;
+      slot.seen = 0;
+      slot.cycle = this.cycleCount;
+    }
+    return slot;
   }
 
   /** After a cycle that read `read` jobs: forget jobs it did not read, once they outnumber those it did. */
   sweep(read: number): void {
     if (this.records.size <= 2 * read + 1_024) return;
     const cycle = this.cycleCount;
-    for (const [id, record] of this.records) if (record.seenCycle !== cycle) this.records.delete(id);
+    for (const [id, record] of this.records) {
+      if (record.seenCycle === cycle) continue;
+      record.retired = true;
+      this.records.delete(id);
+    }
     for (const [team, hint] of this.teamOrders) if (hint.cycle !== cycle) this.teamOrders.delete(team);
+    for (const [team, slot] of this.slots) if (slot.cycle !== cycle) this.slots.delete(team);
   }
 
   /** The record kept for a job id, if any (whatever cycle read it last). */
@@ -149,6 +213,8 @@ export class CycleCache {
       slot: NO_SLOT,
       waitingAt: -1,
       waitingCycle: -1,
+      readAt: -1,
+      retired: false,
     };
   }
 

@@ -72,7 +72,8 @@ export interface WaitingJob {
 }
 
 export class Diagnoser {
-  private readonly inventory: Inventory;
+  /** Built on first use: a cycle that places every job it reads never asks whether one could ever fit. */
+  private inventoryMemo: Inventory | undefined;
   private readonly feasibility = new Map<string, FeasibilityResult>();
   private readonly fitsAtStart = new Map<string, boolean>();
   private readonly tallies = new Map<string, TakerTally>();
@@ -89,7 +90,6 @@ export class Diagnoser {
     private readonly overlay: PlanOverlay,
     place?: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined,
   ) {
-    this.inventory = computeInventory(index.nodes.map((n) => n.info));
     this.place = place ?? ((shape, view) => computeGangPlacement(shape, view, index));
   }
 
@@ -130,7 +130,7 @@ export class Diagnoser {
   /** Whether the shape could ever fit the inventory (cached per shape). */
   feasibilityOf(shape: ResourceShape): FeasibilityResult {
     let feasible = this.feasibility.get(shape.key);
-    if (!feasible) this.feasibility.set(shape.key, (feasible = checkShapeFeasibility(this.inventory, shape)));
+    if (!feasible) this.feasibility.set(shape.key, (feasible = checkShapeFeasibility((this.inventoryMemo ??= computeInventory(this.index.nodes.map((n) => n.info))), shape)));
     return feasible;
   }
 

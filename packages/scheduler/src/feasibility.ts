@@ -36,13 +36,26 @@ export function computeInventory(nodes: readonly NodeInfo[]): Inventory {
   const up = nodes.filter((n) => n.state !== 'down').sort((a, b) => compareNames(a.name, b.name));
   const classes = new Map<string, { node: NodeInfo; count: number }>();
   for (const node of up) {
-    const gpus = node.gpus.map((g) => `${g.type}/${g.memoryMiB}`).sort();
-    const key = JSON.stringify([node.cpus, node.memoryMiB, gpus]);
+    const key = nodeClassKey(node);
     const found = classes.get(key);
     if (found) found.count++;
     else classes.set(key, { node, count: 1 });
   }
   return { classes: [...classes.values()], upCount: up.length, downCount: nodes.length - up.length };
+}
+
+/**
+ * Nodes with equal keys have the same CPUs, memory and multiset of GPU (type, memory). Most nodes have GPUs of one
+ * kind: their key is built without listing and sorting every GPU. A key of one kind (a count in the third part)
+ * never equals a mixed one (GPU kinds joined by U+0001 there).
+ */
+function nodeClassKey(node: NodeInfo): string {
+  const { gpus } = node;
+  const first = gpus[0];
+  let oneKind = true;
+  for (let i = 1; i < gpus.length && oneKind; i++) oneKind = (gpus[i] as NodeInfo['gpus'][number]).type === first?.type && (gpus[i] as NodeInfo['gpus'][number]).memoryMiB === first.memoryMiB;
+  const kinds = first === undefined ? '0' : oneKind ? `${gpus.length}\u0000${first.type}/${first.memoryMiB}` : gpus.map((g) => `${g.type}/${g.memoryMiB}`).sort().join('\u0001');
+  return `${node.cpus}\u0000${node.memoryMiB}\u0000${kinds}`;
 }
 
 export function checkFeasibility(nodes: readonly NodeInfo[], spec: JobSpec): FeasibilityResult {

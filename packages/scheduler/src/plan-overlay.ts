@@ -189,14 +189,22 @@ export class ExtraFreeView implements CapacityView {
     let merged = this.merged.get(node.ordinal);
     if (!merged) {
       merged = new Map(this.base.freeGpusByType(node));
-      // Per type: the base's free list plus the extra GPUs not in it, by index (one copy and one sort per type).
-      const touched = new Map<string, GpuDevice[]>();
+      // Per type: the base's free list (ordered by index) copied once, and each extra GPU not in it inserted in index
+      // order, after any of the same index (what a stable sort by index gives; no sort: thousands of these a cycle).
+      const copied = new Set<string>();
       for (const gpu of more) {
-        let list = touched.get(gpu.type);
-        if (!list) touched.set(gpu.type, (list = [...(merged.get(gpu.type) ?? [])]));
-        if (!list.includes(gpu)) list.push(gpu);
+        let list = merged.get(gpu.type) as GpuDevice[] | undefined;
+        if (!copied.has(gpu.type)) {
+          copied.add(gpu.type);
+          merged.set(gpu.type, (list = list ? [...list] : []));
+        }
+        if (!list || list.includes(gpu)) continue;
+        list.push(gpu);
+        for (let k = list.length - 1; k > 0 && (list[k - 1] as GpuDevice).index > gpu.index; k--) {
+          list[k] = list[k - 1] as GpuDevice;
+          list[k - 1] = gpu;
+        }
       }
-      for (const [type, list] of touched) merged.set(type, list.sort((a, b) => a.index - b.index));
       this.merged.set(node.ordinal, merged);
     }
     return merged;

@@ -6,8 +6,8 @@ import { formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis,
 import { computeReservation } from './backfill.ts';
 import { Diagnoser } from './diagnose.ts';
 import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
-import { CycleCache, type JobRecord, type TeamSlot } from './cycle-cache.ts';
-import { computeFairShareQueue, jobGpus } from './fair-share.ts';
+import { CycleCache, type JobRecord } from './cycle-cache.ts';
+import { computeFairShareQueue } from './fair-share.ts';
 import { formatAnd, formatSome } from './format.ts';
 import { computeCandidateTypes } from './gpu-fit.ts';
 import { computeLasOrder } from './las-sort.ts';
@@ -140,15 +140,11 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   }
 
   // The queue: one record per job id (its first entry), each with its team's position counters for this cycle.
-  const teamSlots = new Map<string, TeamSlot>();
-  const records: JobRecord[] = [];
-  for (const job of input.pending) {
-    const record = cache.recordOf(job);
-    if (!record) continue;
-    let slot = teamSlots.get(record.team);
-    if (!slot) teamSlots.set(record.team, (slot = { team: record.team, waiting: 0, seen: 0 }));
-    record.slot = slot;
-    records.push(record);
+  const records = cache.readPending(input.pending);
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i] as JobRecord;
+    const slot = cache.slotOf(record.team);
+    if (record.slot !== slot) record.slot = slot;
   }
   const queue: readonly JobRecord[] = config.fairShare
     ? computeFairShareQueue(records, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs }, cache)
@@ -236,7 +232,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
 
     // b. admission
     let shape = original;
-    const amount = jobGpus(job);
+    const amount = queued.gpus;
     if (ledger && shape.gpuCount > 0) {
       const types = computeCandidateTypes(shape, index.readyGpuTypes);
       const admitted: string[] = [];
@@ -389,18 +385,21 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const waitingRecords = waiting.jobs as readonly JobRecord[];
   const count = waitingRecords.length;
   const waitingJobs = new Array<Job>(count);
-  const slots = new Array<TeamSlot>(count);
   const positions = new Int32Array(count);
+  const teamSizes = new Int32Array(count);
   for (let i = 0; i < count; i++) {
     const record = waitingRecords[i] as JobRecord;
     record.slot.waiting++;
     record.waitingAt = i;
     record.waitingCycle = cycle;
     waitingJobs[i] = record.job;
-    slots[i] = record.slot;
   }
-  for (let i = 0; i < count; i++) positions[i] = ++(slots[i] as TeamSlot).seen;
-  const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, slots, positions, reservedNote, estimatedStart, cache, cycle });
+  for (let i = 0; i < count; i++) {
+    const slot = (waitingRecords[i] as JobRecord).slot;
+    positions[i] = ++slot.seen;
+    teamSizes[i] = slot.waiting;
+  }
+  const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, positions, teamSizes, reservedNote, estimatedStart, cache, cycle });
   cache.sweep(records.length);
 
   return { plan: { snapshotVersion: input.snapshot.version, placements: overlay.placements, preemptions, reservations }, diagnoses };

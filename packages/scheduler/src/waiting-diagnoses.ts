@@ -8,17 +8,17 @@
  * cycle's working state, so a later cycle changes nothing here.
  */
 import type { Diagnosis, Job } from '@tutti/model';
-import type { CycleCache, TeamSlot } from './cycle-cache.ts';
+import type { CycleCache } from './cycle-cache.ts';
 
 export interface WaitingDiagnosesParts {
   /** Jobs left waiting, in queue order. */
   readonly jobs: readonly Job[];
   /** The diagnosis each got (shared between jobs; never edited). */
   readonly atTurn: readonly Diagnosis[];
-  /** Each job's team counters, complete (`waiting` is the team's count). */
-  readonly slots: readonly TeamSlot[];
   /** Each job's 1-based position among its team's waiting jobs. */
   readonly positions: Int32Array;
+  /** How many of each job's team are waiting. */
+  readonly teamSizes: Int32Array;
   /** Notes added to the message of jobs with a backfill reservation. */
   readonly reservedNote: ReadonlyMap<string, string>;
   /** Expected start of jobs with a reservation. */
@@ -96,12 +96,11 @@ export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
   #at(i: number): Diagnosis {
     const found = this.#built[i];
     if (found) return found;
-    const { jobs, atTurn, slots, positions, reservedNote, estimatedStart } = this.#parts;
+    const { jobs, atTurn, positions, teamSizes, reservedNote, estimatedStart } = this.#parts;
     const job = jobs[i] as Job;
     const d = atTurn[i] as Diagnosis;
-    const slot = slots[i] as TeamSlot;
     const note = reservedNote.get(job.id);
-    const diagnosis: Diagnosis = { plugin: d.plugin, code: d.code, message: note !== undefined && d.code !== 'NeverFits' ? `${d.message}${note}` : d.message, position: { team: slot.team, index: positions[i] as number, of: slot.waiting } };
+    const diagnosis: Diagnosis = { plugin: d.plugin, code: d.code, message: note !== undefined && d.code !== 'NeverFits' ? `${d.message}${note}` : d.message, position: { team: job.spec.team, index: positions[i] as number, of: teamSizes[i] as number } };
     const start = estimatedStart.get(job.id) ?? d.estimatedStartAt;
     if (start !== undefined) diagnosis.estimatedStartAt = start;
     this.#built[i] = diagnosis;

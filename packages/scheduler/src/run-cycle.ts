@@ -22,7 +22,7 @@ import { compileProfile, DEFAULT_PROFILE, type SchedulerProfile } from './profil
 import { describeQuotaFailure, QuotaLedger } from './quota.ts';
 import { computeQueueOrder } from './queue-sort.ts';
 import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
-import { computeRunningJobs } from './running.ts';
+import { computeRunningJobs, type RunningJob } from './running.ts';
 import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
 import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
 import { WaitingDiagnoses } from './waiting-diagnoses.ts';
@@ -174,7 +174,9 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   /** Chosen this cycle or being stopped already: never a victim (again). */
   const notVictims = stopping.ids.size === 0 ? victims : { has: (id: string): boolean => victims.has(id) || stopping.ids.has(id) };
   const victimPool = shortcuts.victimPool ? new VictimPool(running) : undefined;
-  const ending = config.backfill === 'easy' ? withStoppingEnds(running, input.running ?? [], graceMs, now).sort((a, b) => a.endAt - b.endAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) : [];
+  /** Running jobs by expected end, for EASY reservations: sorted when the first reservation is looked for. */
+  let ending: RunningJob[] | undefined;
+  const endingInOrder = (): RunningJob[] => (ending ??= withStoppingEnds(running, input.running ?? [], graceMs, now).sort((a, b) => a.endAt - b.endAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
   const waitingForHold = new Map<string, boolean>();
   const topologyBlocked = new Map<string, Diagnosis | undefined>();
   const noReservation = new Set<string>();
@@ -361,7 +363,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
       }
     }
     if (!decided && feasible && config.backfill === 'easy' && backfillReservations < config.backfillArgs.reservations && !noReservation.has(memoKey)) {
-      const reservation = computeReservation(shape, overlay, ending.filter((r) => !victims.has(r.id)), now, place);
+      const reservation = computeReservation(shape, overlay, endingInOrder().filter((r) => !victims.has(r.id)), now, place);
       // Capacity only shrinks during a cycle: a shape that gets no reservation now gets none later in it.
       if (!reservation) noReservation.add(memoKey);
       if (reservation) {

@@ -3,7 +3,7 @@
  * priority (from `CycleInput.running`), and when it is expected to end (for backfill reservations).
  */
 import type { GpuDevice, Job } from '@tutti/model';
-import { compareNames, type SnapshotIndex } from './snapshot-index.ts';
+import { compareNames, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
 
 export interface RunningJob {
   readonly id: string;
@@ -21,12 +21,19 @@ export interface RunningJob {
 export function computeRunningJobs(index: SnapshotIndex, running: readonly Job[], now: number, estimatedRuntimeMs: number, estimateMs?: (job: Job) => number | undefined): RunningJob[] {
   const jobs = new Map(running.map((j) => [j.id, j]));
   const byJob = new Map<string, { byNode: Map<number, GpuDevice[]>; byType: Map<string, number> }>();
+  // A job's allocations usually lie together: the previous one's entry and node answer without a look-up.
+  let lastJobId: string | undefined;
+  let lastEntry: { byNode: Map<number, GpuDevice[]>; byType: Map<string, number> } | undefined;
+  let lastNode: IndexedNode | undefined;
   for (const a of index.snapshot.allocations) {
-    const node = index.byName.get(a.node);
+    const node = lastNode !== undefined && lastNode.name === a.node ? lastNode : index.byName.get(a.node);
     const gpu = node?.gpuByIndex.get(a.gpuIndex);
     if (!node || !gpu) continue;
-    let entry = byJob.get(a.jobId);
+    lastNode = node;
+    let entry = lastJobId === a.jobId ? lastEntry : byJob.get(a.jobId);
     if (!entry) byJob.set(a.jobId, (entry = { byNode: new Map(), byType: new Map() }));
+    lastJobId = a.jobId;
+    lastEntry = entry;
     entry.byType.set(gpu.type, (entry.byType.get(gpu.type) ?? 0) + (a.fraction ?? 1));
     if (a.fraction !== undefined) continue;
     const list = entry.byNode.get(node.ordinal);

@@ -86,9 +86,14 @@ export function compareNames(a: string, b: string): number {
 export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
   const heldByNode = new Map<string, Map<number, string>>();
   const sharedByNode = new Map<string, Map<number, SharedUse>>();
+  // A node's allocations usually lie together: the previous one's map answers without a look-up.
+  let lastNode: string | undefined;
+  let lastHeld: Map<number, string> | undefined;
   for (const allocation of snapshot.allocations) {
-    let held = heldByNode.get(allocation.node);
+    let held = lastNode === allocation.node ? lastHeld : heldByNode.get(allocation.node);
     if (!held) heldByNode.set(allocation.node, (held = new Map()));
+    lastNode = allocation.node;
+    lastHeld = held;
     if (!held.has(allocation.gpuIndex)) held.set(allocation.gpuIndex, allocation.jobId);
     if (allocation.fraction !== undefined) {
       let shared = sharedByNode.get(allocation.node);

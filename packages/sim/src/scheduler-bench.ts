@@ -194,7 +194,9 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   };
 
   const busyWorld = world(options.nodes, options.pending);
-  const busy = timeMany(busyWorld, rounds, 3);
+  // A server runs cycles back to back: warm up until the JIT and the heap have settled (fewer rounds measure the
+  // first seconds of a process, ~1.5× slower here).
+  const busy = timeMany(busyWorld, rounds, 12);
   const cold = timeMany(busyWorld, Math.max(3, Math.floor(rounds / 3)), 1, true);
   const idle = timeMany(world(options.nodes, options.pending, 0), Math.max(3, Math.floor(rounds / 3)), 2);
 

@@ -12,7 +12,9 @@
  *
  * Within a team, `withinTeam` (see `FairShareArgs`) may order by estimated run time instead (`shortest-estimated`,
  * `response-ratio`), the estimates learned from finished jobs (`duration-estimate.ts`); a team none of whose jobs has
- * an estimate keeps the priority order.
+ * an estimate keeps the priority order. Or by least attained service (`least-attained`, Tiresias within a team):
+ * priority band, then the discretized LAS queue of the job's GPU-time so far (las-sort.ts), then submission; teams
+ * still take turns by share as above, so a team's long jobs wait behind its own short ones, not behind everyone's.
  *
  * Cost: O(J log J) to sort within teams (about O(J) when the cache holds the last cycle's order) and O(J log T) to
  * merge. Same input → same order, whatever the cache holds.
@@ -22,6 +24,7 @@ import { computeGpusHeld } from '@tutti/model';
 import type { DurationEstimate } from './duration-estimate.ts';
 import type { FairShareArgs } from './profile.ts';
 import { CycleCache, type JobRecord } from './cycle-cache.ts';
+import { computeAttainedGpuMs, computeLasQueue } from './las-sort.ts';
 import { compareQueueOrder } from './queue-sort.ts';
 
 export interface FairShareInput {
@@ -35,6 +38,8 @@ export interface FairShareInput {
   readonly estimate?: (job: Job) => DurationEstimate | undefined;
   /** Estimate for a job without one, ms. @default 1 h */
   readonly defaultEstimateMs?: number;
+  /** GPU-ms each job has run (`CycleInput.attainedServiceGpuMs`), for `withinTeam: least-attained`. */
+  readonly attainedServiceGpuMs?: ReadonlyMap<string, number>;
 }
 
 export function computeEffectivePriority(job: Job, now: number, agingPerHour: number): number {
@@ -74,12 +79,8 @@ export interface FairShareEntry {
  */
 export function computeFairShareQueue(records: readonly JobRecord[], input: FairShareInput, cache: CycleCache): readonly JobRecord[] {
   const { now, args } = input;
-  const weights = new Map(input.teams.map((t) => [t.name, t.weight > 0 ? t.weight : 1]));
-  const decayed = new Map<string, number>();
-  for (const u of input.usage) {
-    const factor = Math.pow(2, -Math.max(0, now - u.asOf) / args.halfLifeMs);
-    decayed.set(u.team, (decayed.get(u.team) ?? 0) + u.decayedGpuSeconds * factor);
-  }
+  const weights = computeTeamWeights(input.teams);
+  const decayed = computeDecayedUsage(input.usage, now, args.halfLifeMs);
 
   const byTeam = new Map<string, JobRecord[]>();
   for (let i = 0; i < records.length; i++) {
@@ -93,7 +94,8 @@ export function computeFairShareQueue(records: readonly JobRecord[], input: Fair
 
   const heads: TeamHead<JobRecord>[] = [];
   for (const [team, unsorted] of byTeam) {
-    const list = sortByEstimate(unsorted, input) ? unsorted : sortTeam(team, unsorted, cache);
+    const sorted = args.withinTeam === 'least-attained' ? sortByAttained(unsorted, input) : sortByEstimate(unsorted, input);
+    const list = sorted ? unsorted : sortTeam(team, unsorted, cache);
     const weight = weights.get(team) ?? 1;
     const base = (input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (args.halfLifeMs / 1000);
     // The merge reads each job's GPUs in this team's order: copied now, while the team's entries are in cache.
@@ -134,14 +136,14 @@ function sortTeam(team: string, list: JobRecord[], cache: CycleCache): JobRecord
       if (record.rankCycle === hint.cycle && record.rank < hint.size && slots[record.rank] === undefined) slots[record.rank] = record;
       else newcomers.push(record);
     }
-    ordered = [];
+    const kept: JobRecord[] = [];
     for (let i = 0; i < slots.length; i++) {
       const record = slots[i];
-      if (record !== undefined) ordered.push(record);
+      if (record !== undefined) kept.push(record);
     }
-    if (newcomers.length > 0) for (const record of byPriorityBands(newcomers)) ordered.push(record);
-  } else ordered = byPriorityBands(list);
-  ordered.sort(compareEntries);
+    // Usually still sorted: then only the newcomers are sorted, and merged in.
+    ordered = isSorted(kept) ? mergeSorted(kept, byPriorityBands(newcomers).sort(compareEntries)) : kept.concat(byPriorityBands(newcomers)).sort(compareEntries);
+  } else ordered = byPriorityBands(list).sort(compareEntries);
   const cycle = cache.cycle;
   for (let i = 0; i < ordered.length; i++) {
     const record = ordered[i] as JobRecord;
@@ -150,6 +152,25 @@ function sortTeam(team: string, list: JobRecord[], cache: CycleCache): JobRecord
   }
   cache.teamOrders.set(team, { cycle, size: ordered.length });
   return ordered;
+}
+
+function isSorted(list: readonly JobRecord[]): boolean {
+  for (let i = 1; i < list.length; i++) if (compareEntries(list[i - 1] as JobRecord, list[i] as JobRecord) > 0) return false;
+  return true;
+}
+
+/** Two sorted lists as one (`compareEntries` is a total order on distinct jobs: no ties to break). */
+function mergeSorted(a: readonly JobRecord[], b: readonly JobRecord[]): JobRecord[] {
+  if (b.length === 0) return a as JobRecord[];
+  const out = new Array<JobRecord>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  for (let k = 0; k < out.length; k++) {
+    const x = a[i];
+    const y = b[j];
+    out[k] = y === undefined || (x !== undefined && compareEntries(x, y) < 0) ? (a[i++] as JobRecord) : (b[j++] as JobRecord);
+  }
+  return out;
 }
 
 /** The records grouped by priority, highest first, each group in input order. */
@@ -191,12 +212,74 @@ function sortByEstimate(list: { job: Job; key: number }[], input: FairShareInput
   return true;
 }
 
+/**
+ * Sorts one team's jobs by band (priority; a lower one ageing up to the team's highest, never past it, as
+ * `sortByEstimate`), then least-attained-service queue (`args.lasThresholdsGpuS`; top queue first), then submission.
+ * Always sorts (true).
+ */
+function sortByAttained(list: JobRecord[], input: FairShareInput): boolean {
+  const { args, now } = input;
+  const attained = input.attainedServiceGpuMs;
+  const las = { queueThresholdsGpuS: args.lasThresholdsGpuS };
+  let top = -Infinity;
+  for (let i = 0; i < list.length; i++) top = Math.max(top, (list[i] as JobRecord).priority);
+  const keyed = list.map((entry) => ({
+    entry,
+    band: Math.min(top, entry.priority + Math.floor((args.agingPerHour * Math.max(0, now - entry.createdAt)) / 3_600_000)),
+    queue: computeLasQueue(computeAttainedGpuMs(entry.job, attained, now), las),
+  }));
+  keyed.sort((a, b) => b.band - a.band || a.queue - b.queue || compareSubmission(a.entry, b.entry));
+  for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).entry;
+  return true;
+}
+
 /** Effective priority, then `compareQueueOrder`, from the copied fields when both ids are short decimals. */
 function compareEntries(a: FairShareEntry, b: FairShareEntry): number {
-  const byKey = b.key - a.key;
-  if (byKey) return byKey;
+  // Compared, not subtracted: a difference of doubles is a new heap number each time the comparator is not inlined.
+  if (a.key > b.key) return -1;
+  if (a.key < b.key) return 1;
+  return compareSubmission(a, b);
+}
+
+/** `compareQueueOrder`, from the copied fields when both ids are short decimals. */
+function compareSubmission(a: FairShareEntry, b: FairShareEntry): number {
   if (a.idValue < 0 || b.idValue < 0) return compareQueueOrder(a.job, b.job);
-  return b.priority - a.priority || a.idValue - b.idValue || a.createdAt - b.createdAt || (a.job.id < b.job.id ? -1 : a.job.id > b.job.id ? 1 : 0);
+  if (a.priority !== b.priority) return a.priority > b.priority ? -1 : 1;
+  if (a.idValue !== b.idValue) return a.idValue < b.idValue ? -1 : 1;
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  return a.job.id < b.job.id ? -1 : a.job.id > b.job.id ? 1 : 0;
+}
+
+/** Each team's weight (a weight ≤ 0 counts as 1; a team not listed has weight 1, see `weightOf`). */
+function computeTeamWeights(teams: readonly TeamConfig[]): Map<string, number> {
+  return new Map(teams.map((t) => [t.name, t.weight > 0 ? t.weight : 1]));
+}
+
+/** Each team's decayed GPU-seconds, decayed to `now` with the half-life. */
+function computeDecayedUsage(usage: readonly TeamUsage[], now: number, halfLifeMs: number): Map<string, number> {
+  const decayed = new Map<string, number>();
+  for (const u of usage) {
+    const factor = Math.pow(2, -Math.max(0, now - u.asOf) / halfLifeMs);
+    decayed.set(u.team, (decayed.get(u.team) ?? 0) + u.decayedGpuSeconds * factor);
+  }
+  return decayed;
+}
+
+/** Teams' shares at the start of a cycle, before any waiting job is counted (see the module comment). */
+export interface TeamShares {
+  /** (GPUs running + decayed GPU-seconds / half-life in s) / weight. */
+  readonly shareOf: (team: string) => number;
+  readonly weightOf: (team: string) => number;
+}
+
+export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' | 'runningGpus' | 'now' | 'args'>): TeamShares {
+  const weights = computeTeamWeights(input.teams);
+  const decayed = computeDecayedUsage(input.usage, input.now, input.args.halfLifeMs);
+  const weightOf = (team: string): number => weights.get(team) ?? 1;
+  return {
+    weightOf,
+    shareOf: (team) => ((input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (input.args.halfLifeMs / 1000)) / weightOf(team),
+  };
 }
 
 interface TeamHead<T = FairShareEntry> {

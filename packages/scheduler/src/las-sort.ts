@@ -13,8 +13,7 @@
  * attempts). A running job missing from it counts its current run: GPUs × (now − startedAt); a pending one counts 0.
  * Higher priority still goes first.
  */
-import type { Job } from '@tutti/model';
-import { jobGpus } from './fair-share.ts';
+import { computeGpusHeld, type Job } from '@tutti/model';
 import { compareQueueOrder } from './queue-sort.ts';
 
 export interface LasArgs {
@@ -28,7 +27,7 @@ export const DEFAULT_LAS_ARGS: LasArgs = { queueThresholdsGpuS: [3_600, 36_000] 
 export function computeAttainedGpuMs(job: Job, attained: ReadonlyMap<string, number> | undefined, now: number): number {
   const given = attained?.get(job.id);
   if (given !== undefined) return given;
-  if (job.status === 'running' && job.startedAt !== undefined) return jobGpus(job) * Math.max(0, now - job.startedAt);
+  if (job.status === 'running' && job.startedAt !== undefined) return computeGpusHeld(job.spec) * Math.max(0, now - job.startedAt);
   return 0;
 }
 
@@ -48,6 +47,11 @@ export function computeLasOrder(pending: readonly Job[], attained: ReadonlyMap<s
   return [...keyed.values()].sort((a, b) => b.job.spec.priority - a.job.spec.priority || a.queue - b.queue || compareQueueOrder(a.job, b.job)).map((k) => k.job);
 }
 
+/** Whether `value` is a list of attained-service thresholds: GPU-seconds > 0, strictly increasing (may be empty: one queue). */
+export function isThresholdList(value: unknown): value is readonly number[] {
+  return Array.isArray(value) && value.every((v, i) => typeof v === 'number' && Number.isFinite(v) && v > 0 && (i === 0 || v > (value[i - 1] as number)));
+}
+
 /** Checks `las` arguments; unknown keys and unordered thresholds are errors. */
 export function parseLasArgs(raw: unknown): { ok: true; value: LasArgs } | { ok: false; error: string } {
   if (raw === undefined || raw === null) return { ok: true, value: DEFAULT_LAS_ARGS };
@@ -55,7 +59,7 @@ export function parseLasArgs(raw: unknown): { ok: true; value: LasArgs } | { ok:
   let thresholds = DEFAULT_LAS_ARGS.queueThresholdsGpuS;
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     if (key !== 'queueThresholdsGpuS') return { ok: false, error: `args.las.${key}: unknown argument; known: queueThresholdsGpuS` };
-    if (!Array.isArray(value) || !value.every((v, i) => typeof v === 'number' && Number.isFinite(v) && v > 0 && (i === 0 || v > (value[i - 1] as number)))) {
+    if (!isThresholdList(value)) {
       return { ok: false, error: `args.las.queueThresholdsGpuS: expected a list of GPU-seconds > 0 in increasing order (e.g. [3600, 36000]), got ${JSON.stringify(value)}` };
     }
     thresholds = value as number[];

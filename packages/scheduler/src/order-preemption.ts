@@ -4,21 +4,36 @@
  *
  *   - with `oracle-shortest` (`srtf`): rank = remaining time; a job preempts those with more remaining time;
  *   - with `las` (`tiresias`): rank = attained-service queue; a job of a higher queue preempts those of lower queues
- *     (jobs of one queue never preempt each other).
+ *     (jobs of one queue never preempt each other);
+ *   - with `fair-share` and `withinTeam: least-attained`: rank = the attained-service queue of the fair-share
+ *     arguments' `lasThresholdsGpuS`, as with `las`; whose jobs it may preempt is `acrossTeams`:
+ *       never       only its own team's;
+ *       over-share  its own team's, and another team's when that team's share, less the victim's GPUs, is still at
+ *                   least the preemptor's team's share plus the preemptor's GPUs (shares as fair share counts them at
+ *                   the start of the cycle: running GPUs + decayed usage, by weight) — so LAS never takes GPUs from
+ *                   a team that fair share would put first, and the reverse preemption is never allowed too;
+ *       always      any team's (LAS across the cluster, as Tiresias; fair share then only orders the queue).
+ *     The default is `over-share`: fair share between teams is the point of that profile, and `always` lets one
+ *     team's stream of short jobs take the GPUs of a team below its share; `never` keeps a team's long jobs running
+ *     while other teams' short ones wait (see docs/scheduling-results.md for the measured difference).
  *
  * Victims are chosen like `preemption` chooses them (fewest, then the cheapest per node, then unneeded ones dropped),
  * with the lowest-ranked (longest remaining, most service) first, then the most recently started. The victim gets the
  * profile's grace to checkpoint and goes back to the queue; reason `queue_order`.
  */
-import { formatDuration, type Job } from '@tutti/model';
+import { formatDuration, type Job, type TeamConfig, type TeamUsage } from '@tutti/model';
+import { computeTeamShares, jobGpus } from './fair-share.ts';
 import { computeAttainedGpuMs, computeLasQueue, type LasArgs } from './las-sort.ts';
 import { computeOracleRankMs } from './oracle-sort.ts';
+import type { AcrossTeams, FairShareArgs } from './profile.ts';
 
 export interface OrderPreemptionArgs {
   /** Time a victim gets to checkpoint and exit, ms. @default 60 s */
   readonly graceMs: number;
   /** At most this many waiting jobs get room made by preemption per cycle. @default 16 */
   readonly maxPreemptorsPerCycle: number;
+  /** Under `fair-share` with `withinTeam: least-attained` only: whose jobs a job may preempt (module comment). @default over-share */
+  readonly acrossTeams: AcrossTeams;
 }
 
 /** A job's place in the queue order as a number: smaller goes first. Defined for pending and running jobs. */
@@ -26,16 +41,30 @@ export interface QueueRank {
   readonly of: (job: Job) => number;
   /** Why `victim` ranks after `preemptor`, for the victim's history. */
   readonly explain: (preemptor: Job, preemptorRank: number, victimRank: number) => string;
+  /** Whether `preemptor` may preempt `victim` at all (ranks aside); absent: always. */
+  readonly mayPreempt?: (preemptor: Job, victim: Job) => boolean;
 }
 
 export interface QueueRankInput {
   readonly now: number;
   readonly oracleRemainingMs?: ReadonlyMap<string, number>;
   readonly attainedServiceGpuMs?: ReadonlyMap<string, number>;
+  /** For fair share (`acrossTeams: over-share`): running jobs, teams and usage as `CycleInput` has them. */
+  readonly running?: readonly Job[];
+  readonly teams?: readonly TeamConfig[];
+  readonly usage?: readonly TeamUsage[];
+}
+
+/** What of the compiled profile the rank reads (`CompiledProfile` is one). */
+export interface QueueRankConfig {
+  readonly oracle: boolean;
+  readonly las: LasArgs | undefined;
+  readonly fairShare?: FairShareArgs | undefined;
+  readonly orderPreemption?: OrderPreemptionArgs | undefined;
 }
 
 /** The rank of the profile's queue sort, or undefined for a sort that ranks by nothing but priority and submission. */
-export function createQueueRank(queueSort: { oracle: boolean; las: LasArgs | undefined }, input: QueueRankInput): QueueRank | undefined {
+export function createQueueRank(queueSort: QueueRankConfig, input: QueueRankInput): QueueRank | undefined {
   if (queueSort.oracle) {
     const oracle = input.oracleRemainingMs;
     return {
@@ -51,12 +80,39 @@ export function createQueueRank(queueSort: { oracle: boolean; las: LasArgs | und
       explain: (preemptor, p, v) => `preempted for job ${preemptor.id} (least attained service: queue ${p} is ahead of this job's queue ${v})`,
     };
   }
+  const fairShare = queueSort.fairShare;
+  if (fairShare?.withinTeam === 'least-attained') {
+    const attained = input.attainedServiceGpuMs;
+    const thresholds = { queueThresholdsGpuS: fairShare.lasThresholdsGpuS };
+    const acrossTeams = queueSort.orderPreemption?.acrossTeams ?? 'over-share';
+    return {
+      of: (job) => computeLasQueue(computeAttainedGpuMs(job, attained, input.now), thresholds),
+      explain: (preemptor, p, v) => `preempted for job ${preemptor.id} of team ${preemptor.spec.team} (least attained service within fair share: queue ${p} is ahead of this job's queue ${v})`,
+      mayPreempt: createTeamRule(acrossTeams, fairShare, input),
+    };
+  }
   return undefined;
+}
+
+/** Which teams' jobs a job may preempt under fair share (see the module comment); undefined: any. */
+function createTeamRule(acrossTeams: AcrossTeams, args: FairShareArgs, input: QueueRankInput): ((preemptor: Job, victim: Job) => boolean) | undefined {
+  if (acrossTeams === 'always') return undefined;
+  if (acrossTeams === 'never') return (preemptor, victim) => victim.spec.team === preemptor.spec.team;
+  const runningGpus = new Map<string, number>();
+  for (const job of input.running ?? []) runningGpus.set(job.spec.team, (runningGpus.get(job.spec.team) ?? 0) + jobGpus(job));
+  const shares = computeTeamShares({ teams: input.teams ?? [], usage: input.usage ?? [], runningGpus, now: input.now, args });
+  return (preemptor, victim) => {
+    const mine = preemptor.spec.team;
+    const theirs = victim.spec.team;
+    if (theirs === mine) return true;
+    return shares.shareOf(theirs) - jobGpus(victim) / shares.weightOf(theirs) >= shares.shareOf(mine) + jobGpus(preemptor) / shares.weightOf(mine);
+  };
 }
 
 /** Whether `victim` may be preempted for `preemptor` under the queue order, and its rank (higher = preempted first). */
 export function rankOrderVictim(preemptor: Job, preemptorRank: number, victim: Job, rank: QueueRank): number | undefined {
   if (victim.spec.priority > preemptor.spec.priority) return undefined;
+  if (rank.mayPreempt && !rank.mayPreempt(preemptor, victim)) return undefined;
   const victimRank = rank.of(victim);
   return victimRank > preemptorRank ? victimRank : undefined;
 }

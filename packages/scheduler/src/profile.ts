@@ -14,13 +14,15 @@
  *   score       any of  best-fit, packing (best-fit | first-fit | spread), topology (tightest domain first for
  *                       multi-node gangs; `topology.prefer`)
  *   gang        one of  gang
- *   preemption  any of  preemption (priority, quota reclaim) | order-preemption (jobs the queue order ranks later)
+ *   preemption  any of  preemption (priority, quota reclaim) | order-preemption (jobs the queue order ranks later:
+ *                       oracle-shortest, las, or fair-share with `withinTeam: least-attained`); with both listed,
+ *                       `preemption`'s graceMs and maxPreemptorsPerCycle are the ones a cycle uses
  *   backfill    one of  greedy (a job that does not fit is skipped) | strict (nothing passes a blocked job) |
  *                       easy (the blocked head gets a reservation; others start only if they do not delay it)
  */
 import type { TopologyLevel } from '@tutti/model';
 import { DEFAULT_DURATION_ESTIMATE_ARGS } from './duration-estimate.ts';
-import { parseLasArgs, type LasArgs } from './las-sort.ts';
+import { DEFAULT_LAS_ARGS, isThresholdList, parseLasArgs, type LasArgs } from './las-sort.ts';
 import type { OrderPreemptionArgs } from './order-preemption.ts';
 import { parsePackingArgs, type PackingArgs, type PackingStrategy } from './packing.ts';
 import { PLUGIN } from './plugin-names.ts';
@@ -70,16 +72,34 @@ export interface FairShareArgs {
    * priority (a lower one ageing up to the team's highest), then the shortest estimated run time (learned from
    * `CycleInput.durationHistory`, capped by `max_duration`), then submission. `response-ratio`: like
    * `shortest-estimated`, but by (waited + estimate) / estimate, highest first, so a long job that waited long
-   * enough passes new short ones. A team with no estimates at all keeps the `priority` order. @default priority
+   * enough passes new short ones. A team with no estimates at all keeps the `priority` order. `least-attained`:
+   * priority (a lower one ageing up to the team's highest), then the least-attained-service queue of the job's
+   * GPU-time so far (`lasThresholdsGpuS`, as `las` / Tiresias), then submission; with `order-preemption`, a job
+   * preempts running jobs of a lower queue (see order-preemption.ts for which teams). @default priority
    */
   readonly withinTeam: WithinTeamOrder;
+  /**
+   * `least-attained` only: attained-service thresholds between queues, GPU-seconds, ascending (n thresholds make
+   * n + 1 queues). @default [3600, 36000] (as `las`)
+   */
+  readonly lasThresholdsGpuS: readonly number[];
   /** Finished jobs per history key the estimate looks at (the most recent). @default 20 */
   readonly estimateWindow: number;
   /** Finished jobs a history key needs before its median is used. @default 3 */
   readonly estimateMinSamples: number;
 }
 
-export type WithinTeamOrder = 'priority' | 'shortest-estimated' | 'response-ratio';
+export type WithinTeamOrder = 'priority' | 'shortest-estimated' | 'response-ratio' | 'least-attained';
+export const WITHIN_TEAM_ORDERS: readonly WithinTeamOrder[] = ['priority', 'shortest-estimated', 'response-ratio', 'least-attained'];
+
+/**
+ * `order-preemption` under `fair-share` (`withinTeam: least-attained`): whose running jobs a waiting job may preempt
+ * by queue order. `never`: only its own team's. `over-share`: its own team's, and another team's when that team
+ * would still have at least the preemptor's team's share after the swap (fair share between teams is kept).
+ * `always`: any team's (LAS across the cluster, as Tiresias; fair share then only orders the queue).
+ */
+export type AcrossTeams = 'never' | 'over-share' | 'always';
+export const ACROSS_TEAMS: readonly AcrossTeams[] = ['never', 'over-share', 'always'];
 
 /** Arguments of `preemption`. */
 export interface PreemptionArgs {
@@ -113,14 +133,25 @@ type ArgsCheck<T> = { ok: true; value: T } | { ok: false; error: string };
 
 /** Each plugin that takes arguments validates them; unknown keys are errors (a typo must not be silently ignored). */
 export const PLUGIN_ARGS = {
-  [PLUGIN.fairShare]: (raw: unknown): ArgsCheck<FairShareArgs> =>
-    readArgs(
+  [PLUGIN.fairShare]: (raw: unknown): ArgsCheck<FairShareArgs> => {
+    // The one list-valued argument is checked here; the rest as every plugin's.
+    let thresholds = DEFAULT_LAS_ARGS.queueThresholdsGpuS;
+    let rest = raw;
+    if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && Object.hasOwn(raw, 'lasThresholdsGpuS')) {
+      const { lasThresholdsGpuS: value, ...others } = raw as Record<string, unknown>;
+      if (!isThresholdList(value) || value.length === 0) {
+        return { ok: false, error: `args.${PLUGIN.fairShare}.lasThresholdsGpuS: expected a non-empty list of GPU-seconds > 0 in increasing order (e.g. [3600, 36000]), got ${JSON.stringify(value)}` };
+      }
+      thresholds = value;
+      rest = others;
+    }
+    return readArgs(
       PLUGIN.fairShare,
-      raw,
+      rest,
       {
         halfLifeMs: [24 * 3_600_000, 1],
         agingPerHour: [1, 0],
-        withinTeam: ['priority', ['priority', 'shortest-estimated', 'response-ratio']],
+        withinTeam: ['priority', WITHIN_TEAM_ORDERS],
         estimateWindow: [DEFAULT_DURATION_ESTIMATE_ARGS.window, 1],
         estimateMinSamples: [DEFAULT_DURATION_ESTIMATE_ARGS.minSamples, 1],
       },
@@ -128,10 +159,13 @@ export const PLUGIN_ARGS = {
         halfLifeMs: v['halfLifeMs'] as number,
         agingPerHour: v['agingPerHour'] as number,
         withinTeam: v['withinTeam'] as WithinTeamOrder,
+        lasThresholdsGpuS: thresholds,
         estimateWindow: Math.floor(v['estimateWindow'] as number),
         estimateMinSamples: Math.floor(v['estimateMinSamples'] as number),
       }),
-    ),
+      ['lasThresholdsGpuS'],
+    );
+  },
   [PLUGIN.preemption]: (raw: unknown): ArgsCheck<PreemptionArgs> =>
     readArgs(PLUGIN.preemption, raw, { graceMs: [60_000, 0], reclaim: [true], priority: [true], maxPreemptorsPerCycle: [16, 0] }, (v) => ({
       graceMs: v['graceMs'] as number,
@@ -142,7 +176,11 @@ export const PLUGIN_ARGS = {
   [PLUGIN.backfill]: (raw: unknown): ArgsCheck<BackfillArgs> =>
     readArgs(PLUGIN.backfill, raw, { estimatedRuntimeMs: [3_600_000, 0], reservations: [1, 0] }, (v) => ({ estimatedRuntimeMs: v['estimatedRuntimeMs'] as number, reservations: v['reservations'] as number })),
   [PLUGIN.orderPreemption]: (raw: unknown): ArgsCheck<OrderPreemptionArgs> =>
-    readArgs(PLUGIN.orderPreemption, raw, { graceMs: [60_000, 0], maxPreemptorsPerCycle: [16, 0] }, (v) => ({ graceMs: v['graceMs'] as number, maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number })),
+    readArgs(PLUGIN.orderPreemption, raw, { graceMs: [60_000, 0], maxPreemptorsPerCycle: [16, 0], acrossTeams: ['over-share', ACROSS_TEAMS] }, (v) => ({
+      graceMs: v['graceMs'] as number,
+      maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number,
+      acrossTeams: v['acrossTeams'] as AcrossTeams,
+    })),
   [PLUGIN.las]: (raw: unknown): ArgsCheck<LasArgs> => parseLasArgs(raw),
   [PLUGIN.packing]: (raw: unknown): ArgsCheck<PackingArgs> => parsePackingArgs(raw),
   [PLUGIN.topology]: (raw: unknown): ArgsCheck<TopologyArgs> =>
@@ -152,14 +190,15 @@ export const PLUGIN_ARGS = {
 /** `[default, min]` for numbers, `[default]` for booleans, `[default, allowed]` for strings. */
 type ArgSpec = readonly [number, number] | readonly [boolean] | readonly [string, readonly string[]];
 
-function readArgs<T>(plugin: string, raw: unknown, spec: Record<string, ArgSpec>, make: (v: Record<string, unknown>) => T): ArgsCheck<T> {
+/** `alsoKnown`: arguments the caller checked itself (named among the known ones in an error). */
+function readArgs<T>(plugin: string, raw: unknown, spec: Record<string, ArgSpec>, make: (v: Record<string, unknown>) => T, alsoKnown: readonly string[] = []): ArgsCheck<T> {
   const values: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(spec)) values[key] = s[0];
   if (raw === undefined || raw === null) return { ok: true, value: make(values) };
   if (typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, error: `args.${plugin}: expected a mapping, got ${JSON.stringify(raw)}` };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const s = spec[key];
-    if (!s) return { ok: false, error: `args.${plugin}.${key}: unknown argument; known: ${Object.keys(spec).join(', ')}` };
+    if (!s) return { ok: false, error: `args.${plugin}.${key}: unknown argument; known: ${[...Object.keys(spec), ...alsoKnown].join(', ')}` };
     if (typeof s[0] === 'number') {
       const min = s[1] as number;
       if (typeof value !== 'number' || !Number.isFinite(value) || value < min) return { ok: false, error: `args.${plugin}.${key}: expected a number ≥ ${min}, got ${JSON.stringify(value)}` };
@@ -347,8 +386,18 @@ function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {
   if (plugins.score.includes(PLUGIN.packing) && plugins.score.includes(PLUGIN.bestFit)) {
     return { ok: false, error: 'plugins.score: list best-fit or packing, not both (packing with strategy best-fit is best-fit)' };
   }
-  if (plugins.preemption.includes(PLUGIN.orderPreemption) && plugins.queueSort !== PLUGIN.oracleShortest && plugins.queueSort !== PLUGIN.las) {
-    return { ok: false, error: `plugins.preemption: order-preemption needs a queue sort that ranks jobs (oracle-shortest or las), got ${plugins.queueSort}` };
+  const lasWithinTeams = plugins.queueSort === PLUGIN.fairShare && fairShare.value.withinTeam === 'least-attained';
+  const sortName = plugins.queueSort === PLUGIN.fairShare ? `fair-share with withinTeam: ${fairShare.value.withinTeam}` : plugins.queueSort;
+  if (plugins.preemption.includes(PLUGIN.orderPreemption) && plugins.queueSort !== PLUGIN.oracleShortest && plugins.queueSort !== PLUGIN.las && !lasWithinTeams) {
+    return { ok: false, error: `plugins.preemption: order-preemption needs a queue sort that ranks jobs (oracle-shortest, las, or fair-share with withinTeam: least-attained), got ${sortName}` };
+  }
+  const rawFairShareArgs = args[PLUGIN.fairShare];
+  if (fairShare.value.withinTeam !== 'least-attained' && typeof rawFairShareArgs === 'object' && rawFairShareArgs !== null && Object.hasOwn(rawFairShareArgs, 'lasThresholdsGpuS')) {
+    return { ok: false, error: `args.${PLUGIN.fairShare}.lasThresholdsGpuS: only with withinTeam: least-attained, got withinTeam: ${fairShare.value.withinTeam}` };
+  }
+  const rawOrderArgs = args[PLUGIN.orderPreemption];
+  if (!lasWithinTeams && typeof rawOrderArgs === 'object' && rawOrderArgs !== null && Object.hasOwn(rawOrderArgs, 'acrossTeams')) {
+    return { ok: false, error: `args.${PLUGIN.orderPreemption}.acrossTeams: only with the fair-share queue sort and withinTeam: least-attained (oracle-shortest and las rank every team's jobs alike), got ${sortName}` };
   }
 
   const topologyWeight = weights[PLUGIN.topology] ?? 1;

@@ -147,7 +147,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     if (record.slot !== slot) record.slot = slot;
   }
   const queue: readonly JobRecord[] = config.fairShare
-    ? computeFairShareQueue(records, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs }, cache)
+    ? computeFairShareQueue(records, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs, attainedServiceGpuMs: input.attainedServiceGpuMs }, cache)
     : inQueueOrder(
         config.oracle
           ? computeOracleOrder(input.pending, input.oracleRemainingMs)

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Job, JobSpec } from '@tutti/model';
-import { createDurationEstimator, getProfile, parseProfile, recordFinishedDuration, runCycle, SJF_PROFILE, SRTF_PROFILE, TIRESIAS_PROFILE, TUTTI_PROFILE, verifyPlan, type SchedulerProfile } from '../src/index.ts';
+import { compileProfile, createDurationEstimator, DEFAULT_LAS_ARGS, getProfile, parseProfile, recordFinishedDuration, runCycle, SJF_PROFILE, SRTF_PROFILE, TIRESIAS_PROFILE, TUTTI_PROFILE, verifyPlan, type SchedulerProfile } from '../src/index.ts';
 import { cycle, makeCluster, makeJob, makeNode, placedIds } from './builders.ts';
 
 const S = 1000;
@@ -33,6 +33,14 @@ describe('profiles sjf, srtf, tiresias', () => {
     [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] } }, 'order-preemption needs a queue sort that ranks jobs'],
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'shortest' } } }, 'args.fair-share.withinTeam: expected one of priority, shortest-estimated, response-ratio'],
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { estimateWindow: 0 } } }, 'args.fair-share.estimateWindow: expected a number ≥ 1'],
+    [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] }, args: { 'fair-share': { withinTeam: 'response-ratio' } } }, 'order-preemption needs a queue sort that ranks jobs (oracle-shortest, las, or fair-share with withinTeam: least-attained), got fair-share with withinTeam: response-ratio'],
+    [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [100, 50] } } }, 'args.fair-share.lasThresholdsGpuS: expected a non-empty list of GPU-seconds > 0 in increasing order'],
+    [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [] } } }, 'args.fair-share.lasThresholdsGpuS: expected a non-empty list'],
+    [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: 3600 } } }, 'args.fair-share.lasThresholdsGpuS: expected a non-empty list'],
+    [{ name: 'x', base: 'tutti', args: { 'fair-share': { lasThresholdsGpuS: [3600] } } }, 'args.fair-share.lasThresholdsGpuS: only with withinTeam: least-attained, got withinTeam: priority'],
+    [{ name: 'x', base: 'tutti', args: { 'fair-share': { lasThresholds: [3600] } } }, 'args.fair-share.lasThresholds: unknown argument; known: halfLifeMs, agingPerHour, withinTeam, estimateWindow, estimateMinSamples, lasThresholdsGpuS'],
+    [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] }, args: { 'fair-share': { withinTeam: 'least-attained' }, 'order-preemption': { acrossTeams: 'sometimes' } } }, 'args.order-preemption.acrossTeams: expected one of never, over-share, always, got "sometimes"'],
+    [{ name: 'x', base: 'tiresias', args: { 'order-preemption': { acrossTeams: 'never' } } }, 'args.order-preemption.acrossTeams: only with the fair-share queue sort and withinTeam: least-attained'],
   ])('rejects %j', (raw, error) => {
     const result = parseProfile(raw);
     expect(result.ok).toBe(false);
@@ -121,6 +129,96 @@ describe('las (tiresias)', () => {
     const running = [makeJob(10).runningSince(0).build()];
     const attained = new Map([['10', 200 * S], ['20', 2000 * S]]);
     expect(cycle(snapshot, [makeJob(20).build()], thresholds, { running, now: 200 * S, attainedServiceGpuMs: attained }).plan.preemptions).toEqual([]);
+  });
+});
+
+describe('fair-share with withinTeam: least-attained (LAS within fair share)', () => {
+  const las = { withinTeam: 'least-attained', lasThresholdsGpuS: [100, 1000] };
+  const sortOnly = profile({ name: 'fs-las', base: 'tutti', args: { 'fair-share': las } });
+  const preempting = (acrossTeams?: string): SchedulerProfile =>
+    profile({ name: `fs-las-${acrossTeams ?? 'default'}`, base: 'tutti', plugins: { preemption: ['preemption', 'order-preemption'] }, args: { 'fair-share': las, ...(acrossTeams ? { 'order-preemption': { acrossTeams } } : {}) } });
+  const teams = [{ name: 'heavy', weight: 1, nominal: {} }, { name: 'light', weight: 1, nominal: {} }];
+
+  it('parses with defaults: the las thresholds, order-preemption over-share', () => {
+    const compiled = compileProfile(profile({ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] }, args: { 'fair-share': { withinTeam: 'least-attained' } } }));
+    expect(compiled.fairShare).toMatchObject({ withinTeam: 'least-attained', lasThresholdsGpuS: [3_600, 36_000] });
+    expect(compiled.orderPreemption).toMatchObject({ acrossTeams: 'over-share' });
+    expect(compileProfile(TUTTI_PROFILE).fairShare?.lasThresholdsGpuS).toEqual(DEFAULT_LAS_ARGS.queueThresholdsGpuS);
+  });
+
+  it('orders a team by attained-service queue, first come first served within a queue', () => {
+    // 1 and 2 in queue 1 (≥ 100 GPU-s), 3 and 4 in queue 0, 5 in queue 2.
+    const attained = new Map([['1', 150 * S], ['2', 999 * S], ['3', 99 * S], ['5', 5000 * S]]);
+    const pending = [1, 2, 3, 4, 5].map((id) => makeJob(id).build());
+    expect(placedIds(cycle(makeCluster(makeNode('a').gpus(8)), pending, sortOnly, { attainedServiceGpuMs: attained }))).toEqual(['3', '4', '1', '2', '5']);
+    // The default tutti order is submission order.
+    expect(placedIds(cycle(makeCluster(makeNode('a').gpus(8)), pending, TUTTI_PROFILE, { attainedServiceGpuMs: attained }))).toEqual(['1', '2', '3', '4', '5']);
+  });
+
+  it('keeps the priority band first, a lower priority ageing up to the band', () => {
+    // 1: priority 40, queue 0, waiting since 0. 2: priority 50, queue 1. One GPU.
+    const pending = [makeJob(1).priority(40).createdAt(0).build(), makeJob(2).createdAt(0).build()];
+    const attained = new Map([['2', 500 * S]]);
+    const oneGpu = makeCluster(makeNode('a').gpus(1));
+    expect(placedIds(cycle(oneGpu, pending, sortOnly, { attainedServiceGpuMs: attained, now: HOUR }))).toEqual(['2']);
+    // After 10 h job 1 has aged into priority 50's band: there the queue decides.
+    expect(placedIds(cycle(oneGpu, pending, sortOnly, { attainedServiceGpuMs: attained, now: 10 * HOUR }))).toEqual(['1']);
+  });
+
+  it('still lets the team that used least go first, whatever its jobs attained', () => {
+    // heavy's jobs are all in the top queue, light's in lower ones: light still goes first, in its LAS order.
+    const cluster = makeCluster(makeNode('a').gpus(4));
+    const pending = [makeJob(1).team('heavy'), makeJob(2).team('heavy'), makeJob(3).team('light'), makeJob(4).team('light'), makeJob(5).team('heavy'), makeJob(6).team('light')].map((b) => b.build());
+    const attained = new Map([['3', 5000 * S], ['4', 500 * S], ['6', 200 * S]]);
+    const usage = [{ team: 'heavy', decayedGpuSeconds: 10 * 86_400, asOf: 0 }];
+    const result = cycle(cluster, pending, sortOnly, { usage, teams, attainedServiceGpuMs: attained });
+    expect(placedIds(result)).toEqual(['4', '6', '3', '1']);
+  });
+
+  describe('with order-preemption', () => {
+    // 10 (team heavy) has run 1 GPU for 200 s: queue 1. 11 (team heavy, priority 90) too. No quotas (no teams
+    // listed: each weighs 1), so that admission lets every job through to preemption.
+    const snapshot = makeCluster(makeNode('a').gpus(2)).allocate('10', 'a', [0]).allocate('11', 'a', [1]);
+    const running = [makeJob(10).team('heavy').runningSince(0).build(), makeJob(11).team('heavy').priority(90).runningSince(0).build()];
+    const now = 200 * S;
+
+    it('a job of a higher queue preempts one of a lower queue, never one of higher priority', () => {
+      const pending = [makeJob(20).team('heavy').build()];
+      const result = cycle(snapshot, pending, preempting(), { running, now });
+      expect(result.plan.preemptions.map((p) => [p.jobId, p.reason, p.message])).toEqual([['10', 'queue_order', 'preempted for job 20 of team heavy (least attained service within fair share: queue 0 is ahead of this job\'s queue 1)']]);
+      expect(verifyPlan(snapshot.build(), result.plan, specs(pending, running), { running })).toEqual([]);
+      // Only the priority-90 job in its way: nothing.
+      const high = [running[1] as Job];
+      expect(cycle(makeCluster(makeNode('a').gpus(1)).allocate('11', 'a', [0]), pending, preempting(), { running: high, now }).plan.preemptions).toEqual([]);
+    });
+
+    it('jobs of one queue do not preempt each other, nor does a job of a lower queue', () => {
+      expect(cycle(snapshot, [makeJob(20).team('heavy').build()], preempting(), { running, now: 50 * S }).plan.preemptions).toEqual([]);
+      const attained = new Map([['20', 2000 * S]]);
+      expect(cycle(snapshot, [makeJob(20).team('heavy').build()], preempting(), { running, now, attainedServiceGpuMs: attained }).plan.preemptions).toEqual([]);
+    });
+
+    it('without order-preemption nothing is preempted by queue order', () => {
+      expect(cycle(snapshot, [makeJob(20).team('heavy').build()], sortOnly, { running, now }).plan.preemptions).toEqual([]);
+    });
+
+    it.each([
+      // heavy holds 2 GPUs and used 10 GPU-days lately: its share (2 + 10·86,400 / 86,400 = 12) less the victim's
+      // GPU stays above light's (0) plus the preemptor's.
+      ['never', 'heavy', []],
+      ['over-share', 'heavy', ['10']],
+      ['always', 'heavy', ['10']],
+      // Light used the 10 GPU-days: heavy (share 2) is below it, so over-share keeps light's job from taking heavy's GPUs.
+      ['never', 'light', []],
+      ['over-share', 'light', []],
+      ['always', 'light', ['10']],
+    ])('acrossTeams %s, the team with the usage %s: preempts %j of the other team', (acrossTeams, usedMost, expected) => {
+      const usage = [{ team: usedMost, decayedGpuSeconds: 10 * 86_400, asOf: 0 }];
+      const pending = [makeJob(20).team('light').build()];
+      const result = cycle(snapshot, pending, preempting(acrossTeams), { running, now, usage });
+      expect(result.plan.preemptions.map((p) => p.jobId)).toEqual(expected);
+      expect(verifyPlan(snapshot.build(), result.plan, specs(pending, running), { running })).toEqual([]);
+    });
   });
 });
 

@@ -20,8 +20,9 @@
  * Inputs beyond the live server's, each given only to the profiles that read them:
  *   - `oracleRemainingMs` (ORACLE, `oracle-shortest`: `sjf`, `srtf`): each pending and running job's true remaining
  *     work, from the trace's duration;
- *   - `attainedServiceGpuMs` (`las`: `tiresias`): GPUs × time held, summed over the job's runs; a running job's
- *     crossing of a queue threshold is an event, so its demotion is acted on at once;
+ *   - `attainedServiceGpuMs` (`las`: `tiresias`; `fair-share` with `withinTeam: least-attained`): GPUs × time
+ *     held, summed over the job's runs; a running job's crossing of a queue threshold is an event, so its demotion
+ *     is acted on at once;
  *   - `durationHistory` (every profile): run times of the jobs that have finished so far, by team and GPU count —
  *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
  *     jobs still to finish).
@@ -351,7 +352,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   // Extra inputs, by what the profile reads (compileProfile validated it already in resolvePolicies or throws here).
   const compiled = compileProfile(policy.profile);
   const needsOracle = compiled.oracle;
-  const lasThresholdsGpuS = compiled.las?.queueThresholdsGpuS;
+  // LAS thresholds of the queue sort: `las`, or fair share ordering each team by least attained service.
+  const lasThresholdsGpuS = compiled.las?.queueThresholdsGpuS ?? (compiled.fairShare?.withinTeam === 'least-attained' ? compiled.fairShare.lasThresholdsGpuS : undefined);
   const estimateWindow = compiled.fairShare?.estimateWindow;
   // A cycle in which no waiting job fits the free GPUs places nothing; it can still preempt. `order-preemption` may
   // preempt whenever something waits. `preemption` needs a running job of lower priority (trace files give every

@@ -90,6 +90,31 @@ describe('hand-checked traces, one per policy', () => {
     expect([...result.jobs.finishS]).toEqual([1330, 410]);
   });
 
+  it('fair-share with withinTeam least-attained: demotion at a threshold is an event, and order-preemption acts on it', () => {
+    // The tiresias trace above within one team: the same decisions (A demoted at 100, B preempts it, A stops at
+    // 160, B runs 160-460, A restarts at 460 → 1330).
+    const fsLas = custom({
+      name: 'fs-las-100',
+      base: 'tutti',
+      plugins: { preemption: ['preemption', 'order-preemption'] },
+      args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [100] } },
+    });
+    const result = runSimulation(trace([[0, 1000, 1, 'q'], [50, 300, 1, 'q']]), oneNode(1), fsLas, keepWork);
+    expect([...result.jobs.firstStartS]).toEqual([0, 160]);
+    expect([...result.jobs.finishS]).toEqual([1330, 460]);
+    expect(result.preemptions).toBe(1);
+    // acrossTeams never: B of another team waits for A to finish.
+    const never = custom({
+      name: 'fs-las-100-never',
+      base: 'tutti',
+      plugins: { preemption: ['preemption', 'order-preemption'] },
+      args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [100] }, 'order-preemption': { acrossTeams: 'never' } },
+    });
+    const apart = runSimulation(trace([[0, 1000, 1, 'q'], [50, 300, 1, 'r']]), oneNode(1), never, keepWork);
+    expect([...apart.jobs.firstStartS]).toEqual([0, 1000]);
+    expect(apart.preemptions).toBe(0);
+  });
+
   it('tutti learns run times from finished jobs of the same team and size, never from the trace', () => {
     // Team q's 2-GPU jobs ran 1000 s, its 1-GPU jobs 10 s (the first six jobs, one after another on 2 GPUs).
     // Then X (2 GPUs, 1000 s) at 3100 and Y (1 GPU, 10 s) at 3101 wait behind a 2-GPU job: with estimates, Y first.

@@ -95,11 +95,11 @@ export const WITHIN_TEAM_ORDERS: readonly WithinTeamOrder[] = ['priority', 'shor
 /**
  * `order-preemption` under `fair-share` (`withinTeam: least-attained`): whose running jobs a waiting job may preempt
  * by queue order. `never`: only its own team's. `over-share`: its own team's, and another team's when that team
- * would still have at least the preemptor's team's share after the swap (fair share between teams is kept).
- * `always`: any team's (LAS across the cluster, as Tiresias; fair share then only orders the queue).
+ * would still have at least the preemptor's team's share after the swap (fair share between teams is kept). There
+ * is deliberately no "any team's" (see order-preemption.ts: it thrashes).
  */
-export type AcrossTeams = 'never' | 'over-share' | 'always';
-export const ACROSS_TEAMS: readonly AcrossTeams[] = ['never', 'over-share', 'always'];
+export type AcrossTeams = 'never' | 'over-share';
+export const ACROSS_TEAMS: readonly AcrossTeams[] = ['never', 'over-share'];
 
 /** Arguments of `preemption`. */
 export interface PreemptionArgs {

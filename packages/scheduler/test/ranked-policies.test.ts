@@ -39,7 +39,7 @@ describe('profiles sjf, srtf, tiresias', () => {
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: 3600 } } }, 'args.fair-share.lasThresholdsGpuS: expected a non-empty list'],
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { lasThresholdsGpuS: [3600] } } }, 'args.fair-share.lasThresholdsGpuS: only with withinTeam: least-attained, got withinTeam: priority'],
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { lasThresholds: [3600] } } }, 'args.fair-share.lasThresholds: unknown argument; known: halfLifeMs, agingPerHour, withinTeam, estimateWindow, estimateMinSamples, lasThresholdsGpuS'],
-    [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] }, args: { 'fair-share': { withinTeam: 'least-attained' }, 'order-preemption': { acrossTeams: 'sometimes' } } }, 'args.order-preemption.acrossTeams: expected one of never, over-share, always, got "sometimes"'],
+    [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] }, args: { 'fair-share': { withinTeam: 'least-attained' }, 'order-preemption': { acrossTeams: 'always' } } }, 'args.order-preemption.acrossTeams: expected one of never, over-share, got "always"'],
     [{ name: 'x', base: 'tiresias', args: { 'order-preemption': { acrossTeams: 'never' } } }, 'args.order-preemption.acrossTeams: only with the fair-share queue sort and withinTeam: least-attained'],
   ])('rejects %j', (raw, error) => {
     const result = parseProfile(raw);
@@ -207,11 +207,9 @@ describe('fair-share with withinTeam: least-attained (LAS within fair share)', (
       // GPU stays above light's (0) plus the preemptor's.
       ['never', 'heavy', []],
       ['over-share', 'heavy', ['10']],
-      ['always', 'heavy', ['10']],
       // Light used the 10 GPU-days: heavy (share 2) is below it, so over-share keeps light's job from taking heavy's GPUs.
       ['never', 'light', []],
       ['over-share', 'light', []],
-      ['always', 'light', ['10']],
     ])('acrossTeams %s, the team with the usage %s: preempts %j of the other team', (acrossTeams, usedMost, expected) => {
       const usage = [{ team: usedMost, decayedGpuSeconds: 10 * 86_400, asOf: 0 }];
       const pending = [makeJob(20).team('light').build()];

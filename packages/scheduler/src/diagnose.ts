@@ -24,6 +24,7 @@ import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from '.
 import { computeGangPlacement } from './gang-placement.ts';
 import { computeCandidateTypes, computeMaxMatchingFree } from './gpu-fit.ts';
 import { fitsHost, hostCapacityFits } from './host-fit.ts';
+import type { CycleCache } from './cycle-cache.ts';
 import type { AppliedPlacement, PlanOverlay } from './plan-overlay.ts';
 import { PLUGIN, type PluginName } from './plugin-names.ts';
 import { isGpuAccepted, isTypeAccepted, type ResourceShape } from './resource-shape.ts';
@@ -63,14 +64,6 @@ function addTaker(list: TakerList, jobId: string): void {
 
 const diagnosis = (plugin: PluginName, code: DiagnosisCode, message: string): Diagnosis => ({ plugin, code, message });
 
-/** A job left waiting, as the cycle's queue holds it. */
-export interface WaitingJob {
-  readonly job: Job;
-  readonly team: string;
-  /** Its shape as asked (not restricted by quota). */
-  readonly shape: ResourceShape;
-}
-
 export class Diagnoser {
   /** Built on first use: a cycle that places every job it reads never asks whether one could ever fit. */
   private inventoryMemo: Inventory | undefined;
@@ -79,8 +72,11 @@ export class Diagnoser {
   private readonly tallies = new Map<string, TakerTally>();
   /** The last answer per shape and priority, valid while no placement has been made since. */
   private readonly recent = new Map<string, { placements: number; diagnosis: Diagnosis }>();
-  /** Unplaced jobs in queue order, and the diagnosis made at their turn (undefined: described at `finish`), side by side. */
-  private readonly unplaced: WaitingJob[] = [];
+  /**
+   * Unplaced jobs in queue order (record numbers of the cycle's cache), and the diagnosis made at their turn
+   * (undefined: described at `finish`), side by side.
+   */
+  private readonly unplaced: number[] = [];
   private readonly atTurn: (Diagnosis | undefined)[] = [];
 
   private readonly place: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined;
@@ -88,6 +84,8 @@ export class Diagnoser {
   constructor(
     private readonly index: SnapshotIndex,
     private readonly overlay: PlanOverlay,
+    /** Where the noted record numbers' kinds are (`finish` describes each kind once). */
+    private readonly cache: CycleCache,
     place?: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined,
   ) {
     this.place = place ?? ((shape, view) => computeGangPlacement(shape, view, index));
@@ -97,9 +95,8 @@ export class Diagnoser {
    * Records that a job's turn came and it did not fit; call in queue order. `decided` is a diagnosis another step
    * made (quota, preemption, reservation, strict FIFO); it is used unless the job could never fit at all.
    */
-  noteUnplaced(waiting: WaitingJob, decided?: Diagnosis): void {
-    const { job, shape } = waiting;
-    this.unplaced.push(waiting);
+  noteUnplaced(no: number, job: Job, shape: ResourceShape, decided?: Diagnosis): void {
+    this.unplaced.push(no);
     if (decided) {
       const feasible = this.feasibilityOf(shape);
       this.atTurn.push(feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message));
@@ -122,8 +119,8 @@ export class Diagnoser {
    * Notes a job with what an earlier job of the same kind got at its turn, in the same state of the cycle (shape,
    * team, priority and everything the cycle decided since being equal, `noteUnplaced` would answer the same).
    */
-  noteUnplacedAs(waiting: WaitingJob, atTurn: Diagnosis | undefined): void {
-    this.unplaced.push(waiting);
+  noteUnplacedAs(no: number, atTurn: Diagnosis | undefined): void {
+    this.unplaced.push(no);
     this.atTurn.push(atTurn);
   }
 
@@ -135,18 +132,25 @@ export class Diagnoser {
   }
 
   /** After the last placement of the cycle: one diagnosis per unplaced job, in the order they were noted (queue order). */
-  finish(): { readonly jobs: readonly WaitingJob[]; readonly diagnoses: readonly Diagnosis[] } {
+  finish(): { readonly numbers: readonly number[]; readonly diagnoses: readonly Diagnosis[] } {
     const waiting = new Map<string, Diagnosis>();
-    // Filled in place: tens of thousands of them, no second list.
+    const byKind = new Array<Diagnosis | undefined>(this.cache.kindCount);
+    const { kindOf, kindShapes } = this.cache;
+    // Filled in place: tens of thousands of them, no second list. A job's kind has its shape (as asked).
     const { unplaced, atTurn } = this;
     for (let i = 0; i < unplaced.length; i++) {
       if (atTurn[i]) continue;
-      const { shape } = unplaced[i] as WaitingJob;
-      let found = waiting.get(shape.key);
-      if (!found) waiting.set(shape.key, (found = this.waiting(shape)));
+      const kind = kindOf[unplaced[i] as number] as number;
+      let found = byKind[kind];
+      if (!found) {
+        const shape = kindShapes[kind] as ResourceShape;
+        found = waiting.get(shape.key);
+        if (!found) waiting.set(shape.key, (found = this.waiting(shape)));
+        byKind[kind] = found;
+      }
       atTurn[i] = found;
     }
-    return { jobs: unplaced, diagnoses: atTurn as Diagnosis[] };
+    return { numbers: unplaced, diagnoses: atTurn as Diagnosis[] };
   }
 
   /** NeverFits or QueuedBehindHigherPriority, or undefined when the job is waiting for capacity. */

@@ -23,7 +23,7 @@ import type { Job, TeamConfig, TeamUsage } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
 import type { DurationEstimate } from './duration-estimate.ts';
 import type { FairShareArgs } from './profile.ts';
-import { CycleCache, type JobRecord } from './cycle-cache.ts';
+import { CycleCache } from './cycle-cache.ts';
 import { computeAttainedGpuMs, computeLasQueue } from './las-sort.ts';
 import { compareQueueOrder } from './queue-sort.ts';
 
@@ -53,69 +53,77 @@ export function jobGpus(job: Job): number {
 export function computeFairShareOrder(pending: readonly Job[], input: FairShareInput): Job[] {
   const cache = new CycleCache();
   cache.begin();
-  const records: JobRecord[] = [];
-  for (const job of pending) {
-    const record = cache.recordOf(job);
-    if (record) records.push(record);
-  }
-  return computeFairShareQueue(records, input, cache).map((entry) => entry.job);
-}
-
-/** What the fair-share sort reads of a job (copied once, so the sort does not chase each job's spec). */
-export interface FairShareEntry {
-  readonly job: Job;
-  /** Effective priority. */
-  readonly key: number;
-  readonly gpus: number;
-  readonly priority: number;
-  /** The id's value when it is a decimal number of at most 15 digits (exact as a double), else -1. */
-  readonly idValue: number;
-  readonly createdAt: number;
+  const numbers = cache.readPending(pending);
+  return Array.from(computeFairShareQueue(numbers, input, cache), (no) => cache.jobs[no] as Job);
 }
 
 /**
- * The fair-share order of the cycle's records (one per job id, see `CycleCache.recordOf`). Sets each record's `key`
- * (effective priority); each team's sorted order is left in the cache as the next cycle's starting point.
+ * The fair-share order of the cycle's records (record numbers of `cache`, one per job id, see
+ * `CycleCache.readPending`). Sets each record's `keyOf` (effective priority); each team's sorted order is left in the
+ * cache as the next cycle's starting point.
  */
-export function computeFairShareQueue(records: readonly JobRecord[], input: FairShareInput, cache: CycleCache): readonly JobRecord[] {
+export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput, cache: CycleCache): Int32Array {
   const { now, args } = input;
   const weights = computeTeamWeights(input.teams);
   const decayed = computeDecayedUsage(input.usage, now, args.halfLifeMs);
+  const { teamOf, priorityOf, createdAtOf, keyOf, gpusOf } = cache;
+  const teamCount = cache.teamCount;
 
-  const byTeam = new Map<string, JobRecord[]>();
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i] as JobRecord;
+  // Grouped by team with a counting sort, each team in input order.
+  const perTeam = new Int32Array(teamCount + 1);
+  for (let i = 0; i < numbers.length; i++) {
+    const no = numbers[i] as number;
     // As `computeEffectivePriority`, term for term.
-    record.key = record.priority + (args.agingPerHour * Math.max(0, now - record.createdAt)) / 3_600_000;
-    let list = byTeam.get(record.team);
-    if (!list) byTeam.set(record.team, (list = []));
-    list.push(record);
+    keyOf[no] = (priorityOf[no] as number) + (args.agingPerHour * Math.max(0, now - (createdAtOf[no] as number))) / 3_600_000;
+    (perTeam[(teamOf[no] as number) + 1] as number)++;
+  }
+  for (let t = 0; t < teamCount; t++) (perTeam[t + 1] as number) += perTeam[t] as number;
+  const grouped = new Int32Array(numbers.length);
+  const cursor = perTeam.slice(0, teamCount);
+  for (let i = 0; i < numbers.length; i++) {
+    const no = numbers[i] as number;
+    grouped[(cursor[teamOf[no] as number] as number)++] = no;
   }
 
-  const heads: TeamHead<JobRecord>[] = [];
-  for (const [team, unsorted] of byTeam) {
-    const sorted = args.withinTeam === 'least-attained' ? sortByAttained(unsorted, input) : sortByEstimate(unsorted, input);
-    const list = sorted ? unsorted : sortTeam(team, unsorted, cache);
+  // Each team's jobs sorted in place, in its stretch of `grouped`.
+  const compare = compareRecords(cache);
+  const heads: TeamHead[] = [];
+  for (let t = 0; t < teamCount; t++) {
+    const from = perTeam[t] as number;
+    const to = perTeam[t + 1] as number;
+    if (from === to) continue;
+    const team = cache.teamNames[t] as string;
+    if (args.withinTeam === 'least-attained' || (args.withinTeam !== 'priority' && input.estimate)) {
+      const list = copyOut(grouped, from, to);
+      const sorted = args.withinTeam === 'least-attained' ? sortByAttained(list, input, cache) : sortByEstimate(list, input, cache);
+      if (sorted) grouped.set(list, from);
+      else sortTeam(t, grouped, from, to, cache, compare);
+    } else sortTeam(t, grouped, from, to, cache, compare);
     const weight = weights.get(team) ?? 1;
     const base = (input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (args.halfLifeMs / 1000);
-    // The merge reads each job's GPUs in this team's order: copied now, while the team's entries are in cache.
-    const gpus = new Float64Array(list.length);
-    for (let i = 0; i < list.length; i++) gpus[i] = (list[i] as JobRecord).gpus;
-    heads.push({ team, weight, share: base / weight, jobs: list, gpus, next: 0 });
+    heads.push({ team, nameRank: 0, weight, share: base / weight, next: from, end: to });
   }
+  // Ties of share go by team name: ranked once here, so that the merge compares numbers.
+  [...heads].sort((a, b) => (a.team < b.team ? -1 : a.team > b.team ? 1 : 0)).forEach((head, rank) => (head.nameRank = rank));
   const heap = new MinHeap(heads);
-  const order: JobRecord[] = new Array<JobRecord>(records.length);
+  const order = new Int32Array(numbers.length);
   let filled = 0;
   for (let head = heap.peek(); head; head = heap.peek()) {
-    const at = head.next++;
-    order[filled++] = head.jobs[at] as JobRecord;
-    if (head.next >= head.jobs.length) heap.pop();
+    const no = grouped[head.next++] as number;
+    order[filled++] = no;
+    if (head.next >= head.end) heap.pop();
     else {
-      head.share += (head.gpus[at] as number) / head.weight;
+      head.share += (gpusOf[no] as number) / head.weight;
       heap.siftDown(0);
     }
   }
   return order;
+}
+
+function copyOut(from: Int32Array, start: number, end: number): number[] {
+  const list = new Array<number>(end - start);
+  for (let i = start; i < end; i++) list[i - start] = from[i] as number;
+  return list;
 }
 
 /**
@@ -125,67 +133,71 @@ export function computeFairShareQueue(records: readonly JobRecord[], input: Fair
  * first (queues list jobs in submission order, and within one priority that is the sorted order). The sort then
  * finds one long run and a short tail: about one comparison per job.
  */
-function sortTeam(team: string, list: JobRecord[], cache: CycleCache): JobRecord[] {
-  const hint = cache.teamOrders.get(team);
-  let ordered: JobRecord[] = list;
-  if (hint) {
-    const slots = new Array<JobRecord | undefined>(hint.size);
-    const newcomers: JobRecord[] = [];
-    for (let i = 0; i < list.length; i++) {
-      const record = list[i] as JobRecord;
-      if (record.rankCycle === hint.cycle && record.rank < hint.size && slots[record.rank] === undefined) slots[record.rank] = record;
-      else newcomers.push(record);
+function sortTeam(team: number, grouped: Int32Array, from: number, to: number, cache: CycleCache, compare: (a: number, b: number) => number): void {
+  const hintCycle = cache.teamHintCycle[team] as number;
+  const hintSize = cache.teamHintSize[team] as number;
+  const { rankOf, rankCycleOf, priorityOf } = cache;
+  const count = to - from;
+  let sorted = false;
+  if (hintCycle >= 0) {
+    const slots = new Int32Array(hintSize).fill(-1);
+    const newcomers: number[] = [];
+    for (let i = from; i < to; i++) {
+      const no = grouped[i] as number;
+      const rank = rankOf[no] as number;
+      if (rankCycleOf[no] === hintCycle && rank < hintSize && slots[rank] === -1) slots[rank] = no;
+      else newcomers.push(no);
     }
-    const kept: JobRecord[] = [];
+    // The kept jobs in last cycle's order at the start of the stretch, the newcomers after them.
+    let kept = from;
     for (let i = 0; i < slots.length; i++) {
-      const record = slots[i];
-      if (record !== undefined) kept.push(record);
+      const no = slots[i] as number;
+      if (no >= 0) grouped[kept++] = no;
     }
-    // Usually still sorted: then only the newcomers are sorted, and merged in.
-    ordered = isSorted(kept) ? mergeSorted(kept, byPriorityBands(newcomers).sort(compareEntries)) : kept.concat(byPriorityBands(newcomers)).sort(compareEntries);
-  } else ordered = byPriorityBands(list).sort(compareEntries);
-  const cycle = cache.cycle;
-  for (let i = 0; i < ordered.length; i++) {
-    const record = ordered[i] as JobRecord;
-    record.rank = i;
-    record.rankCycle = cycle;
+    if (isSorted(grouped, from, kept, compare)) {
+      // Usually still sorted: then only the newcomers are sorted, and merged in from the back.
+      const arrivals = byPriorityBands(newcomers, priorityOf).sort(compare);
+      let i = kept - 1;
+      let j = arrivals.length - 1;
+      for (let k = to - 1; j >= 0; k--) grouped[k] = i >= from && compare(grouped[i] as number, arrivals[j] as number) > 0 ? (grouped[i--] as number) : (arrivals[j--] as number);
+      sorted = true;
+    } else {
+      for (let i = 0; i < newcomers.length; i++) grouped[kept + i] = newcomers[i] as number;
+    }
   }
-  cache.teamOrders.set(team, { cycle, size: ordered.length });
-  return ordered;
+  if (!sorted) {
+    const list = byPriorityBands(copyOut(grouped, from, to), priorityOf).sort(compare);
+    grouped.set(list, from);
+  }
+  const cycle = cache.cycle;
+  for (let i = from; i < to; i++) {
+    const no = grouped[i] as number;
+    rankOf[no] = i - from;
+    rankCycleOf[no] = cycle;
+  }
+  cache.teamHintCycle[team] = cycle;
+  cache.teamHintSize[team] = count;
 }
 
-function isSorted(list: readonly JobRecord[]): boolean {
-  for (let i = 1; i < list.length; i++) if (compareEntries(list[i - 1] as JobRecord, list[i] as JobRecord) > 0) return false;
+function isSorted(list: Int32Array, from: number, to: number, compare: (a: number, b: number) => number): boolean {
+  for (let i = from + 1; i < to; i++) if (compare(list[i - 1] as number, list[i] as number) > 0) return false;
   return true;
 }
 
-/** Two sorted lists as one (`compareEntries` is a total order on distinct jobs: no ties to break). */
-function mergeSorted(a: readonly JobRecord[], b: readonly JobRecord[]): JobRecord[] {
-  if (b.length === 0) return a as JobRecord[];
-  const out = new Array<JobRecord>(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  for (let k = 0; k < out.length; k++) {
-    const x = a[i];
-    const y = b[j];
-    out[k] = y === undefined || (x !== undefined && compareEntries(x, y) < 0) ? (a[i++] as JobRecord) : (b[j++] as JobRecord);
-  }
-  return out;
-}
-
 /** The records grouped by priority, highest first, each group in input order. */
-function byPriorityBands(list: JobRecord[]): JobRecord[] {
-  const first = list[0]?.priority;
+function byPriorityBands(list: number[], priorityOf: Float64Array): number[] {
+  const first = list.length > 0 ? priorityOf[list[0] as number] : undefined;
   let one = true;
-  for (let i = 1; i < list.length && one; i++) one = (list[i] as JobRecord).priority === first;
+  for (let i = 1; i < list.length && one; i++) one = priorityOf[list[i] as number] === first;
   if (one) return list;
-  const bands = new Map<number, JobRecord[]>();
-  for (const record of list) {
-    let band = bands.get(record.priority);
-    if (!band) bands.set(record.priority, (band = []));
-    band.push(record);
+  const bands = new Map<number, number[]>();
+  for (const no of list) {
+    const priority = priorityOf[no] as number;
+    let band = bands.get(priority);
+    if (!band) bands.set(priority, (band = []));
+    band.push(no);
   }
-  return ([] as JobRecord[]).concat(...[...bands.keys()].sort((a, b) => b - a).map((p) => bands.get(p) as JobRecord[]));
+  return ([] as number[]).concat(...[...bands.keys()].sort((a, b) => b - a).map((p) => bands.get(p) as number[]));
 }
 
 /**
@@ -193,22 +205,24 @@ function byPriorityBands(list: JobRecord[]): JobRecord[] {
  * estimate (shortest first, or highest response ratio first), then submission. False (unsorted) when no job has an
  * estimate or the mode is `priority`.
  */
-function sortByEstimate(list: { job: Job; key: number }[], input: FairShareInput): boolean {
+function sortByEstimate(list: number[], input: FairShareInput, cache: CycleCache): boolean {
   const { args, estimate, now } = input;
   if (args.withinTeam === 'priority' || !estimate) return false;
-  const estimates = list.map((e) => estimate(e.job)?.ms);
+  const jobs = list.map((no) => cache.jobs[no] as Job);
+  const estimates = jobs.map((job) => estimate(job)?.ms);
   if (estimates.every((ms) => ms === undefined)) return false;
   const fallback = input.defaultEstimateMs ?? 3_600_000;
   let top = -Infinity;
-  for (const e of list) top = Math.max(top, e.job.spec.priority);
-  const keyed = list.map((e, i) => {
+  for (const job of jobs) top = Math.max(top, job.spec.priority);
+  const keyed = list.map((no, i) => {
+    const job = jobs[i] as Job;
     const est = Math.max(1, estimates[i] ?? fallback);
-    const band = Math.min(top, e.job.spec.priority + Math.floor((args.agingPerHour * Math.max(0, now - e.job.createdAt)) / 3_600_000));
-    const score = args.withinTeam === 'response-ratio' ? -(Math.max(0, now - e.job.createdAt) + est) / est : est;
-    return { entry: e, band, score, est };
+    const band = Math.min(top, job.spec.priority + Math.floor((args.agingPerHour * Math.max(0, now - job.createdAt)) / 3_600_000));
+    const score = args.withinTeam === 'response-ratio' ? -(Math.max(0, now - job.createdAt) + est) / est : est;
+    return { no, job, band, score, est };
   });
-  keyed.sort((a, b) => b.band - a.band || a.score - b.score || a.est - b.est || compareQueueOrder(a.entry.job, b.entry.job));
-  for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).entry;
+  keyed.sort((a, b) => b.band - a.band || a.score - b.score || a.est - b.est || compareQueueOrder(a.job, b.job));
+  for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).no;
   return true;
 }
 
@@ -217,37 +231,56 @@ function sortByEstimate(list: { job: Job; key: number }[], input: FairShareInput
  * `sortByEstimate`), then least-attained-service queue (`args.lasThresholdsGpuS`; top queue first), then submission.
  * Always sorts (true).
  */
-function sortByAttained(list: JobRecord[], input: FairShareInput): boolean {
+function sortByAttained(list: number[], input: FairShareInput, cache: CycleCache): boolean {
   const { args, now } = input;
   const attained = input.attainedServiceGpuMs;
   const las = { queueThresholdsGpuS: args.lasThresholdsGpuS };
+  const { priorityOf, createdAtOf } = cache;
   let top = -Infinity;
-  for (let i = 0; i < list.length; i++) top = Math.max(top, (list[i] as JobRecord).priority);
-  const keyed = list.map((entry) => ({
-    entry,
-    band: Math.min(top, entry.priority + Math.floor((args.agingPerHour * Math.max(0, now - entry.createdAt)) / 3_600_000)),
-    queue: computeLasQueue(computeAttainedGpuMs(entry.job, attained, now), las),
+  for (let i = 0; i < list.length; i++) top = Math.max(top, priorityOf[list[i] as number] as number);
+  const submission = compareSubmission(cache);
+  const keyed = list.map((no) => ({
+    no,
+    band: Math.min(top, (priorityOf[no] as number) + Math.floor((args.agingPerHour * Math.max(0, now - (createdAtOf[no] as number))) / 3_600_000)),
+    queue: computeLasQueue(computeAttainedGpuMs(cache.jobs[no] as Job, attained, now), las),
   }));
-  keyed.sort((a, b) => b.band - a.band || a.queue - b.queue || compareSubmission(a.entry, b.entry));
-  for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).entry;
+  keyed.sort((a, b) => b.band - a.band || a.queue - b.queue || submission(a.no, b.no));
+  for (let i = 0; i < keyed.length; i++) list[i] = (keyed[i] as (typeof keyed)[number]).no;
   return true;
 }
 
-/** Effective priority, then `compareQueueOrder`, from the copied fields when both ids are short decimals. */
-function compareEntries(a: FairShareEntry, b: FairShareEntry): number {
-  // Compared, not subtracted: a difference of doubles is a new heap number each time the comparator is not inlined.
-  if (a.key > b.key) return -1;
-  if (a.key < b.key) return 1;
-  return compareSubmission(a, b);
+/** Effective priority (`keyOf`), then `compareQueueOrder`, over record numbers. */
+function compareRecords(cache: CycleCache): (a: number, b: number) => number {
+  const { keyOf } = cache;
+  const submission = compareSubmission(cache);
+  return (a, b) => {
+    // Compared, not subtracted: a difference of doubles is a new heap number each time the comparator is not inlined.
+    const ka = keyOf[a] as number;
+    const kb = keyOf[b] as number;
+    if (ka > kb) return -1;
+    if (ka < kb) return 1;
+    return submission(a, b);
+  };
 }
 
-/** `compareQueueOrder`, from the copied fields when both ids are short decimals. */
-function compareSubmission(a: FairShareEntry, b: FairShareEntry): number {
-  if (a.idValue < 0 || b.idValue < 0) return compareQueueOrder(a.job, b.job);
-  if (a.priority !== b.priority) return a.priority > b.priority ? -1 : 1;
-  if (a.idValue !== b.idValue) return a.idValue < b.idValue ? -1 : 1;
-  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
-  return a.job.id < b.job.id ? -1 : a.job.id > b.job.id ? 1 : 0;
+/** `compareQueueOrder` over record numbers, from the copied fields when both ids are short decimals. */
+function compareSubmission(cache: CycleCache): (a: number, b: number) => number {
+  const { priorityOf, idValueOf, createdAtOf, jobs } = cache;
+  return (a, b) => {
+    const ia = idValueOf[a] as number;
+    const ib = idValueOf[b] as number;
+    if (ia < 0 || ib < 0) return compareQueueOrder(jobs[a] as Job, jobs[b] as Job);
+    const pa = priorityOf[a] as number;
+    const pb = priorityOf[b] as number;
+    if (pa !== pb) return pa > pb ? -1 : 1;
+    if (ia !== ib) return ia < ib ? -1 : 1;
+    const ca = createdAtOf[a] as number;
+    const cb = createdAtOf[b] as number;
+    if (ca !== cb) return ca < cb ? -1 : 1;
+    const ida = (jobs[a] as Job).id;
+    const idb = (jobs[b] as Job).id;
+    return ida < idb ? -1 : ida > idb ? 1 : 0;
+  };
 }
 
 /** Each team's weight (a weight ≤ 0 counts as 1; a team not listed has weight 1, see `weightOf`). */
@@ -282,26 +315,27 @@ export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' 
   };
 }
 
-interface TeamHead<T = FairShareEntry> {
+interface TeamHead {
   readonly team: string;
+  /** Its team's place among the heads by name. */
+  nameRank: number;
   readonly weight: number;
   share: number;
-  readonly jobs: readonly T[];
-  /** `jobs[i].gpus`, side by side. */
-  readonly gpus: Float64Array;
+  /** The team's next job and the end of its stretch, in the sorted record numbers. */
   next: number;
+  readonly end: number;
 }
 
-function less<T>(a: TeamHead<T>, b: TeamHead<T>): boolean {
-  return a.share < b.share || (a.share === b.share && a.team < b.team);
+function less(a: TeamHead, b: TeamHead): boolean {
+  return a.share < b.share || (a.share === b.share && a.nameRank < b.nameRank);
 }
 
-class MinHeap<T> {
-  constructor(private readonly items: TeamHead<T>[]) {
+class MinHeap {
+  constructor(private readonly items: TeamHead[]) {
     for (let i = (items.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
   }
 
-  peek(): TeamHead<T> | undefined {
+  peek(): TeamHead | undefined {
     return this.items[0];
   }
 
@@ -319,12 +353,12 @@ class MinHeap<T> {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < items.length && less(items[l] as TeamHead<T>, items[m] as TeamHead<T>)) m = l;
-      if (r < items.length && less(items[r] as TeamHead<T>, items[m] as TeamHead<T>)) m = r;
+      if (l < items.length && less(items[l] as TeamHead, items[m] as TeamHead)) m = l;
+      if (r < items.length && less(items[r] as TeamHead, items[m] as TeamHead)) m = r;
       if (m === i) return;
       // A temporary, not a destructuring swap: that allocates an array per swap, millions per cycle.
-      const swap = items[i] as TeamHead<T>;
-      items[i] = items[m] as TeamHead<T>;
+      const swap = items[i] as TeamHead;
+      items[i] = items[m] as TeamHead;
       items[m] = swap;
       i = m;
     }

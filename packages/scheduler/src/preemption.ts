@@ -158,6 +158,7 @@ interface PoolEntry {
   /** `job.spec.team` and `job.spec.priority`, read once. */
   readonly team: string;
   readonly priority: number;
+  readonly startedAt: number;
   /** Whether its team works beyond its nominal for one of its GPU types, as of the last `refresh`. */
   borrowed: boolean;
   /** Orders the pool: smaller goes first as a victim. Only the order means something. */
@@ -206,7 +207,7 @@ export class VictimPool {
   constructor(running: readonly RunningJob[]) {
     for (const r of running) {
       if (!r.job || r.byNode.size === 0) continue;
-      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, borrowed: false, position: 0, nodes: [] };
+      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, startedAt: r.job.startedAt ?? 0, borrowed: false, position: 0, nodes: [] };
       this.entries.push(entry);
       const list = this.byTeam.get(r.job.spec.team);
       if (list) list.push(entry);
@@ -221,9 +222,16 @@ export class VictimPool {
       const version = borrowLedger?.teamVersion(team) ?? 0;
       if (this.fresh && this.seenVersion.get(team) === version) continue;
       this.seenVersion.set(team, version);
+      // Asked once per GPU type for the team, not once per job: a team has thousands of jobs and a few types.
+      const borrowing = new Map<string, boolean>();
+      const isBorrowing = (type: string): boolean => {
+        let answer = borrowing.get(type);
+        if (answer === undefined) borrowing.set(type, (answer = borrowLedger?.isBorrowing(team, type) ?? false));
+        return answer;
+      };
       for (const e of list) {
         let borrowed = false;
-        if (borrowLedger) for (const t of e.running.byType.keys()) if ((borrowed = borrowLedger.isBorrowing(team, t))) break;
+        if (borrowLedger) for (const t of e.running.byType.keys()) if ((borrowed = isBorrowing(t))) break;
         if (borrowed !== e.borrowed) {
           e.borrowed = borrowed;
           moved.push(e);
@@ -291,8 +299,20 @@ export class VictimPool {
     });
     this.shared.clear();
     for (const [ordinal, list] of this.onNode) {
-      const seen = new Set<GpuDevice>();
-      for (const { gpus } of list) for (const gpu of gpus) if (seen.size === seen.add(gpu).size) this.shared.add(ordinal);
+      // One job names each of its GPUs once (running.ts): only a node with two or more can share one. GPU indexes
+      // below 31 are marked in a bit mask (no set per node).
+      if (list.length < 2) continue;
+      let mask = 0;
+      let seen: Set<GpuDevice> | undefined;
+      for (const { gpus } of list) {
+        for (const gpu of gpus) {
+          if (gpu.index >= 0 && gpu.index < 31) {
+            const bit = 1 << gpu.index;
+            if ((mask & bit) !== 0) this.shared.add(ordinal);
+            mask |= bit;
+          } else if (seen?.size === (seen ??= new Set()).add(gpu).size) this.shared.add(ordinal);
+        }
+      }
     }
   }
 
@@ -313,12 +333,10 @@ export class VictimPool {
 }
 
 function compareVictims(a: PoolEntry, b: PoolEntry): number {
-  return (
-    a.job.spec.priority - b.job.spec.priority ||
-    Number(b.borrowed) - Number(a.borrowed) ||
-    (b.job.startedAt ?? 0) - (a.job.startedAt ?? 0) ||
-    (a.running.id < b.running.id ? -1 : a.running.id > b.running.id ? 1 : 0)
-  );
+  if (a.priority !== b.priority) return a.priority < b.priority ? -1 : 1;
+  if (a.borrowed !== b.borrowed) return a.borrowed ? -1 : 1;
+  if (a.startedAt !== b.startedAt) return a.startedAt > b.startedAt ? -1 : 1;
+  return a.running.id < b.running.id ? -1 : a.running.id > b.running.id ? 1 : 0;
 }
 
 type PooledVictim = Victim & { readonly position: number };

@@ -25,6 +25,12 @@ export type QuotaCheck =
   | { ok: true; withinNominal: boolean }
   | { ok: false; message: string };
 
+/** What `check` answers, as a number (ordered: the first two admit). */
+const VERDICT_WITHIN_NOMINAL = 0;
+const VERDICT_BORROWS = 1;
+const VERDICT_OVER_LIMIT = 2;
+const VERDICT_POOL_EXHAUSTED = 3;
+
 export class QuotaLedger {
   private readonly teams = new Map<string, TeamConfig>();
   private readonly used = new Map<string, Map<string, number>>();
@@ -104,25 +110,43 @@ export class QuotaLedger {
 
   /** Could the team start `amount` more GPUs of `type`? */
   check(team: string, type: string, amount: number): QuotaCheck {
+    const verdict = this.verdict(team, type, amount);
+    if (verdict === VERDICT_WITHIN_NOMINAL) return { ok: true, withinNominal: true };
+    if (verdict === VERDICT_BORROWS) return { ok: true, withinNominal: false };
     const key = this.keyFor(team, type);
     const nominal = this.nominal(team, key);
     const used = this.usedOf(team, key);
     const after = used + amount;
-    if (after <= nominal + 1e-9) return { ok: true, withinNominal: true };
     const borrowAfter = after - nominal;
-    const limit = this.teams.get(team)?.borrowingLimit?.[key];
     const what = key === '*' ? 'GPUs' : `${key} GPUs`;
-    if (limit !== undefined && borrowAfter > limit + 1e-9) {
+    if (verdict === VERDICT_OVER_LIMIT) {
+      const limit = this.teams.get(team)?.borrowingLimit?.[key] ?? 0;
       return { ok: false, message: `team ${team} would use ${fmt(after)} ${what}; its quota is ${fmt(nominal)} nominal + ${fmt(limit)} borrowable (${fmt(used)} in use)` };
     }
     const extra = borrowAfter - Math.max(0, used - nominal);
     const pool = this.poolOf(type);
     const borrowed = this.borrowedOf(type);
-    if (borrowed + extra > pool + 1e-9) {
-      const beyond = key === '*' ? `${fmt(borrowAfter)} GPUs beyond its nominal ${fmt(nominal)}, ${fmt(extra)} of them ${type}` : `${fmt(borrowAfter)} ${what} beyond its nominal ${fmt(nominal)}`;
-      return { ok: false, message: `team ${team} would borrow ${beyond}; other teams lend ${fmt(pool)} ${type} GPUs in all and ${fmt(borrowed)} are borrowed` };
-    }
-    return { ok: true, withinNominal: false };
+    const beyond = key === '*' ? `${fmt(borrowAfter)} GPUs beyond its nominal ${fmt(nominal)}, ${fmt(extra)} of them ${type}` : `${fmt(borrowAfter)} ${what} beyond its nominal ${fmt(nominal)}`;
+    return { ok: false, message: `team ${team} would borrow ${beyond}; other teams lend ${fmt(pool)} ${type} GPUs in all and ${fmt(borrowed)} are borrowed` };
+  }
+
+  /** `check(...).ok`, with nothing built: asked for every type of every job a cycle reads. */
+  admits(team: string, type: string, amount: number): boolean {
+    return this.verdict(team, type, amount) <= VERDICT_BORROWS;
+  }
+
+  private verdict(team: string, type: string, amount: number): number {
+    const key = this.keyFor(team, type);
+    const nominal = this.nominal(team, key);
+    const used = this.usedOf(team, key);
+    const after = used + amount;
+    if (after <= nominal + 1e-9) return VERDICT_WITHIN_NOMINAL;
+    const borrowAfter = after - nominal;
+    const limit = this.teams.get(team)?.borrowingLimit?.[key];
+    if (limit !== undefined && borrowAfter > limit + 1e-9) return VERDICT_OVER_LIMIT;
+    const extra = borrowAfter - Math.max(0, used - nominal);
+    if (this.borrowedOf(type) + extra > this.poolOf(type) + 1e-9) return VERDICT_POOL_EXHAUSTED;
+    return VERDICT_BORROWS;
   }
 
   /** Counts `amount` GPUs of `type` to the team (negative to give back). */

@@ -6,7 +6,7 @@ import { formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis,
 import { computeReservation } from './backfill.ts';
 import { Diagnoser } from './diagnose.ts';
 import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
-import { CycleCache, type JobRecord } from './cycle-cache.ts';
+import { CycleCache } from './cycle-cache.ts';
 import { computeFairShareQueue } from './fair-share.ts';
 import { formatAnd, formatSome } from './format.ts';
 import { computeCandidateTypes } from './gpu-fit.ts';
@@ -139,14 +139,9 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     }
   }
 
-  // The queue: one record per job id (its first entry), each with its team's position counters for this cycle.
+  // The queue: one record per job id (its first entry), as record numbers of the cache (see cycle-cache.ts).
   const records = cache.readPending(input.pending);
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i] as JobRecord;
-    const slot = cache.slotOf(record.team);
-    if (record.slot !== slot) record.slot = slot;
-  }
-  const queue: readonly JobRecord[] = config.fairShare
+  const queue: Int32Array = config.fairShare
     ? computeFairShareQueue(records, { teams, usage: input.usage ?? [], runningGpus, now, args: config.fairShare, estimate: estimator, defaultEstimateMs: config.backfillArgs.estimatedRuntimeMs, attainedServiceGpuMs: input.attainedServiceGpuMs }, cache)
     : inQueueOrder(
         config.oracle
@@ -161,9 +156,11 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
 
   const placementOptions: PlacementOptions = { enforceRequire: config.topologyFilter, preferTight: config.topologyScore !== undefined, tightLevel: config.topologyScore?.defaultPrefer === 'zone' ? 'zone' : 'rack', packing: config.packing };
   const place = (shape: ResourceShape, view: CapacityView): PlacedNode[] | undefined => computePlacement(shape, view, index, placementOptions);
-  const diagnoser = new Diagnoser(index, overlay, place);
+  const diagnoser = new Diagnoser(index, overlay, cache, place);
   const noLongerFit = new Set<string>();
   const restricted = new Map<string, ResourceShape>();
+  /** GPU types each shape accepts among the ready ones, by shape key. */
+  const candidateTypes = new Map<string, readonly string[]>();
   const preemptions: Preemption[] = [];
   const reservations: Reservation[] = [];
   const estimatedStart = new Map<string, number>();
@@ -196,35 +193,45 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const stateVersion = (): number =>
     overlay.version + (ledger?.version ?? 0) + (runningLedger?.version ?? 0) + preemptions.length + reservations.length + preemptors + backfillReservations + victims.size + (blockedHead ? 1 : 0);
   /** The job before, not yet settled: its kind, the state version at its turn and how many jobs had been noted. */
-  let previous: { variant: number; version: number; noted: number } | undefined;
+  // Three numbers, not an object: one per job that misses the memo, tens of thousands a cycle. Variant -1: none.
+  let previousVariant = -1;
+  let previousVersion = 0;
+  let previousNoted = 0;
   const settlePrevious = (): void => {
     // Remember its outcome only if it was left waiting and decided nothing.
-    if (memo && previous && diagnoser.notedCount === previous.noted + 1 && stateVersion() === previous.version) memo.learn(previous.variant, previous.version, diagnoser.lastAtTurn());
-    previous = undefined;
+    if (memo && previousVariant >= 0 && diagnoser.notedCount === previousNoted + 1 && stateVersion() === previousVersion) memo.learn(previousVariant, previousVersion, diagnoser.lastAtTurn());
+    previousVariant = -1;
   };
 
-  for (const queued of queue) {
-    const { job } = queued;
-    const original = queued.shape;
-    const runFor = estimator ? estimator(job)?.ms : queued.maxDurationMs;
+  // The hot fields of the queue's records, read on every turn (the job object only on the slow path).
+  const { jobs: jobOf, kindOf, maxDurationOf, gpusOf, shapes: shapeOf } = cache;
+  for (let turn = 0; turn < queue.length; turn++) {
+    const no = queue[turn] as number;
+    const declared = maxDurationOf[no] as number;
+    const declaresDuration = declared === declared; // NaN: none
+    const runFor = estimator ? estimator(jobOf[no] as Job)?.ms : declaresDuration ? declared : undefined;
     const short = runFor !== undefined && now + runFor <= earliestReservation && overlay.nodesWithHolds.size > 0;
     // A job that victims are being stopped for is not like the others of its kind.
     if (memo) settlePrevious();
-    if (memo && (stopping.forJob.size === 0 || !stopping.forJob.has(job.id))) {
-      const variant = queued.kindId * KIND_VARIANTS + (short ? 1 : 0) + (queued.maxDurationMs === undefined ? 2 : 0);
+    if (memo && (stopping.forJob.size === 0 || !stopping.forJob.has((jobOf[no] as Job).id))) {
+      const variant = (kindOf[no] as number) * KIND_VARIANTS + (short ? 1 : 0) + (declaresDuration ? 0 : 2);
       const version = stateVersion();
       if (memo.knows(variant, version)) {
-        diagnoser.noteUnplacedAs(queued, memo.outcome(variant));
+        diagnoser.noteUnplacedAs(no, memo.outcome(variant));
         continue;
       }
-      previous = { variant, version, noted: diagnoser.notedCount };
+      previousVariant = variant;
+      previousVersion = version;
+      previousNoted = diagnoser.notedCount;
     }
+    const job = jobOf[no] as Job;
+    const original = shapeOf[no] as ResourceShape;
     if (computeShapeProblem(original) !== undefined) {
-      diagnoser.noteUnplaced(queued);
+      diagnoser.noteUnplaced(no, job, original);
       continue;
     }
     if (blockedHead) {
-      diagnoser.noteUnplaced(queued, {
+      diagnoser.noteUnplaced(no, job, original, {
         plugin: PLUGIN.backfill,
         code: 'BlockedByQueueHead',
         message: `job ${blockedHead.id} ahead of it does not fit yet, and in strict FIFO order nothing passes it`,
@@ -234,25 +241,31 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
 
     // b. admission
     let shape = original;
-    const amount = queued.gpus;
+    const amount = gpusOf[no] as number;
     if (ledger && shape.gpuCount > 0) {
-      const types = computeCandidateTypes(shape, index.readyGpuTypes);
-      const admitted: string[] = [];
-      const refused: string[] = [];
-      const refusedTypes: string[] = [];
-      for (const type of types) {
-        const check = ledger.check(job.spec.team, type, amount);
-        if (check.ok) admitted.push(type);
-        else {
-          refused.push(check.message);
-          refusedTypes.push(type);
+      let types = candidateTypes.get(shape.key);
+      if (!types) candidateTypes.set(shape.key, (types = computeCandidateTypes(shape, index.readyGpuTypes)));
+      let everyType = types.length > 0;
+      for (let t = 0; t < types.length && everyType; t++) everyType = ledger.admits(job.spec.team, types[t] as string, amount);
+      // Usually every type is admitted, and nothing is built.
+      if (!everyType) {
+        const admitted: string[] = [];
+        const refused: string[] = [];
+        const refusedTypes: string[] = [];
+        for (const type of types) {
+          const check = ledger.check(job.spec.team, type, amount);
+          if (check.ok) admitted.push(type);
+          else {
+            refused.push(check.message);
+            refusedTypes.push(type);
+          }
         }
+        if (admitted.length === 0) {
+          diagnoser.noteUnplaced(no, job, original, { plugin: PLUGIN.quota, code: 'QuotaExceeded', message: describeQuotaFailure(refused, refusedTypes) });
+          continue;
+        }
+        if (admitted.length < types.length) shape = restrictTypes(shape, admitted, restricted);
       }
-      if (admitted.length === 0) {
-        diagnoser.noteUnplaced(queued, { plugin: PLUGIN.quota, code: 'QuotaExceeded', message: describeQuotaFailure(refused, refusedTypes) });
-        continue;
-      }
-      if (admitted.length < types.length) shape = restrictTypes(shape, admitted, restricted);
     }
 
     // c. placement
@@ -295,9 +308,11 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
         };
       }
     }
-    const preemptorRank = queueRank?.of(job);
-    const preemptKey = `${memoKey}|${job.spec.team}|${job.spec.priority}${preemptorRank === undefined ? '' : `|${preemptorRank}`}`;
-    if (feasible && !waitingOn && preemptionArgs && preemptors < preemptionArgs.maxPreemptorsPerCycle && shape.fractionParts === undefined && shape.gpuCount > 0 && running.length > 0 && !noVictims.has(preemptKey) && preemptionSearches < 4 * preemptionArgs.maxPreemptorsPerCycle) {
+    const mayPreempt = feasible && !waitingOn && preemptionArgs !== undefined && preemptors < preemptionArgs.maxPreemptorsPerCycle && shape.fractionParts === undefined && shape.gpuCount > 0 && running.length > 0 && preemptionSearches < 4 * preemptionArgs.maxPreemptorsPerCycle;
+    // Keyed only when a search may run: most jobs of a long queue come after the searches are spent.
+    const preemptorRank = mayPreempt ? queueRank?.of(job) : undefined;
+    const preemptKey = mayPreempt ? `${memoKey}|${job.spec.team}|${job.spec.priority}${preemptorRank === undefined ? '' : `|${preemptorRank}`}` : '';
+    if (mayPreempt && preemptionArgs && !noVictims.has(preemptKey)) {
       preemptionSearches++;
       const choice = computePreemption(job, shape, amount, {
         index,
@@ -378,28 +393,31 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     }
     if (!decided && feasible && config.backfill === 'strict') blockedHead = job;
     if (!decided && feasible && shape.topology?.mode === 'require' && config.topologyFilter) decided = topologyBlocked.get(shape.key);
-    diagnoser.noteUnplaced(queued, decided);
+    diagnoser.noteUnplaced(no, job, original, decided);
   }
 
   const waiting = diagnoser.finish();
   // 4. positions in each team's queue (jobs left waiting, in queue order); the diagnoses themselves are put
   // together when read (waiting-diagnoses.ts).
-  const waitingRecords = waiting.jobs as readonly JobRecord[];
-  const count = waitingRecords.length;
+  const waitingNumbers = waiting.numbers;
+  const count = waitingNumbers.length;
   const waitingJobs = new Array<Job>(count);
   const positions = new Int32Array(count);
   const teamSizes = new Int32Array(count);
+  const { teamOf, waitingAtOf, waitingCycleOf } = cache;
+  const waitingInTeam = new Int32Array(cache.teamCount);
   for (let i = 0; i < count; i++) {
-    const record = waitingRecords[i] as JobRecord;
-    record.slot.waiting++;
-    record.waitingAt = i;
-    record.waitingCycle = cycle;
-    waitingJobs[i] = record.job;
+    const no = waitingNumbers[i] as number;
+    (waitingInTeam[teamOf[no] as number] as number)++;
+    waitingAtOf[no] = i;
+    waitingCycleOf[no] = cycle;
+    waitingJobs[i] = jobOf[no] as Job;
   }
+  const seenInTeam = new Int32Array(cache.teamCount);
   for (let i = 0; i < count; i++) {
-    const slot = (waitingRecords[i] as JobRecord).slot;
-    positions[i] = ++slot.seen;
-    teamSizes[i] = slot.waiting;
+    const team = teamOf[waitingNumbers[i] as number] as number;
+    positions[i] = ++(seenInTeam[team] as number);
+    teamSizes[i] = waitingInTeam[team] as number;
   }
   const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, positions, teamSizes, reservedNote, estimatedStart, cache, cycle });
   cache.sweep(records.length);
@@ -412,13 +430,14 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
  * for its id's first entry in the input; the sorts keep an id's first entry in their own order, which differs only
  * for an id listed twice with different contents.
  */
-function inQueueOrder(ordered: readonly Job[], cache: CycleCache): JobRecord[] {
-  const queue: JobRecord[] = [];
+function inQueueOrder(ordered: readonly Job[], cache: CycleCache): Int32Array {
+  const queue = new Int32Array(ordered.length);
+  let count = 0;
   for (const job of ordered) {
-    const record = cache.peek(job.id);
-    if (record) queue.push(record);
+    const no = cache.peek(job.id);
+    if (no >= 0) queue[count++] = no;
   }
-  return queue;
+  return queue.subarray(0, count);
 }
 
 /** GPUs on ready nodes, by type. */

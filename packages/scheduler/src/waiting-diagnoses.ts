@@ -23,7 +23,7 @@ export interface WaitingDiagnosesParts {
   readonly reservedNote: ReadonlyMap<string, string>;
   /** Expected start of jobs with a reservation. */
   readonly estimatedStart: ReadonlyMap<string, number>;
-  /** Where the jobs' indexes are noted (`JobRecord.waitingAt`), and the cycle that noted them. */
+  /** Where the jobs' indexes are noted (`CycleCache.waitingAtOf`), and the cycle that noted them. */
   readonly cache: CycleCache;
   readonly cycle: number;
 }
@@ -84,8 +84,8 @@ export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
     if (!this.#byId) {
       // Until the next cycle begins, each waiting job's record says where it is.
       if (cache.cycle === cycle) {
-        const record = cache.peek(id);
-        return record !== undefined && record.waitingCycle === cycle ? record.waitingAt : -1;
+        const no = cache.peek(id);
+        return no >= 0 && cache.waitingCycleOf[no] === cycle ? (cache.waitingAtOf[no] as number) : -1;
       }
       this.#byId = new Map();
       for (let i = 0; i < jobs.length; i++) this.#byId.set((jobs[i] as Job).id, i);

@@ -71,7 +71,9 @@ export class Diagnoser {
   private readonly fitsAtStart = new Map<string, boolean>();
   private readonly tallies = new Map<string, TakerTally>();
   /** The last answer per shape and priority, valid while no placement has been made since. */
-  private readonly recent = new Map<string, { placements: number; diagnosis: Diagnosis }>();
+  private readonly recent = new Map<string, Map<number, { placements: number; diagnosis: Diagnosis }>>();
+  /** `diagnoseAtTurn` per kind of job: the placement count it was made at (plus one; 0: none), and the answer. */
+  private kindAnswers: { readonly at: Int32Array; readonly diagnosis: (Diagnosis | undefined)[] } | undefined;
   /**
    * Unplaced jobs in queue order (record numbers of the cycle's cache), and the diagnosis made at their turn
    * (undefined: described at `finish`), side by side.
@@ -102,7 +104,19 @@ export class Diagnoser {
       this.atTurn.push(feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message));
       return;
     }
-    this.atTurn.push(this.diagnoseAtTurn(job, shape));
+    // The answer depends on the job's kind (shape and priority) and the placements made so far: kept per kind, by
+    // number, until the next placement.
+    const kind = this.cache.kindOf[no] as number;
+    const placements = this.overlay.placements.length;
+    const answers = (this.kindAnswers ??= { at: new Int32Array(this.cache.kindCount), diagnosis: new Array<Diagnosis | undefined>(this.cache.kindCount) });
+    if (answers.at[kind] === placements + 1) {
+      this.atTurn.push(answers.diagnosis[kind]);
+      return;
+    }
+    const answer = this.diagnoseAtTurn(job, shape);
+    answers.at[kind] = placements + 1;
+    answers.diagnosis[kind] = answer;
+    this.atTurn.push(answer);
   }
 
   /** How many jobs were noted so far. */
@@ -162,12 +176,14 @@ export class Diagnoser {
     if (fitted === undefined) this.fitsAtStart.set(shape.key, (fitted = this.place(shape, this.index) !== undefined));
     if (!fitted) return undefined;
 
-    const key = `${shape.key}|${job.spec.priority}`;
+    // By shape, then priority: the shape's key is a string made once (its hash is kept), a joined key a new one.
     const placements = this.overlay.placements.length;
-    const cached = this.recent.get(key);
+    let byPriority = this.recent.get(shape.key);
+    if (!byPriority) this.recent.set(shape.key, (byPriority = new Map()));
+    const cached = byPriority.get(job.spec.priority);
     if (cached && cached.placements === placements) return cached.diagnosis;
     const result = this.queuedBehind(job, shape);
-    this.recent.set(key, { placements, diagnosis: result });
+    byPriority.set(job.spec.priority, { placements, diagnosis: result });
     return result;
   }
 

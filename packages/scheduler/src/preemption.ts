@@ -198,6 +198,8 @@ function onNode(ordinal: number, entry: PoolEntry, gpus: readonly GpuDevice[]): 
 export class VictimPool {
   private entries: PoolEntry[] = [];
   private readonly byTeam = new Map<string, PoolEntry[]>();
+  /** GPU types each team's jobs hold. */
+  private readonly typesOfTeam = new Map<string, Set<string>>();
   private readonly seenVersion = new Map<string, number>();
   private readonly onNode = new Map<number, OnNode[]>();
   /** Nodes where two listed jobs name the same GPU (a snapshot with a GPU allocated twice): counted with care. */
@@ -212,6 +214,9 @@ export class VictimPool {
       const list = this.byTeam.get(r.job.spec.team);
       if (list) list.push(entry);
       else this.byTeam.set(r.job.spec.team, [entry]);
+      let types = this.typesOfTeam.get(entry.team);
+      if (!types) this.typesOfTeam.set(entry.team, (types = new Set()));
+      for (const type of r.byType.keys()) types.add(type);
     }
   }
 
@@ -229,9 +234,12 @@ export class VictimPool {
         if (answer === undefined) borrowing.set(type, (answer = borrowLedger?.isBorrowing(team, type) ?? false));
         return answer;
       };
+      // Most teams borrow none of their types: then none of their jobs works on borrowed GPUs.
+      let borrowsAny = false;
+      if (borrowLedger) for (const type of this.typesOfTeam.get(team) ?? []) if ((borrowsAny = isBorrowing(type))) break;
       for (const e of list) {
         let borrowed = false;
-        if (borrowLedger) for (const t of e.running.byType.keys()) if ((borrowed = isBorrowing(t))) break;
+        if (borrowsAny) for (const t of e.running.byType.keys()) if ((borrowed = isBorrowing(t))) break;
         if (borrowed !== e.borrowed) {
           e.borrowed = borrowed;
           moved.push(e);

@@ -159,6 +159,8 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const diagnoser = new Diagnoser(index, overlay, cache, place);
   const noLongerFit = new Set<string>();
   const restricted = new Map<string, ResourceShape>();
+  /** The memo key of each shape for a job that may use held GPUs, by shape key. */
+  const shortKeys = new Map<string, string>();
   /** GPU types each shape accepts among the ready ones, by shape key. */
   const candidateTypes = new Map<string, readonly string[]>();
   const preemptions: Preemption[] = [];
@@ -269,7 +271,13 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     }
 
     // c. placement
-    const memoKey = short ? `${shape.key}|short` : shape.key;
+    let memoKey = shape.key;
+    if (short) {
+      // Made once per shape: a key joined anew for each job is a new string to hash each time.
+      let shortKey = shortKeys.get(shape.key);
+      if (shortKey === undefined) shortKeys.set(shape.key, (shortKey = `${shape.key}|short`));
+      memoKey = shortKey;
+    }
     if (!noLongerFit.has(memoKey)) {
       const placed = place(shape, short ? releasedHolds(overlay) : overlay);
       if (placed) {

@@ -87,7 +87,7 @@ export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput
 
   // Each team's jobs sorted in place, in its stretch of `grouped`.
   const compare = compareRecords(cache);
-  const heads: TeamHead[] = [];
+  const heads: { team: string; share: number; weight: number; from: number; to: number }[] = [];
   for (let t = 0; t < teamCount; t++) {
     const from = perTeam[t] as number;
     const to = perTeam[t + 1] as number;
@@ -101,20 +101,22 @@ export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput
     } else sortTeam(t, grouped, from, to, cache, compare);
     const weight = weights.get(team) ?? 1;
     const base = (input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (args.halfLifeMs / 1000);
-    heads.push({ team, nameRank: 0, weight, share: base / weight, next: from, end: to });
+    heads.push({ team, share: base / weight, weight, from, to });
   }
   // Ties of share go by team name: ranked once here, so that the merge compares numbers.
-  [...heads].sort((a, b) => (a.team < b.team ? -1 : a.team > b.team ? 1 : 0)).forEach((head, rank) => (head.nameRank = rank));
-  const heap = new MinHeap(heads);
+  heads.sort((a, b) => (a.team < b.team ? -1 : a.team > b.team ? 1 : 0));
+  const tournament = new ShareTournament(heads.map((head) => head.share));
+  const next = Int32Array.from(heads, (head) => head.from);
   const order = new Int32Array(numbers.length);
   let filled = 0;
-  for (let head = heap.peek(); head; head = heap.peek()) {
-    const no = grouped[head.next++] as number;
+  for (let t = tournament.winner(); t >= 0; t = tournament.winner()) {
+    const head = heads[t] as (typeof heads)[number];
+    const no = grouped[(next[t] as number)++] as number;
     order[filled++] = no;
-    if (head.next >= head.end) heap.pop();
+    if (next[t] === head.to) tournament.retire(t);
     else {
       head.share += (gpusOf[no] as number) / head.weight;
-      heap.siftDown(0);
+      tournament.raise(t, head.share);
     }
   }
   return order;
@@ -315,52 +317,79 @@ export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' 
   };
 }
 
-interface TeamHead {
-  readonly team: string;
-  /** Its team's place among the heads by name. */
-  nameRank: number;
-  readonly weight: number;
-  share: number;
-  /** The team's next job and the end of its stretch, in the sorted record numbers. */
-  next: number;
-  readonly end: number;
-}
+/**
+ * The teams' turns: which team has the smallest share (ties: the earlier team, here by name), as a tournament tree of
+ * losers over the teams. Raising the winner's share replays one path to the root, log2(teams) comparisons of numbers;
+ * a binary heap of objects costs about twice the comparisons and a pointer chase each.
+ */
+class ShareTournament {
+  /** Leaves: a power of two ≥ the teams (the rest are padding, retired from the start). */
+  private readonly size: number;
+  private readonly share: Float64Array;
+  /** Retired (no jobs left) or padding. */
+  private readonly retired: Uint8Array;
+  /** losers[i] for internal node i ≥ 1: the leaf that lost there; losers[0]: the overall winner. */
+  private readonly losers: Int32Array;
 
-function less(a: TeamHead, b: TeamHead): boolean {
-  return a.share < b.share || (a.share === b.share && a.nameRank < b.nameRank);
-}
-
-class MinHeap {
-  constructor(private readonly items: TeamHead[]) {
-    for (let i = (items.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
-  }
-
-  peek(): TeamHead | undefined {
-    return this.items[0];
-  }
-
-  pop(): void {
-    const last = this.items.pop();
-    if (last && this.items.length > 0) {
-      this.items[0] = last;
-      this.siftDown(0);
+  constructor(shares: readonly number[]) {
+    let size = 1;
+    while (size < shares.length) size *= 2;
+    this.size = size;
+    this.share = new Float64Array(size);
+    this.retired = new Uint8Array(size).fill(1);
+    for (let i = 0; i < shares.length; i++) {
+      this.share[i] = shares[i] as number;
+      this.retired[i] = 0;
     }
+    this.losers = new Int32Array(size);
+    // Winners of each subtree, bottom up; the losers stay at the internal nodes.
+    const winners = new Int32Array(2 * size);
+    for (let i = 0; i < size; i++) winners[size + i] = i;
+    for (let node = size - 1; node >= 1; node--) {
+      const a = winners[2 * node] as number;
+      const b = winners[2 * node + 1] as number;
+      const aFirst = this.before(a, b);
+      winners[node] = aFirst ? a : b;
+      this.losers[node] = aFirst ? b : a;
+    }
+    this.losers[0] = size > 1 ? (winners[1] as number) : 0;
   }
 
-  siftDown(i: number): void {
-    const items = this.items;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < items.length && less(items[l] as TeamHead, items[m] as TeamHead)) m = l;
-      if (r < items.length && less(items[r] as TeamHead, items[m] as TeamHead)) m = r;
-      if (m === i) return;
-      // A temporary, not a destructuring swap: that allocates an array per swap, millions per cycle.
-      const swap = items[i] as TeamHead;
-      items[i] = items[m] as TeamHead;
-      items[m] = swap;
-      i = m;
+  /** The team to take the next job from, or -1 when every team is retired. */
+  winner(): number {
+    const leaf = this.losers[0] as number;
+    return this.retired[leaf] === 1 ? -1 : leaf;
+  }
+
+  raise(leaf: number, share: number): void {
+    this.share[leaf] = share;
+    this.replay(leaf);
+  }
+
+  retire(leaf: number): void {
+    this.retired[leaf] = 1;
+    this.replay(leaf);
+  }
+
+  /** Whether team a goes before team b: not retired, then the smaller share, then the earlier team. */
+  private before(a: number, b: number): boolean {
+    const ra = this.retired[a] as number;
+    const rb = this.retired[b] as number;
+    if (ra !== rb) return ra < rb;
+    const sa = this.share[a] as number;
+    const sb = this.share[b] as number;
+    return sa < sb || (sa === sb && a < b);
+  }
+
+  private replay(leaf: number): void {
+    let current = leaf;
+    for (let node = (leaf + this.size) >> 1; node >= 1; node >>= 1) {
+      const loser = this.losers[node] as number;
+      if (this.before(loser, current)) {
+        this.losers[node] = current;
+        current = loser;
+      }
     }
+    this.losers[0] = current;
   }
 }

@@ -26,15 +26,16 @@ export interface ComputedReservation {
  * @param ending running jobs sorted by `endAt` (then id); jobs already chosen as victims may be in it.
  */
 export function computeReservation(shape: ResourceShape, overlay: PlanOverlay, ending: readonly RunningJob[], now: number, place: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined): ComputedReservation | undefined {
+  let extra = new Map<number, GpuDevice[]>();
+  // `forEach`, not `for...of`: no [key, value] pair made per node of thousands of running jobs.
+  const addFreed = (gpus: readonly GpuDevice[], ordinal: number): void => {
+    const list = extra.get(ordinal);
+    if (list) list.push(...gpus);
+    else extra.set(ordinal, [...gpus]);
+  };
   const viewAfter = (k: number): CapacityView => {
-    const extra = new Map<number, GpuDevice[]>();
-    for (let i = 0; i < k; i++) {
-      for (const [ordinal, gpus] of (ending[i] as RunningJob).byNode) {
-        const list = extra.get(ordinal);
-        if (list) list.push(...gpus);
-        else extra.set(ordinal, [...gpus]);
-      }
-    }
+    extra = new Map();
+    for (let i = 0; i < k; i++) (ending[i] as RunningJob).byNode.forEach(addFreed);
     return new ExtraFreeView(overlay, extra);
   };
   // The smallest k for which the job fits once the first k have ended. Probed at the bound first: on a busy cluster
@@ -84,13 +85,14 @@ function countEndingBeforeRoom(shape: ResourceShape, overlay: PlanOverlay, endin
     if (n >= gpuCount) roomy++;
   }
   if (roomy >= numNodes) return 1;
+  const addFreed = (gpus: readonly GpuDevice[], ordinal: number): void => {
+    if (nodes[ordinal]?.ready !== true) return;
+    const before = free[ordinal] as number;
+    free[ordinal] = before + gpus.length;
+    if (before < gpuCount && before + gpus.length >= gpuCount) roomy++;
+  };
   for (let i = 0; i < ending.length; i++) {
-    for (const [ordinal, gpus] of (ending[i] as RunningJob).byNode) {
-      if (nodes[ordinal]?.ready !== true) continue;
-      const before = free[ordinal] as number;
-      free[ordinal] = before + gpus.length;
-      if (before < gpuCount && before + gpus.length >= gpuCount) roomy++;
-    }
+    (ending[i] as RunningJob).byNode.forEach(addFreed);
     if (roomy >= numNodes) return i + 1;
   }
   return ending.length;

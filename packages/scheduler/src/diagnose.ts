@@ -78,8 +78,11 @@ export class Diagnoser {
    * Unplaced jobs in queue order (record numbers of the cycle's cache), and the diagnosis made at their turn
    * (undefined: described at `finish`), side by side.
    */
-  private readonly unplaced: number[] = [];
-  private readonly atTurn: (Diagnosis | undefined)[] = [];
+  private readonly unplaced: Int32Array;
+  private readonly atTurn: (Diagnosis | undefined)[];
+  /** Each noted job's kind, side by side (`finish` describes each kind once, without going back to the records). */
+  private readonly kinds: Int32Array;
+  private noted = 0;
 
   private readonly place: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined;
 
@@ -88,8 +91,13 @@ export class Diagnoser {
     private readonly overlay: PlanOverlay,
     /** Where the noted record numbers' kinds are (`finish` describes each kind once). */
     private readonly cache: CycleCache,
+    /** How many jobs may be noted (the queue's length): the lists are made that long once. */
+    capacity: number,
     place?: (shape: ResourceShape, view: CapacityView) => PlacedNode[] | undefined,
   ) {
+    this.unplaced = new Int32Array(capacity);
+    this.kinds = new Int32Array(capacity);
+    this.atTurn = new Array<Diagnosis | undefined>(capacity);
     this.place = place ?? ((shape, view) => computeGangPlacement(shape, view, index));
   }
 
@@ -98,44 +106,46 @@ export class Diagnoser {
    * made (quota, preemption, reservation, strict FIFO); it is used unless the job could never fit at all.
    */
   noteUnplaced(no: number, job: Job, shape: ResourceShape, decided?: Diagnosis): void {
-    this.unplaced.push(no);
+    const kind = this.cache.kindOf[no] as number;
     if (decided) {
       const feasible = this.feasibilityOf(shape);
-      this.atTurn.push(feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message));
+      this.note(no, kind, feasible.ok ? decided : diagnosis(PLUGIN.feasibility, 'NeverFits', feasible.message));
       return;
     }
     // The answer depends on the job's kind (shape and priority) and the placements made so far: kept per kind, by
     // number, until the next placement.
-    const kind = this.cache.kindOf[no] as number;
     const placements = this.overlay.placements.length;
     const answers = (this.kindAnswers ??= { at: new Int32Array(this.cache.kindCount), diagnosis: new Array<Diagnosis | undefined>(this.cache.kindCount) });
-    if (answers.at[kind] === placements + 1) {
-      this.atTurn.push(answers.diagnosis[kind]);
-      return;
+    if (answers.at[kind] !== placements + 1) {
+      answers.diagnosis[kind] = this.diagnoseAtTurn(job, shape);
+      answers.at[kind] = placements + 1;
     }
-    const answer = this.diagnoseAtTurn(job, shape);
-    answers.at[kind] = placements + 1;
-    answers.diagnosis[kind] = answer;
-    this.atTurn.push(answer);
+    this.note(no, kind, answers.diagnosis[kind]);
+  }
+
+  private note(no: number, kind: number, atTurn: Diagnosis | undefined): void {
+    const at = this.noted++;
+    this.unplaced[at] = no;
+    this.kinds[at] = kind;
+    this.atTurn[at] = atTurn;
   }
 
   /** How many jobs were noted so far. */
   get notedCount(): number {
-    return this.unplaced.length;
+    return this.noted;
   }
 
   /** What the last noted job got at its turn (undefined: it waits for capacity, described at `finish`). */
   lastAtTurn(): Diagnosis | undefined {
-    return this.atTurn[this.atTurn.length - 1];
+    return this.atTurn[this.noted - 1];
   }
 
   /**
    * Notes a job with what an earlier job of the same kind got at its turn, in the same state of the cycle (shape,
    * team, priority and everything the cycle decided since being equal, `noteUnplaced` would answer the same).
    */
-  noteUnplacedAs(no: number, atTurn: Diagnosis | undefined): void {
-    this.unplaced.push(no);
-    this.atTurn.push(atTurn);
+  noteUnplacedAs(no: number, kind: number, atTurn: Diagnosis | undefined): void {
+    this.note(no, kind, atTurn);
   }
 
   /** Whether the shape could ever fit the inventory (cached per shape). */
@@ -146,15 +156,15 @@ export class Diagnoser {
   }
 
   /** After the last placement of the cycle: one diagnosis per unplaced job, in the order they were noted (queue order). */
-  finish(): { readonly numbers: readonly number[]; readonly diagnoses: readonly Diagnosis[] } {
+  finish(): { readonly numbers: Int32Array; readonly diagnoses: readonly Diagnosis[] } {
     const waiting = new Map<string, Diagnosis>();
     const byKind = new Array<Diagnosis | undefined>(this.cache.kindCount);
-    const { kindOf, kindShapes } = this.cache;
+    const { kindShapes } = this.cache;
     // Filled in place: tens of thousands of them, no second list. A job's kind has its shape (as asked).
-    const { unplaced, atTurn } = this;
-    for (let i = 0; i < unplaced.length; i++) {
+    const { atTurn, kinds, noted } = this;
+    for (let i = 0; i < noted; i++) {
       if (atTurn[i]) continue;
-      const kind = kindOf[unplaced[i] as number] as number;
+      const kind = kinds[i] as number;
       let found = byKind[kind];
       if (!found) {
         const shape = kindShapes[kind] as ResourceShape;
@@ -164,7 +174,7 @@ export class Diagnoser {
       }
       atTurn[i] = found;
     }
-    return { numbers: unplaced, diagnoses: atTurn as Diagnosis[] };
+    return { numbers: this.unplaced.subarray(0, noted), diagnoses: atTurn as Diagnosis[] };
   }
 
   /** NeverFits or QueuedBehindHigherPriority, or undefined when the job is waiting for capacity. */

@@ -177,13 +177,21 @@ interface OnNode {
 }
 
 function onNode(ordinal: number, entry: PoolEntry, gpus: readonly GpuDevice[]): OnNode {
-  const counts: { type: string; n: number }[] = [];
   let minMemoryMiB = Infinity;
+  let oneType = true;
+  const first = gpus[0]?.type;
+  for (let g = 0; g < gpus.length; g++) {
+    const gpu = gpus[g] as GpuDevice;
+    if (gpu.memoryMiB < minMemoryMiB) minMemoryMiB = gpu.memoryMiB;
+    if (gpu.type !== first) oneType = false;
+  }
+  // A node's GPUs are nearly always of one type: one count, no search.
+  if (oneType) return { ordinal, entry, gpus, counts: first === undefined ? [] : [{ type: first, n: gpus.length }], minMemoryMiB };
+  const counts: { type: string; n: number }[] = [];
   for (const gpu of gpus) {
     const found = counts.find((c) => c.type === gpu.type);
     if (found) found.n++;
     else counts.push({ type: gpu.type, n: 1 });
-    minMemoryMiB = Math.min(minMemoryMiB, gpu.memoryMiB);
   }
   return { ordinal, entry, gpus, counts, minMemoryMiB };
 }
@@ -293,18 +301,23 @@ export class VictimPool {
   /** Positions 0, 1, 2, ... in the current order, and the node lists built again. */
   private renumber(): void {
     this.onNode.clear();
-    this.entries.forEach((entry, position) => {
+    const { entries } = this;
+    // One callback for every entry (`forEach` makes no [key, value] pair per node, as `for...of` over a map does).
+    let entry = entries[0] as PoolEntry;
+    const addNode = (gpus: readonly GpuDevice[], ordinal: number): void => {
+      const on = onNode(ordinal, entry, gpus);
+      entry.nodes.push(on);
+      const list = this.onNode.get(ordinal);
+      if (list) list.push(on);
+      else this.onNode.set(ordinal, [on]);
+    };
+    for (let position = 0; position < entries.length; position++) {
+      entry = entries[position] as PoolEntry;
       entry.position = position;
       entry.nodes = [];
-      for (const [ordinal, gpus] of entry.running.byNode) {
-        const on = onNode(ordinal, entry, gpus);
-        entry.nodes.push(on);
-        const list = this.onNode.get(ordinal);
-        if (list) list.push(on);
-        else this.onNode.set(ordinal, [on]);
-      }
-      entry.nodes.sort((a, b) => a.ordinal - b.ordinal);
-    });
+      entry.running.byNode.forEach(addNode);
+      if (entry.nodes.length > 1) entry.nodes.sort((a, b) => a.ordinal - b.ordinal);
+    }
     this.shared.clear();
     for (const [ordinal, list] of this.onNode) {
       // One job names each of its GPUs once (running.ts): only a node with two or more can share one. GPU indexes

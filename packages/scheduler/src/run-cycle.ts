@@ -156,7 +156,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
 
   const placementOptions: PlacementOptions = { enforceRequire: config.topologyFilter, preferTight: config.topologyScore !== undefined, tightLevel: config.topologyScore?.defaultPrefer === 'zone' ? 'zone' : 'rack', packing: config.packing };
   const place = (shape: ResourceShape, view: CapacityView): PlacedNode[] | undefined => computePlacement(shape, view, index, placementOptions);
-  const diagnoser = new Diagnoser(index, overlay, cache, place);
+  const diagnoser = new Diagnoser(index, overlay, cache, queue.length, place);
   const noLongerFit = new Set<string>();
   const restricted = new Map<string, ResourceShape>();
   /** The memo key of each shape for a job that may use held GPUs, by shape key. */
@@ -219,7 +219,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
       const variant = (kindOf[no] as number) * KIND_VARIANTS + (short ? 1 : 0) + (declaresDuration ? 0 : 2);
       const version = stateVersion();
       if (memo.knows(variant, version)) {
-        diagnoser.noteUnplacedAs(no, memo.outcome(variant));
+        diagnoser.noteUnplacedAs(no, kindOf[no] as number, memo.outcome(variant));
         continue;
       }
       previousVariant = variant;

@@ -31,13 +31,13 @@ export interface WaitingDiagnosesParts {
 export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
   // Private fields (#), so that equality checks that walk an object's own properties compare the entries only.
   readonly #parts: WaitingDiagnosesParts;
-  readonly #built: (Diagnosis | undefined)[];
+  /** Made on the first read: most cycles' diagnoses are never read before the next cycle replaces them. */
+  #built: (Diagnosis | undefined)[] | undefined;
   /** Made on the first look-up the cache's records can no longer answer (a later cycle has run). */
   #byId: Map<string, number> | undefined;
 
   constructor(parts: WaitingDiagnosesParts) {
     this.#parts = parts;
-    this.#built = new Array<Diagnosis | undefined>(parts.jobs.length);
   }
 
   get size(): number {
@@ -94,7 +94,8 @@ export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
   }
 
   #at(i: number): Diagnosis {
-    const found = this.#built[i];
+    const built = (this.#built ??= new Array<Diagnosis | undefined>(this.#parts.jobs.length));
+    const found = built[i];
     if (found) return found;
     const { jobs, atTurn, positions, teamSizes, reservedNote, estimatedStart } = this.#parts;
     const job = jobs[i] as Job;
@@ -103,7 +104,7 @@ export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
     const diagnosis: Diagnosis = { plugin: d.plugin, code: d.code, message: note !== undefined && d.code !== 'NeverFits' ? `${d.message}${note}` : d.message, position: { team: job.spec.team, index: positions[i] as number, of: teamSizes[i] as number } };
     const start = estimatedStart.get(job.id) ?? d.estimatedStartAt;
     if (start !== undefined) diagnosis.estimatedStartAt = start;
-    this.#built[i] = diagnosis;
+    built[i] = diagnosis;
     return diagnosis;
   }
 }

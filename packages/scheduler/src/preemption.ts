@@ -163,8 +163,8 @@ interface PoolEntry {
   borrowed: boolean;
   /** Orders the pool: smaller goes first as a victim. Only the order means something. */
   position: number;
-  /** Its GPUs on each node, by node ordinal. */
-  nodes: OnNode[];
+  /** Its GPUs on each node, by node ordinal (`VictimPool.nodesOf`; made when first asked). */
+  nodes: OnNode[] | undefined;
 }
 
 /** A pool job on one node, with its GPUs there: the GPUs, how many of each type, and the least GPU memory. */
@@ -202,6 +202,8 @@ function onNode(ordinal: number, entry: PoolEntry, gpus: readonly GpuDevice[]): 
  * node, the jobs on it in that order. A preemptor then walks each node's list, taking the jobs that may be its
  * victims, instead of collecting and sorting all candidates (O(R log R) per preemptor). Whose work is borrowed
  * changes when this cycle's victims are charged back; only those teams' jobs are looked at again and moved.
+ * The per-node lists are made when first asked for: a one-node preemptor usually finds its victim among the first
+ * jobs in victim order, looking at their nodes only.
  */
 export class VictimPool {
   private entries: PoolEntry[] = [];
@@ -209,7 +211,8 @@ export class VictimPool {
   /** GPU types each team's jobs hold. */
   private readonly typesOfTeam = new Map<string, Set<string>>();
   private readonly seenVersion = new Map<string, number>();
-  private readonly onNode = new Map<number, OnNode[]>();
+  /** Per node ordinal, the jobs on it in victim order; undefined until asked for (and after a renumbering). */
+  private nodeLists: Map<number, OnNode[]> | undefined;
   /** Nodes where two listed jobs name the same GPU (a snapshot with a GPU allocated twice): counted with care. */
   private readonly shared = new Set<number>();
   private fresh = false;
@@ -217,7 +220,7 @@ export class VictimPool {
   constructor(running: readonly RunningJob[]) {
     for (const r of running) {
       if (!r.job || r.byNode.size === 0) continue;
-      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, startedAt: r.job.startedAt ?? 0, borrowed: false, position: 0, nodes: [] };
+      const entry: PoolEntry = { running: r, job: r.job, team: r.job.spec.team, priority: r.job.spec.priority, startedAt: r.job.startedAt ?? 0, borrowed: false, position: 0, nodes: undefined };
       this.entries.push(entry);
       const list = this.byTeam.get(r.job.spec.team);
       if (list) list.push(entry);
@@ -295,31 +298,38 @@ export class VictimPool {
     }
     const touched = new Set<number>();
     for (const e of moved) for (const ordinal of e.running.byNode.keys()) touched.add(ordinal);
-    for (const ordinal of touched) this.onNode.get(ordinal)?.sort((a, b) => a.entry.position - b.entry.position);
+    if (this.nodeLists) for (const ordinal of touched) this.nodeLists.get(ordinal)?.sort((a, b) => a.entry.position - b.entry.position);
   }
 
-  /** Positions 0, 1, 2, ... in the current order, and the node lists built again. */
+  /** Positions 0, 1, 2, ... in the current order; the node lists are made again when next asked for. */
   private renumber(): void {
-    this.onNode.clear();
     const { entries } = this;
-    // One callback for every entry (`forEach` makes no [key, value] pair per node, as `for...of` over a map does).
-    let entry = entries[0] as PoolEntry;
-    const addNode = (gpus: readonly GpuDevice[], ordinal: number): void => {
-      const on = onNode(ordinal, entry, gpus);
-      entry.nodes.push(on);
-      const list = this.onNode.get(ordinal);
-      if (list) list.push(on);
-      else this.onNode.set(ordinal, [on]);
-    };
-    for (let position = 0; position < entries.length; position++) {
-      entry = entries[position] as PoolEntry;
-      entry.position = position;
-      entry.nodes = [];
-      entry.running.byNode.forEach(addNode);
-      if (entry.nodes.length > 1) entry.nodes.sort((a, b) => a.ordinal - b.ordinal);
+    for (let position = 0; position < entries.length; position++) (entries[position] as PoolEntry).position = position;
+    this.nodeLists = undefined;
+  }
+
+  /** The entry's GPUs on each node, by node ordinal. */
+  nodesOf(entry: PoolEntry): readonly OnNode[] {
+    if (entry.nodes) return entry.nodes;
+    const nodes: OnNode[] = [];
+    // `forEach`: no [key, value] pair per node, as `for...of` over a map makes.
+    entry.running.byNode.forEach((gpus, ordinal) => nodes.push(onNode(ordinal, entry, gpus)));
+    if (nodes.length > 1) nodes.sort((a, b) => a.ordinal - b.ordinal);
+    return (entry.nodes = nodes);
+  }
+
+  /** Every node's list of jobs in victim order, and which nodes have a GPU named twice. */
+  private buildNodeLists(): Map<number, OnNode[]> {
+    const lists = new Map<number, OnNode[]>();
+    for (const entry of this.entries) {
+      for (const on of this.nodesOf(entry)) {
+        const list = lists.get(on.ordinal);
+        if (list) list.push(on);
+        else lists.set(on.ordinal, [on]);
+      }
     }
     this.shared.clear();
-    for (const [ordinal, list] of this.onNode) {
+    for (const [ordinal, list] of lists) {
       // One job names each of its GPUs once (running.ts): only a node with two or more can share one. GPU indexes
       // below 31 are marked in a bit mask (no set per node).
       if (list.length < 2) continue;
@@ -335,6 +345,7 @@ export class VictimPool {
         }
       }
     }
+    return (this.nodeLists = lists);
   }
 
   /** Every job, in victim order (after `refresh`). */
@@ -344,11 +355,12 @@ export class VictimPool {
 
   /** The jobs on a node with their GPUs there, in victim order (after `refresh`). */
   jobsOn(ordinal: number): readonly OnNode[] | undefined {
-    return this.onNode.get(ordinal);
+    return (this.nodeLists ?? this.buildNodeLists()).get(ordinal);
   }
 
-  /** Whether two jobs on the node name the same GPU. */
+  /** Whether two jobs on the node name the same GPU (after `refresh`). */
   sharesGpus(ordinal: number): boolean {
+    if (!this.nodeLists) this.buildNodeLists();
     return this.shared.has(ordinal);
   }
 }
@@ -415,7 +427,7 @@ function choosePooled(job: Job, shape: ResourceShape, ctx: PreemptionContext, po
       const e = entries[x] as PoolEntry;
       const reason = reasonFor(e);
       if (!reason) continue;
-      for (const on of e.nodes) {
+      for (const on of pool.nodesOf(e)) {
         if (seen.has(on.ordinal)) continue;
         seen.add(on.ordinal);
         const node = index.nodes[on.ordinal];

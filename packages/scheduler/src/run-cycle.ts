@@ -451,7 +451,14 @@ function inQueueOrder(ordered: readonly Job[], cache: CycleCache): Int32Array {
 /** GPUs on ready nodes, by type. */
 function countReadyGpus(index: SnapshotIndex): Map<string, number> {
   const byType = new Map<string, number>();
-  for (const node of index.readyNodes) for (const gpu of node.gpuByIndex.values()) byType.set(gpu.type, (byType.get(gpu.type) ?? 0) + 1);
+  for (const node of index.readyNodes) {
+    // The node's list when no GPU index repeats in it (the usual case): an array walk, no iterator per node.
+    const gpus = node.info.gpus.length === node.gpuByIndex.size ? node.info.gpus : [...node.gpuByIndex.values()];
+    for (let g = 0; g < gpus.length; g++) {
+      const type = (gpus[g] as GpuDevice).type;
+      byType.set(type, (byType.get(type) ?? 0) + 1);
+    }
+  }
   return byType;
 }
 

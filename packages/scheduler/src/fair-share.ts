@@ -109,15 +109,13 @@ export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput
   const next = Int32Array.from(heads, (head) => head.from);
   const order = new Int32Array(numbers.length);
   let filled = 0;
+  const ends = Int32Array.from(heads, (head) => head.to);
+  const weightOf = Float64Array.from(heads, (head) => head.weight);
   for (let t = tournament.winner(); t >= 0; t = tournament.winner()) {
-    const head = heads[t] as (typeof heads)[number];
     const no = grouped[(next[t] as number)++] as number;
     order[filled++] = no;
-    if (next[t] === head.to) tournament.retire(t);
-    else {
-      head.share += (gpusOf[no] as number) / head.weight;
-      tournament.raise(t, head.share);
-    }
+    if (next[t] === ends[t]) tournament.retire(t);
+    else tournament.raise(t, (gpusOf[no] as number) / (weightOf[t] as number));
   }
   return order;
 }
@@ -325,8 +323,9 @@ export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' 
 class ShareTournament {
   /** Leaves: a power of two ≥ the teams (the rest are padding, retired from the start). */
   private readonly size: number;
+  /** Each team's share; +Infinity once retired. */
   private readonly share: Float64Array;
-  /** Retired (no jobs left) or padding. */
+  /** Retired (no jobs left) or padding: after every team still in, whatever its share. */
   private readonly retired: Uint8Array;
   /** losers[i] for internal node i ≥ 1: the leaf that lost there; losers[0]: the overall winner. */
   private readonly losers: Int32Array;
@@ -335,7 +334,7 @@ class ShareTournament {
     let size = 1;
     while (size < shares.length) size *= 2;
     this.size = size;
-    this.share = new Float64Array(size);
+    this.share = new Float64Array(size).fill(Infinity);
     this.retired = new Uint8Array(size).fill(1);
     for (let i = 0; i < shares.length; i++) {
       this.share[i] = shares[i] as number;
@@ -361,35 +360,38 @@ class ShareTournament {
     return this.retired[leaf] === 1 ? -1 : leaf;
   }
 
-  raise(leaf: number, share: number): void {
-    this.share[leaf] = share;
+  /** Adds `delta` to the team's share (as `share += delta`, so that sums are those of taking jobs one by one). */
+  raise(leaf: number, delta: number): void {
+    this.share[leaf] = (this.share[leaf] as number) + delta;
     this.replay(leaf);
   }
 
   retire(leaf: number): void {
     this.retired[leaf] = 1;
+    this.share[leaf] = Infinity;
     this.replay(leaf);
   }
 
-  /** Whether team a goes before team b: not retired, then the smaller share, then the earlier team. */
+  /** Whether team a goes before team b: the smaller share; on a tie, not retired, then the earlier team. */
   private before(a: number, b: number): boolean {
-    const ra = this.retired[a] as number;
-    const rb = this.retired[b] as number;
-    if (ra !== rb) return ra < rb;
     const sa = this.share[a] as number;
     const sb = this.share[b] as number;
-    return sa < sb || (sa === sb && a < b);
+    if (sa !== sb) return sa < sb;
+    const ra = this.retired[a] as number;
+    const rb = this.retired[b] as number;
+    return ra !== rb ? ra < rb : a < b;
   }
 
   private replay(leaf: number): void {
+    const { losers } = this;
     let current = leaf;
     for (let node = (leaf + this.size) >> 1; node >= 1; node >>= 1) {
-      const loser = this.losers[node] as number;
+      const loser = losers[node] as number;
       if (this.before(loser, current)) {
-        this.losers[node] = current;
+        losers[node] = current;
         current = loser;
       }
     }
-    this.losers[0] = current;
+    losers[0] = current;
   }
 }

@@ -31,6 +31,13 @@ const VERDICT_BORROWS = 1;
 const VERDICT_OVER_LIMIT = 2;
 const VERDICT_POOL_EXHAUSTED = 3;
 
+/** A team as the ledger reads it: configuration, usage by quota key (absent until charged), quota key by GPU type. */
+interface TeamState {
+  readonly config: TeamConfig | undefined;
+  used: Map<string, number> | undefined;
+  readonly keyOfType: Map<string, string>;
+}
+
 export class QuotaLedger {
   private readonly teams = new Map<string, TeamConfig>();
   private readonly used = new Map<string, Map<string, number>>();
@@ -41,6 +48,8 @@ export class QuotaLedger {
   /** Grows with every charge: equal values mean the same usage. */
   version = 0;
   private readonly teamVersions = new Map<string, number>();
+  /** Per team: its configuration, usage by quota key (the map in `used`) and the quota key of each GPU type. */
+  private readonly states = new Map<string, TeamState>();
   /** GPUs of each type the teams together may borrow. */
   private readonly pools = new Map<string, number>();
 
@@ -108,6 +117,12 @@ export class QuotaLedger {
     return this.usedOf(team, key) > this.nominal(team, key) + 1e-9;
   }
 
+  private stateOf(team: string): TeamState {
+    let state = this.states.get(team);
+    if (!state) this.states.set(team, (state = { config: this.teams.get(team), used: this.used.get(team), keyOfType: new Map() }));
+    return state;
+  }
+
   /** Could the team start `amount` more GPUs of `type`? */
   check(team: string, type: string, amount: number): QuotaCheck {
     const verdict = this.verdict(team, type, amount);
@@ -136,13 +151,16 @@ export class QuotaLedger {
   }
 
   private verdict(team: string, type: string, amount: number): number {
-    const key = this.keyFor(team, type);
-    const nominal = this.nominal(team, key);
-    const used = this.usedOf(team, key);
+    // One look-up for the team's configuration, usage and quota keys: asked for every type of thousands of jobs.
+    const state = this.stateOf(team);
+    let key = state.keyOfType.get(type);
+    if (key === undefined) state.keyOfType.set(type, (key = this.keyFor(team, type)));
+    const nominal = state.config?.nominal[key] ?? 0;
+    const used = state.used?.get(key) ?? 0;
     const after = used + amount;
     if (after <= nominal + 1e-9) return VERDICT_WITHIN_NOMINAL;
     const borrowAfter = after - nominal;
-    const limit = this.teams.get(team)?.borrowingLimit?.[key];
+    const limit = state.config?.borrowingLimit?.[key];
     if (limit !== undefined && borrowAfter > limit + 1e-9) return VERDICT_OVER_LIMIT;
     const extra = borrowAfter - Math.max(0, used - nominal);
     if (this.borrowedOf(type) + extra > this.poolOf(type) + 1e-9) return VERDICT_POOL_EXHAUSTED;
@@ -154,7 +172,11 @@ export class QuotaLedger {
     const key = this.keyFor(team, type);
     const nominal = this.nominal(team, key);
     let byKey = this.used.get(team);
-    if (!byKey) this.used.set(team, (byKey = new Map()));
+    if (!byKey) {
+      this.used.set(team, (byKey = new Map()));
+      const state = this.states.get(team);
+      if (state) state.used = byKey;
+    }
     const before = byKey.get(key) ?? 0;
     const after = before + amount;
     byKey.set(key, after);

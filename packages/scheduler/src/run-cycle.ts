@@ -248,7 +248,9 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
       let types = candidateTypes.get(shape.key);
       if (!types) candidateTypes.set(shape.key, (types = computeCandidateTypes(shape, index.readyGpuTypes)));
       let everyType = types.length > 0;
-      for (let t = 0; t < types.length && everyType; t++) everyType = ledger.admits(job.spec.team, types[t] as string, amount);
+      // The team's name from the record (the job's spec is another object to fetch).
+      const team = cache.teamNames[cache.teamOf[no] as number] as string;
+      for (let t = 0; t < types.length && everyType; t++) everyType = ledger.admits(team, types[t] as string, amount);
       // Usually every type is admitted, and nothing is built.
       if (!everyType) {
         const admitted: string[] = [];

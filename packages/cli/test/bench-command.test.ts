@@ -27,7 +27,7 @@ describe('tutti bench scheduler (fake GPUs)', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const result = JSON.parse(run.stdout) as Record<string, unknown> & { growth: { by_nodes: GrowthRow[]; by_pending: GrowthRow[] }; conditions: Record<string, unknown> };
-    for (const key of ['cycle_ms_p50', 'cycle_ms_p99', 'placements_per_s', 'idle_cycle_ms_p50']) expect(result[key], key).toBeGreaterThan(0);
+    for (const key of ['cycle_ms_p50', 'cycle_ms_p99', 'cold_cycle_ms_p50', 'changing_cycle_ms_p50', 'placements_per_s', 'idle_cycle_ms_p50']) expect(result[key], key).toBeGreaterThan(0);
     // A difference of two timings: any sign, but a number.
     expect(Number.isFinite(result['arrival_incremental_ms'])).toBe(true);
     expect(Number.isFinite(result['per_pending_job_us'])).toBe(true);
@@ -43,6 +43,7 @@ describe('tutti bench scheduler (fake GPUs)', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('placements/s');
     expect(run.stdout).toContain('one arrival');
+    expect(run.stdout).toContain('busy cycle, changing');
     expect(run.stdout).toMatch(/nodes \(20 pending\)/);
     expect(run.stdout).toMatch(/pending \(4 nodes\)/);
     const bad = await tutti(['bench', 'scheduler', '--profile', 'nope', '--nodes', '2', '--pending', '2']);

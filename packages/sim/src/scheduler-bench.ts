@@ -8,8 +8,11 @@
  * with a max duration; teams with nominal quotas (80% of the cluster shared equally) and weights 1–3.
  *
  * Cycles are timed as the server runs them: with one `CycleCache` kept across the cycles of a run (what a cycle
- * derives from each pending job, and each team's last order), which changes no decision. The first cycle of a
- * server has no cache: that is the cold figure.
+ * derives from each pending job, each team's last order, each node's indexed form and each running job's GPUs), which
+ * changes no decision. The first cycle of a server has no cache: that is the cold figure. The busy figure gives every
+ * cycle the same cluster, which is the cache's best case on the cluster side; the "changing" figure gives each cycle
+ * a cluster where 1% of the running jobs have ended since the last one and new jobs hold their GPUs (new node objects
+ * there, as a store gives for a node that changed), which is what a busy server sees between cycles.
  *
  * Figures (medians unless named otherwise):
  *   - cycle time on the busy cluster, p50 and p99, and cold (a fresh cache every cycle);
@@ -60,6 +63,8 @@ export interface SchedulerBenchResult {
   readonly cycle_ms_p99: number;
   /** The busy cycle with a fresh cache: the first cycle after the server starts. */
   readonly cold_cycle_ms_p50: number;
+  /** The busy cycle when 1% of the running jobs were replaced since the last cycle (see the file comment). */
+  readonly changing_cycle_ms_p50: number;
   readonly placements_per_s: number;
   readonly busy_placements_per_cycle: number;
   readonly idle_cycle_ms_p50: number;
@@ -150,6 +155,32 @@ export function makeSchedulerBenchWorld(options: SchedulerBenchWorldOptions): Cy
   return { snapshot, pending: jobs, running, teams, usage: teamNames.map((team, i) => ({ team, decayedGpuSeconds: (i % 7) * 1e6, asOf: 0 })), now: 4_000_000, seed: 1 };
 }
 
+/**
+ * The world after `count` of its running jobs (chosen at random) ended and a new job of the same size, team and
+ * priority took their GPUs: new allocation, job and node objects where something changed, the rest shared.
+ */
+function withReplacedJobs(world: CycleInput, count: number, r: () => number, step: number): CycleInput {
+  const running = [...(world.running ?? [])];
+  const replaced = new Map<string, string>();
+  for (let k = 0; k < count && running.length > 0; k++) {
+    const at = Math.floor(r() * running.length);
+    const old = running[at] as Job;
+    if (replaced.has(old.id)) continue;
+    const id = `c${step}-${k}`;
+    replaced.set(old.id, id);
+    running[at] = { ...old, id, startedAt: world.now - 1_000 };
+  }
+  const changedNodes = new Set<string>();
+  const allocations = world.snapshot.allocations.map((a) => {
+    const id = replaced.get(a.jobId);
+    if (id === undefined) return a;
+    changedNodes.add(a.node);
+    return { ...a, jobId: id };
+  });
+  const nodes = world.snapshot.nodes.map((n) => (changedNodes.has(n.name) ? { ...n } : n));
+  return { ...world, snapshot: { version: world.snapshot.version + 1, nodes, allocations }, running };
+}
+
 /** A problem with the options, naming the option and the fix, or undefined. */
 export function checkSchedulerBenchOptions(options: SchedulerBenchOptions): string | undefined {
   const whole = (name: string, value: number | undefined, min: number): string | undefined =>
@@ -198,6 +229,20 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   // first seconds of a process, ~1.5× slower here).
   const busy = timeMany(busyWorld, rounds, 12);
   const cold = timeMany(busyWorld, Math.max(3, Math.floor(rounds / 3)), 1, true);
+  // A cluster that changes between cycles: a sequence of worlds, each 1% of the running jobs on from the one before,
+  // built before timing, run with one cache.
+  const changingCache = new CycleCache();
+  const changes = Math.max(1, Math.round((busyWorld.running?.length ?? 0) / 100));
+  const churnRandom = lcg(7);
+  const changingWorlds: CycleInput[] = [busyWorld];
+  for (let i = 0; i < rounds + 12; i++) changingWorlds.push(withReplacedJobs(changingWorlds[changingWorlds.length - 1] as CycleInput, changes, churnRandom, i));
+  const changingTimes: number[] = [];
+  for (let i = 0; i < changingWorlds.length; i++) {
+    const t0 = clock();
+    runCycle({ ...(changingWorlds[i] as CycleInput), cache: changingCache }, profile);
+    if (i >= 12) changingTimes.push(clock() - t0);
+  }
+  changingTimes.sort((a, b) => a - b);
   const idle = timeMany(world(options.nodes, options.pending, 0), Math.max(3, Math.floor(rounds / 3)), 2);
 
   // One arrival, timed in alternation with the base cycle so that drift of the machine hits both alike.
@@ -232,6 +277,7 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
     cycle_ms_p50: round(busyP50),
     cycle_ms_p99: round(quantile(busy.times, 0.99)),
     cold_cycle_ms_p50: round(quantile(cold.times, 0.5)),
+    changing_cycle_ms_p50: round(quantile(changingTimes, 0.5)),
     placements_per_s: Math.round(idle.placements / (Math.max(idleP50, 1e-6) / 1000)),
     busy_placements_per_cycle: busy.placements,
     idle_cycle_ms_p50: round(idleP50),
@@ -262,6 +308,7 @@ export function formatSchedulerBench(result: SchedulerBenchResult): string {
     '',
     `  busy cycle           p50 ${result.cycle_ms_p50} ms, p99 ${result.cycle_ms_p99} ms (${result.busy_placements_per_cycle} placed per cycle)`,
     `  busy cycle, cold     p50 ${result.cold_cycle_ms_p50} ms (a fresh cache: the first cycle after a start)`,
+    `  busy cycle, changing p50 ${result.changing_cycle_ms_p50} ms (1% of running jobs replaced since the last cycle)`,
     `  idle cycle           p50 ${result.idle_cycle_ms_p50} ms (${result.idle_placements_per_cycle} placed per cycle)`,
     `  placements/s         ${result.placements_per_s}`,
     `  one arrival          ${result.arrival_incremental_ms >= 0 ? '+' : ''}${result.arrival_incremental_ms} ms per cycle (median of paired differences)`,

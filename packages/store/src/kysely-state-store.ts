@@ -80,6 +80,8 @@ class GpuTakenSignal extends Error {}
  */
 export class KyselyStateStore implements StateStore {
   readonly #db: Kysely<StoreDatabase>;
+  /** The last snapshot's nodes by their stored JSON (see `#nodesOf`). */
+  #parsedNodes = new Map<string, NodeInfo>();
   readonly #dialect: StoreDialect;
   readonly #where: string | undefined;
   readonly #creates: GroupCommitQueue<NewJob, Job>;
@@ -283,6 +285,24 @@ export class KyselyStateStore implements StateStore {
     });
   }
 
+  /**
+   * The nodes of a snapshot, parsed from their rows. A node whose stored JSON is the same as at the last snapshot is
+   * the same (frozen) object: the scheduler's cycle cache reuses its indexed form of a node while its `NodeInfo` is the
+   * same object, so parsing every node anew each cycle would index every node anew each cycle.
+   */
+  #nodesOf(rows: readonly { info_json: string }[]): NodeInfo[] {
+    const last = this.#parsedNodes;
+    const next = new Map<string, NodeInfo>();
+    const nodes = rows.map((r) => {
+      let info = last.get(r.info_json) ?? next.get(r.info_json);
+      if (!info) info = deepFreeze(JSON.parse(r.info_json) as NodeInfo);
+      next.set(r.info_json, info);
+      return info;
+    });
+    this.#parsedNodes = next;
+    return nodes;
+  }
+
   /** Read in one transaction, so the version, nodes and allocations agree. Nodes by name; allocations by node, GPU. */
   async snapshot(): Promise<ClusterSnapshot> {
     return this.#db.transaction().execute(async (trx) => {
@@ -296,7 +316,7 @@ export class KyselyStateStore implements StateStore {
         .execute();
       return {
         version: Number(meta.value),
-        nodes: nodeRows.map((r) => JSON.parse(r.info_json) as NodeInfo),
+        nodes: this.#nodesOf(nodeRows),
         allocations: allocationRows.map((r): GpuAllocation => ({
           jobId: String(r.job_id),
           node: r.node,
@@ -755,4 +775,13 @@ function fitsBesides(
     if (memory > 0 && memoryUsed > memory) return false;
   }
   return true;
+}
+
+/** Freezes a parsed JSON value and everything in it (shared between snapshots, so never to be edited). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }

@@ -239,6 +239,20 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(s2.nodes.map((n) => n.name)).toEqual(['n3']);
       });
 
+      it('gives an unchanged node as the same frozen object in the next snapshot, and a changed one as a new object', async () => {
+        await store.replaceNodes([makeNode('n1', 2), makeNode('n2', 2)], T0);
+        const first = await store.snapshot();
+        await store.replaceNodes([makeNode('n1', 2), makeNode('n2', 2, { state: 'draining' })], T0 + 10);
+        const second = await store.snapshot();
+        // The scheduler's cycle cache reuses its index of a node while the node is the same object.
+        expect(second.nodes[0]).toBe(first.nodes[0]);
+        expect(second.nodes[1]).not.toBe(first.nodes[1]);
+        expect(second.nodes[1]).toEqual(makeNode('n2', 2, { state: 'draining' }));
+        // Shared between snapshots, so nobody may edit it.
+        expect(Object.isFrozen(second.nodes[0])).toBe(true);
+        expect(Object.isFrozen(second.nodes[0]?.gpus[0])).toBe(true);
+      });
+
       it('keeps the allocations of a node that left until their job ends', async () => {
         await store.replaceNodes([makeNode('n1', 2)], T0);
         const job = await startJob([1]);

@@ -11,8 +11,9 @@
  * derives from each pending job, each team's last order, each node's indexed form and each running job's GPUs), which
  * changes no decision. The first cycle of a server has no cache: that is the cold figure. The busy figure gives every
  * cycle the same cluster, which is the cache's best case on the cluster side; the "changing" figure gives each cycle
- * a cluster where 1% of the running jobs have ended since the last one and new jobs hold their GPUs (new node objects
- * there, as a store gives for a node that changed), which is what a busy server sees between cycles.
+ * a cluster where 1% of the running jobs have ended since the last one and new jobs hold their GPUs (new allocation
+ * and job objects; the nodes' own objects stay, as the store keeps a node whose description did not change), which is
+ * what a busy server sees between cycles.
  *
  * Figures (medians unless named otherwise):
  *   - cycle time on the busy cluster, p50 and p99, and cold (a fresh cache every cycle);
@@ -157,7 +158,8 @@ export function makeSchedulerBenchWorld(options: SchedulerBenchWorldOptions): Cy
 
 /**
  * The world after `count` of its running jobs (chosen at random) ended and a new job of the same size, team and
- * priority took their GPUs: new allocation, job and node objects where something changed, the rest shared.
+ * priority took their GPUs: new allocation and job objects where something changed, the rest shared (node objects
+ * too: a node's description does not change when jobs come and go on it).
  */
 function withReplacedJobs(world: CycleInput, count: number, r: () => number, step: number): CycleInput {
   const running = [...(world.running ?? [])];
@@ -170,15 +172,11 @@ function withReplacedJobs(world: CycleInput, count: number, r: () => number, ste
     replaced.set(old.id, id);
     running[at] = { ...old, id, startedAt: world.now - 1_000 };
   }
-  const changedNodes = new Set<string>();
   const allocations = world.snapshot.allocations.map((a) => {
     const id = replaced.get(a.jobId);
-    if (id === undefined) return a;
-    changedNodes.add(a.node);
-    return { ...a, jobId: id };
+    return id === undefined ? a : { ...a, jobId: id };
   });
-  const nodes = world.snapshot.nodes.map((n) => (changedNodes.has(n.name) ? { ...n } : n));
-  return { ...world, snapshot: { version: world.snapshot.version + 1, nodes, allocations }, running };
+  return { ...world, snapshot: { version: world.snapshot.version + 1, nodes: world.snapshot.nodes, allocations }, running };
 }
 
 /** A problem with the options, naming the option and the fix, or undefined. */
@@ -225,9 +223,9 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   };
 
   const busyWorld = world(options.nodes, options.pending);
-  // A server runs cycles back to back: warm up until the JIT and the heap have settled (fewer rounds measure the
-  // first seconds of a process, ~1.5× slower here).
-  const busy = timeMany(busyWorld, rounds, 12);
+  // A server runs cycles back to back: warm up until the JIT and the heap have settled (30 cycles; with 12 the figure
+  // still held the first second of the process, ~1.6× slower here, and with 3, ~2×).
+  const busy = timeMany(busyWorld, rounds, 30);
   const cold = timeMany(busyWorld, Math.max(3, Math.floor(rounds / 3)), 1, true);
   // A cluster that changes between cycles: a sequence of worlds, each 1% of the running jobs on from the one before,
   // built before timing, run with one cache.

@@ -20,6 +20,7 @@
  */
 import type { Job, JobSpec } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
+import { NodeIndexCache } from './node-index-cache.ts';
 import { computeResourceShape, type ResourceShape } from './resource-shape.ts';
 
 /** Distinct kinds kept before the table is emptied (records then take new ids). */
@@ -86,6 +87,8 @@ export class CycleCache {
   /** Per team number: the cycle and size of the order the last sort of the team left in `rankOf`; -1: none. */
   teamHintCycle = new Int32Array(0);
   teamHintSize = new Int32Array(0);
+  /** The cluster side: indexed nodes and running jobs' GPUs, reused where nothing changed (node-index-cache.ts). */
+  readonly nodeIndex = new NodeIndexCache();
 
   /** Starts a cycle; returns its number. */
   begin(): number {

@@ -22,7 +22,7 @@ import { compileProfile, DEFAULT_PROFILE, type SchedulerProfile } from './profil
 import { describeQuotaFailure, QuotaLedger } from './quota.ts';
 import { computeQueueOrder } from './queue-sort.ts';
 import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
-import { computeRunningJobs, type RunningJob } from './running.ts';
+import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from './running.ts';
 import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
 import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
 import { WaitingDiagnoses } from './waiting-diagnoses.ts';
@@ -114,28 +114,26 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const { now } = input;
   const cache = (shortcuts.keepAcrossCycles ? input.cache : undefined) ?? new CycleCache();
   const cycle = cache.begin();
-  const index = computeSnapshotIndex(input.snapshot);
+  const index = computeSnapshotIndex(input.snapshot, cache.nodeIndex);
   const overlay = new PlanOverlay(index, shortcuts.capacityIndex);
   const estimator = config.fairShare && config.fairShare.withinTeam !== 'priority' ? createDurationEstimator(input.durationHistory, { window: config.fairShare.estimateWindow, minSamples: config.fairShare.estimateMinSamples }) : undefined;
-  const running = computeRunningJobs(index, input.running ?? [], now, config.backfillArgs.estimatedRuntimeMs, estimator && ((job) => estimator(job)?.ms));
+  const running = computeRunningJobs(index, input.running ?? [], now, config.backfillArgs.estimatedRuntimeMs, estimator && ((job) => estimator(job)?.ms), cache.nodeIndex);
   // Victims of earlier cycles still within their grace (see stopping.ts).
   const graceMs = (config.preemption ?? config.orderPreemption)?.graceMs ?? 60_000;
-  const stopping = computeStoppingVictims(input.running ?? [], running, graceMs, now);
+  const stopping = computeStoppingVictims(input.running ?? [], running, graceMs, now, cache.nodeIndex);
   const teams = input.teams ?? [];
   const readyGpus = config.quota && teams.length > 0 ? countReadyGpus(index) : undefined;
   const ledger = readyGpus ? new QuotaLedger(teams, readyGpus) : undefined;
   /** Usage of running jobs only (less this cycle's victims): who works on borrowed GPUs, for reclaim. */
   const runningLedger = readyGpus ? new QuotaLedger(teams, readyGpus) : undefined;
-  const runningGpus = new Map<string, number>();
-  for (const r of running) {
-    if (!r.job) continue;
-    const leaving = stopping.ids.has(r.id);
-    for (const [type, n] of r.byType) {
-      if (!leaving) {
+  const runningGpus = computeRunningGpusByTeam(running, cache.nodeIndex);
+  if (ledger || runningLedger) {
+    for (const r of running) {
+      if (!r.job || stopping.ids.has(r.id)) continue;
+      for (const [type, n] of r.byType) {
         ledger?.charge(r.job.spec.team, type, n);
         runningLedger?.charge(r.job.spec.team, type, n);
       }
-      runningGpus.set(r.job.spec.team, (runningGpus.get(r.job.spec.team) ?? 0) + n);
     }
   }
 

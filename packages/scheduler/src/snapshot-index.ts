@@ -5,6 +5,7 @@
  */
 import type { ClusterSnapshot, GpuDevice, NodeInfo } from '@tutti/model';
 import type { IndexedCounts } from './capacity-index.ts';
+import { NO_ALLOCATIONS, NodeIndexCache, type NodeAllocations, type NodeEntry, type NodeListMemo } from './node-index-cache.ts';
 
 /** Free capacity of nodes at one moment: at the start of the cycle (`SnapshotIndex`) or now (`PlanOverlay`). */
 export interface CapacityView {
@@ -82,53 +83,196 @@ export function compareNames(a: string, b: string): number {
  * Builds the index in O(nodes + GPUs + NVLink links + allocations). A node name that appears twice keeps its first
  * entry, an allocation of an unknown node or GPU index is ignored (it cannot block anything that exists), and a GPU
  * allocated twice is simply not free.
+ *
+ * With a `cache` kept from earlier cycles (node-index-cache.ts), a node whose `NodeInfo` object, position and
+ * allocations are what the cache saw is not indexed again: the same `IndexedNode` is returned. The index is the same
+ * with or without it.
  */
-export function computeSnapshotIndex(snapshot: ClusterSnapshot): SnapshotIndex {
-  const heldByNode = new Map<string, Map<number, string>>();
-  const sharedByNode = new Map<string, Map<number, SharedUse>>();
-  // A node's allocations usually lie together: the previous one's map answers without a look-up.
-  let lastNode: string | undefined;
-  let lastHeld: Map<number, string> | undefined;
-  for (const allocation of snapshot.allocations) {
-    let held = lastNode === allocation.node ? lastHeld : heldByNode.get(allocation.node);
-    if (!held) heldByNode.set(allocation.node, (held = new Map()));
-    lastNode = allocation.node;
-    lastHeld = held;
-    if (!held.has(allocation.gpuIndex)) held.set(allocation.gpuIndex, allocation.jobId);
-    if (allocation.fraction !== undefined) {
-      let shared = sharedByNode.get(allocation.node);
-      if (!shared) sharedByNode.set(allocation.node, (shared = new Map()));
-      const use = shared.get(allocation.gpuIndex) ?? { parts: 0, memoryMiB: 0 };
-      shared.set(allocation.gpuIndex, { parts: use.parts + toParts(allocation.fraction), memoryMiB: use.memoryMiB + (allocation.memoryMiB ?? 0) });
+export function computeSnapshotIndex(snapshot: ClusterSnapshot, cache: NodeIndexCache = new NodeIndexCache()): SnapshotIndex {
+  const pass = ++cache.nodePass;
+  const list = nodeListOf(snapshot.nodes, cache);
+  cache.sameNodeList = list === cache.nodeList;
+  cache.nodeList = list;
+  if (!cache.sameNodeList) {
+    for (let ordinal = 0; ordinal < list.entries.length; ordinal++) {
+      const node = list.entries[ordinal] as NodeEntry;
+      node.listedIn = list;
+      node.ordinal = ordinal;
     }
   }
-  // A GPU with a whole-GPU allocation is not shareable, whatever fractional allocations also name it.
+
+  // Each allocation is compared with what its node's entry saw; a node's allocations usually lie together, so the
+  // previous allocation's entry answers without a look-up. Whether they lie together in node order is noted for
+  // the running jobs (see running.ts).
+  let entry: NodeEntry | undefined;
+  let met = 0;
+  let lastOrdinal = -1;
+  let inNodeOrder = true;
   for (const allocation of snapshot.allocations) {
-    if (allocation.fraction === undefined) sharedByNode.get(allocation.node)?.set(allocation.gpuIndex, { parts: FRACTION_PARTS, memoryMiB: Infinity });
+    if (entry === undefined || entry.name !== allocation.node) {
+      entry = cache.nodeEntry(allocation.node);
+      if (entry.listedIn === list) {
+        if (entry.ordinal <= lastOrdinal) inNodeOrder = false;
+        lastOrdinal = entry.ordinal;
+      }
+    }
+    if (entry.pass !== pass) {
+      entry.pass = pass;
+      entry.matched = 0;
+      entry.differing = undefined;
+      met++;
+    }
+    if (entry.differing) {
+      entry.differing.push(allocation);
+      continue;
+    }
+    if (entry.matched < entry.seen.length && entry.seen.equals(entry.matched, allocation)) {
+      entry.matched++;
+      continue;
+    }
+    entry.differing = entry.seen.prefix(entry.matched);
+    entry.differing.push(allocation);
   }
+  cache.inNodeOrder = inNodeOrder;
 
-  const firstByName = new Map<string, NodeInfo>();
-  for (const info of snapshot.nodes) if (!firstByName.has(info.name)) firstByName.set(info.name, info);
-  const nodes = [...firstByName.values()]
-    .sort((a, b) => compareNames(a.name, b.name))
-    .map((info, ordinal) => indexNode(info, ordinal, heldByNode.get(info.name) ?? new Map(), sharedByNode.get(info.name) ?? new Map()));
-  const byName = new Map(nodes.map((node) => [node.name, node]));
-  const readyNodes = nodes.filter((n) => n.ready);
-  const readyGpuTypes = [...new Set(readyNodes.flatMap((n) => n.info.gpus.map((g) => g.type)))].sort(compareNames);
+  const last = cache.lastLists?.nodes;
+  /** Made as soon as a node differs from the last pass's list (undefined: the same list so far). */
+  let nodes: IndexedNode[] | undefined = last === undefined || last.length !== list.sorted.length ? [] : undefined;
+  const changed: NodeEntry[] = [];
+  for (let ordinal = 0; ordinal < list.sorted.length; ordinal++) {
+    const info = list.sorted[ordinal] as NodeInfo;
+    const node = list.entries[ordinal] as NodeEntry;
+    const allocations = node.pass !== pass ? NO_ALLOCATIONS : (node.differing ?? (node.matched === node.seen.length ? node.seen : node.seen.prefix(node.matched)));
+    let indexed = node.indexed;
+    if (indexed === undefined || node.info !== info || node.indexedOrdinal !== ordinal || allocations !== node.seen) {
+      indexed = indexNodeWith(info, ordinal, allocations);
+      node.indexedOrdinal = ordinal;
+      node.previousSeen = node.indexed === undefined ? NO_ALLOCATIONS : node.seen;
+      node.seen = allocations;
+      node.info = info;
+      node.indexed = indexed;
+      node.changedPass = pass;
+      changed.push(node);
+    }
+    if (nodes) nodes.push(indexed);
+    else if (last?.[ordinal] !== indexed) (nodes = (last ?? []).slice(0, ordinal)).push(indexed);
+  }
+  cache.changedNodes = changed;
+  cache.sweepNodes(met + list.sorted.length);
 
-  return {
+  // The lists are new whenever a node is; they are never changed after they are handed out.
+  let lists = cache.lastLists;
+  if (nodes || !lists) {
+    nodes ??= [];
+    lists = { nodes, readyNodes: nodes.filter((n) => n.ready), byName: new NodesByName(list.ordinalByName, nodes) };
+    cache.lastLists = lists;
+  }
+  const index: SnapshotIndex = {
     snapshot,
-    nodes,
-    readyNodes,
-    byName,
-    readyGpuTypes,
-    maxGpusPerReadyNode: readyNodes.reduce((max, n) => Math.max(max, n.gpuByIndex.size), 0),
+    nodes: lists.nodes,
+    readyNodes: lists.readyNodes,
+    byName: lists.byName,
+    readyGpuTypes: list.readyGpuTypes,
+    maxGpusPerReadyNode: list.maxGpusPerReadyNode,
     freeGpusByType: (node) => node.initialFreeByType,
     freeGpuCount: (node) => node.initialFreeCount,
     freeCpus: (node) => node.info.cpus,
     freeMemoryMiB: (node) => node.info.memoryMiB,
     sharedUse: (node) => node.initialShared,
   };
+  cache.lastIndex = index;
+  return index;
+}
+
+/** The snapshot's nodes, first entry per name, ordered by name: the cache's list when the snapshot lists the same objects. */
+function nodeListOf(given: readonly NodeInfo[], cache: NodeIndexCache): NodeListMemo {
+  const memo = cache.nodeList;
+  if (memo && memo.given.length === given.length && memo.given.every((info, i) => info === given[i])) return memo;
+  const firstByName = new Map<string, NodeInfo>();
+  for (const info of given) if (!firstByName.has(info.name)) firstByName.set(info.name, info);
+  const sorted = [...firstByName.values()].sort((a, b) => compareNames(a.name, b.name));
+  const ready = sorted.filter((info) => info.state === 'ready');
+  const list: NodeListMemo = {
+    given: [...given],
+    sorted,
+    ordinalByName: new Map(sorted.map((info, ordinal) => [info.name, ordinal])),
+    entries: sorted.map((info) => cache.nodeEntry(info.name)),
+    readyGpuTypes: [...new Set(ready.flatMap((info) => info.gpus.map((g) => g.type)))].sort(compareNames),
+    // GPUs of a node are counted by distinct index, as `IndexedNode.gpuByIndex` holds them.
+    maxGpusPerReadyNode: ready.reduce((max, info) => Math.max(max, new Set(info.gpus.map((g) => g.index)).size), 0),
+  };
+  return list;
+}
+
+/**
+ * The nodes of one index by name, without a map of its own: names are looked up in the node list's ordinals (kept
+ * while the list is the same), and the ordinal in this index's nodes. Iteration (in name order, as a map built from
+ * the nodes would iterate) builds such a map when first asked; the scheduler only looks names up.
+ */
+class NodesByName implements ReadonlyMap<string, IndexedNode> {
+  private map: Map<string, IndexedNode> | undefined;
+
+  constructor(
+    private readonly ordinalByName: ReadonlyMap<string, number>,
+    private readonly nodes: readonly IndexedNode[],
+  ) {}
+
+  get size(): number {
+    return this.nodes.length;
+  }
+
+  get(name: string): IndexedNode | undefined {
+    const ordinal = this.ordinalByName.get(name);
+    return ordinal === undefined ? undefined : this.nodes[ordinal];
+  }
+
+  has(name: string): boolean {
+    return this.ordinalByName.has(name);
+  }
+
+  forEach(visit: (node: IndexedNode, name: string, map: ReadonlyMap<string, IndexedNode>) => void, thisArg?: unknown): void {
+    for (const node of this.nodes) visit.call(thisArg, node, node.name, this);
+  }
+
+  entries(): MapIterator<[string, IndexedNode]> {
+    return this.asMap().entries();
+  }
+
+  keys(): MapIterator<string> {
+    return this.asMap().keys();
+  }
+
+  values(): MapIterator<IndexedNode> {
+    return this.asMap().values();
+  }
+
+  [Symbol.iterator](): MapIterator<[string, IndexedNode]> {
+    return this.asMap()[Symbol.iterator]();
+  }
+
+  private asMap(): Map<string, IndexedNode> {
+    return (this.map ??= new Map(this.nodes.map((node) => [node.name, node])));
+  }
+}
+
+/** A node indexed with its allocations, in snapshot order. */
+function indexNodeWith(info: NodeInfo, ordinal: number, allocations: NodeAllocations): IndexedNode {
+  const { jobIds, gpuIndexes, fractions, memoryMiB } = allocations;
+  const heldBy = new Map<number, string>();
+  let shared: Map<number, SharedUse> | undefined;
+  for (let i = 0; i < allocations.length; i++) {
+    const gpuIndex = gpuIndexes[i] as number;
+    const fraction = fractions[i];
+    if (!heldBy.has(gpuIndex)) heldBy.set(gpuIndex, jobIds[i] as string);
+    if (fraction !== undefined) {
+      shared ??= new Map();
+      const use = shared.get(gpuIndex) ?? { parts: 0, memoryMiB: 0 };
+      shared.set(gpuIndex, { parts: use.parts + toParts(fraction), memoryMiB: use.memoryMiB + (memoryMiB[i] ?? 0) });
+    }
+  }
+  // A GPU with a whole-GPU allocation is not shareable, whatever fractional allocations also name it.
+  if (shared) for (let i = 0; i < allocations.length; i++) if (fractions[i] === undefined) shared.set(gpuIndexes[i] as number, { parts: FRACTION_PARTS, memoryMiB: Infinity });
+  return indexNode(info, ordinal, heldBy, shared ?? new Map());
 }
 
 /** NVLink peers of each GPU index, made symmetric. */

@@ -9,7 +9,8 @@
  *     the free GPUs alone, gets a reservation on them (`WaitingForReclaim`) and preempts nothing more.
  */
 import type { GpuDevice, Job } from '@tutti/model';
-import type { RunningJob } from './running.ts';
+import type { NodeIndexCache } from './node-index-cache.ts';
+import { noneStopping, type RunningJob } from './running.ts';
 
 /** A running job as a cycle takes it: a `Job`, possibly marked as being stopped. */
 export interface RunningJobInput extends Job {
@@ -27,12 +28,16 @@ export interface StoppingVictims {
   readonly forJob: ReadonlyMap<string, { readonly victims: readonly string[]; readonly gpus: ReadonlyMap<number, readonly GpuDevice[]>; readonly goneBy: number }>;
 }
 
-/** Stopping jobs of `input` that the snapshot still shows running; each is gone by `since + graceMs` (never before `now`). */
-export function computeStoppingVictims(input: readonly RunningJobInput[], running: readonly RunningJob[], graceMs: number, now: number): StoppingVictims {
-  const marked = new Map<string, { since: number; forJobId: string }>();
-  for (const job of input) if (job.stopping) marked.set(job.id, job.stopping);
+/**
+ * Stopping jobs of `input` that the snapshot still shows running; each is gone by `since + graceMs` (never before
+ * `now`). With the cache `running` was computed with, a cycle in which it counted none being stopped reads no job.
+ */
+export function computeStoppingVictims(input: readonly RunningJobInput[], running: readonly RunningJob[], graceMs: number, now: number, cache?: NodeIndexCache): StoppingVictims {
   const ids = new Set<string>();
   const forJob = new Map<string, { victims: string[]; gpus: Map<number, GpuDevice[]>; goneBy: number }>();
+  if (noneStopping(input, running, cache) === true) return { ids, forJob };
+  const marked = new Map<string, { since: number; forJobId: string }>();
+  for (const job of input) if (job.stopping) marked.set(job.id, job.stopping);
   if (marked.size === 0) return { ids, forJob };
   for (const r of running) {
     const stop = marked.get(r.id);

@@ -160,6 +160,14 @@ interface SimNode {
   freeCount: number;
   /** Nodes of one class (same CPUs, memory, GPU types, memory and NVLink) are interchangeable for placement. */
   classId: number;
+  /**
+   * The node's allocations as snapshots list them, made when first asked after a change (undefined until then): the
+   * same objects from cycle to cycle while the node does not change, which the scheduler's cache compares cheaply.
+   */
+  allocations: GpuAllocation[] | undefined;
+  /** Position in its partition's `nodes`, and whether it is in the partition's `changedNodes`. */
+  position: number;
+  changed: boolean;
 }
 
 interface ShapeQueue {
@@ -180,8 +188,20 @@ interface Partition {
   freeHistogram: number[];
   queues: Map<string, ShapeQueue>;
   pending: number;
-  /** Running (or stopping) sim-job indexes, for the cycle's `running` input. */
-  running: Set<number>;
+  /** Running (or stopping) jobs by sim-job index, for the cycle's `running` input. */
+  running: Map<number, Job>;
+  /** The jobs of `running`, in its order, as cycles take them; made when first asked after a change. */
+  runningJobs: Job[] | undefined;
+  /**
+   * The allocations of all its nodes, node by node, as the last snapshot of the whole partition listed them, where each
+   * node's start (by position, and the end at the last position), and the positions of nodes changed since. The next
+   * whole snapshot copies the unchanged runs and puts in the changed nodes.
+   */
+  allocations: GpuAllocation[];
+  allocationStarts: Int32Array;
+  changedNodes: number[];
+  /** Nodes by name, for applying plans. */
+  nodeByName: Map<string, SimNode>;
   dirty: boolean;
 }
 
@@ -225,7 +245,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   for (const info of sortedNodes) {
     const key = partitioned ? (info.labels.team ?? '') : '*';
     let partition = partitions.get(key);
-    if (!partition) partitions.set(key, (partition = { name: key, nodes: [], totalGpus: 0, freeHistogram: new Array<number>(gpusPerNodeMax + 1).fill(0), queues: new Map(), pending: 0, running: new Set(), dirty: false }));
+    if (!partition) partitions.set(key, (partition = { name: key, nodes: [], totalGpus: 0, freeHistogram: new Array<number>(gpusPerNodeMax + 1).fill(0), queues: new Map(), pending: 0, running: new Map(), runningJobs: undefined, allocations: [], allocationStarts: new Int32Array(0), changedNodes: [], nodeByName: new Map(), dirty: false }));
     const node: SimNode = {
       info,
       holder: new Int32Array(info.gpus.length).fill(-1),
@@ -235,11 +255,16 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       positionOfIndex: new Map(info.gpus.map((g, i) => [g.index, i])),
       freeCount: info.gpus.length,
       classId: classIdOf(`${info.cpus}/${info.memoryMiB}/${info.gpus.map((g) => `${g.type}:${g.memoryMiB}:${g.nvlinkPeers.join('.')}`).join(',')}`),
+      allocations: undefined,
+      position: partition.nodes.length,
+      changed: false,
     };
     partition.nodes.push(node);
+    partition.nodeByName.set(info.name, node);
     partition.totalGpus += info.gpus.length;
     partition.freeHistogram[node.freeCount] = (partition.freeHistogram[node.freeCount] ?? 0) + 1;
   }
+  for (const partition of partitions.values()) partition.allocationStarts = new Int32Array(partition.nodes.length + 1);
   const totalGpus = cluster.nodes.reduce((sum, n) => sum + n.gpus.length, 0);
   const partitionNodeInfos = new Map<Partition, NodeInfo[]>([...partitions.values()].map((p) => [p, p.nodes.map((n) => n.info)]));
 
@@ -344,8 +369,12 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   let cycles = 0;
   let cyclesSkipped = 0;
   let version = 0;
-  /** One for the whole run, as the live server keeps one (see the scheduler's cycle-cache.ts). */
-  const cycleCache = new CycleCache();
+  /**
+   * One per partition for the whole run, as the live server keeps one for its cluster (see the scheduler's
+   * cycle-cache.ts): each partition's cycles see its own nodes and queue, which one cache shared by all would see
+   * change completely from one cycle to the next.
+   */
+  const cycleCaches = new Map<Partition, CycleCache>();
   let doneCount = 0;
   let pruning = policy.pruning;
   const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[], frag: [] as number[] };
@@ -465,10 +494,12 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         const left = (node.share[p] as number) - fraction;
         node.share[p] = left < 1e-9 ? 0 : left;
         node.sharers = node.sharers.filter((x) => x.job !== index);
+        allocationsChanged(partition, node);
         if (node.share[p] === 0) setFree(partition, node, 1);
         gpus += fraction;
       } else {
         for (const p of positions) node.holder[p] = -1;
+        allocationsChanged(partition, node);
         setFree(partition, node, positions.length);
         gpus += positions.length;
       }
@@ -476,6 +507,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     }
     sj.placement = [];
     partition.running.delete(index);
+    partition.runningJobs = undefined;
     teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) - gpus);
     busyGpus -= gpus;
     usedGpuS += (now - sj.runStartS) * gpus;
@@ -496,6 +528,66 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       if (nodes >= queue.numNodes) return true;
     }
     return false;
+  };
+
+  /** A node's allocations: whole GPUs by position, then shares in the order they were placed. */
+  const allocationsOf = (node: SimNode): GpuAllocation[] => {
+    if (node.allocations) return node.allocations;
+    const allocations: GpuAllocation[] = [];
+    for (let p = 0; p < node.holder.length; p++) {
+      const holder = node.holder[p] as number;
+      if (holder >= 0) allocations.push({ jobId: (jobs[holder] as SimJob).job.id, node: node.info.name, gpuIndex: (node.info.gpus[p] as NodeInfo['gpus'][number]).index });
+    }
+    for (const x of node.sharers) {
+      const allocation: GpuAllocation = { jobId: (jobs[x.job] as SimJob).job.id, node: node.info.name, gpuIndex: (node.info.gpus[x.position] as NodeInfo['gpus'][number]).index, fraction: x.fraction };
+      if (x.memoryMiB !== undefined) allocation.memoryMiB = x.memoryMiB;
+      allocations.push(allocation);
+    }
+    return (node.allocations = allocations);
+  };
+
+  const allocationsChanged = (partition: Partition, node: SimNode): void => {
+    node.allocations = undefined;
+    if (node.changed) return;
+    node.changed = true;
+    partition.changedNodes.push(node.position);
+  };
+
+  /**
+   * The allocations of all the partition's nodes, node by node: last time's array again when no node changed, else a
+   * new one made of last time's runs of unchanged nodes and the changed nodes' allocations (an array handed to a
+   * cycle is never changed afterwards).
+   */
+  const partitionAllocations = (partition: Partition): GpuAllocation[] => {
+    const changed = partition.changedNodes;
+    if (changed.length === 0) return partition.allocations;
+    changed.sort((a, b) => a - b);
+    const { nodes, allocations: before, allocationStarts: starts } = partition;
+    const parts: GpuAllocation[][] = [];
+    const nextStarts = new Int32Array(nodes.length + 1);
+    let from = 0;
+    let at = 0;
+    for (const position of changed) {
+      // The unchanged nodes before this one keep their allocations, shifted.
+      const shift = at - (starts[from] as number);
+      for (let p = from; p < position; p++) nextStarts[p] = (starts[p] as number) + shift;
+      if ((starts[position] as number) > (starts[from] as number)) parts.push(before.slice(starts[from], starts[position]));
+      at += (starts[position] as number) - (starts[from] as number);
+      const node = nodes[position] as SimNode;
+      node.changed = false;
+      const own = allocationsOf(node);
+      nextStarts[position] = at;
+      parts.push(own);
+      at += own.length;
+      from = position + 1;
+    }
+    const shift = at - (starts[from] as number);
+    for (let p = from; p <= nodes.length; p++) nextStarts[p] = (starts[p] as number) + shift;
+    parts.push(before.slice(starts[from], starts[nodes.length]));
+    changed.length = 0;
+    partition.allocations = ([] as GpuAllocation[]).concat(...parts);
+    partition.allocationStarts = nextStarts;
+    return partition.allocations;
   };
 
   let bucketCounts = new Int32Array(0);
@@ -559,25 +651,23 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       includedNodes = partition.nodes;
       nodeInfos = partitionNodeInfos.get(partition) ?? [];
     }
-    const allocations: GpuAllocation[] = [];
-    for (const node of includedNodes) {
-      if (node.freeCount === node.holder.length) continue;
-      for (let p = 0; p < node.holder.length; p++) {
-        const holder = node.holder[p] as number;
-        if (holder >= 0) allocations.push({ jobId: String(holder + 1), node: node.info.name, gpuIndex: (node.info.gpus[p] as NodeInfo['gpus'][number]).index });
-      }
-      for (const x of node.sharers) {
-        const allocation: GpuAllocation = { jobId: String(x.job + 1), node: node.info.name, gpuIndex: (node.info.gpus[x.position] as NodeInfo['gpus'][number]).index, fraction: x.fraction };
-        if (x.memoryMiB !== undefined) allocation.memoryMiB = x.memoryMiB;
-        allocations.push(allocation);
+    let allocations: GpuAllocation[];
+    if (includedNodes === partition.nodes) allocations = partitionAllocations(partition);
+    else {
+      allocations = [];
+      for (const node of includedNodes) {
+        if (node.freeCount === node.holder.length) continue;
+        for (const allocation of allocationsOf(node)) allocations.push(allocation);
       }
     }
     const snapshot: ClusterSnapshot = { version, nodes: nodeInfos, allocations };
-    const input: CycleInput = { snapshot, pending, now: now * 1000, seed, cache: cycleCache };
+    let cache = cycleCaches.get(partition);
+    if (!cache) cycleCaches.set(partition, (cache = new CycleCache()));
+    const input: CycleInput = { snapshot, pending, now: now * 1000, seed, cache };
     if (pruning === 'none') {
       // Profiles that look at running jobs, quotas and fair share get them; the pruned path serves only profiles
       // that read none of these.
-      input.running = [...partition.running].map((i) => (jobs[i] as SimJob).job);
+      input.running = partition.runningJobs ??= [...partition.running.values()];
       input.teams = cluster.teams;
       advanceUsage(now);
       const usage: TeamUsage[] = [];
@@ -595,7 +685,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           } else byId.set(sj.job.id, attainedOf(index, now) * 1000);
         };
         for (const job of pending) add(Number(job.id) - 1);
-        for (const index of partition.running) add(index);
+        for (const index of partition.running.keys()) add(index);
         if (needsOracle) input.oracleRemainingMs = byId;
         else input.attainedServiceGpuMs = byId;
       }
@@ -612,19 +702,38 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     applyPlan(partition, snapshot, plan, pending, input, now);
   };
 
+  /**
+   * What `verifyPlan` needs of the snapshot: without preemptions and quotas to check it reads only the allocations
+   * of the nodes the plan places on, so those alone are given (the same checks, the same answer, without a pass over
+   * every allocation of the partition).
+   */
+  const verifiedPart = (partition: Partition, snapshot: ClusterSnapshot, plan: Plan, input: CycleInput): ClusterSnapshot => {
+    if (plan.preemptions.length > 0 || (input.teams ?? []).length > 0) return snapshot;
+    const allocations: GpuAllocation[] = [];
+    const named = new Set<string>();
+    for (const placement of plan.placements) {
+      for (const placed of placement.nodes) {
+        const node = partition.nodeByName.get(placed.node);
+        if (named.has(placed.node) || !node) continue;
+        named.add(placed.node);
+        for (const allocation of allocationsOf(node)) allocations.push(allocation);
+      }
+    }
+    return { version: snapshot.version, nodes: snapshot.nodes, allocations };
+  };
+
   const applyPlan = (partition: Partition, snapshot: ClusterSnapshot, plan: Plan, pending: readonly Job[], input: CycleInput, now: number): void => {
     const specs = new Map<string, JobSpec>();
     for (const job of pending) specs.set(job.id, job.spec);
-    const violations = verifyPlan(snapshot, plan, specs, { running: input.running, teams: input.teams });
+    const violations = verifyPlan(verifiedPart(partition, snapshot, plan, input), plan, specs, { running: input.running, teams: input.teams });
     if (violations.length > 0) {
       throw new Error(`policy ${policy.name} made an invalid plan at t=${now}s: ${violations.map((v) => v.message).join('; ')}`);
     }
-    const byName = new Map<string, SimNode>();
+    const byName = partition.nodeByName;
     for (const placement of plan.placements) {
       const index = Number(placement.jobId) - 1;
       const sj = jobs[index] as SimJob;
       if (sj.state !== State.Pending) throw new Error(`policy ${policy.name} placed job ${placement.jobId}, which is not pending`);
-      if (byName.size === 0) for (const node of partition.nodes) byName.set(node.info.name, node);
       removeFromQueue(index);
       let gpus = 0;
       for (const placed of placement.nodes) {
@@ -635,10 +744,12 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           if (node.share[p] === 0) setFree(partition, node, -1);
           node.share[p] = (node.share[p] as number) + placed.gpuFraction;
           node.sharers.push({ job: index, position: p, fraction: placed.gpuFraction, memoryMiB: placed.gpuMemoryMiB });
+          allocationsChanged(partition, node);
           gpus += placed.gpuFraction;
           sj.placement.push({ node, positions, fraction: placed.gpuFraction });
         } else {
           for (const p of positions) node.holder[p] = index;
+          allocationsChanged(partition, node);
           setFree(partition, node, -positions.length);
           gpus += positions.length;
           sj.placement.push({ node, positions });
@@ -646,14 +757,15 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         updateFragmentation(node);
       }
       busyGpus += gpus;
-      partition.running.add(index);
+      // A new job object: one given to a cycle is not edited afterwards (the scheduler's caches rely on it).
+      sj.job = { ...sj.job, status: 'running', startedAt: now * 1000 };
+      partition.running.set(index, sj.job);
+      partition.runningJobs = undefined;
       teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) + gpus);
       version++;
       sj.state = State.Running;
-      sj.job.status = 'running';
       sj.runStartS = now;
       sj.overheadS = sj.doneS > 0 || (outcomes.preemptions[index] ?? 0) > 0 ? restartOverheadS : 0;
-      sj.job.startedAt = now * 1000;
       if (Number.isNaN(outcomes.firstStartS[index] as number)) outcomes.firstStartS[index] = now;
       sj.epoch++;
       events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
@@ -724,7 +836,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           lostGpuS += sj.overheadS * gpus;
           sj.doneS = outcomes.durationS[event.job] as number;
           sj.state = State.Done;
-          sj.job.status = 'succeeded';
+          sj.job = { ...sj.job, status: 'succeeded' };
           outcomes.finishS[event.job] = now;
           doneCount++;
           if (estimateWindow !== undefined) recordFinishedDuration(durationHistory, sj.job.spec.team, gpus, (outcomes.durationS[event.job] as number) * 1000, estimateWindow);
@@ -742,7 +854,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           const held = (now - sj.runStartS) * gpus;
           lostGpuS += held - (kept - sj.doneS) * gpus;
           sj.doneS = kept;
-          sj.job.status = 'pending';
+          sj.job = { ...sj.job, status: 'pending' };
           enqueue(event.job);
           touched.add(sj.partition as Partition);
           break;

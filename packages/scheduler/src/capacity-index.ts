@@ -38,14 +38,8 @@ export class FreeCountIndex {
     const types = index.readyGpuTypes;
     types.forEach((type, i) => {
       this.typeAt.set(type, i);
-      this.minMemory.push(Infinity);
+      this.minMemory.push(index.readyGpuMinMemoryMiB[i] ?? Infinity);
     });
-    for (const node of index.readyNodes) {
-      for (const gpu of node.gpuByIndex.values()) {
-        const t = this.typeAt.get(gpu.type);
-        if (t !== undefined && gpu.memoryMiB < (this.minMemory[t] ?? Infinity)) this.minMemory[t] = gpu.memoryMiB;
-      }
-    }
     this.maxCount = index.maxGpusPerReadyNode;
     this.nodeCount = index.nodes.length;
     this.wordsPerSet = (this.nodeCount + 31) >>> 5;

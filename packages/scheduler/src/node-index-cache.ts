@@ -151,6 +151,8 @@ export interface NodeListMemo {
   /** The entry of each node of `sorted`. */
   readonly entries: readonly NodeEntry[];
   readonly readyGpuTypes: readonly string[];
+  /** Smallest memory of a GPU of each ready type, side by side with `readyGpuTypes`. */
+  readonly readyGpuMinMemoryMiB: readonly number[];
   readonly maxGpusPerReadyNode: number;
 }
 

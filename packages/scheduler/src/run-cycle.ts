@@ -170,7 +170,8 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const victims = new Set<string>();
   /** Chosen this cycle or being stopped already: never a victim (again). */
   const notVictims = stopping.ids.size === 0 ? victims : { has: (id: string): boolean => victims.has(id) || stopping.ids.has(id) };
-  const victimPool = shortcuts.victimPool ? new VictimPool(running) : undefined;
+  /** Made when the first preemption search needs it: most cycles of a quiet cluster have none. */
+  let victimPool: VictimPool | undefined;
   /** Running jobs by expected end, for EASY reservations: sorted when the first reservation is looked for. */
   let ending: RunningJob[] | undefined;
   const endingInOrder = (): RunningJob[] => (ending ??= withStoppingEnds(running, input.running ?? [], graceMs, now).sort((a, b) => a.endAt - b.endAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
@@ -332,7 +333,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
         allowPriority: config.preemption?.priority ?? false,
         allowReclaim: config.preemption?.reclaim ?? false,
         ...(queueRank && preemptorRank !== undefined ? { order: { rank: queueRank, preemptorRank } } : {}),
-        ...(victimPool ? { pool: victimPool } : {}),
+        ...(shortcuts.victimPool ? { pool: (victimPool ??= new VictimPool(running)) } : {}),
         place,
       });
       if (!choice) noVictims.add(preemptKey);

@@ -71,6 +71,8 @@ export interface SnapshotIndex extends CapacityView {
   readonly byName: ReadonlyMap<string, IndexedNode>;
   /** Distinct GPU types present on ready nodes, ordered by name. */
   readonly readyGpuTypes: readonly string[];
+  /** The smallest memory (MiB) of a GPU of each of `readyGpuTypes` on ready nodes, side by side with it. */
+  readonly readyGpuMinMemoryMiB: readonly number[];
   /** The most GPUs any ready node has (0 without GPUs). */
   readonly maxGpusPerReadyNode: number;
 }
@@ -173,6 +175,7 @@ export function computeSnapshotIndex(snapshot: ClusterSnapshot, cache: NodeIndex
     readyNodes: lists.readyNodes,
     byName: lists.byName,
     readyGpuTypes: list.readyGpuTypes,
+    readyGpuMinMemoryMiB: list.readyGpuMinMemoryMiB,
     maxGpusPerReadyNode: list.maxGpusPerReadyNode,
     freeGpusByType: (node) => node.initialFreeByType,
     freeGpuCount: (node) => node.initialFreeCount,
@@ -192,12 +195,26 @@ function nodeListOf(given: readonly NodeInfo[], cache: NodeIndexCache): NodeList
   for (const info of given) if (!firstByName.has(info.name)) firstByName.set(info.name, info);
   const sorted = [...firstByName.values()].sort((a, b) => compareNames(a.name, b.name));
   const ready = sorted.filter((info) => info.state === 'ready');
+  const readyGpuTypes = [...new Set(ready.flatMap((info) => info.gpus.map((g) => g.type)))].sort(compareNames);
+  // Made here, kept with the list: the same node objects have the same GPUs (the capacity index asks every cycle).
+  const readyGpuMinMemoryMiB = readyGpuTypes.map(() => Infinity);
+  for (const info of ready) {
+    const seen = new Set<number>();
+    for (const gpu of info.gpus) {
+      // As `IndexedNode.gpuByIndex`: the first GPU listed with an index.
+      if (seen.has(gpu.index)) continue;
+      seen.add(gpu.index);
+      const t = readyGpuTypes.indexOf(gpu.type);
+      if (gpu.memoryMiB < (readyGpuMinMemoryMiB[t] as number)) readyGpuMinMemoryMiB[t] = gpu.memoryMiB;
+    }
+  }
   const list: NodeListMemo = {
     given: [...given],
     sorted,
     ordinalByName: new Map(sorted.map((info, ordinal) => [info.name, ordinal])),
     entries: sorted.map((info) => cache.nodeEntry(info.name)),
-    readyGpuTypes: [...new Set(ready.flatMap((info) => info.gpus.map((g) => g.type)))].sort(compareNames),
+    readyGpuTypes,
+    readyGpuMinMemoryMiB,
     // GPUs of a node are counted by distinct index, as `IndexedNode.gpuByIndex` holds them.
     maxGpusPerReadyNode: ready.reduce((max, info) => Math.max(max, new Set(info.gpus.map((g) => g.index)).size), 0),
   };

@@ -262,7 +262,7 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   if (options.growth ?? true) {
     const growthRounds = Math.max(3, Math.ceil(rounds / 3));
     const row = (nodes: number, pending: number): SchedulerBenchGrowthRow => {
-      const t = timeMany(world(nodes, pending), growthRounds, 2);
+      const t = timeMany(world(nodes, pending), growthRounds, 8);
       return { nodes, gpus: nodes * options.gpusPerNode, pending, cycle_ms_p50: round(quantile(t.times, 0.5)), placements: t.placements };
     };
     for (const nodes of distinct([options.nodes / 4, options.nodes / 2, options.nodes, options.nodes * 2])) growth.by_nodes.push(row(nodes, options.pending));

@@ -31,16 +31,15 @@ const VERDICT_BORROWS = 1;
 const VERDICT_OVER_LIMIT = 2;
 const VERDICT_POOL_EXHAUSTED = 3;
 
-/** A team as the ledger reads it: configuration, usage by quota key (absent until charged), quota key by GPU type. */
+/** A team as the ledger reads it: configuration, usage by quota key (empty until charged), quota key by GPU type. */
 interface TeamState {
   readonly config: TeamConfig | undefined;
-  used: Map<string, number> | undefined;
+  readonly used: Map<string, number>;
   readonly keyOfType: Map<string, string>;
 }
 
 export class QuotaLedger {
   private readonly teams = new Map<string, TeamConfig>();
-  private readonly used = new Map<string, Map<string, number>>();
   /** GPUs borrowed, by GPU type. */
   private readonly borrowed = new Map<string, number>();
   /** Per team and quota key: its borrowing by GPU type (so that giving back takes it off the right type). */
@@ -48,7 +47,7 @@ export class QuotaLedger {
   /** Grows with every charge: equal values mean the same usage. */
   version = 0;
   private readonly teamVersions = new Map<string, number>();
-  /** Per team: its configuration, usage by quota key (the map in `used`) and the quota key of each GPU type. */
+  /** Per team: its configuration, usage by quota key and the quota key of each GPU type. */
   private readonly states = new Map<string, TeamState>();
   /** GPUs of each type the teams together may borrow. */
   private readonly pools = new Map<string, number>();
@@ -93,7 +92,7 @@ export class QuotaLedger {
   }
 
   usedOf(team: string, key: string): number {
-    return this.used.get(team)?.get(key) ?? 0;
+    return this.states.get(team)?.used.get(key) ?? 0;
   }
 
   /** GPUs of `type` the teams together may borrow. */
@@ -119,7 +118,7 @@ export class QuotaLedger {
 
   private stateOf(team: string): TeamState {
     let state = this.states.get(team);
-    if (!state) this.states.set(team, (state = { config: this.teams.get(team), used: this.used.get(team), keyOfType: new Map() }));
+    if (!state) this.states.set(team, (state = { config: this.teams.get(team), used: new Map(), keyOfType: new Map() }));
     return state;
   }
 
@@ -156,7 +155,7 @@ export class QuotaLedger {
     let key = state.keyOfType.get(type);
     if (key === undefined) state.keyOfType.set(type, (key = this.keyFor(team, type)));
     const nominal = state.config?.nominal[key] ?? 0;
-    const used = state.used?.get(key) ?? 0;
+    const used = state.used.get(key) ?? 0;
     const after = used + amount;
     if (after <= nominal + 1e-9) return VERDICT_WITHIN_NOMINAL;
     const borrowAfter = after - nominal;
@@ -171,12 +170,7 @@ export class QuotaLedger {
   charge(team: string, type: string, amount: number): void {
     const key = this.keyFor(team, type);
     const nominal = this.nominal(team, key);
-    let byKey = this.used.get(team);
-    if (!byKey) {
-      this.used.set(team, (byKey = new Map()));
-      const state = this.states.get(team);
-      if (state) state.used = byKey;
-    }
+    const byKey = this.stateOf(team).used;
     const before = byKey.get(key) ?? 0;
     const after = before + amount;
     byKey.set(key, after);

@@ -39,7 +39,7 @@ export function registerSimCommand(program: Command, json: () => boolean): void 
     .requiredOption('--trace <file>', 'trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status), plain or gzip')
     .option('--trace-extra <file>', 'side CSV joined by job_id with a gpu_milli column (fractional GPUs, e.g. alibaba_gpu2023.extra.csv.gz)')
     .requiredOption('--cluster <file>', 'cluster config YAML (nodes, teams, scheduler), as for `tutti up --config`')
-    .option('--policies <names>', 'comma-separated scheduler profiles (fifo,fifo-backfill,sjf,srtf,tiresias,tutti); default: the config\'s profile')
+    .option('--policies <names>', 'comma-separated scheduler profiles (fifo,fifo-backfill,greedy,sjf,srtf,tiresias,tutti,tutti-las); default: the config\'s profile')
     .option('--from <s>', 'only jobs submitted at or after this trace second', seconds('--from'))
     .option('--to <s>', 'only jobs submitted before this trace second', seconds('--to'))
     .option('--report <dir>', 'write report.md with SVG charts into this directory')

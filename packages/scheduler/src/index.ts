@@ -30,6 +30,7 @@ export {
   SJF_PROFILE,
   SRTF_PROFILE,
   TIRESIAS_PROFILE,
+  TUTTI_LAS_PROFILE,
   type TopologyArgs,
   type WithinTeamOrder,
 } from './profile.ts';

@@ -88,14 +88,7 @@ export function computePreemption(job: Job, shape: ResourceShape, amount: number
     }
   }
   if (candidates.length === 0) return undefined;
-  candidates.sort(
-    (a, b) =>
-      a.job.spec.priority - b.job.spec.priority ||
-      Number(b.borrowed) - Number(a.borrowed) ||
-      compareOrderRank(a.orderRank, b.orderRank) ||
-      (b.job.startedAt ?? 0) - (a.job.startedAt ?? 0) ||
-      (a.running.id < b.running.id ? -1 : a.running.id > b.running.id ? 1 : 0),
-  );
+  candidates.sort(compareVictimCandidates);
   candidates.forEach((c, i) => (c.rank = i));
 
   // Per node: the cheapest prefix of its candidates that gives it the GPUs.
@@ -544,6 +537,23 @@ function borrowsOneOf(running: RunningJob, victim: Job, types: readonly string[]
   if (!borrowLedger) return false;
   for (const t of types) if (running.byType.has(t) && borrowLedger.isBorrowing(victim.spec.team, t)) return true;
   return false;
+}
+
+/**
+ * Victim order: lower priority first, then borrowed work, then later in the queue order, then the most recently
+ * started (least work lost), then id.
+ */
+export function compareVictimCandidates(
+  a: { readonly job: Job; readonly running: RunningJob; readonly borrowed: boolean; readonly orderRank?: number | undefined },
+  b: { readonly job: Job; readonly running: RunningJob; readonly borrowed: boolean; readonly orderRank?: number | undefined },
+): number {
+  return (
+    a.job.spec.priority - b.job.spec.priority ||
+    Number(b.borrowed) - Number(a.borrowed) ||
+    compareOrderRank(a.orderRank, b.orderRank) ||
+    (b.job.startedAt ?? 0) - (a.job.startedAt ?? 0) ||
+    (a.running.id < b.running.id ? -1 : a.running.id > b.running.id ? 1 : 0)
+  );
 }
 
 /** Higher rank first; jobs without one (priority, reclaim) before those with one. */

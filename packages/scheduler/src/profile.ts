@@ -268,7 +268,21 @@ export const SRTF_PROFILE: SchedulerProfile = deepFreeze({ name: 'srtf', plugins
 /** Tiresias: two-dimensional least attained service in discretized queues, non-clairvoyant, preemptive. */
 export const TIRESIAS_PROFILE: SchedulerProfile = deepFreeze({ name: 'tiresias', plugins: { ...FIFO_PLUGINS, queueSort: PLUGIN.las, preemption: [PLUGIN.orderPreemption], backfill: 'greedy' }, weights: {}, args: {} });
 
-export const BUILTIN_PROFILES: ReadonlyMap<string, SchedulerProfile> = new Map([TUTTI_PROFILE, FIFO_PROFILE, FIFO_BACKFILL_PROFILE, GREEDY_PROFILE, SJF_PROFILE, SRTF_PROFILE, TIRESIAS_PROFILE].map((p) => [p.name, p]));
+/**
+ * `tutti` with Tiresias inside each team: teams still take turns by fair share, and within a team the job with the
+ * least attained service (GPUs × time run) goes first; a waiting job may preempt running jobs of a lower
+ * attained-service queue — of its own team, and of another team only while that team stays at or above the
+ * preemptor's team's share after the swap (`acrossTeams: over-share`). Non-clairvoyant. Opt-in: it preempts jobs
+ * that are within their team's quota, which the default never does (docs/scheduling-results.md has the figures).
+ */
+export const TUTTI_LAS_PROFILE: SchedulerProfile = deepFreeze({
+  name: 'tutti-las',
+  plugins: { ...TUTTI_PLUGINS, preemption: [PLUGIN.preemption, PLUGIN.orderPreemption] },
+  weights: {},
+  args: { [PLUGIN.fairShare]: { withinTeam: 'least-attained' }, [PLUGIN.orderPreemption]: { acrossTeams: 'over-share' } },
+});
+
+export const BUILTIN_PROFILES: ReadonlyMap<string, SchedulerProfile> = new Map([TUTTI_PROFILE, TUTTI_LAS_PROFILE, FIFO_PROFILE, FIFO_BACKFILL_PROFILE, GREEDY_PROFILE, SJF_PROFILE, SRTF_PROFILE, TIRESIAS_PROFILE].map((p) => [p.name, p]));
 
 /** A built-in profile by name, or an error value naming the known ones. */
 export function getProfile(name: string): ProfileResult {

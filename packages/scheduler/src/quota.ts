@@ -166,6 +166,33 @@ export class QuotaLedger {
     return VERDICT_BORROWS;
   }
 
+  /**
+   * Whether the team could start `amount` GPUs of `type` once `released` (GPUs by type, of its own running jobs) were
+   * given back. Leaves the ledger exactly as it was, version numbers included: a question, not a decision.
+   */
+  admitsReleasing(team: string, type: string, amount: number, released: Iterable<readonly [string, number]>): boolean {
+    const state = this.stateOf(team);
+    const used = new Map(state.used);
+    const teamBorrowing = this.borrowedAs.get(team);
+    const borrowedAs = teamBorrowing && new Map([...teamBorrowing].map(([key, byType]) => [key, new Map(byType)]));
+    const borrowed = new Map(this.borrowed);
+    const version = this.version;
+    const teamVersion = this.teamVersions.get(team);
+    for (const [t, n] of released) this.charge(team, t, -n);
+    const answer = this.admits(team, type, amount);
+    // Put back what giving back changed (taking it again could leave the borrowing on other types).
+    state.used.clear();
+    used.forEach((n, key) => state.used.set(key, n));
+    if (borrowedAs) this.borrowedAs.set(team, borrowedAs);
+    else this.borrowedAs.delete(team);
+    this.borrowed.clear();
+    borrowed.forEach((n, t) => this.borrowed.set(t, n));
+    this.version = version;
+    if (teamVersion === undefined) this.teamVersions.delete(team);
+    else this.teamVersions.set(team, teamVersion);
+    return answer;
+  }
+
   /** Counts `amount` GPUs of `type` to the team (negative to give back). */
   charge(team: string, type: string, amount: number): void {
     const key = this.keyFor(team, type);

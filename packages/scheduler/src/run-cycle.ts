@@ -17,12 +17,13 @@ import { createQueueRank } from './order-preemption.ts';
 import { computePlacement, type PlacementOptions } from './placement.ts';
 import { ExtraFreeView, PlanOverlay } from './plan-overlay.ts';
 import { PLUGIN } from './plugin-names.ts';
-import { computePreemption, VictimPool } from './preemption.ts';
+import { computePreemption, VictimPool, type PreemptionChoice } from './preemption.ts';
 import { compileProfile, DEFAULT_PROFILE, type SchedulerProfile } from './profile.ts';
 import { describeQuotaFailure, QuotaLedger } from './quota.ts';
 import { computeQueueOrder } from './queue-sort.ts';
 import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
 import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from './running.ts';
+import { computeTeamPreemption } from './team-preemption.ts';
 import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
 import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
 import { WaitingDiagnoses } from './waiting-diagnoses.ts';
@@ -186,6 +187,77 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   /** Preemption searches cost a placement each: at most this many per cycle, found or not. */
   let preemptionSearches = 0;
   let blockedHead: Job | undefined;
+  /**
+   * Carries out a preemption choice for `job`: the victims leave the quota ledgers, the job is charged and holds its
+   * placement from the end of the victims' grace. Returns the job's diagnosis. `inQuota`: the victims make room in
+   * its team's quota (team-preemption.ts), not only on the GPUs.
+   */
+  const applyPreemption = (job: Job, choice: PreemptionChoice, preemptorRank: number | undefined, inQuota: boolean): Diagnosis => {
+    preemptors++;
+    const graceMs = (preemptionArgs as { graceMs: number }).graceMs;
+    for (const v of choice.victims) {
+      victims.add(v.running.id);
+      preemptions.push({
+        jobId: v.running.id,
+        forJobId: job.id,
+        reason: v.reason,
+        graceMs,
+        message:
+          v.reason === 'priority'
+            ? `preempted for job ${job.id} (priority ${job.spec.priority} > ${v.job.spec.priority})${inQuota ? `: team ${job.spec.team} is at its quota` : ''}`
+            : v.reason === 'queue_order' && queueRank && preemptorRank !== undefined
+              ? queueRank.explain(job, preemptorRank, v.orderRank ?? queueRank.of(v.job))
+              : `preempted for job ${job.id}: team ${job.spec.team} reclaims GPUs team ${v.job.spec.team} borrowed`,
+      });
+      for (const [type, n] of v.running.byType) {
+        ledger?.charge(v.job.spec.team, type, -n);
+        runningLedger?.charge(v.job.spec.team, type, -n);
+      }
+    }
+    if (ledger) chargePlacement(ledger, index, job, choice.nodes, 1);
+    const startAt = now + graceMs;
+    reservations.push({ jobId: job.id, startAt, nodes: choice.nodes });
+    overlay.hold(choice.nodes);
+    earliestReservation = Math.min(earliestReservation, startAt);
+    estimatedStart.set(job.id, startAt);
+    const names = formatSome(choice.victims.map((v) => v.running.id));
+    const reasons = [...new Set(choice.victims.map((v) => (v.reason === 'priority' ? 'lower priority' : v.reason === 'queue_order' ? 'later in the queue order' : 'borrowed quota')))];
+    const one = choice.victims.length === 1;
+    return {
+      plugin: PLUGIN.preemption,
+      code: 'WaitingForReclaim',
+      message: `${one ? 'job' : 'jobs'} ${names} (${formatAnd(reasons)}) ${one ? 'is' : 'are'} being stopped to make room${inQuota ? ` in team ${job.spec.team}'s quota` : ''}; starts after their ${Math.round(graceMs / 1000)} s grace`,
+    };
+  };
+  /** What every preemption search reads. */
+  const searchContext = { index, overlay, running, taken: notVictims, borrowLedger: runningLedger, allowPriority: config.preemption?.priority ?? false, place };
+  /** Whether a job its team's quota refuses may look for victims in its own team (the limits of `mayPreempt` below). */
+  const mayPreemptInTeam = (job: Job, shape: ResourceShape): boolean =>
+    preemptionArgs !== undefined &&
+    (config.preemption?.priority === true || queueRank !== undefined) &&
+    preemptors < preemptionArgs.maxPreemptorsPerCycle &&
+    preemptionSearches < 4 * preemptionArgs.maxPreemptorsPerCycle &&
+    shape.fractionParts === undefined &&
+    shape.gpuCount > 0 &&
+    running.length > 0 &&
+    !stopping.forJob.has(job.id);
+  const searchInTeam = (job: Job, shape: ResourceShape, amount: number): Diagnosis | undefined => {
+    const preemptorRank = queueRank?.of(job);
+    const key = `${shape.key}|${job.spec.team}|${job.spec.priority}${preemptorRank === undefined ? '' : `|${preemptorRank}`}|quota`;
+    if (!ledger || noVictims.has(key)) return undefined;
+    preemptionSearches++;
+    const choice = computeTeamPreemption(job, shape, amount, {
+      ...searchContext,
+      ledger,
+      ...(queueRank && preemptorRank !== undefined ? { order: { rank: queueRank, preemptorRank } } : {}),
+      restrict: (s, types) => restrictTypes(s, types, restricted),
+    });
+    if (!choice) {
+      noVictims.add(key);
+      return undefined;
+    }
+    return applyPreemption(job, choice, preemptorRank, true);
+  };
 
   // Same kind of job, same state → same outcome. Off where a job's outcome depends on more than its kind (its own
   // rank in the queue order for order-preemption).
@@ -264,7 +336,9 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
           }
         }
         if (admitted.length === 0) {
-          diagnoser.noteUnplaced(no, job, original, { plugin: PLUGIN.quota, code: 'QuotaExceeded', message: describeQuotaFailure(refused, refusedTypes) });
+          // Its team is at its quota: it may still take the place of the team's own jobs that rank below it.
+          const inQuota = mayPreemptInTeam(job, shape) ? searchInTeam(job, shape, amount) : undefined;
+          diagnoser.noteUnplaced(no, job, original, inQuota ?? { plugin: PLUGIN.quota, code: 'QuotaExceeded', message: describeQuotaFailure(refused, refusedTypes) });
           continue;
         }
         if (admitted.length < types.length) shape = restrictTypes(shape, admitted, restricted);
@@ -324,55 +398,14 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     if (mayPreempt && preemptionArgs && !noVictims.has(preemptKey)) {
       preemptionSearches++;
       const choice = computePreemption(job, shape, amount, {
-        index,
-        overlay,
-        running,
-        taken: notVictims,
+        ...searchContext,
         ledger,
-        borrowLedger: runningLedger,
-        allowPriority: config.preemption?.priority ?? false,
         allowReclaim: config.preemption?.reclaim ?? false,
         ...(queueRank && preemptorRank !== undefined ? { order: { rank: queueRank, preemptorRank } } : {}),
         ...(shortcuts.victimPool ? { pool: (victimPool ??= new VictimPool(running)) } : {}),
-        place,
       });
       if (!choice) noVictims.add(preemptKey);
-      if (choice) {
-        preemptors++;
-        const graceMs = preemptionArgs.graceMs;
-        for (const v of choice.victims) {
-          victims.add(v.running.id);
-          preemptions.push({
-            jobId: v.running.id,
-            forJobId: job.id,
-            reason: v.reason,
-            graceMs,
-            message:
-              v.reason === 'priority'
-                ? `preempted for job ${job.id} (priority ${job.spec.priority} > ${v.job.spec.priority})`
-                : v.reason === 'queue_order' && queueRank && preemptorRank !== undefined
-                  ? queueRank.explain(job, preemptorRank, v.orderRank ?? queueRank.of(v.job))
-                  : `preempted for job ${job.id}: team ${job.spec.team} reclaims GPUs team ${v.job.spec.team} borrowed`,
-          });
-          for (const [type, n] of v.running.byType) {
-            ledger?.charge(v.job.spec.team, type, -n);
-            runningLedger?.charge(v.job.spec.team, type, -n);
-          }
-        }
-        if (ledger) chargePlacement(ledger, index, job, choice.nodes, 1);
-        const startAt = now + graceMs;
-        reservations.push({ jobId: job.id, startAt, nodes: choice.nodes });
-        overlay.hold(choice.nodes);
-        earliestReservation = Math.min(earliestReservation, startAt);
-        estimatedStart.set(job.id, startAt);
-        const names = formatSome(choice.victims.map((v) => v.running.id));
-        const reasons = [...new Set(choice.victims.map((v) => (v.reason === 'priority' ? 'lower priority' : v.reason === 'queue_order' ? 'later in the queue order' : 'borrowed quota')))];
-        decided = {
-          plugin: PLUGIN.preemption,
-          code: 'WaitingForReclaim',
-          message: `${choice.victims.length === 1 ? 'job' : 'jobs'} ${names} (${formatAnd(reasons)}) ${choice.victims.length === 1 ? 'is' : 'are'} being stopped to make room; starts after their ${Math.round(graceMs / 1000)} s grace`,
-        };
-      }
+      if (choice) decided = applyPreemption(job, choice, preemptorRank, false);
     }
     if (!decided && overlay.nodesWithHolds.size > 0 && feasible) {
       let held = waitingForHold.get(memoKey);

@@ -68,6 +68,56 @@ describe('quotas and reclaim', () => {
   });
 });
 
+describe('preemption inside a team at its quota', () => {
+  // Two nodes of 4 GPUs; blue may use 4 (borrowing limit 0) and runs two 2-GPU jobs of priority 10 on node a. Node b is free.
+  const snapshot = makeCluster(makeNode('a').gpus(4), makeNode('b').gpus(4)).allocate('1', 'a', [0, 1]).allocate('2', 'a', [2, 3]);
+  const running = build(makeJob(1).gpus(2).team('blue').priority(10).runningSince(0), makeJob(2).gpus(2).team('blue').priority(10).runningSince(5));
+  const teams = [team('blue', { '*': 4 }, { borrowingLimit: { '*': 0 } }), team('red', { '*': 4 }, { borrowingLimit: { '*': 0 } })];
+
+  it('a higher-priority job of the team stops the fewest, most recent lower-priority jobs of its own team', () => {
+    const pending = build(makeJob(9).gpus(2).team('blue').priority(90));
+    const result = cycle(snapshot, pending, TUTTI_PROFILE, { teams, running, now: 50 });
+    // GPUs are free on b, but the quota is full: one victim, the most recently started, frees quota for it.
+    expect(result.plan.placements).toEqual([]);
+    expect(result.plan.preemptions).toEqual([{ jobId: '2', forJobId: '9', reason: 'priority', graceMs: 60_000, message: 'preempted for job 9 (priority 90 > 10): team blue is at its quota' }]);
+    expect(result.plan.reservations).toEqual([{ jobId: '9', startAt: 60_050, nodes: [expect.objectContaining({ gpuIndices: expect.any(Array) })] }]);
+    expect(result.diagnoses.get('9')).toMatchObject({ plugin: 'preemption', code: 'WaitingForReclaim', estimatedStartAt: 60_050 });
+    expect(result.diagnoses.get('9')?.message).toContain("being stopped to make room in team blue's quota");
+    expect(verifyPlan(snapshot.build(), result.plan, specs(pending, running), { running, teams })).toEqual([]);
+  });
+
+  it('takes as many as the quota needs: a 4-GPU job stops both', () => {
+    const pending = build(makeJob(9).gpus(4).team('blue').priority(90));
+    const result = cycle(snapshot, pending, TUTTI_PROFILE, { teams, running, now: 50 });
+    expect(result.plan.preemptions.map((p) => p.jobId).sort()).toEqual(['1', '2']);
+  });
+
+  it('never for a job of equal or lower priority, never another team\'s job, and not when preemption is off', () => {
+    const same = cycle(snapshot, build(makeJob(9).gpus(2).team('blue').priority(10)), TUTTI_PROFILE, { teams, running, now: 50 });
+    expect(same.plan.preemptions).toEqual([]);
+    expect(same.diagnoses.get('9')).toMatchObject({ plugin: 'quota', code: 'QuotaExceeded' });
+    // red is at its quota too (its own jobs on b); blue's low-priority jobs give red no quota.
+    const redSnapshot = makeCluster(makeNode('a').gpus(4), makeNode('b').gpus(4)).allocate('1', 'a', [0, 1]).allocate('2', 'a', [2, 3]).allocate('3', 'b', [0, 1, 2, 3]);
+    const redRunning = [...running, ...build(makeJob(3).gpus(4).team('red').priority(95).runningSince(0))];
+    const red = cycle(redSnapshot, build(makeJob(9).gpus(2).team('red').priority(90)), TUTTI_PROFILE, { teams, running: redRunning, now: 50 });
+    expect(red.plan.preemptions).toEqual([]);
+    expect(red.diagnoses.get('9')).toMatchObject({ code: 'QuotaExceeded' });
+    const off = parseProfile({ name: 'no-priority', args: { preemption: { priority: false } } });
+    if (!off.ok) throw new Error(off.error);
+    expect(cycle(snapshot, build(makeJob(9).gpus(2).team('blue').priority(90)), off.profile, { teams, running, now: 50 }).plan.preemptions).toEqual([]);
+  });
+
+  it('the next cycle, with the victim stopping, admits the job and names no new victim', () => {
+    const pending = build(makeJob(9).gpus(2).team('blue').priority(90));
+    const first = cycle(snapshot, pending, TUTTI_PROFILE, { teams, running, now: 50 });
+    const victim = first.plan.preemptions[0]?.jobId;
+    const stoppingRunning = running.map((j) => (j.id === victim ? { ...j, stopping: { since: 50, forJobId: '9' } } : j));
+    const next = cycle(snapshot, pending, TUTTI_PROFILE, { teams, running: stoppingRunning, now: 60 });
+    expect(next.plan.preemptions).toEqual([]);
+    expect(next.plan.placements.map((p) => p.jobId)).toEqual(['9']);
+  });
+});
+
 describe('preemption by priority', () => {
   const snapshot = makeCluster(makeNode('a').gpus(4)).allocate('1', 'a', [0, 1]).allocate('2', 'a', [2]).allocate('3', 'a', [3]);
   const running = build(makeJob(1).gpus(2).priority(10).runningSince(0), makeJob(2).priority(10).runningSince(5), makeJob(3).priority(95).runningSince(1));

@@ -115,6 +115,41 @@ describe('hand-checked traces, one per policy', () => {
     expect(apart.preemptions).toBe(0);
   });
 
+  it('tutti-las (built-in): a newcomer of another team preempts a demoted job only while that team keeps the larger share', () => {
+    // Two 1-GPU jobs of team q (10,000 s each) fill a 2-GPU node at 0; B of team r (500 s) arrives at 100. Under
+    // `tutti` B waits for a GPU: 10,000. Under `tutti-las` q's jobs cross the first queue threshold (3,600 GPU-s) at
+    // 3,600; B, still in the top queue, preempts one of them — q keeps one GPU against r's one and q's decayed use is
+    // larger, so q stays at or above r's share after the swap. The victim stops at 3,660 (60 s grace), B runs
+    // 3,660-4,160, the victim restarts at 4,160 with its 3,660 s of work kept: 4,160 + 30 + 6,340 = 10,530.
+    const rows: Array<[number, number, number, string]> = [[0, 10_000, 1, 'q'], [0, 10_000, 1, 'q'], [100, 500, 1, 'r']];
+    const plain = runSimulation(trace(rows), oneNode(2), policy('tutti'), keepWork);
+    expect(plain.jobs.firstStartS[2]).toBe(10_000);
+    expect(plain.preemptions).toBe(0);
+    const las = runSimulation(trace(rows), oneNode(2), policy('tutti-las'), keepWork);
+    expect(las.jobs.firstStartS[2]).toBe(3_660);
+    expect(las.jobs.finishS[2]).toBe(4_160);
+    expect([...las.jobs.finishS].slice(0, 2).sort((a, b) => a - b)).toEqual([10_000, 10_530]);
+    expect(las.preemptions).toBe(1);
+    // One GPU: taking q's only GPU would leave q below r, so B waits for it (acrossTeams: over-share).
+    const single = runSimulation(trace([[0, 10_000, 1, 'q'], [100, 500, 1, 'r']]), oneNode(1), policy('tutti-las'), keepWork);
+    expect(single.jobs.firstStartS[1]).toBe(10_000);
+    expect(single.preemptions).toBe(0);
+  });
+
+  it('tutti-las inside a partition: a team at its quota preempts its own demoted job (as tiresias does there)', () => {
+    // A VC of 2 GPUs (quota 2, no borrowing), as in philly-vc.yaml: the same trace as above within team q alone.
+    // The team is at its quota when B arrives, so B must take the place of one of q's own jobs: at 3,600 both are
+    // demoted, B preempts one, runs 3,660-4,160, and the victim restarts: 4,160 + 30 + 6,340 = 10,530.
+    const vc = cluster('nodes: [{name: box, gpus: {count: 2, type: A100}, labels: {team: q}}]\nteams: [{name: q, quota: {A100: 2}, borrowing_limit: {A100: 0}}]');
+    const rows: Array<[number, number, number, string]> = [[0, 10_000, 1, 'q'], [0, 10_000, 1, 'q'], [100, 500, 1, 'q']];
+    const las = runSimulation(trace(rows), vc, policy('tutti-las'), keepWork);
+    expect(las.jobs.firstStartS[2]).toBe(3_660);
+    expect([...las.jobs.finishS].sort((a, b) => a - b)).toEqual([4_160, 10_000, 10_530]);
+    expect(las.preemptions).toBe(1);
+    const tiresias = runSimulation(trace(rows), vc, policy('tiresias'), keepWork);
+    expect([...tiresias.jobs.finishS]).toEqual([...las.jobs.finishS]);
+  });
+
   it('tutti learns run times from finished jobs of the same team and size, never from the trace', () => {
     // Team q's 2-GPU jobs ran 1000 s, its 1-GPU jobs 10 s (the first six jobs, one after another on 2 GPUs).
     // Then X (2 GPUs, 1000 s) at 3100 and Y (1 GPU, 10 s) at 3101 wait behind a 2-GPU job: with estimates, Y first.
@@ -142,7 +177,7 @@ describe('hand-checked traces, one per policy', () => {
 describe('preemptive policies: conservation and determinism', () => {
   const mixed = mixedCluster();
 
-  it.each(['srtf', 'tiresias', 'sjf', 'fifo-backfill', 'tutti'])('%s: every job finishes or is reported; GPU-seconds used = work + lost; same seed, same result', (name) => {
+  it.each(['srtf', 'tiresias', 'sjf', 'fifo-backfill', 'tutti', 'tutti-las'])('%s: every job finishes or is reported; GPU-seconds used = work + lost; same seed, same result', (name) => {
     const jobs = randomTrace(5, 250, ['qa', 'qb', 'qc', ''], { heavyTail: true });
     const a = runSimulation(jobs, mixed, policy(name), { seed: 3, checkpointIntervalS: 300 });
     const m = computePolicyMetrics(a);

@@ -293,8 +293,9 @@ export function getProfile(name: string): ProfileResult {
 
 /**
  * Parses a profile from a YAML-compatible plain object: `{name, base?, plugins?, weights?, args?}`. `base` names a
- * built-in profile to start from (default `tutti`). Every plugin name and argument is checked; the first problem is
- * returned as an error value.
+ * built-in profile to start from (default `tutti`): `plugins` replace the base's at the extension points named,
+ * `weights` and each plugin's `args` are laid over the base's key by key. Every plugin name and argument is checked;
+ * the first problem is returned as an error value.
  */
 export function parseProfile(raw: unknown): ProfileResult {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: `a scheduler profile is a mapping, got ${JSON.stringify(raw)}` };
@@ -322,7 +323,15 @@ export function parseProfile(raw: unknown): ProfileResult {
   const args = record['args'] ?? {};
   if (typeof weights !== 'object' || weights === null || Array.isArray(weights)) return { ok: false, error: 'weights: expected a mapping of score plugin to weight' };
   if (typeof args !== 'object' || args === null || Array.isArray(args)) return { ok: false, error: 'args: expected a mapping of plugin to arguments' };
-  const profile: SchedulerProfile = { name, plugins: plugins as Partial<ProfilePlugins>, weights: weights as Record<string, number>, args: args as Record<string, unknown> };
+  // A plugin's arguments given here are laid over the base's, key by key (`tutti-las` with other thresholds keeps its
+  // `withinTeam`).
+  const mergedArgs: Record<string, unknown> = { ...(base.profile.args ?? {}) };
+  for (const [plugin, value] of Object.entries(args as Record<string, unknown>)) {
+    const under = mergedArgs[plugin];
+    const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+    mergedArgs[plugin] = isMapping(under) && isMapping(value) ? { ...under, ...value } : value;
+  }
+  const profile: SchedulerProfile = { name, plugins: plugins as Partial<ProfilePlugins>, weights: { ...(base.profile.weights ?? {}), ...(weights as Record<string, number>) }, args: mergedArgs };
   const compiled = checkProfile(profile);
   return compiled.ok ? { ok: true, profile: deepFreeze(profile) } : compiled;
 }

@@ -37,6 +37,15 @@ describe('profiles', () => {
     expect(result.ok).toBe(true);
     if (result.ok) expect(result.profile.plugins?.backfill).toBe('easy');
   });
+
+  it('lays arguments over the base\'s key by key: tutti-las with other thresholds is still least attained service', () => {
+    const result = parseProfile({ name: 'las-fast', base: 'tutti-las', args: { 'fair-share': { lasThresholdsGpuS: [60] }, 'order-preemption': { graceMs: 1000 } } });
+    if (!result.ok) throw new Error(result.error);
+    expect(result.profile.args).toEqual({ 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [60] }, 'order-preemption': { acrossTeams: 'over-share', graceMs: 1000 } });
+    // On the default base the same thresholds are an error that says why.
+    const plain = parseProfile({ name: 'x', args: { 'fair-share': { lasThresholdsGpuS: [60] } } });
+    expect(plain).toEqual({ ok: false, error: expect.stringContaining('lasThresholdsGpuS: only with withinTeam: least-attained') });
+  });
 });
 
 describe('quotas and reclaim', () => {

@@ -85,6 +85,61 @@ describe('sharing GPUs with fake GPUs', () => {
     expect((await waitForJob(t.client, borrower.id, isEnded)).status).toBe('succeeded');
   });
 
+  it('lets a team at its quota run an urgent job in place of its own low-priority one, leaving other teams\' GPUs alone', async () => {
+    t = await startTestServer({
+      config: teamsConfig([
+        { name: 'vision', weight: 1, nominal: { '*': 2 }, borrowingLimit: { '*': 0 } },
+        { name: 'speech', weight: 1, nominal: { '*': 2 }, borrowingLimit: { '*': 0 } },
+      ]),
+    });
+    const low = await t.client.submitJob({ name: 'low', team: 'vision', priority: 10, resources: { gpus: 2 }, run: preemptibleUntil(path.join(t.scratch, 'release-low')) });
+    await waitForJob(t.client, low.id, isRunningWithPids);
+    for (let log = ''; !log.includes('running'); await new Promise((r) => setTimeout(r, 50))) {
+      log = '';
+      for await (const chunk of t.client.logs(low.id)) log += chunk;
+    }
+    const urgent = await t.client.submitJob({ name: 'urgent', team: 'vision', priority: 900, resources: { gpus: 2 }, run: waitForFileThenExit(path.join(t.scratch, 'release-urgent')) });
+    await waitForJob(t.client, urgent.id, isRunningWithPids);
+    const preempted = (await t.client.listJobEvents(low.id)).events.find((e) => e.type === 'preempted');
+    expect(preempted?.message).toContain(`job ${urgent.id}`);
+    expect(preempted?.message).toContain('team vision is at its quota');
+    // The victim waits on its team's quota; speech's two GPUs were never touched and take speech's job at once.
+    const waiting = await waitForJob(t.client, low.id, (j) => j.status === 'pending' && j.pending_diagnosis?.code === 'QuotaExceeded');
+    expect(waiting.pending_diagnosis?.plugin).toBe('quota');
+    const other = await t.client.submitJob({ name: 'other', team: 'speech', resources: { gpus: 2 }, run: ['true'] });
+    expect((await waitForJob(t.client, other.id, isEnded)).status).toBe('succeeded');
+
+    await touch(path.join(t.scratch, 'release-urgent'));
+    const resumed = await waitForJob(t.client, low.id, isRunningWithPids);
+    expect(resumed.attempt).toBe(2);
+    await touch(path.join(t.scratch, 'release-low'));
+    expect((await waitForJob(t.client, low.id, isEnded)).status).toBe('succeeded');
+  });
+
+  it('runs the tutti-las profile live inside a team at its quota: the job with more GPU time yields to its teammate', async () => {
+    t = await startTestServer({
+      fakeGpus: '1',
+      config: {
+        nodes: [],
+        teams: [{ name: 'vc', weight: 1, nominal: { '*': 1 }, borrowingLimit: { '*': 0 } }],
+        scheduler: { profile: 'tutti-las', fairShareHalfLifeMs: 24 * 3600_000, args: { 'fair-share': { lasThresholdsGpuS: [1] }, 'order-preemption': { graceMs: 5000 } } },
+      },
+    });
+    const veteran = await t.client.submitJob({ name: 'veteran', team: 'vc', resources: { gpus: 1 }, run: preemptibleUntil(path.join(t.scratch, 'release-veteran')) });
+    await waitForJob(t.client, veteran.id, isRunningWithPids);
+    // Past the 1 GPU-second threshold it drops to the second queue.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const newcomer = await t.client.submitJob({ name: 'newcomer', team: 'vc', resources: { gpus: 1 }, run: waitForFileThenExit(path.join(t.scratch, 'release-newcomer')) });
+    await waitForJob(t.client, newcomer.id, isRunningWithPids, 20_000);
+    const preempted = (await t.client.listJobEvents(veteran.id)).events.find((e) => e.type === 'preempted');
+    expect(preempted).toBeDefined();
+    expect((await t.client.getJob(veteran.id)).status).toBe('pending');
+    await touch(path.join(t.scratch, 'release-newcomer'));
+    await waitForJob(t.client, veteran.id, (j) => j.attempt === 2 && isRunningWithPids(j), 20_000);
+    await touch(path.join(t.scratch, 'release-veteran'));
+    expect((await waitForJob(t.client, veteran.id, isEnded)).status).toBe('succeeded');
+  });
+
   it('tells where a pending job stands in its team\'s queue', async () => {
     t = await startTestServer();
     const holder = await t.client.submitJob({ name: 'holder', team: 'ml', resources: { gpus: 4 }, run: waitForFileThenExit(path.join(t.scratch, 'release')) });

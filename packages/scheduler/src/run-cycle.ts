@@ -186,6 +186,8 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   let preemptors = 0;
   /** Preemption searches cost a placement each: at most this many per cycle, found or not. */
   let preemptionSearches = 0;
+  /** The same bound for searches inside a team at its quota, kept apart so that they never use up the others'. */
+  let teamSearches = 0;
   let blockedHead: Job | undefined;
   /**
    * Carries out a preemption choice for `job`: the victims leave the quota ledgers, the job is charged and holds its
@@ -234,18 +236,32 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   /** Whether a job its team's quota refuses may look for victims in its own team (the limits of `mayPreempt` below). */
   const mayPreemptInTeam = (job: Job, shape: ResourceShape): boolean =>
     preemptionArgs !== undefined &&
-    (config.preemption?.priority === true || queueRank !== undefined) &&
     preemptors < preemptionArgs.maxPreemptorsPerCycle &&
-    preemptionSearches < 4 * preemptionArgs.maxPreemptorsPerCycle &&
+    teamSearches < 4 * preemptionArgs.maxPreemptorsPerCycle &&
     shape.fractionParts === undefined &&
     shape.gpuCount > 0 &&
     running.length > 0 &&
-    !stopping.forJob.has(job.id);
+    !stopping.forJob.has(job.id) &&
+    // Without a queue order only lower priority makes a victim: most teams at their quota have none running.
+    (queueRank !== undefined || (config.preemption?.priority === true && lowestRunningPriority(job.spec.team) < job.spec.priority));
+  /** Per team, the lowest priority among its running jobs (made when first asked). */
+  let lowestPriorities: Map<string, number> | undefined;
+  const lowestRunningPriority = (team: string): number => {
+    if (!lowestPriorities) {
+      lowestPriorities = new Map();
+      for (const r of running) {
+        if (!r.job) continue;
+        const { team: t, priority } = r.job.spec;
+        if (priority < (lowestPriorities.get(t) ?? Infinity)) lowestPriorities.set(t, priority);
+      }
+    }
+    return lowestPriorities.get(team) ?? Infinity;
+  };
   const searchInTeam = (job: Job, shape: ResourceShape, amount: number): Diagnosis | undefined => {
     const preemptorRank = queueRank?.of(job);
     const key = `${shape.key}|${job.spec.team}|${job.spec.priority}${preemptorRank === undefined ? '' : `|${preemptorRank}`}|quota`;
     if (!ledger || noVictims.has(key)) return undefined;
-    preemptionSearches++;
+    teamSearches++;
     const choice = computeTeamPreemption(job, shape, amount, {
       ...searchContext,
       ledger,

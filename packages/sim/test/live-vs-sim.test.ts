@@ -20,8 +20,9 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobView } from '@tutti/client';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
-import { resolvePolicies, runSimulation, type SimDecision, type TraceJob } from '../src/index.ts';
+import type { TraceJob } from '../src/index.ts';
 import { closeLeavingNothingRunning, isEnded, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from '../../server/test/harness.ts';
+import { liveDecisions, liveNode, simulateDecisions, type Decision } from './live-vs-sim-helpers.ts';
 
 interface ScenarioJob {
   name: string;
@@ -42,21 +43,10 @@ const SCENARIO: readonly ScenarioJob[] = [
   { name: 'e', gpus: 2, priority: 100, submitS: 40, durationS: 1900 },
 ];
 
-/** `start a 0,1` / `preempt b`, with the node's name left out (one node). */
-type Decision = string;
-
 function simulate(node: NodeInfo): Decision[] {
   const cluster: ClusterConfig = { nodes: [node], teams: [], scheduler: { profile: 'tutti', fairShareHalfLifeMs: 24 * 3_600_000, args: {} } };
   const trace: TraceJob[] = SCENARIO.map((j) => ({ traceId: j.name, submitS: j.submitS, durationS: j.durationS, numGpus: j.gpus, gpuType: '', user: '', queue: '', status: '', priority: j.priority }));
-  const policy = resolvePolicies(['tutti']).policies[0];
-  if (!policy) throw new Error('no tutti profile');
-  const decisions: Decision[] = [];
-  const onDecision = (d: SimDecision): void => {
-    decisions.push(d.kind === 'start' ? `start ${d.traceId} ${d.nodes.map((n) => n.gpuIndices.join(',')).join(' ')}` : `preempt ${d.traceId}`);
-  };
-  const result = runSimulation(trace, cluster, policy, { onDecision });
-  expect(result.jobs.unplaceable.every((reason) => reason === 255)).toBe(true);
-  return decisions;
+  return simulateDecisions(trace, cluster, 'tutti');
 }
 
 let t: TestServer | undefined;
@@ -103,31 +93,8 @@ describe('live server and simulator', () => {
     await touch(release('d'));
     await waitForJob(client, job('d'), isEnded);
 
-    // The live decisions, in the order the server made them: `scheduled` is written when a placement is committed
-    // (`started` comes after the processes are spawned, and two launches may finish in either order).
-    const nameOf = new Map([...ids].map(([name, id]) => [id, name]));
-    const events = (await Promise.all([...ids.values()].map((id) => client.listJobEvents(id)))).flatMap((r) => r.events);
-    const live: Decision[] = [];
-    for (const event of events.sort((x, y) => x.seq - y.seq)) {
-      const name = nameOf.get(event.job_id) as string;
-      if (event.type === 'preempted') live.push(`preempt ${name}`);
-      if (event.type !== 'scheduled') continue;
-      const nodes = (event.data as { nodes?: Array<{ gpuIndices: number[] }> } | null)?.nodes ?? [];
-      const gpus = nodes.flatMap((node) => node.gpuIndices).sort((x, y) => x - y);
-      live.push(`start ${name} ${gpus.join(',')}`);
-    }
-
-    const [node] = (await client.listNodes()).nodes;
-    if (!node) throw new Error('the live server has no node');
-    const simulated = simulate({
-      name: node.name,
-      address: node.address,
-      cpus: node.cpus,
-      memoryMiB: node.memory_mib,
-      labels: node.labels,
-      state: 'ready',
-      gpus: node.gpus.map((g) => ({ index: g.index, uuid: g.uuid, type: g.type, product: g.product, memoryMiB: g.memory_mib, nvlinkPeers: g.nvlink_peers })),
-    });
+    const live = await liveDecisions(client, ids);
+    const simulated = simulate(await liveNode(client));
 
     expect(live).toEqual(['start a 0,1', 'start b 2,3', 'preempt b', 'start e 2,3', 'start b 0,1', 'start c 0,1,2,3', 'start d 0']);
     expect(simulated).toEqual(live);

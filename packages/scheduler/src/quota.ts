@@ -14,6 +14,11 @@
  *   - work beyond a team's nominal is borrowed, and reclaimable: a team within its nominal for a type may preempt
  *     work that borrows that type (see preemption.ts).
  *
+ * A lending pool as large as its type's whole ready capacity (nothing claimed, or everything claimed lent: the
+ * default) cannot refuse anyone before the GPUs run out, so it is not checked: a job of a full cluster then waits
+ * for GPUs (with a reservation, under EASY backfill), not for quota. Teams listed only for their fair-share weight
+ * (no `nominal`) used to see every wait reported as `QuotaExceeded` and their big jobs passed by small ones for ever.
+ *
  * Usage is counted from running jobs (their `spec.team` and the GPUs the snapshot gives them; a fractional GPU counts
  * its fraction) and from what the cycle admits. Jobs of teams absent from the configuration have no guarantee and
  * borrow. Without any team configured the plugin admits everything.
@@ -51,6 +56,8 @@ export class QuotaLedger {
   private readonly states = new Map<string, TeamState>();
   /** GPUs of each type the teams together may borrow. */
   private readonly pools = new Map<string, number>();
+  /** Types whose pool is smaller than their ready capacity: the only ones whose pool can refuse a job. */
+  private readonly limitedPools = new Set<string>();
 
   /** @param readyGpus GPUs of each type on ready nodes. */
   constructor(teams: readonly TeamConfig[], readyGpus: ReadonlyMap<string, number>) {
@@ -79,6 +86,7 @@ export class QuotaLedger {
       const share = unnamedTotal > 0 ? free / unnamedTotal : 0;
       this.pools.set(type, (this.pools.get(type) ?? 0) + free - share * starClaimed + share * starLent);
     }
+    for (const [type, pool] of this.pools) if (pool < (readyGpus.get(type) ?? 0) - 1e-9) this.limitedPools.add(type);
   }
 
   /** The quota key a GPU type counts against for a team. */
@@ -162,7 +170,7 @@ export class QuotaLedger {
     const limit = state.config?.borrowingLimit?.[key];
     if (limit !== undefined && borrowAfter > limit + 1e-9) return VERDICT_OVER_LIMIT;
     const extra = borrowAfter - Math.max(0, used - nominal);
-    if (this.borrowedOf(type) + extra > this.poolOf(type) + 1e-9) return VERDICT_POOL_EXHAUSTED;
+    if (this.limitedPools.has(type) && this.borrowedOf(type) + extra > this.poolOf(type) + 1e-9) return VERDICT_POOL_EXHAUSTED;
     return VERDICT_BORROWS;
   }
 

@@ -29,15 +29,30 @@ describe('quota per GPU type (fake GPUs)', () => {
   });
 
   it('counts each type against its own pool: what one team borrows of a type is gone for the next', () => {
-    // A100 now lent in full by red (8); green and blue borrow A100 against that pool only.
-    const lending = [team('red', { A100: 8 }), team('blue', { H100: 2 }), team('green', { H100: 0 })];
-    // Fair share takes blue first (equal shares, then by name): it borrows 6 A100, green's 4 do not fit the pool
-    // any more (idle H100 do not help), blue's next 2 do.
-    const jobs = build(makeJob(1).gpus(4).types('A100').team('green'), makeJob(2).gpus(6).types('A100').team('blue'), makeJob(3).gpus(2).types('A100').team('blue'));
+    // red now lends 4 of its 8 A100; green and blue borrow A100 against that pool only.
+    const lending = [team('red', { A100: 8 }, { lendingLimit: { A100: 4 } }), team('blue', { H100: 2 }), team('green', { H100: 0 })];
+    // Fair share takes blue first (equal shares, then by name): it borrows 3 A100; green's 4 do not fit the pool any
+    // more although 5 A100 are free (idle H100 do not help either); blue's next 1 does.
+    const jobs = build(makeJob(1).gpus(4).types('A100').team('green'), makeJob(2).gpus(3).types('A100').team('blue'), makeJob(3).gpus(1).types('A100').team('blue'));
     const result = cycle(cluster, jobs, TUTTI_PROFILE, { teams: lending });
     expect(Object.keys(placedOf(result)).sort()).toEqual(['2', '3']);
     expect(result.diagnoses.get('1')).toMatchObject({ code: 'QuotaExceeded' });
-    expect(result.diagnoses.get('1')?.message).toContain('other teams lend 8 A100 GPUs in all and 6 are borrowed');
+    expect(result.diagnoses.get('1')?.message).toContain('other teams lend 4 A100 GPUs in all and 3 are borrowed');
+  });
+
+  it('a pool as large as the cluster is not what a job waits for: teams listed for their weight only wait for GPUs', () => {
+    // Fair-share weights and no quotas: every GPU is borrowed and the pool is the whole cluster. When it is full, the
+    // wait is for GPUs — with an EASY reservation for the big job, which the small one behind it must not delay.
+    const snapshot = makeCluster(makeNode('a').gpus(4)).allocate('10', 'a', [0, 1]).allocate('11', 'a', [2, 3]);
+    const running = build(makeJob(10).gpus(2).team('vision').runningSince(0).maxDurationMs(3_600_000), makeJob(11).gpus(2).team('vision').runningSince(0).maxDurationMs(7_200_000));
+    const weightsOnly = [team('vision', {}, { weight: 2 }), team('speech', {})];
+    const pending = build(makeJob(20).gpus(4).team('speech'), makeJob(21).gpus(2).team('vision'));
+    const result = cycle(snapshot, pending, TUTTI_PROFILE, { teams: weightsOnly, running, now: 10 });
+    expect(result.diagnoses.get('20')).toMatchObject({ plugin: 'gpu-fit', code: 'InsufficientGpus', estimatedStartAt: 7_200_000 });
+    // The first job to end frees 2 GPUs at 1 h: held for job 20, not taken by job 21 (no max_duration).
+    const later = runCycle({ snapshot: makeCluster(makeNode('a').gpus(4)).allocate('11', 'a', [2, 3]).build(), pending, running: running.slice(1), teams: weightsOnly, now: 3_600_000, seed: 0 }, TUTTI_PROFILE);
+    expect(later.plan.placements).toEqual([]);
+    expect(later.diagnoses.get('21')).toMatchObject({ code: 'WaitingForReservation' });
   });
 
   it('reclaims per type: a team within its A100 guarantee reclaims borrowed A100s, never borrowed H100 work', () => {

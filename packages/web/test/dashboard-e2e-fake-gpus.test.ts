@@ -133,6 +133,8 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     // The filters narrow the list (through the server) and are labelled controls.
     await page.getByLabel('Status', { exact: true }).selectOption('pending');
     await page.locator(`[data-testid=jobs-table] tr[data-job-id="${holder.id}"]`).waitFor({ state: 'detached' });
+    // The table may be empty for a moment between the two lists: wait for the job that stays.
+    await row.waitFor();
     expect(await page.locator('[data-testid=jobs-table] tbody tr').count()).toBe(1);
     expect(page.url()).toContain('status=pending');
     await page.getByLabel('Status', { exact: true }).selectOption('');
@@ -141,6 +143,8 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     expect(await row.textContent()).toContain('grace');
     await page.getByLabel('User', { exact: true }).fill('grace');
     await page.locator(`[data-testid=jobs-table] tr[data-job-id="${holder.id}"]`).waitFor({ state: 'detached' });
+    // The table may be empty for a moment between the two lists: wait for the job that stays.
+    await row.waitFor();
     expect(await page.locator('[data-testid=jobs-table] tbody tr').count()).toBe(1);
     expect(page.url()).toContain('user=grace');
     await page.getByLabel('User', { exact: true }).fill('');

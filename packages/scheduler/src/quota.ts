@@ -140,16 +140,18 @@ export class QuotaLedger {
     const used = this.usedOf(team, key);
     const after = used + amount;
     const borrowAfter = after - nominal;
-    const what = key === '*' ? 'GPUs' : `${key} GPUs`;
+    /** "1 GPU", "2.5 H100 GPUs". */
+    const gpus = (n: number, of?: string): string => `${fmt(n)} ${of === undefined ? '' : `${of} `}GPU${n === 1 ? '' : 's'}`;
+    const ofKey = key === '*' ? undefined : key;
     if (verdict === VERDICT_OVER_LIMIT) {
       const limit = this.teams.get(team)?.borrowingLimit?.[key] ?? 0;
-      return { ok: false, message: `team ${team} would use ${fmt(after)} ${what}; its quota is ${fmt(nominal)} nominal + ${fmt(limit)} borrowable (${fmt(used)} in use)` };
+      return { ok: false, message: `team ${team} would use ${gpus(after, ofKey)}; its quota is ${fmt(nominal)} nominal + ${fmt(limit)} borrowable (${fmt(used)} in use)` };
     }
     const extra = borrowAfter - Math.max(0, used - nominal);
     const pool = this.poolOf(type);
     const borrowed = this.borrowedOf(type);
-    const beyond = key === '*' ? `${fmt(borrowAfter)} GPUs beyond its nominal ${fmt(nominal)}, ${fmt(extra)} of them ${type}` : `${fmt(borrowAfter)} ${what} beyond its nominal ${fmt(nominal)}`;
-    return { ok: false, message: `team ${team} would borrow ${beyond}; other teams lend ${fmt(pool)} ${type} GPUs in all and ${fmt(borrowed)} are borrowed` };
+    const beyond = key === '*' ? `${gpus(borrowAfter)} beyond its nominal ${fmt(nominal)}, ${fmt(extra)} of them ${type}` : `${gpus(borrowAfter, ofKey)} beyond its nominal ${fmt(nominal)}`;
+    return { ok: false, message: `team ${team} would borrow ${beyond}; other teams lend ${gpus(pool, type)} in all and ${fmt(borrowed)} ${borrowed === 1 ? 'is' : 'are'} borrowed` };
   }
 
   /** `check(...).ok`, with nothing built: asked for every type of every job a cycle reads. */

@@ -505,17 +505,7 @@ function placeWithoutVictims<V extends { running: RunningJob }>(
   victims: Map<string, V>,
   cost: (victim: V) => number,
 ): { final: V[]; nodes: PlacedNode[] } | undefined {
-  const viewWithout = (set: Iterable<V>): CapacityView => {
-    const extra = new Map<number, GpuDevice[]>();
-    for (const v of set) {
-      for (const [ordinal, gpus] of v.running.byNode) {
-        const list = extra.get(ordinal);
-        if (list) list.push(...gpus);
-        else extra.set(ordinal, [...gpus]);
-      }
-    }
-    return new ExtraFreeView(ctx.overlay, extra);
-  };
+  const viewWithout = (set: Iterable<V>): CapacityView => viewWithVictimsFreed(ctx.overlay, set);
   if (!ctx.place(shape, viewWithout(victims.values()))) return undefined;
   const ordered = [...victims.values()].sort((a, b) => cost(b) - cost(a));
   if (ordered.length <= MAX_VICTIMS_TO_MINIMISE) {
@@ -527,6 +517,19 @@ function placeWithoutVictims<V extends { running: RunningJob }>(
   const final = [...victims.values()].sort((a, b) => cost(a) - cost(b));
   const nodes = ctx.place(shape, viewWithout(final));
   return nodes ? { final, nodes } : undefined;
+}
+
+/** The overlay with the GPUs of `victims` counted free. */
+export function viewWithVictimsFreed(overlay: PlanOverlay, victims: Iterable<{ readonly running: RunningJob }>): CapacityView {
+  const extra = new Map<number, GpuDevice[]>();
+  for (const v of victims) {
+    v.running.byNode.forEach((gpus, ordinal) => {
+      const list = extra.get(ordinal);
+      if (list) list.push(...gpus);
+      else extra.set(ordinal, [...gpus]);
+    });
+  }
+  return new ExtraFreeView(overlay, extra);
 }
 
 /**

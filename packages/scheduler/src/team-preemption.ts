@@ -12,11 +12,11 @@
  * first. The type that needs the fewest victims wins, then the one whose most expensive victim is cheapest, then the
  * first in the job's order of types.
  */
-import type { GpuDevice, Job, PlacedNode, PreemptionReason } from '@tutti/model';
+import type { Job, PlacedNode, PreemptionReason } from '@tutti/model';
 import { computeCandidateTypes } from './gpu-fit.ts';
 import { rankOrderVictim, type QueueRank } from './order-preemption.ts';
-import { ExtraFreeView, type PlanOverlay } from './plan-overlay.ts';
-import { compareVictimCandidates, type PreemptionChoice } from './preemption.ts';
+import type { PlanOverlay } from './plan-overlay.ts';
+import { compareVictimCandidates, viewWithVictimsFreed, type PreemptionChoice } from './preemption.ts';
 import type { QuotaLedger } from './quota.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import type { RunningJob } from './running.ts';
@@ -82,7 +82,7 @@ export function computeTeamPreemption(job: Job, shape: ResourceShape, amount: nu
     const key = ledger.keyFor(team, type);
     const typed = ctx.restrict(shape, [type]);
     const admitted = (set: readonly Candidate[]): boolean => ledger.admitsReleasing(team, type, amount, released(set));
-    const placed = (set: readonly Candidate[]): PlacedNode[] | undefined => ctx.place(typed, viewWithout(ctx.overlay, set));
+    const placed = (set: readonly Candidate[]): PlacedNode[] | undefined => ctx.place(typed, viewWithVictimsFreed(ctx.overlay, set));
     // Candidates that give back GPUs this type's admission counts (its quota key), or GPUs it could run on.
     const chosen: Candidate[] = [];
     let nodes: PlacedNode[] | undefined;
@@ -121,17 +121,4 @@ function released(victims: readonly Candidate[]): Map<string, number> {
   const byType = new Map<string, number>();
   for (const v of victims) v.running.byType.forEach((n, type) => byType.set(type, (byType.get(type) ?? 0) + n));
   return byType;
-}
-
-/** The overlay with the victims' GPUs counted free. */
-function viewWithout(overlay: PlanOverlay, victims: readonly Candidate[]): CapacityView {
-  const extra = new Map<number, GpuDevice[]>();
-  for (const v of victims) {
-    v.running.byNode.forEach((gpus, ordinal) => {
-      const list = extra.get(ordinal);
-      if (list) list.push(...gpus);
-      else extra.set(ordinal, [...gpus]);
-    });
-  }
-  return new ExtraFreeView(overlay, extra);
 }

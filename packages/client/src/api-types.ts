@@ -31,7 +31,10 @@ export interface JobView {
   /** Why the job ended ("rank 1 exited with code 3", "cancelled", ...); null until it ends. */
   end_reason: string | null;
   cancel_requested_at: string | null;
-  /** GPUs per node × nodes. */
+  /**
+   * GPUs per node (× `num_nodes` for the job's total): whole GPUs, or for a fractional job its share of one GPU
+   * (0 < x < 1, e.g. 0.5; such a job runs on one node).
+   */
   gpus_per_node: number;
   num_nodes: number;
   /** The spec as submitted, normalised. */

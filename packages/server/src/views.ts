@@ -94,7 +94,8 @@ function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Di
     exit_code: job.exitCode ?? null,
     end_reason: job.endReason ?? null,
     cancel_requested_at: iso(job.cancelRequestedAt),
-    gpus_per_node: job.spec.resources.gpus.count,
+    // A share of one GPU is shown as that share (0.5), not as the one GPU it sits on.
+    gpus_per_node: job.spec.resources.gpus.fraction ?? job.spec.resources.gpus.count,
     num_nodes: job.spec.numNodes,
     spec: serializeJobSpec(job.spec) as unknown as Record<string, unknown>,
     ...(tasks ? { tasks: tasks.map(toTaskView) } : {}),

@@ -114,6 +114,12 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     const vision = page.locator('[data-testid=jobs-by-team] tr[data-team=vision]');
     expect(await vision.locator('[data-field=running]').textContent()).toBe('1');
     await page.locator('[data-testid=recent-events] li', { hasText: `job ${holder.id}` }).first().waitFor();
+    // The chart of the last hour spans the hour, ending now, though the server has only a few samples yet.
+    const chart = page.locator('figure[aria-label="pending jobs, running jobs and GPUs allocated"] .chart-canvas');
+    await chart.and(page.locator('[data-x-max]')).waitFor();
+    const [xMin, xMax] = [Number(await chart.getAttribute('data-x-min')), Number(await chart.getAttribute('data-x-max'))];
+    expect(xMax - xMin).toBe(3600);
+    expect(Math.abs(xMax - Date.now() / 1000)).toBeLessThan(60);
     expect(await unlabelledControls()).toEqual([]);
     await screenshot('overview');
   });
@@ -232,6 +238,25 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     expect(await nlp.textContent()).toContain('2 any');
     await screenshot('teams');
     await client.cancelJob(holdOne.id);
+  });
+
+  it('shows a job on a share of one GPU as that share, in the list and on its page', async () => {
+    const half = await client.submitJob({ name: 'half-gpu', team: 'nlp', resources: { gpus: 0.5 }, run: waitForFile(path.join(root, 'never')) });
+    await waitForJob(half.id, (j) => j.status === 'running', 'running');
+    await page.goto(`${server.url}/jobs`);
+    const cell = page.locator(`[data-testid=jobs-table] tr[data-job-id="${half.id}"] [data-field=gpus]`);
+    await cell.waitFor();
+    expect(await cell.textContent()).toBe('0.5');
+    await page.goto(`${server.url}/jobs/${half.id}`);
+    const gpus = page.locator('[data-testid=job-gpus]');
+    await gpus.waitFor();
+    expect(await gpus.textContent()).toBe('0.5 GPU');
+    await page.goto(`${server.url}/nodes`);
+    const shared = page.locator(`.gpu[data-job-id="${half.id}"]`);
+    await shared.waitFor();
+    expect(await shared.getAttribute('aria-label')).toContain(`a share: job ${half.id} 50%`);
+    await client.cancelJob(half.id);
+    await waitForJob(half.id, (j) => j.status === 'cancelled', 'cancelled');
   });
 
   it('can be used from the keyboard: Tab reaches the navigation, Enter follows it', async () => {

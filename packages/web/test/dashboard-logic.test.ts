@@ -1,13 +1,14 @@
 /** The dashboard's pieces with logic, without a browser: what a user would see them produce. */
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { formatGpuCount, totalJobGpus } from '@tutti/client';
 import type { EventView, GpuView, NodeView, ProgressView, TeamView } from '@tutti/client';
 import { groupTopology, jobColor, nvlinkDomains, summarizeGpusByType } from '../src/lib/gpus.ts';
 import { LogBuffer, searchLines } from '../src/lib/logs.ts';
 import { eventTouchesPage, filterFromSearch, filterToSearch, normalizeNamePart, toggleSort, toListQuery } from '../src/lib/jobs-query.ts';
 import { parseRoute, routeHref } from '../src/lib/routes.ts';
 import { describeFieldError, offsetOfLine, placeErrors } from '../src/lib/spec-errors.ts';
-import { gpuSeries, progressSeries } from '../src/lib/series.ts';
+import { clusterSeries, gpuSeries, progressSeries } from '../src/lib/series.ts';
 import { fairShareOrder } from '../src/lib/teams.ts';
 import { toYaml } from '../src/lib/yaml.ts';
 import { formatDuration, formatPerType, formatRelative } from '../src/lib/format.ts';
@@ -148,6 +149,36 @@ describe('chart series', () => {
       { label: 'GPU n1/1', values: [60, null] },
     ]);
     expect(memory.series[0]!.values).toEqual([50, 50]);
+  });
+});
+
+describe('the overview chart of the last hour', () => {
+  const sample = (s: number) => ({ at: new Date(s * 1000).toISOString(), pending_jobs: 1, running_jobs: 2, gpus_total: 4, gpus_allocated: 2 });
+  const now = 1_700_000_000;
+
+  it('spans the whole hour ending now with a single sample (not years around it)', () => {
+    expect(clusterSeries([sample(now - 5)], { nowS: now, windowS: 3600 }).xRange).toEqual([now - 3600, now]);
+  });
+
+  it('spans the whole hour with a few samples, and with none', () => {
+    expect(clusterSeries([sample(now - 20), sample(now - 15), sample(now - 10)], { nowS: now, windowS: 3600 }).xRange).toEqual([now - 3600, now]);
+    expect(clusterSeries([], { nowS: now, windowS: 3600 }).xRange).toEqual([now - 3600, now]);
+  });
+
+  it('ends at the newest sample when the server’s clock is ahead of the browser’s', () => {
+    expect(clusterSeries([sample(now + 30)], { nowS: now, windowS: 3600 }).xRange).toEqual([now + 30 - 3600, now + 30]);
+  });
+});
+
+describe('GPUs of a job', () => {
+  it('shows a share of one GPU as the fraction, whole GPUs as counts', () => {
+    expect(formatGpuCount(0.5)).toBe('0.5 GPU');
+    expect(formatGpuCount(0.25)).toBe('0.25 GPU');
+    expect(formatGpuCount(1)).toBe('1 GPU');
+    expect(formatGpuCount(8)).toBe('8 GPUs');
+    expect(formatGpuCount(0)).toBe('0 GPUs');
+    expect(totalJobGpus({ gpus_per_node: 0.5, num_nodes: 1 })).toBe(0.5);
+    expect(totalJobGpus({ gpus_per_node: 8, num_nodes: 2 })).toBe(16);
   });
 });
 

@@ -14,13 +14,28 @@ export interface ChartData {
   x: number[];
   xIsTime: boolean;
   series: Series[];
+  /** The x range to show, whatever the data spans (a time window); absent: the data's own span. */
+  xRange?: readonly [number, number];
 }
 
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 
-export function clusterSeries(samples: readonly ClusterSampleView[]): ChartData {
+/**
+ * The x range of a chart of the last `windowS` seconds: the whole window, ending now (or at the newest sample, if the
+ * server's clock is ahead). Without it uPlot spans whatever the samples span: years around a single sample, seconds
+ * over the first few.
+ */
+export function lastWindowRange(nowS: number, windowS: number, x: readonly number[]): [number, number] {
+  const end = Math.max(nowS, x[x.length - 1] ?? nowS);
+  return [end - windowS, end];
+}
+
+/** The queue and GPU allocation over the last `windowS` seconds (the samples the server kept for that window). */
+export function clusterSeries(samples: readonly ClusterSampleView[], window: { nowS: number; windowS: number }): ChartData {
+  const x = samples.map((s) => seconds(s.at));
   return {
-    x: samples.map((s) => seconds(s.at)),
+    x,
+    xRange: lastWindowRange(window.nowS, window.windowS, x),
     xIsTime: true,
     series: [
       { label: 'pending jobs', values: samples.map((s) => s.pending_jobs) },

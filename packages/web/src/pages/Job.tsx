@@ -4,7 +4,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
-import { ApiError, getJobGpuMetrics } from '@tutti/client';
+import { ApiError, formatGpuCount, getJobGpuMetrics } from '@tutti/client';
 import type { JobGpuMetrics, JobView, ProgressView, TaskView } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, describeError, ErrorBox, Loading, StatusBadge } from '../components/common.tsx';
@@ -59,7 +59,7 @@ function JobDetail({ job, onChanged }: { job: JobView; onChanged: () => void }) 
           {job.name} <span className="muted">#{job.id}</span> <StatusBadge status={job.status} />
         </h1>
         <p className="muted">
-          team <strong>{job.team}</strong>{job.user ? <> · submitted by <strong>{job.user}</strong></> : null} · priority {job.priority} · {job.gpus_per_node} GPU{job.gpus_per_node === 1 ? '' : 's'} × {job.num_nodes} node{job.num_nodes === 1 ? '' : 's'} · {jobDuration(job, now)}
+          team <strong>{job.team}</strong>{job.user ? <> · submitted by <strong>{job.user}</strong></> : null} · priority {job.priority} · <span data-testid="job-gpus">{formatGpuCount(job.gpus_per_node)}</span> × {job.num_nodes} node{job.num_nodes === 1 ? '' : 's'} · {jobDuration(job, now)}
         </p>
         {!terminal && <CancelButton job={job} onCancelled={onChanged} />}
       </header>

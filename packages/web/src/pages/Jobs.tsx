@@ -4,6 +4,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { JobSortKey, JobView } from '@tutti/client';
+import { totalJobGpus } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, Link, StatusBadge } from '../components/common.tsx';
 import { navigate, useAsync, useLiveEvent, useNow, useThrottled } from '../hooks.ts';
@@ -201,7 +202,7 @@ function JobTable({ jobs, filter, onSort }: { jobs: JobView[]; filter: JobsFilte
               <StatusBadge status={job.status} />
             </td>
             <td className="num">{job.priority}</td>
-            <td className="num">{job.gpus_per_node * job.num_nodes}</td>
+            <td className="num" data-field="gpus">{totalJobGpus(job)}</td>
             <td>
               <time dateTime={job.created_at}>{formatTime(job.created_at)}</time>
             </td>

@@ -118,7 +118,7 @@ function GpuCell({ node, gpu, jobs }: { node: NodeView; gpu: GpuView; jobs: Read
   const utilization = gpu.metrics?.utilization_pct ?? undefined;
   const util = utilization === undefined ? 'utilization n/a' : `utilization ${utilization}%`;
   const memory = gpu.metrics?.memory_used_mib != null ? `, memory ${formatMiB(gpu.metrics.memory_used_mib)} of ${formatMiB(gpu.memory_mib)}` : '';
-  const shared = (gpu.shares?.length ?? 0) > 1 ? ` (shared: ${gpu.shares.map((s) => `job ${s.job_id} ${Math.round(s.fraction * 100)}%`).join(', ')})` : '';
+  const shared = (gpu.shares?.length ?? 0) > 0 ? ` (${gpu.shares.length > 1 ? 'shared' : 'a share'}: ${gpu.shares.map((s) => `job ${s.job_id} ${Math.round(s.fraction * 100)}%`).join(', ')})` : '';
   const description = held
     ? `GPU ${gpu.index} of ${node.name} (${gpu.type}): job ${gpu.job_id}${job ? ` ${job.name}, team ${job.team}` : ''}${shared}, ${util}${memory}`
     : `GPU ${gpu.index} of ${node.name} (${gpu.type}): free${node.state !== 'ready' ? `, node ${node.state}` : ''}`;

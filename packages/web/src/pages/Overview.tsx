@@ -10,10 +10,14 @@ import { summarizeGpusByType } from '../lib/gpus.ts';
 import { jobHref } from '../lib/routes.ts';
 import { clusterSeries } from '../lib/series.ts';
 
+/** The chart of the queue and GPU allocation covers this many minutes, ending now. */
+const HISTORY_MINUTES = 60;
+
 export function OverviewPage() {
   const [nodes, reloadNodes] = useAsync(() => client.listNodes(), []);
   const [teams, reloadTeams] = useAsync(() => client.listTeams(), []);
-  const [history, reloadHistory] = useAsync(() => client.getClusterHistory({ minutes: 60 }), []);
+  const [history, reloadHistory] = useAsync(() => client.getClusterHistory({ minutes: HISTORY_MINUTES }), []);
+  const now = useNow(5000);
   const reload = useThrottled(() => {
     reloadNodes();
     reloadTeams();
@@ -93,7 +97,7 @@ export function OverviewPage() {
         <AsyncView state={history} what="cluster history" onRetry={reloadHistory}>
           {({ samples, interval_s }) => (
             <>
-              <Chart title="pending jobs, running jobs and GPUs allocated" data={clusterSeries(samples)} />
+              <Chart title="pending jobs, running jobs and GPUs allocated" data={clusterSeries(samples, { nowS: now / 1000, windowS: HISTORY_MINUTES * 60 })} />
               <p className="muted small">Sampled every {interval_s} s by the server (kept in its memory since it started).</p>
             </>
           )}

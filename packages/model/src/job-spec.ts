@@ -5,7 +5,7 @@
 import { isMap, isScalar, isSeq } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
 import type { FieldError, ParseResult } from './errors.ts';
-import type { JobSpec, TopologyLevel } from './job.ts';
+import type { JobSpec, ResourceRequest, TopologyLevel } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
 import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
 import { formatDuration } from './units.ts';
@@ -99,21 +99,11 @@ export function parseJobSpecObject(value: unknown): ParseResult<JobSpec> {
  * sizes and durations as strings. `parseJobSpecObject(serializeJobSpec(spec))` gives back an equal spec.
  */
 export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
-  const { gpus } = spec.resources;
   const document: JobSpecDocument = {
     name: spec.name,
     team: spec.team,
     priority: spec.priority,
-    resources: {
-      gpus: {
-        count: gpus.count,
-        ...(gpus.fraction !== undefined ? { fraction: gpus.fraction } : {}),
-        type: [...gpus.types],
-        ...(gpus.memoryMiB !== undefined ? { memory: formatMemoryExact(gpus.memoryMiB) } : {}),
-      },
-      ...(spec.resources.cpus !== undefined ? { cpus: spec.resources.cpus } : {}),
-      ...(spec.resources.memoryMiB !== undefined ? { memory: formatMemoryExact(spec.resources.memoryMiB) } : {}),
-    },
+    resources: serializeResources(spec.resources),
     num_nodes: spec.numNodes,
     ...(spec.topology !== undefined ? { topology: 'require' in spec.topology ? { require: spec.topology.require } : { prefer: spec.topology.prefer } } : {}),
     run: spec.run.kind === 'shell' ? spec.run.command : [...spec.run.argv],
@@ -129,6 +119,21 @@ export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
   if (spec.preemptionGraceMs !== undefined) document.preemption_grace = formatDuration(spec.preemptionGraceMs);
   if (spec.hangTimeoutMs !== undefined) document.hang_timeout = formatDuration(spec.hangTimeoutMs);
   return document;
+}
+
+/** A spec's `resources` as `serializeJobSpec` writes them (job lists show them without the rest of the spec). */
+export function serializeResources(resources: ResourceRequest): JobSpecDocument['resources'] {
+  const { gpus } = resources;
+  return {
+    gpus: {
+      count: gpus.count,
+      ...(gpus.fraction !== undefined ? { fraction: gpus.fraction } : {}),
+      type: [...gpus.types],
+      ...(gpus.memoryMiB !== undefined ? { memory: formatMemoryExact(gpus.memoryMiB) } : {}),
+    },
+    ...(resources.cpus !== undefined ? { cpus: resources.cpus } : {}),
+    ...(resources.memoryMiB !== undefined ? { memory: formatMemoryExact(resources.memoryMiB) } : {}),
+  };
 }
 
 /** Exact, in the largest binary unit that divides evenly: "80GiB", "1536MiB", "2TiB". */
@@ -195,6 +200,6 @@ function locateIssue(doc: Document, issue: SpecIssue): number | undefined {
 }
 
 /** GPUs a job holds while it runs, over all its nodes: a share of a GPU counts its fraction. */
-export function computeGpusHeld(spec: JobSpec): number {
+export function computeGpusHeld(spec: Pick<JobSpec, 'numNodes' | 'resources'>): number {
   return spec.numNodes * spec.resources.gpus.count * (spec.resources.gpus.fraction ?? 1);
 }

@@ -89,6 +89,17 @@ export function isTerminalJobStatus(status: JobStatus): boolean {
   return status === 'succeeded' || status === 'failed' || status === 'cancelled';
 }
 
+/** A job id as the API and the CLI accept it (the store's sequence number, `Job.id`). */
+export const JOB_ID_PATTERN = '^[0-9]{1,18}$';
+const JOB_ID = new RegExp(JOB_ID_PATTERN);
+export function isJobId(value: string): boolean {
+  return JOB_ID.test(value);
+}
+/** What the CLI and the API answer when something else is given where a job id belongs. */
+export function describeBadJobId(value: string, whereToLook: string): string {
+  return `job id must be a number like 42, got '${value}'; ${whereToLook} lists the jobs and their ids`;
+}
+
 export interface Job {
   /** Assigned by the store at submit: a decimal sequence number as a string ("1", "2", ...). */
   id: string;
@@ -116,6 +127,17 @@ export interface Job {
   notBefore?: number;
   /** The checkpoint the job reported last (a progress record's `checkpoint`). */
   lastCheckpoint?: string;
+}
+
+/** What a list of jobs shows of a spec: who, how urgent, how big. Not the command, the environment or the run-time settings. */
+export type JobSpecSummary = Pick<JobSpec, 'name' | 'team' | 'priority' | 'resources' | 'numNodes' | 'maxRestarts'>;
+
+/**
+ * A job as lists show it: a `Job` whose spec is only its summary. Its size does not grow with the spec's command
+ * or environment (a spec may be tens of KiB), so a page of a thousand stays small. A `Job` is a `JobSummary`.
+ */
+export interface JobSummary extends Omit<Job, 'spec'> {
+  spec: JobSpecSummary;
 }
 
 /** One run of a job's gang that has ended: its ranks, how it ended. The running attempt is not an `AttemptRecord` yet. */
@@ -183,6 +205,8 @@ export type JobEventType =
   | 'restarting'
   | 'preempted'
   | 'hung'
+  /** A rank's log passed the log cap: its oldest output was dropped (see `tutti up --max-log-bytes`). */
+  | 'log_trimmed'
   | 'succeeded'
   | 'failed'
   | 'cancelled';

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type {
   AttemptRecord,
   ClusterSnapshot,
@@ -19,8 +19,9 @@ import { computeGpusHeld, isTerminalJobStatus, JOB_STATUSES } from '@tutti/model
 import { InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
-import { attemptFromRow, eventFromRow, jobFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
-import type { JobsTable, StoreDatabase, TasksTable } from './schema.ts';
+import { attemptFromRow, eventFromRow, jobFromRow, jobSummaryColumns, jobSummaryFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
+import type { JobSummaryRow } from './row-mapping.ts';
+import type { StoreDatabase, TasksTable } from './schema.ts';
 import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
   ApplyOutcome,
@@ -32,11 +33,13 @@ import type {
   JobEnd,
   JobPage,
   JobQuery,
+  JobSummaryPage,
   JobSortKey,
   NewProgressRecord,
   PlacementWithTasks,
   ProgressQuery,
   RequeueOptions,
+  RunHistoryQuery,
   StateStore,
   TaskUpdate,
 } from './state-store.ts';
@@ -141,6 +144,7 @@ export class KyselyStateStore implements StateStore {
               status: 'pending',
               submitted_by: j.user ?? null,
               spec_json: j.specJson,
+              ...jobSummaryColumns(j.spec),
               created_at: j.now,
             })),
           )
@@ -183,12 +187,25 @@ export class KyselyStateStore implements StateStore {
    * (column, id) and the cursor `column:value:id`, compared as a row value in the sort's direction.
    */
   async listJobs(query: JobQuery): Promise<JobPage> {
+    const { q, limit, sort } = this.#jobPageQuery(query);
+    const rows = await q.selectAll().execute();
+    return toPage(rows.slice(0, limit).map(jobFromRow), rows, limit, (row) => encodeJobCursor(sort.by, row));
+  }
+
+  async listJobSummaries(query: JobQuery): Promise<JobSummaryPage> {
+    const { q, limit, sort } = this.#jobPageQuery(query);
+    const rows = await q.select(JOB_SUMMARY_COLUMNS).execute();
+    return toPage(rows.slice(0, limit).map(jobSummaryFromRow), rows, limit, (row) => encodeJobCursor(sort.by, row));
+  }
+
+  /** The filtered, sorted, keyset-bounded query of one `listJobs` page (limit + 1 rows, to know if more follow). */
+  #jobPageQuery(query: JobQuery) {
     const limit = clampLimit(query.limit, DEFAULT_JOB_PAGE, MAX_JOB_PAGE);
     const sort = query.sort ?? { by: 'id', direction: 'desc' };
     const after = query.cursor !== undefined ? decodeJobCursor(query.cursor, sort.by) : undefined;
     if (query.cursor !== undefined && after === undefined) throw new InvalidCursorError(query.cursor);
     const beyond = sort.direction === 'desc' ? '<' : '>';
-    let q = this.#db.selectFrom('jobs').selectAll();
+    let q = this.#db.selectFrom('jobs');
     if (query.status !== undefined) q = q.where('status', '=', query.status);
     if (query.team !== undefined) q = q.where('team', '=', query.team);
     if (query.user !== undefined) q = q.where('submitted_by', '=', query.user);
@@ -205,10 +222,19 @@ export class KyselyStateStore implements StateStore {
       }
     }
     if (sort.by !== 'id') q = q.orderBy(sort.by, sort.direction);
-    const rows = await q.orderBy('id', sort.direction).limit(limit + 1).execute();
-    const jobs = rows.slice(0, limit).map(jobFromRow);
-    const lastRow = rows[limit - 1];
-    return rows.length > limit && lastRow ? { jobs, nextCursor: encodeJobCursor(sort.by, lastRow) } : { jobs };
+    return { q: q.orderBy('id', sort.direction).limit(limit + 1), limit, sort };
+  }
+
+  async listRunHistory(query: RunHistoryQuery): Promise<JobSummaryPage> {
+    const limit = clampLimit(query.limit, MAX_JOB_PAGE, MAX_JOB_PAGE);
+    const after = query.cursor !== undefined ? decodeRunHistoryCursor(query.cursor) : undefined;
+    if (query.cursor !== undefined && after === undefined) throw new InvalidCursorError(query.cursor);
+    // `finished_at` is written only when a job ends (finishJob, a pending job's cancel), so it stands for "ended":
+    // a condition on status would lead SQLite's planner to the status index and a sort of the whole history.
+    let q = this.#db.selectFrom('jobs').select(JOB_SUMMARY_COLUMNS).where('finished_at', 'is not', null).where('started_at', 'is not', null);
+    if (after !== undefined) q = q.where((eb) => eb(eb.refTuple('created_at', 'id'), '>', eb.tuple(after.createdAt, after.id)));
+    const rows = await q.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit + 1).execute();
+    return toPage(rows.slice(0, limit).map(jobSummaryFromRow), rows, limit, (row) => `${row.created_at}:${row.id}`);
   }
 
   async listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]> {
@@ -675,6 +701,14 @@ export class KyselyStateStore implements StateStore {
     const rows = await q.orderBy('seq', 'asc').limit(limit).execute();
     return rows.map(eventFromRow);
   }
+
+  /** Read backwards along the (job_id, seq) index. */
+  async lastEventOfType(jobId: string, type: JobEventType): Promise<JobEvent | undefined> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return undefined;
+    const row = await this.#db.selectFrom('events').selectAll().where('job_id', '=', key).where('type', '=', type).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return row === undefined ? undefined : eventFromRow(row);
+  }
 }
 
 async function insertEvent(
@@ -722,7 +756,7 @@ async function bumpSnapshotVersion(trx: Transaction<StoreDatabase>): Promise<voi
 }
 
 /** A page's last row as the cursor of the next page: its id, or `column:value:id` for another sort order. */
-function encodeJobCursor(by: JobSortKey, row: Selectable<JobsTable>): string {
+function encodeJobCursor(by: JobSortKey, row: JobSummaryRow): string {
   return by === 'id' ? String(row.id) : `${by}:${String(row[by])}:${row.id}`;
 }
 
@@ -740,6 +774,42 @@ function decodeJobCursor(cursor: string, by: JobSortKey): { id: number; value: s
     return /^-?[0-9]+$/.test(match[2]!) && Number.isSafeInteger(priority) ? { id, value: priority } : undefined;
   }
   return { id, value: match[2]! };
+}
+
+/** Every column of `jobs` but `spec_json`: what a job summary is read from. */
+const JOB_SUMMARY_COLUMNS = [
+  'id',
+  'name',
+  'team',
+  'priority',
+  'status',
+  'submitted_by',
+  'created_at',
+  'started_at',
+  'finished_at',
+  'exit_code',
+  'end_reason',
+  'pending_reason_json',
+  'cancel_requested_at',
+  'attempt',
+  'restarts',
+  'not_before',
+  'last_checkpoint',
+  'resources_json',
+  'num_nodes',
+  'max_restarts',
+] as const satisfies ReadonlyArray<keyof JobSummaryRow>;
+
+/** A page of `limit` items from `rows` (limit + 1 were asked for: one more means another page follows). */
+function toPage<T, R>(items: T[], rows: readonly R[], limit: number, cursorOf: (row: R) => string): { jobs: T[]; nextCursor?: string } {
+  const lastRow = rows[limit - 1];
+  return rows.length > limit && lastRow ? { jobs: items, nextCursor: cursorOf(lastRow) } : { jobs: items };
+}
+
+function decodeRunHistoryCursor(cursor: string): { createdAt: number; id: number } | undefined {
+  const match = /^(-?[0-9]{1,16}):([0-9]+)$/.exec(cursor);
+  const id = match ? parseJobId(match[2]!) : undefined;
+  return match && id !== undefined ? { createdAt: Number(match[1]), id } : undefined;
 }
 
 function clampLimit(limit: number | undefined, fallback: number, max: number): number {

@@ -206,6 +206,32 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('jobs_priority_id').on('jobs').columns(['priority', 'id']).execute();
     },
   },
+  {
+    version: 6,
+    name: "a job's resources, node count and restart limit as columns, so that lists read no spec; history export in submission order",
+    async up(db) {
+      await db.schema.alterTable('jobs').addColumn('resources_json', 'text', (c) => c.notNull().defaultTo('{"gpus":{"count":0,"types":[]}}')).execute();
+      await db.schema.alterTable('jobs').addColumn('num_nodes', 'integer', (c) => c.notNull().defaultTo(1)).execute();
+      await db.schema.alterTable('jobs').addColumn('max_restarts', 'integer').execute();
+      // Filled from each stored spec, a batch at a time (the spec's shape as of this migration, written out here).
+      for (let after = 0; ; ) {
+        const rows: Array<{ id: number; spec_json: string }> = await db.selectFrom('jobs').select(['id', 'spec_json']).where('id', '>', after).orderBy('id').limit(500).execute();
+        for (const row of rows) {
+          const spec = JSON.parse(row.spec_json) as { resources: unknown; numNodes: number; maxRestarts?: number };
+          await db
+            .updateTable('jobs')
+            .set({ resources_json: JSON.stringify(spec.resources), num_nodes: spec.numNodes, max_restarts: spec.maxRestarts ?? null })
+            .where('id', '=', row.id)
+            .execute();
+        }
+        const last = rows.at(-1);
+        if (!last) break;
+        after = Number(last.id);
+      }
+      // listRunHistory pages by (created_at, id): an index range however long the history.
+      await db.schema.createIndex('jobs_created_at_id').on('jobs').columns(['created_at', 'id']).execute();
+    },
+  },
 ];
 
 /** The schema version this build writes. */

@@ -1,13 +1,27 @@
 import type { Selectable } from 'kysely';
-import type { AttemptRecord, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, ProgressRecord, Task, TaskStatus } from '@tutti/model';
+import type { AttemptRecord, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobSpecSummary, JobStatus, JobSummary, ProgressRecord, ResourceRequest, Task, TaskStatus } from '@tutti/model';
 import type { EventsTable, JobAttemptsTable, JobsTable, ProgressTable, TasksTable } from './schema.ts';
 
 /** Rows to domain objects. Optional fields are left out (not `undefined`) when their column is NULL. */
 
+/** A jobs row without its spec: what `listJobSummaries` reads. */
+export type JobSummaryRow = Omit<Selectable<JobsTable>, 'spec_json'>;
+
 export function jobFromRow(row: Selectable<JobsTable>): Job {
-  const job: Job = {
+  return withJobFields(row, JSON.parse(row.spec_json) as JobSpec);
+}
+
+/** The summary of the spec comes from its copies in columns; `spec_json` is neither read nor parsed. */
+export function jobSummaryFromRow(row: JobSummaryRow): JobSummary {
+  const spec: JobSpecSummary = { name: row.name, team: row.team, priority: row.priority, resources: JSON.parse(row.resources_json) as ResourceRequest, numNodes: Number(row.num_nodes) };
+  if (row.max_restarts !== null) spec.maxRestarts = Number(row.max_restarts);
+  return withJobFields(row, spec);
+}
+
+function withJobFields<S>(row: JobSummaryRow, spec: S): Omit<Job, 'spec'> & { spec: S } {
+  const job: Omit<Job, 'spec'> & { spec: S } = {
     id: String(row.id),
-    spec: JSON.parse(row.spec_json) as JobSpec,
+    spec,
     status: row.status as JobStatus,
     createdAt: Number(row.created_at),
   };
@@ -29,6 +43,11 @@ export function jobFromRow(row: Selectable<JobsTable>): Job {
   if (row.not_before !== null) job.notBefore = Number(row.not_before);
   if (row.last_checkpoint !== null) job.lastCheckpoint = row.last_checkpoint;
   return job;
+}
+
+/** The columns that copy spec fields for lists (see `JobsTable`), for an insert. */
+export function jobSummaryColumns(spec: JobSpec): { resources_json: string; num_nodes: number; max_restarts: number | null } {
+  return { resources_json: JSON.stringify(spec.resources), num_nodes: spec.numNodes, max_restarts: spec.maxRestarts ?? null };
 }
 
 export function attemptFromRow(row: Selectable<JobAttemptsTable>): AttemptRecord {

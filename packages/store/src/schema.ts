@@ -45,6 +45,13 @@ export interface JobsTable {
   restarts: Generated<number>;
   not_before: number | null;
   last_checkpoint: string | null;
+  /**
+   * Copies of the spec's `resources` (JSON), `numNodes` and `maxRestarts` (null when absent): with name, team and
+   * priority, all a job list shows, so a list reads no `spec_json` (which may be tens of KiB).
+   */
+  resources_json: string;
+  num_nodes: number;
+  max_restarts: number | null;
 }
 
 /** An attempt that ended: its ranks (as Task JSON) and how it ended. */

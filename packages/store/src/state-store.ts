@@ -1,4 +1,4 @@
-import type { JobGpuSample, AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
+import type { JobGpuSample, AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, JobSummary, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
 
 /**
  * The durable state of the control plane. Every method that changes state is one transaction, durable
@@ -27,6 +27,19 @@ export interface StateStore {
    * keyset-paginated: a page's cost does not grow with how deep it is.
    */
   listJobs(query: JobQuery): Promise<JobPage>;
+  /**
+   * The same pages as `listJobs` (same query, order and cursors), each job as its summary: the spec's name, team,
+   * priority, resources, node count and restart limit, without its command and environment. Reads no stored spec,
+   * so a page's cost does not grow with the size of the specs.
+   */
+  listJobSummaries(query: JobQuery): Promise<JobSummaryPage>;
+  /**
+   * Jobs that ran and ended (succeeded, failed or cancelled, with a start and a finish), as summaries, in
+   * submission order: by `createdAt`, the id breaking ties. A page at a time (`cursor`: the previous page's
+   * `nextCursor`; one the store did not produce rejects with InvalidCursorError), each an index range however long
+   * the history. What the history export streams.
+   */
+  listRunHistory(query: RunHistoryQuery): Promise<JobSummaryPage>;
   /** All jobs in the given states, oldest (lowest id) first: the scheduler's queue and the reconciler's work. */
   listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]>;
   countJobsByStatus(): Promise<Record<JobStatus, number>>;
@@ -103,6 +116,8 @@ export interface StateStore {
   appendEvent(jobId: string, type: JobEventType, message: string, now: number, data?: Record<string, unknown>): Promise<JobEvent>;
   /** Events in seq order: of one job, or of all jobs after `afterSeq` (for event streams that resume). */
   listEvents(query: EventQuery): Promise<JobEvent[]>;
+  /** A job's newest event of this type (undefined when it has none, or for an unknown job). */
+  lastEventOfType(jobId: string, type: JobEventType): Promise<JobEvent | undefined>;
 }
 
 export interface CreateJobOptions {
@@ -140,6 +155,18 @@ export interface JobPage {
   jobs: Job[];
   /** Absent on the last page. */
   nextCursor?: string;
+}
+
+export interface JobSummaryPage {
+  jobs: JobSummary[];
+  /** Absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface RunHistoryQuery {
+  /** @default 1000, at most 1000 */
+  limit?: number;
+  cursor?: string;
 }
 
 export interface PlacementWithTasks {

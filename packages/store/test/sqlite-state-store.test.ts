@@ -153,6 +153,28 @@ describe('SQLite state store', () => {
     expect(outcome).toEqual([{ jobId: sharer.id, applied: false, reason: 'gpu_taken' }]);
   });
 
+  it('upgrades a database whose jobs have no summary columns: lists show the resources of their stored specs', async () => {
+    // A data dir written before job lists read summaries: schema 5, two jobs.
+    mkdirSync(dirname(path), { recursive: true });
+    const database = new Database(path);
+    const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
+    await runMigrations(db, sqliteStoreDialect, { migrations: MIGRATIONS.slice(0, 5) });
+    const wide = makeJobSpec({ name: 'wide', numNodes: 2, maxRestarts: 3, resources: { gpus: { count: 8, types: ['H100'] }, cpus: 32 } });
+    const share = makeJobSpec({ name: 'share', resources: { gpus: { count: 1, types: [], fraction: 0.5 } } });
+    const insert = database.prepare("insert into jobs (id, name, team, priority, status, spec_json, created_at) values (?, ?, 'default', 50, 'pending', ?, ?)");
+    insert.run(3, 'wide', JSON.stringify(wide), T0);
+    insert.run(9, 'share', JSON.stringify(share), T0 + 1);
+    await db.destroy();
+
+    const upgraded = await openStore();
+    expect(await upgraded.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+    const { jobs } = await upgraded.listJobSummaries({});
+    expect(jobs.map((j) => [j.id, j.spec])).toEqual([
+      ['9', { name: 'share', team: 'default', priority: 50, numNodes: 1, resources: share.resources }],
+      ['3', { name: 'wide', team: 'default', priority: 50, numNodes: 2, maxRestarts: 3, resources: wide.resources }],
+    ]);
+  });
+
   it('rolls back a failing migration entirely', async () => {
     const database = new Database(':memory:');
     const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
@@ -282,6 +304,8 @@ describe('SQLite state store', () => {
       "select * from jobs where status = 'pending' and id < 50000 order by id desc limit 51",
       "select * from jobs where team = 'team-3' and id < 50000 order by id desc limit 51",
       "select * from jobs where status = 'pending' and team = 'team-3' and id < 50000 order by id desc limit 51",
+      // listRunHistory: submission order from the (created_at, id) index, after a cursor.
+      `select id from jobs where finished_at is not null and started_at is not null and (created_at, id) > (${T0 + 50_000}, 50000) order by created_at asc, id asc limit 1001`,
     ].map((q) => raw.prepare(`explain query plan ${q}`).all().map((r) => (r as { detail: string }).detail).join('; '));
     raw.close();
     for (const plan of plans) {

@@ -193,6 +193,80 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       });
     });
 
+    describe('listJobSummaries', () => {
+      const summaryOf = ({ spec, ...job }: Job) => ({
+        ...job,
+        spec: { name: spec.name, team: spec.team, priority: spec.priority, resources: spec.resources, numNodes: spec.numNodes, ...(spec.maxRestarts !== undefined ? { maxRestarts: spec.maxRestarts } : {}) },
+      });
+
+      it('gives the pages of listJobs, each job without its command and environment', async () => {
+        const big = makeJobSpec({ name: 'big', team: 'vision', priority: 70, env: { SECRET_PATH: 'x'.repeat(10_000) }, maxRestarts: 2, numNodes: 2, resources: { gpus: { count: 4, types: ['H100', 'A100'], memoryMiB: 40_960 }, cpus: 8, memoryMiB: 65_536 } });
+        const shared = makeJobSpec({ name: 'shared', resources: { gpus: { count: 1, types: [], fraction: 0.25, memoryMiB: 10_240 } } });
+        const created: Job[] = [];
+        for (const spec of [big, shared, makeJobSpec({ name: 'plain' })]) created.push(await store.createJob(spec, T0, { user: 'ada' }));
+        await store.setPendingReasons(new Map([[created[0]!.id, makeDiagnosis()]]));
+        const jobs = await Promise.all(created.map(async (job) => (await store.getJob(job.id))!));
+
+        const first = await store.listJobSummaries({ limit: 2 });
+        expect(first.jobs).toEqual([summaryOf(jobs[2]!), summaryOf(jobs[1]!)]);
+        expect(first.jobs.map((j) => j.spec)).not.toContainEqual(expect.objectContaining({ env: expect.anything() }));
+        expect(first.nextCursor).toBe((await store.listJobs({ limit: 2 })).nextCursor);
+        const rest = await store.listJobSummaries({ limit: 2, cursor: first.nextCursor as string });
+        expect(rest).toEqual({ jobs: [summaryOf(jobs[0]!)] });
+        expect(JSON.stringify(rest.jobs[0]).length).toBeLessThan(1000);
+      });
+
+      it('filters and sorts as listJobs does, and refuses a foreign cursor', async () => {
+        for (const [name, team, priority] of [['c', 'red', 10], ['a', 'blue', 90], ['b', 'red', 50]] as const) await store.createJob(makeJobSpec({ name, team, priority }), T0);
+        const ids = (page: { jobs: Array<{ id: string }> }) => page.jobs.map((j) => j.id);
+        for (const query of [{ team: 'red' }, { status: 'pending' as const }, { nameContains: 'a' }, { sort: { by: 'priority' as const, direction: 'desc' as const } }, { sort: { by: 'name' as const, direction: 'asc' as const }, limit: 1 }]) {
+          expect(ids(await store.listJobSummaries(query))).toEqual(ids(await store.listJobs(query)));
+        }
+        await expect(store.listJobSummaries({ cursor: 'name:a:1' })).rejects.toThrow(/cursor/);
+      });
+    });
+
+    describe('listRunHistory', () => {
+      /** A job that ran from `started` to `finished` and ended as `status`. */
+      async function ranJob(createdAt: number, status: 'succeeded' | 'failed' | 'cancelled', name = 'ran'): Promise<Job> {
+        const job = await store.createJob(makeJobSpec({ name, env: { BIG: 'y'.repeat(5000) } }), createdAt);
+        await store.applyPlacements([makePlacement(job.id, [['n1', [0]]])], createdAt + 10);
+        await store.finishJob(job.id, { status, exitCode: status === 'succeeded' ? 0 : status === 'failed' ? 1 : null, endReason: status }, createdAt + 20);
+        return job;
+      }
+
+      it('lists the jobs that ran and ended, by submission time then id, a page at a time', async () => {
+        await store.replaceNodes([makeNode('n1', 1)], T0);
+        const late = await ranJob(T0 + 5000, 'succeeded', 'late');
+        const early = await ranJob(T0 + 1000, 'failed', 'early');
+        const tie = await ranJob(T0 + 5000, 'cancelled', 'tie');
+        const neverRan = await store.createJob(makeJobSpec(), T0);
+        await store.finishJob(neverRan.id, { status: 'failed', exitCode: null, endReason: 'can never fit' }, T0 + 1);
+        await store.createJob(makeJobSpec({ name: 'waiting' }), T0 + 2000);
+        await startJob([0], 'n1', T0 + 3000);
+
+        const all = await store.listRunHistory({});
+        expect(all.jobs.map((j) => j.spec.name)).toEqual(['early', 'late', 'tie']);
+        expect(all.jobs[0]).toMatchObject({ id: early.id, status: 'failed', createdAt: T0 + 1000, startedAt: T0 + 1010, finishedAt: T0 + 1020, spec: { numNodes: 1, resources: { gpus: { count: 1 } } } });
+        expect(all.jobs[0]!.spec).not.toHaveProperty('env');
+        expect(all.nextCursor).toBeUndefined();
+
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.listRunHistory({ limit: 1, ...(cursor !== undefined ? { cursor } : {}) });
+          seen.push(...page.jobs.map((j) => j.id));
+          cursor = page.nextCursor;
+        } while (cursor !== undefined);
+        expect(seen).toEqual([early.id, late.id, tie.id]);
+      });
+
+      it('rejects a cursor it did not produce', async () => {
+        await expect(store.listRunHistory({ cursor: '42' })).rejects.toThrow(/cursor/);
+        await expect(store.listRunHistory({ cursor: 'name:a:1' })).rejects.toThrow(/cursor/);
+      });
+    });
+
     describe('listJobsByStatus and countJobsByStatus', () => {
       it('lists the jobs in any of the states, oldest first, with spec and pending reason', async () => {
         const a = await store.createJob(makeJobSpec({ name: 'a' }), T0);
@@ -753,6 +827,19 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(await store.listEvents({ afterSeq: e1.seq, limit: 1 })).toEqual([e2]);
         expect(await store.listEvents({ jobId: a.id, afterSeq: e1.seq })).toEqual([e3]);
         expect(await store.listEvents({ jobId: '999999' })).toEqual([]);
+      });
+
+      it("finds a job's newest event of a type", async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        const b = await store.createJob(makeJobSpec(), T0);
+        await store.appendEvent(a.id, 'stopping', 'first', T0 + 1, { attempt: 1 });
+        const second = await store.appendEvent(a.id, 'stopping', 'second', T0 + 2, { attempt: 2 });
+        await store.appendEvent(b.id, 'stopping', 'of another job', T0 + 3);
+        await store.appendEvent(a.id, 'adopted', 'a later event of another type', T0 + 4);
+        expect(await store.lastEventOfType(a.id, 'stopping')).toEqual(second);
+        expect(await store.lastEventOfType(a.id, 'hung')).toBeUndefined();
+        expect(await store.lastEventOfType('999999', 'stopping')).toBeUndefined();
+        expect(await store.lastEventOfType('abc', 'stopping')).toBeUndefined();
       });
 
       it('lists at most 1000 events by default', async () => {

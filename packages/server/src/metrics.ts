@@ -1,4 +1,12 @@
-/** Prometheus metrics of the control plane, rendered in the text exposition format (no client library needed). */
+/**
+ * Prometheus metrics of the control plane, rendered in the text exposition format (no client library needed), named
+ * by Prometheus's conventions: a counter ends in `_total`, nothing else does, and units are suffixes (`_seconds`,
+ * `_bytes`, `_ratio`). The process and Node.js runtime metrics carry the names prom-client's default metrics use, so
+ * dashboards made for other Node services read them.
+ */
+import { readdirSync } from 'node:fs';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import type { IntervalHistogram } from 'node:perf_hooks';
 import type { ClusterSnapshot, JobGpuSample, JobStatus } from '@tutti/model';
 import { JOB_STATUSES } from '@tutti/model';
 
@@ -31,6 +39,16 @@ export class ServerMetrics {
   private readonly cycleSeconds = new Histogram(CYCLE_BUCKETS);
   private readonly startLatencySeconds = new Histogram(LATENCY_BUCKETS);
   private submissions = 0;
+  /** Event-loop delay since the last scrape (sampled every 10 ms by libuv, off the event loop). */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+
+  constructor() {
+    this.loopDelay.enable();
+  }
+
+  close(): void {
+    this.loopDelay.disable();
+  }
 
   observeCycle(seconds: number): void {
     this.cycleSeconds.observe(seconds);
@@ -51,7 +69,8 @@ export class ServerMetrics {
     gpuSamples: ReadonlyMap<string, JobGpuSample> = new Map(),
   ): string {
     const totalGpus = snapshot.nodes.reduce((n, node) => n + node.gpus.length, 0);
-    const allocated = snapshot.allocations.length;
+    // A GPU shared by fractional jobs has one allocation per share: it is one allocated GPU.
+    const allocated = new Set(snapshot.allocations.map((a) => `${a.node}\u0000${a.gpuIndex}`)).size;
     const lines = ['# HELP tutti_jobs Jobs in the store by status.', '# TYPE tutti_jobs gauge'];
     for (const status of JOB_STATUSES) lines.push(`tutti_jobs{status="${status}"} ${jobsByStatus[status] ?? 0}`);
     lines.push(
@@ -59,9 +78,9 @@ export class ServerMetrics {
       '# TYPE tutti_gpus gauge',
       `tutti_gpus{state="allocated"} ${allocated}`,
       `tutti_gpus{state="free"} ${Math.max(0, totalGpus - allocated)}`,
-      '# HELP tutti_gpus_total GPUs in the inventory.',
-      '# TYPE tutti_gpus_total gauge',
-      `tutti_gpus_total ${totalGpus}`,
+      '# HELP tutti_gpu_capacity GPUs in the inventory.',
+      '# TYPE tutti_gpu_capacity gauge',
+      `tutti_gpu_capacity ${totalGpus}`,
       '# HELP tutti_nodes Nodes in the inventory.',
       '# TYPE tutti_nodes gauge',
       `tutti_nodes ${snapshot.nodes.length}`,
@@ -82,8 +101,48 @@ export class ServerMetrics {
     for (const [jobId, record] of progress) lines.push(`tutti_job_attempt{job_id="${jobId}"} ${record.attempt}`);
     lines.push('# HELP tutti_job_progress_age_seconds Time since a running job last reported progress.', '# TYPE tutti_job_progress_age_seconds gauge');
     for (const [jobId, record] of progress) lines.push(`tutti_job_progress_age_seconds{job_id="${jobId}"} ${Math.max(0, (Date.now() - record.at) / 1000)}`);
-    lines.push(...renderGpuGauges([...gpuSamples.values()]));
+    lines.push(...renderGpuGauges([...gpuSamples.values()]), ...this.renderProcessMetrics());
     return `${lines.join('\n')}\n`;
+  }
+
+  /** This server process and its Node.js runtime, under prom-client's default names. */
+  private renderProcessMetrics(): string[] {
+    const cpu = process.cpuUsage();
+    const memory = process.memoryUsage();
+    const delay = this.loopDelay;
+    // No sample yet (a scrape right after start): the histogram reports NaN/huge values; 0 is the truthful "none seen".
+    const lag = (ns: number): number => (delay.count > 0 && Number.isFinite(ns) ? ns / 1e9 : 0);
+    const [major, minor, patch] = process.versions.node.split('.');
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number, labels = ''): string[] => [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`];
+    const lines = [
+      ...metric('process_cpu_user_seconds_total', 'counter', 'User CPU time spent by the server process.', cpu.user / 1e6),
+      ...metric('process_cpu_system_seconds_total', 'counter', 'System CPU time spent by the server process.', cpu.system / 1e6),
+      ...metric('process_cpu_seconds_total', 'counter', 'User and system CPU time spent by the server process.', (cpu.user + cpu.system) / 1e6),
+      ...metric('process_resident_memory_bytes', 'gauge', 'Resident memory of the server process.', memory.rss),
+      ...metric('process_start_time_seconds', 'gauge', 'Start time of the server process since the Unix epoch.', Math.round(performance.timeOrigin / 1000)),
+    ];
+    const openFds = countOpenFds();
+    if (openFds !== undefined) lines.push(...metric('process_open_fds', 'gauge', 'Open file descriptors of the server process.', openFds));
+    lines.push(
+      ...metric('nodejs_eventloop_lag_p50_seconds', 'gauge', 'Median event-loop delay since the last scrape.', lag(delay.percentile(50))),
+      ...metric('nodejs_eventloop_lag_p99_seconds', 'gauge', '99th percentile of the event-loop delay since the last scrape.', lag(delay.percentile(99))),
+      ...metric('nodejs_eventloop_lag_max_seconds', 'gauge', 'Longest event-loop delay since the last scrape.', lag(delay.max)),
+      ...metric('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap size.', memory.heapTotal),
+      ...metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use.', memory.heapUsed),
+      ...metric('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JavaScript objects.', memory.external),
+      ...metric('nodejs_version_info', 'gauge', 'Node.js version of the server.', 1, `{version="${process.version}",major="${major}",minor="${minor}",patch="${patch}"}`),
+    );
+    delay.reset();
+    return lines;
+  }
+}
+
+/** Open file descriptors, from /proc on Linux; undefined elsewhere (the metric is then left out, not zeroed). */
+function countOpenFds(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return undefined;
   }
 }
 

@@ -117,6 +117,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const feed = new EventFeed(store, logger);
     await feed.start();
     const metrics = new ServerMetrics();
+    cleanups.push(() => metrics.close());
     const settings = options.config?.scheduler ?? { profile: 'tutti', fairShareHalfLifeMs: 24 * 3600_000, args: {} };
     const profileResult = Object.keys(settings.args).length > 0 ? parseProfile({ base: settings.profile, args: settings.args }) : getProfile(settings.profile);
     if (!profileResult.ok) throw new StartupError(`scheduler.profile: ${profileResult.error}`);

@@ -11,3 +11,4 @@ export * from './tasks.ts';
 export * from './job-spec.ts';
 export * from './units.ts';
 export * from './cluster-config-parse.ts';
+export * from './text-limits.ts';

@@ -9,7 +9,7 @@ import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { getProfile, parseProfile } from '@tutti/scheduler';
 import { acquireDataDirLock, createSqliteStateStore } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
-import { createLocalBackend } from '@tutti/backends';
+import { createLocalBackend, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
 import { JobController } from './job-controller.ts';
@@ -105,14 +105,22 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
 
     let backend = makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
     let inventory = await backend.inventory();
-    if (options.fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
+    let fakeGpus = options.fakeGpus;
+    // Without --fake-gpus on a machine without GPUs, the fake GPUs this data dir ran with come back (jobs may hold
+    // them), else --demo's.
+    const remembered = options.fakeGpus === undefined ? await readRememberedFakeGpus(dataDir) : undefined;
+    const fakeGpusIfNone = remembered ?? options.fakeGpusIfNone;
+    if (fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
       await backend.close();
-      backend = makeLocalBackend(dataDir, options.fakeGpusIfNone, options.nvidiaSmi);
+      backend = makeLocalBackend(dataDir, fakeGpusIfNone, options.nvidiaSmi);
       inventory = await backend.inventory();
+      fakeGpus = fakeGpusIfNone;
+      if (remembered !== undefined) logger.info(`using the fake GPUs this data dir ran with before (--fake-gpus ${remembered}); pass --fake-gpus to change them`);
     }
     const chosenBackend = backend;
     cleanups.push(() => chosenBackend.close());
     await store.replaceNodes(inventory, now());
+    if (fakeGpus !== undefined) await rememberFakeGpus(dataDir, fakeGpus).catch((error: unknown) => logger.warn(`could not note the fake GPUs in ${dataDir}: ${String(error)}`));
 
     const feed = new EventFeed(store, logger);
     await feed.start();

@@ -2,6 +2,8 @@
  * Fake GPUs: a laptop without accelerators pretends to have some, so that scheduling, CUDA_VISIBLE_DEVICES and the
  * whole job lifecycle can be tried and tested. Processes run for real; only the devices are imaginary.
  */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { normalizeGpuType, parseMemorySize, type GpuDevice, type ParseResult } from '@tutti/model';
 
 export interface FakeGpuSpec {
@@ -61,4 +63,23 @@ export function computeFakeGpuDevices(spec: FakeGpuSpec, node: string): GpuDevic
     memoryMiB: spec.memoryMiB,
     nvlinkPeers: indices.filter((other) => other !== index),
   }));
+}
+
+/**
+ * The file in the data dir that remembers the fake GPUs a server last ran with. Jobs may hold those GPUs across a
+ * restart; a plain `tutti up` after `tutti up --demo` (or `--fake-gpus N`) must bring the same devices back, or the
+ * running jobs would hold GPUs the cluster no longer has.
+ */
+export const REMEMBERED_FAKE_GPUS_FILE = 'fake-gpus';
+
+/** The `--fake-gpus` value this data dir last ran with, or undefined (never, or an unreadable or malformed file). */
+export async function readRememberedFakeGpus(dataDir: string): Promise<string | undefined> {
+  const text = await readFile(path.join(dataDir, REMEMBERED_FAKE_GPUS_FILE), 'utf8').catch(() => undefined);
+  const value = text?.trim();
+  return value !== undefined && parseFakeGpus(value).ok ? value : undefined;
+}
+
+/** Notes the `--fake-gpus` value a server runs with, for the next start on this data dir. */
+export async function rememberFakeGpus(dataDir: string, fakeGpus: string): Promise<void> {
+  await writeFile(path.join(dataDir, REMEMBERED_FAKE_GPUS_FILE), `${fakeGpus.trim()}\n`, { mode: 0o600 });
 }

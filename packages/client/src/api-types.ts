@@ -21,8 +21,13 @@ export interface JobView {
     message: string;
     /** Where the job stands in its team's queue (1 = next). */
     position: { team: string; index: number; of: number } | null;
-    /** When it is expected to start, if a reservation exists. */
+    /**
+     * When it is expected to start: an estimate, given when a reservation exists and its time rests on something
+     * (null when it would rest on the default run time of jobs without max_duration alone).
+     */
     estimated_start_at: string | null;
+    /** What `estimated_start_at` rests on: "if job 51 takes its max_duration"; null with no estimate. */
+    estimated_start_basis: string | null;
   } | null;
   created_at: string;
   started_at: string | null;

@@ -232,8 +232,13 @@ export interface Diagnosis {
   message: string;
   /** Where the job stands in its team's queue (1 = next). */
   position?: { team: string; index: number; of: number };
-  /** Epoch ms at which the job is expected to start, when a reservation exists. */
+  /**
+   * Epoch ms at which the job is expected to start: when a reservation exists and its time rests on something (a
+   * max_duration, run times of similar jobs, a stop's grace); absent when it would rest on the default guess alone.
+   */
   estimatedStartAt?: number;
+  /** What `estimatedStartAt` rests on, for people: "if job 51 takes its max_duration". */
+  estimatedStartBasis?: string;
 }
 
 export type DiagnosisCode =

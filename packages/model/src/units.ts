@@ -127,6 +127,23 @@ export function formatDuration(ms: number): string {
   return out;
 }
 
+/**
+ * An estimate for people, rounded to what it is worth: "under a minute", "about 7 min", "about 55 min" (5-minute steps
+ * from 10 minutes), "about 1 h", "about 2.5 h" (half hours below 10 hours), "about 14 h", "about 3 days". Never the
+ * milliseconds of a guess.
+ */
+export function formatApproxDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return 'unknown';
+  const minutes = Math.max(0, ms) / 60_000;
+  if (minutes < 1) return 'under a minute';
+  if (minutes < 10) return `about ${Math.round(minutes)} min`;
+  if (Math.round(minutes / 5) * 5 < 60) return `about ${Math.round(minutes / 5) * 5} min`;
+  const hours = minutes / 60;
+  if (Math.round(hours * 2) / 2 < 10) return `about ${Math.round(hours * 2) / 2} h`;
+  if (Math.round(hours) < 48) return `about ${Math.round(hours)} h`;
+  return `about ${Math.round(hours / 24)} days`;
+}
+
 /** For people: "80 GiB", "512 MiB", "79.6 GiB", "2 TiB" (at most one decimal, so not always exact). */
 export function formatMemoryMiB(mib: number): string {
   if (!Number.isFinite(mib)) return `${mib} MiB`;

@@ -20,6 +20,8 @@ export interface ComputedReservation {
   readonly nodes: PlacedNode[];
   /** Running jobs whose end it waits for (the last ones to end among those it needs freed). */
   readonly waitsFor: readonly string[];
+  /** How many of `ending` (from the first) must have ended: what the start time rests on. */
+  readonly freed: number;
 }
 
 /**
@@ -65,7 +67,7 @@ export function computeReservation(shape: ResourceShape, overlay: PlanOverlay, e
   const nodes = placedAfter.get(k);
   if (!nodes) return undefined;
   const waitsFor = ending.slice(0, k).filter((r) => r.endAt === endAt).map((r) => r.id);
-  return { startAt: Math.max(now, endAt), nodes, waitsFor };
+  return { startAt: Math.max(now, endAt), nodes, waitsFor, freed: k };
 }
 
 /**

@@ -2,7 +2,7 @@
  * One scheduling cycle: a pure function from a snapshot and a queue to a plan and a diagnosis for every job left
  * waiting. See README.md for the steps drawn out.
  */
-import { formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis, type GpuDevice, type Job, type PlacedNode, type Preemption, type Reservation, type TeamConfig, type TeamUsage } from '@tutti/model';
+import { formatApproxDuration, formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis, type GpuDevice, type Job, type PlacedNode, type Preemption, type Reservation, type TeamConfig, type TeamUsage } from '@tutti/model';
 import { computeReservation } from './backfill.ts';
 import { Diagnoser } from './diagnose.ts';
 import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
@@ -24,6 +24,7 @@ import { computeQueueOrder } from './queue-sort.ts';
 import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
 import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from './running.ts';
 import { computeTeamPreemption } from './team-preemption.ts';
+import { describeStartBasis, type EndBasis } from './start-estimate.ts';
 import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
 import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
 import { WaitingDiagnoses } from './waiting-diagnoses.ts';
@@ -165,8 +166,17 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const preemptions: Preemption[] = [];
   const reservations: Reservation[] = [];
   const estimatedStart = new Map<string, number>();
+  /** What each expected start rests on (start-estimate.ts). */
+  const estimateBasis = new Map<string, string>();
   /** Jobs with a backfill reservation: what their diagnosis adds. */
   const reservedNote = new Map<string, string>();
+  const endBasisOf = (r: RunningJob): EndBasis => {
+    if (stopping.ids.has(r.id)) return 'stopping';
+    if (!r.job) return 'assumed';
+    const estimate = estimator?.(r.job);
+    if (estimate) return estimate.basis === 'max_duration' ? 'max_duration' : 'history';
+    return r.job.spec.maxDurationMs !== undefined ? 'max_duration' : 'assumed';
+  };
 
   const victims = new Set<string>();
   /** Chosen this cycle or being stopped already: never a victim (again). */
@@ -222,6 +232,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     overlay.hold(choice.nodes);
     earliestReservation = Math.min(earliestReservation, startAt);
     estimatedStart.set(job.id, startAt);
+    estimateBasis.set(job.id, `when the jobs being stopped for it have exited (within their ${formatDuration(graceMs)} grace)`);
     const names = formatSome(choice.victims.map((v) => v.running.id));
     const reasons = [...new Set(choice.victims.map((v) => (v.reason === 'priority' ? 'lower priority' : v.reason === 'queue_order' ? 'later in the queue order' : 'borrowed quota')))];
     const one = choice.victims.length === 1;
@@ -399,6 +410,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
         overlay.hold(nodes);
         earliestReservation = Math.min(earliestReservation, startAt);
         estimatedStart.set(job.id, startAt);
+        estimateBasis.set(job.id, `when the jobs being stopped for it have exited (within their ${formatDuration(graceMs)} grace)`);
         const one = waitingOn.victims.length === 1;
         decided = {
           plugin: PLUGIN.preemption,
@@ -436,7 +448,8 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
       }
     }
     if (!decided && feasible && config.backfill === 'easy' && backfillReservations < config.backfillArgs.reservations && !noReservation.has(memoKey)) {
-      const reservation = computeReservation(shape, overlay, endingInOrder().filter((r) => !victims.has(r.id)), now, place);
+      const candidates = endingInOrder().filter((r) => !victims.has(r.id));
+      const reservation = computeReservation(shape, overlay, candidates, now, place);
       // Capacity only shrinks during a cycle: a shape that gets no reservation now gets none later in it.
       if (!reservation) noReservation.add(memoKey);
       if (reservation) {
@@ -444,9 +457,17 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
         reservations.push({ jobId: job.id, startAt: reservation.startAt, nodes: reservation.nodes });
         overlay.hold(reservation.nodes);
         earliestReservation = Math.min(earliestReservation, reservation.startAt);
-        estimatedStart.set(job.id, reservation.startAt);
-        const when = reservation.startAt <= now ? 'now' : `in ${formatDuration(reservation.startAt - now)}`;
-        reservedNote.set(job.id, `; reserved: expected to start ${when}, when ${reservation.waitsFor.length === 1 ? 'job' : 'jobs'} ${formatSome([...reservation.waitsFor])} ${reservation.waitsFor.length === 1 ? 'ends' : 'end'} (smaller jobs start only where they do not delay it)`);
+        // The time is told only with what it rests on, and not at all when that is the default run time alone.
+        const basis = describeStartBasis(candidates.slice(0, reservation.freed), endBasisOf, config.backfillArgs.estimatedRuntimeMs);
+        const waitsFor = `${reservation.waitsFor.length === 1 ? 'job' : 'jobs'} ${formatSome([...reservation.waitsFor])} ${reservation.waitsFor.length === 1 ? 'ends' : 'end'}`;
+        if (basis !== undefined) {
+          estimatedStart.set(job.id, reservation.startAt);
+          estimateBasis.set(job.id, basis);
+          const when = reservation.startAt <= now ? 'any moment now' : `in ${formatApproxDuration(reservation.startAt - now)}`;
+          reservedNote.set(job.id, `; reserved: expected to start ${when}, when ${waitsFor} (${basis}); smaller jobs start only where they do not delay it`);
+        } else {
+          reservedNote.set(job.id, `; reserved: starts when ${waitsFor} (no max_duration to estimate when); smaller jobs start only where they do not delay it`);
+        }
       }
     }
     if (!decided && feasible && config.backfill === 'strict') blockedHead = job;
@@ -477,7 +498,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
     positions[i] = ++(seenInTeam[team] as number);
     teamSizes[i] = waitingInTeam[team] as number;
   }
-  const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, positions, teamSizes, reservedNote, estimatedStart, cache, cycle });
+  const diagnoses = new WaitingDiagnoses({ jobs: waitingJobs, atTurn: waiting.diagnoses, positions, teamSizes, reservedNote, estimatedStart, estimateBasis, cache, cycle });
   cache.sweep(records.length);
 
   return { plan: { snapshotVersion: input.snapshot.version, placements: overlay.placements, preemptions, reservations }, diagnoses };

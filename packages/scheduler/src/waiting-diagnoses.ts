@@ -21,8 +21,10 @@ export interface WaitingDiagnosesParts {
   readonly teamSizes: Int32Array;
   /** Notes added to the message of jobs with a backfill reservation. */
   readonly reservedNote: ReadonlyMap<string, string>;
-  /** Expected start of jobs with a reservation. */
+  /** Expected start of jobs with a reservation (only those whose start rests on something). */
   readonly estimatedStart: ReadonlyMap<string, number>;
+  /** What each expected start rests on. */
+  readonly estimateBasis: ReadonlyMap<string, string>;
   /** Where the jobs' indexes are noted (`CycleCache.waitingAtOf`), and the cycle that noted them. */
   readonly cache: CycleCache;
   readonly cycle: number;
@@ -97,13 +99,15 @@ export class WaitingDiagnoses implements ReadonlyMap<string, Diagnosis> {
     const built = (this.#built ??= new Array<Diagnosis | undefined>(this.#parts.jobs.length));
     const found = built[i];
     if (found) return found;
-    const { jobs, atTurn, positions, teamSizes, reservedNote, estimatedStart } = this.#parts;
+    const { jobs, atTurn, positions, teamSizes, reservedNote, estimatedStart, estimateBasis } = this.#parts;
     const job = jobs[i] as Job;
     const d = atTurn[i] as Diagnosis;
     const note = reservedNote.get(job.id);
     const diagnosis: Diagnosis = { plugin: d.plugin, code: d.code, message: note !== undefined && d.code !== 'NeverFits' ? `${d.message}${note}` : d.message, position: { team: job.spec.team, index: positions[i] as number, of: teamSizes[i] as number } };
     const start = estimatedStart.get(job.id) ?? d.estimatedStartAt;
     if (start !== undefined) diagnosis.estimatedStartAt = start;
+    const basis = estimateBasis.get(job.id) ?? d.estimatedStartBasis;
+    if (start !== undefined && basis !== undefined) diagnosis.estimatedStartBasis = basis;
     built[i] = diagnosis;
     return diagnosis;
   }

@@ -257,7 +257,7 @@ describe('backfill', () => {
     // Job 1 needs both nodes: it starts when job 51 ends (10 h); the free half of b is held for it.
     expect(result.plan.reservations).toEqual([{ jobId: '1', startAt: 10 * HOUR, nodes: [{ node: 'a', gpuIndices: [0, 1, 2, 3, 4, 5, 6, 7] }, { node: 'b', gpuIndices: [0, 1, 2, 3, 4, 5, 6, 7] }] }]);
     expect(result.diagnoses.get('1')).toMatchObject({ estimatedStartAt: 10 * HOUR });
-    expect(result.diagnoses.get('1')?.message).toContain('reserved: expected to start in 10h, when job 51 ends');
+    expect(result.diagnoses.get('1')?.message).toContain('reserved: expected to start in about 10 h, when job 51 ends (if jobs 50 and 51 take their max_duration)');
     expect(placedOf(result)).toEqual({ '3': 'b:4,5' });
     expect(result.diagnoses.get('2')).toMatchObject({ code: 'WaitingForReservation', position: { team: 'default', index: 2, of: 2 } });
   });

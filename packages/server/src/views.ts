@@ -86,6 +86,7 @@ function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Di
           message: pending.message,
           position: pending.position ?? null,
           estimated_start_at: iso(pending.estimatedStartAt),
+          estimated_start_basis: pending.estimatedStartAt !== undefined ? (pending.estimatedStartBasis ?? null) : null,
         }
       : null,
     created_at: iso(job.createdAt)!,

@@ -1,7 +1,7 @@
 /** The dashboard's pieces with logic, without a browser: what a user would see them produce. */
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { formatGpuCount, totalJobGpus } from '@tutti/client';
+import { describeEstimatedStart, formatGpuCount, totalJobGpus } from '@tutti/client';
 import type { EventView, GpuView, NodeView, ProgressView, TeamView } from '@tutti/client';
 import { groupTopology, jobColor, nvlinkDomains, summarizeGpusByType } from '../src/lib/gpus.ts';
 import { LogBuffer, searchLines } from '../src/lib/logs.ts';
@@ -179,6 +179,16 @@ describe('GPUs of a job', () => {
     expect(formatGpuCount(0)).toBe('0 GPUs');
     expect(totalJobGpus({ gpus_per_node: 0.5, num_nodes: 1 })).toBe(0.5);
     expect(totalJobGpus({ gpus_per_node: 8, num_nodes: 2 })).toBe(16);
+  });
+});
+
+describe('a waiting job’s expected start', () => {
+  it('reads as an estimate with what it rests on, never to the millisecond', () => {
+    const now = Date.parse('2026-11-23T12:00:00Z');
+    const at = new Date(now + 55 * 60_000 + 34_443).toISOString();
+    expect(describeEstimatedStart({ estimated_start_at: at, estimated_start_basis: 'if job 51 takes its max_duration' }, now)).toBe('in about 55 min, if job 51 takes its max_duration');
+    expect(describeEstimatedStart({ estimated_start_at: new Date(now - 1000).toISOString(), estimated_start_basis: null }, now)).toBe('any moment now');
+    expect(describeEstimatedStart({ estimated_start_at: null, estimated_start_basis: null }, now)).toBeUndefined();
   });
 });
 

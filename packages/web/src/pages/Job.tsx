@@ -4,13 +4,13 @@
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
-import { ApiError, formatGpuCount, getJobGpuMetrics } from '@tutti/client';
+import { ApiError, describeEstimatedStart, formatGpuCount, getJobGpuMetrics } from '@tutti/client';
 import type { JobGpuMetrics, JobView, ProgressView, TaskView } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, describeError, ErrorBox, Loading, StatusBadge } from '../components/common.tsx';
 import { Chart } from '../components/Chart.tsx';
 import { useAsync, useInterval, useLiveEvent, useNow, useThrottled } from '../hooks.ts';
-import { formatRelative, formatTime, isTerminalStatus, jobDuration } from '../lib/format.ts';
+import { formatTime, isTerminalStatus, jobDuration } from '../lib/format.ts';
 import { LogBuffer, searchLines } from '../lib/logs.ts';
 import { gpuSeries, progressSeries } from '../lib/series.ts';
 import { toYaml } from '../lib/yaml.ts';
@@ -176,7 +176,11 @@ function PendingReason({ job, now }: { job: JobView; now: number }) {
             </>
           )}
           <dt>estimated start</dt>
-          <dd>{diagnosis.estimated_start_at ? `${formatTime(diagnosis.estimated_start_at)} (${formatRelative(diagnosis.estimated_start_at, now)})` : 'unknown: no reservation yet'}</dd>
+          <dd data-testid="estimated-start">
+            {diagnosis.estimated_start_at
+              ? `${describeEstimatedStart(diagnosis, now) ?? ''} (around ${formatTime(diagnosis.estimated_start_at).slice(0, -3)})`
+              : 'not estimated: no reservation yet, or the jobs it waits for have no max_duration to go by'}
+          </dd>
         </dl>
       )}
       {job.not_before && <p>Not started before {formatTime(job.not_before)} (restart backoff).</p>}

@@ -5,6 +5,8 @@
  */
 import { statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { trimLog } from './log-cap.ts';
+import type { LogTrim } from './log-cap.ts';
 
 /** Longest line read as a progress record; longer lines are skipped (they are someone's data, not a record). */
 const MAX_RECORD_LINE = 16 * 1024;
@@ -64,7 +66,17 @@ export function parseProgressValues(body: unknown): Record<string, string | numb
   return Object.keys(values).length === 0 ? undefined : values;
 }
 
-/** Reads the complete lines appended to a file since the last call. A missing file reads as no lines. */
+/** How a tail keeps its file within a size cap (see log-cap.ts). */
+export interface LogTailCap {
+  maxBytes: number;
+  /** Told after each trim (e.g. to record an event on the job). */
+  onTrim?: (trim: LogTrim) => void;
+}
+
+/**
+ * Reads the complete lines appended to a file since the last call. A missing file reads as no lines. With a `cap`,
+ * each read first trims the file to the cap, and the lines it dropped before they were read are never returned.
+ */
 export class LogTail {
   private offset: number;
   private partial = '';
@@ -75,6 +87,7 @@ export class LogTail {
   constructor(
     readonly path: string,
     from: 'start' | 'end' = 'start',
+    private readonly cap?: LogTailCap,
   ) {
     let size = 0;
     if (from === 'end') {
@@ -94,6 +107,18 @@ export class LogTail {
   }
 
   private async readNow(): Promise<string[]> {
+    if (this.cap) {
+      const trim = await trimLog(this.path, this.cap.maxBytes);
+      if (trim) {
+        // The part not read yet starts where the kept part now starts, or after the marker if it was dropped.
+        if (this.offset >= trim.cutAt) this.offset = this.offset - trim.cutAt + trim.markerBytes;
+        else {
+          this.offset = trim.markerBytes;
+          this.partial = '';
+        }
+        this.cap.onTrim?.(trim);
+      }
+    }
     const file = await open(this.path, 'r').catch(() => undefined);
     if (!file) return [];
     try {

@@ -1,3 +1,6 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+
 /**
  * The database was written by a newer tutti (its schema version is above every migration this build knows).
  * Platform-caused: the operator must upgrade tutti or point it at another data dir; the store refuses to touch it.
@@ -21,5 +24,125 @@ export class InvalidCursorError extends Error {
   override readonly name = 'InvalidCursorError';
   constructor(readonly cursor: string) {
     super(`invalid job list cursor: ${JSON.stringify(cursor)}`);
+  }
+}
+
+/**
+ * A write failed because the filesystem holding `path` is full (SQLite's SQLITE_FULL, or ENOSPC / EDQUOT from a
+ * file write). Platform-caused and transient: nothing was written, reads still work, and the same write succeeds
+ * once space is freed. The API answers it with 507 `disk_full`.
+ */
+export class DiskFullError extends Error {
+  override readonly name = 'DiskFullError';
+  constructor(
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`disk full at ${path}: free space and retry`, options);
+  }
+}
+
+/** Node's codes for a write refused for lack of space: the device is full, or the user's disk quota is used up. */
+const NO_SPACE_CODES: ReadonlySet<unknown> = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * `error` as a DiskFullError when it is one: a DiskFullError already, or a Node file-system error with code ENOSPC
+ * or EDQUOT (named by its own path, else `fallbackPath`). Undefined for every other error.
+ */
+export function asDiskFull(error: unknown, fallbackPath = 'the data dir'): DiskFullError | undefined {
+  if (error instanceof DiskFullError) return error;
+  const { code, path } = (error ?? {}) as { code?: unknown; path?: unknown };
+  if (!NO_SPACE_CODES.has(code)) return undefined;
+  return new DiskFullError(typeof path === 'string' ? path : fallbackPath, { cause: error });
+}
+
+/**
+ * The data dir, or a file in it, cannot be used: read-only, no permission, not a directory, a directory where a
+ * file should be, a damaged database, no space. The message is one line naming the path and what to do.
+ */
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+const SQLITE_DAMAGED_CODES: ReadonlySet<unknown> = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
+/** Errors that say the path cannot be opened or written as it is (as opposed to a bug in tutti). */
+const DATA_DIR_CODES: ReadonlySet<unknown> = new Set([
+  ...SQLITE_DAMAGED_CODES,
+  'SQLITE_CANTOPEN',
+  'SQLITE_READONLY',
+  'SQLITE_PERM',
+  'SQLITE_AUTH',
+  'SQLITE_IOERR',
+  'SQLITE_FULL',
+  'EROFS',
+  'EACCES',
+  'EPERM',
+  'ENOTDIR',
+  'EISDIR',
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'ENOENT',
+]);
+
+/**
+ * Explains why opening or writing `path` (a file of the data dir, or the dir itself) failed, in one line that says
+ * what to do; undefined when `error` is not such a failure. `path` names the file the caller was opening; a Node
+ * error's own path is preferred when it has one. For a damaged database it gives the `sqlite3 .recover` recipe.
+ */
+export function explainDataDirFailure(error: unknown, path: string): DataDirError | undefined {
+  if (error instanceof DataDirError) return error;
+  if (error instanceof DiskFullError) return new DataDirError(error.path, error.message, { cause: error });
+  const { code, path: errorPath } = (error ?? {}) as { code?: unknown; path?: unknown };
+  const where = typeof errorPath === 'string' ? errorPath : path;
+  const codeName = typeof code === 'string' ? code.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1') : undefined;
+  if (!DATA_DIR_CODES.has(codeName) && !DATA_DIR_CODES.has(code)) return undefined;
+  const explain = (message: string) => new DataDirError(where, message, { cause: error });
+  if (SQLITE_DAMAGED_CODES.has(codeName)) {
+    return explain(
+      `${where} is not a tutti database or is damaged (${(error as Error).message}); stop tutti and salvage it with ` +
+        `\`sqlite3 ${where} ".recover" | sqlite3 fixed.db\`, then move fixed.db to ${where}, or pass another --data-dir`,
+    );
+  }
+  if (codeName === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') return explain(new DiskFullError(where).message);
+  if (code === 'ENOTDIR') return explain(`${where}: a part of this path is a file, not a directory; pass a --data-dir that is a directory`);
+  if (code === 'EISDIR' || (codeName === 'SQLITE_CANTOPEN' && isDirectory(where))) return explain(`${where} is a directory where tutti keeps a file; move it away, or pass another --data-dir`);
+  const writable = writeProblem(where);
+  if (code === 'EROFS' || writable === 'EROFS') return explain(`${where} is on a read-only file system; tutti writes to its data dir: pass a writable --data-dir`);
+  if (code === 'EACCES' || code === 'EPERM' || writable === 'EACCES' || writable === 'EPERM' || codeName === 'SQLITE_READONLY' || codeName === 'SQLITE_PERM') {
+    return explain(`no permission to write ${where}; give this user write access to it (chown or chmod), or pass another --data-dir`);
+  }
+  const reason = error instanceof Error ? error.message : String(error);
+  if (code === 'ENOENT') return explain(`cannot create ${where} (${reason}); pass a --data-dir that can be created`);
+  return explain(`cannot use ${where} (${reason}); check the file and its directory, or pass another --data-dir`);
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Why `path` (or, if it does not exist, its nearest existing parent) cannot be written: a Node error code. */
+function writeProblem(path: string): string | undefined {
+  let probe = path;
+  for (;;) {
+    try {
+      accessSync(probe, constants.W_OK);
+      return undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' || dirname(probe) === probe) return code;
+      probe = dirname(probe);
+    }
   }
 }

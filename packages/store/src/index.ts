@@ -7,3 +7,4 @@ export * from './schema.ts';
 export * from './errors.ts';
 export * from './group-commit.ts';
 export * from './data-dir-lock.ts';
+export * from './sqlite-driver.ts';

@@ -21,7 +21,10 @@
  *     that cycle's time;
  *   - the incremental cost of one arrival: a cycle with one more pending job minus the base cycle, measured in
  *     alternation (median of the paired differences), and the slope per pending job between the base queue and
- *     one 10% longer;
+ *     one 10% longer, measured the same way. Each is a difference of two noisy timings: at small sizes the true
+ *     difference is below the noise and the median may come out negative. A cost is never negative, so a median
+ *     below zero is reported as 0 with the noise beside it (half the interquartile range of the differences): "under
+ *     0.02 ms" says what the measurement can tell;
  *   - growth: busy-cycle time at a quarter, half, all and twice the nodes (same queue), and at a tenth, half, all
  *     and twice the queue (same nodes).
  * Everything is deterministic but the clock: the same options build the same worlds.
@@ -70,10 +73,14 @@ export interface SchedulerBenchResult {
   readonly busy_placements_per_cycle: number;
   readonly idle_cycle_ms_p50: number;
   readonly idle_placements_per_cycle: number;
-  /** Median of (cycle with one more pending job − base cycle), measured in alternation. */
+  /** Median of (cycle with one more pending job − base cycle), measured in alternation; never below 0. */
   readonly arrival_incremental_ms: number;
-  /** (cycle with 10% more pending jobs − base cycle) / the added jobs, in microseconds. */
+  /** The noise of that figure: half the interquartile range of the paired differences. */
+  readonly arrival_noise_ms: number;
+  /** Median of (cycle with 10% more pending jobs − base cycle), measured in alternation, per added job, in µs; never below 0. */
   readonly per_pending_job_us: number;
+  /** The noise of that figure, in µs per added job. */
+  readonly per_pending_job_noise_us: number;
   readonly growth: { readonly by_nodes: readonly SchedulerBenchGrowthRow[]; readonly by_pending: readonly SchedulerBenchGrowthRow[] };
   readonly conditions: {
     readonly profile: string;
@@ -249,14 +256,13 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
   const arrival: CycleInput = { ...busyWorld, pending: [...busyWorld.pending, arrivalJob] };
   caches.set(arrival, caches.get(busyWorld) ?? new CycleCache());
   timeOne(arrival);
-  const differences: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const base = timeOne(busyWorld).ms;
-    differences.push(timeOne(arrival).ms - base);
-  }
-  // The slope per pending job: 10% more jobs (at least one) from the same generator.
+  const arrivalCost = pairedDifference(() => timeOne(busyWorld).ms, () => timeOne(arrival).ms, rounds);
+  // The slope per pending job: 10% more jobs (at least one) from the same generator, also timed in alternation with
+  // the base cycle (timed apart, after fewer warm-up cycles, it read slower for that alone).
   const more = Math.max(1, Math.round(options.pending / 10));
-  const longer = timeMany(world(options.nodes, options.pending + more), rounds, 1);
+  const longerWorld = world(options.nodes, options.pending + more);
+  timeMany(longerWorld, 0, 3);
+  const longerCost = pairedDifference(() => timeOne(busyWorld).ms, () => timeOne(longerWorld).ms, rounds);
 
   const growth = { by_nodes: [] as SchedulerBenchGrowthRow[], by_pending: [] as SchedulerBenchGrowthRow[] };
   if (options.growth ?? true) {
@@ -280,8 +286,10 @@ export function runSchedulerBench(options: SchedulerBenchOptions): SchedulerBenc
     busy_placements_per_cycle: busy.placements,
     idle_cycle_ms_p50: round(idleP50),
     idle_placements_per_cycle: idle.placements,
-    arrival_incremental_ms: round(quantile([...differences].sort((a, b) => a - b), 0.5), 3),
-    per_pending_job_us: round(((quantile(longer.times, 0.5) - busyP50) * 1000) / more, 3),
+    arrival_incremental_ms: round(Math.max(0, arrivalCost.median), 3),
+    arrival_noise_ms: round(arrivalCost.noise, 3),
+    per_pending_job_us: round((Math.max(0, longerCost.median) * 1000) / more, 3),
+    per_pending_job_noise_us: round((longerCost.noise * 1000) / more, 3),
     growth,
     conditions: {
       profile: profile.name,
@@ -309,8 +317,8 @@ export function formatSchedulerBench(result: SchedulerBenchResult): string {
     `  busy cycle, changing p50 ${result.changing_cycle_ms_p50} ms (1% of running jobs replaced since the last cycle)`,
     `  idle cycle           p50 ${result.idle_cycle_ms_p50} ms (${result.idle_placements_per_cycle} placed per cycle)`,
     `  placements/s         ${result.placements_per_s}`,
-    `  one arrival          ${result.arrival_incremental_ms >= 0 ? '+' : ''}${result.arrival_incremental_ms} ms per cycle (median of paired differences)`,
-    `  per pending job      ${result.per_pending_job_us} µs (slope over 10% more pending jobs)`,
+    `  one arrival          ${describeCost(result.arrival_incremental_ms, result.arrival_noise_ms, 'ms')} per cycle (median of paired differences)`,
+    `  per pending job      ${describeCost(result.per_pending_job_us, result.per_pending_job_noise_us, 'µs')} (slope over 10% more pending jobs)`,
   ];
   const table = (title: string, rows: readonly SchedulerBenchGrowthRow[], column: (row: SchedulerBenchGrowthRow) => string): void => {
     if (rows.length === 0) return;
@@ -322,6 +330,26 @@ export function formatSchedulerBench(result: SchedulerBenchResult): string {
   table(`nodes (${c.pending} pending)`, result.growth.by_nodes, (row) => String(row.nodes));
   table(`pending (${c.nodes} nodes)`, result.growth.by_pending, (row) => String(row.pending));
   return lines.join('\n');
+}
+
+/**
+ * `b() − a()`, timed in alternation `rounds` times so that drift of the machine hits both alike: the median of the
+ * differences, and their noise (half the interquartile range).
+ */
+function pairedDifference(a: () => number, b: () => number, rounds: number): { median: number; noise: number } {
+  const differences: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const first = a();
+    differences.push(b() - first);
+  }
+  differences.sort((x, y) => x - y);
+  return { median: quantile(differences, 0.5), noise: (quantile(differences, 0.75) - quantile(differences, 0.25)) / 2 };
+}
+
+/** "+0.012 ms (noise ±0.004)"; a cost within the noise (or measured at 0) as "under 0.02 ms (within the noise)". */
+function describeCost(cost: number, noise: number, unit: string): string {
+  if (cost <= noise) return `under ${Math.max(noise, 0.001)} ${unit} (within the noise)`;
+  return `+${cost} ${unit} (noise ±${noise})`;
 }
 
 function quantile(sorted: readonly number[], p: number): number {

@@ -1,4 +1,7 @@
-/** `tutti up`: the control plane in the foreground, until Ctrl-C. With --demo it also runs a 2-rank job. */
+/**
+ * `tutti up`: the control plane in the foreground, until Ctrl-C. With --demo it also runs a 2-rank job. Only this
+ * command needs the server's code (and SQLite): the CLI imports this module when `tutti up` runs, never before.
+ */
 import { fileURLToPath } from 'node:url';
 import { readFile } from 'node:fs/promises';
 import { formatFieldErrors, parseClusterConfigYaml } from '@tutti/model';
@@ -7,6 +10,7 @@ import { StartupError, startTuttiServer } from '@tutti/server';
 import type { TuttiServer } from '@tutti/server';
 import { TuttiClient } from '@tutti/client';
 import { currentUser } from './current-user.ts';
+import { CliFailure, EXIT } from './cli-failure.ts';
 
 export interface UpOptions {
   port: number;
@@ -17,6 +21,18 @@ export interface UpOptions {
   demo: boolean;
   /** Teams, quotas and scheduler settings (YAML). */
   config?: string;
+  /** Each rank log's size cap in bytes (`--max-log-bytes`); the server's default (1 GiB) when absent. */
+  maxLogBytes?: number;
+  /** Host names answered besides localhost, IP addresses and --host (`--allowed-host`, repeatable). */
+  allowedHost?: string[];
+  /** Origins of web pages that may call the API besides the dashboard (`--allowed-origin`, repeatable). */
+  allowedOrigin?: string[];
+  /** The largest job spec in bytes (`--max-spec-bytes`); the server's default (64 KiB) when absent. */
+  maxSpecBytes?: number;
+  /** The deepest nesting in a job spec (`--max-spec-depth`); the server's default (32) when absent. */
+  maxSpecDepth?: number;
+  /** Say what started (and the demo's output) as JSON lines on stdout; people's text goes to stderr either way. */
+  json: boolean;
 }
 
 /** The demo job: two ranks that print their torchrun environment and talk to each other over MASTER_ADDR:PORT. */
@@ -25,19 +41,33 @@ const DEMO_SCRIPT = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello
 const DASHBOARD_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
 
 export async function runUp(options: UpOptions): Promise<void> {
-  const config = options.config ? await readClusterConfig(options.config) : undefined;
-  const server = await startTuttiServer({
-    config,
-    dataDir: options.dataDir,
-    host: options.host,
-    port: options.port,
-    fakeGpus: options.fakeGpus,
-    fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
-    stopGraceMs: options.grace * 1000,
-    dashboardDir: DASHBOARD_DIR,
-  });
+  let server: TuttiServer;
+  try {
+    const config = options.config ? await readClusterConfig(options.config) : undefined;
+    server = await startTuttiServer({
+      config,
+      dataDir: options.dataDir,
+      host: options.host,
+      port: options.port,
+      fakeGpus: options.fakeGpus,
+      fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
+      stopGraceMs: options.grace * 1000,
+      dashboardDir: DASHBOARD_DIR,
+      ...(options.maxLogBytes !== undefined ? { maxLogBytes: options.maxLogBytes } : {}),
+      allowedHosts: options.allowedHost ?? [],
+      allowedOrigins: options.allowedOrigin ?? [],
+      ...(options.maxSpecBytes !== undefined ? { maxSpecBytes: options.maxSpecBytes } : {}),
+      ...(options.maxSpecDepth !== undefined ? { maxSpecDepth: options.maxSpecDepth } : {}),
+    });
+  } catch (error) {
+    if (error instanceof StartupError) throw new CliFailure(`cannot start: ${error.message}`, EXIT.failed, 'cannot_start');
+    throw error;
+  }
   const gpus = server.inventory.reduce((n, node) => n + node.gpus.length, 0);
   const fake = server.inventory.some((node) => node.gpus.some((g) => g.uuid.startsWith('FAKE')));
+  if (options.json) {
+    writeJsonLine({ event: 'up', url: server.url, data_dir: server.dataDir, nodes: server.inventory.map((n) => ({ name: n.name, gpus: n.gpus.length })), gpus, fake_gpus: fake });
+  }
   process.stderr.write(
     [
       `tutti is up at ${server.url}`,
@@ -56,7 +86,12 @@ export async function runUp(options: UpOptions): Promise<void> {
   const stop = once(server);
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  if (options.demo) await runDemo(server);
+  if (options.demo) await runDemo(server, options.json);
+}
+
+/** One JSON document per line (NDJSON): `tutti up --json` keeps writing while it runs. */
+function writeJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 /** Reads and validates `--config`; a bad file stops `tutti up` with every problem, its path, line and column. */
@@ -80,7 +115,8 @@ function once(server: TuttiServer): () => void {
   };
 }
 
-async function runDemo(server: TuttiServer): Promise<void> {
+/** Under --json the demo's rank 0 output and its end are JSON lines (`demo_log`, `demo_ended`) on stdout. */
+async function runDemo(server: TuttiServer, json: boolean): Promise<void> {
   const client = new TuttiClient({ baseUrl: server.url });
   const user = currentUser();
   const job = await client.submitJob(
@@ -94,14 +130,12 @@ async function runDemo(server: TuttiServer): Promise<void> {
     user !== undefined ? { user } : {},
   );
   process.stderr.write(`demo: submitted job ${job.id} (2 ranks, 2 GPUs); its rank 0 output follows\n`);
-  let partial = '';
-  for await (const chunk of client.logs(job.id, { rank: 0, follow: true })) {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) process.stdout.write(`  rank 0 | ${line}\n`);
+  for await (const line of client.logLines(job.id, { rank: 0, follow: true })) {
+    if (json) writeJsonLine({ event: 'demo_log', job_id: job.id, rank: 0, line });
+    else process.stdout.write(`  rank 0 | ${line}\n`);
   }
-  if (partial) process.stdout.write(`  rank 0 | ${partial}\n`);
   const done = await client.getJob(job.id);
+  if (json) writeJsonLine({ event: 'demo_ended', job: done });
   process.stderr.write(
     `demo: job ${job.id} ${done.status} (${done.end_reason ?? ''}). See it with \`npx tutti show ${job.id}\` and \`npx tutti logs ${job.id} --rank 1\`.\n` +
       'tutti keeps running: submit your own jobs, or Ctrl-C to stop.\n',

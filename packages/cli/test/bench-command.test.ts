@@ -1,17 +1,6 @@
 /** `tutti bench scheduler` as a person runs it: the real binary, on a tiny synthetic cluster (fake GPUs, no server). */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const TUTTI = fileURLToPath(new URL('../bin/tutti.js', import.meta.url));
-
-function tutti(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [TUTTI, ...args], { timeout: 120_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+import { runTutti as tutti } from './run-cli.ts';
 
 interface GrowthRow {
   nodes: number;

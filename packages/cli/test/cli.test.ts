@@ -1,5 +1,4 @@
 /** The `tutti` command as a person runs it: the real binary against a real server on 4 fake GPUs. */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,22 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, startTuttiServer } from '@tutti/server';
 import type { TuttiServer } from '@tutti/server';
+import { runTutti } from './run-cli.ts';
 
-const TUTTI = fileURLToPath(new URL('../bin/tutti.js', import.meta.url));
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function tutti(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [TUTTI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+function tutti(args: string[], env: Record<string, string> = {}) {
+  return runTutti(args, { env });
 }
 
 let server: TuttiServer;

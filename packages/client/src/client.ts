@@ -42,10 +42,25 @@ export interface ListJobsQuery {
   limit?: number;
   /** The `next_cursor` of the previous page of the same query. */
   cursor?: string;
+  /** @default 'summary' */
+  view?: JobListViewName;
 }
+
+/** `summary` (the default): what a job list shows; `full`: with each job's normalised spec. */
+export type JobListViewName = 'summary' | 'full';
 
 export const JOB_SORT_KEYS = ['id', 'name', 'team', 'status', 'priority'] as const;
 export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
+
+export interface LogQuery {
+  /** @default 0 */
+  rank?: number;
+  /** Keep reading until the job ends. */
+  follow?: boolean;
+  /** An earlier attempt's log (default: the current attempt). */
+  attempt?: number;
+  signal?: AbortSignal;
+}
 
 export interface SubmitOptions {
   /** The directory a relative `workdir` is resolved against, and the default workdir (the submitter's cwd). */
@@ -87,6 +102,7 @@ export class TuttiClient {
     return this.request('POST', '/v1/jobs/validate', yaml, { 'content-type': 'application/yaml' });
   }
 
+  /** A page of jobs: summaries (at most 1000 a page), or with `view: 'full'` each with its spec (at most 100 a page). */
   listJobs(query: ListJobsQuery = {}): Promise<JobListView> {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
@@ -136,7 +152,7 @@ export class TuttiClient {
   }
 
   /** A rank's log as a stream of text chunks; with `follow`, the stream ends when the job ends. */
-  async *logs(id: string, options: { rank?: number; follow?: boolean; attempt?: number; signal?: AbortSignal } = {}): AsyncGenerator<string> {
+  async *logs(id: string, options: LogQuery = {}): AsyncGenerator<string> {
     const params = new URLSearchParams({ rank: String(options.rank ?? 0), follow: String(options.follow ?? false) });
     if (options.attempt !== undefined) params.set('attempt', String(options.attempt));
     const response = await this.fetch(`/v1/jobs/${encodeURIComponent(id)}/logs?${params}`, { method: 'GET', signal: options.signal });
@@ -146,6 +162,17 @@ export class TuttiClient {
     for await (const chunk of readChunks(response.body)) {
       yield decoder.decode(chunk, { stream: true });
     }
+  }
+
+  /** The same log as lines, without their '\n'; a last line that has none comes when the log ends. */
+  async *logLines(id: string, options: LogQuery = {}): AsyncGenerator<string> {
+    let partial = '';
+    for await (const chunk of this.logs(id, options)) {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      yield* lines;
+    }
+    if (partial) yield partial;
   }
 
   /**

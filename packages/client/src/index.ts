@@ -3,3 +3,4 @@ export * from './client.ts';
 export * from './gpu-metrics.ts';
 export * from './job-gpus.ts';
 export * from './start-estimate.ts';
+export * from './history-trace.ts';

@@ -4,7 +4,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
+import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
 import type { Job, JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
@@ -61,7 +61,7 @@ const errorSchema = {
     },
   },
 } as const;
-const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,18}$', description: 'job id' } } } as const;
+const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: JOB_ID_PATTERN, description: 'job id' } } } as const;
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
   const { store, controller, feed, metrics, logger } = deps;
@@ -339,7 +339,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { job: { type: 'string', pattern: '^[0-9]{1,18}$' }, after: { type: 'integer', minimum: 0 }, last: { type: 'integer', minimum: 1, maximum: 1000, description: 'replay about this many of the newest events first (of every job)' } },
+          properties: { job: { type: 'string', pattern: JOB_ID_PATTERN }, after: { type: 'integer', minimum: 0 }, last: { type: 'integer', minimum: 1, maximum: 1000, description: 'replay about this many of the newest events first (of every job)' } },
         },
       },
     },

@@ -2,7 +2,8 @@
  * The one place where outcomes become HTTP statuses. Handlers return or throw `HttpProblem`s; Fastify's own
  * errors (bad JSON, schema validation) are translated to the same `{error: {code, message, fields}}` body.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
+import { JOB_ID_PATTERN, describeBadJobId } from '@tutti/model';
 import type { FieldError } from '@tutti/model';
 import type { Logger } from '../logger.ts';
 
@@ -40,7 +41,7 @@ export class HttpProblem extends Error {
 
 export function installErrorHandling(app: FastifyInstance, logger: Logger): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const problem = toProblem(error);
+    const problem = toProblem(error, request);
     if (problem.code === 'internal_error') logger.error(`${request.method} ${request.url} failed`, error);
     void reply.status(problem.status).send(problem.toBody());
   });
@@ -50,7 +51,7 @@ export function installErrorHandling(app: FastifyInstance, logger: Logger): void
   });
 }
 
-function toProblem(error: FastifyError): HttpProblem {
+function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   if (error instanceof HttpProblem) return error;
   if (error.validation) {
     const where = error.validationContext ?? 'request';
@@ -58,6 +59,11 @@ function toProblem(error: FastifyError): HttpProblem {
       const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
       const path = [where, ...v.instancePath.split('/').filter(Boolean), ...(missing ? [missing] : [])].join('.');
       const allowed = (v.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+      // A job id that is not one: say what an id looks like rather than quote the schema's pattern.
+      if ((v.params as { pattern?: string } | undefined)?.pattern === JOB_ID_PATTERN) {
+        const given = v.instancePath.split('/').filter(Boolean).reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key], where === 'params' ? request.params : request.query);
+        return { path, message: describeBadJobId(String(given), '`GET /v1/jobs`') };
+      }
       return { path, message: `${v.message ?? 'is invalid'}${allowed ? ` (one of: ${allowed.join(', ')})` : ''}` };
     });
     return new HttpProblem('invalid_request', fields.map((f) => `${f.path}: ${f.message}`).join('; '), fields);

@@ -21,7 +21,9 @@ async function replay(clusterFile: string, names: string[]): Promise<Map<string,
 describe('the shipped sample trace', () => {
   it('tells fifo, tutti and tiresias apart on examples/clusters/philly-256.yaml', async () => {
     const m = await replay('examples/clusters/philly-256.yaml', ['fifo', 'tutti', 'tiresias']);
-    const [fifo, tutti, tiresias] = ['fifo', 'tutti', 'tiresias'].map((name) => m.get(name)!);
+    const fifo = m.get('fifo')!;
+    const tutti = m.get('tutti')!;
+    const tiresias = m.get('tiresias')!;
     for (const policy of [fifo, tutti, tiresias]) expect(policy.jobs).toBe(2000);
     // Jobs queue here: fifo's average wait is hours.
     expect(fifo.avgQueueS).toBeGreaterThan(3600);

@@ -73,7 +73,7 @@ function parseExposition(text: string): Map<string, Family> {
       if (!sample) fail('not a sample line');
       const [, name, , labelText, valueText] = sample as unknown as [string, string, string | undefined, string | undefined, string];
       const family = familyOf(name);
-      if (!family) fail('sample of a family without HELP/TYPE');
+      if (!family) return fail('sample of a family without HELP/TYPE');
       if (family !== current) fail('samples of a family are not contiguous');
       const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : valueText === 'NaN' ? NaN : Number(valueText);
       if (Number.isNaN(value) && valueText !== 'NaN') fail('value is not a number');

@@ -5,6 +5,7 @@
  */
 import type { GpuSample, JobGpuSample } from '@tutti/model';
 import type { ExecutionBackend } from '@tutti/backends';
+import { asDiskFull } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { Logger } from './logger.ts';
 
@@ -108,7 +109,8 @@ export class GpuSampler {
         await store.pruneGpuSamples(at - this.retentionMs);
       }
     } catch (error) {
-      logger.warn(`sampling GPU metrics failed: ${error instanceof Error ? error.message : String(error)}`);
+      // A full disk is logged once per episode by the store's DiskFullLog, not every sample.
+      if (!asDiskFull(error)) logger.warn(`sampling GPU metrics failed: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 

@@ -11,7 +11,8 @@
  *
  * The rank's O_APPEND writes go on at the new end of the file. The moved part is written over the start of the same
  * file before it is cut (never truncate-then-write), so output that arrives meanwhile is never put before older
- * output; bytes written in the microseconds between the last read and the cut are lost with the dropped part.
+ * output; bytes written in the microseconds between the last read and the cut are lost with the dropped part. Only
+ * that last step is synchronous (a few milliseconds at most), so a trim does not hold up the event loop.
  */
 import { fstatSync, ftruncateSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -57,6 +58,8 @@ export interface LogTrim {
   cutAt: number;
   /** The length of the marker line that now starts the file. */
   markerBytes: number;
+  /** The file's size right after the trim. */
+  sizeAfter: number;
 }
 
 /**
@@ -70,33 +73,40 @@ export async function trimLog(path: string, maxBytes: number): Promise<LogTrim |
   try {
     const { size } = await file.stat();
     if (size <= maxBytes) return undefined;
-    const head = Buffer.alloc(256);
-    const { bytesRead: headBytes } = await file.read(head, 0, head.length, 0);
-    const oldMarker = MARKER_RE.exec(head.subarray(0, headBytes).toString('latin1'));
+    const start = Buffer.alloc(256);
+    const { bytesRead: startBytes } = await file.read(start, 0, start.length, 0);
+    const oldMarker = MARKER_RE.exec(start.subarray(0, startBytes).toString('latin1'));
     const droppedBefore = oldMarker ? Number(oldMarker[1]) : 0;
     const oldMarkerBytes = oldMarker ? Buffer.byteLength(oldMarker[0], 'latin1') : 0;
 
     const keep = Math.min(Math.floor(maxBytes / 2), MAX_KEPT_BYTES);
-    const kept = Buffer.alloc(keep);
+    const kept = Buffer.allocUnsafe(keep); // filled by the read (only `bytesRead` of it is used)
     const { bytesRead } = await file.read(kept, 0, keep, size - keep);
     const newline = kept.subarray(0, Math.min(bytesRead, LINE_START_SEARCH_BYTES)).indexOf(0x0a);
     const skip = newline >= 0 && newline + 1 < bytesRead ? newline + 1 : 0;
     const cutAt = size - keep + skip;
 
-    // From here on synchronous, so that the rank has as little time as possible to write between the last read
-    // and the cut: what it wrote since the read above is read now and kept too.
-    const fd = file.fd;
-    const sizeNow = fstatSync(fd).size;
-    const since = Buffer.alloc(Math.max(0, sizeNow - size));
-    if (since.length > 0) readSync(fd, since, 0, since.length, size);
     const droppedBytes = cutAt - oldMarkerBytes;
     const totalDroppedBytes = droppedBefore + droppedBytes;
     const marker = Buffer.from(logCapMarker(totalDroppedBytes, maxBytes), 'latin1');
-    const content = Buffer.concat([marker, kept.subarray(skip, bytesRead), since]);
-    // Over the start of the same file, then cut: appends racing with this land past the cut (lost) or after it.
-    writeSync(fd, content, 0, content.length, 0);
-    ftruncateSync(fd, content.length);
-    return { droppedBytes, totalDroppedBytes, cutAt, markerBytes: marker.length };
+    // Over the start of the same file, which is being dropped: the rank appends past `size`, never here.
+    const keptPart = kept.subarray(skip, bytesRead);
+    await file.write(marker, 0, marker.length, 0);
+    await file.write(keptPart, 0, keptPart.length, marker.length);
+    const headBytes = marker.length + keptPart.length;
+
+    // From here on synchronous, so that the rank has as little time as possible to write between the last read
+    // and the cut: what it wrote since `size` is moved too, then the file is cut after it. Appends racing with this
+    // land past the cut (lost) or after it, never before older output.
+    const fd = file.fd;
+    const since = Buffer.alloc(Math.max(0, fstatSync(fd).size - size));
+    if (since.length > 0) {
+      readSync(fd, since, 0, since.length, size);
+      writeSync(fd, since, 0, since.length, headBytes);
+    }
+    const sizeAfter = headBytes + since.length;
+    ftruncateSync(fd, sizeAfter);
+    return { droppedBytes, totalDroppedBytes, cutAt, markerBytes: marker.length, sizeAfter };
   } finally {
     await file.close();
   }

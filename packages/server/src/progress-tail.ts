@@ -107,22 +107,11 @@ export class LogTail {
   }
 
   private async readNow(): Promise<string[]> {
-    if (this.cap) {
-      const trim = await trimLog(this.path, this.cap.maxBytes);
-      if (trim) {
-        // The part not read yet starts where the kept part now starts, or after the marker if it was dropped.
-        if (this.offset >= trim.cutAt) this.offset = this.offset - trim.cutAt + trim.markerBytes;
-        else {
-          this.offset = trim.markerBytes;
-          this.partial = '';
-        }
-        this.cap.onTrim?.(trim);
-      }
-    }
     const file = await open(this.path, 'r').catch(() => undefined);
     if (!file) return [];
     try {
-      const { size } = await file.stat();
+      let { size } = await file.stat();
+      if (this.cap && size > this.cap.maxBytes) size = await this.trim(this.cap, size);
       if (size < this.offset) {
         // Truncated or replaced: start over.
         this.offset = 0;
@@ -142,5 +131,19 @@ export class LogTail {
     } finally {
       await file.close();
     }
+  }
+
+  /** Trims the file to the cap; returns its size after the trim. */
+  private async trim(cap: LogTailCap, size: number): Promise<number> {
+    const trim = await trimLog(this.path, cap.maxBytes);
+    if (!trim) return size;
+    // The part not read yet starts where the kept part now starts, or after the marker if it was dropped.
+    if (this.offset >= trim.cutAt) this.offset = this.offset - trim.cutAt + trim.markerBytes;
+    else {
+      this.offset = trim.markerBytes;
+      this.partial = '';
+    }
+    cap.onTrim?.(trim);
+    return trim.sizeAfter;
   }
 }

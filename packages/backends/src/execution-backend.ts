@@ -32,6 +32,13 @@ export interface ExecutionBackend {
    */
   adopt(handles: readonly RankHandle[]): Promise<RankObservation[]>;
   /**
+   * After a control-plane restart: the ranks of an attempt that `launch` started although the control plane never
+   * recorded their handles (it died between the launch and recording it). Returns a handle for each rank that
+   * still runs or left its exit status, ready for `adopt`; a rank that was never started, or whose process is gone
+   * without a status, has none. Does not watch anything yet.
+   */
+  findStarted(jobId: string, attempt: number, ranks: readonly StartedRankQuery[]): Promise<RankHandle[]>;
+  /**
    * Reads every GPU's gauges now (utilization, memory, power, temperature). A backend that cannot measure its GPUs
    * (fake GPUs, none) answers no samples; a failed reading is a `warning`, never an exception.
    */
@@ -80,12 +87,20 @@ export interface RankHandle {
   rank: number;
   node: string;
   pid: number;
-  /** /proc/PID/stat start time, so a reused PID is not mistaken for the rank. 0 when unknown (no /proc). */
+  /**
+   * /proc/PID/stat start time, so a reused PID is not mistaken for the rank. 0 when unknown (no /proc); -1 when the
+   * process was already gone when the handle was made (`findStarted`), so that no live process matches it.
+   */
   pidStartTime: number;
   logPath: string;
   startedAt: number;
   /** The attempt the rank belongs to (see `LaunchRequest.attempt`). */
   attempt?: number;
+}
+
+export interface StartedRankQuery {
+  rank: number;
+  node: string;
 }
 
 export interface StopOptions {
@@ -111,6 +126,8 @@ export interface RankExit {
   lost: boolean;
   /** When the exit was seen (epoch ms); for an exit read from a status file, when that file was written. */
   at: number;
+  /** The attempt the rank belonged to (its handle's), so a late exit of an earlier attempt is not taken for the current one's. */
+  attempt?: number;
 }
 
 export interface GpuReading {

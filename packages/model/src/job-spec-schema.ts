@@ -125,7 +125,7 @@ export const jobSpecJsonSchema = {
       description: 'Which ends of an attempt lead to a restart while restarts remain.',
     },
     restart_backoff: { ...duration, default: '5s', description: 'Wait before a restart; doubles per restart, capped at 10 minutes. 0s for none.' },
-    checkpoint_dir: { type: 'string', minLength: 1, description: 'Kept across attempts, given as TUTTI_CHECKPOINT_DIR. Default: <dataDir>/checkpoints/<jobId>.' },
+    checkpoint_dir: { type: 'string', minLength: 1, description: 'Kept across attempts, given as TUTTI_CHECKPOINT_DIR. A relative path is resolved against workdir (refused without an absolute workdir). Default: <dataDir>/checkpoints/<jobId>.' },
     stop_signal: { type: 'string', enum: ['SIGTERM', 'SIGINT', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGQUIT'], default: 'SIGTERM', description: 'Sent to every rank when the gang is stopped.' },
     preemption_grace: { ...duration, description: "Time between stop_signal and SIGKILL. Default: the server's --grace." },
     hang_timeout: { ...duration, description: 'No progress record for this long while ranks live: the job is hung. Off by default.' },

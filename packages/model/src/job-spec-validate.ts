@@ -180,6 +180,7 @@ class Validator {
     const checkpointDir = own(value, 'checkpoint_dir');
     if (!isAbsent(checkpointDir)) {
       if (typeof checkpointDir !== 'string' || checkpointDir.trim() === '') this.fail(['checkpoint_dir'], `expected a directory path, got ${describeValue(checkpointDir)}`);
+      else if (checkpointDir.startsWith('~')) this.fail(['checkpoint_dir'], `"${checkpointDir}" starts with ~, which nothing expands; give an absolute path such as /home/you/checkpoints`);
       else out.checkpointDir = checkpointDir;
     }
     const signal = own(value, 'stop_signal');

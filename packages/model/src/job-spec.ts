@@ -95,6 +95,21 @@ export function parseJobSpecObject(value: unknown): ParseResult<JobSpec> {
 }
 
 /**
+ * A relative `checkpoint_dir` names a directory of the job's own, so it is resolved against the job's `workdir` once
+ * that is absolute (the server resolves a relative workdir first): the server's working directory means nothing to
+ * the job. Without an absolute workdir there is nothing to resolve it against, and the field error says so.
+ */
+export function resolveCheckpointDir(spec: JobSpec): ParseResult<JobSpec> {
+  const dir = spec.checkpointDir;
+  if (dir === undefined || dir.startsWith('/')) return { ok: true, value: spec };
+  if (spec.workdir === undefined || !spec.workdir.startsWith('/')) {
+    const message = `"${dir}" is a relative path and the job has no absolute workdir to resolve it against; give an absolute path (e.g. /data/checkpoints/${spec.name}) or set workdir`;
+    return { ok: false, errors: [{ path: 'checkpoint_dir', message }] };
+  }
+  return { ok: true, value: { ...spec, checkpointDir: `${spec.workdir.replace(/\/+$/, '')}/${dir.replace(/^(\.\/)+/, '')}` } };
+}
+
+/**
  * The canonical document for a spec: snake_case, every default written out, gpus always as {count, fraction?, type, memory?},
  * sizes and durations as strings. `parseJobSpecObject(serializeJobSpec(spec))` gives back an equal spec.
  */

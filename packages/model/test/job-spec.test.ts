@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec, type FieldError, type JobSpec } from '@tutti/model';
+import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, resolveCheckpointDir, serializeJobSpec, type FieldError, type JobSpec } from '@tutti/model';
 
 // Every top-level field, in the validator's order (topology, restart policy, checkpoints, graceful stop and hangs included).
 const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, topology, run, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
@@ -361,6 +361,24 @@ describe('restart policy, checkpoints, graceful stop and hang detection fields',
     });
     const again = parseJobSpecObject(JSON.parse(JSON.stringify(serializeJobSpec(parsed.value))));
     expect(again.ok && again.value).toEqual(parsed.value);
+  });
+
+  it("resolves a relative checkpoint_dir against the job's workdir, not the server's working directory", () => {
+    const resolved = (yaml: string) => {
+      const result = resolveCheckpointDir(parseOk(yaml));
+      return result.ok ? result.value.checkpointDir : result.errors;
+    };
+    expect(resolved('name: t\nrun: x\nworkdir: /home/ada/proj/\ncheckpoint_dir: ./ckpt/run1\n')).toBe('/home/ada/proj/ckpt/run1');
+    expect(resolved('name: t\nrun: x\nworkdir: /srv\ncheckpoint_dir: /abs\n')).toBe('/abs');
+    expect(resolved('name: t\nrun: x\ncheckpoint_dir: ckpt\n')).toEqual([
+      { path: 'checkpoint_dir', message: '"ckpt" is a relative path and the job has no absolute workdir to resolve it against; give an absolute path (e.g. /data/checkpoints/t) or set workdir' },
+    ]);
+  });
+
+  it('refuses a checkpoint_dir starting with ~, naming the field', () => {
+    const errors = parseErrors('name: t\nrun: x\ncheckpoint_dir: ~/ckpt\n');
+    expect(errors.map((e) => e.path)).toEqual(['checkpoint_dir']);
+    expect(errors[0]?.message).toMatch(/starts with ~, which nothing expands/);
   });
 
   it('leaves them out when not given', () => {

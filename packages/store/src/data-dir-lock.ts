@@ -1,8 +1,43 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import Database from 'better-sqlite3';
 
-export type DataDirLock = { ok: true; release(): void } | { ok: false; message: string };
+export type DataDirLock =
+  | {
+      ok: true;
+      release(): void;
+      /** What was made private on the way in (an older data dir): "<path>: 0755 → 0700", for the server's log. */
+      tightened: string[];
+    }
+  | { ok: false; message: string };
+
+/**
+ * The data dir holds job specs with their `env` values, the job-token key and every rank's output: only its owner
+ * may enter it. Files tutti creates there are 0600 as well, in case the directory is ever opened up again.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/**
+ * Removes group and other permissions from `path` if it has any; returns "<path>: 0755 → 0700" when it changed
+ * something. A missing path is left alone.
+ */
+export function makePrivate(path: string, mode: number): string | undefined {
+  let current: number;
+  try {
+    current = statSync(path).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  if ((current & 0o077) === 0) return undefined;
+  chmodSync(path, mode);
+  return `${path}: ${current.toString(8).padStart(4, '0')} → ${mode.toString(8).padStart(4, '0')}`;
+}
+
+/** Creates `path` empty with `mode` unless it exists (a file's mode is only ever set when it is created). */
+export function createPrivateFile(path: string): void {
+  closeSync(openSync(path, 'a', PRIVATE_FILE_MODE));
+}
 
 /** The SQLite file whose exclusive lock is the data-dir lock (it holds no data). */
 export const LOCK_FILE_NAME = 'server.lock';
@@ -23,9 +58,15 @@ export const PID_FILE_NAME = 'server.pid';
  */
 export function acquireDataDirLock(dataDir: string): DataDirLock {
   const dir = resolve(dataDir);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  // An existing data dir of an older tutti (created 0755, files 0644) is made private, not merely warned about: the
+  // secrets in it would stay readable to every local user until someone acted on the warning.
+  const tightened = [makePrivate(dir, PRIVATE_DIR_MODE)];
   const pidPath = `${dir}/${PID_FILE_NAME}`;
-  const db = new Database(`${dir}/${LOCK_FILE_NAME}`, { timeout: 0 });
+  const lockPath = `${dir}/${LOCK_FILE_NAME}`;
+  createPrivateFile(lockPath);
+  tightened.push(makePrivate(lockPath, PRIVATE_FILE_MODE));
+  const db = new Database(lockPath, { timeout: 0 });
   try {
     db.pragma('busy_timeout = 0');
     db.pragma('locking_mode = EXCLUSIVE');
@@ -37,10 +78,12 @@ export function acquireDataDirLock(dataDir: string): DataDirLock {
     }
     throw error;
   }
-  writeFileSync(pidPath, `${process.pid}\n`);
+  writeFileSync(pidPath, `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
+  tightened.push(makePrivate(pidPath, PRIVATE_FILE_MODE));
   let released = false;
   return {
     ok: true,
+    tightened: tightened.filter((change) => change !== undefined),
     release() {
       if (released) return;
       released = true;

@@ -2,9 +2,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely } from 'kysely';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, createPrivateFile, makePrivate } from './data-dir-lock.ts';
+import { explainDataDirFailure } from './errors.ts';
 import { KyselyStateStore } from './kysely-state-store.ts';
 import type { StoreDatabase } from './schema.ts';
+import { DiskFullSafeSqliteDialect } from './sqlite-driver.ts';
+import type { DiskFullListener } from './sqlite-driver.ts';
 import { sqliteStoreDialect } from './store-dialect.ts';
 
 export interface SqliteStateStoreOptions {
@@ -14,6 +18,14 @@ export interface SqliteStateStoreOptions {
   migrate?: boolean;
   /** The most job submissions one group-commit transaction takes. @default 1000 */
   maxCreateBatch?: number;
+  /** Told when writes are refused for lack of space (DiskFullError) and when they succeed again. */
+  diskFull?: DiskFullListener;
+  /**
+   * The most pages (of 4 KiB) the database may grow to (`PRAGMA max_page_count`): past it every write is refused
+   * with DiskFullError, exactly as on a full disk, until pages are freed. Caps the database's size; tests use it to
+   * run out of space without a small filesystem. @default SQLite's (about 4 billion)
+   */
+  maxPageCount?: number;
 }
 
 /** The default StateStore: one SQLite file, one connection, every commit fsynced. */
@@ -38,8 +50,20 @@ export class SqliteStateStore extends KyselyStateStore {
  * - `busy_timeout=5000`: wait rather than fail if another connection (a backup, the sqlite3 shell) holds a lock.
  */
 export async function createSqliteStateStore(options: SqliteStateStoreOptions): Promise<SqliteStateStore> {
+  try {
+    return await openSqliteStateStore(options);
+  } catch (error) {
+    // A read-only, unwritable, damaged or full file: one line naming it and what to do, instead of SQLite's words.
+    throw explainDataDirFailure(error, options.path) ?? error;
+  }
+}
+
+async function openSqliteStateStore(options: SqliteStateStoreOptions): Promise<SqliteStateStore> {
   const inMemory = options.path === ':memory:' || options.path === '';
-  if (!inMemory) mkdirSync(dirname(options.path), { recursive: true });
+  if (!inMemory) {
+    mkdirSync(dirname(options.path), { recursive: true, mode: PRIVATE_DIR_MODE });
+    makeDatabaseFilesPrivate(options.path);
+  }
   const database = new Database(options.path);
   try {
     const mode = database.pragma('journal_mode = WAL', { simple: true });
@@ -49,11 +73,13 @@ export async function createSqliteStateStore(options: SqliteStateStoreOptions): 
     database.pragma('synchronous = FULL');
     database.pragma('foreign_keys = ON');
     database.pragma('busy_timeout = 5000');
+    if (options.maxPageCount !== undefined) database.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxPageCount))}`);
   } catch (error) {
     database.close();
     throw error;
   }
-  const db = new Kysely<StoreDatabase>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  const dialect = new DiskFullSafeSqliteDialect({ database: withStatementCache(database) }, database, options.path, options.diskFull);
+  const db = new Kysely<StoreDatabase>({ dialect });
   const store = new SqliteStateStore(options.path, db, options.maxCreateBatch);
   if (options.migrate ?? true) {
     try {
@@ -64,6 +90,15 @@ export async function createSqliteStateStore(options: SqliteStateStoreOptions): 
     }
   }
   return store;
+}
+
+/**
+ * The database holds every job's spec, `env` values included: it is created 0600, and SQLite gives its -wal and -shm
+ * files the database file's mode. Files of an older tutti (0644) are tightened.
+ */
+function makeDatabaseFilesPrivate(path: string): void {
+  createPrivateFile(path);
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) makePrivate(file, PRIVATE_FILE_MODE);
 }
 
 /**

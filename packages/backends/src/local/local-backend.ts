@@ -38,6 +38,7 @@ import {
   listLiveProcessGroups,
   processGroupExists,
   readProcStat,
+  readProcessArgs,
   readProcessStartTime,
   signalProcessGroup,
 } from './process-info.ts';
@@ -79,6 +80,8 @@ export interface LocalBackend extends ExecutionBackend {
   localInventory(): Promise<LocalInventory>;
 }
 
+/** Rank logs and pid files: only the data dir's owner reads them (see @tutti/store's PRIVATE_FILE_MODE). */
+const PRIVATE_FILE_MODE = 0o600;
 /** The shell that runs the supervisor. */
 const SHELL = '/bin/sh';
 /** How often adopted ranks are checked while a stop waits for them. */
@@ -146,7 +149,10 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   /** Handles a rank's exit exactly once: forget it, clean up its process group, tell the listeners. */
   function finish(record: WatchedRank, exit: Omit<RankExit, 'jobId' | 'rank'>): void {
     if (record.exit !== undefined || closed) return;
-    const full: RankExit = { jobId: record.handle.jobId, rank: record.handle.rank, ...exit };
+    const full: RankExit = {
+      jobId: record.handle.jobId, rank: record.handle.rank, ...exit,
+      ...(record.handle.attempt !== undefined ? { attempt: record.handle.attempt } : {}),
+    };
     record.exit = full;
     watched.delete(record.key);
     killLeftovers(record.handle);
@@ -270,6 +276,25 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     };
   }
 
+  /**
+   * A rank the control plane launched but never recorded: its supervisor wrote `rank-<r>.pid` as its first act. The
+   * PID is the rank's only while that process still runs the supervisor on this very pid file (checked on its
+   * argv, so a reused PID is never taken for the rank); a rank that exited left its `.exit` file, read by `adopt`.
+   * A supervisor killed before it wrote its pid file is not found: it dies at once, having started nothing.
+   */
+  async function findStartedRank(jobId: string, attempt: number, rank: number): Promise<RankHandle | undefined> {
+    const files = rankFiles(dataDir, jobId, rank, attempt);
+    const [pidText, pidInfo] = await Promise.all([readFile(files.pid, 'utf8').catch(() => undefined), stat(files.pid).catch(() => undefined)]);
+    const pid = pidText === undefined ? Number.NaN : Number(pidText.trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pidInfo === undefined) return undefined;
+    const handle = { jobId, rank, node: nodeName, pid, logPath: files.log, startedAt: Math.round(pidInfo.mtimeMs), attempt };
+    if (readExitFile(files.exit) !== undefined) return { ...handle, pidStartTime: -1 };
+    const args = readProcessArgs(pid);
+    const runsSupervisor = args === undefined ? isProcessAlive(pid, 0) : args[1] === supervisorScriptPath(dataDir) && args[2] === files.pid;
+    if (!runsSupervisor) return readExitFile(files.exit) !== undefined ? { ...handle, pidStartTime: -1 } : undefined;
+    return { ...handle, pidStartTime: readProcessStartTime(pid) ?? 0 };
+  }
+
   // ---- launch --------------------------------------------------------------------------------------------------
 
   async function installSupervisor(): Promise<string> {
@@ -279,7 +304,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     await mkdir(dirname(path), { recursive: true });
     // Replace by rename: a running supervisor keeps reading the old file, never a half-written new one.
     const temporary = `${path}.${process.pid}.tmp`;
-    await writeFile(temporary, RANK_SUPERVISOR_SCRIPT, { mode: 0o755 });
+    // Run as `/bin/sh <script>`, so its owner's read permission is all it needs.
+    await writeFile(temporary, RANK_SUPERVISOR_SCRIPT, { mode: 0o700 });
     await rename(temporary, path);
     return path;
   }
@@ -331,7 +357,9 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
       inherited: process.env,
     });
-    const logFd = openSync(files.log, 'a');
+    // Created private: a rank's output may hold secrets. The supervisor writes its pid into a file made private here.
+    const logFd = openSync(files.log, 'a', PRIVATE_FILE_MODE);
+    closeSync(openSync(files.pid, 'w', PRIVATE_FILE_MODE));
     let child: ChildProcess;
     try {
       child = spawnProcess(SHELL, [context.supervisor, files.pid, files.exit, ...context.argv], {
@@ -525,6 +553,12 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       const observations = handles.map((handle) => adoptOne(handle).observation);
       schedulePoll();
       return observations;
+    },
+    async findStarted(jobId, attempt, ranks) {
+      ensureOpen('find started ranks');
+      if (!isSafeJobId(jobId)) return [];
+      const found = await Promise.all(ranks.filter((r) => r.node === nodeName).map((r) => findStartedRank(jobId, attempt, r.rank)));
+      return found.filter((handle) => handle !== undefined);
     },
     onRankExit(listener) {
       listeners.push(listener);

@@ -48,6 +48,17 @@ export function readProcessStartTime(pid: number): number | undefined {
   return readProcStat(pid)?.startTime;
 }
 
+/** The process's argv (/proc/PID/cmdline), or undefined when there is no such process (or no /proc). */
+export function readProcessArgs(pid: number): string[] | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    const text = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return text.endsWith('\u0000') ? text.slice(0, -1).split('\u0000') : text.split('\u0000');
+  } catch {
+    return undefined;
+  }
+}
+
 let procAvailable: boolean | undefined;
 function hasProc(): boolean {
   procAvailable ??= readProcStat(process.pid) !== undefined;

@@ -29,6 +29,10 @@ import { join } from 'node:path';
  * - `$?` is the command's exit code, or 128+N when a signal N killed it (the shell's convention).
  * - The status is written to a temporary file and renamed, so a reader never sees a half-written file. Signals
  *   are ignored from then on, so that `mv` (which inherits the dispositions) is not killed by a late SIGTERM.
+ * - The supervisor inherits the job's environment, whose PATH may lack `mv` or be empty: once the command is over
+ *   it uses a fixed PATH of its own (the command never sees it), and `echo`, `trap` and `exit` are builtins. Its
+ *   files are then made 0600 (umask 077), like every file tutti writes in the data dir; the command keeps the
+ *   umask it was started with.
  * - stdin is whatever the backend gave (/dev/null); stdout and stderr are the rank's log.
  */
 export const RANK_SUPERVISOR_SCRIPT = `#!/bin/sh
@@ -43,6 +47,8 @@ echo $$ > "$pid_file"
 ( "$@" )
 code=$?
 trap '' HUP INT QUIT TERM USR1 USR2 ALRM
+PATH=/usr/bin:/bin
+umask 077
 echo "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
 exit "$code"
 `;

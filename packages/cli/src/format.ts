@@ -1,5 +1,5 @@
 /** Plain-text rendering for people: aligned tables, ages, durations. Scripts use --json instead. */
-import type { JobView } from '@tutti/client';
+import type { JobSummaryView } from '@tutti/client';
 
 export function renderTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -23,13 +23,13 @@ export function formatSeconds(seconds: number): string {
   return `${Math.floor(seconds / 86400)}d${String(Math.floor((seconds % 86400) / 3600)).padStart(2, '0')}h`;
 }
 
-export function describeGpus(job: JobView): string {
+export function describeGpus(job: JobSummaryView): string {
   const perNode = job.gpus_per_node;
   return job.num_nodes > 1 ? `${job.num_nodes}x${perNode}` : String(perNode);
 }
 
 /** What a person wants to know in the last column: why it waits, or how it ended. */
-export function describeState(job: JobView): string {
+export function describeState(job: JobSummaryView): string {
   if (job.status === 'pending') return job.pending_reason ?? '';
   if (job.status === 'running') return job.cancel_requested_at ? 'stopping (cancel requested)' : '';
   return job.end_reason ?? '';

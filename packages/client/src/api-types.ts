@@ -4,7 +4,11 @@
  */
 import type { DiagnosisCode, JobStatus, TaskStatus } from '@tutti/model';
 
-export interface JobView {
+/**
+ * A job as `GET /v1/jobs` lists it: what a job list shows (who, what it asked for, where it stands). Its spec, whose
+ * command and environment may be tens of KiB, only with `view=full`. `JobView` (one job) always has the spec.
+ */
+export interface JobSummaryView {
   id: string;
   name: string;
   team: string;
@@ -42,10 +46,8 @@ export interface JobView {
    */
   gpus_per_node: number;
   num_nodes: number;
-  /** The spec as submitted, normalised. */
-  spec: Record<string, unknown>;
-  /** One entry per rank of the latest attempt; present on `GET /v1/jobs/:id`, omitted in lists. */
-  tasks?: TaskView[];
+  /** What the job asked for on each node, as its normalised spec says it (`spec.resources`). */
+  resources: JobResourcesView;
   /** The latest attempt's number (1 for the first start); 0 before the job first starts. */
   attempt: number;
   /** Restarts counted against max_restarts (preemptions are not counted). */
@@ -55,6 +57,33 @@ export interface JobView {
   last_checkpoint: string | null;
   /** A pending job waiting out its restart backoff is not started before this. */
   not_before: string | null;
+  /** The spec as submitted, normalised; in lists only with `view=full`. */
+  spec?: Record<string, unknown>;
+}
+
+/** A job's `resources` as its normalised spec has them: per node. */
+export interface JobResourcesView {
+  gpus: {
+    /** Whole GPUs per node; 1 for a share of one GPU; 0 for a CPU-only job. */
+    count: number;
+    /** A share of one GPU (0 < fraction < 1); absent for whole GPUs. */
+    fraction?: number;
+    /** Acceptable GPU types in order of preference; empty for any. */
+    type: string[];
+    /** GPU memory each GPU (or the share) needs, e.g. "40GiB"; absent when not asked. */
+    memory?: string;
+  };
+  cpus?: number;
+  /** e.g. "64GiB" */
+  memory?: string;
+}
+
+/** One job (`GET /v1/jobs/:id`, a submission's answer): its summary, its normalised spec and, on `GET`, its detail. */
+export interface JobView extends JobSummaryView {
+  /** The spec as submitted, normalised. */
+  spec: Record<string, unknown>;
+  /** One entry per rank of the latest attempt; present on `GET /v1/jobs/:id`. */
+  tasks?: TaskView[];
   /** Every attempt, oldest first, the running one included; present on `GET /v1/jobs/:id`. */
   attempts?: AttemptView[];
   /** The last progress record (rank 0's or any rank's); present on `GET /v1/jobs/:id`. */
@@ -108,8 +137,9 @@ export interface TaskView {
   finished_at: string | null;
 }
 
+/** `GET /v1/jobs`: a page of summaries (at most 1000), or with `view=full` of summaries with their specs (at most 100). */
 export interface JobListView {
-  jobs: JobView[];
+  jobs: JobSummaryView[];
   /** Pass as `cursor` to get the next page; null on the last page. */
   next_cursor: string | null;
 }

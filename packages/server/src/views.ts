@@ -1,7 +1,7 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
-import type { AttemptView, EventView, GpuMetricSampleView, GpuView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
-import { serializeJobSpec } from '@tutti/model';
-import type { AttemptRecord, ClusterSnapshot, Diagnosis, GpuSample, Job, JobEvent, ProgressRecord, Task, TeamConfig } from '@tutti/model';
+import type { AttemptView, EventView, GpuMetricSampleView, GpuView, JobSummaryView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
+import { serializeJobSpec, serializeResources } from '@tutti/model';
+import type { AttemptRecord, ClusterSnapshot, Diagnosis, GpuSample, Job, JobEvent, JobSummary, ProgressRecord, Task, TeamConfig } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -18,7 +18,7 @@ export interface JobDetail {
 export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnosis, detail?: JobDetail): JobView {
   const backoff = job.status === 'pending' && job.notBefore !== undefined && detail !== undefined && job.notBefore > detail.now;
   const pending = job.status === 'pending' && !backoff ? (diagnosis ?? job.pendingReason) : undefined;
-  const view = toJobViewBase(job, tasks, pending);
+  const view: JobView = { ...toJobViewBase(job, pending), spec: serializeJobSpec(job.spec) as unknown as Record<string, unknown>, ...(tasks ? { tasks: tasks.map(toTaskView) } : {}) };
   if (backoff) view.pending_reason = `restarting: waiting out the restart backoff until ${iso(job.notBefore)}`;
   if (detail) {
     const attempts = detail.attempts.map(toAttemptView);
@@ -31,6 +31,16 @@ export function toJobView(job: Job, tasks?: readonly Task[], diagnosis?: Diagnos
     view.usage = { gpu_hours: computeGpuHours(job, tasks ?? [], detail.attempts, detail.now), energy_wh: detail.energyWh };
   }
   return view;
+}
+
+/** A job as `GET /v1/jobs` lists it: no spec, so that its size does not grow with the spec's command and environment. */
+export function toJobSummaryView(job: JobSummary, diagnosis?: Diagnosis): JobSummaryView {
+  return toJobViewBase(job, job.status === 'pending' ? (diagnosis ?? job.pendingReason) : undefined);
+}
+
+/** A job as `GET /v1/jobs?view=full` lists it: the summary and the normalised spec. */
+export function toJobWithSpecView(job: Job, diagnosis?: Diagnosis): JobSummaryView {
+  return { ...toJobSummaryView(job, diagnosis), spec: serializeJobSpec(job.spec) as unknown as Record<string, unknown> };
 }
 
 /** GPUs held × time held, over the ended attempts and the running one, in hours. */
@@ -70,7 +80,7 @@ export function toProgressView(record: ProgressRecord): ProgressView {
   };
 }
 
-function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Diagnosis | undefined): JobView {
+function toJobViewBase(job: JobSummary, pending: Diagnosis | undefined): JobSummaryView {
   return {
     id: job.id,
     name: job.spec.name,
@@ -98,8 +108,7 @@ function toJobViewBase(job: Job, tasks: readonly Task[] | undefined, pending: Di
     // A share of one GPU is shown as that share (0.5), not as the one GPU it sits on.
     gpus_per_node: job.spec.resources.gpus.fraction ?? job.spec.resources.gpus.count,
     num_nodes: job.spec.numNodes,
-    spec: serializeJobSpec(job.spec) as unknown as Record<string, unknown>,
-    ...(tasks ? { tasks: tasks.map(toTaskView) } : {}),
+    resources: serializeResources(job.spec.resources),
     attempt: job.attempt ?? 0,
     restarts: job.restarts ?? 0,
     max_restarts: job.spec.maxRestarts ?? 0,

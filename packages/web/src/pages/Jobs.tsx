@@ -3,7 +3,7 @@
  * team and name, sorted by a column; rows change live as events arrive.
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
-import type { JobSortKey, JobView } from '@tutti/client';
+import type { JobSortKey, JobSummaryView } from '@tutti/client';
 import { totalJobGpus } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, Link, StatusBadge } from '../components/common.tsx';
@@ -163,7 +163,7 @@ const COLUMNS: { key: JobSortKey | undefined; label: string; numeric?: boolean }
   { key: undefined, label: 'reason' },
 ];
 
-function JobTable({ jobs, filter, onSort }: { jobs: JobView[]; filter: JobsFilter; onSort: (key: JobSortKey) => void }) {
+function JobTable({ jobs, filter, onSort }: { jobs: JobSummaryView[]; filter: JobsFilter; onSort: (key: JobSortKey) => void }) {
   const now = useNow(5000);
   if (jobs.length === 0) return <p className="muted">No jobs match. Submit one on the Submit page, or change the filters.</p>;
   return (

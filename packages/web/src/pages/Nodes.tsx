@@ -3,7 +3,7 @@
  * its team and the GPU's utilisation. Nodes group by rack, by node, or by NVLink domain within nodes.
  */
 import { useMemo, useState } from 'react';
-import type { GpuView, JobView, NodeView } from '@tutti/client';
+import type { GpuView, JobSummaryView, NodeView } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, Link } from '../components/common.tsx';
 import { navigate, useAsync, useInterval, useLiveEvent, useThrottled } from '../hooks.ts';
@@ -15,7 +15,7 @@ import { jobHref } from '../lib/routes.ts';
 interface ClusterView {
   nodes: NodeView[];
   /** Running jobs by id (for names and teams). */
-  jobs: Map<string, JobView>;
+  jobs: Map<string, JobSummaryView>;
   /** Whether any GPU reports gauges (real GPUs do; fake ones do not). */
   gaugesAvailable: boolean;
 }
@@ -112,7 +112,7 @@ function ClusterGrid({ cluster, level }: { cluster: ClusterView; level: Topology
   );
 }
 
-function GpuCell({ node, gpu, jobs }: { node: NodeView; gpu: GpuView; jobs: ReadonlyMap<string, JobView> }) {
+function GpuCell({ node, gpu, jobs }: { node: NodeView; gpu: GpuView; jobs: ReadonlyMap<string, JobSummaryView> }) {
   const held = gpu.job_id !== null;
   const job = gpu.job_id ? jobs.get(gpu.job_id) : undefined;
   const utilization = gpu.metrics?.utilization_pct ?? undefined;

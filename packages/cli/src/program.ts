@@ -15,6 +15,7 @@ import { currentUser } from './current-user.ts';
 import { registerSimCommand } from './sim-command.ts';
 import { parseByteSize, parseInteger, parseJobId } from './arguments.ts';
 import { CliFailure, EXIT } from './cli-failure.ts';
+import { httpFetch } from './http-fetch.ts';
 import type { UpOptions } from './up.ts';
 import type { SchedulerBenchOptions } from './bench-run.ts';
 
@@ -33,7 +34,7 @@ export function buildProgram(): Command {
     .exitOverride();
 
   function client(): TuttiClient {
-    return new TuttiClient({ baseUrl: program.opts<{ server: string }>().server });
+    return new TuttiClient({ baseUrl: program.opts<{ server: string }>().server, fetch: httpFetch });
   }
   function json(): boolean {
     return program.opts<{ json: boolean }>().json;

@@ -14,6 +14,8 @@ import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
 import { JobController } from './job-controller.ts';
 import { buildHttpApp } from './http/app.ts';
+import { DEFAULT_BODY_LIMITS, checkBodyLimits } from './http/body-parsers.ts';
+import { checkBrowserSafetyOptions } from './http/request-guards.ts';
 import { createConsoleLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -49,6 +51,20 @@ export interface TuttiServerOptions {
    * build and serve the dashboard.
    */
   dashboardDir?: string;
+  /**
+   * Host names the API answers to besides localhost, IP addresses and the bound host (`tutti up --allowed-host`):
+   * other names are refused, so that a web page cannot reach the API through DNS rebinding.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Origins (`http://host:port`) of web pages allowed to call the API besides the dashboard it serves
+   * (`tutti up --allowed-origin`); requests from any other page are refused.
+   */
+  allowedOrigins?: readonly string[];
+  /** The largest request body, i.e. job spec, in bytes (`tutti up --max-spec-bytes`). @default 65536 */
+  maxSpecBytes?: number;
+  /** The deepest nesting of lists and mappings in a body (`tutti up --max-spec-depth`). @default 32 */
+  maxSpecDepth?: number;
   /** How often the queue length and GPU allocation are sampled for the dashboard's charts. @default 5000 */
   clusterSampleMs?: number;
   /** How often GPU gauges are sampled (real GPUs only). @default 10000 */
@@ -89,6 +105,10 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   const now = options.now ?? Date.now;
   const host = options.host ?? '127.0.0.1';
   const dataDir = path.resolve(options.dataDir);
+  const bodyLimits = { maxBytes: options.maxSpecBytes ?? DEFAULT_BODY_LIMITS.maxBytes, maxDepth: options.maxSpecDepth ?? DEFAULT_BODY_LIMITS.maxDepth };
+  const browserSafety = { boundHost: host, allowedHosts: options.allowedHosts ?? [], allowedOrigins: options.allowedOrigins ?? [] };
+  const httpProblem = checkBodyLimits(bodyLimits) ?? checkBrowserSafetyOptions(browserSafety);
+  if (httpProblem) throw new StartupError(httpProblem);
   await mkdir(dataDir, { recursive: true });
 
   const lock = acquireDataDirLock(dataDir);
@@ -169,7 +189,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => gpuSampler.close());
 
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest() });
+    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), browserSafety, bodyLimits });
     cleanups.push(() => app.close());
     // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
     // and schedules nothing before its start (re-adoption first).

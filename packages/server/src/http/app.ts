@@ -19,8 +19,12 @@ import { computeTeamViews, toEventView, toGpuMetricSampleView, toJobView, toNode
 import { HttpProblem, installErrorHandling } from './errors.ts';
 import { formatHistoryTrace } from '../history-export.ts';
 import { followLog } from './log-follow.ts';
-import { serveEventStream } from './event-stream.ts';
+import { resumePoint, serveEventStream } from './event-stream.ts';
 import { registerDashboard } from './dashboard.ts';
+import { registerRequestGuards } from './request-guards.ts';
+import type { RequestGuardOptions } from './request-guards.ts';
+import { registerBodyParsers } from './body-parsers.ts';
+import type { BodyLimits } from './body-parsers.ts';
 import type { ClusterHistory } from '../cluster-history.ts';
 
 export interface HttpAppDeps {
@@ -44,9 +48,12 @@ export interface HttpAppDeps {
   jobTokens: JobTokens;
   /** The latest GPU gauges per `node/index` (empty with fake GPUs). */
   latestGpuSamples: () => ReadonlyMap<string, JobGpuSample>;
+  /** Which host names and web pages may use the API (see request-guards.ts). */
+  browserSafety: Omit<RequestGuardOptions, 'maxBodyBytes'>;
+  /** The largest and deepest body (a job spec) accepted. */
+  bodyLimits: BodyLimits;
 }
 
-const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
 const errorSchema = {
   $id: 'Error',
   type: 'object',
@@ -65,12 +72,14 @@ const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
   const { store, controller, feed, metrics, logger } = deps;
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
+  const app = Fastify({ logger: false, bodyLimit: deps.bodyLimits.maxBytes, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
   installErrorHandling(app, logger);
 
   app.addSchema(errorSchema);
   app.addSchema({ ...(jobSpecJsonSchema as Record<string, unknown>), $id: 'JobSpec' });
-  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  // Before the plugins: their routes (/docs) are guarded too.
+  registerRequestGuards(app, { ...deps.browserSafety, maxBodyBytes: deps.bodyLimits.maxBytes });
+  registerBodyParsers(app, deps.bodyLimits);
 
   await app.register(swagger, {
     openapi: {
@@ -290,7 +299,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       const abort = new AbortController();
       request.raw.on('close', () => abort.abort());
       void reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
-      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal, ...(attempt !== undefined ? { attempt } : {}) }));
+      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal, flushHeaders: () => reply.raw.flushHeaders(), ...(attempt !== undefined ? { attempt } : {}) }));
     },
   );
 
@@ -345,10 +354,8 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
     async (request, reply) => {
       const { job, after, last } = request.query as { job?: string; after?: number; last?: number };
-      const lastEventId = Number(request.headers['last-event-id']);
-      // Event seqs are consecutive, so "the newest N" starts after latest − N.
-      const resumeAfter = after ?? (Number.isInteger(lastEventId) && lastEventId >= 0 ? lastEventId : last !== undefined ? Math.max(0, feed.latestSeq - last) : undefined);
-      await serveEventStream({ request, reply, store, feed, jobId: job, afterSeq: resumeAfter });
+      const afterSeq = resumePoint({ after, last, lastEventId: request.headers['last-event-id'] }, feed.latestSeq);
+      await serveEventStream({ request, reply, store, feed, jobId: job, afterSeq });
     },
   );
 

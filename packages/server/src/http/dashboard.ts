@@ -1,7 +1,8 @@
 /**
  * Serves the web dashboard (the built packages/web/dist) at `/`: its files, and index.html for the app's own
  * routes (`/jobs/42`), which the browser-side router then draws. `/v1`, `/docs`, `/metrics` and `/healthz` are
- * routes of their own and win over these. Hashed assets are cached for a year; index.html is revalidated.
+ * routes of their own and win over these. Hashed assets are cached for a year; index.html is revalidated. The
+ * security headers (CSP, no framing, nosniff) come with every response, from request-guards.ts.
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -51,7 +52,6 @@ export function registerDashboard(app: FastifyInstance, options: DashboardOption
 
     const ext = path.extname(target).toLowerCase();
     void reply.type(CONTENT_TYPES[ext] ?? 'application/octet-stream');
-    void reply.header('x-content-type-options', 'nosniff');
     // Vite names every asset by its content hash: a changed file is a new URL, so a cached one never goes stale.
     void reply.header('cache-control', urlPath.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
 

@@ -7,7 +7,7 @@ import { JOB_ID_PATTERN, describeBadJobId } from '@tutti/model';
 import type { FieldError } from '@tutti/model';
 import type { Logger } from '../logger.ts';
 
-export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
 
 const STATUS: Record<ProblemCode, number> = {
   invalid_spec: 400,
@@ -18,6 +18,7 @@ const STATUS: Record<ProblemCode, number> = {
   unschedulable: 422,
   job_not_found: 404,
   not_found: 404,
+  misdirected_request: 421,
   payload_too_large: 413,
   unsupported_media_type: 415,
   internal_error: 500,
@@ -37,6 +38,20 @@ export class HttpProblem extends Error {
   toBody() {
     return { error: { code: this.code, message: this.message, ...(this.fields ? { fields: this.fields } : {}) } };
   }
+}
+
+/** The 413 for a body over the limit: what the limit is and how to raise it. */
+export function bodyTooLargeProblem(maxBytes: number): HttpProblem {
+  return new HttpProblem(
+    'payload_too_large',
+    `the body is larger than ${formatBytes(maxBytes)}, the largest job spec this server accepts; keep large data in files the job reads, or start the server with \`tutti up --max-spec-bytes N\``,
+  );
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
 }
 
 export function installErrorHandling(app: FastifyInstance, logger: Logger): void {
@@ -71,7 +86,7 @@ function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError) {
     return new HttpProblem('invalid_spec', `the body is not valid JSON: ${error.message}`, [{ path: '', message: error.message }]);
   }
-  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new HttpProblem('payload_too_large', 'the body is larger than 1 MiB');
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return bodyTooLargeProblem(request.routeOptions.bodyLimit);
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return new HttpProblem('unsupported_media_type', 'send the job spec as application/json or application/yaml');
   }

@@ -2,6 +2,7 @@
  * Server-sent events: the job event log as a stream. Each event carries its sequence number as the SSE id, so a
  * client that reconnects with Last-Event-ID (or ?after=) gets exactly what it missed, from the store.
  */
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { JobEvent } from '@tutti/model';
 import type { StateStore } from '@tutti/store';
@@ -9,6 +10,20 @@ import type { EventFeed } from '../event-feed.ts';
 import { toEventView } from '../views.ts';
 
 const HEARTBEAT_MS = 15_000;
+
+/**
+ * The seq a stream starts after: `?after=`, else a Last-Event-ID, else the newest `?last=` events, else none (only
+ * events from now on). An empty or malformed Last-Event-ID is no Last-Event-ID: a browser's EventSource sends an
+ * empty one when nothing was received, and that means "from now", not "the whole history".
+ */
+export function resumePoint(request: { after?: number; last?: number; lastEventId?: string | string[] }, latestSeq: number): number | undefined {
+  if (request.after !== undefined) return request.after;
+  const header = typeof request.lastEventId === 'string' ? request.lastEventId.trim() : '';
+  if (/^[0-9]{1,15}$/.test(header)) return Number(header);
+  // Event seqs are consecutive, so "the newest N" starts after latest − N.
+  if (request.last !== undefined) return Math.max(0, latestSeq - request.last);
+  return undefined;
+}
 
 export async function serveEventStream(options: {
   request: FastifyRequest;
@@ -21,7 +36,8 @@ export async function serveEventStream(options: {
   const { request, reply, store, feed, jobId } = options;
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  // Hijacked: the headers set on the reply so far (the security headers) are written here or not at all.
+  raw.writeHead(200, { ...(reply.getHeaders() as OutgoingHttpHeaders), 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   raw.write(': tutti event stream\n\n');
 
   let cursor = options.afterSeq ?? feed.latestSeq;

@@ -19,6 +19,11 @@ interface LogRequest {
   follow: boolean;
   signal: AbortSignal;
   attempt?: number;
+  /**
+   * Sends the response headers before any log bytes: a follow may wait long (a pending job has no log yet), and a
+   * client should know meanwhile that its request was accepted.
+   */
+  flushHeaders?: () => void;
 }
 
 export function followLog(options: LogRequest): Readable {
@@ -38,7 +43,9 @@ async function* readPastAttempt({ store, jobId, rank }: LogRequest, attempt: num
   }
 }
 
-async function* readLog({ store, jobId, rank, follow, signal }: LogRequest): AsyncGenerator<Buffer> {
+async function* readLog({ store, jobId, rank, follow, signal, flushHeaders }: LogRequest): AsyncGenerator<Buffer> {
+  // The stream is read only once the response is set up, so the headers are complete by now.
+  if (follow) flushHeaders?.();
   let logPath: string | undefined;
   // Wait for the rank to exist (a pending job has no log yet).
   for (;;) {

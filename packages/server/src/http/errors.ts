@@ -5,9 +5,10 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { JOB_ID_PATTERN, describeBadJobId } from '@tutti/model';
 import type { FieldError } from '@tutti/model';
+import { asDiskFull } from '@tutti/store';
 import type { Logger } from '../logger.ts';
 
-export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'internal_error';
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'disk_full' | 'internal_error';
 
 const STATUS: Record<ProblemCode, number> = {
   invalid_spec: 400,
@@ -21,6 +22,8 @@ const STATUS: Record<ProblemCode, number> = {
   misdirected_request: 421,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  // 507 Insufficient Storage: the request was fine and may be sent again once space is freed.
+  disk_full: 507,
   internal_error: 500,
 };
 
@@ -68,6 +71,10 @@ export function installErrorHandling(app: FastifyInstance, logger: Logger): void
 
 function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   if (error instanceof HttpProblem) return error;
+  // A write refused for lack of space (SQLite's SQLITE_FULL, ENOSPC): say so, not "internal error". Logged once
+  // per episode by the server's DiskFullLog, not per request.
+  const full = asDiskFull(error);
+  if (full) return new HttpProblem('disk_full', full.message);
   if (error.validation) {
     const where = error.validationContext ?? 'request';
     const fields = error.validation.map((v) => {

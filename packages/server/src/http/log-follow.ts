@@ -63,6 +63,8 @@ async function* readLog({ store, jobId, rank, follow, signal, flushHeaders }: Lo
     let position = 0;
     const buffer = Buffer.alloc(CHUNK);
     for (;;) {
+      // A log trimmed to its cap (see log-cap.ts) is now shorter than what was sent: go on from its marker line.
+      if (follow && (await file.stat()).size < position) position = 0;
       // Read everything available now.
       for (;;) {
         const { bytesRead } = await file.read(buffer, 0, CHUNK, position);

@@ -24,8 +24,12 @@ import { CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
-import type { GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
+import { PRIVATE_FILE_MODE, asDiskFull } from '@tutti/store';
+import type { DiskFullError, GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
+import type { DiskFullLog } from './disk-full-log.ts';
 import type { EventFeed } from './event-feed.ts';
+import type { LogTrim } from './log-cap.ts';
+import { formatByteSize } from './log-cap.ts';
 import type { Logger } from './logger.ts';
 import type { JobTokens } from './job-tokens.ts';
 import type { ServerMetrics } from './metrics.ts';
@@ -59,7 +63,26 @@ export interface JobControllerOptions {
    * not known (fake GPUs, no samples yet) or a GPU was busy in the latest sample.
    */
   gpusIdleSince?: (jobId: string) => number | undefined;
+  /** Where a full disk is told (once per episode); without it, full-disk failures are not logged at all. */
+  diskFull?: DiskFullLog;
+  /** Each rank log's size cap (see log-cap.ts); none means logs grow without bound. */
+  maxLogBytes?: number;
+  /** Called right after each durable step of a job's life (see `LifecyclePoint`); tests kill the process there. */
+  onLifecyclePoint?: (point: LifecyclePoint, jobId: string) => void;
 }
+
+/**
+ * The moments of a job's life right after a durable step, each leaving the store in a state of its own. A crash
+ * at any of them is what `recover` converges from; `onLifecyclePoint` lets a test crash at exactly one.
+ * - `placed`: the job is running with its GPUs, its ranks not launched.
+ * - `launched`: the backend started the ranks; their handles are not recorded.
+ * - `ranks_recorded`: the ranks' handles are recorded.
+ * - `rank_exit_recorded`: a rank's exit is recorded; the job is neither finished nor requeued.
+ * - `stop_recorded`: why the gang is being stopped is recorded (the `stopping` event); no rank signalled yet.
+ * - `cancel_recorded`: a cancel is recorded; the stop not begun.
+ * - `requeued`: the job is back to pending (a restart waiting out its backoff, or a preemption).
+ */
+export type LifecyclePoint = 'placed' | 'launched' | 'ranks_recorded' | 'rank_exit_recorded' | 'stop_recorded' | 'cancel_recorded' | 'requeued';
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
 export type StopCause =
@@ -99,6 +122,8 @@ function toProgressRecord(jobId: string, attempt: number, rank: number, at: numb
 
 /** The periodic tick runs a cycle at least this often even when nothing changed. */
 const MAX_IDLE_CYCLE_GAP_MS = 10_000;
+/** A job that could not start because the disk was full waits this long before it is tried again. */
+const DISK_FULL_RETRY_MS = 10_000;
 
 export class JobController {
   private readonly store: StateStore;
@@ -158,6 +183,14 @@ export class JobController {
   private started = false;
   /** Timers that wake the queue when a restart's backoff is over. */
   private readonly backoffTimers = new Set<NodeJS.Timeout>();
+  /**
+   * Records refused for lack of space (a rank's exit, a launch's pids), in the order they happened, tried again on
+   * every tick until they are written: without them a job whose rank exited during a full disk would run forever.
+   */
+  private readonly unwritten = new Map<string, () => Promise<void>>();
+  private writingUnwritten: Promise<void> | undefined;
+  /** Numbers the unwritten records, so that two of the same kind never share a key. */
+  private unwrittenCount = 0;
 
   constructor(options: JobControllerOptions) {
     this.options = options;
@@ -165,7 +198,8 @@ export class JobController {
     this.backend = options.backend;
     this.usage = new TeamUsageTracker(options.fairShareHalfLifeMs);
     this.backend.onRankExit((exit) => {
-      void this.withJobLock(exit.jobId, () => this.handleRankExit(exit)).catch((error: unknown) =>
+      const record = () => this.handleRankExit(exit);
+      void this.withJobLock(exit.jobId, () => this.writeNowOrLater(exit.jobId, `the exit of rank ${exit.rank} of job ${exit.jobId}`, record)).catch((error: unknown) =>
         this.options.logger.error(`reconciling rank ${exit.rank} of job ${exit.jobId} failed`, error),
       );
     });
@@ -179,12 +213,22 @@ export class JobController {
     this.usage.seed(now, past, await this.store.listJobsByStatus(['running']));
     await this.seedServiceHistory(past);
     this.started = true;
-    for (const job of await this.store.listJobsByStatus(['pending'])) this.queue.set(job.id, job);
+    for (const job of await this.store.listJobsByStatus(['pending'])) {
+      this.queue.set(job.id, job);
+      // A restart that was waiting out its backoff when the server died is woken when the backoff ends.
+      if (job.notBefore !== undefined && job.notBefore > now) this.wakeQueueAt(job.notBefore);
+    }
     this.timer = setInterval(() => {
+      this.writeUnwritten();
       this.enforceDeadlines();
       this.progressPoll ??= this.pollProgress().finally(() => (this.progressPoll = undefined));
       if (this.queueChanged || performance.now() - this.lastCycleStart > MAX_IDLE_CYCLE_GAP_MS) this.requestSchedule();
-      else void this.store.snapshot().then((snapshot) => snapshot.version !== this.lastSnapshotVersion && this.requestSchedule());
+      else {
+        void this.store
+          .snapshot()
+          .then((snapshot) => snapshot.version !== this.lastSnapshotVersion && this.requestSchedule())
+          .catch((error: unknown) => this.options.logger.error('reading the cluster snapshot failed', error));
+      }
     }, this.options.tickMs);
     this.timer.unref();
     this.requestSchedule();
@@ -197,6 +241,7 @@ export class JobController {
     for (const timer of this.backoffTimers) clearTimeout(timer);
     await this.cycleRunning;
     await this.progressPoll;
+    await this.writingUnwritten;
     await Promise.allSettled([...this.launches]);
     await Promise.allSettled([...this.jobLocks.values()]);
     await this.persistPendingReasons().catch((error: unknown) => this.options.logger.warn(`could not save pending reasons: ${String(error)}`));
@@ -258,7 +303,9 @@ export class JobController {
         await this.runSchedulingCycle();
         this.lastCycleMs = performance.now() - this.lastCycleStart;
       } catch (error) {
-        this.options.logger.error('scheduling cycle failed', error);
+        // Tried again on the next tick (a placement refused for a full disk is still in the queue).
+        this.queueChanged = true;
+        if (!this.reportDiskFull(error)) this.options.logger.error('scheduling cycle failed', error);
       } finally {
         this.cycleRunning = undefined;
       }
@@ -279,7 +326,10 @@ export class JobController {
     const outcome = await this.store.requestCancel(jobId, this.options.now());
     if (outcome === 'cancelled' && this.queue.delete(jobId)) this.queueChanged = true;
     if (outcome === 'cancelled' || outcome === 'stopping') this.options.feed.notify();
-    if (outcome === 'stopping') this.beginStop(jobId, { kind: 'cancelled' });
+    if (outcome === 'stopping') {
+      this.lifecycle('cancel_recorded', jobId);
+      this.beginStop(jobId, { kind: 'cancelled' });
+    }
     return outcome;
   }
 
@@ -365,6 +415,7 @@ export class JobController {
         // A job that is no longer pending (cancelled meanwhile) leaves the queue; one whose GPUs were taken stays.
         if (outcome && (outcome.applied || outcome.reason === 'job_not_pending')) this.queue.delete(placement.jobId);
         if (!outcome?.applied || !job) return;
+        this.lifecycle('placed', job.id);
         // Under the job's lock: a rank that exits at once is recorded only after its launch is.
         this.trackLaunch(this.withJobLock(job.id, () => this.launch(job, placement, tasks)));
       });
@@ -387,12 +438,57 @@ export class JobController {
 
   private trackLaunch(launch: Promise<void>): void {
     this.launches.add(launch);
-    void launch.finally(() => this.launches.delete(launch));
+    void launch
+      .catch((error: unknown) => {
+        if (!this.reportDiskFull(error)) this.options.logger.error('launching a job failed', error);
+      })
+      .finally(() => this.launches.delete(launch));
   }
 
-  /** The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. */
+  /** Whether `error` is a full disk (told to the disk-full log, which logs it once per episode). */
+  private reportDiskFull(error: unknown): boolean {
+    return this.options.diskFull ? this.options.diskFull.report(error) : asDiskFull(error) !== undefined;
+  }
+
+  /**
+   * Runs `write` (under the job's lock, which the caller holds); if it is refused for a full disk, keeps it to run
+   * again on each tick, in order, until it succeeds. Other errors propagate.
+   */
+  private async writeNowOrLater(jobId: string, what: string, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      if (!this.reportDiskFull(error) || this.closed) throw error;
+      this.unwritten.set(`${what} (#${++this.unwrittenCount})`, () => this.withJobLock(jobId, write));
+    }
+  }
+
+  /** Writes what a full disk refused, oldest first; stops at the first one still refused. */
+  private writeUnwritten(): void {
+    if (this.unwritten.size === 0 || this.writingUnwritten) return;
+    this.writingUnwritten = (async () => {
+      for (const [what, write] of [...this.unwritten]) {
+        try {
+          await write();
+          this.unwritten.delete(what);
+        } catch (error) {
+          if (this.reportDiskFull(error)) return;
+          this.unwritten.delete(what);
+          this.options.logger.error(`recording ${what} failed`, error);
+        }
+      }
+    })().finally(() => (this.writingUnwritten = undefined));
+  }
+
+  /**
+   * The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. The API resolves a
+   * relative `checkpoint_dir` against the workdir; one stored before it did is resolved where its ranks run (never
+   * against the server's own working directory).
+   */
   checkpointDir(job: Job): string {
-    return job.spec.checkpointDir ?? path.join(this.options.dataDir, 'checkpoints', job.id);
+    const dir = job.spec.checkpointDir;
+    if (dir === undefined) return path.join(this.options.dataDir, 'checkpoints', job.id);
+    return path.resolve(job.spec.workdir ?? path.join(this.options.dataDir, 'jobs', job.id), dir);
   }
 
   /** Where the control plane leaves files for a job's ranks (`preempt-deadline`). */
@@ -443,24 +539,35 @@ export class JobController {
         attempt,
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
       });
+      this.lifecycle('launched', job.id);
     } catch (error) {
+      const full = asDiskFull(error, this.options.dataDir);
+      if (full) {
+        // Not the job's fault, and over once space is freed: back to the queue, tried again after a pause.
+        this.reportDiskFull(error);
+        await this.writeNowOrLater(job.id, `the requeue of job ${job.id}`, () => this.requeueAfterDiskFull(job.id, full));
+        return;
+      }
       const detail = error instanceof Error ? error.message : String(error);
       logger.warn(`job ${job.id} could not start: ${detail}`);
       await store.updateTasks(tasks.map((t) => ({ jobId: t.jobId, rank: t.rank, status: 'lost', exitCode: null, finishedAt: now() })));
       await this.finish(job.id, { status: 'failed', exitCode: null, endReason: `could not start: ${detail}` });
       return;
     }
-    await store.updateTasks(
-      handles.map((h) => ({ jobId: h.jobId, rank: h.rank, status: 'running', pid: h.pid, pidStartTime: h.pidStartTime, logPath: h.logPath, startedAt: h.startedAt })),
-    );
     const resumed = runtimeEnv.TUTTI_RESUME_FROM ?? null;
-    await store.appendEvent(
-      job.id,
-      'started',
-      `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
-      now(),
-      { pids: handles.map((h) => h.pid), attempt, resume_from: resumed },
-    );
+    const startedAt = now();
+    // The ranks run now: their pids must reach the store even if the disk is full at this moment.
+    await this.writeNowOrLater(job.id, `the start of job ${job.id}`, async () => {
+      await store.updateTasks(handles.map(recordedHandle));
+      this.lifecycle('ranks_recorded', job.id);
+      await store.appendEvent(
+        job.id,
+        'started',
+        `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
+        startedAt,
+        { pids: handles.map((h) => h.pid), attempt, resume_from: resumed },
+      );
+    });
     this.watchAttempt(job, attempt, handles, 'start');
     this.options.metrics.observeStartLatency((handles[0]?.startedAt ?? now()) - job.createdAt);
     this.options.feed.notify();
@@ -499,16 +606,22 @@ export class JobController {
       const graceMs = (cause.kind === 'preempted' ? cause.graceMs : undefined) ?? job?.spec.preemptionGraceMs ?? this.options.stopGraceMs;
       const signal = job?.spec.stopSignal ?? 'SIGTERM';
       const deadline = this.options.now() + graceMs;
-      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`).catch(() => undefined);
+      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
+      // The cause is recorded before any rank is signalled: after a crash, `recover` ends the attempt for it.
       await this.store.appendEvent(jobId, 'stopping', `${describeStop(cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))})`, this.options.now(), {
         signal,
         grace_ms: graceMs,
         deadline,
+        attempt: attempt ?? null,
+        cause,
       });
+      this.lifecycle('stop_recorded', jobId);
       this.options.feed.notify();
       await this.backend.stop(handles, { graceMs, signal });
     } catch (error) {
-      this.options.logger.error(`stopping job ${jobId} failed`, error);
+      if (!this.reportDiskFull(error)) this.options.logger.error(`stopping job ${jobId} failed`, error);
+      // The stop is recorded before any rank is signalled: with the disk full, both wait for the next ticks.
+      else if (!this.closed) this.unwritten.set(`the stop of job ${jobId} (#${++this.unwrittenCount})`, () => this.signalRanks(jobId, cause));
     }
   }
 
@@ -525,8 +638,14 @@ export class JobController {
 
   private async handleRankExit(exit: RankExit): Promise<void> {
     const { store } = this.options;
+    if (exit.attempt !== undefined) {
+      // A rank of an attempt that is over (killed while its job was requeued) must not act on the next attempt.
+      const job = await store.getJob(exit.jobId);
+      if (job?.status !== 'running' || (job.attempt ?? 1) !== exit.attempt) return;
+    }
     const update: TaskUpdate = { jobId: exit.jobId, rank: exit.rank, status: exit.lost ? 'lost' : 'exited', exitCode: exit.exitCode, finishedAt: exit.at };
     await store.updateTasks([update]);
+    this.lifecycle('rank_exit_recorded', exit.jobId);
     const detail = exit.lost
       ? `rank ${exit.rank} was lost (its process vanished without an exit status)`
       : exit.signal
@@ -560,23 +679,46 @@ export class JobController {
     this.stopping.delete(jobId);
     this.deadlines.delete(jobId);
     if (!requeued) return;
+    this.lifecycle('requeued', jobId);
     this.options.logger.warn(`job ${jobId}: ${outcome.reason}`);
     const pending = await this.store.getJob(jobId);
     if (pending?.status === 'pending') {
       this.queue.set(jobId, pending);
       this.queueChanged = true;
-      if (notBefore !== undefined) {
-        const timer = setTimeout(() => {
-          this.backoffTimers.delete(timer);
-          this.queueChanged = true;
-          this.requestSchedule();
-        }, notBefore - now);
-        timer.unref();
-        this.backoffTimers.add(timer);
-      }
+      if (notBefore !== undefined) this.wakeQueueAt(notBefore);
     }
     this.options.feed.notify();
     this.requestSchedule();
+  }
+
+  /** A job that could not start for a full disk goes back to the queue, not counted as a restart, after a pause. */
+  private async requeueAfterDiskFull(jobId: string, full: DiskFullError): Promise<void> {
+    const now = this.options.now();
+    const notBefore = now + DISK_FULL_RETRY_MS;
+    const reason = `could not start: ${full.message}; tried again in ${formatDuration(DISK_FULL_RETRY_MS)}`;
+    if (!(await this.store.requeueJob(jobId, reason, now, { notBefore }))) return;
+    const pending = await this.store.getJob(jobId);
+    if (pending?.status === 'pending') {
+      this.queue.set(jobId, pending);
+      this.queueChanged = true;
+      this.wakeQueueAt(notBefore);
+    }
+    this.options.feed.notify();
+  }
+
+  /** Asks for a cycle once a restart's backoff is over (a cycle before then passes the job over). */
+  private wakeQueueAt(notBefore: number): void {
+    const timer = setTimeout(() => {
+      this.backoffTimers.delete(timer);
+      this.queueChanged = true;
+      this.requestSchedule();
+    }, Math.max(0, notBefore - this.options.now()));
+    timer.unref();
+    this.backoffTimers.add(timer);
+  }
+
+  private lifecycle(point: LifecyclePoint, jobId: string): void {
+    this.options.onLifecyclePoint?.(point, jobId);
   }
 
   // ---- progress records and hangs ---------------------------------------------------------------------------
@@ -584,10 +726,25 @@ export class JobController {
   /** Starts tailing an attempt's rank logs: from the start for a fresh launch, from their end for an adoption. */
   private watchAttempt(job: Job, attempt: number, handles: readonly RankHandle[], from: 'start' | 'end'): void {
     // Records written while no server watched are not replayed on adoption (their time is unknown).
-    const tails = handles.map((h) => ({ rank: h.rank, tail: new LogTail(h.logPath, from) }));
+    const maxBytes = this.options.maxLogBytes;
+    const tails = handles.map((h) => ({
+      rank: h.rank,
+      tail: new LogTail(h.logPath, from, maxBytes === undefined ? undefined : { maxBytes, onTrim: (trim) => this.logTrimmed(job.id, h.rank, maxBytes, trim) }),
+    }));
     const watch: AttemptWatch = { attempt, tails, lastProgressAt: this.options.now(), watchedSince: this.options.now(), ...(job.spec.hangTimeoutMs !== undefined ? { hangTimeoutMs: job.spec.hangTimeoutMs } : {}) };
     const jobId = job.id;
     this.watches.set(jobId, watch);
+  }
+
+  /** A rank's log passed the cap and lost its oldest output: said on the job, so its owner knows why. */
+  private logTrimmed(jobId: string, rank: number, maxBytes: number, trim: LogTrim): void {
+    const message = `rank ${rank}'s log passed the log cap of ${formatByteSize(maxBytes)}: ${trim.droppedBytes} bytes of its oldest output dropped (${trim.totalDroppedBytes} in all)`;
+    void this.store
+      .appendEvent(jobId, 'log_trimmed', message, this.options.now(), { rank, dropped_bytes: trim.droppedBytes, total_dropped_bytes: trim.totalDroppedBytes, max_log_bytes: maxBytes })
+      .then(() => this.options.feed.notify())
+      .catch((error: unknown) => {
+        if (!this.reportDiskFull(error)) this.options.logger.error(`recording the log trim of job ${jobId} failed`, error);
+      });
   }
 
   /** Reads new progress records of every running attempt, stores them, and declares hung jobs. */
@@ -650,7 +807,12 @@ export class JobController {
         ? `no progress record for ${formatDuration(timeoutMs)} (hang_timeout); ${last}`
         : `every GPU of the job idle (0% utilization) for ${formatDuration(timeoutMs)} (hang_timeout) while its processes live; ${last}`;
       this.options.logger.warn(`job ${jobId} is hung: ${detail}`);
-      void this.store.appendEvent(jobId, 'hung', `declared hung: ${detail}`, now, { last: watch.last ?? null, last_progress_at: watch.lastProgressAt }).then(() => this.options.feed.notify());
+      void this.store
+        .appendEvent(jobId, 'hung', `declared hung: ${detail}`, now, { last: watch.last ?? null, last_progress_at: watch.lastProgressAt })
+        .then(() => this.options.feed.notify())
+        .catch((error: unknown) => {
+          if (!this.reportDiskFull(error)) this.options.logger.error(`recording that job ${jobId} hung failed`, error);
+        });
       this.beginStop(jobId, { kind: 'hung', timeoutMs, detail });
     }
   }
@@ -684,47 +846,92 @@ export class JobController {
   }
 
   /**
-   * After a restart: every job the store says is running is either adopted (its ranks still run and are watched
-   * again), finished (its ranks ended while the server was down: their real exit codes are read back), or
-   * requeued (it never got as far as starting a process).
+   * After a restart, every job the store says is running converges, whatever step of its life the crash cut:
+   * - its ranks that still run are adopted (watched again, their exits reported as usual);
+   * - ranks that ended while no server watched are read back with their real exit codes;
+   * - ranks the backend started but the crash kept from being recorded are found (`findStarted`) and adopted;
+   *   if only some of a gang are found, they are killed and the job is queued again, as is a job of which nothing
+   *   was started (a cancelled one is finished instead);
+   * - a stop that was under way (its cause recorded in the `stopping` event), a cancel, or a rank failure whose
+   *   stop had not begun is carried through;
+   * - a job whose ranks have all exited — also one whose last exit was recorded just before the crash — is
+   *   finished or requeued exactly as if the server had lived, and its GPUs are freed.
    */
   private async recover(): Promise<void> {
-    const { store, logger, now } = this.options;
+    const { store } = this.options;
     const running = await store.listJobsByStatus(['running']);
     if (running.length === 0) return;
-    const tasks = await store.listActiveTasks();
     const byJob = new Map<string, Task[]>();
-    for (const task of tasks) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
-
+    for (const task of await store.listActiveTasks()) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
     for (const job of running) {
-      const jobTasks = byJob.get(job.id) ?? (await store.getTasks(job.id));
-      const handles = jobTasks.flatMap((t) => (t.status === 'running' || t.status === 'starting' ? (toHandle(t, job.attempt) ?? []) : []));
-      const unlaunched = jobTasks.filter((t) => (t.status === 'running' || t.status === 'starting') && !toHandle(t, job.attempt));
-      if (handles.length === 0 && unlaunched.length > 0) {
-        // The server died between placing the job and recording any process: nothing of it runs; queue it again.
-        await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
-        logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
-        continue;
-      }
-      if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
-      const observations = await this.backend.adopt(handles);
-      const adopted = observations.filter((o) => o.state === 'running').length;
-      if (adopted > 0) this.watchAttempt(job, job.attempt ?? 1, handles, 'end');
-      if (adopted > 0) await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
-      for (const task of unlaunched) {
-        await this.withJobLock(job.id, () => this.handleRankExit({ jobId: job.id, rank: task.rank, exitCode: null, lost: true, at: now() }));
-      }
-      for (const observation of observations) {
-        if (observation.state === 'running') continue;
-        const exit: RankExit =
-          observation.state === 'exited'
-            ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt }
-            : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now() };
-        await this.withJobLock(job.id, () => this.handleRankExit(exit));
-      }
-      if (job.cancelRequestedAt !== undefined) this.beginStop(job.id, { kind: 'cancelled' });
+      await this.recoverJob(job, byJob.get(job.id) ?? (await store.getTasks(job.id))).catch((error: unknown) =>
+        this.options.logger.error(`recovering job ${job.id} after the restart failed`, error),
+      );
     }
     this.options.feed.notify();
+  }
+
+  private async recoverJob(job: Job, recorded: Task[]): Promise<void> {
+    const { store, logger, now } = this.options;
+    const attempt = job.attempt ?? 1;
+    let tasks = recorded;
+    const unrecorded = tasks.filter((t) => isLive(t) && !toHandle(t, attempt));
+    if (unrecorded.length > 0) {
+      const found = await this.backend.findStarted(job.id, attempt, unrecorded);
+      if (found.length < unrecorded.length) {
+        // Not the whole gang started (or nothing did): nothing of it may run on, and it starts again from the queue.
+        // Under the job's lock, so the exits of the ranks killed here find the job requeued and are ignored.
+        await this.withJobLock(job.id, async () => {
+          if (found.length > 0) await this.backend.stop(found, { graceMs: 0, signal: 'SIGKILL' });
+          if (job.cancelRequestedAt !== undefined) {
+            await this.finish(job.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' });
+            return;
+          }
+          await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
+          logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
+        });
+        return;
+      }
+      await store.updateTasks(found.map(recordedHandle));
+      tasks = await store.getTasks(job.id);
+    }
+    if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
+    const cause = await this.interruptedStop(job, tasks);
+    // Set before any exit is handled, so the attempt ends for the cause it was being stopped for.
+    if (cause) this.stopping.set(job.id, cause);
+    const handles = tasks.filter(isLive).flatMap((t) => toHandle(t, attempt) ?? []);
+    const observations = await this.backend.adopt(handles);
+    const adopted = observations.filter((o) => o.state === 'running').length;
+    if (adopted > 0) {
+      this.watchAttempt(job, attempt, handles, 'end');
+      await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
+    }
+    for (const observation of observations) {
+      if (observation.state === 'running') continue;
+      const exit: RankExit =
+        observation.state === 'exited'
+          ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt, attempt }
+          : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now(), attempt };
+      await this.withJobLock(job.id, () => this.handleRankExit(exit));
+    }
+    // Every rank may have been out before the crash already: then no exit above ends the job, this does.
+    await this.withJobLock(job.id, () => this.maybeFinish(job.id));
+    if (cause && (await store.getJob(job.id))?.status === 'running') void this.signalRanks(job.id, cause);
+  }
+
+  /**
+   * Why the current attempt was being stopped when the server died, if it was: the cause recorded in its
+   * `stopping` event, else a cancel, else the first rank recorded as failed (its stop may not have begun).
+   */
+  private async interruptedStop(job: Job, tasks: readonly Task[]): Promise<StopCause | undefined> {
+    const stopping = await this.store.lastEventOfType(job.id, 'stopping');
+    const recorded = stopping?.data?.attempt === (job.attempt ?? 1) ? parseStopCause(stopping.data.cause) : undefined;
+    if (recorded) return recorded;
+    if (job.cancelRequestedAt !== undefined) return { kind: 'cancelled' };
+    const failed = firstFailedRank(tasks);
+    if (!failed) return undefined;
+    const detail = failed.status === 'lost' ? `rank ${failed.rank} was lost (its process vanished without an exit status)` : `rank ${failed.rank} exited with code ${failed.exitCode}`;
+    return { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) };
   }
 
   private withJobLock(jobId: string, work: () => Promise<void>): Promise<void> {
@@ -736,6 +943,27 @@ export class JobController {
     this.jobLocks.set(jobId, tracked);
     return next;
   }
+}
+
+const isLive = (task: Task) => task.status === 'running' || task.status === 'starting';
+
+/** What the store keeps of a launched rank's handle. */
+function recordedHandle(handle: RankHandle): TaskUpdate {
+  return { jobId: handle.jobId, rank: handle.rank, status: 'running', pid: handle.pid, pidStartTime: handle.pidStartTime, logPath: handle.logPath, startedAt: handle.startedAt };
+}
+
+/** The rank that failed first (lost, or a non-zero exit), by when it ended. */
+function firstFailedRank(tasks: readonly Task[]): Task | undefined {
+  return [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || (t.status === 'exited' && t.exitCode !== 0));
+}
+
+const STOP_CAUSE_KINDS: ReadonlySet<string> = new Set<StopCause['kind']>(['rank_failed', 'cancelled', 'max_duration', 'hung', 'preempted']);
+
+/** A stop cause as the `stopping` event recorded it; undefined for anything else (an event of an older server). */
+function parseStopCause(value: unknown): StopCause | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const kind = (value as { kind?: unknown }).kind;
+  return typeof kind === 'string' && STOP_CAUSE_KINDS.has(kind) ? (value as StopCause) : undefined;
 }
 
 /** `attempt` is the job's: its ranks' status files live under that attempt's directory. */
@@ -829,7 +1057,7 @@ export function decideJobEnd(cause: StopCause | undefined, tasks: readonly Task[
   if (cause?.kind === 'rank_failed') return { status: 'failed', exitCode: cause.exitCode, endReason: cause.detail };
   if (cause?.kind === 'hung') return { status: 'failed', exitCode: null, endReason: `hung: ${cause.detail}` };
   if (cause?.kind === 'preempted') return { status: 'failed', exitCode: null, endReason: `preempted: ${cause.message}` };
-  const failed = [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || t.exitCode !== 0);
+  const failed = firstFailedRank(tasks);
   if (failed) {
     return {
       status: 'failed',

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { getProfile, parseProfile } from '@tutti/scheduler';
-import { acquireDataDirLock, createSqliteStateStore } from '@tutti/store';
+import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import { createLocalBackend, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
@@ -16,6 +16,8 @@ import { JobController } from './job-controller.ts';
 import { buildHttpApp } from './http/app.ts';
 import { DEFAULT_BODY_LIMITS, checkBodyLimits } from './http/body-parsers.ts';
 import { checkBrowserSafetyOptions } from './http/request-guards.ts';
+import { DiskFullLog } from './disk-full-log.ts';
+import { DEFAULT_MAX_LOG_BYTES, checkMaxLogBytes } from './log-cap.ts';
 import { createConsoleLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -73,6 +75,13 @@ export interface TuttiServerOptions {
   nvidiaSmi?: string;
   /** The clock. @default Date.now */
   now?: () => number;
+  /**
+   * The most bytes one rank's log file keeps (`tutti up --max-log-bytes`): past it, the oldest output is dropped and
+   * a marker line says how much. At least 64 KiB. @default DEFAULT_MAX_LOG_BYTES (1 GiB)
+   */
+  maxLogBytes?: number;
+  /** The most pages tutti.db may grow to (see SqliteStateStoreOptions.maxPageCount); tests use it to fill the store. */
+  databaseMaxPages?: number;
 }
 
 export interface TuttiServer {
@@ -100,6 +109,21 @@ function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaS
   }
 }
 
+/**
+ * Runs a start-up step that creates, opens or writes the data dir. Its failure (read-only, no permission, a damaged
+ * database, a directory where a file belongs, no space) becomes a StartupError of one line naming the file and what
+ * to do, which `tutti up` prints without a stack trace.
+ */
+async function inDataDir<T>(file: string, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    const problem = explainDataDirFailure(error, file);
+    if (problem) throw new StartupError(problem.message, { cause: error });
+    throw error;
+  }
+}
+
 export async function startTuttiServer(options: TuttiServerOptions): Promise<TuttiServer> {
   const logger = options.logger ?? createConsoleLogger();
   const now = options.now ?? Date.now;
@@ -109,9 +133,12 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   const browserSafety = { boundHost: host, allowedHosts: options.allowedHosts ?? [], allowedOrigins: options.allowedOrigins ?? [] };
   const httpProblem = checkBodyLimits(bodyLimits) ?? checkBrowserSafetyOptions(browserSafety);
   if (httpProblem) throw new StartupError(httpProblem);
-  await mkdir(dataDir, { recursive: true });
+  const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
+  const logCapProblem = checkMaxLogBytes(maxLogBytes);
+  if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
+  await inDataDir(dataDir, () => mkdir(dataDir, { recursive: true }));
 
-  const lock = acquireDataDirLock(dataDir);
+  const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir));
   if (!lock.ok) throw new StartupError(lock.message);
 
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
@@ -119,9 +146,10 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     for (const step of cleanups.splice(0).reverse()) await step();
   };
   try {
-    const store = await createSqliteStateStore({ path: path.join(dataDir, 'tutti.db') });
+    const databasePath = path.join(dataDir, 'tutti.db');
+    const diskFull = new DiskFullLog(logger);
+    const store = await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) }));
     cleanups.push(() => store.close());
-    await store.migrate();
 
     let backend = makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
     let inventory = await backend.inventory();
@@ -139,7 +167,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     }
     const chosenBackend = backend;
     cleanups.push(() => chosenBackend.close());
-    await store.replaceNodes(inventory, now());
+    // The first write of every start: a read-only or full disk shows here, before anything else is started.
+    await inDataDir(databasePath, () => store.replaceNodes(inventory, now()));
     if (fakeGpus !== undefined) await rememberFakeGpus(dataDir, fakeGpus).catch((error: unknown) => logger.warn(`could not note the fake GPUs in ${dataDir}: ${String(error)}`));
 
     const feed = new EventFeed(store, logger);
@@ -150,7 +179,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const profileResult = Object.keys(settings.args).length > 0 ? parseProfile({ base: settings.profile, args: settings.args }) : getProfile(settings.profile);
     if (!profileResult.ok) throw new StartupError(`scheduler.profile: ${profileResult.error}`);
     const teams = options.config?.teams ?? [];
-    const jobTokens = await JobTokens.open(dataDir);
+    const jobTokens = await inDataDir(dataDir, () => JobTokens.open(dataDir));
     // Known once the server listens (port 0 picks one).
     const api: { url?: string } = {};
     const controller = new JobController({
@@ -169,6 +198,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       jobTokens,
       apiUrl: () => api.url,
       gpusIdleSince: (jobId) => gpuSampler.gpusIdleSince(jobId),
+      diskFull,
+      maxLogBytes,
     });
     cleanups.push(() => controller.close());
 
@@ -205,7 +236,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const port = typeof address === 'object' && address ? address.port : (options.port ?? 7070);
     const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
     api.url = `http://${urlHost}:${port}`;
-    await controller.start();
+    // Re-adoption reads every running job: a damaged database shows here if not before.
+    await inDataDir(databasePath, () => controller.start());
     await history.start();
     gpuSampler.start();
     return { url: api.url, port, dataDir, store, controller, inventory, close: cleanup };

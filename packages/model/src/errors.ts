@@ -7,6 +7,11 @@ export interface FieldError {
   column?: number;
 }
 
+/** The message for a key that appears twice in one mapping, in YAML and JSON alike. */
+export function duplicateKeyMessage(key: string | number | undefined): string {
+  return `duplicate key${key !== undefined ? ` '${key}'` : ''}: each key may appear only once`;
+}
+
 /** Parsing user input is an expected outcome, so it returns a value rather than throwing. */
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
 

@@ -4,6 +4,7 @@
  */
 import { isMap, isScalar, isSeq } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
+import { duplicateKeyMessage } from './errors.ts';
 import type { FieldError, ParseResult } from './errors.ts';
 import type { JobSpec, ResourceRequest, TopologyLevel } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
@@ -166,7 +167,7 @@ function describeYamlError(error: YAMLError, doc: Document): Pick<FieldError, 'p
     const key = path?.at(-1);
     return {
       path: path ? formatPath(path) : '',
-      message: `duplicate key${key !== undefined ? ` '${key}'` : ''}: each key may appear only once`,
+      message: duplicateKeyMessage(key),
     };
   }
   if (error.code === 'MULTIPLE_DOCS') {

@@ -5,6 +5,7 @@
  * refuses a repeated key, and JSON bodies must not be laxer).
  */
 import { CST, Lexer } from 'yaml';
+import { duplicateKeyMessage } from './errors.ts';
 import type { FieldError, ParseResult } from './errors.ts';
 import { formatPath } from './job-spec-validate.ts';
 import type { PathSegment } from './job-spec-validate.ts';
@@ -37,11 +38,6 @@ export function parseJsonText(text: string, options: { maxDepth: number }): Pars
     return { ok: false, errors: [{ path: formatPath(path), message: duplicateKeyMessage(path.at(-1)), ...lineAndColumn(positionOf(text, offset)) }] };
   }
   return { ok: true, value };
-}
-
-/** The message for a key that appears twice in one mapping, JSON or YAML alike. */
-export function duplicateKeyMessage(key: PathSegment | undefined): string {
-  return `duplicate key${key !== undefined ? ` '${key}'` : ''}: each key may appear only once`;
 }
 
 interface JsonFrame {

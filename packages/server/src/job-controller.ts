@@ -24,7 +24,7 @@ import { CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
-import { asDiskFull } from '@tutti/store';
+import { PRIVATE_FILE_MODE, asDiskFull } from '@tutti/store';
 import type { DiskFullError, GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { DiskFullLog } from './disk-full-log.ts';
 import type { EventFeed } from './event-feed.ts';
@@ -67,7 +67,22 @@ export interface JobControllerOptions {
   diskFull?: DiskFullLog;
   /** Each rank log's size cap (see log-cap.ts); none means logs grow without bound. */
   maxLogBytes?: number;
+  /** Called right after each durable step of a job's life (see `LifecyclePoint`); tests kill the process there. */
+  onLifecyclePoint?: (point: LifecyclePoint, jobId: string) => void;
 }
+
+/**
+ * The moments of a job's life right after a durable step, each leaving the store in a state of its own. A crash
+ * at any of them is what `recover` converges from; `onLifecyclePoint` lets a test crash at exactly one.
+ * - `placed`: the job is running with its GPUs, its ranks not launched.
+ * - `launched`: the backend started the ranks; their handles are not recorded.
+ * - `ranks_recorded`: the ranks' handles are recorded.
+ * - `rank_exit_recorded`: a rank's exit is recorded; the job is neither finished nor requeued.
+ * - `stop_recorded`: why the gang is being stopped is recorded (the `stopping` event); no rank signalled yet.
+ * - `cancel_recorded`: a cancel is recorded; the stop not begun.
+ * - `requeued`: the job is back to pending (a restart waiting out its backoff, or a preemption).
+ */
+export type LifecyclePoint = 'placed' | 'launched' | 'ranks_recorded' | 'rank_exit_recorded' | 'stop_recorded' | 'cancel_recorded' | 'requeued';
 
 /** Why a running gang is being stopped. The first cause wins: the ranks that die of our SIGTERM do not count. */
 export type StopCause =
@@ -198,7 +213,11 @@ export class JobController {
     this.usage.seed(now, past, await this.store.listJobsByStatus(['running']));
     await this.seedServiceHistory(past);
     this.started = true;
-    for (const job of await this.store.listJobsByStatus(['pending'])) this.queue.set(job.id, job);
+    for (const job of await this.store.listJobsByStatus(['pending'])) {
+      this.queue.set(job.id, job);
+      // A restart that was waiting out its backoff when the server died is woken when the backoff ends.
+      if (job.notBefore !== undefined && job.notBefore > now) this.wakeQueueAt(job.notBefore);
+    }
     this.timer = setInterval(() => {
       this.writeUnwritten();
       this.enforceDeadlines();
@@ -307,7 +326,10 @@ export class JobController {
     const outcome = await this.store.requestCancel(jobId, this.options.now());
     if (outcome === 'cancelled' && this.queue.delete(jobId)) this.queueChanged = true;
     if (outcome === 'cancelled' || outcome === 'stopping') this.options.feed.notify();
-    if (outcome === 'stopping') this.beginStop(jobId, { kind: 'cancelled' });
+    if (outcome === 'stopping') {
+      this.lifecycle('cancel_recorded', jobId);
+      this.beginStop(jobId, { kind: 'cancelled' });
+    }
     return outcome;
   }
 
@@ -393,6 +415,7 @@ export class JobController {
         // A job that is no longer pending (cancelled meanwhile) leaves the queue; one whose GPUs were taken stays.
         if (outcome && (outcome.applied || outcome.reason === 'job_not_pending')) this.queue.delete(placement.jobId);
         if (!outcome?.applied || !job) return;
+        this.lifecycle('placed', job.id);
         // Under the job's lock: a rank that exits at once is recorded only after its launch is.
         this.trackLaunch(this.withJobLock(job.id, () => this.launch(job, placement, tasks)));
       });
@@ -457,9 +480,15 @@ export class JobController {
     })().finally(() => (this.writingUnwritten = undefined));
   }
 
-  /** The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. */
+  /**
+   * The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. The API resolves a
+   * relative `checkpoint_dir` against the workdir; one stored before it did is resolved where its ranks run (never
+   * against the server's own working directory).
+   */
   checkpointDir(job: Job): string {
-    return job.spec.checkpointDir ?? path.join(this.options.dataDir, 'checkpoints', job.id);
+    const dir = job.spec.checkpointDir;
+    if (dir === undefined) return path.join(this.options.dataDir, 'checkpoints', job.id);
+    return path.resolve(job.spec.workdir ?? path.join(this.options.dataDir, 'jobs', job.id), dir);
   }
 
   /** Where the control plane leaves files for a job's ranks (`preempt-deadline`). */
@@ -510,6 +539,7 @@ export class JobController {
         attempt,
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
       });
+      this.lifecycle('launched', job.id);
     } catch (error) {
       const full = asDiskFull(error, this.options.dataDir);
       if (full) {
@@ -528,9 +558,8 @@ export class JobController {
     const startedAt = now();
     // The ranks run now: their pids must reach the store even if the disk is full at this moment.
     await this.writeNowOrLater(job.id, `the start of job ${job.id}`, async () => {
-      await store.updateTasks(
-        handles.map((h) => ({ jobId: h.jobId, rank: h.rank, status: 'running', pid: h.pid, pidStartTime: h.pidStartTime, logPath: h.logPath, startedAt: h.startedAt })),
-      );
+      await store.updateTasks(handles.map(recordedHandle));
+      this.lifecycle('ranks_recorded', job.id);
       await store.appendEvent(
         job.id,
         'started',
@@ -577,12 +606,16 @@ export class JobController {
       const graceMs = (cause.kind === 'preempted' ? cause.graceMs : undefined) ?? job?.spec.preemptionGraceMs ?? this.options.stopGraceMs;
       const signal = job?.spec.stopSignal ?? 'SIGTERM';
       const deadline = this.options.now() + graceMs;
-      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`).catch(() => undefined);
+      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
+      // The cause is recorded before any rank is signalled: after a crash, `recover` ends the attempt for it.
       await this.store.appendEvent(jobId, 'stopping', `${describeStop(cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))})`, this.options.now(), {
         signal,
         grace_ms: graceMs,
         deadline,
+        attempt: attempt ?? null,
+        cause,
       });
+      this.lifecycle('stop_recorded', jobId);
       this.options.feed.notify();
       await this.backend.stop(handles, { graceMs, signal });
     } catch (error) {
@@ -605,8 +638,14 @@ export class JobController {
 
   private async handleRankExit(exit: RankExit): Promise<void> {
     const { store } = this.options;
+    if (exit.attempt !== undefined) {
+      // A rank of an attempt that is over (killed while its job was requeued) must not act on the next attempt.
+      const job = await store.getJob(exit.jobId);
+      if (job?.status !== 'running' || (job.attempt ?? 1) !== exit.attempt) return;
+    }
     const update: TaskUpdate = { jobId: exit.jobId, rank: exit.rank, status: exit.lost ? 'lost' : 'exited', exitCode: exit.exitCode, finishedAt: exit.at };
     await store.updateTasks([update]);
+    this.lifecycle('rank_exit_recorded', exit.jobId);
     const detail = exit.lost
       ? `rank ${exit.rank} was lost (its process vanished without an exit status)`
       : exit.signal
@@ -640,20 +679,13 @@ export class JobController {
     this.stopping.delete(jobId);
     this.deadlines.delete(jobId);
     if (!requeued) return;
+    this.lifecycle('requeued', jobId);
     this.options.logger.warn(`job ${jobId}: ${outcome.reason}`);
     const pending = await this.store.getJob(jobId);
     if (pending?.status === 'pending') {
       this.queue.set(jobId, pending);
       this.queueChanged = true;
-      if (notBefore !== undefined) {
-        const timer = setTimeout(() => {
-          this.backoffTimers.delete(timer);
-          this.queueChanged = true;
-          this.requestSchedule();
-        }, notBefore - now);
-        timer.unref();
-        this.backoffTimers.add(timer);
-      }
+      if (notBefore !== undefined) this.wakeQueueAt(notBefore);
     }
     this.options.feed.notify();
     this.requestSchedule();
@@ -669,15 +701,24 @@ export class JobController {
     if (pending?.status === 'pending') {
       this.queue.set(jobId, pending);
       this.queueChanged = true;
-      const timer = setTimeout(() => {
-        this.backoffTimers.delete(timer);
-        this.queueChanged = true;
-        this.requestSchedule();
-      }, DISK_FULL_RETRY_MS);
-      timer.unref();
-      this.backoffTimers.add(timer);
+      this.wakeQueueAt(notBefore);
     }
     this.options.feed.notify();
+  }
+
+  /** Asks for a cycle once a restart's backoff is over (a cycle before then passes the job over). */
+  private wakeQueueAt(notBefore: number): void {
+    const timer = setTimeout(() => {
+      this.backoffTimers.delete(timer);
+      this.queueChanged = true;
+      this.requestSchedule();
+    }, Math.max(0, notBefore - this.options.now()));
+    timer.unref();
+    this.backoffTimers.add(timer);
+  }
+
+  private lifecycle(point: LifecyclePoint, jobId: string): void {
+    this.options.onLifecyclePoint?.(point, jobId);
   }
 
   // ---- progress records and hangs ---------------------------------------------------------------------------
@@ -805,61 +846,124 @@ export class JobController {
   }
 
   /**
-   * After a restart: every job the store says is running is either adopted (its ranks still run and are watched
-   * again), finished (its ranks ended while the server was down: their real exit codes are read back), or
-   * requeued (it never got as far as starting a process).
+   * After a restart, every job the store says is running converges, whatever step of its life the crash cut:
+   * - its ranks that still run are adopted (watched again, their exits reported as usual);
+   * - ranks that ended while no server watched are read back with their real exit codes;
+   * - ranks the backend started but the crash kept from being recorded are found (`findStarted`) and adopted;
+   *   if only some of a gang are found, they are killed and the job is queued again, as is a job of which nothing
+   *   was started (a cancelled one is finished instead);
+   * - a stop that was under way (its cause recorded in the `stopping` event), a cancel, or a rank failure whose
+   *   stop had not begun is carried through;
+   * - a job whose ranks have all exited — also one whose last exit was recorded just before the crash — is
+   *   finished or requeued exactly as if the server had lived, and its GPUs are freed.
    */
   private async recover(): Promise<void> {
-    const { store, logger, now } = this.options;
+    const { store } = this.options;
     const running = await store.listJobsByStatus(['running']);
     if (running.length === 0) return;
-    const tasks = await store.listActiveTasks();
     const byJob = new Map<string, Task[]>();
-    for (const task of tasks) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
-
+    for (const task of await store.listActiveTasks()) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
     for (const job of running) {
-      const jobTasks = byJob.get(job.id) ?? (await store.getTasks(job.id));
-      const handles = jobTasks.flatMap((t) => (t.status === 'running' || t.status === 'starting' ? (toHandle(t, job.attempt) ?? []) : []));
-      const unlaunched = jobTasks.filter((t) => (t.status === 'running' || t.status === 'starting') && !toHandle(t, job.attempt));
-      if (handles.length === 0 && unlaunched.length > 0) {
-        // The server died between placing the job and recording any process: nothing of it runs; queue it again.
-        await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
-        logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
-        continue;
-      }
-      if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
-      const observations = await this.backend.adopt(handles);
-      const adopted = observations.filter((o) => o.state === 'running').length;
-      if (adopted > 0) this.watchAttempt(job, job.attempt ?? 1, handles, 'end');
-      if (adopted > 0) await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
-      for (const task of unlaunched) {
-        await this.withJobLock(job.id, () => this.handleRankExit({ jobId: job.id, rank: task.rank, exitCode: null, lost: true, at: now() }));
-      }
-      for (const observation of observations) {
-        if (observation.state === 'running') continue;
-        const exit: RankExit =
-          observation.state === 'exited'
-            ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt }
-            : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now() };
-        await this.withJobLock(job.id, () => this.handleRankExit(exit));
-      }
-      if (job.cancelRequestedAt !== undefined) this.beginStop(job.id, { kind: 'cancelled' });
+      await this.recoverJob(job, byJob.get(job.id) ?? (await store.getTasks(job.id))).catch((error: unknown) =>
+        this.options.logger.error(`recovering job ${job.id} after the restart failed`, error),
+      );
     }
     this.options.feed.notify();
+  }
+
+  private async recoverJob(job: Job, recorded: Task[]): Promise<void> {
+    const { store, logger, now } = this.options;
+    const attempt = job.attempt ?? 1;
+    let tasks = recorded;
+    const unrecorded = tasks.filter((t) => isLive(t) && !toHandle(t, attempt));
+    if (unrecorded.length > 0) {
+      const found = await this.backend.findStarted(job.id, attempt, unrecorded);
+      if (found.length < unrecorded.length) {
+        // Not the whole gang started (or nothing did): nothing of it may run on, and it starts again from the queue.
+        // Under the job's lock, so the exits of the ranks killed here find the job requeued and are ignored.
+        await this.withJobLock(job.id, async () => {
+          if (found.length > 0) await this.backend.stop(found, { graceMs: 0, signal: 'SIGKILL' });
+          if (job.cancelRequestedAt !== undefined) {
+            await this.finish(job.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' });
+            return;
+          }
+          await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
+          logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
+        });
+        return;
+      }
+      await store.updateTasks(found.map(recordedHandle));
+      tasks = await store.getTasks(job.id);
+    }
+    if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
+    const cause = await this.interruptedStop(job, tasks);
+    // Set before any exit is handled, so the attempt ends for the cause it was being stopped for.
+    if (cause) this.stopping.set(job.id, cause);
+    const handles = tasks.filter(isLive).flatMap((t) => toHandle(t, attempt) ?? []);
+    const observations = await this.backend.adopt(handles);
+    const adopted = observations.filter((o) => o.state === 'running').length;
+    if (adopted > 0) {
+      this.watchAttempt(job, attempt, handles, 'end');
+      await store.appendEvent(job.id, 'adopted', `re-adopted ${adopted} running rank${adopted === 1 ? '' : 's'} after a control-plane restart`, now());
+    }
+    for (const observation of observations) {
+      if (observation.state === 'running') continue;
+      const exit: RankExit =
+        observation.state === 'exited'
+          ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt, attempt }
+          : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now(), attempt };
+      await this.withJobLock(job.id, () => this.handleRankExit(exit));
+    }
+    // Every rank may have been out before the crash already: then no exit above ends the job, this does.
+    await this.withJobLock(job.id, () => this.maybeFinish(job.id));
+    if (cause && (await store.getJob(job.id))?.status === 'running') void this.signalRanks(job.id, cause);
+  }
+
+  /**
+   * Why the current attempt was being stopped when the server died, if it was: the cause recorded in its
+   * `stopping` event, else a cancel, else the first rank recorded as failed (its stop may not have begun).
+   */
+  private async interruptedStop(job: Job, tasks: readonly Task[]): Promise<StopCause | undefined> {
+    const stopping = await this.store.lastEventOfType(job.id, 'stopping');
+    const recorded = stopping?.data?.attempt === (job.attempt ?? 1) ? parseStopCause(stopping.data.cause) : undefined;
+    if (recorded) return recorded;
+    if (job.cancelRequestedAt !== undefined) return { kind: 'cancelled' };
+    const failed = firstFailedRank(tasks);
+    if (!failed) return undefined;
+    const detail = failed.status === 'lost' ? `rank ${failed.rank} was lost (its process vanished without an exit status)` : `rank ${failed.rank} exited with code ${failed.exitCode}`;
+    return { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) };
   }
 
   private withJobLock(jobId: string, work: () => Promise<void>): Promise<void> {
     const previous = this.jobLocks.get(jobId) ?? Promise.resolve();
     const next = previous.then(work, work);
-    const release = () => {
+    const tracked = next.finally(() => {
       if (this.jobLocks.get(jobId) === tracked) this.jobLocks.delete(jobId);
-    };
-    // Never rejects: the caller handles `next`'s failure. (A `finally` here rejected with it, and when no later work
-    // of the job chained on it, that was an unhandled rejection, which ends the process.)
-    const tracked: Promise<void> = next.then(release, release);
+    });
     this.jobLocks.set(jobId, tracked);
     return next;
   }
+}
+
+const isLive = (task: Task) => task.status === 'running' || task.status === 'starting';
+
+/** What the store keeps of a launched rank's handle. */
+function recordedHandle(handle: RankHandle): TaskUpdate {
+  return { jobId: handle.jobId, rank: handle.rank, status: 'running', pid: handle.pid, pidStartTime: handle.pidStartTime, logPath: handle.logPath, startedAt: handle.startedAt };
+}
+
+/** The rank that failed first (lost, or a non-zero exit), by when it ended. */
+function firstFailedRank(tasks: readonly Task[]): Task | undefined {
+  return [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || (t.status === 'exited' && t.exitCode !== 0));
+}
+
+const STOP_CAUSE_KINDS: ReadonlySet<string> = new Set<StopCause['kind']>(['rank_failed', 'cancelled', 'max_duration', 'hung', 'preempted']);
+
+/** A stop cause as the `stopping` event recorded it; undefined for anything else (an event of an older server). */
+function parseStopCause(value: unknown): StopCause | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const kind = (value as { kind?: unknown }).kind;
+  return typeof kind === 'string' && STOP_CAUSE_KINDS.has(kind) ? (value as StopCause) : undefined;
 }
 
 /** `attempt` is the job's: its ranks' status files live under that attempt's directory. */
@@ -953,7 +1057,7 @@ export function decideJobEnd(cause: StopCause | undefined, tasks: readonly Task[
   if (cause?.kind === 'rank_failed') return { status: 'failed', exitCode: cause.exitCode, endReason: cause.detail };
   if (cause?.kind === 'hung') return { status: 'failed', exitCode: null, endReason: `hung: ${cause.detail}` };
   if (cause?.kind === 'preempted') return { status: 'failed', exitCode: null, endReason: `preempted: ${cause.message}` };
-  const failed = [...tasks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || t.exitCode !== 0);
+  const failed = firstFailedRank(tasks);
   if (failed) {
     return {
       status: 'failed',

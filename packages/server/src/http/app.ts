@@ -4,7 +4,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
+import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
 import type { Job, JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
@@ -17,6 +17,7 @@ import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { computeTeamViews, toEventView, toGpuMetricSampleView, toJobView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
+import { API_SCHEMAS, API_TAGS, RESPONSES } from './api-schemas.ts';
 import { formatHistoryTrace } from '../history-export.ts';
 import { followLog } from './log-follow.ts';
 import { resumePoint, serveEventStream } from './event-stream.ts';
@@ -54,20 +55,6 @@ export interface HttpAppDeps {
   bodyLimits: BodyLimits;
 }
 
-const errorSchema = {
-  $id: 'Error',
-  type: 'object',
-  properties: {
-    error: {
-      type: 'object',
-      properties: {
-        code: { type: 'string' },
-        message: { type: 'string' },
-        fields: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' }, line: { type: 'integer' }, column: { type: 'integer' } } } },
-      },
-    },
-  },
-} as const;
 const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: JOB_ID_PATTERN, description: 'job id' } } } as const;
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
@@ -75,26 +62,29 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   const app = Fastify({ logger: false, bodyLimit: deps.bodyLimits.maxBytes, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
   installErrorHandling(app, logger);
 
-  app.addSchema(errorSchema);
-  app.addSchema({ ...(jobSpecJsonSchema as Record<string, unknown>), $id: 'JobSpec' });
+  for (const schema of API_SCHEMAS) app.addSchema(schema);
   // Before the plugins: their routes (/docs) are guarded too.
   registerRequestGuards(app, { ...deps.browserSafety, maxBodyBytes: deps.bodyLimits.maxBytes });
   registerBodyParsers(app, deps.bodyLimits);
 
   await app.register(swagger, {
     openapi: {
+      openapi: '3.1.0',
       info: { title: 'tutti API', version: deps.version, description: 'Submit, watch and cancel gang-scheduled GPU jobs.' },
+      tags: [...API_TAGS],
     },
+    // Components are named by their $id (Job, Error, ...), not def-0, def-1: generated clients get readable types.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  app.get('/healthz', { schema: { summary: 'Liveness: the server answers and its store is open' } }, async () => ({
+  app.get('/healthz', { schema: { summary: 'Liveness: the server answers and its store is open', operationId: 'health', tags: ['server'], response: RESPONSES.health } }, async () => ({
     status: 'ok',
     version: deps.version,
     uptime_s: Math.round((deps.now() - deps.startedAt) / 1000),
   }));
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', produces: ['text/plain'] } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', operationId: 'getPrometheusMetrics', tags: ['server'], response: RESPONSES.prometheus } }, async (_request, reply) => {
     const [counts, snapshot] = await Promise.all([store.countJobsByStatus(), store.snapshot()]);
     void reply.type('text/plain; version=0.0.4');
     return metrics.render(counts, snapshot, controller.lastProgress(), deps.latestGpuSamples());
@@ -105,7 +95,11 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: 'Submit a job (JSON, or YAML with Content-Type: application/yaml)',
+        operationId: 'submitJob',
+        tags: ['jobs'],
+        consumes: ['application/json', 'application/yaml'],
         body: { $ref: 'JobSpec#' } as never,
+        response: RESPONSES.submitJob,
         headers: {
           type: 'object',
           properties: {
@@ -133,7 +127,11 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: 'Check a job spec as a submission would (parse, validate, fit), without submitting it',
+        operationId: 'validateJob',
+        tags: ['jobs'],
+        consumes: ['application/json', 'application/yaml'],
         body: { $ref: 'JobSpec#' } as never,
+        response: RESPONSES.validateJob,
         headers: { type: 'object', properties: { 'tutti-submit-dir': { type: 'string' } } },
       },
       validatorCompiler: () => () => true,
@@ -149,6 +147,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: 'List jobs, newest first, a page at a time',
+        operationId: 'listJobs',
+        tags: ['jobs'],
+        response: RESPONSES.listJobs,
         querystring: {
           type: 'object',
           additionalProperties: false,
@@ -175,7 +176,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks, its attempts and its last progress record', params: jobIdParams } }, async (request) => {
+  app.get('/v1/jobs/:id', { schema: { summary: 'One job with its ranks, its attempts and its last progress record', operationId: 'getJob', tags: ['jobs'], params: jobIdParams, response: RESPONSES.getJob } }, async (request) => {
     const { id } = request.params as { id: string };
     const job = await requireJob(store, id);
     const [tasks, attempts, progress, energyWh] = await Promise.all([store.getTasks(id), store.listAttempts(id), store.listProgress(id, { last: 1 }), store.jobEnergyWh(id)]);
@@ -187,6 +188,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: 'GPU gauges (utilization, memory, power, temperature) sampled while the job held its GPUs, oldest first; none on fake GPUs',
+        operationId: 'getJobGpuMetrics',
+        tags: ['job data'],
+        response: RESPONSES.getJobGpuMetrics,
         params: jobIdParams,
         querystring: {
           type: 'object',
@@ -209,6 +213,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: "Report progress from inside a job: the record a rank may print on stdout, authorised by the job's TUTTI_JOB_TOKEN",
+        operationId: 'reportJobProgress',
+        tags: ['job data'],
+        response: RESPONSES.reportJobProgress,
         params: jobIdParams,
         headers: { type: 'object', properties: { authorization: { type: 'string', description: 'Bearer <TUTTI_JOB_TOKEN>' } } },
         querystring: { type: 'object', additionalProperties: false, properties: { rank: { type: 'integer', minimum: 0, maximum: 1000000, description: 'the reporting rank (default 0)' } } },
@@ -246,6 +253,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: "A job's progress records (time series), oldest first: the newest `last`, or those after `after` (a seq)",
+        operationId: 'getJobMetrics',
+        tags: ['job data'],
+        response: RESPONSES.getJobMetrics,
         params: jobIdParams,
         querystring: {
           type: 'object',
@@ -263,13 +273,13 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/jobs/:id/events', { schema: { summary: "A job's history", params: jobIdParams } }, async (request) => {
+  app.get('/v1/jobs/:id/events', { schema: { summary: "A job's history", operationId: 'listJobEvents', tags: ['job data'], params: jobIdParams, response: RESPONSES.listJobEvents } }, async (request) => {
     const { id } = request.params as { id: string };
     await requireJob(store, id);
     return { events: (await store.listEvents({ jobId: id, limit: 10_000 })).map(toEventView) };
   });
 
-  app.post('/v1/jobs/:id/cancel', { schema: { summary: 'Cancel a job (pending: at once; running: SIGTERM, then SIGKILL after the grace period)', params: jobIdParams } }, async (request, reply) => {
+  app.post('/v1/jobs/:id/cancel', { schema: { summary: 'Cancel a job (pending: at once; running: SIGTERM, then SIGKILL after the grace period)', operationId: 'cancelJob', tags: ['jobs'], params: jobIdParams, response: RESPONSES.cancelJob } }, async (request, reply) => {
     const { id } = request.params as { id: string };
     const outcome = await controller.cancel(id);
     if (outcome === 'not_found') throw new HttpProblem('job_not_found', `no job with id ${id}`);
@@ -282,6 +292,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: "A rank's stdout and stderr; with follow=true the response streams until the job ends",
+        operationId: 'getJobLogs',
+        tags: ['job data'],
+        response: RESPONSES.getJobLogs,
         params: jobIdParams,
         querystring: {
           type: 'object',
@@ -303,7 +316,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/export/history', { schema: { summary: "Finished jobs as a trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status) for `tutti sim`" } }, async (_request, reply) => {
+  app.get('/v1/export/history', { schema: { summary: "Finished jobs as a trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status) for `tutti sim`", operationId: 'exportHistory', tags: ['cluster'], response: RESPONSES.exportHistory } }, async (_request, reply) => {
     const jobs: Job[] = [];
     for (let cursor: string | undefined; ; ) {
       const page = await store.listJobs({ limit: 1000, ...(cursor ? { cursor } : {}) });
@@ -315,7 +328,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     return formatHistoryTrace(jobs);
   });
 
-  app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs' } }, async () => {
+  app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs', operationId: 'listTeams', tags: ['cluster'], response: RESPONSES.listTeams } }, async () => {
     const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
     return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam(), controller.fairShareState()) };
   });
@@ -325,6 +338,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     {
       schema: {
         summary: 'Queue length, running jobs and GPUs allocated over the last minutes (sampled in memory by this server)',
+        operationId: 'getClusterHistory',
+        tags: ['cluster'],
+        response: RESPONSES.getClusterHistory,
         querystring: { type: 'object', additionalProperties: false, properties: { minutes: { type: 'integer', minimum: 1, maximum: 1440, default: 60 } } },
       },
     },
@@ -338,13 +354,16 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU' } }, async () => ({ nodes: toNodeViews(await store.snapshot(), deps.latestGpuSamples()) }));
+  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU', operationId: 'listNodes', tags: ['cluster'], response: RESPONSES.listNodes } }, async () => ({ nodes: toNodeViews(await store.snapshot(), deps.latestGpuSamples()) }));
 
   app.get(
     '/v1/events',
     {
       schema: {
         summary: 'Server-sent events of every job (or one with ?job=ID); resume with Last-Event-ID or ?after=SEQ, or start with the newest ?last=N',
+        operationId: 'streamEvents',
+        tags: ['events'],
+        response: RESPONSES.streamEvents,
         querystring: {
           type: 'object',
           additionalProperties: false,

@@ -11,7 +11,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
 import type { Logger } from '@tutti/server';
-import { expectApiError, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
+import { closeLeavingNothingRunning, expectApiError, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const TUTTI = fileURLToPath(new URL('../../cli/bin/tutti.js', import.meta.url));
@@ -138,23 +138,26 @@ describe.skipIf(!mountable.ok)('a full filesystem under a running `tutti up`', (
     root = mkdtempSync(path.join(tmpdir(), 'tutti-diskfull-'));
     mountPoint = path.join(root, 'mnt');
     mkdirSync(mountPoint);
+    mkdirSync(path.join(root, 'scratch'));
     const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mountPoint], { encoding: 'utf8' });
     if (mounted.status !== 0) throw new Error(`mount failed: ${mounted.stderr}`);
   });
 
   afterAll(async () => {
+    // Whatever happened, the holder's ranks are released (they keep files open on the mount) and the server stopped.
+    writeFileSync(path.join(root, 'scratch', 'release'), 'go');
     if (server?.exitCode === null) {
       server.kill('SIGTERM');
       await new Promise((resolve) => server!.once('exit', resolve));
     }
-    spawnSync('umount', [mountPoint]);
+    for (let i = 0; i < 50 && spawnSync('umount', [mountPoint]).status !== 0; i++) await sleep(100);
+    spawnSync('umount', ['-l', mountPoint]);
     rmSync(root, { recursive: true, force: true });
   });
 
   it('refuses writes with 507 naming the file, keeps reads and the process up, and resumes when space is freed', async () => {
     const dataDir = path.join(mountPoint, 'data');
     const scratch = path.join(root, 'scratch');
-    mkdirSync(scratch);
     server = spawn(process.execPath, [TUTTI, 'up', '--data-dir', dataDir, '--port', '0', '--fake-gpus', '4', '--grace', '5'], { stdio: ['ignore', 'ignore', 'pipe'] });
     server.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const url = await new Promise<string>((resolve, reject) => {
@@ -197,7 +200,9 @@ describe('SQLITE_FULL from SQLite itself (the database at its max_page_count)', 
   };
 
   afterAll(async () => {
-    await t?.close();
+    // The holder's ranks are released whatever happened, so none is left behind.
+    if (t) writeFileSync(path.join(t.scratch, 'release'), 'go');
+    await closeLeavingNothingRunning(t);
   });
 
   it('refuses writes with 507 naming the file, keeps reads and the server up, and resumes when pages are freed', async () => {

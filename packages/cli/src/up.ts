@@ -2,6 +2,7 @@
  * `tutti up`: the control plane in the foreground, until Ctrl-C. With --demo it also runs a 2-rank job. Only this
  * command needs the server's code (and SQLite): the CLI imports this module when `tutti up` runs, never before.
  */
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFile } from 'node:fs/promises';
 import { formatFieldErrors, parseClusterConfigYaml } from '@tutti/model';
@@ -37,6 +38,8 @@ export interface UpOptions {
 
 /** The demo job: two ranks that print their torchrun environment and talk to each other over MASTER_ADDR:PORT. */
 const DEMO_SCRIPT = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
+/** A first job to try, shown relative to the current directory: a checkout's, or any for an installed tutti. */
+const HELLO_SPEC = fileURLToPath(new URL('../../../examples/hello.yaml', import.meta.url));
 /** The built web dashboard (`npm run build`); the same path from src/ and from the dist/ bundle. */
 const DASHBOARD_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
 
@@ -75,7 +78,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       `  nodes     ${server.inventory.map((n) => n.name).join(', ')} with ${gpus} GPU${gpus === 1 ? '' : 's'}${fake ? ' (fake: for trying tutti without GPUs)' : ''}`,
       `  dashboard ${server.url}/`,
       `  API docs  ${server.url}/docs`,
-      `  try       npx tutti submit examples/hello.yaml --watch   |   npx tutti ps   |   npx tutti nodes`,
+      `  try       npx tutti submit ${path.relative(process.cwd(), HELLO_SPEC)} --watch   |   npx tutti ps   |   npx tutti nodes`,
       ...(options.host !== '127.0.0.1' && options.host !== 'localhost' && options.host !== '::1'
         ? [`  warning   the API listens on ${options.host} without authentication: anyone who can reach it can run commands as this user`]
         : []),

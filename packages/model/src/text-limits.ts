@@ -114,6 +114,7 @@ function decodeJsonString(literal: string): string {
  * its own may count as one level more than it is: the limit is meant to be generous.
  */
 export function yamlNestingBeyond(text: string, maxDepth: number): TooDeep | undefined {
+  if (yamlNestingBound(text) <= maxDepth) return undefined;
   /** Open block levels: the column of the indicator or key that opened each, and whether it is a sequence item. */
   const block: { column: number; seqItem: boolean }[] = [];
   let flowDepth = 0;
@@ -160,6 +161,35 @@ export function yamlNestingBeyond(text: string, maxDepth: number): TooDeep | und
     if (block.length + flowDepth > maxDepth) return positionOf(text, start);
   }
   return undefined;
+}
+
+/**
+ * A bound on how deep YAML text can nest, from one pass over its characters (the lexer costs ~10× as much, which
+ * the typical spec need not pay). Block levels start at increasing columns, two at most per column (a sequence may
+ * sit at the column of the key that holds it), and a line's deepest block level starts no further right than its
+ * indentation and `-`/`?`/`:` indicators reach; a flow collection opens at a `[` or `{`, and no more can be open
+ * than there are of those in the text.
+ */
+function yamlNestingBound(text: string): number {
+  let brackets = 0;
+  let widestPrefix = 0;
+  let prefix = 0;
+  let inPrefix = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a /* \n */) {
+      inPrefix = true;
+      prefix = 0;
+      continue;
+    }
+    if (c === 0x5b /* [ */ || c === 0x7b /* { */) brackets += 1;
+    if (!inPrefix) continue;
+    if (c === 0x20 || c === 0x09 || c === 0x2d /* - */ || c === 0x3f /* ? */ || c === 0x3a /* : */) {
+      prefix += 1;
+      if (prefix > widestPrefix) widestPrefix = prefix;
+    } else inPrefix = false;
+  }
+  return 2 * (widestPrefix + 1) + brackets;
 }
 
 function positionOf(text: string, offset: number): TooDeep {

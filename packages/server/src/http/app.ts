@@ -1,11 +1,12 @@
 /** The REST API (`/v1`), health, metrics and OpenAPI docs. Handlers validate, call the controller or store, and map. */
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, parseJobSpecYaml, serializeJobSpec } from '@tutti/model';
-import type { Job, JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
+import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, parseJobSpecYaml, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
+import type { JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
@@ -15,10 +16,10 @@ import { checkProgressFields } from '../progress-tail.ts';
 import type { EventFeed } from '../event-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { computeTeamViews, toEventView, toGpuMetricSampleView, toJobView, toNodeViews, toProgressView } from '../views.ts';
+import { computeTeamViews, toEventView, toGpuMetricSampleView, toJobSummaryView, toJobView, toJobWithSpecView, toNodeViews, toProgressView } from '../views.ts';
 import { HttpProblem, installErrorHandling } from './errors.ts';
 import { API_SCHEMAS, API_TAGS, RESPONSES } from './api-schemas.ts';
-import { formatHistoryTrace } from '../history-export.ts';
+import { streamHistoryTrace } from '../history-export.ts';
 import { followLog } from './log-follow.ts';
 import { resumePoint, serveEventStream } from './event-stream.ts';
 import { registerDashboard } from './dashboard.ts';
@@ -55,6 +56,14 @@ export interface HttpAppDeps {
   bodyLimits: BodyLimits;
 }
 
+/**
+ * Page caps of `GET /v1/jobs`: a page of summaries stays about a MiB; a page with specs (each up to the spec size
+ * limit) is kept small enough to build without stalling the event loop.
+ */
+const MAX_JOB_SUMMARY_PAGE = 1000;
+const MAX_FULL_JOB_PAGE = 100;
+/** Jobs per store read of the history export: each read and its CSV take a few ms of the event loop, no more. */
+const EXPORT_PAGE = 250;
 const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: JOB_ID_PATTERN, description: 'job id' } } } as const;
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
@@ -160,19 +169,34 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
             name: { type: 'string', pattern: '^[a-z0-9-]{1,63}$', description: 'only jobs whose name contains this' },
             sort: { type: 'string', enum: [...JOB_SORT_KEYS], default: 'id', description: 'id is submission order' },
             order: { type: 'string', enum: ['asc', 'desc'], default: 'desc' },
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+            limit: { type: 'integer', minimum: 1, maximum: MAX_JOB_SUMMARY_PAGE, default: 50, description: `jobs per page: at most ${MAX_JOB_SUMMARY_PAGE}, or ${MAX_FULL_JOB_PAGE} with view=full` },
             cursor: { type: 'string', maxLength: 160 },
+            view: { type: 'string', enum: ['summary', 'full'], default: 'summary', description: "summary: what a job list shows, without the spec; full: each job with its normalised spec (specs may be tens of KiB, hence the smaller page)" },
           },
         },
       },
+      // The views are built field by field to the documented schema, so nothing needs dropping: JSON.stringify
+      // writes a page of 1,000 (~0.5 MB) about ten times faster than the schema's compiled serializer.
+      serializerCompiler: () => (data) => JSON.stringify(data),
     },
     async (request) => {
-      const { name, sort, order, ...query } = request.query as { status?: JobStatus; team?: string; user?: string; name?: string; sort: (typeof JOB_SORT_KEYS)[number]; order: 'asc' | 'desc'; limit?: number; cursor?: string };
-      const page = await store.listJobs({ ...query, ...(name !== undefined ? { nameContains: name } : {}), sort: { by: sort, direction: order } }).catch((error: unknown) => {
+      const { name, sort, order, view, ...query } = request.query as { status?: JobStatus; team?: string; user?: string; name?: string; sort: (typeof JOB_SORT_KEYS)[number]; order: 'asc' | 'desc'; limit?: number; cursor?: string; view: 'summary' | 'full' };
+      if (view === 'full' && (query.limit ?? 0) > MAX_FULL_JOB_PAGE) {
+        throw new HttpProblem('invalid_request', `querystring.limit: at most ${MAX_FULL_JOB_PAGE} jobs a page with view=full (each carries its whole spec); ask for fewer, or leave out view=full for summaries (up to ${MAX_JOB_SUMMARY_PAGE} a page)`, [
+          { path: 'querystring.limit', message: `must be <= ${MAX_FULL_JOB_PAGE} with view=full` },
+        ]);
+      }
+      const pageQuery = { ...query, ...(name !== undefined ? { nameContains: name } : {}), sort: { by: sort, direction: order } };
+      const refuseForeignCursor = (error: unknown): never => {
         if (error instanceof InvalidCursorError) throw new HttpProblem('invalid_request', `cursor: ${error.message}; pass the next_cursor of a previous page`, [{ path: 'querystring.cursor', message: 'not a cursor this server produced' }]);
         throw error;
-      });
-      return { jobs: page.jobs.map((job) => toJobView(job, undefined, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
+      };
+      if (view === 'full') {
+        const page = await store.listJobs(pageQuery).catch(refuseForeignCursor);
+        return { jobs: page.jobs.map((job) => toJobWithSpecView(job, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
+      }
+      const page = await store.listJobSummaries(pageQuery).catch(refuseForeignCursor);
+      return { jobs: page.jobs.map((job) => toJobSummaryView(job, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
     },
   );
 
@@ -317,15 +341,12 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   );
 
   app.get('/v1/export/history', { schema: { summary: "Finished jobs as a trace CSV (job_id,submit_time_s,duration_s,num_gpus,gpu_type,user,queue,status) for `tutti sim`", operationId: 'exportHistory', tags: ['cluster'], response: RESPONSES.exportHistory } }, async (_request, reply) => {
-    const jobs: Job[] = [];
-    for (let cursor: string | undefined; ; ) {
-      const page = await store.listJobs({ limit: 1000, ...(cursor ? { cursor } : {}) });
-      jobs.push(...page.jobs);
-      if (!page.nextCursor) break;
-      cursor = page.nextCursor;
-    }
+    // Streamed a page of the store at a time, at the pace the client reads; a client that goes away stops the reading.
+    const clientGone = new AbortController();
+    reply.raw.on('close', () => clientGone.abort());
+    const csv = streamHistoryTrace((cursor) => store.listRunHistory({ limit: EXPORT_PAGE, ...(cursor !== undefined ? { cursor } : {}) }), clientGone.signal);
     void reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="tutti-history.csv"');
-    return formatHistoryTrace(jobs);
+    return reply.send(Readable.from(csv, { highWaterMark: 1 }));
   });
 
   app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs', operationId: 'listTeams', tags: ['cluster'], response: RESPONSES.listTeams } }, async () => {
@@ -393,7 +414,9 @@ function acceptableSpec(body: unknown, submitDir: string | string[] | undefined,
     const more = parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : '';
     throw new HttpProblem('invalid_spec', `${first?.path || 'spec'}: ${first?.message ?? 'invalid'}${more}`, parsed.errors);
   }
-  const spec = resolveWorkdir(parsed.value, submitDir);
+  const withPaths = resolveCheckpointDir(resolveWorkdir(parsed.value, submitDir));
+  if (!withPaths.ok) throw new HttpProblem('invalid_spec', `checkpoint_dir: ${withPaths.errors[0]!.message}`, withPaths.errors);
+  const spec = withPaths.value;
   const feasibility = checkFeasibility(inventory, spec);
   if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
   return spec;

@@ -2,7 +2,7 @@
  * Server-sent events: the job event log as a stream. Each event carries its sequence number as the SSE id, so a
  * client that reconnects with Last-Event-ID (or ?after=) gets exactly what it missed, from the store.
  */
-import type { OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { JobEvent } from '@tutti/model';
 import type { StateStore } from '@tutti/store';
@@ -10,6 +10,25 @@ import type { EventFeed } from '../event-feed.ts';
 import { toEventView } from '../views.ts';
 
 const HEARTBEAT_MS = 15_000;
+/** Events read from the store at a time when a stream replays what its client missed. */
+const REPLAY_PAGE = 1000;
+
+/** Resolves once `raw` can take more (at the next turn of the event loop at the earliest), or has closed. */
+function drainedOrClosed(raw: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (!raw.writableNeedDrain || raw.destroyed) {
+      setImmediate(resolve);
+      return;
+    }
+    const done = () => {
+      raw.off('drain', done);
+      raw.off('close', done);
+      resolve();
+    };
+    raw.on('drain', done);
+    raw.on('close', done);
+  });
+}
 
 /**
  * The seq a stream starts after: `?after=`, else a Last-Event-ID, else the newest `?last=` events, else none (only
@@ -57,11 +76,17 @@ export async function serveEventStream(options: {
   });
 
   if (catchingUp) {
-    // Replay what the client missed, from the store, then switch to live events without a gap or a repeat.
+    // Replay what the client missed, from the store, then switch to live events without a gap or a repeat. A page
+    // at a time, each once the client has taken the last (the socket drained), and none once it has gone: a long
+    // history costs the server what the client reads of it.
+    let gone = raw.destroyed;
+    raw.once('close', () => (gone = true));
     for (;;) {
-      const batch = await store.listEvents({ afterSeq: cursor, limit: 1000, ...(jobId ? { jobId } : {}) });
+      if (gone) return;
+      const batch = await store.listEvents({ afterSeq: cursor, limit: REPLAY_PAGE, ...(jobId ? { jobId } : {}) });
       for (const event of batch) send(event);
-      if (batch.length < 1000) break;
+      if (batch.length < REPLAY_PAGE) break;
+      await drainedOrClosed(raw);
     }
     catchingUp = false;
     for (const event of queued.splice(0)) send(event);

@@ -131,10 +131,13 @@ describe('every command with --json', () => {
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Its own deadline, within the test's: the finally below must stop the server whatever happens.
+    let deadline: NodeJS.Timeout | undefined;
     const firstLine = new Promise<string>((resolve, reject) => {
       createInterface({ input: child.stdout }).once('line', resolve);
       child.once('exit', (code) => reject(new Error(`tutti up exited with ${code} before it was up: ${stderr}`)));
-    });
+      deadline = setTimeout(() => reject(new Error(`tutti up printed no JSON line in 30 s; stderr: ${stderr}`)), 30_000);
+    }).finally(() => clearTimeout(deadline));
     try {
       const up = JSON.parse(await firstLine) as { event: string; url: string; gpus: number; fake_gpus: boolean };
       expect(up).toMatchObject({ event: 'up', gpus: 2, fake_gpus: true });

@@ -62,13 +62,16 @@ describe('tutti installed from the packed tarball', () => {
     const exited = new Promise<number | null>((resolve) => up.on('exit', (code) => resolve(code)));
     try {
       const events: Array<{ event: string; url?: string; job?: JobView; line?: string }> = [];
+      // Its own deadline, within the test's: the finally below must stop the server whatever happens.
+      let deadline: NodeJS.Timeout | undefined;
       const demoEnded = new Promise<void>((resolve, reject) => {
         createInterface({ input: up.stdout }).on('line', (line) => {
           events.push(JSON.parse(line) as (typeof events)[number]);
           if (events.at(-1)?.event === 'demo_ended') resolve();
         });
         up.once('exit', (code) => reject(new Error(`tutti up exited with ${code}: ${stderr}`)));
-      });
+        deadline = setTimeout(() => reject(new Error(`the demo did not end in 45 s; stderr: ${stderr}`)), 45_000);
+      }).finally(() => clearTimeout(deadline));
       await demoEnded;
       const url = events[0]!.url!;
       expect(events[0]!.event).toBe('up');

@@ -38,9 +38,10 @@ export class DiskFullLog implements DiskFullListener {
     this.#refused += 1;
     if (this.#current) return;
     this.#current = error;
-    this.#logger.error(`${error.message}. Writes are refused (the API answers 507 disk_full) until space is freed; reads keep working`);
+    this.#logger.error(`${error.message}. Writes there are refused until space is freed (the API answers them 507 disk_full); reads keep working`);
   }
 
+  /** A write succeeded where the episode's refusals were (the store's first commit after them, a job's files). */
   recovered(path: string): void {
     if (!this.#current) return;
     this.#logger.info(`space is back at ${path}: writes succeed again (${this.#refused} refused while the disk was full)`);

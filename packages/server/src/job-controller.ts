@@ -503,8 +503,8 @@ export class JobController {
   private async runtimeEnvironment(job: Job): Promise<Record<string, string>> {
     const checkpointDir = this.checkpointDir(job);
     const controlDir = this.controlDir(job.id);
-    await mkdir(checkpointDir, { recursive: true });
-    await mkdir(controlDir, { recursive: true });
+    await makeDirectory(checkpointDir);
+    await makeDirectory(controlDir);
     await rm(path.join(controlDir, 'preempt-deadline'), { force: true });
     const resumeFrom = job.lastCheckpoint ?? (await newestEntry(checkpointDir));
     const graceMs = job.spec.preemptionGraceMs ?? this.options.stopGraceMs;
@@ -540,6 +540,8 @@ export class JobController {
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
       });
       this.lifecycle('launched', job.id);
+      // Its files were written: a full disk that kept jobs from starting is over.
+      this.options.diskFull?.recovered(this.checkpointDir(job));
     } catch (error) {
       const full = asDiskFull(error, this.options.dataDir);
       if (full) {
@@ -937,9 +939,13 @@ export class JobController {
   private withJobLock(jobId: string, work: () => Promise<void>): Promise<void> {
     const previous = this.jobLocks.get(jobId) ?? Promise.resolve();
     const next = previous.then(work, work);
-    const tracked = next.finally(() => {
+    const release = () => {
       if (this.jobLocks.get(jobId) === tracked) this.jobLocks.delete(jobId);
-    });
+    };
+    // Never rejects: the caller handles `next`'s failure. (A `finally` here rejected with it, and when no later work
+    // of the job chained on it, that was an unhandled rejection, which ends the process: a rank exit retried while
+    // the disk was still full did exactly that.)
+    const tracked: Promise<void> = next.then(release, release);
     this.jobLocks.set(jobId, tracked);
     return next;
   }
@@ -973,6 +979,22 @@ function toHandle(task: Task, attempt: number | undefined): RankHandle | undefin
     jobId: task.jobId, rank: task.rank, node: task.node, pid: task.pid, pidStartTime: task.pidStartTime, logPath: task.logPath, startedAt: task.startedAt ?? 0,
     ...(attempt !== undefined ? { attempt } : {}),
   };
+}
+
+/**
+ * `mkdir -p`, failing with the real reason. Node's recursive mkdir reports ENOENT for a directory it could not make
+ * under an existing parent whatever the cause (no space, a read-only file system); asked again without recursion,
+ * mkdir says which (ENOSPC, EROFS, EACCES), so that a full disk is told as one.
+ */
+async function makeDirectory(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(dir).catch((direct: NodeJS.ErrnoException) => {
+      throw direct.code === 'ENOENT' || direct.code === 'EEXIST' ? error : direct;
+    });
+  }
 }
 
 /** The newest entry of a directory by modification time, skipping hidden and half-written ('.tmp') ones. */

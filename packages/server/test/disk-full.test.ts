@@ -236,3 +236,34 @@ describe('SQLITE_FULL from SQLite itself (the database at its max_page_count)', 
     }
   }, 60_000);
 });
+
+describe.skipIf(!mountable.ok)('a job whose files cannot be written (no space for its checkpoint dir)', () => {
+  let t: TestServer | undefined;
+  let mountPoint: string;
+  beforeAll(() => {
+    mountPoint = mkdtempSync(path.join(tmpdir(), 'tutti-ckpt-full-'));
+    // Room for one entry only: with it taken, making the job's checkpoint dir fails with ENOSPC.
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=2', 'tmpfs', mountPoint], { encoding: 'utf8' });
+    if (mounted.status !== 0) throw new Error(`mount failed: ${mounted.stderr}`);
+    writeFileSync(path.join(mountPoint, 'blocker'), '');
+  });
+  afterAll(async () => {
+    await closeLeavingNothingRunning(t);
+    for (let i = 0; i < 50 && spawnSync('umount', [mountPoint]).status !== 0; i++) await sleep(100);
+    spawnSync('umount', ['-l', mountPoint]);
+    rmSync(mountPoint, { recursive: true, force: true });
+  });
+
+  it('goes back to the queue saying the disk is full (not failed), and runs once space is freed', async () => {
+    t = await startTestServer();
+    const checkpointDir = path.join(mountPoint, 'job-ckpt');
+    const job = await t.client.submitJob({ name: 'needs-space', resources: { gpus: 1 }, checkpoint_dir: checkpointDir, run: nodeScript('process.exit(0)') });
+    const requeued = async () => (await t!.client.listJobEvents(job.id)).events.find((e) => e.type === 'requeued');
+    while (!(await requeued())) await sleep(50);
+    expect((await requeued())!.message).toBe(`could not start: disk full at ${checkpointDir}: free space and retry; tried again in 10s`);
+    expect((await t.client.getJob(job.id)).status).toBe('pending');
+
+    rmSync(path.join(mountPoint, 'blocker'));
+    expect((await waitForJob(t.client, job.id, isEnded, 30_000)).status).toBe('succeeded');
+  }, 60_000);
+});

@@ -47,13 +47,16 @@ const NO_SPACE_CODES: ReadonlySet<unknown> = new Set(['ENOSPC', 'EDQUOT']);
 
 /**
  * `error` as a DiskFullError when it is one: a DiskFullError already, or a Node file-system error with code ENOSPC
- * or EDQUOT (named by its own path, else `fallbackPath`). Undefined for every other error.
+ * or EDQUOT (named by its own path, else `fallbackPath`), also as the `cause` of another error (a backend's
+ * LaunchError wraps the file error it met). Undefined for every other error.
  */
 export function asDiskFull(error: unknown, fallbackPath = 'the data dir'): DiskFullError | undefined {
-  if (error instanceof DiskFullError) return error;
-  const { code, path } = (error ?? {}) as { code?: unknown; path?: unknown };
-  if (!NO_SPACE_CODES.has(code)) return undefined;
-  return new DiskFullError(typeof path === 'string' ? path : fallbackPath, { cause: error });
+  for (let at = error, depth = 0; at !== undefined && at !== null && depth < 4; at = (at as { cause?: unknown }).cause, depth++) {
+    if (at instanceof DiskFullError) return at;
+    const { code, path } = at as { code?: unknown; path?: unknown };
+    if (NO_SPACE_CODES.has(code)) return new DiskFullError(typeof path === 'string' ? path : fallbackPath, { cause: error });
+  }
+  return undefined;
 }
 
 /**

@@ -12,40 +12,26 @@
  * Options (env): BENCH_SECONDS (per throughput phase, default 5), BENCH_LATENCY_JOBS (default 200),
  * BENCH_STORE_JOBS (default 100000).
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createSqliteStateStore } from '@tutti/store';
 import type { JobSpec } from '@tutti/model';
+import { startTuttiUp, stopTuttiUp } from './tutti-up.ts';
+import type { TuttiUpProcess } from './tutti-up.ts';
 
-const TUTTI = fileURLToPath(new URL('../packages/cli/bin/tutti.js', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LATENCY_JOBS = Number(process.env.BENCH_LATENCY_JOBS ?? 200);
 const STORE_JOBS = Number(process.env.BENCH_STORE_JOBS ?? 100_000);
 
-interface Server {
-  child: ChildProcess;
-  url: URL;
+interface Server extends TuttiUpProcess {
   dataDir: string;
 }
 
 async function startServer(root: string, name: string): Promise<Server> {
   const dataDir = path.join(root, name);
-  const child = spawn(process.execPath, [TUTTI, 'up', '--port', '0', '--data-dir', dataDir, '--fake-gpus', '4', '--grace', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      output += d.toString();
-      const m = /tutti is up at (\S+)/.exec(output);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`tutti up exited ${code}: ${output}`)));
-  });
-  return { child, url: new URL(url), dataDir };
+  return { ...(await startTuttiUp(dataDir, ['--fake-gpus', '4', '--grace', '1'])), dataDir };
 }
 
 async function startServerOn(dataDir: string): Promise<Server> {
@@ -78,12 +64,7 @@ async function timeListing(server: Server, kind: string): Promise<void> {
   );
 }
 
-async function stopServer(server: Server): Promise<void> {
-  if (server.child.exitCode !== null) return;
-  const exited = new Promise((r) => server.child.on('exit', r));
-  server.child.kill('SIGTERM');
-  await exited;
-}
+const stopServer = stopTuttiUp;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 

@@ -860,17 +860,20 @@ export class JobController {
    *   finished or requeued exactly as if the server had lived, and its GPUs are freed.
    */
   private async recover(): Promise<void> {
-    const { store } = this.options;
+    const { store, logger } = this.options;
+    const started = performance.now();
     const running = await store.listJobsByStatus(['running']);
     if (running.length === 0) return;
     const byJob = new Map<string, Task[]>();
     for (const task of await store.listActiveTasks()) byJob.set(task.jobId, [...(byJob.get(task.jobId) ?? []), task]);
     for (const job of running) {
       await this.recoverJob(job, byJob.get(job.id) ?? (await store.getTasks(job.id))).catch((error: unknown) =>
-        this.options.logger.error(`recovering job ${job.id} after the restart failed`, error),
+        logger.error(`recovering job ${job.id} after the restart failed`, error),
       );
     }
     this.options.feed.notify();
+    const stillRunning = (await store.countJobsByStatus()).running;
+    logger.info(`recovered ${running.length} running job${running.length === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms: ${stillRunning} still running`);
   }
 
   private async recoverJob(job: Job, recorded: Task[]): Promise<void> {

@@ -7,12 +7,13 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { getProfile, parseProfile } from '@tutti/scheduler';
-import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME } from '@tutti/store';
+import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PRIVATE_DIR_MODE } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import { createLocalBackend, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
 import { JobController } from './job-controller.ts';
+import type { LifecyclePoint } from './job-controller.ts';
 import { buildHttpApp } from './http/app.ts';
 import { DEFAULT_BODY_LIMITS, checkBodyLimits } from './http/body-parsers.ts';
 import { checkBrowserSafetyOptions } from './http/request-guards.ts';
@@ -75,6 +76,8 @@ export interface TuttiServerOptions {
   nvidiaSmi?: string;
   /** The clock. @default Date.now */
   now?: () => number;
+  /** Called right after each durable step of a job's life; the crash-recovery tests kill the server there. */
+  onLifecyclePoint?: (point: LifecyclePoint, jobId: string) => void;
   /**
    * The most bytes one rank's log file keeps (`tutti up --max-log-bytes`): past it, the oldest output is dropped and
    * a marker line says how much. At least 64 KiB. @default DEFAULT_MAX_LOG_BYTES (1 GiB)
@@ -136,10 +139,11 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
-  await inDataDir(dataDir, () => mkdir(dataDir, { recursive: true }));
+  await inDataDir(dataDir, () => mkdir(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE }));
 
   const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir));
   if (!lock.ok) throw new StartupError(lock.message);
+  for (const change of lock.tightened) logger.warn(`made the data dir private (it holds job environments and tokens): ${change}`);
 
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   const cleanup = async () => {
@@ -198,6 +202,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       jobTokens,
       apiUrl: () => api.url,
       gpusIdleSince: (jobId) => gpuSampler.gpusIdleSince(jobId),
+      ...(options.onLifecyclePoint ? { onLifecyclePoint: options.onLifecyclePoint } : {}),
       diskFull,
       maxLogBytes,
     });

@@ -881,9 +881,10 @@ export class JobController {
     const attempt = job.attempt ?? 1;
     let tasks = recorded;
     const unrecorded = tasks.filter((t) => isLive(t) && !toHandle(t, attempt));
-    if (unrecorded.length > 0) {
+    // A running job without ranks has nothing to adopt or wait for: it goes back to the queue like an unlaunched one.
+    if (unrecorded.length > 0 || tasks.length === 0) {
       const found = await this.backend.findStarted(job.id, attempt, unrecorded);
-      if (found.length < unrecorded.length) {
+      if (found.length < unrecorded.length || tasks.length === 0) {
         // Not the whole gang started (or nothing did): nothing of it may run on, and it starts again from the queue.
         // Under the job's lock, so the exits of the ranks killed here find the job requeued and are ignored.
         await this.withJobLock(job.id, async () => {

@@ -143,7 +143,6 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
 
   const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir));
   if (!lock.ok) throw new StartupError(lock.message);
-  for (const change of lock.tightened) logger.warn(`made the data dir private (it holds job environments and tokens): ${change}`);
 
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   const cleanup = async () => {
@@ -173,6 +172,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => chosenBackend.close());
     // The first write of every start: a read-only or full disk shows here, before anything else is started.
     await inDataDir(databasePath, () => store.replaceNodes(inventory, now()));
+    // Said once the data dir proved usable, so a start that is refused prints its one line of why and nothing else.
+    for (const change of lock.tightened) logger.warn(`made the data dir private (it holds job environments and tokens): ${change}`);
     if (fakeGpus !== undefined) await rememberFakeGpus(dataDir, fakeGpus).catch((error: unknown) => logger.warn(`could not note the fake GPUs in ${dataDir}: ${String(error)}`));
 
     const feed = new EventFeed(store, logger);

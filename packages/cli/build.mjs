@@ -30,7 +30,9 @@ export function npmDependencies() {
  */
 export async function buildCli(outdir = path.join(here, 'dist')) {
   const result = await build({
-    entryPoints: { tutti: path.join(here, 'src/main.ts') },
+    // The server parses large YAML specs in a worker thread (packages/server/src/http/yaml-spec-parser.ts), which
+    // loads dist/spec-parse-worker.mjs from beside the server's chunk.
+    entryPoints: { tutti: path.join(here, 'src/main.ts'), 'spec-parse-worker': path.join(packagesDir, 'server/src/http/spec-parse-worker.ts') },
     outdir,
     outExtension: { '.js': '.mjs' },
     // Chunks sit next to tutti.mjs: up.ts finds the dashboard and the demo by paths relative to its own module,

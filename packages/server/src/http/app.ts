@@ -5,7 +5,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, parseJobSpecYaml, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
+import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
 import type { JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
@@ -26,6 +26,7 @@ import { registerDashboard } from './dashboard.ts';
 import { registerRequestGuards } from './request-guards.ts';
 import type { RequestGuardOptions } from './request-guards.ts';
 import { registerBodyParsers } from './body-parsers.ts';
+import { ParsedYamlSpec, YamlSpecParser } from './yaml-spec-parser.ts';
 import type { BodyLimits } from './body-parsers.ts';
 import type { ClusterHistory } from '../cluster-history.ts';
 
@@ -74,7 +75,9 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   for (const schema of API_SCHEMAS) app.addSchema(schema);
   // Before the plugins: their routes (/docs) are guarded too.
   registerRequestGuards(app, { ...deps.browserSafety, maxBodyBytes: deps.bodyLimits.maxBytes });
-  registerBodyParsers(app, deps.bodyLimits);
+  const yamlSpecs = new YamlSpecParser();
+  app.addHook('onClose', async () => yamlSpecs.close());
+  registerBodyParsers(app, deps.bodyLimits, yamlSpecs);
 
   await app.register(swagger, {
     openapi: {
@@ -404,11 +407,11 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
 }
 
 /**
- * A submitted body (YAML text or a JSON object) as a spec the local backend can run on this inventory; otherwise
+ * A submitted body (a YAML spec the body parser parsed, or a JSON object) as a spec the local backend can run on this inventory; otherwise
  * the HttpProblem a submission gets: every field error with its path, line and column, or why it cannot fit.
  */
 function acceptableSpec(body: unknown, submitDir: string | string[] | undefined, inventory: readonly NodeInfo[]): JobSpec {
-  const parsed = typeof body === 'string' ? parseJobSpecYaml(body) : parseJobSpecObject(body);
+  const parsed = body instanceof ParsedYamlSpec ? body.result : parseJobSpecObject(body);
   if (!parsed.ok) {
     const first = parsed.errors[0];
     const more = parsed.errors.length > 1 ? ` (and ${parsed.errors.length - 1} more)` : '';

@@ -2,12 +2,15 @@
  * The one place request bodies are read: JSON and YAML only (a browser can send text/plain, form data and
  * multipart from any web page without asking; it cannot send these without a CORS preflight), with a size limit
  * checked before the body is read and a nesting limit checked before it is parsed. JSON bodies that repeat a key
- * are refused, as YAML ones are. YAML text is handed on as text: the spec parser reports lines and columns.
+ * are refused, as YAML ones are. YAML text is parsed as a job spec here (the spec parser reports lines and
+ * columns), off the event loop when it is large: see yaml-spec-parser.ts.
  */
 import type { FastifyInstance } from 'fastify';
 import { parseJsonText, yamlNestingBeyond } from '@tutti/model';
 import type { TooDeep } from '@tutti/model';
 import { HttpProblem } from './errors.ts';
+import { ParsedYamlSpec } from './yaml-spec-parser.ts';
+import type { YamlSpecParser } from './yaml-spec-parser.ts';
 
 export const JSON_MEDIA_TYPE = 'application/json';
 /** application/yaml is the registered type; the others are what tools commonly send for the same thing. */
@@ -40,8 +43,11 @@ export function isAcceptedBodyType(contentType: string | undefined): boolean {
   return type === JSON_MEDIA_TYPE || (type !== undefined && YAML_MEDIA_TYPES.includes(type));
 }
 
-/** Replaces Fastify's parsers (which include text/plain) with ours; the app's bodyLimit must be `limits.maxBytes`. */
-export function registerBodyParsers(app: FastifyInstance, limits: BodyLimits): void {
+/**
+ * Replaces Fastify's parsers (which include text/plain) with ours; the app's bodyLimit must be `limits.maxBytes`.
+ * A YAML body reaches the route as a `ParsedYamlSpec`, parsed by `yamlSpecs` (off the event loop when large).
+ */
+export function registerBodyParsers(app: FastifyInstance, limits: BodyLimits, yamlSpecs: YamlSpecParser): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(JSON_MEDIA_TYPE, { parseAs: 'string' }, (_request, body, done) => {
     try {
@@ -50,11 +56,11 @@ export function registerBodyParsers(app: FastifyInstance, limits: BodyLimits): v
       done(error as Error, undefined);
     }
   });
-  app.addContentTypeParser(YAML_MEDIA_TYPES, { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser(YAML_MEDIA_TYPES, { parseAs: 'string' }, async (_request: unknown, body: string | Buffer) => {
     const text = String(body);
     const tooDeep = yamlNestingBeyond(text, limits.maxDepth);
-    if (tooDeep !== undefined) done(tooDeepProblem(tooDeep, limits.maxDepth), undefined);
-    else done(null, text);
+    if (tooDeep !== undefined) throw tooDeepProblem(tooDeep, limits.maxDepth);
+    return new ParsedYamlSpec(await yamlSpecs.parse(text));
   });
   // Any other type: refused unless the body turns out empty (a chunked POST may say nothing until it ends).
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {

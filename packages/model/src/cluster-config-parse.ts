@@ -18,7 +18,7 @@
  *     lending_limit: {P100: 88}
  * scheduler:
  *   profile: tutti            # @default tutti
- *   fair_share_half_life: 24h # @default 24h
+ *   fair_share_half_life: 24h # sets args.fair-share.halfLifeMs (@default 24h)
  *   args: {}                  # extra profile arguments
  * ```
  */
@@ -42,7 +42,6 @@ const SCHEDULER_FIELDS = ['profile', 'fair_share_half_life', 'args'] as const;
 /** Node defaults when the file leaves them out. */
 export const NODE_DEFAULT_CPUS = 64;
 export const NODE_DEFAULT_MEMORY_MIB = 256 * 1024;
-export const DEFAULT_FAIR_SHARE_HALF_LIFE_MS = 24 * 3_600_000;
 export const DEFAULT_SCHEDULER_PROFILE = 'tutti';
 
 const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -197,7 +196,7 @@ function validateClusterConfig(value: unknown): { config?: ClusterConfig; issues
   }
 
   // Scheduler.
-  const scheduler: SchedulerSettings = { profile: DEFAULT_SCHEDULER_PROFILE, fairShareHalfLifeMs: DEFAULT_FAIR_SHARE_HALF_LIFE_MS, args: {} };
+  const scheduler: SchedulerSettings = { profile: DEFAULT_SCHEDULER_PROFILE, args: {} };
   const schedulerValue = value.scheduler;
   if (schedulerValue !== undefined && schedulerValue !== null) {
     if (!isPlainObject(schedulerValue)) fail(['scheduler'], `expected a mapping like {profile: tutti}, got ${describeValue(schedulerValue)}`);

@@ -16,8 +16,12 @@ export interface ClusterConfig {
 export interface SchedulerSettings {
   /** Name of the scheduler profile. @default "tutti" */
   profile: string;
-  /** Fair-share history half-life, ms. @default 24 h */
-  fairShareHalfLifeMs: number;
+  /**
+   * `fair_share_half_life`, ms, when the file sets it: the fair-share plugin's `halfLifeMs` under another name (the
+   * scheduler's `resolveSchedulerSettings` lays it over the profile, and refuses a different `halfLifeMs` in `args`).
+   * Left out, the profile's `halfLifeMs` applies (@default 24 h).
+   */
+  fairShareHalfLifeMs?: number;
   /** Extra profile arguments, validated by the plugins that read them. */
   args: Record<string, unknown>;
 }

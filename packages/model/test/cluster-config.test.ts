@@ -33,7 +33,7 @@ scheduler:
 
   it('accepts an empty file as an empty config with the default scheduler', () => {
     const result = parseClusterConfigYaml('');
-    expect(result).toEqual({ ok: true, value: { nodes: [], teams: [], scheduler: { profile: 'tutti', fairShareHalfLifeMs: 24 * 3_600_000, args: {} } } });
+    expect(result).toEqual({ ok: true, value: { nodes: [], teams: [], scheduler: { profile: 'tutti', args: {} } } });
   });
 
   it.each([

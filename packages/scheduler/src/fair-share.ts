@@ -5,10 +5,11 @@
  *   share(team) = (GPUs it runs now + GPUs of its jobs ahead in this queue + decayed GPU-seconds / half-life in s)
  *                 / weight
  *
- * Decayed usage comes from `TeamUsage` (decayed to `now` with the profile's half-life), so a team that used little
- * lately goes first. Each job taken from a team adds its GPUs to the team's share, so teams interleave in proportion
- * to their weights instead of one team's backlog going first. Ageing: a waiting job gains `agingPerHour` priority
- * points per hour since it was submitted, so a low-priority job is eventually ahead of newer high-priority ones.
+ * Decayed usage comes from `TeamUsage` (decayed to `now` with the profile's half-life; the formulas live in
+ * decayed-usage.ts, shared with the server and the simulator), so a team that used little lately goes first. Each
+ * job taken from a team adds its GPUs to the team's share, so teams interleave in proportion to their weights
+ * instead of one team's backlog going first. Ageing: a waiting job gains `agingPerHour` priority points per hour
+ * since it was submitted, so a low-priority job is eventually ahead of newer high-priority ones.
  *
  * Within a team, `withinTeam` (see `FairShareArgs`) may order by estimated run time instead (`shortest-estimated`,
  * `response-ratio`), the estimates learned from finished jobs (`duration-estimate.ts`); a team none of whose jobs has
@@ -21,6 +22,7 @@
  */
 import type { Job, TeamConfig, TeamUsage } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
+import { computeShare, computeTeamWeights, decayUsageTo } from './decayed-usage.ts';
 import type { DurationEstimate } from './duration-estimate.ts';
 import type { FairShareArgs } from './profile.ts';
 import { CycleCache } from './cycle-cache.ts';
@@ -64,8 +66,9 @@ export function computeFairShareOrder(pending: readonly Job[], input: FairShareI
  */
 export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput, cache: CycleCache): Int32Array {
   const { now, args } = input;
-  const weights = computeTeamWeights(input.teams);
-  const decayed = computeDecayedUsage(input.usage, now, args.halfLifeMs);
+  const teamWeight = computeTeamWeights(input.teams);
+  const decayed = decayUsageTo(input.usage, now, args.halfLifeMs);
+  const halfLifeS = args.halfLifeMs / 1000;
   const { teamOf, priorityOf, createdAtOf, keyOf, gpusOf } = cache;
   const teamCount = cache.teamCount;
 
@@ -99,9 +102,8 @@ export function computeFairShareQueue(numbers: Int32Array, input: FairShareInput
       if (sorted) grouped.set(list, from);
       else sortTeam(t, grouped, from, to, cache, compare);
     } else sortTeam(t, grouped, from, to, cache, compare);
-    const weight = weights.get(team) ?? 1;
-    const base = (input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (args.halfLifeMs / 1000);
-    heads.push({ team, share: base / weight, weight, from, to });
+    const weight = teamWeight(team);
+    heads.push({ team, share: computeShare(input.runningGpus.get(team) ?? 0, decayed.get(team) ?? 0, halfLifeS, weight), weight, from, to });
   }
   // Ties of share go by team name: ranked once here, so that the merge compares numbers.
   heads.sort((a, b) => (a.team < b.team ? -1 : a.team > b.team ? 1 : 0));
@@ -283,21 +285,6 @@ function compareSubmission(cache: CycleCache): (a: number, b: number) => number 
   };
 }
 
-/** Each team's weight (a weight ≤ 0 counts as 1; a team not listed has weight 1, see `weightOf`). */
-function computeTeamWeights(teams: readonly TeamConfig[]): Map<string, number> {
-  return new Map(teams.map((t) => [t.name, t.weight > 0 ? t.weight : 1]));
-}
-
-/** Each team's decayed GPU-seconds, decayed to `now` with the half-life. */
-function computeDecayedUsage(usage: readonly TeamUsage[], now: number, halfLifeMs: number): Map<string, number> {
-  const decayed = new Map<string, number>();
-  for (const u of usage) {
-    const factor = Math.pow(2, -Math.max(0, now - u.asOf) / halfLifeMs);
-    decayed.set(u.team, (decayed.get(u.team) ?? 0) + u.decayedGpuSeconds * factor);
-  }
-  return decayed;
-}
-
 /** Teams' shares at the start of a cycle, before any waiting job is counted (see the module comment). */
 export interface TeamShares {
   /** (GPUs running + decayed GPU-seconds / half-life in s) / weight. */
@@ -305,13 +292,13 @@ export interface TeamShares {
   readonly weightOf: (team: string) => number;
 }
 
-export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' | 'runningGpus' | 'now' | 'args'>): TeamShares {
-  const weights = computeTeamWeights(input.teams);
-  const decayed = computeDecayedUsage(input.usage, input.now, input.args.halfLifeMs);
-  const weightOf = (team: string): number => weights.get(team) ?? 1;
+export function computeTeamShares(input: Pick<FairShareInput, 'teams' | 'usage' | 'runningGpus' | 'now'> & { readonly args: Pick<FairShareArgs, 'halfLifeMs'> }): TeamShares {
+  const weightOf = computeTeamWeights(input.teams);
+  const decayed = decayUsageTo(input.usage, input.now, input.args.halfLifeMs);
+  const halfLifeS = input.args.halfLifeMs / 1000;
   return {
     weightOf,
-    shareOf: (team) => ((input.runningGpus.get(team) ?? 0) + (decayed.get(team) ?? 0) / (input.args.halfLifeMs / 1000)) / weightOf(team),
+    shareOf: (team) => computeShare(input.runningGpus.get(team) ?? 0, decayed.get(team) ?? 0, halfLifeS, weightOf(team)),
   };
 }
 

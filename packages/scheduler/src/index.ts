@@ -40,4 +40,6 @@ export { computeAttainedGpuMs, computeLasOrder, computeLasQueue, DEFAULT_LAS_ARG
 export { createQueueRank, type OrderPreemptionArgs, type QueueRank } from './order-preemption.ts';
 export { PLUGIN, type PluginName } from './plugin-names.ts';
 export { compareQueueOrder, computeQueueOrder } from './queue-sort.ts';
-export { computeFairShareOrder, computeEffectivePriority } from './fair-share.ts';
+export { computeFairShareOrder, computeEffectivePriority, computeTeamShares, type TeamShares } from './fair-share.ts';
+export { accumulateDecayedUsage, computeShare, computeTeamWeights, decayUsageTo } from './decayed-usage.ts';
+export { applyFairShareHalfLife, readFairShareHalfLifeMs, resolveSchedulerSettings } from './scheduler-settings.ts';

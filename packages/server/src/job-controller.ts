@@ -20,7 +20,7 @@ import {
 } from '@tutti/model';
 import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
-import { CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { CycleCache, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
@@ -52,8 +52,6 @@ export interface JobControllerOptions {
   profile: SchedulerProfile;
   /** Teams and their quotas (from `tutti up --config`); none means every job is admitted. */
   teams: readonly TeamConfig[];
-  /** Fair-share history half-life. */
-  fairShareHalfLifeMs: number;
   /** Issues each job's TUTTI_JOB_TOKEN. */
   jobTokens: JobTokens;
   /** The API's address for TUTTI_API_URL (undefined until the server listens). */
@@ -196,7 +194,8 @@ export class JobController {
     this.options = options;
     this.store = options.store;
     this.backend = options.backend;
-    this.usage = new TeamUsageTracker(options.fairShareHalfLifeMs);
+    // The profile's half-life: the one the queue sort decays usage with (the config's fair_share_half_life sets it).
+    this.usage = new TeamUsageTracker(readFairShareHalfLifeMs(options.profile));
     this.backend.onRankExit((exit) => {
       const record = () => this.handleRankExit(exit);
       void this.withJobLock(exit.jobId, () => this.writeNowOrLater(exit.jobId, `the exit of rank ${exit.rank} of job ${exit.jobId}`, record)).catch((error: unknown) =>
@@ -209,7 +208,7 @@ export class JobController {
   async start(): Promise<void> {
     await this.recover();
     const now = this.options.now();
-    const past = await this.store.listGpuUseEndedSince(now - SEED_HALF_LIVES * this.options.fairShareHalfLifeMs);
+    const past = await this.store.listGpuUseEndedSince(now - SEED_HALF_LIVES * this.usage.halfLifeMs);
     this.usage.seed(now, past, await this.store.listJobsByStatus(['running']));
     await this.seedServiceHistory(past);
     this.started = true;
@@ -257,7 +256,7 @@ export class JobController {
   /** Each team's decayed GPU use as of now (what the next cycle's fair share starts from), and the half-life. */
   fairShareState(): { decayedGpuSeconds: ReadonlyMap<string, number>; halfLifeMs: number } {
     const usage = this.usage.peek(this.options.now());
-    return { decayedGpuSeconds: new Map(usage.map((u) => [u.team, u.decayedGpuSeconds])), halfLifeMs: this.options.fairShareHalfLifeMs };
+    return { decayedGpuSeconds: new Map(usage.map((u) => [u.team, u.decayedGpuSeconds])), halfLifeMs: this.usage.halfLifeMs };
   }
 
   /** Pending jobs per team, from the queue. */

@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
-import { getProfile, parseProfile } from '@tutti/scheduler';
+import { resolveSchedulerSettings } from '@tutti/scheduler';
 import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PRIVATE_DIR_MODE } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import { createLocalBackend, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
@@ -180,9 +180,9 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     await feed.start();
     const metrics = new ServerMetrics();
     cleanups.push(() => metrics.close());
-    const settings = options.config?.scheduler ?? { profile: 'tutti', fairShareHalfLifeMs: 24 * 3600_000, args: {} };
-    const profileResult = Object.keys(settings.args).length > 0 ? parseProfile({ base: settings.profile, args: settings.args }) : getProfile(settings.profile);
-    if (!profileResult.ok) throw new StartupError(`scheduler.profile: ${profileResult.error}`);
+    // One profile, with the config's fair_share_half_life as its fair-share halfLifeMs (a different one in args is refused).
+    const profileResult = resolveSchedulerSettings(options.config?.scheduler ?? { profile: 'tutti', args: {} });
+    if (!profileResult.ok) throw new StartupError(profileResult.error);
     const teams = options.config?.teams ?? [];
     const jobTokens = await inDataDir(dataDir, () => JobTokens.open(dataDir));
     // Known once the server listens (port 0 picks one).
@@ -199,7 +199,6 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       tickMs: options.tickMs ?? 1000,
       profile: profileResult.profile,
       teams,
-      fairShareHalfLifeMs: settings.fairShareHalfLifeMs,
       jobTokens,
       apiUrl: () => api.url,
       gpusIdleSince: (jobId) => gpuSampler.gpusIdleSince(jobId),

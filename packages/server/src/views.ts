@@ -1,6 +1,7 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
 import type { AttemptView, EventView, GpuMetricSampleView, GpuView, JobSummaryView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
 import { serializeJobSpec, serializeResources } from '@tutti/model';
+import { computeShare, computeTeamWeights } from '@tutti/scheduler';
 import type { AttemptRecord, ClusterSnapshot, Diagnosis, GpuSample, Job, JobEvent, JobSummary, ProgressRecord, Task, TeamConfig } from '@tutti/model';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -191,7 +192,8 @@ export function computeTeamViews(
   snapshot: ClusterSnapshot,
   running: readonly Job[],
   pendingByTeam: ReadonlyMap<string, number>,
-  fairShare: { decayedGpuSeconds: ReadonlyMap<string, number>; halfLifeMs: number } = { decayedGpuSeconds: new Map(), halfLifeMs: 24 * 3600_000 },
+  /** Decayed usage as of now and the half-life it decays with: `JobController.fairShareState()`. */
+  fairShare: { decayedGpuSeconds: ReadonlyMap<string, number>; halfLifeMs: number },
 ): TeamView[] {
   const typeOf = new Map<string, string>();
   for (const node of snapshot.nodes) for (const gpu of node.gpus) typeOf.set(`${node.name}/${gpu.index}`, gpu.type);
@@ -208,11 +210,11 @@ export function computeTeamViews(
   const runningCount = new Map<string, number>();
   for (const job of running) runningCount.set(job.spec.team, (runningCount.get(job.spec.team) ?? 0) + 1);
   const names = [...new Set([...teams.map((t) => t.name), ...used.keys(), ...pendingByTeam.keys(), ...runningCount.keys()])].sort();
-  // The same share the fair-share sort starts a cycle from: lowest first, ties by name.
+  // The same share the fair-share sort starts a cycle from (the scheduler's function): lowest first, ties by name.
+  const weightOf = computeTeamWeights(teams);
   const shareOf = (name: string) => {
     const gpus = Object.values(used.get(name) ?? {}).reduce((a, b) => a + b, 0);
-    const weight = teams.find((t) => t.name === name)?.weight ?? 1;
-    return (gpus + (fairShare.decayedGpuSeconds.get(name) ?? 0) / (fairShare.halfLifeMs / 1000)) / weight;
+    return computeShare(gpus, fairShare.decayedGpuSeconds.get(name) ?? 0, fairShare.halfLifeMs / 1000, weightOf(name));
   };
   const order = [...names].sort((a, b) => shareOf(a) - shareOf(b) || (a < b ? -1 : a > b ? 1 : 0));
   return names.map((name) => {

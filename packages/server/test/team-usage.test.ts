@@ -12,7 +12,7 @@ function runningJob(team: string, gpus: number, startedAt: number): Job {
 }
 
 describe('TeamUsageTracker.seed', () => {
-  it('weighs history as advancing through it minute by minute would', () => {
+  it('weighs history exactly as advancing through it minute by minute does (one accumulator, the exact integral)', () => {
     const now = 100 * HOUR;
     const seeded = new TeamUsageTracker(2 * HOUR);
     seeded.seed(now, [{ team: 'red', gpus: 4, startedAt: now - 5 * HOUR, finishedAt: now - 2 * HOUR }], [runningJob('blue', 2, now - HOUR)]);
@@ -23,8 +23,8 @@ describe('TeamUsageTracker.seed', () => {
     }
     const usage = (tracker: TeamUsageTracker) => new Map(tracker.advance(now, []).map((u) => [u.team, u.decayedGpuSeconds]));
     const [a, b] = [usage(seeded), usage(stepped)];
-    expect(a.get('red')! / b.get('red')!).toBeCloseTo(1, 2);
-    expect(a.get('blue')! / b.get('blue')!).toBeCloseTo(1, 2);
+    expect(a.get('red')! / b.get('red')!).toBeCloseTo(1, 9);
+    expect(a.get('blue')! / b.get('blue')!).toBeCloseTo(1, 9);
     // 4 GPUs × 3 h, half-life 2 h, ended 2 h ago: 4 × (2 h / ln 2) × (0.5^1 − 0.5^2.5) in GPU-seconds.
     expect(a.get('red')).toBeCloseTo((4 * (2 * 3600) / Math.LN2) * (0.5 - Math.pow(0.5, 2.5)), 6);
   });

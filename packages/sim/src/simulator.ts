@@ -28,7 +28,7 @@
  *     jobs still to finish).
  */
 import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, PlacedNode, Plan, TeamUsage } from '@tutti/model';
-import { checkFeasibility, compareQueueOrder, compileProfile, CycleCache, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
@@ -230,6 +230,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const checkpointIntervalS = options.checkpointIntervalS ?? 1800;
   const cycleIntervalS = options.cycleIntervalS ?? 0;
   const seed = options.seed ?? 1;
+  // The cluster config's fair_share_half_life is the profile's fair-share halfLifeMs, as on the server: one half-life
+  // for the queue sort's shares and for the usage accumulated below.
+  const resolved = applyFairShareHalfLife(policy.profile, cluster.scheduler.fairShareHalfLifeMs);
+  if (!resolved.ok) throw new ProfileError(resolved.error);
+  const profile = resolved.profile;
   const partitioned = options.partition === 'team-label' || ((options.partition ?? 'auto') === 'auto' && cluster.nodes.some((n) => n.labels.team !== undefined));
 
   // Nodes and partitions.
@@ -379,7 +384,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   let pruning = policy.pruning;
   const tl = { t: [] as number[], busy: [] as number[], pending: [] as number[], frag: [] as number[] };
   // Extra inputs, by what the profile reads (compileProfile validated it already in resolvePolicies or throws here).
-  const compiled = compileProfile(policy.profile);
+  const compiled = compileProfile(profile);
   const needsOracle = compiled.oracle;
   // LAS thresholds of the queue sort: `las`, or fair share ordering each team by least attained service.
   const lasThresholdsGpuS = compiled.las?.queueThresholdsGpuS ?? (compiled.fairShare?.withinTeam === 'least-attained' ? compiled.fairShare.lasThresholdsGpuS : undefined);
@@ -434,18 +439,16 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     events.push({ kind: 'service', time: now + (next - attained) / gpus, job: index, epoch: sj.epoch });
   };
   // Fair-share history: GPUs held per team now, and decayed GPU-seconds per team as of `usageAsOf`.
-  const halfLifeS = cluster.scheduler.fairShareHalfLifeMs / 1000;
+  const halfLifeS = readFairShareHalfLifeMs(profile) / 1000;
   const teamBusy = new Map<string, number>();
   const teamUsage = new Map<string, number>();
   let usageAsOf = lastT;
   const advanceUsage = (now: number): void => {
     const dt = now - usageAsOf;
     if (dt <= 0) return;
-    // Constant use r over dt with exponential decay: usage·2^(−dt/h) + r·(h/ln 2)·(1 − 2^(−dt/h)).
-    const decay = Math.pow(2, -dt / halfLifeS);
-    const gain = (halfLifeS / Math.LN2) * (1 - decay);
-    for (const [team, used] of teamUsage) teamUsage.set(team, used * decay);
-    for (const [team, gpus] of teamBusy) if (gpus > 0) teamUsage.set(team, (teamUsage.get(team) ?? 0) + gpus * gain);
+    // The scheduler's accumulator, as the server's usage tracker: each team's usage with what it held over dt.
+    for (const [team, used] of teamUsage) teamUsage.set(team, accumulateDecayedUsage(used, dt, teamBusy.get(team) ?? 0, halfLifeS));
+    for (const [team, gpus] of teamBusy) if (gpus > 0 && !teamUsage.has(team)) teamUsage.set(team, accumulateDecayedUsage(0, dt, gpus, halfLifeS));
     usageAsOf = now;
   };
 
@@ -691,7 +694,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       }
     }
     cycles++;
-    const { plan } = runCycle(input, policy.profile);
+    const { plan } = runCycle(input, profile);
     if (pruning === 'greedy-best-fit' && (plan.preemptions.length > 0 || plan.reservations.length > 0)) {
       // The profile preempts or reserves: pruning is no longer exact. Redo this cycle, and the rest, unpruned.
       pruning = 'none';

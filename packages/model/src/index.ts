@@ -12,3 +12,4 @@ export * from './job-spec.ts';
 export * from './units.ts';
 export * from './cluster-config-parse.ts';
 export * from './text-limits.ts';
+export * from './stop-grace.ts';

@@ -1,5 +1,6 @@
 /** What a scheduling cycle decides. Pure data: the server applies it, the simulator replays it. */
 import type { Diagnosis } from './job.ts';
+import type { GraceSource } from './stop-grace.ts';
 
 /** Where each node-rank of a gang goes. `nodes[i]` is node-rank i; rank 0 lives on `nodes[0]`. */
 export interface Placement {
@@ -47,8 +48,10 @@ export interface Preemption {
   /** The pending job the room is made for. */
   forJobId: string;
   reason: PreemptionReason;
-  /** Time to checkpoint and exit before SIGKILL. */
+  /** Time to checkpoint and exit before SIGKILL: the victim's own grace, capped (see `decideStopGrace`). */
   graceMs: number;
+  /** Which setting decided `graceMs`: the job's `preemption_grace`, the default, or the profile's maximum. */
+  graceSource: GraceSource;
   /** A sentence for the victim's history: "preempted for job 42 (priority 900 > 50)". */
   message: string;
 }

@@ -33,6 +33,7 @@ export {
   TUTTI_LAS_PROFILE,
   type TopologyArgs,
   type WithinTeamOrder,
+  readMaxGraceMs,
 } from './profile.ts';
 export { createDurationEstimator, DEFAULT_DURATION_ESTIMATE_ARGS, durationHistoryKey, recordFinishedDuration, type DurationEstimate, type DurationEstimateArgs, type DurationHistory } from './duration-estimate.ts';
 export { computeOracleOrder, computeOracleRankMs } from './oracle-sort.ts';

@@ -31,8 +31,8 @@ import { computeOracleRankMs } from './oracle-sort.ts';
 import type { AcrossTeams, FairShareArgs } from './profile.ts';
 
 export interface OrderPreemptionArgs {
-  /** Time a victim gets to checkpoint and exit, ms. @default 60 s */
-  readonly graceMs: number;
+  /** The most a victim's grace may be, ms (see `PreemptionArgs.maxGraceMs`). @default none */
+  readonly maxGraceMs?: number;
   /** At most this many waiting jobs get room made by preemption per cycle. @default 16 */
   readonly maxPreemptorsPerCycle: number;
   /** Under `fair-share` with `withinTeam: least-attained` only: whose jobs a job may preempt (module comment). @default over-share */

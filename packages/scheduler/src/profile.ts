@@ -16,7 +16,7 @@
  *   gang        one of  gang
  *   preemption  any of  preemption (priority, quota reclaim) | order-preemption (jobs the queue order ranks later:
  *                       oracle-shortest, las, or fair-share with `withinTeam: least-attained`); with both listed,
- *                       `preemption`'s graceMs and maxPreemptorsPerCycle are the ones a cycle uses
+ *                       `preemption`'s maxGraceMs and maxPreemptorsPerCycle are the ones a cycle uses
  *   backfill    one of  greedy (a job that does not fit is skipped) | strict (nothing passes a blocked job) |
  *                       easy (the blocked head gets a reservation; others start only if they do not delay it)
  */
@@ -103,8 +103,11 @@ export const ACROSS_TEAMS: readonly AcrossTeams[] = ['never', 'over-share'];
 
 /** Arguments of `preemption`. */
 export interface PreemptionArgs {
-  /** Time a victim gets to checkpoint and exit, ms. @default 60 s */
-  readonly graceMs: number;
+  /**
+   * The most a victim's grace may be, ms: a victim gets its own `preemption_grace` (else the server's default), cut
+   * to this (see `decideStopGrace` in @tutti/model). Every stop of the server's jobs obeys it. @default none
+   */
+  readonly maxGraceMs?: number;
   /** Preempt for quota reclaim (jobs on borrowed GPUs). @default true */
   readonly reclaim: boolean;
   /** Preempt lower-priority jobs. @default true */
@@ -167,8 +170,9 @@ export const PLUGIN_ARGS = {
     );
   },
   [PLUGIN.preemption]: (raw: unknown): ArgsCheck<PreemptionArgs> =>
-    readArgs(PLUGIN.preemption, raw, { graceMs: [60_000, 0], reclaim: [true], priority: [true], maxPreemptorsPerCycle: [16, 0] }, (v) => ({
-      graceMs: v['graceMs'] as number,
+    renamedGrace(PLUGIN.preemption, raw) ??
+    readArgs(PLUGIN.preemption, raw, { maxGraceMs: [NO_MAX_GRACE, 0], reclaim: [true], priority: [true], maxPreemptorsPerCycle: [16, 0] }, (v) => ({
+      ...maxGrace(v),
       reclaim: v['reclaim'] as boolean,
       priority: v['priority'] as boolean,
       maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number,
@@ -176,8 +180,9 @@ export const PLUGIN_ARGS = {
   [PLUGIN.backfill]: (raw: unknown): ArgsCheck<BackfillArgs> =>
     readArgs(PLUGIN.backfill, raw, { estimatedRuntimeMs: [3_600_000, 0], reservations: [1, 0] }, (v) => ({ estimatedRuntimeMs: v['estimatedRuntimeMs'] as number, reservations: v['reservations'] as number })),
   [PLUGIN.orderPreemption]: (raw: unknown): ArgsCheck<OrderPreemptionArgs> =>
-    readArgs(PLUGIN.orderPreemption, raw, { graceMs: [60_000, 0], maxPreemptorsPerCycle: [16, 0], acrossTeams: ['over-share', ACROSS_TEAMS] }, (v) => ({
-      graceMs: v['graceMs'] as number,
+    renamedGrace(PLUGIN.orderPreemption, raw) ??
+    readArgs(PLUGIN.orderPreemption, raw, { maxGraceMs: [NO_MAX_GRACE, 0], maxPreemptorsPerCycle: [16, 0], acrossTeams: ['over-share', ACROSS_TEAMS] }, (v) => ({
+      ...maxGrace(v),
       maxPreemptorsPerCycle: v['maxPreemptorsPerCycle'] as number,
       acrossTeams: v['acrossTeams'] as AcrossTeams,
     })),
@@ -186,6 +191,26 @@ export const PLUGIN_ARGS = {
   [PLUGIN.topology]: (raw: unknown): ArgsCheck<TopologyArgs> =>
     readArgs(PLUGIN.topology, raw, { defaultPrefer: ['rack', ['rack', 'zone']] }, (v) => ({ defaultPrefer: v['defaultPrefer'] as TopologyLevel })),
 } as const;
+
+/** `maxGraceMs` left out: no maximum (readArgs wants a number for the default). */
+const NO_MAX_GRACE = Number.POSITIVE_INFINITY;
+
+function maxGrace(v: Record<string, unknown>): { maxGraceMs?: number } {
+  const value = v['maxGraceMs'] as number;
+  return value === NO_MAX_GRACE ? {} : { maxGraceMs: value };
+}
+
+/**
+ * `graceMs` was the grace every victim got, whatever its own `preemption_grace`; it is now a maximum under another
+ * name, so that a profile written for the old meaning is refused with the new one rather than read differently.
+ */
+function renamedGrace(plugin: string, raw: unknown): ArgsCheck<never> | undefined {
+  if (typeof raw !== 'object' || raw === null || !Object.hasOwn(raw, 'graceMs')) return undefined;
+  return {
+    ok: false,
+    error: `args.${plugin}.graceMs: renamed maxGraceMs, and now a maximum: a victim gets its own preemption_grace (else tutti up --grace), at most maxGraceMs`,
+  };
+}
 
 /** `[default, min]` for numbers, `[default]` for booleans, `[default, allowed]` for strings. */
 type ArgSpec = readonly [number, number] | readonly [boolean] | readonly [string, readonly string[]];
@@ -374,6 +399,15 @@ export function compileProfile(profile: SchedulerProfile): CompiledProfile {
     compiledCache.set(profile, compiled);
   }
   return compiled;
+}
+
+/**
+ * The most any stop's grace may be under `profile` (its preemption plugin's `maxGraceMs`; with both listed,
+ * `preemption`'s), or undefined when it sets none. The server caps every stop with it, the scheduler every victim.
+ */
+export function readMaxGraceMs(profile: SchedulerProfile): number | undefined {
+  const config = compileProfile(profile);
+  return (config.preemption ?? config.orderPreemption)?.maxGraceMs;
 }
 
 function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {

@@ -2,7 +2,7 @@
  * One scheduling cycle: a pure function from a snapshot and a queue to a plan and a diagnosis for every job left
  * waiting. See README.md for the steps drawn out.
  */
-import { formatApproxDuration, formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis, type GpuDevice, type Job, type PlacedNode, type Preemption, type Reservation, type TeamConfig, type TeamUsage } from '@tutti/model';
+import { decideStopGrace, formatApproxDuration, formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis, type GpuDevice, type Job, type PlacedNode, type Preemption, type Reservation, type TeamConfig, type TeamUsage } from '@tutti/model';
 import { computeReservation } from './backfill.ts';
 import { Diagnoser } from './diagnose.ts';
 import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
@@ -18,7 +18,7 @@ import { computePlacement, type PlacementOptions } from './placement.ts';
 import { ExtraFreeView, PlanOverlay } from './plan-overlay.ts';
 import { PLUGIN } from './plugin-names.ts';
 import { computePreemption, VictimPool, type PreemptionChoice } from './preemption.ts';
-import { compileProfile, DEFAULT_PROFILE, type SchedulerProfile } from './profile.ts';
+import { compileProfile, DEFAULT_PROFILE, readMaxGraceMs, type SchedulerProfile } from './profile.ts';
 import { describeQuotaFailure, QuotaLedger } from './quota.ts';
 import { computeQueueOrder } from './queue-sort.ts';
 import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
@@ -46,6 +46,11 @@ export interface CycleInput {
   usage?: readonly TeamUsage[];
   /** Epoch milliseconds of the cycle: ageing, decay of usage, reservation times. */
   now: number;
+  /**
+   * The grace of a victim without its own `preemption_grace` (the server's `--grace`), ms; each victim's grace is
+   * decided by `decideStopGrace` (@tutti/model), capped by the profile's `maxGraceMs`. @default 60 s
+   */
+  defaultGraceMs?: number;
   /** Seed for any randomised choice, so that a cycle can be replayed. Every choice is ordered today; kept for plugins. */
   seed: number;
   /**
@@ -107,6 +112,9 @@ export interface CycleShortcuts {
   readonly keepAcrossCycles: boolean;
 }
 
+/** A victim's grace when neither it nor the cycle's input says (the simulator's, and the scheduler tests'). */
+export const DEFAULT_GRACE_MS = 60_000;
+
 export const FAST_PATHS: CycleShortcuts = { capacityIndex: true, sameKindMemo: true, victimPool: true, keepAcrossCycles: true };
 export const PLAIN_PATHS: CycleShortcuts = { capacityIndex: false, sameKindMemo: false, victimPool: false, keepAcrossCycles: false };
 
@@ -121,8 +129,12 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const estimator = config.fairShare && config.fairShare.withinTeam !== 'priority' ? createDurationEstimator(input.durationHistory, { window: config.fairShare.estimateWindow, minSamples: config.fairShare.estimateMinSamples }) : undefined;
   const running = computeRunningJobs(index, input.running ?? [], now, config.backfillArgs.estimatedRuntimeMs, estimator && ((job) => estimator(job)?.ms), cache.nodeIndex);
   // Victims of earlier cycles still within their grace (see stopping.ts).
-  const graceMs = (config.preemption ?? config.orderPreemption)?.graceMs ?? 60_000;
-  const stopping = computeStoppingVictims(input.running ?? [], running, graceMs, now, cache.nodeIndex);
+  const maxGraceMs = readMaxGraceMs(profile);
+  const defaultGraceMs = input.defaultGraceMs ?? DEFAULT_GRACE_MS;
+  /** The grace a victim gets: the same rule the server applies when it stops it. */
+  const graceOf = (job: Job) => decideStopGrace(job.spec.preemptionGraceMs, defaultGraceMs, maxGraceMs);
+  const graceMsOf = (job: Job) => graceOf(job).graceMs;
+  const stopping = computeStoppingVictims(input.running ?? [], running, graceMsOf, now, cache.nodeIndex);
   const teams = input.teams ?? [];
   const readyGpus = config.quota && teams.length > 0 ? countReadyGpus(index) : undefined;
   const ledger = readyGpus ? new QuotaLedger(teams, readyGpus) : undefined;
@@ -185,7 +197,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   let victimPool: VictimPool | undefined;
   /** Running jobs by expected end, for EASY reservations: sorted when the first reservation is looked for. */
   let ending: RunningJob[] | undefined;
-  const endingInOrder = (): RunningJob[] => (ending ??= withStoppingEnds(running, input.running ?? [], graceMs, now).sort((a, b) => a.endAt - b.endAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
+  const endingInOrder = (): RunningJob[] => (ending ??= withStoppingEnds(running, input.running ?? [], graceMsOf, now).sort((a, b) => a.endAt - b.endAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
   const waitingForHold = new Map<string, boolean>();
   const topologyBlocked = new Map<string, Diagnosis | undefined>();
   const noReservation = new Set<string>();
@@ -206,14 +218,17 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
    */
   const applyPreemption = (job: Job, choice: PreemptionChoice, preemptorRank: number | undefined, inQuota: boolean): Diagnosis => {
     preemptors++;
-    const graceMs = (preemptionArgs as { graceMs: number }).graceMs;
+    let graceMs = 0;
     for (const v of choice.victims) {
       victims.add(v.running.id);
+      const grace = graceOf(v.job);
+      graceMs = Math.max(graceMs, grace.graceMs);
       preemptions.push({
         jobId: v.running.id,
         forJobId: job.id,
         reason: v.reason,
-        graceMs,
+        graceMs: grace.graceMs,
+        graceSource: grace.source,
         message:
           v.reason === 'priority'
             ? `preempted for job ${job.id} (priority ${job.spec.priority} > ${v.job.spec.priority})${inQuota ? `: team ${job.spec.team} is at its quota` : ''}`
@@ -410,7 +425,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
         overlay.hold(nodes);
         earliestReservation = Math.min(earliestReservation, startAt);
         estimatedStart.set(job.id, startAt);
-        estimateBasis.set(job.id, `when the jobs being stopped for it have exited (within their ${formatDuration(graceMs)} grace)`);
+        estimateBasis.set(job.id, `when the jobs being stopped for it have exited (within their grace, ${formatDuration(startAt - now)} from now)`);
         const one = waitingOn.victims.length === 1;
         decided = {
           plugin: PLUGIN.preemption,

@@ -29,15 +29,15 @@ export interface StoppingVictims {
 }
 
 /**
- * Stopping jobs of `input` that the snapshot still shows running; each is gone by `since + graceMs` (never before
+ * Stopping jobs of `input` that the snapshot still shows running; each is gone by `since` + its grace (`graceMsOf`; never before
  * `now`). With the cache `running` was computed with, a cycle in which it counted none being stopped reads no job.
  */
-export function computeStoppingVictims(input: readonly RunningJobInput[], running: readonly RunningJob[], graceMs: number, now: number, cache?: NodeIndexCache): StoppingVictims {
+export function computeStoppingVictims(input: readonly RunningJobInput[], running: readonly RunningJob[], graceMsOf: (job: RunningJobInput) => number, now: number, cache?: NodeIndexCache): StoppingVictims {
   const ids = new Set<string>();
   const forJob = new Map<string, { victims: string[]; gpus: Map<number, GpuDevice[]>; goneBy: number }>();
   if (noneStopping(input, running, cache) === true) return { ids, forJob };
-  const marked = new Map<string, { since: number; forJobId: string }>();
-  for (const job of input) if (job.stopping) marked.set(job.id, job.stopping);
+  const marked = new Map<string, { since: number; forJobId: string; graceMs: number }>();
+  for (const job of input) if (job.stopping) marked.set(job.id, { ...job.stopping, graceMs: graceMsOf(job) });
   if (marked.size === 0) return { ids, forJob };
   for (const r of running) {
     const stop = marked.get(r.id);
@@ -46,7 +46,7 @@ export function computeStoppingVictims(input: readonly RunningJobInput[], runnin
     let entry = forJob.get(stop.forJobId);
     if (!entry) forJob.set(stop.forJobId, (entry = { victims: [], gpus: new Map(), goneBy: now }));
     entry.victims.push(r.id);
-    entry.goneBy = Math.max(entry.goneBy, stop.since + graceMs);
+    entry.goneBy = Math.max(entry.goneBy, stop.since + stop.graceMs);
     for (const [ordinal, gpus] of r.byNode) {
       const list = entry.gpus.get(ordinal);
       if (list) list.push(...gpus);
@@ -57,9 +57,9 @@ export function computeStoppingVictims(input: readonly RunningJobInput[], runnin
 }
 
 /** `running` with each stopping job expected to end when its grace runs out (if that is earlier). */
-export function withStoppingEnds(running: readonly RunningJob[], input: readonly RunningJobInput[], graceMs: number, now: number): RunningJob[] {
+export function withStoppingEnds(running: readonly RunningJob[], input: readonly RunningJobInput[], graceMsOf: (job: RunningJobInput) => number, now: number): RunningJob[] {
   const goneBy = new Map<string, number>();
-  for (const job of input) if (job.stopping) goneBy.set(job.id, Math.max(now, job.stopping.since + graceMs));
+  for (const job of input) if (job.stopping) goneBy.set(job.id, Math.max(now, job.stopping.since + graceMsOf(job)));
   if (goneBy.size === 0) return [...running];
   return running.map((r) => {
     const end = goneBy.get(r.id);

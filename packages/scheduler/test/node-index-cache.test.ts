@@ -348,7 +348,7 @@ describe('the cluster side of the cycle cache', () => {
         for (let i = 0; i < runningKept.length; i++) expect(runningKept[i]?.job).toBe(runningFresh[i]?.job);
         const sortedEntries = (map: ReadonlyMap<string, number>): [string, number][] => [...map].sort((a, b) => (a[0] < b[0] ? -1 : 1));
         expect(sortedEntries(computeRunningGpusByTeam(runningKept, cache))).toEqual(sortedEntries(computeRunningGpusByTeam(runningFresh)));
-        expect(describeStopping(computeStoppingVictims(jobs, runningKept, 60_000, world.now, cache))).toEqual(describeStopping(computeStoppingVictims(jobs, runningFresh, 60_000, world.now)));
+        expect(describeStopping(computeStoppingVictims(jobs, runningKept, () => 60_000, world.now, cache))).toEqual(describeStopping(computeStoppingVictims(jobs, runningFresh, () => 60_000, world.now)));
         if (before) {
           const earlier = new Set(before.index.nodes);
           reusedNodes += kept.nodes.filter((n) => earlier.has(n)).length;

@@ -20,7 +20,7 @@ describe('profiles', () => {
   it.each([
     [{ name: 'x', plugins: { queueSort: 'random' } }, 'plugins.queueSort: expected one of queue-sort, fair-share'],
     [{ name: 'x', plugins: { sorting: 'fair-share' } }, 'plugins.sorting: unknown extension point'],
-    [{ name: 'x', args: { preemption: { graceMs: -1 } } }, 'args.preemption.graceMs: expected a number ≥ 0'],
+    [{ name: 'x', args: { preemption: { maxGraceMs: -1 } } }, 'args.preemption.maxGraceMs: expected a number ≥ 0'],
     [{ name: 'x', args: { preemption: { grace: 5 } } }, 'args.preemption.grace: unknown argument'],
     [{ name: 'x', weights: { 'best-fit': 1.5 } }, 'weights.best-fit: expected a whole number'],
     [{ name: 'x', weights: { quota: 1 } }, 'weights.quota: not a score plugin'],
@@ -39,9 +39,9 @@ describe('profiles', () => {
   });
 
   it('lays arguments over the base\'s key by key: tutti-las with other thresholds is still least attained service', () => {
-    const result = parseProfile({ name: 'las-fast', base: 'tutti-las', args: { 'fair-share': { lasThresholdsGpuS: [60] }, 'order-preemption': { graceMs: 1000 } } });
+    const result = parseProfile({ name: 'las-fast', base: 'tutti-las', args: { 'fair-share': { lasThresholdsGpuS: [60] }, 'order-preemption': { maxGraceMs: 1000 } } });
     if (!result.ok) throw new Error(result.error);
-    expect(result.profile.args).toEqual({ 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [60] }, 'order-preemption': { acrossTeams: 'over-share', graceMs: 1000 } });
+    expect(result.profile.args).toEqual({ 'fair-share': { withinTeam: 'least-attained', lasThresholdsGpuS: [60] }, 'order-preemption': { acrossTeams: 'over-share', maxGraceMs: 1000 } });
     // On the default base the same thresholds are an error that says why.
     const plain = parseProfile({ name: 'x', args: { 'fair-share': { lasThresholdsGpuS: [60] } } });
     expect(plain).toEqual({ ok: false, error: expect.stringContaining('lasThresholdsGpuS: only with withinTeam: least-attained') });
@@ -70,7 +70,7 @@ describe('quotas and reclaim', () => {
     const result = cycle(snapshot, pending, TUTTI_PROFILE, { teams: blueBorrows, running, now: 100 });
     expect(result.plan.placements).toEqual([]);
     // One victim, the most recently started of the borrowed 4-GPU jobs (least work lost).
-    expect(result.plan.preemptions).toEqual([{ jobId: '12', forJobId: '20', reason: 'quota_reclaim', graceMs: 60_000, message: expect.stringContaining('reclaims') }]);
+    expect(result.plan.preemptions).toEqual([{ jobId: '12', forJobId: '20', reason: 'quota_reclaim', graceMs: 60_000, graceSource: 'default', message: expect.stringContaining('reclaims') }]);
     expect(result.plan.reservations).toEqual([{ jobId: '20', startAt: 60_100, nodes: [{ node: 'b', gpuIndices: [4, 5, 6, 7] }] }]);
     expect(result.diagnoses.get('20')).toMatchObject({ code: 'WaitingForReclaim', estimatedStartAt: 60_100 });
     expect(verifyPlan(snapshot.build(), result.plan, specs(pending, running), { running, teams: blueBorrows })).toEqual([]);
@@ -88,7 +88,7 @@ describe('preemption inside a team at its quota', () => {
     const result = cycle(snapshot, pending, TUTTI_PROFILE, { teams, running, now: 50 });
     // GPUs are free on b, but the quota is full: one victim, the most recently started, frees quota for it.
     expect(result.plan.placements).toEqual([]);
-    expect(result.plan.preemptions).toEqual([{ jobId: '2', forJobId: '9', reason: 'priority', graceMs: 60_000, message: 'preempted for job 9 (priority 90 > 10): team blue is at its quota' }]);
+    expect(result.plan.preemptions).toEqual([{ jobId: '2', forJobId: '9', reason: 'priority', graceMs: 60_000, graceSource: 'default', message: 'preempted for job 9 (priority 90 > 10): team blue is at its quota' }]);
     expect(result.plan.reservations).toEqual([{ jobId: '9', startAt: 60_050, nodes: [expect.objectContaining({ gpuIndices: expect.any(Array) })] }]);
     expect(result.diagnoses.get('9')).toMatchObject({ plugin: 'preemption', code: 'WaitingForReclaim', estimatedStartAt: 60_050 });
     expect(result.diagnoses.get('9')?.message).toContain("being stopped to make room in team blue's quota");
@@ -144,18 +144,36 @@ describe('preemption by priority', () => {
     expect(result.plan.preemptions).toEqual([]);
   });
 
-  it('uses the grace period from the profile args', () => {
-    const profile = parseProfile({ name: 'short-grace', args: { preemption: { graceMs: 5_000 } } });
-    if (!profile.ok) throw new Error(profile.error);
-    const result = cycle(snapshot, build(makeJob(9).gpus(1).priority(90)), profile.profile, { running, now: 50 });
-    expect(result.plan.preemptions.map((p) => [p.jobId, p.graceMs])).toEqual([['2', 5_000]]);
+  it("gives a victim its own preemption_grace, else the cycle's default, at most the profile's maxGraceMs, and says which applied", () => {
+    const withGrace = (ms: number) => running.map((j) => (j.id === '2' ? { ...j, spec: { ...j.spec, preemptionGraceMs: ms } } : j));
+    const capped = parseProfile({ name: 'capped', args: { preemption: { maxGraceMs: 60_000 } } });
+    if (!capped.ok) throw new Error(capped.error);
+    const victimOf = (profile: typeof TUTTI_PROFILE, runningJobs: readonly Job[], defaultGraceMs?: number) => {
+      const result = cycle(snapshot, build(makeJob(9).gpus(1).priority(90)), profile, { running: runningJobs, now: 50, ...(defaultGraceMs !== undefined ? { defaultGraceMs } : {}) });
+      return result.plan.preemptions.map((p) => [p.jobId, p.graceMs, p.graceSource]);
+    };
+    // A short own grace is not lengthened to the default (the profile's 60 s used to win).
+    expect(victimOf(TUTTI_PROFILE, withGrace(5_000))).toEqual([['2', 5_000, 'job']]);
+    // A long one is kept without a maximum, cut to it with one.
+    expect(victimOf(TUTTI_PROFILE, withGrace(600_000))).toEqual([['2', 600_000, 'job']]);
+    expect(victimOf(capped.profile, withGrace(600_000))).toEqual([['2', 60_000, 'max']]);
+    expect(victimOf(capped.profile, withGrace(5_000))).toEqual([['2', 5_000, 'job']]);
+    // Without its own: the server's --grace.
+    expect(victimOf(TUTTI_PROFILE, running, 30_000)).toEqual([['2', 30_000, 'default']]);
+  });
+
+  it('refuses the old graceMs argument, naming maxGraceMs and what it now means', () => {
+    for (const plugin of ['preemption', 'order-preemption']) {
+      const result = parseProfile({ name: 'old', args: { [plugin]: { graceMs: 5_000 } } });
+      expect(result).toEqual({ ok: false, error: expect.stringMatching(new RegExp(`^args\\.${plugin}\\.graceMs: renamed maxGraceMs, and now a maximum`)) });
+    }
   });
 
   it('verifyPlan rejects a victim of higher priority and a victim that is not running', () => {
     const pending = build(makeJob(9).gpus(1).priority(50));
     const plan = { snapshotVersion: 1, placements: [], reservations: [], preemptions: [
-      { jobId: '3', forJobId: '9', reason: 'priority' as const, graceMs: 0, message: '' },
-      { jobId: '77', forJobId: '9', reason: 'priority' as const, graceMs: 0, message: '' },
+      { jobId: '3', forJobId: '9', reason: 'priority' as const, graceMs: 0, graceSource: 'default' as const, message: '' },
+      { jobId: '77', forJobId: '9', reason: 'priority' as const, graceMs: 0, graceSource: 'default' as const, message: '' },
     ] };
     expect(verifyPlan(snapshot.build(), plan, specs(pending, running), { running }).map((v) => v.code)).toEqual(['VictimNotPreemptible', 'VictimNotRunning']);
   });

@@ -28,7 +28,7 @@ describe('profiles sjf, srtf, tiresias', () => {
     [{ name: 'x', base: 'tiresias', args: { las: { queueThresholdsGpuS: [100, 50] } } }, 'args.las.queueThresholdsGpuS: expected a list of GPU-seconds > 0 in increasing order'],
     [{ name: 'x', base: 'tiresias', args: { las: { queueThresholdsGpuS: 100 } } }, 'args.las.queueThresholdsGpuS: expected a list'],
     [{ name: 'x', base: 'tiresias', args: { las: { queues: 3 } } }, 'args.las.queues: unknown argument; known: queueThresholdsGpuS'],
-    [{ name: 'x', base: 'srtf', args: { 'order-preemption': { graceMs: -5 } } }, 'args.order-preemption.graceMs: expected a number ≥ 0'],
+    [{ name: 'x', base: 'srtf', args: { 'order-preemption': { maxGraceMs: -5 } } }, 'args.order-preemption.maxGraceMs: expected a number ≥ 0'],
     [{ name: 'x', base: 'srtf', args: { 'order-preemption': { victims: 1 } } }, 'args.order-preemption.victims: unknown argument'],
     [{ name: 'x', base: 'tutti', plugins: { preemption: ['order-preemption'] } }, 'order-preemption needs a queue sort that ranks jobs'],
     [{ name: 'x', base: 'tutti', args: { 'fair-share': { withinTeam: 'shortest' } } }, 'args.fair-share.withinTeam: expected one of priority, shortest-estimated, response-ratio'],

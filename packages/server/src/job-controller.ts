@@ -15,12 +15,14 @@ import {
   MAX_RESTART_BACKOFF_MS,
   computeGpusHeld,
   computeTasksForPlacement,
+  decideStopGrace,
+  describeGraceSource,
   formatDuration,
   isTerminalJobStatus,
 } from '@tutti/model';
-import type { Diagnosis, Job, JobSpec, NodeInfo, Placement, RestartCause, Task, TeamConfig } from '@tutti/model';
+import type { Diagnosis, GraceSource, Job, JobSpec, NodeInfo, Placement, RestartCause, StopGrace, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
-import { CycleCache, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
@@ -42,7 +44,10 @@ export interface JobControllerOptions {
   metrics: ServerMetrics;
   logger: Logger;
   now: () => number;
-  /** Time between SIGTERM and SIGKILL when a job is cancelled or stopped, for jobs without `preemption_grace`. */
+  /**
+   * Time between the stop signal and SIGKILL on any stop (cancel, preemption, restart) of a job without its own
+   * `preemption_grace` (`tutti up --grace`); the profile's `maxGraceMs` caps both (see `decideStopGrace`).
+   */
   stopGraceMs: number;
   /** Where default checkpoint dirs (`checkpoints/<jobId>`) and control dirs (`jobs/<jobId>/control`) live. */
   dataDir: string;
@@ -89,8 +94,20 @@ export type StopCause =
   | { kind: 'max_duration'; limitMs: number }
   /** No progress record for `timeoutMs` while the ranks lived. */
   | { kind: 'hung'; timeoutMs: number; detail: string }
-  /** Stopped to make room (`preempt`): back to pending, not counted as a restart. */
-  | { kind: 'preempted'; message: string; graceMs?: number };
+  /** Stopped to make room (`preempt`), for the pending job `forJobId` when the scheduler chose it: back to pending, not counted as a restart. */
+  | { kind: 'preempted'; message: string; forJobId?: string };
+
+/** A stop as its `stopping` event records it, before any rank is signalled (the event's data). */
+interface RecordedStop {
+  signal: NodeJS.Signals;
+  grace_ms: number;
+  /** Which setting decided `grace_ms` (see `decideStopGrace`). */
+  grace_source: GraceSource;
+  /** Epoch ms: SIGKILL then, also by a server started after this one died. */
+  deadline: number;
+  attempt: number | null;
+  cause: StopCause;
+}
 
 /** What happens to a job once every rank of its attempt is out. */
 export type AttemptOutcome =
@@ -333,15 +350,15 @@ export class JobController {
   }
 
   /**
-   * Preempts a running job: stops its gang with its stop signal and grace (or `graceMs`), then puts it back in
+   * Preempts a running job: stops its gang with its stop signal and grace (see `stopGrace`), then puts it back in
    * the queue as `pending` with a `preempted` event. Not counted against max_restarts. A job already being
-   * stopped keeps its first cause.
+   * stopped keeps its first cause. `forJobId`: the pending job it makes room for (recorded with the stop).
    */
-  async preempt(jobId: string, options: { graceMs?: number; message?: string } = {}): Promise<'preempting' | 'not_running' | 'not_found'> {
+  async preempt(jobId: string, options: { message?: string; forJobId?: string } = {}): Promise<'preempting' | 'not_running' | 'not_found'> {
     const job = await this.store.getJob(jobId);
     if (!job) return 'not_found';
     if (job.status !== 'running') return 'not_running';
-    this.beginStop(jobId, { kind: 'preempted', message: options.message ?? 'preempted', ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}) });
+    this.beginStop(jobId, { kind: 'preempted', message: options.message ?? 'preempted', ...(options.forJobId !== undefined ? { forJobId: options.forJobId } : {}) });
     return 'preempting';
   }
 
@@ -377,7 +394,10 @@ export class JobController {
       const stopping = this.preemptedFor.get(job.id);
       return stopping ? { ...job, stopping } : job;
     });
-    const result = runCycle({ snapshot, pending, running: runningInput, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory, cache: this.cycleCache }, profile);
+    const result = runCycle(
+      { snapshot, pending, running: runningInput, teams, usage, now, seed: this.seed++, attainedServiceGpuMs, durationHistory: this.durationHistory, defaultGraceMs: this.options.stopGraceMs, cache: this.cycleCache },
+      profile,
+    );
     metrics.observeCycle((performance.now() - started) / 1000);
 
     // Only the placed jobs matter from here on: no per-cycle maps over the whole queue (100,000 jobs is a real queue).
@@ -398,7 +418,7 @@ export class JobController {
     // (a cancel, a failed rank) keeps that first cause.
     for (const preemption of result.plan.preemptions) {
       if (rejected.has(preemption.jobId) || rejected.has(preemption.forJobId) || this.stopping.has(preemption.jobId)) continue;
-      void this.preempt(preemption.jobId, { graceMs: preemption.graceMs, message: preemption.message }).then((outcome) => {
+      void this.preempt(preemption.jobId, { message: preemption.message, forJobId: preemption.forJobId }).then((outcome) => {
         if (outcome !== 'preempting') return;
         this.preemptedFor.set(preemption.jobId, { since: now, forJobId: preemption.forJobId });
         this.options.logger.info(`job ${preemption.jobId}: ${preemption.message}`);
@@ -506,7 +526,8 @@ export class JobController {
     await makeDirectory(controlDir);
     await rm(path.join(controlDir, 'preempt-deadline'), { force: true });
     const resumeFrom = job.lastCheckpoint ?? (await newestEntry(checkpointDir));
-    const graceMs = job.spec.preemptionGraceMs ?? this.options.stopGraceMs;
+    // The grace every stop of this attempt gets, whatever its cause: what the rank is told is what it will get.
+    const { graceMs } = this.stopGrace(job);
     const apiUrl = this.options.apiUrl();
     return {
       TUTTI_CHECKPOINT_DIR: checkpointDir,
@@ -604,18 +625,20 @@ export class JobController {
         if (tasks.every((t) => t.status === 'exited' || t.status === 'lost')) await this.withJobLock(jobId, () => this.maybeFinish(jobId));
         return;
       }
-      const graceMs = (cause.kind === 'preempted' ? cause.graceMs : undefined) ?? job?.spec.preemptionGraceMs ?? this.options.stopGraceMs;
+      const { graceMs, source } = job ? this.stopGrace(job) : { graceMs: this.options.stopGraceMs, source: 'default' as const };
       const signal = job?.spec.stopSignal ?? 'SIGTERM';
       const deadline = this.options.now() + graceMs;
-      await writeFile(path.join(this.controlDir(jobId), 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
-      // The cause is recorded before any rank is signalled: after a crash, `recover` ends the attempt for it.
-      await this.store.appendEvent(jobId, 'stopping', `${describeStop(cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))})`, this.options.now(), {
-        signal,
-        grace_ms: graceMs,
-        deadline,
-        attempt: attempt ?? null,
-        cause,
-      });
+      await writeDeadlineFile(this.controlDir(jobId), deadline);
+      // The stop (cause, signal, deadline, preemptor) is recorded before any rank is signalled: after a crash,
+      // `recover` ends the attempt for this cause and sends SIGKILL at this deadline (`resumeStop`).
+      const stop: RecordedStop = { signal, grace_ms: graceMs, grace_source: source, deadline, attempt: attempt ?? null, cause };
+      await this.store.appendEvent(
+        jobId,
+        'stopping',
+        `${describeStop(cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))}: ${describeGraceSource(source)})`,
+        this.options.now(),
+        { ...stop },
+      );
       this.lifecycle('stop_recorded', jobId);
       this.options.feed.notify();
       await this.backend.stop(handles, { graceMs, signal });
@@ -623,6 +646,29 @@ export class JobController {
       if (!this.reportDiskFull(error)) this.options.logger.error(`stopping job ${jobId} failed`, error);
       // The stop is recorded before any rank is signalled: with the disk full, both wait for the next ticks.
       else if (!this.closed) this.unwritten.set(`the stop of job ${jobId} (#${++this.unwrittenCount})`, () => this.signalRanks(jobId, cause));
+    }
+  }
+
+  /** The grace of every stop of `job` (see `decideStopGrace`): its own, else the server's, at most the profile's maximum. */
+  private stopGrace(job: Job): StopGrace {
+    return decideStopGrace(job.spec.preemptionGraceMs, this.options.stopGraceMs, readMaxGraceMs(this.options.profile));
+  }
+
+  /**
+   * Carries on a stop a previous server recorded and may have begun: the stop signal again (the crash may have come
+   * between the record and the signal; a rank may get it twice) and SIGKILL at the recorded deadline, at once when
+   * it has passed. Nothing new is recorded: the deadline the ranks were told stays the one they get.
+   */
+  private async resumeStop(jobId: string, stop: RecordedStop): Promise<void> {
+    try {
+      const [job, tasks] = await Promise.all([this.store.getJob(jobId), this.store.getTasks(jobId)]);
+      const handles = tasks.filter(isLive).flatMap((t) => toHandle(t, job?.attempt) ?? []);
+      if (handles.length === 0) return;
+      const leftMs = stop.deadline - this.options.now();
+      this.options.logger.info(`job ${jobId}: resuming its stop after the restart (${leftMs > 0 ? `SIGKILL in ${formatDuration(leftMs)}` : 'its deadline has passed: SIGKILL now'})`);
+      await this.backend.stop(handles, leftMs > 0 ? { graceMs: leftMs, signal: stop.signal } : { graceMs: 0, signal: 'SIGKILL' });
+    } catch (error) {
+      this.options.logger.error(`resuming the stop of job ${jobId} failed`, error);
     }
   }
 
@@ -901,9 +947,11 @@ export class JobController {
       tasks = await store.getTasks(job.id);
     }
     if (job.spec.maxDurationMs !== undefined && job.startedAt !== undefined) this.deadlines.set(job.id, job.startedAt + job.spec.maxDurationMs);
-    const cause = await this.interruptedStop(job, tasks);
+    const { cause, committed, committedAt } = await this.interruptedStop(job, tasks);
     // Set before any exit is handled, so the attempt ends for the cause it was being stopped for.
     if (cause) this.stopping.set(job.id, cause);
+    // A victim stays marked for the job it makes room for, so the next cycles wait for it instead of choosing more.
+    if (cause?.kind === 'preempted' && cause.forJobId !== undefined && committedAt !== undefined) this.preemptedFor.set(job.id, { since: committedAt, forJobId: cause.forJobId });
     const handles = tasks.filter(isLive).flatMap((t) => toHandle(t, attempt) ?? []);
     const observations = await this.backend.adopt(handles);
     const adopted = observations.filter((o) => o.state === 'running').length;
@@ -921,22 +969,23 @@ export class JobController {
     }
     // Every rank may have been out before the crash already: then no exit above ends the job, this does.
     await this.withJobLock(job.id, () => this.maybeFinish(job.id));
-    if (cause && (await store.getJob(job.id))?.status === 'running') void this.signalRanks(job.id, cause);
+    if (cause && (await store.getJob(job.id))?.status === 'running') void (committed ? this.resumeStop(job.id, committed) : this.signalRanks(job.id, cause));
   }
 
   /**
-   * Why the current attempt was being stopped when the server died, if it was: the cause recorded in its
-   * `stopping` event, else a cancel, else the first rank recorded as failed (its stop may not have begun).
+   * Why the current attempt was being stopped when the server died, if it was: the stop recorded in its
+   * `stopping` event (with its deadline and when it was recorded), else a cancel, else the first rank recorded as
+   * failed (their stops had not begun).
    */
-  private async interruptedStop(job: Job, tasks: readonly Task[]): Promise<StopCause | undefined> {
+  private async interruptedStop(job: Job, tasks: readonly Task[]): Promise<{ cause?: StopCause; committed?: RecordedStop; committedAt?: number }> {
     const stopping = await this.store.lastEventOfType(job.id, 'stopping');
-    const recorded = stopping?.data?.attempt === (job.attempt ?? 1) ? parseStopCause(stopping.data.cause) : undefined;
-    if (recorded) return recorded;
-    if (job.cancelRequestedAt !== undefined) return { kind: 'cancelled' };
+    const committed = stopping?.data?.attempt === (job.attempt ?? 1) ? parseRecordedStop(stopping.data) : undefined;
+    if (committed) return { cause: committed.cause, committed, committedAt: stopping!.at };
+    if (job.cancelRequestedAt !== undefined) return { cause: { kind: 'cancelled' } };
     const failed = firstFailedRank(tasks);
-    if (!failed) return undefined;
+    if (!failed) return {};
     const detail = failed.status === 'lost' ? `rank ${failed.rank} was lost (its process vanished without an exit status)` : `rank ${failed.rank} exited with code ${failed.exitCode}`;
-    return { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) };
+    return { cause: { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) } };
   }
 
   private withJobLock(jobId: string, work: () => Promise<void>): Promise<void> {
@@ -968,11 +1017,22 @@ function firstFailedRank(tasks: readonly Task[]): Task | undefined {
 
 const STOP_CAUSE_KINDS: ReadonlySet<string> = new Set<StopCause['kind']>(['rank_failed', 'cancelled', 'max_duration', 'hung', 'preempted']);
 
-/** A stop cause as the `stopping` event recorded it; undefined for anything else (an event of an older server). */
-function parseStopCause(value: unknown): StopCause | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
-  const kind = (value as { kind?: unknown }).kind;
-  return typeof kind === 'string' && STOP_CAUSE_KINDS.has(kind) ? (value as StopCause) : undefined;
+/** A stop as the `stopping` event recorded it; undefined for anything else (an event of an older server). */
+function parseRecordedStop(data: Readonly<Record<string, unknown>>): RecordedStop | undefined {
+  const cause = data.cause;
+  if (typeof cause !== 'object' || cause === null) return undefined;
+  const kind = (cause as { kind?: unknown }).kind;
+  if (typeof kind !== 'string' || !STOP_CAUSE_KINDS.has(kind)) return undefined;
+  if (typeof data.deadline !== 'number' || typeof data.signal !== 'string' || typeof data.grace_ms !== 'number') return undefined;
+  return data as unknown as RecordedStop;
+}
+
+/**
+ * Tells the ranks when SIGKILL comes (epoch seconds in `<controlDir>/preempt-deadline`, written before the stop
+ * signal; see README). Best effort: a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace.
+ */
+async function writeDeadlineFile(controlDir: string, deadline: number): Promise<void> {
+  await writeFile(path.join(controlDir, 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
 }
 
 /** `attempt` is the job's: its ranks' status files live under that attempt's directory. */

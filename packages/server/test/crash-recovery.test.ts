@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
-import type { JobSummaryView, JobView } from '@tutti/client';
+import type { EventView, JobSummaryView, JobView } from '@tutti/client';
 import type { LifecyclePoint } from '@tutti/server';
 import { isEnded, waitForJob } from './harness.ts';
 
@@ -85,6 +85,17 @@ async function newDataDir(): Promise<string> {
   const root = await mkdtemp(path.join(tmpdir(), 'tutti-crash-'));
   roots.push(root);
   return path.join(root, 'data');
+}
+
+/** The job's first event of `type`, once there is one. */
+async function waitForEvent(client: TuttiClient, jobId: string, type: string, timeoutMs = 20_000): Promise<EventView> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await client.listJobEvents(jobId)).events.find((e) => e.type === type);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} had no ${type} event after ${timeoutMs} ms`);
+    await sleep(50);
+  }
 }
 
 async function allJobs(client: TuttiClient): Promise<JobSummaryView[]> {
@@ -290,6 +301,63 @@ describe('recovery after a kill -9 converges', () => {
       const lowEnd = await waitForJob(second.client, low.id, isEnded, 15_000);
       expect(lowEnd).toMatchObject({ status: 'succeeded', restarts: 0 });
       expect((await second.client.listJobEvents(low.id)).events.map((e) => e.type)).toContain('preempted');
+      expect(await waitForJob(second.client, high.id, isEnded, 10_000)).toMatchObject({ status: 'succeeded' });
+    } finally {
+      await stopServer(second);
+    }
+  });
+
+  it('a cancel whose server dies during the grace: the restarted server SIGKILLs the rank that ignores SIGTERM at the committed deadline, and the job ends cancelled', async () => {
+    const dataDir = await newDataDir();
+    const first = await startServer(dataDir);
+    const job = await first.client.submitJob({ name: 'ignores-term', resources: { gpus: 1 }, preemption_grace: '2s', run: "trap '' TERM; exec sleep 600" });
+    await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.pid !== null));
+    await first.client.cancelJob(job.id);
+    const stop = await waitForEvent(first.client, job.id, 'stopping');
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const deadline = stop.data!.deadline as number;
+    // Restarted only once the deadline has passed, when no server was left to send the SIGKILL.
+    await sleep(Math.max(0, deadline - Date.now()) + 300);
+
+    const second = await startServer(dataDir);
+    try {
+      expect(await waitForJob(second.client, job.id, isEnded, 10_000)).toMatchObject({ status: 'cancelled', restarts: 0 });
+      const events = (await second.client.listJobEvents(job.id)).events;
+      // The stop the first server committed is the one carried out: no second stop with a fresh grace.
+      expect(events.filter((e) => e.type === 'stopping').map((e) => e.data?.deadline)).toEqual([deadline]);
+      expect(events.find((e) => e.type === 'rank_exited')?.data).toMatchObject({ signal: 'SIGKILL' });
+      expect(await readFile(path.join(dataDir, 'jobs', job.id, 'control', 'preempt-deadline'), 'utf8')).toBe(`${Math.floor(deadline / 1000)}\n`);
+    } finally {
+      await stopServer(second);
+    }
+  });
+
+  it('a preemption whose server dies during the grace: the victim that ignores SIGTERM is SIGKILLed at its deadline by the restarted server and goes back to pending as preempted, no restart used', async () => {
+    const dataDir = await newDataDir();
+    const first = await startServer(dataDir);
+    // Attempt 1 holds every GPU and ignores SIGTERM; a later attempt ends at once.
+    const low = await first.client.submitJob({
+      name: 'low',
+      priority: 0,
+      resources: { gpus: GPUS },
+      preemption_grace: '3s',
+      run: `if [ "$TUTTI_ATTEMPT" != 1 ]; then exit 0; fi; trap '' TERM; exec sleep 600`,
+    });
+    await waitForJob(first.client, low.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.pid !== null));
+    const high = await first.client.submitJob({ name: 'high', priority: 10, resources: { gpus: GPUS }, run: 'sleep 0.2' });
+    const stop = await waitForEvent(first.client, low.id, 'stopping');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = await startServer(dataDir);
+    try {
+      const lowEnd = await waitForJob(second.client, low.id, isEnded, 15_000);
+      expect(lowEnd).toMatchObject({ status: 'succeeded', restarts: 0 });
+      expect(lowEnd.attempts?.[0]?.reason).toMatch(/^preempted: preempted for job/);
+      const events = (await second.client.listJobEvents(low.id)).events;
+      expect(events.filter((e) => e.type === 'stopping').map((e) => e.data)).toEqual([expect.objectContaining({ deadline: stop.data!.deadline, grace_ms: 3000, cause: expect.objectContaining({ kind: 'preempted', forJobId: high.id }) })]);
+      expect(events.find((e) => e.type === 'rank_exited')?.data).toMatchObject({ signal: 'SIGKILL' });
       expect(await waitForJob(second.client, high.id, isEnded, 10_000)).toMatchObject({ status: 'succeeded' });
     } finally {
       await stopServer(second);

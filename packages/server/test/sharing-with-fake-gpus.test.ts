@@ -122,7 +122,7 @@ describe('sharing GPUs with fake GPUs', () => {
       config: {
         nodes: [],
         teams: [{ name: 'vc', weight: 1, nominal: { '*': 1 }, borrowingLimit: { '*': 0 } }],
-        scheduler: { profile: 'tutti-las', fairShareHalfLifeMs: 24 * 3600_000, args: { 'fair-share': { lasThresholdsGpuS: [1] }, 'order-preemption': { graceMs: 5000 } } },
+        scheduler: { profile: 'tutti-las', fairShareHalfLifeMs: 24 * 3600_000, args: { 'fair-share': { lasThresholdsGpuS: [1] }, 'order-preemption': { maxGraceMs: 5000 } } },
       },
     });
     const veteran = await t.client.submitJob({ name: 'veteran', team: 'vc', resources: { gpus: 1 }, run: preemptibleUntil(path.join(t.scratch, 'release-veteran')) });
@@ -231,7 +231,7 @@ describe('sharing GPUs with fake GPUs', () => {
   it('runs the tiresias profile live: a job that has used more GPU time is preempted for a newcomer, then resumes', async () => {
     t = await startTestServer({
       fakeGpus: '1',
-      config: { nodes: [], teams: [], scheduler: { profile: 'tiresias', fairShareHalfLifeMs: 24 * 3600_000, args: { las: { queueThresholdsGpuS: [1] }, 'order-preemption': { graceMs: 5000 } } } },
+      config: { nodes: [], teams: [], scheduler: { profile: 'tiresias', fairShareHalfLifeMs: 24 * 3600_000, args: { las: { queueThresholdsGpuS: [1] }, 'order-preemption': { maxGraceMs: 5000 } } } },
     });
     const veteran = await t.client.submitJob({ name: 'veteran', resources: { gpus: 1 }, run: preemptibleUntil(path.join(t.scratch, 'release-veteran')) });
     await waitForJob(t.client, veteran.id, isRunningWithPids);

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseClusterConfigYaml } from '@tutti/model';
 import type { ClusterConfig } from '@tutti/model';
 import { silentLogger, startTuttiServer } from '@tutti/server';
-import { closeLeavingNothingRunning, isRunningWithPids, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, isRunningWithPids, startTestServer, touch, waitForFileThenExit, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 let t: TestServer | undefined;
@@ -66,7 +66,9 @@ describe('the fair-share half-life of tutti up --config', () => {
     expect(beta?.fair_share.share).toBeCloseTo(2, 6);
     expect(beta?.fair_share.position).toBe(1);
     expect(alpha?.fair_share.position).toBe(2);
-    for (const name of ['beta-first', 'beta-next']) await release(name);
+    // alpha-next starts once a beta job ends: released beforehand and waited for, so no rank outlives the test.
+    for (const name of ['alpha-next', 'beta-first', 'beta-next']) await release(name);
+    await waitForJob(t.client, alphaNext.id, isEnded);
   });
 
   it('refuses a config that sets it twice, differently, naming both fields', async () => {

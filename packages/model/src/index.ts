@@ -5,6 +5,7 @@ export * from './teams.ts';
 export * from './errors.ts';
 export * from './gpu-type.ts';
 export * from './gpu-metrics.ts';
+export * from './gpu-share.ts';
 export * from './job.ts';
 export * from './plan.ts';
 export * from './tasks.ts';

@@ -8,7 +8,7 @@
  * the reservation starts) and not yet handed out this cycle, so free capacity only ever shrinks during a cycle.
  * `runCycle` relies on that to remember shapes that stopped fitting.
  */
-import type { GpuDevice, Job, PlacedNode, Placement } from '@tutti/model';
+import { shareFitsGpu, type GpuDevice, type Job, type PlacedNode, type Placement } from '@tutti/model';
 import { FreeCountIndex, type IndexedCounts } from './capacity-index.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import { FRACTION_PARTS, toParts, type CapacityView, type IndexedNode, type SharedUse, type SnapshotIndex } from './snapshot-index.ts';
@@ -168,9 +168,12 @@ export class PlanOverlay implements CapacityView {
   }
 }
 
-/** Whether a shared GPU has room for `parts` more and `memoryMiB` more. */
+/**
+ * Whether a shared GPU has room for `parts` more and `memoryMiB` more: model's one sharing rule, on the overlay's
+ * integer parts (a GPU held whole is in `shared` as all its parts and Infinity memory, so nothing joins it).
+ */
 export function hasShareRoom(use: SharedUse, gpu: GpuDevice, parts: number, memoryMiB: number): boolean {
-  return use.parts + parts <= FRACTION_PARTS && use.memoryMiB + memoryMiB <= gpu.memoryMiB;
+  return shareFitsGpu(use.parts / FRACTION_PARTS, use.memoryMiB, parts / FRACTION_PARTS, memoryMiB, gpu.memoryMiB);
 }
 
 export { toParts };

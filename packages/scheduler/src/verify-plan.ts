@@ -6,7 +6,7 @@
  * It does not compare `plan.snapshotVersion` with `snapshot.version`: a plan made on an older snapshot may still be
  * valid on a newer one, and this check is what decides that.
  */
-import type { ClusterSnapshot, GpuDevice, JobSpec, NodeInfo, Plan, TeamConfig } from '@tutti/model';
+import { gpuClaimConflict, type ClusterSnapshot, type GpuDevice, type JobSpec, type NodeInfo, type Plan, type TeamConfig } from '@tutti/model';
 import { formatMemoryMiB, formatOr } from './format.ts';
 import type { RunningJobInput } from './stopping.ts';
 
@@ -136,19 +136,24 @@ export function verifyPlan(snapshot: ClusterSnapshot, plan: Plan, jobs: Readonly
         const key = gpuKey(node.name, gpuIndex);
         if (fraction !== undefined || placed.gpuFraction !== undefined) {
           if (placed.gpuFraction !== fraction) fail('GpuShareExceeded', `GPU ${gpuIndex} on ${where}: the placement's share ${placed.gpuFraction ?? 'whole'} is not the job's ${fraction ?? 'whole GPU'}`);
-          const holder = allocated.get(key);
-          if (holder !== undefined) fail('GpuShareMixed', `GPU ${gpuIndex} on ${where} is held whole by job ${holder}; shares cannot join it`);
+          // Held whole in the snapshot or earlier in this plan.
+          const holder = allocated.get(key) ?? bookedInPlan.get(key);
           const use = shares.get(key) ?? { fraction: 0, memoryMiB: 0 };
-          const next = { fraction: use.fraction + (placed.gpuFraction ?? 0), memoryMiB: use.memoryMiB + (placed.gpuMemoryMiB ?? 0) };
+          const claim = { share: placed.gpuFraction ?? 0, memoryMiB: placed.gpuMemoryMiB ?? 0 };
+          const conflict = gpuClaimConflict({ heldWhole: holder !== undefined, share: use.fraction, memoryMiB: use.memoryMiB }, claim, gpu.memoryMiB);
+          const next = { fraction: use.fraction + claim.share, memoryMiB: use.memoryMiB + claim.memoryMiB };
           shares.set(key, next);
-          if (next.fraction > 1 + 1e-9) fail('GpuShareExceeded', `GPU ${gpuIndex} on ${where} would be shared beyond one GPU (${Math.round(next.fraction * 1000) / 1000})`);
-          if (next.memoryMiB > gpu.memoryMiB) fail('GpuShareExceeded', `GPU ${gpuIndex} on ${where}: shares would use ${formatMemoryMiB(next.memoryMiB)} of its ${formatMemoryMiB(gpu.memoryMiB)}`);
+          if (conflict === 'held_whole') fail('GpuShareMixed', `GPU ${gpuIndex} on ${where} is held whole by job ${holder}; shares cannot join it`);
+          else if (conflict === 'over_share') fail('GpuShareExceeded', `GPU ${gpuIndex} on ${where} would be shared beyond one GPU (${Math.round(next.fraction * 1000) / 1000})`);
+          else if (conflict === 'over_memory') fail('GpuShareExceeded', `GPU ${gpuIndex} on ${where}: shares would use ${formatMemoryMiB(next.memoryMiB)} of its ${formatMemoryMiB(gpu.memoryMiB)}`);
           if (types.length > 0 && !types.includes(gpu.type)) fail('GpuTypeMismatch', `GPU ${gpuIndex} on ${where} is ${gpu.type}, the job accepts ${formatOr(types)}`);
           continue;
         }
-        if (shares.has(key)) fail('GpuShareMixed', `GPU ${gpuIndex} on ${where} is shared by fractional jobs; a whole-GPU job cannot take it`);
         const holder = allocated.get(key);
-        if (holder !== undefined) fail('GpuAlreadyAllocated', `GPU ${gpuIndex} on ${where} is already allocated to job ${holder}`);
+        const use = shares.get(key);
+        const conflict = gpuClaimConflict({ heldWhole: holder !== undefined, share: use?.fraction ?? 0, memoryMiB: use?.memoryMiB ?? 0 }, { share: undefined, memoryMiB: 0 }, gpu.memoryMiB);
+        if (conflict === 'shared') fail('GpuShareMixed', `GPU ${gpuIndex} on ${where} is shared by fractional jobs; a whole-GPU job cannot take it`);
+        else if (conflict === 'held_whole') fail('GpuAlreadyAllocated', `GPU ${gpuIndex} on ${where} is already allocated to job ${holder}`);
         const booked = bookedInPlan.get(key);
         if (booked !== undefined && booked !== jobId) fail('GpuDoubleBooked', `GPU ${gpuIndex} on ${where} is also given to job ${booked} in this plan`);
         else bookedInPlan.set(key, jobId);

@@ -243,6 +243,16 @@ describe('fractional GPUs', () => {
     ] };
     expect(verifyPlan(snapshot, plan, specs(jobs)).map((v) => v.code)).toEqual(['GpuShareExceeded', 'GpuShareMixed']);
   });
+
+  it('verifyPlan rejects a share on a GPU that a whole-GPU job takes earlier in the same plan', () => {
+    const snapshot = makeCluster(makeNode('n').gpus(1, 'A100', 40)).build();
+    const jobs = build(makeJob(1).gpus(1), makeJob(2).fraction(0.5, 10));
+    const plan = { snapshotVersion: 1, preemptions: [], reservations: [], placements: [
+      { jobId: '1', nodes: [{ node: 'n', gpuIndices: [0] }] },
+      { jobId: '2', nodes: [{ node: 'n', gpuIndices: [0], gpuFraction: 0.5, gpuMemoryMiB: 10 * 1024 }] },
+    ] };
+    expect(verifyPlan(snapshot, plan, specs(jobs)).map((v) => v.message)).toEqual(['job 2: GPU 0 on node n is held whole by job 1; shares cannot join it']);
+  });
 });
 
 describe('fair share', () => {

@@ -27,7 +27,7 @@
  *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
  *     jobs still to finish).
  */
-import type { ClusterConfig, ClusterSnapshot, GpuAllocation, Job, JobSpec, NodeInfo, PlacedNode, Plan, TeamUsage } from '@tutti/model';
+import { GPU_SHARE_EPSILON, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan, type TeamUsage } from '@tutti/model';
 import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
@@ -495,7 +495,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       if (fraction !== undefined) {
         const p = positions[0] as number;
         const left = (node.share[p] as number) - fraction;
-        node.share[p] = left < 1e-9 ? 0 : left;
+        node.share[p] = left < GPU_SHARE_EPSILON ? 0 : left;
         node.sharers = node.sharers.filter((x) => x.job !== index);
         allocationsChanged(partition, node);
         if (node.share[p] === 0) setFree(partition, node, 1);
@@ -935,6 +935,8 @@ export function computeRequestMix(counts: ReadonlyMap<number, number>): Array<{ 
  * request, the free capacity the request cannot use here — all of the node's free capacity when the request does not
  * fit on the node, else the free capacity of the GPUs it cannot use (partly shared GPUs for a whole-GPU request,
  * shares smaller than the request for a fractional one) — weighted by the request's probability.
+ * Whether a share fits a partly shared GPU is model's sharing rule (`shareFitsGpu`), on shares alone: GPU memory is
+ * not part of this measure.
  *
  * @param holder whole-GPU holder per GPU position (-1: not whole-held)
  * @param share  fractional share held per GPU position
@@ -948,24 +950,24 @@ export function computeNodeFragmentation(holder: Int32Array, share: Float64Array
     if ((holder[p] as number) >= 0) continue;
     const free = 1 - (share[p] as number);
     freeTotal += free;
-    if (free >= 1 - 1e-9) wholeFree++;
+    if (free >= 1 - GPU_SHARE_EPSILON) wholeFree++;
     else {
       partialFree += free;
       if (free > largestPartial) largestPartial = free;
     }
   }
-  if (freeTotal <= 1e-9) return 0;
+  if (freeTotal <= GPU_SHARE_EPSILON) return 0;
   let expected = 0;
   for (const { demand, p } of mix) {
     let unusable: number;
     if (demand >= 1) unusable = wholeFree >= demand ? partialFree : freeTotal;
-    else if (wholeFree > 0 || largestPartial >= demand - 1e-9) {
+    else if (wholeFree > 0 || shareFitsGpu(1 - largestPartial, 0, demand, 0, Infinity)) {
       // Fits: only partly shared GPUs with less room than the request are lost to it.
       unusable = 0;
       for (let q = 0; q < holder.length; q++) {
         if ((holder[q] as number) >= 0) continue;
         const free = 1 - (share[q] as number);
-        if (free < 1 - 1e-9 && free < demand - 1e-9) unusable += free;
+        if (free < 1 - GPU_SHARE_EPSILON && !shareFitsGpu(share[q] as number, 0, demand, 0, Infinity)) unusable += free;
       }
     } else unusable = freeTotal;
     expected += p * unusable;

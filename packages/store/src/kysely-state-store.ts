@@ -15,7 +15,7 @@ import type {
   ProgressRecord,
   Task,
 } from '@tutti/model';
-import { computeGpusHeld, isTerminalJobStatus, JOB_STATUSES } from '@tutti/model';
+import { computeGpusHeld, gpuClaimConflict, isTerminalJobStatus, JOB_STATUSES, type GpuShareUse } from '@tutti/model';
 import { InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
@@ -824,25 +824,27 @@ function chunked<T>(items: readonly T[], size: number): T[][] {
 }
 
 /**
- * Whether the GPUs a placement wants are free enough, given the allocations already on them: a whole GPU only when
- * nothing holds it; a share only beside other shares (never beside a whole-GPU job), with the shares summing to at
- * most 1 and their memory to at most the GPU's.
+ * Whether the GPUs a placement wants are free enough, given the allocations already on them: model's one sharing rule
+ * (`gpuClaimConflict`). A GPU missing from the inventory has no memory limit here (the scheduler placed on it).
  */
 function fitsBesides(
   wanted: ReadonlyArray<{ node: string; gpu_index: number; fraction: number | null; memory_mib: number | null }>,
   held: ReadonlyArray<{ node: string; gpu_index: number; fraction: number | null; memory_mib: number | null }>,
   inventory: ReadonlyMap<string, NodeInfo>,
 ): boolean {
-  const EPSILON = 1e-9;
   for (const want of wanted) {
     const here = held.filter((h) => h.node === want.node && h.gpu_index === want.gpu_index);
     if (here.length === 0) continue;
-    if (want.fraction === null || here.some((h) => h.fraction === null)) return false;
-    const share = here.reduce((sum, h) => sum + (h.fraction ?? 1), want.fraction);
-    if (share > 1 + EPSILON) return false;
-    const memory = inventory.get(want.node)?.gpus.find((g) => g.index === want.gpu_index)?.memoryMiB ?? 0;
-    const memoryUsed = here.reduce((sum, h) => sum + (h.memory_mib ?? 0), want.memory_mib ?? 0);
-    if (memory > 0 && memoryUsed > memory) return false;
+    const use: GpuShareUse = { heldWhole: false, share: 0, memoryMiB: 0 };
+    for (const h of here) {
+      if (h.fraction === null) use.heldWhole = true;
+      else {
+        use.share += h.fraction;
+        use.memoryMiB += h.memory_mib ?? 0;
+      }
+    }
+    const gpuMemoryMiB = inventory.get(want.node)?.gpus.find((g) => g.index === want.gpu_index)?.memoryMiB || Infinity;
+    if (gpuClaimConflict(use, { share: want.fraction ?? undefined, memoryMiB: want.memory_mib ?? 0 }, gpuMemoryMiB) !== undefined) return false;
   }
   return true;
 }

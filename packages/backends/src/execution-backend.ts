@@ -1,5 +1,14 @@
 import type { GpuSample, NodeInfo, RunCommand } from '@tutti/model';
 
+/** The backends `tutti up --backend` can run ranks with (the first is the default). */
+export const EXECUTION_BACKEND_KINDS = ['local'] as const;
+export type ExecutionBackendKind = (typeof EXECUTION_BACKEND_KINDS)[number];
+
+/** Whether `name` is a backend this build knows (see EXECUTION_BACKEND_KINDS). */
+export function isExecutionBackendKind(name: string): name is ExecutionBackendKind {
+  return (EXECUTION_BACKEND_KINDS as readonly string[]).includes(name);
+}
+
 /**
  * Runs the ranks of jobs somewhere: local processes, Slurm steps, later Kubernetes pods.
  *
@@ -9,6 +18,9 @@ import type { GpuSample, NodeInfo, RunCommand } from '@tutti/model';
  * - Ranks keep running when the control plane dies, and their exit status is kept where `adopt` finds it later.
  * - Every rank that was launched or adopted is reported to `onRankExit` exactly once.
  * - `stop` signals every rank's whole process tree and escalates to SIGKILL after the grace period.
+ * - Everything on the nodes where ranks run goes through it: their logs (`readLog`), their checkpoint and control
+ *   directories (`prepareAttempt`) and the stop deadline the ranks read (`writeStopDeadline`). The control plane
+ *   opens no file of a rank itself, so it may run elsewhere (another host, a second replica).
  * What it deliberately does not do: decide placement, restart anything, or write to the state store.
  */
 export interface ExecutionBackend {
@@ -43,6 +55,27 @@ export interface ExecutionBackend {
    * (fake GPUs, none) answers no samples; a failed reading is a `warning`, never an exception.
    */
   sampleGpus(): Promise<GpuReading>;
+  /**
+   * Before an attempt's launch: makes the job's checkpoint directory and its control directory on the nodes where its
+   * ranks will run, removes the previous attempt's stop deadline, and finds the checkpoint to resume from (the newest
+   * entry of the checkpoint directory; names starting with '.' or ending in '.tmp' are half-written and skipped).
+   * Rejects with the file system's own error (ENOSPC, EROFS, EACCES), so that a full disk is told as one.
+   */
+  prepareAttempt(request: PrepareAttemptRequest): Promise<AttemptDirectories>;
+  /**
+   * Tells the ranks when SIGKILL comes: `deadline` (epoch ms) is written, as whole epoch seconds and a newline, to
+   * `<control dir>/preempt-deadline` on every node of `handles`, before the stop signal is sent. Best effort: never
+   * rejects (a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace).
+   */
+  writeStopDeadline(handles: readonly RankHandle[], deadline: number): Promise<void>;
+  /**
+   * A rank's output (stdout and stderr together), as chunks of bytes from `offset`. Without `follow` it ends at what
+   * is there now; with `follow` it keeps reading as the log grows, and ends once the rank has exited (its exit
+   * recorded, or its process gone) and its last bytes are sent. A log that does not exist yet is waited for when
+   * following, and is empty otherwise. Aborting `signal` ends it at once (no error). A log that shrank under a
+   * follow (trimmed to its cap) is read again from its start, where its marker line is.
+   */
+  readLog(rank: RankLogRef, options?: ReadLogOptions): AsyncIterable<Uint8Array>;
   /** Subscribes to rank exits. Listeners are called synchronously, once per exit, in subscription order. */
   onRankExit(listener: (exit: RankExit) => void): void;
   /**
@@ -96,6 +129,42 @@ export interface RankHandle {
   startedAt: number;
   /** The attempt the rank belongs to (see `LaunchRequest.attempt`). */
   attempt?: number;
+}
+
+/** Which rank's log: a `RankHandle` is one. Without `attempt`, the log of a launch that named no attempt. */
+export interface RankLogRef {
+  jobId: string;
+  rank: number;
+  attempt?: number;
+}
+
+export interface ReadLogOptions {
+  /** Where to start, in bytes from the log's start. @default 0 */
+  offset?: number;
+  /** Keep reading until the rank has exited. @default false */
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface PrepareAttemptRequest {
+  jobId: string;
+  attempt: number;
+  /** The nodes the attempt's ranks will run on. */
+  nodes: readonly string[];
+  /**
+   * The job's own `checkpoint_dir`: an absolute path, or one relative to `workdir` (or, without one, to the job's
+   * directory where the backend runs its ranks). Absent: the backend's default per-job checkpoint directory.
+   */
+  checkpointDir?: string;
+  workdir?: string;
+}
+
+/** Where the ranks of an attempt find their directories: TUTTI_CHECKPOINT_DIR, TUTTI_CONTROL_DIR, TUTTI_RESUME_FROM. */
+export interface AttemptDirectories {
+  checkpointDir: string;
+  controlDir: string;
+  /** The newest complete entry of `checkpointDir`, when there is one. */
+  newestCheckpoint?: string;
 }
 
 export interface StartedRankQuery {

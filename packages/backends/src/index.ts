@@ -8,3 +8,4 @@ export * from './local/nvidia-smi.ts';
 export * from './local/process-info.ts';
 export * from './local/rank-files.ts';
 export * from './local/free-port.ts';
+export * from './local/attempt-files.ts';

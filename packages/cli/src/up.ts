@@ -17,6 +17,8 @@ export interface UpOptions {
   port: number;
   host: string;
   dataDir: string;
+  /** `--backend`: which execution backend runs the ranks (see EXECUTION_BACKEND_KINDS). */
+  backend?: string;
   fakeGpus?: string;
   grace: number;
   demo: boolean;
@@ -52,6 +54,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       dataDir: options.dataDir,
       host: options.host,
       port: options.port,
+      ...(options.backend !== undefined ? { backend: options.backend } : {}),
       fakeGpus: options.fakeGpus,
       fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
       stopGraceMs: options.grace * 1000,

@@ -7,8 +7,6 @@
  * Every decision is durable in the store before it is acted on, so a restart (see `recover`) finds the same
  * world: running ranks are adopted, ranks that ended meanwhile are read back with their real exit codes.
  */
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import {
   DEFAULT_RESTART_BACKOFF_MS,
   DEFAULT_RESTART_ON,
@@ -26,7 +24,7 @@ import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDura
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
-import { PRIVATE_FILE_MODE, asDiskFull } from '@tutti/store';
+import { asDiskFull } from '@tutti/store';
 import type { DiskFullError, GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { DiskFullLog } from './disk-full-log.ts';
 import type { EventFeed } from './event-feed.ts';
@@ -49,7 +47,10 @@ export interface JobControllerOptions {
    * `preemption_grace` (`tutti up --grace`); the profile's `maxGraceMs` caps both (see `decideStopGrace`).
    */
   stopGraceMs: number;
-  /** Where default checkpoint dirs (`checkpoints/<jobId>`) and control dirs (`jobs/<jobId>/control`) live. */
+  /**
+   * The server's data dir, named when a full disk is told. The controller opens no file itself: rank directories,
+   * logs and the stop deadline are the backend's (`prepareAttempt`, `readLog`, `writeStopDeadline`).
+   */
   dataDir: string;
   /** A scheduling cycle also runs on this period, even when nothing happened (ages, max_duration). */
   tickMs: number;
@@ -500,32 +501,20 @@ export class JobController {
   }
 
   /**
-   * The job's checkpoint directory: its own `checkpoint_dir`, or `<dataDir>/checkpoints/<jobId>`. The API resolves a
-   * relative `checkpoint_dir` against the workdir; one stored before it did is resolved where its ranks run (never
-   * against the server's own working directory).
+   * The per-job variables of an attempt, with its directories made by the backend where its ranks run (the job's
+   * `checkpoint_dir`, or the backend's default; a relative one is resolved there, never against the server's own
+   * working directory). The checkpoint to resume from is the one the job reported last, or else the newest complete
+   * entry of its checkpoint dir (see `ExecutionBackend.prepareAttempt`).
    */
-  checkpointDir(job: Job): string {
-    const dir = job.spec.checkpointDir;
-    if (dir === undefined) return path.join(this.options.dataDir, 'checkpoints', job.id);
-    return path.resolve(job.spec.workdir ?? path.join(this.options.dataDir, 'jobs', job.id), dir);
-  }
-
-  /** Where the control plane leaves files for a job's ranks (`preempt-deadline`). */
-  controlDir(jobId: string): string {
-    return path.join(this.options.dataDir, 'jobs', jobId, 'control');
-  }
-
-  /**
-   * The per-job variables of an attempt. The checkpoint to resume from is the one the job reported last, or else
-   * the newest entry of its checkpoint dir (names starting with '.' or ending in '.tmp' are half-written).
-   */
-  private async runtimeEnvironment(job: Job): Promise<Record<string, string>> {
-    const checkpointDir = this.checkpointDir(job);
-    const controlDir = this.controlDir(job.id);
-    await makeDirectory(checkpointDir);
-    await makeDirectory(controlDir);
-    await rm(path.join(controlDir, 'preempt-deadline'), { force: true });
-    const resumeFrom = job.lastCheckpoint ?? (await newestEntry(checkpointDir));
+  private async runtimeEnvironment(job: Job, tasks: readonly Task[]): Promise<Record<string, string>> {
+    const { checkpointDir, controlDir, newestCheckpoint } = await this.backend.prepareAttempt({
+      jobId: job.id,
+      attempt: job.attempt ?? 1,
+      nodes: [...new Set(tasks.map((t) => t.node))],
+      ...(job.spec.checkpointDir !== undefined ? { checkpointDir: job.spec.checkpointDir } : {}),
+      ...(job.spec.workdir !== undefined ? { workdir: job.spec.workdir } : {}),
+    });
+    const resumeFrom = job.lastCheckpoint ?? newestCheckpoint;
     // The grace every stop of this attempt gets, whatever its cause: what the rank is told is what it will get.
     const { graceMs } = this.stopGrace(job);
     const apiUrl = this.options.apiUrl();
@@ -548,7 +537,7 @@ export class JobController {
     let handles: RankHandle[];
     let runtimeEnv: Record<string, string> = {};
     try {
-      runtimeEnv = await this.runtimeEnvironment(job);
+      runtimeEnv = await this.runtimeEnvironment(job, tasks);
       handles = await this.backend.launch({
         jobId: job.id,
         jobName: job.spec.name,
@@ -561,7 +550,7 @@ export class JobController {
       });
       this.lifecycle('launched', job.id);
       // Its files were written: a full disk that kept jobs from starting is over.
-      this.options.diskFull?.recovered(this.checkpointDir(job));
+      this.options.diskFull?.recovered(runtimeEnv.TUTTI_CHECKPOINT_DIR ?? this.options.dataDir);
     } catch (error) {
       const full = asDiskFull(error, this.options.dataDir);
       if (full) {
@@ -628,7 +617,8 @@ export class JobController {
       const { graceMs, source } = job ? this.stopGrace(job) : { graceMs: this.options.stopGraceMs, source: 'default' as const };
       const signal = job?.spec.stopSignal ?? 'SIGTERM';
       const deadline = this.options.now() + graceMs;
-      await writeDeadlineFile(this.controlDir(jobId), deadline);
+      // Before the signal, so that a rank that catches it can read how long it has to checkpoint.
+      await this.backend.writeStopDeadline(handles, deadline);
       // The stop (cause, signal, deadline, preemptor) is recorded before any rank is signalled: after a crash,
       // `recover` ends the attempt for this cause and sends SIGKILL at this deadline (`resumeStop`).
       const stop: RecordedStop = { signal, grace_ms: graceMs, grace_source: source, deadline, attempt: attempt ?? null, cause };
@@ -1027,14 +1017,6 @@ function parseRecordedStop(data: Readonly<Record<string, unknown>>): RecordedSto
   return data as unknown as RecordedStop;
 }
 
-/**
- * Tells the ranks when SIGKILL comes (epoch seconds in `<controlDir>/preempt-deadline`, written before the stop
- * signal; see README). Best effort: a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace.
- */
-async function writeDeadlineFile(controlDir: string, deadline: number): Promise<void> {
-  await writeFile(path.join(controlDir, 'preempt-deadline'), `${Math.floor(deadline / 1000)}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
-}
-
 /** `attempt` is the job's: its ranks' status files live under that attempt's directory. */
 function toHandle(task: Task, attempt: number | undefined): RankHandle | undefined {
   if (task.pid === undefined || task.pidStartTime === undefined || task.logPath === undefined) return undefined;
@@ -1042,35 +1024,6 @@ function toHandle(task: Task, attempt: number | undefined): RankHandle | undefin
     jobId: task.jobId, rank: task.rank, node: task.node, pid: task.pid, pidStartTime: task.pidStartTime, logPath: task.logPath, startedAt: task.startedAt ?? 0,
     ...(attempt !== undefined ? { attempt } : {}),
   };
-}
-
-/**
- * `mkdir -p`, failing with the real reason. Node's recursive mkdir reports ENOENT for a directory it could not make
- * under an existing parent whatever the cause (no space, a read-only file system); asked again without recursion,
- * mkdir says which (ENOSPC, EROFS, EACCES), so that a full disk is told as one.
- */
-async function makeDirectory(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    await mkdir(dir).catch((direct: NodeJS.ErrnoException) => {
-      throw direct.code === 'ENOENT' || direct.code === 'EEXIST' ? error : direct;
-    });
-  }
-}
-
-/** The newest entry of a directory by modification time, skipping hidden and half-written ('.tmp') ones. */
-async function newestEntry(dir: string): Promise<string | undefined> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  let best: { path: string; mtimeMs: number } | undefined;
-  for (const name of names) {
-    if (name.startsWith('.') || name.endsWith('.tmp')) continue;
-    const full = path.join(dir, name);
-    const info = await stat(full).catch(() => undefined);
-    if (info && (!best || info.mtimeMs > best.mtimeMs || (info.mtimeMs === best.mtimeMs && full > best.path))) best = { path: full, mtimeMs: info.mtimeMs };
-  }
-  return best?.path;
 }
 
 function describeStop(cause: StopCause): string {

@@ -9,7 +9,7 @@ import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { resolveSchedulerSettings } from '@tutti/scheduler';
 import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PRIVATE_DIR_MODE } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
-import { createLocalBackend, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
+import { EXECUTION_BACKEND_KINDS, createLocalBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
 import { JobController } from './job-controller.ts';
@@ -35,6 +35,11 @@ export interface TuttiServerOptions {
   host?: string;
   /** 0 picks a free port. @default 7070 */
   port?: number;
+  /**
+   * Which execution backend runs the ranks (`tutti up --backend`): one of EXECUTION_BACKEND_KINDS. Everything the
+   * server does with ranks (launch, stop, logs, checkpoint and control dirs) goes through it. @default 'local'
+   */
+  backend?: string;
   /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). */
   fakeGpus?: string;
   /**
@@ -136,6 +141,10 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   const browserSafety = { boundHost: host, allowedHosts: options.allowedHosts ?? [], allowedOrigins: options.allowedOrigins ?? [] };
   const httpProblem = checkBodyLimits(bodyLimits) ?? checkBrowserSafetyOptions(browserSafety);
   if (httpProblem) throw new StartupError(httpProblem);
+  const backendKind = options.backend ?? EXECUTION_BACKEND_KINDS[0];
+  if (!isExecutionBackendKind(backendKind)) {
+    throw new StartupError(`--backend ${JSON.stringify(backendKind)} is not a backend tutti knows; known backends: ${EXECUTION_BACKEND_KINDS.join(', ')}`);
+  }
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
@@ -225,7 +234,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => gpuSampler.close());
 
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), browserSafety, bodyLimits });
+    const app: FastifyInstance = await buildHttpApp({ store, controller, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), browserSafety, bodyLimits });
     cleanups.push(() => app.close());
     // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
     // and schedules nothing before its start (re-adoption first).

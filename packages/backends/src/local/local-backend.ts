@@ -42,7 +42,9 @@ import {
   readProcessStartTime,
   signalProcessGroup,
 } from './process-info.ts';
+import { prepareLocalAttempt, readLocalLog, writeLocalStopDeadline } from './attempt-files.ts';
 import {
+  PRIVATE_FILE_MODE,
   RANK_SUPERVISOR_SCRIPT,
   attemptDirectory,
   exitCodeForSignal,
@@ -80,8 +82,6 @@ export interface LocalBackend extends ExecutionBackend {
   localInventory(): Promise<LocalInventory>;
 }
 
-/** Rank logs and pid files: only the data dir's owner reads them (see @tutti/store's PRIVATE_FILE_MODE). */
-const PRIVATE_FILE_MODE = 0o600;
 /** The shell that runs the supervisor. */
 const SHELL = '/bin/sh';
 /** How often adopted ranks are checked while a stop waits for them. */
@@ -559,6 +559,18 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       if (!isSafeJobId(jobId)) return [];
       const found = await Promise.all(ranks.filter((r) => r.node === nodeName).map((r) => findStartedRank(jobId, attempt, r.rank)));
       return found.filter((handle) => handle !== undefined);
+    },
+    async prepareAttempt(request) {
+      ensureOpen('prepare an attempt');
+      if (!isSafeJobId(request.jobId)) throw new LaunchError('InvalidRequest', `cannot prepare job ${JSON.stringify(request.jobId)}: not a safe job id`);
+      return prepareLocalAttempt(dataDir, request);
+    },
+    async writeStopDeadline(handles, deadline) {
+      await writeLocalStopDeadline(dataDir, handles.filter((h) => isSafeJobId(h.jobId)), deadline);
+    },
+    readLog(rank, readOptions) {
+      if (!isSafeJobId(rank.jobId)) return (async function* () {})();
+      return readLocalLog(dataDir, rank, readOptions);
     },
     onRankExit(listener) {
       listeners.push(listener);

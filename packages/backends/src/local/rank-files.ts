@@ -53,6 +53,9 @@ echo "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
 exit "$code"
 `;
 
+/** Rank logs, pid files and control files: only the data dir's owner reads them (see @tutti/store's PRIVATE_FILE_MODE). */
+export const PRIVATE_FILE_MODE = 0o600;
+
 export function supervisorScriptPath(dataDir: string): string {
   return join(dataDir, 'bin', 'rank-supervisor.sh');
 }

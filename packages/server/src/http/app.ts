@@ -5,11 +5,12 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
+import { describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
 import type { JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
+import type { ExecutionBackend } from '@tutti/backends';
 import type { JobController } from '../job-controller.ts';
 import type { JobTokens } from '../job-tokens.ts';
 import { checkProgressFields } from '../progress-tail.ts';
@@ -33,6 +34,8 @@ import type { ClusterHistory } from '../cluster-history.ts';
 export interface HttpAppDeps {
   store: StateStore;
   controller: JobController;
+  /** Where rank logs are read (`readLog`): the server opens no rank's file itself. */
+  backend: Pick<ExecutionBackend, 'readLog'>;
   feed: EventFeed;
   metrics: ServerMetrics;
   logger: Logger;
@@ -68,7 +71,7 @@ const EXPORT_PAGE = 250;
 const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: JOB_ID_PATTERN, description: 'job id' } } } as const;
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
-  const { store, controller, feed, metrics, logger } = deps;
+  const { store, controller, feed, metrics, logger, backend } = deps;
   const app = Fastify({ logger: false, bodyLimit: deps.bodyLimits.maxBytes, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
   installErrorHandling(app, logger);
 
@@ -124,7 +127,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       validatorCompiler: () => () => true,
     },
     async (request, reply) => {
-      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory());
+      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory(), deps.teams);
       const user = submittingUser(request.headers['tutti-user']);
       const job = await store.createJob(spec, deps.now(), user !== undefined ? { user } : {});
       metrics.countSubmission();
@@ -149,7 +152,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       validatorCompiler: () => () => true,
     },
     async (request) => {
-      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory());
+      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory(), deps.teams);
       return { valid: true, spec: serializeJobSpec(spec) };
     },
   );
@@ -339,7 +342,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       const abort = new AbortController();
       request.raw.on('close', () => abort.abort());
       void reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
-      return reply.send(followLog({ store, jobId: id, rank, follow, signal: abort.signal, flushHeaders: () => reply.raw.flushHeaders(), ...(attempt !== undefined ? { attempt } : {}) }));
+      return reply.send(followLog({ store, backend, jobId: id, rank, follow, signal: abort.signal, flushHeaders: () => reply.raw.flushHeaders(), ...(attempt !== undefined ? { attempt } : {}) }));
     },
   );
 
@@ -408,9 +411,10 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
 
 /**
  * A submitted body (a YAML spec the body parser parsed, or a JSON object) as a spec the local backend can run on this inventory; otherwise
- * the HttpProblem a submission gets: every field error with its path, line and column, or why it cannot fit.
+ * the HttpProblem a submission gets: every field error with its path, line and column, a team the cluster does not admit
+ * (`isTeamAdmitted`, the same answer `tutti sim` gives), or why it cannot fit.
  */
-function acceptableSpec(body: unknown, submitDir: string | string[] | undefined, inventory: readonly NodeInfo[]): JobSpec {
+function acceptableSpec(body: unknown, submitDir: string | string[] | undefined, inventory: readonly NodeInfo[], teams: readonly TeamConfig[]): JobSpec {
   const parsed = body instanceof ParsedYamlSpec ? body.result : parseJobSpecObject(body);
   if (!parsed.ok) {
     const first = parsed.errors[0];
@@ -420,6 +424,10 @@ function acceptableSpec(body: unknown, submitDir: string | string[] | undefined,
   const withPaths = resolveCheckpointDir(resolveWorkdir(parsed.value, submitDir));
   if (!withPaths.ok) throw new HttpProblem('invalid_spec', `checkpoint_dir: ${withPaths.errors[0]!.message}`, withPaths.errors);
   const spec = withPaths.value;
+  if (!isTeamAdmitted(teams, spec.team)) {
+    const why = describeUnknownTeam(teams, spec.team);
+    throw new HttpProblem('unknown_team', `team: ${why}`, [{ path: 'team', message: why }]);
+  }
   const feasibility = checkFeasibility(inventory, spec);
   if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
   return spec;

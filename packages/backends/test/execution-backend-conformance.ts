@@ -6,7 +6,7 @@
  *
  * Commands are POSIX sh so that they run on any node a backend may use.
  */
-import { existsSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '@tutti/model';
@@ -30,6 +30,13 @@ export async function waitUntil(condition: () => boolean, what: string, timeoutM
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** Everything `readLog` yields, as text. */
+export async function collectLog(chunks: AsyncIterable<Uint8Array>): Promise<string> {
+  let text = '';
+  for await (const chunk of chunks) text += Buffer.from(chunk).toString('utf8');
+  return text;
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -321,6 +328,104 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         [0, 0, undefined, false], [2, 137, 'SIGKILL', false],
       ]);
       expect(firstExits.exits).toEqual([]);
+    });
+
+    it('readLog reads a rank\'s output from an offset; without follow it ends at what is there', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const [handle] = await launch(backend, {
+        jobId, jobName: 'printer', workdir: harness.workdir, env: {}, attempt: 1,
+        run: shell('echo one; echo two; echo oops >&2'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      await exits.waitFor(jobId, 1);
+      expect(await collectLog(backend.readLog(handle!))).toBe('one\ntwo\noops\n');
+      expect(await collectLog(backend.readLog({ jobId, rank: 0, attempt: 1 }, { offset: 4 }))).toBe('two\noops\n');
+      expect(await collectLog(backend.readLog({ jobId, rank: 0, attempt: 2 }))).toBe('');
+    });
+
+    it('readLog with follow streams a rank\'s output as it grows and ends by itself once the rank has exited', async () => {
+      const backend = await newBackend();
+      const jobId = newJobId();
+      const release = join(harness.workdir, `release-${jobId}`);
+      const handles = await launch(backend, {
+        jobId, jobName: 'talker', workdir: harness.workdir, env: { RELEASE: release }, attempt: 1,
+        run: shell('echo first; while [ ! -e "$RELEASE" ]; do sleep 0.05; done; echo last'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      const chunks: string[] = [];
+      const following = (async () => {
+        for await (const chunk of backend.readLog(handles[0]!, { follow: true })) chunks.push(Buffer.from(chunk).toString('utf8'));
+      })();
+      await waitUntil(() => chunks.join('').includes('first'), 'the first line to be followed');
+      writeFileSync(release, '');
+      await following;
+      expect(chunks.join('')).toBe('first\nlast\n');
+    });
+
+    it('readLog with follow ends for a rank that had to be SIGKILLed, and ends at once when aborted', async () => {
+      const backend = await newBackend();
+      const jobId = newJobId();
+      const handles = await launch(backend, {
+        jobId, jobName: 'stubborn-talker', workdir: harness.workdir, env: {}, attempt: 1,
+        run: shell('trap \'\' TERM; echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(backend), 2),
+      });
+      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      const abort = new AbortController();
+      const aborted = collectLog(backend.readLog(handles[1]!, { follow: true, signal: abort.signal }));
+      abort.abort();
+      expect(await aborted).toBe('ready\n');
+      const killed = collectLog(backend.readLog(handles[0]!, { follow: true }));
+      await backend.stop(handles, { graceMs: 200 });
+      expect(await killed).toBe('ready\n');
+    });
+
+    it('prepareAttempt makes the checkpoint and control dirs where ranks run and finds the newest complete checkpoint', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const checkpoints = join(harness.workdir, `ckpt-${jobId}`);
+      const first = await backend.prepareAttempt({ jobId, attempt: 1, nodes: [(await firstNode(backend)).name], checkpointDir: `ckpt-${jobId}`, workdir: harness.workdir });
+      expect(realpathSync(first.checkpointDir)).toBe(realpathSync(checkpoints));
+      expect(first.newestCheckpoint).toBeUndefined();
+      // Older to newer: step-100, step-200, then a hidden and a half-written entry that must not be resumed from.
+      const entries = ['step-100', 'step-200', '.step-300', 'step-400.tmp'];
+      entries.forEach((name, i) => {
+        mkdirSync(join(checkpoints, name));
+        utimesSync(join(checkpoints, name), 1_700_000_000 + i, 1_700_000_000 + i);
+      });
+      await backend.writeStopDeadline([{ jobId, rank: 0, node: '', pid: 0, pidStartTime: -1, logPath: '', startedAt: 0, attempt: 1 }], Date.now());
+      const second = await backend.prepareAttempt({ jobId, attempt: 2, nodes: [(await firstNode(backend)).name], checkpointDir: `ckpt-${jobId}`, workdir: harness.workdir });
+      expect(second.newestCheckpoint).toBe(join(second.checkpointDir, 'step-200'));
+      const [handle] = await launch(backend, {
+        jobId, jobName: 'dirs', workdir: harness.workdir, env: {}, attempt: 2,
+        runtimeEnv: { TUTTI_CHECKPOINT_DIR: second.checkpointDir, TUTTI_CONTROL_DIR: second.controlDir },
+        // The previous attempt's stop deadline is gone: this attempt is not being stopped.
+        run: shell('test -d "$TUTTI_CHECKPOINT_DIR" && test -d "$TUTTI_CONTROL_DIR" && test ! -e "$TUTTI_CONTROL_DIR/preempt-deadline" && echo dirs-ok'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      expect((await exits.waitFor(jobId, 1))[0]?.exitCode).toBe(0);
+      expect(await collectLog(backend.readLog(handle!))).toBe('dirs-ok\n');
+    });
+
+    it('writeStopDeadline tells the ranks when SIGKILL comes, in their control dir, before the stop signal', async () => {
+      const backend = await newBackend();
+      const jobId = newJobId();
+      const dirs = await backend.prepareAttempt({ jobId, attempt: 1, nodes: [(await firstNode(backend)).name] });
+      const handles = await launch(backend, {
+        jobId, jobName: 'deadline', workdir: harness.workdir, env: {}, attempt: 1,
+        runtimeEnv: { TUTTI_CHECKPOINT_DIR: dirs.checkpointDir, TUTTI_CONTROL_DIR: dirs.controlDir },
+        run: shell('trap \'echo "deadline $(cat "$TUTTI_CONTROL_DIR/preempt-deadline")"; exit 0\' TERM; echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(backend), 2),
+      });
+      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      const deadline = Date.now() + 20_000;
+      await backend.writeStopDeadline(handles, deadline);
+      await backend.stop(handles, { graceMs: 20_000 });
+      // (The shell may also report its `sleep` child killed by the same signal: only the deadline line matters.)
+      for (const handle of handles) expect(await collectLog(backend.readLog(handle))).toContain(`\ndeadline ${Math.floor(deadline / 1000)}\n`);
     });
 
     it('a launch with a missing workdir rejects with the path and starts nothing', async () => {

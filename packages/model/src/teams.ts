@@ -1,3 +1,5 @@
+import { findClosestMatch } from './closest-match.ts';
+
 /**
  * Teams share the cluster through quotas, Kueue style: a team is guaranteed its nominal GPUs, may borrow idle GPUs
  * of other teams up to a limit, and may cap how much of its own guarantee it lends. Work on borrowed GPUs can be
@@ -30,4 +32,22 @@ export interface TeamUsage {
   decayedGpuSeconds: number;
   /** Epoch ms. */
   asOf: number;
+}
+
+/**
+ * Whether a cluster configured with `teams` admits jobs of `team` (the one answer, live at submit and in `tutti sim`):
+ * every team when no team is configured (one pool, fair share among whoever submits); otherwise only the configured
+ * ones, so that no job runs outside every quota. `default`, the team of a spec that names none, is no exception: a
+ * configuration with teams lists it to admit such jobs.
+ */
+export function isTeamAdmitted(teams: readonly TeamConfig[], team: string): boolean {
+  return teams.length === 0 || teams.some((t) => t.name === team);
+}
+
+/** Why a job of `team` is refused by a cluster configured with `teams`, and how to fix it (see `isTeamAdmitted`). */
+export function describeUnknownTeam(teams: readonly TeamConfig[], team: string): string {
+  const names = teams.map((t) => t.name).sort();
+  const suggestion = findClosestMatch(team, names);
+  const fix = team === 'default' ? `name one of them in \`team:\` (a spec without \`team:\` is in team 'default')` : suggestion !== undefined ? `did you mean '${suggestion}'?` : 'name one of them, or add the team to the cluster config (`tutti up --config`)';
+  return `team '${team}' is not configured on this cluster; the configured teams are ${names.map((n) => `'${n}'`).join(', ')}: ${fix}`;
 }

@@ -27,7 +27,7 @@
  *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
  *     jobs still to finish).
  */
-import { GPU_SHARE_EPSILON, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan, type TeamUsage } from '@tutti/model';
+import { GPU_SHARE_EPSILON, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan, type TeamUsage } from '@tutti/model';
 import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
@@ -67,7 +67,7 @@ export type SimDecision =
 export type UnplaceableReason =
   /** Partitioned by team and the job has no queue/team. */
   | 'no_team'
-  /** Its team has no nodes (a VC without capacity, or a team unknown to the cluster). */
+  /** Its team has no nodes (a VC without capacity), or the cluster config lists teams and not this one (`isTeamAdmitted`). */
   | 'team_without_capacity'
   /** Larger than its team's partition (or asks for a GPU type it does not have). */
   | 'larger_than_team'
@@ -329,6 +329,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     outcomes.team[i] = teamOf(partitioned ? (t.queue === '' ? '(none)' : t.queue) : team);
     let reason: UnplaceableReason | undefined;
     if (partitioned && t.queue === '') reason = 'no_team';
+    // The live server refuses such a job at submit (422 unknown_team): here it never runs either.
+    else if (!isTeamAdmitted(cluster.teams, team)) reason = 'team_without_capacity';
     else if (!partition || partition.totalGpus === 0) reason = partitioned ? 'team_without_capacity' : 'never_fits';
     else {
       const feasibilityKey = `${partition.name}|${specKey}`;

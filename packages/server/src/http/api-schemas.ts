@@ -378,7 +378,7 @@ const NO_SUCH_JOB = { 404: problem('job_not_found: no job with this id') } as co
 const SPEC_ERRORS = {
   400: problem('invalid_spec: the body is not a valid job spec (fields name each field at fault, with YAML line and column); invalid_request: a header is malformed'),
   ...BODY_ERRORS,
-  422: problem('unschedulable: the job can never fit this cluster (the message says why)'),
+  422: problem('unschedulable: the job can never fit this cluster (the message says why); unknown_team: the cluster config lists teams and not this one (the message names them)'),
 } as const;
 
 /** `schema.response` of each route: every status it answers, with its body. */

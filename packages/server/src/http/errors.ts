@@ -8,7 +8,7 @@ import type { FieldError } from '@tutti/model';
 import { asDiskFull } from '@tutti/store';
 import type { Logger } from '../logger.ts';
 
-export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'disk_full' | 'internal_error';
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'unknown_team' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'disk_full' | 'internal_error';
 
 const STATUS: Record<ProblemCode, number> = {
   invalid_spec: 400,
@@ -17,6 +17,7 @@ const STATUS: Record<ProblemCode, number> = {
   forbidden: 403,
   job_not_running: 409,
   unschedulable: 422,
+  unknown_team: 422,
   job_not_found: 404,
   not_found: 404,
   misdirected_request: 421,

@@ -1,7 +1,7 @@
 export { runCycle, type CycleInput } from './run-cycle.ts';
 export { CycleCache } from './cycle-cache.ts';
 export type { RunningJobInput } from './stopping.ts';
-export { verifyPlan, type PlanViolation, type PlanViolationCode, type VerifyContext } from './verify-plan.ts';
+export { screenPlan, verifyPlan, type PlanViolation, type PlanViolationCode, type ScreenedPlan, type VerifyContext } from './verify-plan.ts';
 export { checkFeasibility, type FeasibilityResult } from './feasibility.ts';
 export {
   BACKFILL_MODES,

@@ -180,6 +180,35 @@ export function verifyPlan(snapshot: ClusterSnapshot, plan: Plan, jobs: Readonly
   return violations;
 }
 
+/** What a driver carries out of a plan: the part that passed `verifyPlan`, and the violations of the part it dropped. */
+export interface ScreenedPlan {
+  plan: Plan;
+  violations: PlanViolation[];
+}
+
+/**
+ * The one way both drivers (the server's job controller and the simulator) treat a plan that fails `verifyPlan` — a
+ * scheduler bug, never acted on: the placements of the jobs at fault are dropped, and so are the preemptions of a
+ * victim at fault or made for a job at fault; the rest of the plan is carried out, and the violations are returned
+ * for the driver to record (the server logs them, the simulator reports them in its result). The dropped jobs stay
+ * pending for the next cycle. What is left is verified again until it passes (a team over its quota is blamed on one
+ * placement, and dropping it may not be enough); each round drops something, so this ends.
+ */
+export function screenPlan(snapshot: ClusterSnapshot, plan: Plan, jobs: ReadonlyMap<string, JobSpec>, context: VerifyContext = {}): ScreenedPlan {
+  const violations: PlanViolation[] = [];
+  let kept = plan;
+  for (let found = verifyPlan(snapshot, kept, jobs, context); found.length > 0; found = verifyPlan(snapshot, kept, jobs, context)) {
+    violations.push(...found);
+    const atFault = new Set(found.map((v) => v.jobId));
+    kept = {
+      ...kept,
+      placements: kept.placements.filter((p) => !atFault.has(p.jobId)),
+      preemptions: kept.preemptions.filter((p) => !atFault.has(p.jobId) && !atFault.has(p.forJobId)),
+    };
+  }
+  return { plan: kept, violations };
+}
+
 /** First entry per name of the nodes named in `names` (all of them without `names`). */
 function firstNodeByName(all: readonly NodeInfo[], names?: ReadonlySet<string>): Map<string, NodeInfo> {
   const nodes = new Map<string, NodeInfo>();

@@ -1,7 +1,7 @@
 /**
  * The control loop: decide on a snapshot, act through a plan, reconcile what the backend reports.
  *
- *   schedule(): snapshot + pending ──runCycle──▶ plan ──verifyPlan──▶ store.applyPlacements ──▶ backend.launch
+ *   schedule(): snapshot + pending ──runCycle──▶ plan ──screenPlan──▶ store.applyPlacements ──▶ backend.launch
  *   rank exits (backend) ──▶ record the rank ──▶ first failure stops the gang ──▶ last rank out ends the job
  *
  * Every decision is durable in the store before it is acted on, so a restart (see `recover`) finds the same
@@ -20,7 +20,7 @@ import {
 } from '@tutti/model';
 import type { Diagnosis, GraceSource, Job, JobSpec, NodeInfo, Placement, RestartCause, StopGrace, Task, TeamConfig } from '@tutti/model';
 import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
-import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDuration, runCycle, screenPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
@@ -407,18 +407,18 @@ export class JobController {
       const job = this.queue.get(jobId);
       if (job) specs.set(job.id, job.spec);
     }
-    const violations = verifyPlan(snapshot, result.plan, specs, { running, teams });
-    const rejected = new Set(violations.map((v) => v.jobId));
+    // A plan that fails verification is a scheduler bug: its faulty part is dropped (the simulator drops the same,
+    // by the same screenPlan), the rest carried out, and each violation said loudly.
+    const { plan, violations } = screenPlan(snapshot, result.plan, specs, { running, teams });
     for (const violation of violations) {
-      // A plan that fails verification is a scheduler bug: never act on it, and say so loudly.
       this.options.logger.error(`scheduler produced an invalid plan for job ${violation.jobId}: ${violation.message}`);
     }
-    const placements = result.plan.placements.filter((p) => !rejected.has(p.jobId));
+    const placements = plan.placements;
     // Victims are stopped with their grace period and come back as pending. Victims already being stopped are
     // marked in the cycle's input, so the scheduler does not name them again; one being stopped for another cause
     // (a cancel, a failed rank) keeps that first cause.
-    for (const preemption of result.plan.preemptions) {
-      if (rejected.has(preemption.jobId) || rejected.has(preemption.forJobId) || this.stopping.has(preemption.jobId)) continue;
+    for (const preemption of plan.preemptions) {
+      if (this.stopping.has(preemption.jobId)) continue;
       void this.preempt(preemption.jobId, { message: preemption.message, forJobId: preemption.forJobId }).then((outcome) => {
         if (outcome !== 'preempting') return;
         this.preemptedFor.set(preemption.jobId, { since: now, forJobId: preemption.forJobId });

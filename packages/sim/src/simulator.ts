@@ -5,7 +5,7 @@
  *   events at time t (arrivals, completions, ends of preemption grace, periodic ticks) ──▶ update state
  *        │   (all events of the same t are applied before any cycle: coalescing)
  *        ▼
- *   for each partition touched at t:  snapshot + queue ──▶ runCycle ──▶ verifyPlan ──▶ apply placements / preemptions
+ *   for each partition touched at t:  snapshot + queue ──▶ runCycle ──▶ screenPlan ──▶ apply placements / preemptions
  *        │                                                                   (a violation is a bug: the run stops)
  *        ▼
  *   completions and grace ends go back into the event queue
@@ -28,7 +28,7 @@
  *     jobs still to finish).
  */
 import { GPU_SHARE_EPSILON, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan, type TeamUsage } from '@tutti/model';
-import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, verifyPlan } from '@tutti/scheduler';
+import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, screenPlan, type PlanViolationCode } from '@tutti/scheduler';
 import type { CycleInput } from '@tutti/scheduler';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
@@ -110,6 +110,15 @@ export interface JobOutcomes {
   attainedGpuS: Float64Array;
 }
 
+/** A part of a plan that failed `verifyPlan` (a scheduler bug) and was dropped, as the live server drops it. */
+export interface SimPlanViolation {
+  timeS: number;
+  /** The trace job at fault. */
+  traceId: string;
+  code: PlanViolationCode;
+  message: string;
+}
+
 export interface SimResult {
   policy: string;
   profile: string;
@@ -139,6 +148,8 @@ export interface SimResult {
   freeGpuS: number;
   cycles: number;
   cyclesSkipped: number;
+  /** Parts of plans that failed `verifyPlan` and were dropped (empty unless the profile has a bug). */
+  planViolations: SimPlanViolation[];
   /** Jobs whose gang rounding allocated more GPUs than the trace asked. */
   roundedUpJobs: number;
   wallS: number;
@@ -375,6 +386,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   let lastT = trace[0]?.submitS ?? 0;
   let cycles = 0;
   let cyclesSkipped = 0;
+  const planViolations: SimPlanViolation[] = [];
   let version = 0;
   /**
    * One per partition for the whole run, as the live server keeps one for its cluster (see the scheduler's
@@ -727,12 +739,14 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     return { version: snapshot.version, nodes: snapshot.nodes, allocations };
   };
 
-  const applyPlan = (partition: Partition, snapshot: ClusterSnapshot, plan: Plan, pending: readonly Job[], input: CycleInput, now: number): void => {
+  const applyPlan = (partition: Partition, snapshot: ClusterSnapshot, proposed: Plan, pending: readonly Job[], input: CycleInput, now: number): void => {
     const specs = new Map<string, JobSpec>();
     for (const job of pending) specs.set(job.id, job.spec);
-    const violations = verifyPlan(verifiedPart(partition, snapshot, plan, input), plan, specs, { running: input.running, teams: input.teams });
-    if (violations.length > 0) {
-      throw new Error(`policy ${policy.name} made an invalid plan at t=${now}s: ${violations.map((v) => v.message).join('; ')}`);
+    // As the live server: the faulty part of an invalid plan (a scheduler bug) is dropped and recorded, the rest applied.
+    const { plan, violations } = screenPlan(verifiedPart(partition, snapshot, proposed, input), proposed, specs, { running: input.running, teams: input.teams });
+    for (const v of violations) {
+      const traceJob = trace[Number(v.jobId) - 1];
+      planViolations.push({ timeS: now, traceId: traceJob?.traceId ?? v.jobId, code: v.code, message: v.message });
     }
     const byName = partition.nodeByName;
     for (const placement of plan.placements) {
@@ -898,7 +912,10 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   }
   // Jobs still pending when events run out can never start (a bug in a profile, or a cluster that shrank).
   for (const partition of partitions.values()) {
-    if (partition.pending > 0) throw new Error(`policy ${policy.name}: ${partition.pending} jobs of ${partition.name === '*' ? 'the cluster' : `team ${partition.name}`} were left pending with nothing running`);
+    if (partition.pending > 0) {
+      const dropped = planViolations.length > 0 ? ` (its plans had ${planViolations.length} invalid placements or preemptions, dropped; the first: ${planViolations[0]?.message})` : '';
+      throw new Error(`policy ${policy.name}: ${partition.pending} jobs of ${partition.name === '*' ? 'the cluster' : `team ${partition.name}`} were left pending with nothing running${dropped}`);
+    }
   }
   options.onProgress?.(total, total);
 
@@ -920,6 +937,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     freeGpuS,
     cycles,
     cyclesSkipped,
+    planViolations,
     roundedUpJobs,
     wallS: (performance.now() - started) / 1000,
   };

@@ -76,6 +76,14 @@ export interface ExecutionBackend {
    * follow (trimmed to its cap) is read again from its start, where its marker line is.
    */
   readLog(rank: RankLogRef, options?: ReadLogOptions): AsyncIterable<Uint8Array>;
+  /** A rank's log size in bytes now; 0 when it has none (yet). */
+  logSize(rank: RankLogRef): Promise<number>;
+  /**
+   * Keeps a rank's log within `maxBytes`: when larger, its newest output (from a line start) is kept behind a marker
+   * line `[tutti: N bytes of earlier output dropped: log cap SIZE]`, and later output goes on after it. Answers what
+   * the trim did, or undefined when the log is within the cap or missing. The rank keeps writing meanwhile.
+   */
+  capLog(rank: RankLogRef, maxBytes: number): Promise<LogTrim | undefined>;
   /** Subscribes to rank exits. Listeners are called synchronously, once per exit, in subscription order. */
   onRankExit(listener: (exit: RankExit) => void): void;
   /**
@@ -165,6 +173,20 @@ export interface AttemptDirectories {
   controlDir: string;
   /** The newest complete entry of `checkpointDir`, when there is one. */
   newestCheckpoint?: string;
+}
+
+/** What one trim did. Offsets are in bytes of the file before (`cutAt`) and after (`markerBytes`) it. */
+export interface LogTrim {
+  /** Output dropped by this trim. */
+  droppedBytes: number;
+  /** Output dropped from this log in all, by this trim and the earlier ones (read from the old marker). */
+  totalDroppedBytes: number;
+  /** The old file's bytes before this offset are gone; the bytes from it on now start at `markerBytes`. */
+  cutAt: number;
+  /** The length of the marker line that now starts the file. */
+  markerBytes: number;
+  /** The file's size right after the trim. */
+  sizeAfter: number;
 }
 
 export interface StartedRankQuery {

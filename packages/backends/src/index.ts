@@ -9,3 +9,4 @@ export * from './local/process-info.ts';
 export * from './local/rank-files.ts';
 export * from './local/free-port.ts';
 export * from './local/attempt-files.ts';
+export * from './local/log-trim.ts';

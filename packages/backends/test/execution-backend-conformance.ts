@@ -382,6 +382,31 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
       expect(await killed).toBe('ready\n');
     });
 
+    it('capLog keeps a log within its cap behind a marker line, with its newest output; logSize says how large it is', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const [handle] = await launch(backend, {
+        jobId, jobName: 'chatty', workdir: harness.workdir, env: {}, attempt: 1,
+        // 4000 lines of 50 bytes: 200,000 bytes.
+        run: shell('i=0; while [ $i -lt 4000 ]; do printf "line %044d\n" $i; i=$((i+1)); done'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      await exits.waitFor(jobId, 1);
+      expect(await backend.logSize(handle!)).toBe(200_000);
+      expect(await backend.capLog(handle!, 1_000_000)).toBeUndefined();
+      const trim = await backend.capLog(handle!, 65_536);
+      expect(trim).toBeDefined();
+      const text = await collectLog(backend.readLog(handle!));
+      expect(await backend.logSize(handle!)).toBe(Buffer.byteLength(text));
+      expect(Buffer.byteLength(text)).toBeLessThanOrEqual(65_536);
+      const [marker, ...lines] = text.trimEnd().split('\n');
+      expect(marker).toBe(`[tutti: ${trim!.totalDroppedBytes} bytes of earlier output dropped: log cap 64 KiB]`);
+      expect(lines.at(-1)).toBe(`line ${'3999'.padStart(44, '0')}`);
+      expect(trim!.totalDroppedBytes + lines.length * 50).toBe(200_000);
+      expect(await backend.logSize({ jobId: `${jobId}-none`, rank: 0, attempt: 1 })).toBe(0);
+    });
+
     it('prepareAttempt makes the checkpoint and control dirs where ranks run and finds the newest complete checkpoint', async () => {
       const backend = await newBackend();
       const exits = recordExits(backend);

@@ -23,13 +23,12 @@ import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
 import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDuration, runCycle, screenPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
-import type { ExecutionBackend, RankExit, RankHandle } from '@tutti/backends';
+import { formatByteSize } from '@tutti/backends';
+import type { ExecutionBackend, LogTrim, RankExit, RankHandle } from '@tutti/backends';
 import { asDiskFull } from '@tutti/store';
 import type { DiskFullError, GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';
 import type { DiskFullLog } from './disk-full-log.ts';
 import type { EventFeed } from './event-feed.ts';
-import type { LogTrim } from './log-cap.ts';
-import { formatByteSize } from './log-cap.ts';
 import type { Logger } from './logger.ts';
 import type { JobTokens } from './job-tokens.ts';
 import type { ServerMetrics } from './metrics.ts';
@@ -766,7 +765,7 @@ export class JobController {
     const maxBytes = this.options.maxLogBytes;
     const tails = handles.map((h) => ({
       rank: h.rank,
-      tail: new LogTail(h.logPath, from, maxBytes === undefined ? undefined : { maxBytes, onTrim: (trim) => this.logTrimmed(job.id, h.rank, maxBytes, trim) }),
+      tail: new LogTail(this.backend, { jobId: h.jobId, rank: h.rank, attempt: h.attempt ?? attempt }, from, maxBytes === undefined ? undefined : { maxBytes, onTrim: (trim) => this.logTrimmed(job.id, h.rank, maxBytes, trim) }),
     }));
     const watch: AttemptWatch = { attempt, tails, lastProgressAt: this.options.now(), watchedSince: this.options.now(), ...(job.spec.hangTimeoutMs !== undefined ? { hangTimeoutMs: job.spec.hangTimeoutMs } : {}) };
     const jobId = job.id;

@@ -3,10 +3,7 @@
  * "checkpoint": "/ckpt/step-120"}}`. The server reads them by tailing the rank's log file incrementally (no pipe
  * between the rank and the control plane, so a rank never blocks on a slow server and survives its restart).
  */
-import { statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { trimLog } from './log-cap.ts';
-import type { LogTrim } from './log-cap.ts';
+import type { ExecutionBackend, LogTrim, RankLogRef } from '@tutti/backends';
 
 /** Longest line read as a progress record; longer lines are skipped (they are someone's data, not a record). */
 const MAX_RECORD_LINE = 16 * 1024;
@@ -73,31 +70,29 @@ export interface LogTailCap {
   onTrim?: (trim: LogTrim) => void;
 }
 
+/** What a tail reads through: the backend that holds the logs. */
+export type LogSource = Pick<ExecutionBackend, 'readLog' | 'logSize' | 'capLog'>;
+
 /**
- * Reads the complete lines appended to a file since the last call. A missing file reads as no lines. With a `cap`,
- * each read first trims the file to the cap, and the lines it dropped before they were read are never returned.
+ * Reads the complete lines appended to a rank's log since the last call, through the backend (the server opens no
+ * rank file). A missing log reads as no lines. With a `cap`, each read first trims the log to the cap, and the lines
+ * it dropped before they were read are never returned.
  */
 export class LogTail {
-  private offset: number;
+  private offset = 0;
   private partial = '';
   /** Reads run one after the other: two overlapping reads would return the same lines twice. */
-  private reading: Promise<unknown> = Promise.resolve();
+  private reading: Promise<unknown>;
 
-  /** `from: 'end'` skips what the file holds now (e.g. when adopting a rank after a restart). */
+  /** `from: 'end'` skips what the log holds now (e.g. when adopting a rank after a restart). */
   constructor(
-    readonly path: string,
+    private readonly source: LogSource,
+    readonly rank: RankLogRef,
     from: 'start' | 'end' = 'start',
     private readonly cap?: LogTailCap,
   ) {
-    let size = 0;
-    if (from === 'end') {
-      try {
-        size = statSync(path).size;
-      } catch {
-        size = 0;
-      }
-    }
-    this.offset = size;
+    // Its size is asked at once, so that what the rank prints from now on is read, not skipped.
+    this.reading = from === 'end' ? source.logSize(rank).then((size) => (this.offset = size), () => undefined) : Promise.resolve();
   }
 
   readLines(): Promise<string[]> {
@@ -107,36 +102,36 @@ export class LogTail {
   }
 
   private async readNow(): Promise<string[]> {
-    const file = await open(this.path, 'r').catch(() => undefined);
-    if (!file) return [];
-    try {
-      let { size } = await file.stat();
-      if (this.cap && size > this.cap.maxBytes) size = await this.trim(this.cap, size);
-      if (size < this.offset) {
-        // Truncated or replaced: start over.
-        this.offset = 0;
-        this.partial = '';
-      }
-      const length = Math.min(size - this.offset, MAX_READ_PER_POLL);
-      if (length <= 0) return [];
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await file.read(buffer, 0, length, this.offset);
-      this.offset += bytesRead;
-      const text = this.partial + buffer.subarray(0, bytesRead).toString('utf8');
-      const lines = text.split('\n');
-      this.partial = lines.pop() ?? '';
-      // A line that never ends is dropped once it is longer than any record could be.
-      if (this.partial.length > MAX_RECORD_LINE) this.partial = '';
-      return lines;
-    } finally {
-      await file.close();
+    if (this.cap) await this.trim(this.cap);
+    const size = await this.source.logSize(this.rank);
+    if (size < this.offset) {
+      // Truncated or replaced: start over.
+      this.offset = 0;
+      this.partial = '';
     }
+    const length = Math.min(size - this.offset, MAX_READ_PER_POLL);
+    if (length <= 0) return [];
+    const chunks: Buffer[] = [];
+    let bytesRead = 0;
+    for await (const chunk of this.source.readLog(this.rank, { offset: this.offset })) {
+      const wanted = Math.min(chunk.byteLength, length - bytesRead);
+      chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, wanted));
+      bytesRead += wanted;
+      if (bytesRead >= length) break;
+    }
+    this.offset += bytesRead;
+    const text = this.partial + Buffer.concat(chunks).toString('utf8');
+    const lines = text.split('\n');
+    this.partial = lines.pop() ?? '';
+    // A line that never ends is dropped once it is longer than any record could be.
+    if (this.partial.length > MAX_RECORD_LINE) this.partial = '';
+    return lines;
   }
 
-  /** Trims the file to the cap; returns its size after the trim. */
-  private async trim(cap: LogTailCap, size: number): Promise<number> {
-    const trim = await trimLog(this.path, cap.maxBytes);
-    if (!trim) return size;
+  /** Trims the log to the cap, keeping the offset on the first byte not read yet. */
+  private async trim(cap: LogTailCap): Promise<void> {
+    const trim = await this.source.capLog(this.rank, cap.maxBytes);
+    if (!trim) return;
     // The part not read yet starts where the kept part now starts, or after the marker if it was dropped.
     if (this.offset >= trim.cutAt) this.offset = this.offset - trim.cutAt + trim.markerBytes;
     else {
@@ -144,6 +139,5 @@ export class LogTail {
       this.partial = '';
     }
     cap.onTrim?.(trim);
-    return trim.sizeAfter;
   }
 }

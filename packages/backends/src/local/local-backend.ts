@@ -43,6 +43,7 @@ import {
   signalProcessGroup,
 } from './process-info.ts';
 import { prepareLocalAttempt, readLocalLog, writeLocalStopDeadline } from './attempt-files.ts';
+import { trimLog } from './log-trim.ts';
 import {
   PRIVATE_FILE_MODE,
   RANK_SUPERVISOR_SCRIPT,
@@ -571,6 +572,14 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     readLog(rank, readOptions) {
       if (!isSafeJobId(rank.jobId)) return (async function* () {})();
       return readLocalLog(dataDir, rank, readOptions);
+    },
+    async logSize(rank) {
+      if (!isSafeJobId(rank.jobId)) return 0;
+      return (await stat(rankFiles(dataDir, rank.jobId, rank.rank, rank.attempt).log).catch(() => undefined))?.size ?? 0;
+    },
+    async capLog(rank, maxBytes) {
+      if (!isSafeJobId(rank.jobId)) return undefined;
+      return trimLog(rankFiles(dataDir, rank.jobId, rank.rank, rank.attempt).log, maxBytes);
     },
     onRankExit(listener) {
       listeners.push(listener);

@@ -86,6 +86,11 @@ export async function runSimCommand(options: SimCommandOptions, json: boolean): 
       process.stdout.write(`unplaceable by reason: ${Object.entries(first.unplaceableByReason).filter(([, n]) => n > 0).map(([r, n]) => `${r} ${n}`).join(', ')}\n`);
     }
   }
+  // A profile whose plans fail verifyPlan (dropped, as the live server drops them): said on stderr, whatever the format.
+  for (const { result } of results) {
+    const first = result.planViolations[0];
+    if (first) process.stderr.write(`policy ${result.policy}: ${result.planViolations.length} invalid placements or preemptions were dropped (as live); the first, at t=${first.timeS} s: ${first.message}\n`);
+  }
 
   if (options.report) {
     const written = await writeReport(options.report, {

@@ -191,6 +191,10 @@ export interface HealthView {
   status: 'ok';
   version: string;
   uptime_s: number;
+  /** True until the jobs that ran before a (re)start are re-adopted: nothing is scheduled meanwhile. */
+  recovering: boolean;
+  /** While the data dir's disk is full (writes answer 507): which file, and what to do. */
+  disk_full: string | null;
 }
 
 /** A team's share of the cluster: its quota, what it uses now, what of that is borrowed, what waits. */

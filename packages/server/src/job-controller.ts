@@ -221,6 +221,11 @@ export class JobController {
     });
   }
 
+  /** True until re-adoption after a (re)start is done: the API answers, but nothing is scheduled yet. */
+  get recovering(): boolean {
+    return !this.started && !this.closed;
+  }
+
   /** Re-adopts what ran before a restart, then starts the loop. */
   async start(): Promise<void> {
     await this.recover();

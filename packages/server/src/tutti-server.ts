@@ -234,7 +234,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => gpuSampler.close());
 
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), browserSafety, bodyLimits });
+    const app: FastifyInstance = await buildHttpApp({ store, controller, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), diskFull: () => diskFull.current?.message, browserSafety, bodyLimits });
     cleanups.push(() => app.close());
     // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
     // and schedules nothing before its start (re-adoption first).

@@ -61,8 +61,10 @@ async function runFullDiskScenario(world: FullDiskWorld): Promise<void> {
   expect(refused.message).toBe(`disk full at ${world.databasePath}: free space and retry`);
   for (let i = 0; i < 3; i++) expect((await expectApiError(client.submitJob({ name: `again-${i}`, resources: { gpus: 1 }, run: ['true'], env: { PAD: 'x'.repeat(4000) } }))).status).toBe(507);
 
-  // Reads keep working.
-  expect((await client.health()).status).toBe('ok');
+  // Reads keep working, and health says what is wrong.
+  const health = await client.health();
+  expect(health.status).toBe('ok');
+  expect(health.disk_full).toBe(`disk full at ${world.databasePath}: free space and retry`);
   const listed = await client.listJobs({ limit: 100 });
   expect(listed.jobs.map((j) => j.id)).toContain(holder.id);
   expect((await client.getJob(holder.id)).status).toBe('running');
@@ -76,6 +78,7 @@ async function runFullDiskScenario(world: FullDiskWorld): Promise<void> {
   await world.free();
   const after = await client.submitJob({ name: 'after', resources: { gpus: 1 }, run: ['true'] });
   expect(after.status).toBe('pending');
+  expect((await client.health()).disk_full).toBeNull();
   expect((await waitForJob(client, holder.id, isEnded)).status).toBe('succeeded');
   // The scheduler resumed: the job submitted after the disk was freed ran.
   expect((await waitForJob(client, after.id, isEnded)).status).toBe('succeeded');

@@ -260,7 +260,7 @@ describe('observability', () => {
     expect(metrics).toMatch(/^tutti_gpus\{state="allocated"\} 3$/m);
     expect(metrics).toMatch(/^tutti_gpus\{state="free"\} 1$/m);
     expect(metrics).toMatch(/^tutti_scheduling_cycle_duration_seconds_count [1-9]/m);
-    expect((await t.client.health()).status).toBe('ok');
+    expect(await t.client.health()).toMatchObject({ status: 'ok', recovering: false, disk_full: null });
     const { nodes } = await t.client.listNodes();
     expect(nodes[0]!.gpus).toHaveLength(4);
     expect(nodes[0]!.gpus.filter((g) => g.job_id === job.id)).toHaveLength(3);

@@ -75,7 +75,16 @@ const errorSchema = {
   }),
 };
 
-const healthSchema = { $id: 'Health', ...record({ status: { type: 'string', enum: ['ok'] }, version: { type: 'string' }, uptime_s: { type: 'integer' } }) };
+const healthSchema = {
+  $id: 'Health',
+  ...record({
+    status: { type: 'string', enum: ['ok'] },
+    version: { type: 'string' },
+    uptime_s: { type: 'integer' },
+    recovering: { type: 'boolean', description: 'true until the jobs that ran before a (re)start are re-adopted: nothing is scheduled meanwhile' },
+    disk_full: { type: ['string', 'null'], description: 'while the data dir\'s disk is full (writes answer 507): which file, and what to do' },
+  }),
+};
 
 const taskSchema = {
   $id: 'Task',

@@ -52,6 +52,8 @@ export interface HttpAppDeps {
   dashboardDir: string | undefined;
   /** Checks the TUTTI_JOB_TOKEN of progress posts. */
   jobTokens: JobTokens;
+  /** While the data dir's disk is full (writes answer 507): what the store said, naming the file; else undefined. */
+  diskFull: () => string | undefined;
   /** The latest GPU gauges per `node/index` (empty with fake GPUs). */
   latestGpuSamples: () => ReadonlyMap<string, JobGpuSample>;
   /** Which host names and web pages may use the API (see request-guards.ts). */
@@ -93,10 +95,12 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  app.get('/healthz', { schema: { summary: 'Liveness: the server answers and its store is open', operationId: 'health', tags: ['server'], response: RESPONSES.health } }, async () => ({
+  app.get('/healthz', { schema: { summary: 'Liveness: the server answers and its store is open; whether it is still recovering, and whether its disk is full', operationId: 'health', tags: ['server'], response: RESPONSES.health } }, async () => ({
     status: 'ok',
     version: deps.version,
     uptime_s: Math.round((deps.now() - deps.startedAt) / 1000),
+    recovering: controller.recovering,
+    disk_full: deps.diskFull() ?? null,
   }));
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', operationId: 'getPrometheusMetrics', tags: ['server'], response: RESPONSES.prometheus } }, async (_request, reply) => {

@@ -155,3 +155,11 @@ export function formatMemoryMiB(mib: number): string {
 function oneDecimal(value: number): string {
   return String(Math.round(value * 10) / 10);
 }
+
+/** 1073741824 → "1 GiB", 65536 → "64 KiB", 1000000 → "1000000 bytes". */
+export function formatByteSize(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}

@@ -15,6 +15,7 @@ import {
   computeTasksForPlacement,
   decideStopGrace,
   describeGraceSource,
+  formatByteSize,
   formatDuration,
   isTerminalJobStatus,
 } from '@tutti/model';
@@ -23,7 +24,6 @@ import { SEED_HALF_LIVES, TeamUsageTracker } from './team-usage.ts';
 import { CycleCache, readFairShareHalfLifeMs, readMaxGraceMs, recordFinishedDuration, runCycle, screenPlan } from '@tutti/scheduler';
 import type { RunningJobInput } from '@tutti/scheduler';
 import type { SchedulerProfile } from '@tutti/scheduler';
-import { formatByteSize } from '@tutti/backends';
 import type { ExecutionBackend, LogTrim, RankExit, RankHandle } from '@tutti/backends';
 import { asDiskFull } from '@tutti/store';
 import type { DiskFullError, GpuUse, JobEnd, NewProgressRecord, RequeueOptions, StateStore, TaskUpdate } from '@tutti/store';

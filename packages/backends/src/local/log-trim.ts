@@ -17,20 +17,13 @@
 import { fstatSync, ftruncateSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { LogTrim } from '../execution-backend.ts';
+import { formatByteSize } from '@tutti/model';
 
 /** The most of a log's newest output a trim keeps (half the cap for small caps): a trim copies at most this much. */
 const MAX_KEPT_BYTES = 8 * 1024 * 1024;
 /** How far into the kept part a trim looks for a line start. */
 const LINE_START_SEARCH_BYTES = 64 * 1024;
 const MARKER_RE = /^\[tutti: (\d+) bytes of earlier output dropped: log cap [^\]\n]*\]\n/;
-
-/** 1073741824 → "1 GiB", 65536 → "64 KiB", 1000000 → "1000000 bytes". */
-export function formatByteSize(bytes: number): string {
-  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
-  }
-  return `${bytes} bytes`;
-}
 
 /** The first line of a trimmed log. */
 export function logCapMarker(droppedBytes: number, maxBytes: number): string {

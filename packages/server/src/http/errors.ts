@@ -3,7 +3,7 @@
  * errors (bad JSON, schema validation) are translated to the same `{error: {code, message, fields}}` body.
  */
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
-import { JOB_ID_PATTERN, describeBadJobId } from '@tutti/model';
+import { JOB_ID_PATTERN, describeBadJobId, formatByteSize } from '@tutti/model';
 import type { FieldError } from '@tutti/model';
 import { asDiskFull } from '@tutti/store';
 import type { Logger } from '../logger.ts';
@@ -48,14 +48,8 @@ export class HttpProblem extends Error {
 export function bodyTooLargeProblem(maxBytes: number): HttpProblem {
   return new HttpProblem(
     'payload_too_large',
-    `the body is larger than ${formatBytes(maxBytes)}, the largest job spec this server accepts; keep large data in files the job reads, or start the server with \`tutti up --max-spec-bytes N\``,
+    `the body is larger than ${formatByteSize(maxBytes)}, the largest job spec this server accepts; keep large data in files the job reads, or start the server with \`tutti up --max-spec-bytes N\``,
   );
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} bytes`;
 }
 
 export function installErrorHandling(app: FastifyInstance, logger: Logger): void {

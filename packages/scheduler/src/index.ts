@@ -1,8 +1,8 @@
 export { runCycle, type CycleInput } from './run-cycle.ts';
-export { CycleCache } from './cycle-cache.ts';
-export type { RunningJobInput } from './stopping.ts';
-export { screenPlan, verifyPlan, type PlanViolation, type PlanViolationCode, type ScreenedPlan, type VerifyContext } from './verify-plan.ts';
-export { checkFeasibility, type FeasibilityResult } from './feasibility.ts';
+export { CycleCache } from './perf/cycle-cache.ts';
+export type { RunningJobInput } from './preemption/stopping.ts';
+export { screenPlan, verifyPlan, type PlanViolation, type PlanViolationCode, type ScreenedPlan, type VerifyContext } from './verify/verify-plan.ts';
+export { checkFeasibility, type FeasibilityResult } from './filter/feasibility.ts';
 export {
   BACKFILL_MODES,
   BUILTIN_PROFILES,
@@ -34,13 +34,13 @@ export {
   type TopologyArgs,
   type WithinTeamOrder,
   readMaxGraceMs,
-} from './profile.ts';
-export { createDurationEstimator, DEFAULT_DURATION_ESTIMATE_ARGS, durationHistoryKey, recordFinishedDuration, type DurationEstimate, type DurationEstimateArgs, type DurationHistory } from './duration-estimate.ts';
-export { computeOracleOrder, computeOracleRankMs } from './oracle-sort.ts';
-export { computeAttainedGpuMs, computeLasOrder, computeLasQueue, DEFAULT_LAS_ARGS, type LasArgs } from './las-sort.ts';
-export { createQueueRank, type OrderPreemptionArgs, type QueueRank } from './order-preemption.ts';
-export { PLUGIN, type PluginName } from './plugin-names.ts';
-export { compareQueueOrder, computeQueueOrder } from './queue-sort.ts';
-export { computeFairShareOrder, computeEffectivePriority, computeTeamShares, type TeamShares } from './fair-share.ts';
-export { accumulateDecayedUsage, computeShare, computeTeamWeights, decayUsageTo } from './decayed-usage.ts';
-export { applyFairShareHalfLife, readFairShareHalfLifeMs, resolveSchedulerSettings } from './scheduler-settings.ts';
+} from './framework/profile.ts';
+export { createDurationEstimator, DEFAULT_DURATION_ESTIMATE_ARGS, durationHistoryKey, recordFinishedDuration, type DurationEstimate, type DurationEstimateArgs, type DurationHistory } from './queue-sort/duration-estimate.ts';
+export { computeOracleOrder, computeOracleRankMs } from './queue-sort/oracle-sort.ts';
+export { computeAttainedGpuMs, computeLasOrder, computeLasQueue, DEFAULT_LAS_ARGS, type LasArgs } from './queue-sort/las-sort.ts';
+export { createQueueRank, type OrderPreemptionArgs, type QueueRank } from './preemption/order-preemption.ts';
+export { PLUGIN, type PluginName } from './framework/plugin-names.ts';
+export { compareQueueOrder, computeQueueOrder } from './queue-sort/queue-sort.ts';
+export { computeFairShareOrder, computeEffectivePriority, computeTeamShares, type TeamShares } from './queue-sort/fair-share.ts';
+export { accumulateDecayedUsage, computeShare, computeTeamWeights, decayUsageTo } from './queue-sort/decayed-usage.ts';
+export { applyFairShareHalfLife, readFairShareHalfLifeMs, resolveSchedulerSettings } from './framework/scheduler-settings.ts';

@@ -3,31 +3,31 @@
  * waiting. See README.md for the steps drawn out.
  */
 import { decideStopGrace, formatApproxDuration, formatDuration, type ClusterSnapshot, type CycleResult, type Diagnosis, type GpuDevice, type Job, type PlacedNode, type Preemption, type Reservation, type TeamConfig, type TeamUsage } from '@tutti/model';
-import { computeReservation } from './backfill.ts';
-import { Diagnoser } from './diagnose.ts';
-import { createDurationEstimator, type DurationHistory } from './duration-estimate.ts';
-import { CycleCache } from './cycle-cache.ts';
-import { computeFairShareQueue } from './fair-share.ts';
-import { formatAnd, formatSome } from './format.ts';
-import { computeCandidateTypes } from './gpu-fit.ts';
-import { computeLasOrder } from './las-sort.ts';
-import { computeOracleOrder } from './oracle-sort.ts';
-import { KIND_VARIANTS, OutcomeMemo } from './outcome-memo.ts';
-import { createQueueRank } from './order-preemption.ts';
-import { computePlacement, type PlacementOptions } from './placement.ts';
-import { ExtraFreeView, PlanOverlay } from './plan-overlay.ts';
-import { PLUGIN } from './plugin-names.ts';
-import { computePreemption, VictimPool, type PreemptionChoice } from './preemption.ts';
-import { compileProfile, DEFAULT_PROFILE, readMaxGraceMs, type SchedulerProfile } from './profile.ts';
-import { describeQuotaFailure, QuotaLedger } from './quota.ts';
-import { computeQueueOrder } from './queue-sort.ts';
-import { computeShapeProblem, withKey, type ResourceShape } from './resource-shape.ts';
-import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from './running.ts';
-import { computeTeamPreemption } from './team-preemption.ts';
-import { describeStartBasis, type EndBasis } from './start-estimate.ts';
-import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './stopping.ts';
-import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './snapshot-index.ts';
-import { WaitingDiagnoses } from './waiting-diagnoses.ts';
+import { computeReservation } from './backfill/backfill.ts';
+import { Diagnoser } from './diagnose/diagnose.ts';
+import { createDurationEstimator, type DurationHistory } from './queue-sort/duration-estimate.ts';
+import { CycleCache } from './perf/cycle-cache.ts';
+import { computeFairShareQueue } from './queue-sort/fair-share.ts';
+import { formatAnd, formatSome } from './cycle/format.ts';
+import { computeCandidateTypes } from './filter/gpu-fit.ts';
+import { computeLasOrder } from './queue-sort/las-sort.ts';
+import { computeOracleOrder } from './queue-sort/oracle-sort.ts';
+import { KIND_VARIANTS, OutcomeMemo } from './perf/outcome-memo.ts';
+import { createQueueRank } from './preemption/order-preemption.ts';
+import { computePlacement, type PlacementOptions } from './gang/placement.ts';
+import { ExtraFreeView, PlanOverlay } from './cycle/plan-overlay.ts';
+import { PLUGIN } from './framework/plugin-names.ts';
+import { computePreemption, VictimPool, type PreemptionChoice } from './preemption/preemption.ts';
+import { compileProfile, DEFAULT_PROFILE, readMaxGraceMs, type SchedulerProfile } from './framework/profile.ts';
+import { describeQuotaFailure, QuotaLedger } from './admission/quota.ts';
+import { computeQueueOrder } from './queue-sort/queue-sort.ts';
+import { computeShapeProblem, withKey, type ResourceShape } from './cycle/resource-shape.ts';
+import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from './cycle/running.ts';
+import { computeTeamPreemption } from './preemption/team-preemption.ts';
+import { describeStartBasis, type EndBasis } from './backfill/start-estimate.ts';
+import { computeStoppingVictims, withStoppingEnds, type RunningJobInput } from './preemption/stopping.ts';
+import { computeSnapshotIndex, type CapacityView, type SnapshotIndex } from './cycle/snapshot-index.ts';
+import { WaitingDiagnoses } from './diagnose/waiting-diagnoses.ts';
 
 export interface CycleInput {
   /** The cluster to decide on. Never mutated. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { chooseGpus, countLinks } from '../src/gpu-choice.ts';
-import { computeSnapshotIndex } from '../src/snapshot-index.ts';
+import { chooseGpus, countLinks } from '../src/score/gpu-choice.ts';
+import { computeSnapshotIndex } from '../src/cycle/snapshot-index.ts';
 import { makeCluster, makeNode, type NodeBuilder } from './builders.ts';
 
 /** Runs chooseGpus on the free GPUs of a one-node cluster, with `busy` GPUs allocated. */

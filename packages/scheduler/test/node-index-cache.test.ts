@@ -10,11 +10,11 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterSnapshot, GpuAllocation, GpuDevice, Job, JobSpec, NodeInfo, NodeState, TeamConfig } from '@tutti/model';
 import { BUILTIN_PROFILES, CycleCache, type CycleInput, type RunningJobInput } from '../src/index.ts';
-import { NodeIndexCache } from '../src/node-index-cache.ts';
+import { NodeIndexCache } from '../src/perf/node-index-cache.ts';
 import { FAST_PATHS, runCycleWith, type CycleShortcuts } from '../src/run-cycle.ts';
-import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from '../src/running.ts';
-import { computeSnapshotIndex, type SnapshotIndex } from '../src/snapshot-index.ts';
-import { computeStoppingVictims, type StoppingVictims } from '../src/stopping.ts';
+import { computeRunningGpusByTeam, computeRunningJobs, type RunningJob } from '../src/cycle/running.ts';
+import { computeSnapshotIndex, type SnapshotIndex } from '../src/cycle/snapshot-index.ts';
+import { computeStoppingVictims, type StoppingVictims } from '../src/preemption/stopping.ts';
 
 const TEAMS = ['red', 'blue', 'green'];
 const ESTIMATED_RUNTIME_MS = 3_600_000;

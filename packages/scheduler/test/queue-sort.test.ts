@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareDecimalIds, computeQueueOrder } from '../src/queue-sort.ts';
+import { compareDecimalIds, computeQueueOrder } from '../src/queue-sort/queue-sort.ts';
 import { makeJob } from './builders.ts';
 
 describe('queue order', () => {

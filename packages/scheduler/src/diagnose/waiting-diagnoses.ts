@@ -8,7 +8,7 @@
  * cycle's working state, so a later cycle changes nothing here.
  */
 import type { Diagnosis, Job } from '@tutti/model';
-import type { CycleCache } from './cycle-cache.ts';
+import type { CycleCache } from '../perf/cycle-cache.ts';
 
 export interface WaitingDiagnosesParts {
   /** Jobs left waiting, in queue order. */

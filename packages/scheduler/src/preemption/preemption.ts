@@ -17,14 +17,14 @@
  * that still would not fit.
  */
 import type { GpuDevice, Job, PlacedNode, PreemptionReason } from '@tutti/model';
-import { computeCandidateTypes, computeMaxMatchingFree, countMatchingGpus } from './gpu-fit.ts';
-import { fitsHost } from './host-fit.ts';
+import { computeCandidateTypes, computeMaxMatchingFree, countMatchingGpus } from '../filter/gpu-fit.ts';
+import { fitsHost } from '../filter/host-fit.ts';
 import { rankOrderVictim, type QueueRank } from './order-preemption.ts';
-import { ExtraFreeView, type PlanOverlay } from './plan-overlay.ts';
-import type { QuotaLedger } from './quota.ts';
-import { hasEnoughMemory, type ResourceShape } from './resource-shape.ts';
-import type { RunningJob } from './running.ts';
-import type { CapacityView, SnapshotIndex } from './snapshot-index.ts';
+import { ExtraFreeView, type PlanOverlay } from '../cycle/plan-overlay.ts';
+import type { QuotaLedger } from '../admission/quota.ts';
+import { hasEnoughMemory, type ResourceShape } from '../cycle/resource-shape.ts';
+import type { RunningJob } from '../cycle/running.ts';
+import type { CapacityView, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 export interface Victim {
   readonly running: RunningJob;

@@ -24,8 +24,8 @@ import type { Job, TeamConfig, TeamUsage } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
 import { computeShare, computeTeamWeights, decayUsageTo } from './decayed-usage.ts';
 import type { DurationEstimate } from './duration-estimate.ts';
-import type { FairShareArgs } from './profile.ts';
-import { CycleCache } from './cycle-cache.ts';
+import type { FairShareArgs } from '../framework/profile.ts';
+import { CycleCache } from '../perf/cycle-cache.ts';
 import { computeAttainedGpuMs, computeLasQueue } from './las-sort.ts';
 import { compareQueueOrder } from './queue-sort.ts';
 

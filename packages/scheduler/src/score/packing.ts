@@ -16,11 +16,11 @@
  */
 import type { GpuDevice, PlacedNode } from '@tutti/model';
 import { BestFitPicker } from './best-fit.ts';
-import { computeCandidateTypes } from './gpu-fit.ts';
-import { fitsHost } from './host-fit.ts';
-import { hasShareRoom } from './plan-overlay.ts';
-import { isGpuAccepted, type ResourceShape } from './resource-shape.ts';
-import { FRACTION_PARTS, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
+import { computeCandidateTypes } from '../filter/gpu-fit.ts';
+import { fitsHost } from '../filter/host-fit.ts';
+import { hasShareRoom } from '../cycle/plan-overlay.ts';
+import { isGpuAccepted, type ResourceShape } from '../cycle/resource-shape.ts';
+import { FRACTION_PARTS, type CapacityView, type IndexedNode, type SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 export type PackingStrategy = 'best-fit' | 'first-fit' | 'spread';
 export const PACKING_STRATEGIES: readonly PackingStrategy[] = ['best-fit', 'first-fit', 'spread'];

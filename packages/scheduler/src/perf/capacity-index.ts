@@ -15,7 +15,7 @@
  * memory the job asks for (else matching GPUs are a subset of the free ones and the plain scan runs).
  */
 import type { GpuDevice } from '@tutti/model';
-import type { IndexedNode, SnapshotIndex } from './snapshot-index.ts';
+import type { IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 export class FreeCountIndex {
   /** Types present on ready nodes, in `SnapshotIndex.readyGpuTypes` order. */

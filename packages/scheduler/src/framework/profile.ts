@@ -21,10 +21,10 @@
  *                       easy (the blocked head gets a reservation; others start only if they do not delay it)
  */
 import type { TopologyLevel } from '@tutti/model';
-import { DEFAULT_DURATION_ESTIMATE_ARGS } from './duration-estimate.ts';
-import { DEFAULT_LAS_ARGS, isThresholdList, parseLasArgs, type LasArgs } from './las-sort.ts';
-import type { OrderPreemptionArgs } from './order-preemption.ts';
-import { parsePackingArgs, type PackingArgs, type PackingStrategy } from './packing.ts';
+import { DEFAULT_DURATION_ESTIMATE_ARGS } from '../queue-sort/duration-estimate.ts';
+import { DEFAULT_LAS_ARGS, isThresholdList, parseLasArgs, type LasArgs } from '../queue-sort/las-sort.ts';
+import type { OrderPreemptionArgs } from '../preemption/order-preemption.ts';
+import { parsePackingArgs, type PackingArgs, type PackingStrategy } from '../score/packing.ts';
 import { PLUGIN } from './plugin-names.ts';
 
 export const EXTENSION_POINTS = ['queueSort', 'admission', 'filter', 'score', 'gang', 'preemption', 'backfill'] as const;

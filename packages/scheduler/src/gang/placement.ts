@@ -13,14 +13,14 @@
  * "this shape no longer fits" stays true for the rest of the cycle.
  */
 import type { GpuDevice, PlacedNode } from '@tutti/model';
-import { BestFitPicker } from './best-fit.ts';
+import { BestFitPicker } from '../score/best-fit.ts';
 import { computeGangPlacement } from './gang-placement.ts';
-import { computeCandidateTypes } from './gpu-fit.ts';
-import { fitsHost } from './host-fit.ts';
-import { computeFractionalPlacementByPacking, type PackingStrategy } from './packing.ts';
-import { hasShareRoom } from './plan-overlay.ts';
-import { isGpuAccepted, type ResourceShape } from './resource-shape.ts';
-import { compareNames, FRACTION_PARTS, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
+import { computeCandidateTypes } from '../filter/gpu-fit.ts';
+import { fitsHost } from '../filter/host-fit.ts';
+import { computeFractionalPlacementByPacking, type PackingStrategy } from '../score/packing.ts';
+import { hasShareRoom } from '../cycle/plan-overlay.ts';
+import { isGpuAccepted, type ResourceShape } from '../cycle/resource-shape.ts';
+import { compareNames, FRACTION_PARTS, type CapacityView, type IndexedNode, type SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 export interface PlacementOptions {
   /** `require` constraints are enforced (the `topology` filter). */

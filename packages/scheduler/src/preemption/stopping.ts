@@ -9,8 +9,8 @@
  *     the free GPUs alone, gets a reservation on them (`WaitingForReclaim`) and preempts nothing more.
  */
 import type { GpuDevice, Job } from '@tutti/model';
-import type { NodeIndexCache } from './node-index-cache.ts';
-import { noneStopping, type RunningJob } from './running.ts';
+import type { NodeIndexCache } from '../perf/node-index-cache.ts';
+import { noneStopping, type RunningJob } from '../cycle/running.ts';
 
 /** A running job as a cycle takes it: a `Job`, possibly marked as being stopped. */
 export interface RunningJobInput extends Job {

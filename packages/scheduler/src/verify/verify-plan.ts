@@ -7,8 +7,8 @@
  * valid on a newer one, and this check is what decides that.
  */
 import { gpuClaimConflict, type ClusterSnapshot, type GpuDevice, type JobSpec, type NodeInfo, type Plan, type TeamConfig } from '@tutti/model';
-import { formatMemoryMiB, formatOr } from './format.ts';
-import type { RunningJobInput } from './stopping.ts';
+import { formatMemoryMiB, formatOr } from '../cycle/format.ts';
+import type { RunningJobInput } from '../preemption/stopping.ts';
 
 export type PlanViolationCode =
   /** The plan places a job that is not in the `jobs` map. */

@@ -27,8 +27,8 @@
  * The algorithms are in snapshot-index.ts and running.ts; this file holds their state.
  */
 import type { GpuAllocation, GpuDevice, Job, NodeInfo } from '@tutti/model';
-import type { CycleClock, KeptRunningJob, RunningJob } from './running.ts';
-import type { IndexedNode, SnapshotIndex } from './snapshot-index.ts';
+import type { CycleClock, KeptRunningJob, RunningJob } from '../cycle/running.ts';
+import type { IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 /**
  * Copies of one node's allocations (the node is the entry's), in snapshot order, field by field in arrays: comparing

@@ -25,10 +25,10 @@
  * profile's grace to checkpoint and goes back to the queue; reason `queue_order`.
  */
 import { formatDuration, type Job, type TeamConfig, type TeamUsage } from '@tutti/model';
-import { computeTeamShares, jobGpus } from './fair-share.ts';
-import { computeAttainedGpuMs, computeLasQueue, type LasArgs } from './las-sort.ts';
-import { computeOracleRankMs } from './oracle-sort.ts';
-import type { AcrossTeams, FairShareArgs } from './profile.ts';
+import { computeTeamShares, jobGpus } from '../queue-sort/fair-share.ts';
+import { computeAttainedGpuMs, computeLasQueue, type LasArgs } from '../queue-sort/las-sort.ts';
+import { computeOracleRankMs } from '../queue-sort/oracle-sort.ts';
+import type { AcrossTeams, FairShareArgs } from '../framework/profile.ts';
 
 export interface OrderPreemptionArgs {
   /** The most a victim's grace may be, ms (see `PreemptionArgs.maxGraceMs`). @default none */

@@ -13,14 +13,14 @@
  * first in the job's order of types.
  */
 import type { Job, PlacedNode, PreemptionReason } from '@tutti/model';
-import { computeCandidateTypes } from './gpu-fit.ts';
+import { computeCandidateTypes } from '../filter/gpu-fit.ts';
 import { rankOrderVictim, type QueueRank } from './order-preemption.ts';
-import type { PlanOverlay } from './plan-overlay.ts';
+import type { PlanOverlay } from '../cycle/plan-overlay.ts';
 import { compareVictimCandidates, viewWithVictimsFreed, type PreemptionChoice } from './preemption.ts';
-import type { QuotaLedger } from './quota.ts';
-import type { ResourceShape } from './resource-shape.ts';
-import type { RunningJob } from './running.ts';
-import type { CapacityView, SnapshotIndex } from './snapshot-index.ts';
+import type { QuotaLedger } from '../admission/quota.ts';
+import type { ResourceShape } from '../cycle/resource-shape.ts';
+import type { RunningJob } from '../cycle/running.ts';
+import type { CapacityView, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 export interface TeamPreemptionContext {
   readonly index: SnapshotIndex;

@@ -10,10 +10,10 @@
  * GPUs of any type for the job, so no placement can succeed; on a busy cluster the bound is usually the answer.
  */
 import type { GpuDevice, PlacedNode } from '@tutti/model';
-import { ExtraFreeView, type PlanOverlay } from './plan-overlay.ts';
-import type { ResourceShape } from './resource-shape.ts';
-import type { RunningJob } from './running.ts';
-import type { CapacityView } from './snapshot-index.ts';
+import { ExtraFreeView, type PlanOverlay } from '../cycle/plan-overlay.ts';
+import type { ResourceShape } from '../cycle/resource-shape.ts';
+import type { RunningJob } from '../cycle/running.ts';
+import type { CapacityView } from '../cycle/snapshot-index.ts';
 
 export interface ComputedReservation {
   readonly startAt: number;

@@ -5,8 +5,8 @@
  * job that declared nothing (a guess). The start is told with its basis; one resting on guesses alone is not told.
  */
 import { formatDuration } from '@tutti/model';
-import { formatAnd, formatSome } from './format.ts';
-import type { RunningJob } from './running.ts';
+import { formatAnd, formatSome } from '../cycle/format.ts';
+import type { RunningJob } from '../cycle/running.ts';
 
 /** Where a running job's expected end comes from. */
 export type EndBasis = 'max_duration' | 'history' | 'stopping' | 'assumed';

@@ -19,16 +19,16 @@
  * cached per shape and priority until the next placement; 3 is O(ready nodes × types) per shape.
  */
 import type { Diagnosis, DiagnosisCode, Job, PlacedNode } from '@tutti/model';
-import { checkShapeFeasibility, computeInventory, countMatchingOfOneType, type FeasibilityResult, type Inventory } from './feasibility.ts';
-import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from './format.ts';
-import { computeGangPlacement } from './gang-placement.ts';
-import { computeCandidateTypes, computeMaxMatchingFree } from './gpu-fit.ts';
-import { fitsHost, hostCapacityFits } from './host-fit.ts';
-import type { CycleCache } from './cycle-cache.ts';
-import type { AppliedPlacement, PlanOverlay } from './plan-overlay.ts';
-import { PLUGIN, type PluginName } from './plugin-names.ts';
-import { isGpuAccepted, isTypeAccepted, type ResourceShape } from './resource-shape.ts';
-import type { CapacityView, IndexedNode, SnapshotIndex } from './snapshot-index.ts';
+import { checkShapeFeasibility, computeInventory, countMatchingOfOneType, type FeasibilityResult, type Inventory } from '../filter/feasibility.ts';
+import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from '../cycle/format.ts';
+import { computeGangPlacement } from '../gang/gang-placement.ts';
+import { computeCandidateTypes, computeMaxMatchingFree } from '../filter/gpu-fit.ts';
+import { fitsHost, hostCapacityFits } from '../filter/host-fit.ts';
+import type { CycleCache } from '../perf/cycle-cache.ts';
+import type { AppliedPlacement, PlanOverlay } from '../cycle/plan-overlay.ts';
+import { PLUGIN, type PluginName } from '../framework/plugin-names.ts';
+import { isGpuAccepted, isTypeAccepted, type ResourceShape } from '../cycle/resource-shape.ts';
+import type { CapacityView, IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 /** What jobs placed this cycle took from the nodes a shape could have used at the start of the cycle. */
 interface TakerTally {

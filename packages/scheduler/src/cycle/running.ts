@@ -8,9 +8,9 @@
  * sorted list is last cycle's with those jobs taken out, put in or replaced.
  */
 import type { GpuDevice, Job } from '@tutti/model';
-import { NodeIndexCache, type NodeEntry, type ResolvedGpu, type RunningEntry } from './node-index-cache.ts';
+import { NodeIndexCache, type NodeEntry, type ResolvedGpu, type RunningEntry } from '../perf/node-index-cache.ts';
 import { compareNames, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
-import type { RunningJobInput } from './stopping.ts';
+import type { RunningJobInput } from '../preemption/stopping.ts';
 
 export interface RunningJob {
   readonly id: string;

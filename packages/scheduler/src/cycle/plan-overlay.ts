@@ -9,7 +9,7 @@
  * `runCycle` relies on that to remember shapes that stopped fitting.
  */
 import { shareFitsGpu, type GpuDevice, type Job, type PlacedNode, type Placement } from '@tutti/model';
-import { FreeCountIndex, type IndexedCounts } from './capacity-index.ts';
+import { FreeCountIndex, type IndexedCounts } from '../perf/capacity-index.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import { FRACTION_PARTS, toParts, type CapacityView, type IndexedNode, type SharedUse, type SnapshotIndex } from './snapshot-index.ts';
 

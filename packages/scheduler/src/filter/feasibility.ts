@@ -6,10 +6,10 @@
  * Every node that is not `down` counts: a draining node comes back, a down one may not.
  */
 import type { GpuDevice, JobSpec, NodeInfo } from '@tutti/model';
-import { countOf, describeGpus, describeNodeGpus, formatAnd, formatMemoryMiB, formatOr } from './format.ts';
+import { countOf, describeGpus, describeNodeGpus, formatAnd, formatMemoryMiB, formatOr } from '../cycle/format.ts';
 import { hostCapacityFits } from './host-fit.ts';
-import { computeResourceShape, computeShapeProblem, hasEnoughMemory, isTypeAccepted, type ResourceShape } from './resource-shape.ts';
-import { compareNames } from './snapshot-index.ts';
+import { computeResourceShape, computeShapeProblem, hasEnoughMemory, isTypeAccepted, type ResourceShape } from '../cycle/resource-shape.ts';
+import { compareNames } from '../cycle/snapshot-index.ts';
 
 export type FeasibilityResult = { ok: true } | { ok: false; code: 'NeverFits'; message: string };
 

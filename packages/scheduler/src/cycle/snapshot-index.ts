@@ -4,8 +4,8 @@
  * `PlanOverlay` on top of it.
  */
 import type { ClusterSnapshot, GpuDevice, NodeInfo } from '@tutti/model';
-import type { IndexedCounts } from './capacity-index.ts';
-import { NO_ALLOCATIONS, NodeIndexCache, type NodeAllocations, type NodeEntry, type NodeListMemo } from './node-index-cache.ts';
+import type { IndexedCounts } from '../perf/capacity-index.ts';
+import { NO_ALLOCATIONS, NodeIndexCache, type NodeAllocations, type NodeEntry, type NodeListMemo } from '../perf/node-index-cache.ts';
 
 /** Free capacity of nodes at one moment: at the start of the cycle (`SnapshotIndex`) or now (`PlanOverlay`). */
 export interface CapacityView {

@@ -3,8 +3,8 @@
  * type (ranks of one node run in lockstep; a mixed set runs at the speed of the slowest card).
  */
 import type { GpuDevice } from '@tutti/model';
-import { hasEnoughMemory, type ResourceShape } from './resource-shape.ts';
-import type { CapacityView, IndexedNode } from './snapshot-index.ts';
+import { hasEnoughMemory, type ResourceShape } from '../cycle/resource-shape.ts';
+import type { CapacityView, IndexedNode } from '../cycle/snapshot-index.ts';
 
 const NONE: readonly GpuDevice[] = [];
 

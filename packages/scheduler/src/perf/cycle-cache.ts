@@ -21,7 +21,7 @@
 import type { Job, JobSpec } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
 import { NodeIndexCache } from './node-index-cache.ts';
-import { computeResourceShape, type ResourceShape } from './resource-shape.ts';
+import { computeResourceShape, type ResourceShape } from '../cycle/resource-shape.ts';
 
 /** Distinct kinds kept before the table is emptied (records then take new ids). */
 const KINDS_MAX = 200_000;

@@ -24,7 +24,7 @@
  * borrow. Without any team configured the plugin admits everything.
  */
 import type { TeamConfig } from '@tutti/model';
-import { formatOr } from './format.ts';
+import { formatOr } from '../cycle/format.ts';
 
 export type QuotaCheck =
   | { ok: true; withinNominal: boolean }

@@ -16,14 +16,14 @@
  * Cost: O(ready nodes × candidate types × GPUs per node) per call.
  */
 import type { GpuDevice, PlacedNode } from '@tutti/model';
-import { BestFitPicker } from './best-fit.ts';
-import type { IndexedCounts } from './capacity-index.ts';
-import { chooseGpus } from './gpu-choice.ts';
-import { computeCandidateTypes, computeMatchingGpus } from './gpu-fit.ts';
-import { fitsHost } from './host-fit.ts';
-import { perfectNodeScore, scoreNodeForPacking, type PackingStrategy } from './packing.ts';
-import type { ResourceShape } from './resource-shape.ts';
-import { compareNames, type CapacityView, type IndexedNode, type SnapshotIndex } from './snapshot-index.ts';
+import { BestFitPicker } from '../score/best-fit.ts';
+import type { IndexedCounts } from '../perf/capacity-index.ts';
+import { chooseGpus } from '../score/gpu-choice.ts';
+import { computeCandidateTypes, computeMatchingGpus } from '../filter/gpu-fit.ts';
+import { fitsHost } from '../filter/host-fit.ts';
+import { perfectNodeScore, scoreNodeForPacking, type PackingStrategy } from '../score/packing.ts';
+import type { ResourceShape } from '../cycle/resource-shape.ts';
+import { compareNames, type CapacityView, type IndexedNode, type SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 interface NodeChoice {
   node: IndexedNode;

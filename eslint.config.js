@@ -59,6 +59,8 @@ export default tseslint.config(
   // Each package may import only what the module map allows.
   { files: ['packages/model/src/**/*.ts'], rules: { ...pureBans } },
   { files: ['packages/scheduler/src/**/*.ts'], rules: { ...pureBans } },
+  // The control core is pure like the scheduler: the server and the simulator drive it with events and the time.
+  { files: ['packages/control/src/**/*.ts'], rules: { ...pureBans } },
   { files: ['packages/store/src/**/*.ts'], rules: onlyThrough(['scheduler', 'backends', 'server', 'client', 'cli']) },
   { files: ['packages/backends/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'server', 'client', 'cli']) },
   { files: ['packages/client/src/**/*.ts'], rules: onlyThrough(['scheduler', 'store', 'backends', 'server', 'cli']) },

@@ -6,6 +6,9 @@
  * site that cannot wait that long says so with a maximum, and the stop's event says which of the three applied.
  */
 
+/** The site's default grace when `tutti up --grace` does not set one (and the simulator's): a minute. */
+export const DEFAULT_STOP_GRACE_MS = 60_000;
+
 /** Which setting decided a stop's grace. */
 export type GraceSource = 'job' | 'default' | 'max';
 

@@ -1,4 +1,4 @@
 export * from './tutti-server.ts';
 export * from './logger.ts';
-export { JobController, decideAttemptOutcome, decideJobEnd } from './job-controller.ts';
-export type { AttemptOutcome, LifecyclePoint, StopCause } from './job-controller.ts';
+export { JobController } from './job-controller.ts';
+export type { LifecyclePoint } from './job-controller.ts';

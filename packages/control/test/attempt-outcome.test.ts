@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Job, Task } from '@tutti/model';
-import { decideAttemptOutcome, decideJobEnd } from '@tutti/server';
+import { decideAttemptOutcome, decideJobEnd } from '../src/attempt-outcome.ts';
 
 const rank = (r: number, exitCode: number | null, finishedAt: number, status: Task['status'] = 'exited'): Task => ({
   jobId: '1', rank: r, localRank: r, nodeRank: 0, node: 'n', gpus: [0, 1], status, exitCode, finishedAt,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Job } from '@tutti/model';
-import { TeamUsageTracker } from '../src/team-usage.ts';
+import { TeamUsageLedger, countGpusByTeam } from '../src/team-usage-ledger.ts';
 
 const HOUR = 3600_000;
 
@@ -11,17 +11,17 @@ function runningJob(team: string, gpus: number, startedAt: number): Job {
   } as Job;
 }
 
-describe('TeamUsageTracker.seed', () => {
+describe('TeamUsageLedger.seed', () => {
   it('weighs history exactly as advancing through it minute by minute does (one accumulator, the exact integral)', () => {
     const now = 100 * HOUR;
-    const seeded = new TeamUsageTracker(2 * HOUR);
+    const seeded = new TeamUsageLedger(2 * HOUR);
     seeded.seed(now, [{ team: 'red', gpus: 4, startedAt: now - 5 * HOUR, finishedAt: now - 2 * HOUR }], [runningJob('blue', 2, now - HOUR)]);
-    const stepped = new TeamUsageTracker(2 * HOUR);
-    stepped.advance(now - 5 * HOUR, []);
+    const stepped = new TeamUsageLedger(2 * HOUR);
+    stepped.advance((now - 5 * HOUR) / 1000, new Map());
     for (let t = now - 5 * HOUR + 60_000; t <= now; t += 60_000) {
-      stepped.advance(t, [...(t <= now - 2 * HOUR ? [runningJob('red', 4, now - 5 * HOUR)] : []), ...(t > now - HOUR ? [runningJob('blue', 2, now - HOUR)] : [])]);
+      stepped.advance(t / 1000, countGpusByTeam([...(t <= now - 2 * HOUR ? [runningJob('red', 4, now - 5 * HOUR)] : []), ...(t > now - HOUR ? [runningJob('blue', 2, now - HOUR)] : [])]));
     }
-    const usage = (tracker: TeamUsageTracker) => new Map(tracker.advance(now, []).map((u) => [u.team, u.decayedGpuSeconds]));
+    const usage = (tracker: TeamUsageLedger) => new Map(tracker.peek(now / 1000).map((u) => [u.team, u.decayedGpuSeconds]));
     const [a, b] = [usage(seeded), usage(stepped)];
     expect(a.get('red')! / b.get('red')!).toBeCloseTo(1, 9);
     expect(a.get('blue')! / b.get('blue')!).toBeCloseTo(1, 9);
@@ -30,10 +30,10 @@ describe('TeamUsageTracker.seed', () => {
   });
 
   it('ignores what did not run and replaces earlier tracking', () => {
-    const tracker = new TeamUsageTracker(HOUR);
-    tracker.advance(0, [runningJob('old', 1, 0)]);
-    tracker.advance(HOUR, [runningJob('old', 1, 0)]);
+    const tracker = new TeamUsageLedger(HOUR);
+    tracker.advance(0, countGpusByTeam([runningJob('old', 1, 0)]));
+    tracker.advance(HOUR / 1000, countGpusByTeam([runningJob('old', 1, 0)]));
     tracker.seed(2 * HOUR, [{ team: 'red', gpus: 1, startedAt: 10, finishedAt: 10 }], []);
-    expect(tracker.advance(2 * HOUR, [])).toEqual([]);
+    expect(tracker.peek((2 * HOUR) / 1000)).toEqual([]);
   });
 });

@@ -1,0 +1,430 @@
+/**
+ * The life of a running job as one pure state machine: events in, commands out (see lifecycle-events.ts). The server
+ * and the simulator drive the same instance type; neither decides anything about a job's life itself.
+ *
+ *   placed ──launch──▶ ranks_started ──▶ running ──rank_exited (all 0)──────────────────────▶ finish (succeeded)
+ *                                           │ rank failed / lost, cancel, preempt, max_duration, hang
+ *                                           ▼
+ *                           stopping: record_stop, then signal_ranks (SIGKILL at the deadline)
+ *                                           │ last rank out
+ *                                           ▼
+ *                     decideAttemptOutcome: finish, or requeue (a preemption; a restart after its backoff)
+ *
+ * It owns, per running attempt: its ranks' states, the stop under way (the first cause wins; a stop decided while
+ * the ranks are still being launched is signalled once they are), the max_duration deadline and the hang timer. And
+ * across jobs: the attained service of requeued jobs and the run times of finished ones (what the next cycle's
+ * input reads), and which victims are being stopped for which pending job (marked in the cycle's `running`, so the
+ * scheduler neither names them again nor forgets their GPUs are about to be free).
+ *
+ * Pure: no I/O, no clock (every event comes with `now`), no randomness. The store stays the truth: after a restart,
+ * the driver rebuilds this state from it (`restored`, then `adopted`).
+ */
+import { computeGpusHeld, decideStopGrace, describeGraceSource, formatDuration } from '@tutti/model';
+import type { Job, StopGrace } from '@tutti/model';
+import { recordFinishedDuration } from '@tutti/scheduler';
+import type { RunningJobInput } from '@tutti/scheduler';
+import { decideAttemptOutcome, findFirstFailedRank } from './attempt-outcome.ts';
+import type { RankEnd } from './attempt-outcome.ts';
+import type { LifecycleCommand, LifecycleEvent, PlacedRank, RestoredRank } from './lifecycle-events.ts';
+import { describeRankExit, describeStop } from './stop.ts';
+import type { RecordedStop, StopCause } from './stop.ts';
+import { TeamUsageLedger } from './team-usage-ledger.ts';
+
+export interface LifecycleSettings {
+  /** The grace of a stop of a job without its own `preemption_grace` (`tutti up --grace`). */
+  defaultGraceMs: number;
+  /** The scheduler profile's maximum grace (`maxGraceMs`), if it sets one. */
+  maxGraceMs?: number;
+  /** The one fair-share half-life (the profile's `fair-share.halfLifeMs`). */
+  halfLifeMs: number;
+  /** Finished run times kept per key for run-time estimates (the profile's estimate window). @default 20 */
+  durationWindow?: number;
+}
+
+type RankStatus = 'launching' | 'running' | 'exited' | 'lost';
+
+interface RankState extends RankEnd {
+  node: string;
+  status: RankStatus;
+}
+
+interface ActiveStop {
+  cause: StopCause;
+  /** When the stop was decided (epoch ms). */
+  since: number;
+  /** As recorded (`record_stop`), once it was. */
+  recorded?: RecordedStop;
+  /** Whether its ranks were signalled (a stop decided during the launch waits for it). */
+  signalled: boolean;
+}
+
+interface Attempt {
+  job: Job;
+  attempt: number;
+  ranks: Map<number, RankState>;
+  launched: boolean;
+  startedAt?: number;
+  stop?: ActiveStop;
+  maxDurationAt?: number;
+  /** The last progress record's time, or when the attempt started being watched. */
+  lastProgressAt: number;
+  watchedSince: number;
+  lastValues?: Readonly<Record<string, unknown>>;
+  /** A restored attempt waits for `adopted` before its stop is carried on. */
+  awaitingAdoption: boolean;
+}
+
+/** Whether a pending job may be placed now: not while it waits out a restart's backoff. */
+export function isEligible(job: Pick<Job, 'notBefore'>, now: number): boolean {
+  return job.notBefore === undefined || job.notBefore <= now;
+}
+
+export class JobLifecycle {
+  readonly settings: LifecycleSettings;
+  /** Each team's decayed GPU use: the one ledger the cycle's fair share and the views read. */
+  readonly usage: TeamUsageLedger;
+  /** Run times of recently succeeded jobs by team and size (the scheduler's `durationHistory`). */
+  readonly durationHistory = new Map<string, number[]>();
+  private readonly attempts = new Map<string, Attempt>();
+  /** GPU-milliseconds of each queued or running job's ended attempts (least-attained-service profiles). */
+  private readonly pastServiceGpuMs = new Map<string, number>();
+
+  constructor(settings: LifecycleSettings) {
+    this.settings = settings;
+    this.usage = new TeamUsageLedger(settings.halfLifeMs);
+  }
+
+  /** The grace of every stop of `job`: its own, else the default, at most the profile's maximum (`decideStopGrace`). */
+  stopGraceOf(job: Job): StopGrace {
+    return decideStopGrace(job.spec.preemptionGraceMs, this.settings.defaultGraceMs, this.settings.maxGraceMs);
+  }
+
+  /** Whether the job's current attempt is being stopped. */
+  isStopping(jobId: string): boolean {
+    return this.attempts.get(jobId)?.stop !== undefined;
+  }
+
+  /** Whether a progress record for the job is taken: only while it runs and is not being stopped. */
+  acceptsProgress(jobId: string): boolean {
+    const attempt = this.attempts.get(jobId);
+    return attempt !== undefined && attempt.launched && attempt.stop === undefined;
+  }
+
+  /** The running job's current attempt number, if the core tracks it. */
+  attemptOf(jobId: string): number | undefined {
+    return this.attempts.get(jobId)?.attempt;
+  }
+
+  /** The victim marker of a job stopped for a plan's preemption (what the cycle's `running` carries), if it is one. */
+  stoppingMarkerOf(jobId: string): RunningJobInput['stopping'] {
+    const stop = this.attempts.get(jobId)?.stop;
+    if (stop?.cause.kind !== 'preempted' || stop.cause.forJobId === undefined) return undefined;
+    return { since: stop.since, forJobId: stop.cause.forJobId };
+  }
+
+  /** `running` as the cycle's input: victims being stopped for a pending job are marked with it. */
+  markStopping(running: readonly Job[]): RunningJobInput[] {
+    return running.map((job) => {
+      const stopping = this.stoppingMarkerOf(job.id);
+      return stopping ? { ...job, stopping } : job;
+    });
+  }
+
+  /** Attained service (GPU-ms) of every job that has any: its ended attempts, plus the current run of `running`. */
+  attainedServiceGpuMs(running: readonly Job[], now: number): Map<string, number> {
+    const attained = new Map(this.pastServiceGpuMs);
+    for (const job of running) {
+      if (job.startedAt !== undefined) attained.set(job.id, (attained.get(job.id) ?? 0) + computeGpusHeld(job.spec) * Math.max(0, now - job.startedAt));
+    }
+    return attained;
+  }
+
+  /** After a restart: the attained service of a job's ended attempts, read back from the store. */
+  seedAttainedService(jobId: string, gpuMs: number): void {
+    if (gpuMs > 0) this.pastServiceGpuMs.set(jobId, gpuMs);
+  }
+
+  /** After a restart: a succeeded job's run time, oldest first. */
+  seedFinishedDuration(team: string, gpus: number, ms: number): void {
+    recordFinishedDuration(this.durationHistory, team, gpus, ms, this.settings.durationWindow);
+  }
+
+  /** Handles one event at `now` (epoch ms); answers the commands to carry out, in order. */
+  handle(event: LifecycleEvent, now: number): LifecycleCommand[] {
+    switch (event.kind) {
+      case 'placed':
+        return this.placed(event.job, event.ranks, now);
+      case 'ranks_started':
+        return this.ranksStarted(event.jobId, event.attempt, event.at, now);
+      case 'launch_failed':
+        return this.launchFailed(event.jobId, event.attempt, event.detail, event.retryAfterMs, now);
+      case 'rank_exited':
+        return this.rankExited(event, now);
+      case 'cancel_requested': {
+        const attempt = this.attempts.get(event.jobId);
+        if (!attempt) return [];
+        attempt.job = { ...attempt.job, cancelRequestedAt: attempt.job.cancelRequestedAt ?? now };
+        return this.beginStop(attempt, { kind: 'cancelled' }, now);
+      }
+      case 'preempt': {
+        const attempt = this.attempts.get(event.jobId);
+        if (!attempt || attempt.stop) return [];
+        return this.beginStop(attempt, { kind: 'preempted', message: event.message, ...(event.forJobId !== undefined ? { forJobId: event.forJobId } : {}) }, now);
+      }
+      case 'progress': {
+        const attempt = this.attempts.get(event.jobId);
+        if (!attempt || attempt.attempt !== event.attempt || attempt.stop) return [];
+        attempt.lastProgressAt = Math.max(attempt.lastProgressAt, event.at);
+        if (event.values) attempt.lastValues = { ...attempt.lastValues, ...event.values };
+        return [];
+      }
+      case 'tick':
+        return this.tick(event.gpusIdleSince, now);
+      case 'node_state':
+        return this.nodeState(event.node, event.state, event.detail, now);
+      case 'restored':
+        this.restored(event.job, event.ranks, event.stop, now);
+        return [];
+      case 'adopted':
+        return this.adopted(event.jobId, now);
+    }
+  }
+
+  // ---- transitions ------------------------------------------------------------------------------------------
+
+  private placed(job: Job, ranks: readonly PlacedRank[], now: number): LifecycleCommand[] {
+    const attempt = job.attempt ?? 1;
+    const state: Attempt = {
+      job,
+      attempt,
+      ranks: new Map(ranks.map((r) => [r.rank, { rank: r.rank, node: r.node, status: 'launching' as RankStatus }])),
+      launched: false,
+      lastProgressAt: now,
+      watchedSince: now,
+      awaitingAdoption: false,
+    };
+    this.attempts.set(job.id, state);
+    return [{ kind: 'launch', jobId: job.id, attempt }];
+  }
+
+  private ranksStarted(jobId: string, attemptNumber: number, at: number, now: number): LifecycleCommand[] {
+    const attempt = this.current(jobId, attemptNumber);
+    if (!attempt || attempt.launched) return [];
+    attempt.launched = true;
+    attempt.startedAt = at;
+    attempt.lastProgressAt = now;
+    attempt.watchedSince = now;
+    for (const rank of attempt.ranks.values()) if (rank.status === 'launching') rank.status = 'running';
+    const commands: LifecycleCommand[] = [];
+    const { maxDurationMs, hangTimeoutMs } = attempt.job.spec;
+    if (maxDurationMs !== undefined) {
+      attempt.maxDurationAt = at + maxDurationMs;
+      commands.push({ kind: 'wake_at', at: attempt.maxDurationAt, why: 'max_duration' });
+    }
+    if (hangTimeoutMs !== undefined) commands.push({ kind: 'wake_at', at: now + hangTimeoutMs, why: 'hang' });
+    // A stop decided while the ranks were being launched found nothing to signal: it is carried out now.
+    if (attempt.stop && !attempt.stop.signalled) commands.push(...this.signalStop(attempt, now));
+    else if (attempt.job.cancelRequestedAt !== undefined) commands.push(...this.beginStop(attempt, { kind: 'cancelled' }, now));
+    return commands;
+  }
+
+  private launchFailed(jobId: string, attemptNumber: number, detail: string, retryAfterMs: number | undefined, now: number): LifecycleCommand[] {
+    const attempt = this.current(jobId, attemptNumber);
+    if (!attempt) return [];
+    this.attempts.delete(jobId);
+    if (retryAfterMs !== undefined && attempt.job.cancelRequestedAt === undefined) {
+      const notBefore = now + retryAfterMs;
+      return [
+        { kind: 'requeue', jobId, attempt: attempt.attempt, reason: `could not start: ${detail}; tried again in ${formatDuration(retryAfterMs)}`, options: { notBefore } },
+        { kind: 'wake_at', at: notBefore, why: 'backoff' },
+      ];
+    }
+    const end = attempt.job.cancelRequestedAt !== undefined
+      ? { status: 'cancelled' as const, exitCode: null, endReason: 'cancelled' }
+      : { status: 'failed' as const, exitCode: null, endReason: `could not start: ${detail}` };
+    return [
+      { kind: 'record_ranks_lost', jobId, attempt: attempt.attempt, ranks: [...attempt.ranks.keys()], at: now },
+      { kind: 'finish', jobId, attempt: attempt.attempt, end },
+    ];
+  }
+
+  private rankExited(exit: Extract<LifecycleEvent, { kind: 'rank_exited' }>, now: number): LifecycleCommand[] {
+    // A rank of an attempt that is over (killed while its job was requeued) must not act on the next attempt.
+    const attempt = this.current(exit.jobId, exit.attempt);
+    const rank = attempt?.ranks.get(exit.rank);
+    if (!attempt || !rank || rank.status === 'exited' || rank.status === 'lost') return [];
+    rank.status = exit.lost ? 'lost' : 'exited';
+    rank.exitCode = exit.exitCode;
+    rank.finishedAt = exit.at;
+    const detail = describeRankExit(exit.rank, exit);
+    const commands: LifecycleCommand[] = [
+      {
+        kind: 'record_rank_exit', jobId: exit.jobId, attempt: attempt.attempt, rank: exit.rank, status: rank.status, exitCode: exit.exitCode,
+        ...(exit.signal !== undefined ? { signal: exit.signal } : {}), finishedAt: exit.at, detail,
+      },
+    ];
+    if (exit.lost || exit.exitCode !== 0) {
+      commands.push(...this.beginStop(attempt, { kind: 'rank_failed', rank: exit.rank, exitCode: exit.exitCode, detail, ...(exit.lost ? { lost: true } : {}) }, now));
+    }
+    commands.push(...this.endIfAllOut(attempt, now));
+    return commands;
+  }
+
+  private tick(gpusIdleSince: ReadonlyMap<string, number> | undefined, now: number): LifecycleCommand[] {
+    const commands: LifecycleCommand[] = [];
+    for (const attempt of [...this.attempts.values()]) {
+      if (!attempt.launched || attempt.stop || attempt.awaitingAdoption) continue;
+      const { maxDurationMs, hangTimeoutMs } = attempt.job.spec;
+      if (attempt.maxDurationAt !== undefined && maxDurationMs !== undefined && now >= attempt.maxDurationAt) {
+        commands.push(...this.beginStop(attempt, { kind: 'max_duration', limitMs: maxDurationMs }, now));
+        continue;
+      }
+      if (hangTimeoutMs === undefined) continue;
+      const idleSince = gpusIdleSince?.get(attempt.job.id);
+      const gpusIdle = idleSince !== undefined && now - Math.max(idleSince, attempt.watchedSince) >= hangTimeoutMs;
+      const quiet = now - attempt.lastProgressAt >= hangTimeoutMs;
+      if (!quiet && !gpusIdle) {
+        commands.push({ kind: 'wake_at', at: attempt.lastProgressAt + hangTimeoutMs, why: 'hang' });
+        continue;
+      }
+      const last = attempt.lastValues
+        ? `last progress ${JSON.stringify(attempt.lastValues)} at ${new Date(attempt.lastProgressAt).toISOString()}`
+        : 'no progress record since the attempt started';
+      const detail = quiet
+        ? `no progress record for ${formatDuration(hangTimeoutMs)} (hang_timeout); ${last}`
+        : `every GPU of the job idle (0% utilization) for ${formatDuration(hangTimeoutMs)} (hang_timeout) while its processes live; ${last}`;
+      commands.push({ kind: 'append_event', jobId: attempt.job.id, type: 'hung', message: `declared hung: ${detail}`, data: { last: attempt.lastValues ?? null, last_progress_at: attempt.lastProgressAt } });
+      commands.push(...this.beginStop(attempt, { kind: 'hung', timeoutMs: hangTimeoutMs, detail }, now));
+    }
+    return commands;
+  }
+
+  private nodeState(node: string, state: string, detail: string | undefined, now: number): LifecycleCommand[] {
+    if (state !== 'down') return [];
+    const commands: LifecycleCommand[] = [];
+    for (const attempt of [...this.attempts.values()]) {
+      for (const rank of [...attempt.ranks.values()]) {
+        if (rank.node !== node || rank.status === 'exited' || rank.status === 'lost') continue;
+        commands.push(...this.rankExited({ kind: 'rank_exited', jobId: attempt.job.id, attempt: attempt.attempt, rank: rank.rank, exitCode: null, lost: true, at: now }, now));
+      }
+    }
+    void detail;
+    return commands;
+  }
+
+  private restored(job: Job, ranks: readonly RestoredRank[], recorded: { recorded: RecordedStop; at: number } | undefined, now: number): void {
+    const attempt = job.attempt ?? 1;
+    const state: Attempt = {
+      job,
+      attempt,
+      ranks: new Map(ranks.map((r) => [r.rank, {
+        rank: r.rank, node: r.node, status: (r.status === 'starting' ? 'running' : r.status) as RankStatus,
+        ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.finishedAt !== undefined ? { finishedAt: r.finishedAt } : {}),
+      }])),
+      launched: true,
+      ...(job.startedAt !== undefined ? { startedAt: job.startedAt } : {}),
+      ...(job.spec.maxDurationMs !== undefined && job.startedAt !== undefined ? { maxDurationAt: job.startedAt + job.spec.maxDurationMs } : {}),
+      lastProgressAt: now,
+      watchedSince: now,
+      awaitingAdoption: true,
+    };
+    // Why the attempt was being stopped when the control plane died: the stop it recorded (then signalled, or about to
+    // be), else a cancel, else the first rank recorded as failed (their stops had not begun).
+    if (recorded && recorded.recorded.attempt === attempt) {
+      state.stop = { cause: recorded.recorded.cause, since: recorded.at, recorded: recorded.recorded, signalled: false };
+    } else if (job.cancelRequestedAt !== undefined) {
+      state.stop = { cause: { kind: 'cancelled' }, since: now, signalled: false };
+    } else {
+      const failed = findFirstFailedRank([...state.ranks.values()]);
+      if (failed) {
+        const detail = describeRankExit(failed.rank, { exitCode: failed.exitCode ?? null, lost: failed.status === 'lost' });
+        state.stop = { cause: { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) }, since: now, signalled: false };
+      }
+    }
+    this.attempts.set(job.id, state);
+  }
+
+  private adopted(jobId: string, now: number): LifecycleCommand[] {
+    const attempt = this.attempts.get(jobId);
+    if (!attempt?.awaitingAdoption) return [];
+    attempt.awaitingAdoption = false;
+    const ended = this.endIfAllOut(attempt, now);
+    if (ended.length > 0) return ended;
+    if (!attempt.stop) return [];
+    const recorded = attempt.stop.recorded;
+    if (!recorded) return this.signalStop(attempt, now);
+    // Carried on as recorded: the deadline the ranks were told stays the one they get; nothing new is recorded.
+    attempt.stop.signalled = true;
+    return [{ kind: 'signal_ranks', jobId, attempt: attempt.attempt, signal: recorded.signal, deadline: recorded.deadline, resumed: true }];
+  }
+
+  // ---- stops and ends ---------------------------------------------------------------------------------------
+
+  /** Starts stopping a gang unless it is already being stopped: the first cause is the one the job ends with. */
+  private beginStop(attempt: Attempt, cause: StopCause, now: number): LifecycleCommand[] {
+    if (attempt.stop) return [];
+    attempt.stop = { cause, since: now, signalled: false };
+    if (!attempt.launched || attempt.awaitingAdoption) return [];
+    return this.signalStop(attempt, now);
+  }
+
+  /** Records the stop (cause, signal, deadline), then signals the live ranks: durable before any rank hears of it. */
+  private signalStop(attempt: Attempt, now: number): LifecycleCommand[] {
+    const stop = attempt.stop;
+    if (!stop || !this.hasLiveRanks(attempt)) return [];
+    stop.signalled = true;
+    const { graceMs, source } = this.stopGraceOf(attempt.job);
+    const signal = attempt.job.spec.stopSignal ?? 'SIGTERM';
+    const recorded: RecordedStop = { signal, grace_ms: graceMs, grace_source: source, deadline: now + graceMs, attempt: attempt.attempt, cause: stop.cause };
+    stop.recorded = recorded;
+    return [
+      {
+        kind: 'record_stop',
+        jobId: attempt.job.id,
+        stop: recorded,
+        message: `${describeStop(stop.cause)} (${signal}, SIGKILL after ${formatDuration(Math.max(1, graceMs))}: ${describeGraceSource(source)})`,
+      },
+      { kind: 'signal_ranks', jobId: attempt.job.id, attempt: attempt.attempt, signal, deadline: recorded.deadline, resumed: false },
+    ];
+  }
+
+  private hasLiveRanks(attempt: Attempt): boolean {
+    for (const rank of attempt.ranks.values()) if (rank.status === 'running' || rank.status === 'launching') return true;
+    return false;
+  }
+
+  /** Once every rank is out: the attempt's outcome (`decideAttemptOutcome`), and the ledgers updated with it. */
+  private endIfAllOut(attempt: Attempt, now: number): LifecycleCommand[] {
+    if (attempt.awaitingAdoption || attempt.ranks.size === 0 || this.hasLiveRanks(attempt)) return [];
+    const { job } = attempt;
+    this.attempts.delete(job.id);
+    const cause = attempt.stop?.cause ?? (job.cancelRequestedAt !== undefined ? ({ kind: 'cancelled' } as const) : undefined);
+    const outcome = decideAttemptOutcome(job, cause, [...attempt.ranks.values()]);
+    const ranMs = attempt.startedAt === undefined ? 0 : Math.max(0, now - attempt.startedAt);
+    const gpus = computeGpusHeld(job.spec);
+    const withCause = cause !== undefined ? { cause } : {};
+    if (outcome.kind === 'finish') {
+      this.pastServiceGpuMs.delete(job.id);
+      if (outcome.end.status === 'succeeded') recordFinishedDuration(this.durationHistory, job.spec.team, gpus, ranMs, this.settings.durationWindow);
+      return [{ kind: 'finish', jobId: job.id, attempt: attempt.attempt, end: outcome.end, ...withCause }];
+    }
+    this.pastServiceGpuMs.set(job.id, (this.pastServiceGpuMs.get(job.id) ?? 0) + gpus * ranMs);
+    const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
+    const commands: LifecycleCommand[] = [
+      { kind: 'requeue', jobId: job.id, attempt: attempt.attempt, reason: outcome.reason, options: { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) }, ...withCause },
+    ];
+    if (notBefore !== undefined) commands.push({ kind: 'wake_at', at: notBefore, why: 'backoff' });
+    return commands;
+  }
+
+  /** The tracked attempt of `jobId` if it is attempt `attemptNumber`. */
+  private current(jobId: string, attemptNumber: number): Attempt | undefined {
+    const attempt = this.attempts.get(jobId);
+    return attempt && attempt.attempt === attemptNumber ? attempt : undefined;
+  }
+
+  /** Forgets a job the driver saw leave (finished outside the lifecycle, e.g. a recovery that requeued it). */
+  forget(jobId: string): void {
+    this.attempts.delete(jobId);
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Recent GPU use per team, for fair share: GPU-seconds with exponential decay, so what a team used an hour ago
+ * weighs less than what it uses now (half-life: the profile's `fair-share.halfLifeMs`, the one half-life). The one
+ * ledger of it: the server advances it once per cycle from its running jobs and rebuilds it on start from the store's
+ * attempts (`seed`), so a restart of the control plane does not make fair share forget who used the GPUs; the
+ * simulator advances it at every event time from the GPUs each team holds. The arithmetic is the scheduler's
+ * `accumulateDecayedUsage`; the views read shares through the scheduler's `computeShare` from what `peek` answers.
+ *
+ * Time is in seconds (epoch seconds live, trace seconds in the simulator): the simulator's clock is seconds, and the
+ * ledger must not turn them into milliseconds and back (its results are compared to the decimal across versions).
+ */
+import type { Job, TeamUsage } from '@tutti/model';
+import { computeGpusHeld } from '@tutti/model';
+import { accumulateDecayedUsage } from '@tutti/scheduler';
+
+/** One interval during which a team held GPUs (epoch ms). */
+export interface PastGpuUse {
+  team: string;
+  gpus: number;
+  startedAt: number;
+  finishedAt: number;
+}
+
+/** How far back `seed` looks: beyond ten half-lives a use weighs under 0.1%. */
+export const SEED_HALF_LIVES = 10;
+
+/** GPUs held per team by `running` (a fractional job holds its share). */
+export function countGpusByTeam(running: readonly Job[]): Map<string, number> {
+  const gpusByTeam = new Map<string, number>();
+  for (const job of running) gpusByTeam.set(job.spec.team, (gpusByTeam.get(job.spec.team) ?? 0) + computeGpusHeld(job.spec));
+  return gpusByTeam;
+}
+
+export class TeamUsageLedger {
+  private readonly decayed = new Map<string, number>();
+  private lastS: number | undefined;
+  private readonly halfLifeS: number;
+
+  constructor(readonly halfLifeMs: number) {
+    this.halfLifeS = halfLifeMs / 1000;
+  }
+
+  /**
+   * Starts from history (epoch ms): each past interval, and each running job since its start, weighed as `advance`
+   * weighs it (accumulated over the interval, then decayed from its end to `nowMs`). Replaces whatever was tracked.
+   */
+  seed(nowMs: number, past: readonly PastGpuUse[], running: readonly Job[]): void {
+    this.decayed.clear();
+    const weigh = (gpus: number, from: number, to: number): number => {
+      if (to <= from) return 0;
+      const used = accumulateDecayedUsage(0, (to - from) / 1000, gpus, this.halfLifeS);
+      return accumulateDecayedUsage(used, (nowMs - to) / 1000, 0, this.halfLifeS);
+    };
+    const add = (team: string, value: number) => value > 0 && this.decayed.set(team, (this.decayed.get(team) ?? 0) + value);
+    for (const use of past) add(use.team, weigh(use.gpus, use.startedAt, Math.min(use.finishedAt, nowMs)));
+    for (const job of running) {
+      if (job.startedAt === undefined) continue;
+      add(job.spec.team, weigh(computeGpusHeld(job.spec), job.startedAt, nowMs));
+    }
+    this.lastS = nowMs / 1000;
+  }
+
+  /** The decayed use as of `nowS`, without recording anything (use since the last advance not counted). */
+  peek(nowS: number): TeamUsage[] {
+    const elapsedS = this.lastS === undefined ? 0 : nowS - this.lastS;
+    return [...this.decayed].map(([team, value]) => ({ team, decayedGpuSeconds: accumulateDecayedUsage(value, elapsedS, 0, this.halfLifeS), asOf: nowS * 1000 }));
+  }
+
+  /**
+   * Adds what each team held since the last call (`gpusByTeam`: held throughout the interval) and decays the rest.
+   * A team enters the ledger once it has held GPUs.
+   */
+  advance(nowS: number, gpusByTeam: ReadonlyMap<string, number>): void {
+    const elapsedS = this.lastS === undefined ? 0 : nowS - this.lastS;
+    if (this.lastS !== undefined && elapsedS <= 0) return;
+    this.lastS = nowS;
+    if (elapsedS <= 0) return;
+    for (const [team, used] of this.decayed) this.decayed.set(team, accumulateDecayedUsage(used, elapsedS, gpusByTeam.get(team) ?? 0, this.halfLifeS));
+    for (const [team, gpus] of gpusByTeam) if (gpus > 0 && !this.decayed.has(team)) this.decayed.set(team, accumulateDecayedUsage(0, elapsedS, gpus, this.halfLifeS));
+  }
+
+  /** The ledger as the scheduler's `CycleInput.usage` reads it, as of the last advance (`asOfS`). */
+  usage(asOfS: number): TeamUsage[] {
+    const usage: TeamUsage[] = [];
+    for (const [team, decayedGpuSeconds] of this.decayed) usage.push({ team, decayedGpuSeconds, asOf: asOfS * 1000 });
+    return usage;
+  }
+}

@@ -24,7 +24,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { createLocalBackend } from '@tutti/backends';
+import { createLocalBackend, readLocalRankRef, recordOfHandle } from '@tutti/backends';
 import type { RankHandle } from '@tutti/backends';
 import { computeTasksForPlacement, parseJobSpecObject } from '@tutti/model';
 import type { JobSpec } from '@tutti/model';
@@ -87,7 +87,7 @@ async function fillStore(dataDir: string, root: string): Promise<string[]> {
   for (let start = 0; start < finished; start += GPUS) {
     const wave = ids.slice(start, Math.min(finished, start + GPUS));
     await place(wave, (i) => i);
-    await store.updateTasks(wave.map((jobId, i) => ({ jobId, rank: 0, status: 'exited', exitCode: (start + i) % 10 === 0 ? 1 : 0, pid: 1, pidStartTime: 0, startedAt: Date.now(), finishedAt: Date.now() })));
+    await store.updateTasks(wave.map((jobId, i) => ({ jobId, rank: 0, status: 'exited', exitCode: (start + i) % 10 === 0 ? 1 : 0, backend: { kind: 'local', ref: { pid: 1, pidStartTime: 0 } }, startedAt: Date.now(), finishedAt: Date.now() })));
     for (const [i, jobId] of wave.entries()) {
       const failed = (start + i) % 10 === 0;
       await store.finishJob(jobId, failed ? { status: 'failed', exitCode: 1, endReason: 'rank 0 exited with code 1' } : { status: 'succeeded', exitCode: 0, endReason: 'its rank exited with code 0' }, Date.now());
@@ -108,7 +108,7 @@ async function fillStore(dataDir: string, root: string): Promise<string[]> {
     });
     handles.push(handle!);
   }
-  await store.updateTasks(handles.map((h) => ({ jobId: h.jobId, rank: h.rank, status: 'running', pid: h.pid, pidStartTime: h.pidStartTime, logPath: h.logPath, startedAt: h.startedAt })));
+  await store.updateTasks(handles.map(recordOfHandle));
   // The window of issue 13: these ranks' exits are recorded, their jobs not finished, when the server dies.
   for (const release of releases.slice(0, EXIT_RECORDED)) await writeFile(release, '');
   await waitFor(async () => (await Promise.all(handles.slice(0, EXIT_RECORDED).map((h) => exitFileOf(h)))).every((e) => e !== undefined), 'the first ranks to exit');
@@ -119,7 +119,7 @@ async function fillStore(dataDir: string, root: string): Promise<string[]> {
 }
 
 async function exitFileOf(handle: RankHandle): Promise<string | undefined> {
-  return readFile(handle.logPath.replace(/\.log$/, '.exit'), 'utf8').catch(() => undefined);
+  return readFile((readLocalRankRef(handle).logPath ?? '').replace(/\.log$/, '.exit'), 'utf8').catch(() => undefined);
 }
 
 async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {

@@ -1,4 +1,4 @@
-import type { GpuSample, NodeInfo, RunCommand } from '@tutti/model';
+import type { GpuSample, JsonObject, NodeInfo, NodeState, RunCommand } from '@tutti/model';
 
 /** The backends `tutti up --backend` can run ranks with (the first is the default). */
 export const EXECUTION_BACKEND_KINDS = ['local'] as const;
@@ -33,14 +33,16 @@ export interface ExecutionBackend {
    * Sends `signal` (default SIGTERM) to every rank's process group, then SIGKILL to whatever is left after
    * `graceMs`. Resolves once every rank has exited (their exits are still reported to `onRankExit`; a rank that
    * had to be SIGKILLed is reported as exit code 137, signal SIGKILL, not as lost). Ranks that already exited are
-   * skipped; a handle this instance does not watch yet is adopted first.
+   * skipped; a handle this instance does not watch yet is adopted first. A handle this backend refuses (another
+   * backend's, a malformed `ref`) rejects the whole call with a `RankHandleError` before any rank is signalled.
    */
   stop(handles: readonly RankHandle[], options: StopOptions): Promise<void>;
   /**
    * After a control-plane restart: reports, for each rank recorded as running, whether it still runs (and is
    * now watched, so its exit will be reported), already exited (with its real exit code), or is lost.
    * A rank found exited or lost is reported only here, not again to `onRankExit`. Adopting a rank this instance
-   * already watches is harmless: it is `running`.
+   * already watches is harmless: it is `running`. A handle this backend refuses (another backend's, a malformed
+   * `ref`) is reported `lost`, its detail saying why; the other handles are adopted as usual.
    */
   adopt(handles: readonly RankHandle[]): Promise<RankObservation[]>;
   /**
@@ -65,7 +67,8 @@ export interface ExecutionBackend {
   /**
    * Tells the ranks when SIGKILL comes: `deadline` (epoch ms) is written, as whole epoch seconds and a newline, to
    * `<control dir>/preempt-deadline` on every node of `handles`, before the stop signal is sent. Best effort: never
-   * rejects (a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace).
+   * rejects (a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace); a handle it
+   * refuses is skipped.
    */
   writeStopDeadline(handles: readonly RankHandle[], deadline: number): Promise<void>;
   /**
@@ -86,6 +89,15 @@ export interface ExecutionBackend {
   capLog(rank: RankLogRef, maxBytes: number): Promise<LogTrim | undefined>;
   /** Subscribes to rank exits. Listeners are called synchronously, once per exit, in subscription order. */
   onRankExit(listener: (exit: RankExit) => void): void;
+  /**
+   * Subscribes to node state changes: a node becoming `ready` (its inventory is known and ranks may run there),
+   * `draining` (its ranks run on, nothing new should start) or `down` (its ranks are gone or unreachable). A
+   * listener is first told, synchronously, the current state of every node already known, so that one subscribing
+   * late misses nothing; then once per change, in subscription order. A backend reports only what it observes: it
+   * never invents a state it cannot see (the local backend reports its one node `ready` once its inventory is
+   * known, and nothing else: the machine that runs it cannot report itself down).
+   */
+  onNodeState(listener: (change: NodeStateChange) => void): void;
   /**
    * Stops watching. Leaves every process running: they belong to jobs, not to the control plane. Exits that
    * happen afterwards are not reported (a new instance's `adopt` finds them); a `stop` still waiting rejects.
@@ -122,21 +134,51 @@ export interface RankLaunch {
   gpus: number[];
 }
 
-/** Enough to find a rank's process again, also after a restart. Stored with the task. */
+/**
+ * Names one rank to the backend that runs it, also after a control-plane restart. The control plane stores it as the
+ * backend made it (the store's tasks table: `backend` and `backend_ref_json`, beside the rank's job, number, node
+ * and start) and hands it back unchanged to `stop`, `adopt`, `writeStopDeadline` and `readLog`. It never looks
+ * inside `ref`: what users see of a rank (the pid and host of a local one) comes from `rankDetails`.
+ *
+ * A handle must survive JSON: stored and read back (`JSON.parse(JSON.stringify(handle))`) it stops, adopts and reads
+ * logs as the original does. A backend refuses a handle another kind of backend made, or one whose `ref` it cannot
+ * read, with a `RankHandleError` naming the field (`adopt` reports such a rank `lost` with that message instead).
+ */
 export interface RankHandle {
+  /** The `kind` of the backend that made it ('local'): only a backend of that kind accepts it. */
+  backend: string;
   jobId: string;
+  /** The rank's global number in its job. */
   rank: number;
+  /** The node it was placed on (an inventory node's `name`). */
   node: string;
-  pid: number;
-  /**
-   * /proc/PID/stat start time, so a reused PID is not mistaken for the rank. 0 when unknown (no /proc); -1 when the
-   * process was already gone when the handle was made (`findStarted`), so that no live process matches it.
-   */
-  pidStartTime: number;
-  logPath: string;
-  startedAt: number;
-  /** The attempt the rank belongs to (see `LaunchRequest.attempt`). */
+  /** The attempt the rank belongs to (see `LaunchRequest.attempt`); absent for a launch that named none. */
   attempt?: number;
+  /** When the backend started the rank (epoch ms), as every backend knows it: the rank's start as users see it. */
+  startedAt: number;
+  /**
+   * The backend's own way to find the rank again: JSON, opaque to the control plane. The local backend's is
+   * `{pid, pidStartTime, logPath, host}` (see local/local-rank-ref.ts); a Slurm backend's would name the job step.
+   */
+  ref: JsonObject;
+}
+
+/** A handle a backend cannot use: made by another kind of backend, or with a `ref` it cannot read. */
+export class RankHandleError extends Error {
+  override readonly name = 'RankHandleError';
+}
+
+/** What users may see of a rank, from its backend (the local backend: `pid` and `host`). Never the whole `ref`. */
+export type RankDetails = Readonly<Record<string, string | number>>;
+
+/** A node's state as its backend sees it, when it changes (see `ExecutionBackend.onNodeState`). */
+export interface NodeStateChange {
+  node: string;
+  state: NodeState;
+  /** When the backend saw it (epoch ms). */
+  at: number;
+  /** Why, in words, when the backend knows (a drain's reason, what went down). */
+  reason?: string;
 }
 
 /** Which rank's log: a `RankHandle` is one. Without `attempt`, the log of a launch that named no attempt. */

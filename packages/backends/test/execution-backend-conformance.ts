@@ -6,11 +6,11 @@
  *
  * Commands are POSIX sh so that they run on any node a backend may use.
  */
-import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '@tutti/model';
-import type { ExecutionBackend, LaunchRequest, RankExit, RankHandle, RankLaunch } from '@tutti/backends';
+import type { ExecutionBackend, LaunchRequest, NodeStateChange, RankExit, RankHandle, RankLaunch } from '@tutti/backends';
 
 export interface ConformanceHarness {
   /** A backend instance. Each call returns a new instance over the same state: calling it again is a "restart". */
@@ -24,9 +24,9 @@ export interface ConformanceHarness {
 }
 
 /** Polls `condition` until it holds, failing with `what` after `timeoutMs`. */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(20);
   }
@@ -41,12 +41,14 @@ export async function collectLog(chunks: AsyncIterable<Uint8Array>): Promise<str
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export function readLog(handle: RankHandle): string {
-  try {
-    return readFileSync(handle.logPath, 'utf8');
-  } catch {
-    return '';
-  }
+/** A rank's whole log now, read through its backend (no backend-specific file path). */
+export function logOf(backend: ExecutionBackend, handle: RankHandle): Promise<string> {
+  return collectLog(backend.readLog(handle));
+}
+
+/** A handle as the control plane gets it back from its store: through JSON. */
+export function storedAndReadBack<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
 }
 
 /** Records a backend's rank exits. */
@@ -159,14 +161,13 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         env: { FROM_JOB: 'yes', RANK: '99', WORLD_SIZE: '99' },
         ranks: [...ranks].reverse(),
       });
-      expect(handles.map((h) => [h.jobId, h.rank, h.node])).toEqual(ranks.map((r) => [jobId, r.rank, node.name]));
+      expect(handles.map((h) => [h.backend, h.jobId, h.rank, h.node])).toEqual(ranks.map((r) => [backend.kind, jobId, r.rank, node.name]));
       for (const handle of handles) {
-        expect(handle.pid).toBeGreaterThan(0);
-        expect(handle.logPath).not.toBe('');
         expect(handle.startedAt).toBeTypeOf('number');
+        expect(handle.ref).toBeTypeOf('object');
       }
       expect((await exits.waitFor(jobId, 3)).map((e) => e.exitCode)).toEqual([0, 0, 0]);
-      const envs = handles.map((h) => parseEnvDump(readLog(h)));
+      const envs = await Promise.all(handles.map(async (h) => parseEnvDump(await logOf(backend, h))));
       const port = envs[0]?.MASTER_PORT;
       expect(Number(port)).toBeGreaterThan(0);
       envs.forEach((env, rank) => {
@@ -176,9 +177,10 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
           MASTER_ADDR: node.address, MASTER_PORT: port,
           CUDA_VISIBLE_DEVICES: ranks[rank]?.gpus.join(','),
           TORCHELASTIC_RESTART_COUNT: '0',
-          TUTTI_JOB_ID: jobId, TUTTI_JOB_NAME: 'env-check', TUTTI_RANK_LOG: handles[rank]?.logPath,
+          TUTTI_JOB_ID: jobId, TUTTI_JOB_NAME: 'env-check',
           FROM_JOB: 'yes',
         });
+        expect(env.TUTTI_RANK_LOG).toBeTruthy();
         expect(env.PATH).toBeTruthy();
         expect(realpathSync(env.CWD ?? '')).toBe(realpathSync(harness.workdir));
       });
@@ -194,7 +196,7 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         ranks: makeRanks(await firstNode(backend), 1),
       });
       expect((await exits.waitFor(jobId, 1))[0]?.exitCode).toBe(0);
-      expect(readLog(handle!)).toBe('a b|$HOME|*|exit 3|');
+      expect(await logOf(backend, handle!)).toBe('a b|$HOME|*|exit 3|');
     });
 
     it('reports every exit exactly once, with the real exit code or the signal that killed the rank', async () => {
@@ -223,12 +225,12 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         run: shell('trap \'echo "got TERM"; exit 7\' TERM; echo ready; while :; do sleep 0.05; done'),
         ranks: makeRanks(await firstNode(backend), 2),
       });
-      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      await waitUntil(async () => (await Promise.all(handles.map((h) => logOf(backend, h)))).every((log) => log.includes('ready')), 'both ranks ready');
       const started = Date.now();
       await backend.stop(handles, { graceMs: 20_000 });
       expect(Date.now() - started).toBeLessThan(10_000);
       expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.lost])).toEqual([[0, 7, false], [1, 7, false]]);
-      for (const handle of handles) expect(readLog(handle)).toContain('got TERM');
+      for (const handle of handles) expect(await logOf(backend, handle)).toContain('got TERM');
     });
 
     it('stop sends the signal it is asked for (SIGINT, as Ctrl-C would)', async () => {
@@ -240,7 +242,7 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         run: shell('trap \'exit 8\' INT; echo ready; while :; do sleep 0.05; done'),
         ranks: makeRanks(await firstNode(backend), 1),
       });
-      await waitUntil(() => readLog(handles[0]!).includes('ready'), 'the rank to be ready');
+      await waitUntil(async () => (await logOf(backend, handles[0]!)).includes('ready'), 'the rank to be ready');
       await backend.stop(handles, { signal: 'SIGINT', graceMs: 20_000 });
       expect(exits.of(jobId).map((e) => e.exitCode)).toEqual([8]);
     });
@@ -254,7 +256,7 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         run: shell('trap \'\' TERM; sleep 30 & echo ready; wait'),
         ranks: makeRanks(await firstNode(backend), 1),
       });
-      await waitUntil(() => readLog(handles[0]!).includes('ready'), 'the rank to be ready');
+      await waitUntil(async () => (await logOf(backend, handles[0]!)).includes('ready'), 'the rank to be ready');
       const started = Date.now();
       await backend.stop(handles, { graceMs: 500 });
       const took = Date.now() - started;
@@ -299,22 +301,23 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         ranks: makeRanks(await firstNode(first), 3),
       });
       const [rank0, rank1, rank2] = handles as [RankHandle, RankHandle, RankHandle];
-      await waitUntil(() => readLog(rank0).includes('tick') && readLog(rank2).includes('ready'), 'ranks 0 and 2 to run');
+      await waitUntil(async () => (await logOf(first, rank0)).includes('tick') && (await logOf(first, rank2)).includes('ready'), 'ranks 0 and 2 to run');
       await first.close();
 
       // The control plane is "down": rank 1 exits unwatched, rank 0 keeps writing its log.
-      const logSize = statSync(rank0.logPath).size;
-      writeFileSync(finish1, '');
-      await waitUntil(() => readLog(rank1).includes('bye'), 'rank 1 to finish');
-      await sleep(500);
-      expect(statSync(rank0.logPath).size).toBeGreaterThan(logSize);
-
       const second = await newBackend();
+      const logSize = await second.logSize(rank0);
+      writeFileSync(finish1, '');
+      await waitUntil(async () => (await logOf(second, rank1)).includes('bye'), 'rank 1 to finish');
+      await sleep(500);
+      expect(await second.logSize(rank0)).toBeGreaterThan(logSize);
+
       const secondExits = recordExits(second);
-      const stranger: RankHandle = { ...rank0, jobId: `${jobId}-never-ran`, pidStartTime: rank0.pidStartTime + 1 };
+      // The handle of a rank whose process is gone, under a job that never ran: nothing to adopt.
+      const stranger: RankHandle = { ...rank1, jobId: `${jobId}-never-ran` };
       const observations = await second.adopt([rank0, rank1, rank2, stranger]);
       expect(observations.map((o) => [o.jobId, o.rank, o.state])).toEqual([
-        [jobId, 0, 'running'], [jobId, 1, 'exited'], [jobId, 2, 'running'], [stranger.jobId, 0, 'lost'],
+        [jobId, 0, 'running'], [jobId, 1, 'exited'], [jobId, 2, 'running'], [stranger.jobId, 1, 'lost'],
       ]);
       const exited = observations[1];
       expect(exited?.state === 'exited' && [exited.exitCode, typeof exited.finishedAt]).toEqual([4, 'number']);
@@ -328,6 +331,86 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         [0, 0, undefined, false], [2, 137, 'SIGKILL', false],
       ]);
       expect(firstExits.exits).toEqual([]);
+    });
+
+    it('handles survive JSON: stored and read back, a new instance adopts them, reads their logs and stops them', async () => {
+      const first = await newBackend();
+      const jobId = newJobId();
+      const launchedHandles = await launch(first, {
+        jobId, jobName: 'stored', workdir: harness.workdir, env: {}, attempt: 1,
+        run: shell('trap \'echo "got TERM"; exit 5\' TERM; echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(first), 2),
+      });
+      // What the control plane keeps: each handle as JSON, read back after its restart.
+      const stored = storedAndReadBack(launchedHandles);
+      expect(stored).toEqual(launchedHandles);
+      for (const handle of stored) expect(handle.backend).toBe(first.kind);
+      await waitUntil(async () => (await Promise.all(stored.map((h) => logOf(first, h)))).every((log) => log.includes('ready')), 'both ranks ready');
+      await first.close();
+
+      const second = await newBackend();
+      const exits = recordExits(second);
+      expect((await second.adopt(stored)).map((o) => [o.rank, o.state])).toEqual([[0, 'running'], [1, 'running']]);
+      expect(await logOf(second, stored[1]!)).toBe('ready\n');
+      await second.stop(stored, { graceMs: 20_000 });
+      expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.lost])).toEqual([[0, 5, false], [1, 5, false]]);
+      // (The shell may also report its `sleep` child killed by the same signal.)
+      for (const handle of stored) expect(await logOf(second, handle)).toMatch(/^ready\n(.*\n)*got TERM\n$/);
+    });
+
+    it('refuses a handle another backend made or whose ref it cannot read: stop rejects naming it and signals nothing, adopt calls it lost saying why', async () => {
+      const backend = await newBackend();
+      const exits = recordExits(backend);
+      const jobId = newJobId();
+      const [handle] = await launch(backend, {
+        jobId, jobName: 'refuser', workdir: harness.workdir, env: {}, attempt: 1,
+        run: shell('echo ready; while :; do sleep 0.05; done'),
+        ranks: makeRanks(await firstNode(backend), 1),
+      });
+      const good = handle!;
+      await waitUntil(async () => (await logOf(backend, good)).includes('ready'), 'the rank to be ready');
+      const foreign: RankHandle = { ...good, backend: `not-${backend.kind}` };
+      // Read back from a damaged store: the ref has none of its fields, or is not even an object.
+      const emptied: RankHandle = { ...good, ref: {} };
+      const mangled = storedAndReadBack({ ...good, ref: 'pid 4242' }) as unknown as RankHandle;
+
+      await expect(backend.stop([good, foreign], { graceMs: 0, signal: 'SIGKILL' })).rejects.toThrow(new RegExp(`not-${backend.kind}`));
+      for (const bad of [emptied, mangled]) {
+        await expect(backend.stop([good, bad], { graceMs: 0, signal: 'SIGKILL' })).rejects.toThrow(/ref/);
+      }
+      // Nothing was signalled: the good rank still runs and logs.
+      await sleep(300);
+      expect(exits.of(jobId)).toEqual([]);
+
+      const observations = await backend.adopt([foreign, emptied, mangled, good]);
+      expect(observations.map((o) => [o.jobId, o.rank, o.state])).toEqual([[jobId, 0, 'lost'], [jobId, 0, 'lost'], [jobId, 0, 'lost'], [jobId, 0, 'running']]);
+      const details = observations.map((o) => (o.state === 'lost' ? o.detail : ''));
+      expect(details[0]).toMatch(new RegExp(`not-${backend.kind}`));
+      expect(details[1]).toMatch(/ref/);
+      expect(details[2]).toMatch(/ref/);
+      // Refusing them disturbed nothing: the good rank is still watched, and stops as usual.
+      await backend.stop([good], { graceMs: 0, signal: 'SIGKILL' });
+      expect(exits.of(jobId).map((e) => [e.exitCode, e.lost])).toEqual([[137, false]]);
+    });
+
+    it('reports each node ready once its inventory is known, and tells a late listener the current state', async () => {
+      const backend = await newBackend();
+      const early: NodeStateChange[] = [];
+      backend.onNodeState((change) => early.push(change));
+      const nodes = await backend.inventory();
+      await waitUntil(() => nodes.every((n) => early.some((c) => c.node === n.name)), 'every node\'s state');
+      for (const node of nodes) {
+        const changes = early.filter((c) => c.node === node.name);
+        expect(changes.map((c) => c.state)).toEqual([node.state]);
+        expect(changes[0]?.at).toBeTypeOf('number');
+      }
+      const late: NodeStateChange[] = [];
+      backend.onNodeState((change) => late.push(change));
+      expect(late.map((c) => [c.node, c.state])).toEqual(nodes.map((n) => [n.name, n.state]));
+      // Asking again changes nothing: no state is reported twice.
+      await backend.inventory();
+      await sleep(100);
+      expect(early).toHaveLength(nodes.length);
     });
 
     it('readLog reads a rank\'s output from an offset; without follow it ends at what is there', async () => {
@@ -372,7 +455,7 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         run: shell('trap \'\' TERM; echo ready; while :; do sleep 0.05; done'),
         ranks: makeRanks(await firstNode(backend), 2),
       });
-      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      await waitUntil(async () => (await Promise.all(handles.map((h) => logOf(backend, h)))).every((log) => log.includes('ready')), 'both ranks ready');
       const abort = new AbortController();
       const aborted = collectLog(backend.readLog(handles[1]!, { follow: true, signal: abort.signal }));
       abort.abort();
@@ -421,7 +504,8 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         mkdirSync(join(checkpoints, name));
         utimesSync(join(checkpoints, name), 1_700_000_000 + i, 1_700_000_000 + i);
       });
-      await backend.writeStopDeadline([{ jobId, rank: 0, node: '', pid: 0, pidStartTime: -1, logPath: '', startedAt: 0, attempt: 1 }], Date.now());
+      // A handle of a rank never launched: the deadline is the job's (its control dir), so any rank of it names it.
+      await backend.writeStopDeadline([{ backend: backend.kind, jobId, rank: 0, node: (await firstNode(backend)).name, startedAt: 0, attempt: 1, ref: {} }], Date.now());
       const second = await backend.prepareAttempt({ jobId, attempt: 2, nodes: [(await firstNode(backend)).name], checkpointDir: `ckpt-${jobId}`, workdir: harness.workdir });
       expect(second.newestCheckpoint).toBe(join(second.checkpointDir, 'step-200'));
       const [handle] = await launch(backend, {
@@ -445,7 +529,7 @@ export function describeExecutionBackendConformance(name: string, makeHarness: (
         run: shell('trap \'echo "deadline $(cat "$TUTTI_CONTROL_DIR/preempt-deadline")"; exit 0\' TERM; echo ready; while :; do sleep 0.05; done'),
         ranks: makeRanks(await firstNode(backend), 2),
       });
-      await waitUntil(() => handles.every((h) => readLog(h).includes('ready')), 'both ranks ready');
+      await waitUntil(async () => (await Promise.all(handles.map((h) => logOf(backend, h)))).every((log) => log.includes('ready')), 'both ranks ready');
       const deadline = Date.now() + 20_000;
       await backend.writeStopDeadline(handles, deadline);
       await backend.stop(handles, { graceMs: 20_000 });

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createLocalBackend, isProcessAlive, rankFiles, signalProcessGroup } from '@tutti/backends';
+import { createLocalBackend, isProcessAlive, rankFiles, readLocalRankRef, signalProcessGroup } from '@tutti/backends';
 import type { LocalBackend, RankHandle } from '@tutti/backends';
 import type { RunCommand } from '@tutti/model';
 import { sleep, waitUntil } from './execution-backend-conformance.ts';
@@ -26,7 +26,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const handle of launched) signalProcessGroup(handle.pid, 'SIGKILL');
+  for (const handle of launched) signalProcessGroup(readLocalRankRef(handle).pid, 'SIGKILL');
   for (const backend of backends) await backend.close();
   await rm(root, { recursive: true, force: true });
 });
@@ -55,7 +55,8 @@ describe("the rank supervisor does not depend on the job's PATH", () => {
     // An absolute program: the job's own PATH finds nothing.
     const handles = await launch(first, 'job-path', { kind: 'argv', argv: ['/bin/sleep', '0.3'] }, { env: { PATH: jobPath } });
     await first.close();
-    await waitUntil(() => !isProcessAlive(handles[0]!.pid, handles[0]!.pidStartTime), 'the rank to exit while no backend watches');
+    const { pid, pidStartTime } = readLocalRankRef(handles[0]!);
+    await waitUntil(() => !isProcessAlive(pid, pidStartTime), 'the rank to exit while no backend watches');
 
     const second = newBackend();
     const [observation] = await second.adopt(handles);
@@ -65,8 +66,10 @@ describe("the rank supervisor does not depend on the job's PATH", () => {
   it('runs the command with the PATH the job gave, not the supervisor\'s own', async () => {
     const backend = newBackend();
     const [handle] = await launch(backend, 'job-sees-path', { kind: 'shell', command: 'echo "PATH=$PATH"' }, { env: { PATH: '/opt/job/bin' } });
-    await waitUntil(() => readFileSync(handle!.logPath, 'utf8').includes('PATH='), 'the output');
-    expect(readFileSync(handle!.logPath, 'utf8').trim()).toBe('PATH=/opt/job/bin');
+    const log = rankFiles(dataDir, 'job-sees-path', 0, 1).log;
+    expect(readLocalRankRef(handle!).logPath).toBe(log);
+    await waitUntil(() => readFileSync(log, 'utf8').includes('PATH='), 'the output');
+    expect(readFileSync(log, 'utf8').trim()).toBe('PATH=/opt/job/bin');
   });
 });
 
@@ -98,11 +101,11 @@ describe('findStarted: ranks launched but not recorded before the control plane 
 describe('files of ranks are private', () => {
   it('creates rank logs, pid and exit files 0600', async () => {
     const backend = newBackend();
-    const [handle] = await launch(backend, 'private', { kind: 'shell', command: 'echo secret' });
+    await launch(backend, 'private', { kind: 'shell', command: 'echo secret' });
     const files = rankFiles(dataDir, 'private', 0, 1);
     await waitUntil(() => statExists(files.exit), 'the exit file');
     await sleep(10);
-    expect({ log: modeOf(handle!.logPath), pid: modeOf(files.pid), exit: modeOf(files.exit) }).toEqual({ log: '600', pid: '600', exit: '600' });
+    expect({ log: modeOf(files.log), pid: modeOf(files.pid), exit: modeOf(files.exit) }).toEqual({ log: '600', pid: '600', exit: '600' });
   });
 });
 

@@ -10,6 +10,7 @@ import {
   createLocalBackend,
   discoverLocalInventory,
   isProcessAlive,
+  readLocalRankRef,
   readProcessStartTime,
   signalProcessGroup,
   type LocalBackend,
@@ -18,14 +19,26 @@ import {
   type RankLaunch,
   type SpawnFunction,
 } from '@tutti/backends';
-import { describeExecutionBackendConformance, readLog, recordExits, sleep, waitUntil, type ConformanceHarness } from './execution-backend-conformance.ts';
+import { describeExecutionBackendConformance, recordExits, sleep, waitUntil, type ConformanceHarness } from './execution-backend-conformance.ts';
 
 const fixtures = new URL('./fixtures/nvidia-smi/', import.meta.url).pathname;
 
+/** The process of a local rank, from its handle's ref. */
+const processOf = (handle: RankHandle) => readLocalRankRef(handle);
+
+/** A local rank's log, read from the file its ref names (the conformance suite reads through `readLog`). */
+function readLog(handle: RankHandle): string {
+  try {
+    return readFileSync(processOf(handle).logPath ?? '', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** Kills the process groups of these ranks and waits until they are gone. */
 async function killRankGroups(handles: readonly RankHandle[]): Promise<void> {
-  for (const handle of handles) signalProcessGroup(handle.pid, 'SIGKILL');
-  await waitUntil(() => handles.every((h) => !isProcessAlive(h.pid, h.pidStartTime)), 'killed ranks to be gone', 5_000);
+  for (const handle of handles) signalProcessGroup(processOf(handle).pid, 'SIGKILL');
+  await waitUntil(() => handles.every((h) => !isProcessAlive(processOf(h).pid, processOf(h).pidStartTime)), 'killed ranks to be gone', 5_000);
 }
 
 async function makeLocalHarness(options: Partial<LocalBackendOptions> = {}): Promise<ConformanceHarness> {
@@ -175,9 +188,9 @@ describe('local backend', () => {
       const { jobId, handles } = await launch(backend, 'echo out; echo err >&2; exit 3');
       await exits.waitFor(jobId, 1);
       const jobDir = join(dataDir, 'jobs', jobId);
-      expect(handles[0]?.logPath).toBe(join(jobDir, 'rank-0.log'));
+      expect(processOf(handles[0]!).logPath).toBe(join(jobDir, 'rank-0.log'));
       expect(readFileSync(join(jobDir, 'rank-0.log'), 'utf8')).toBe('out\nerr\n');
-      expect(readFileSync(join(jobDir, 'rank-0.pid'), 'utf8').trim()).toBe(String(handles[0]?.pid));
+      expect(readFileSync(join(jobDir, 'rank-0.pid'), 'utf8').trim()).toBe(String(processOf(handles[0]!).pid));
       expect(readFileSync(join(jobDir, 'rank-0.exit'), 'utf8')).toBe('3\n');
       expect(existsSync(join(jobDir, 'rank-0.exit.tmp'))).toBe(false);
       expect(readFileSync(join(dataDir, 'bin', 'rank-supervisor.sh'), 'utf8')).toBe(RANK_SUPERVISOR_SCRIPT);
@@ -187,9 +200,10 @@ describe('local backend', () => {
       const backend = newBackend();
       const { handles } = await launch(backend, 'sleep 30', 2);
       for (const handle of handles) {
-        const stat = readFileSync(`/proc/${handle.pid}/stat`, 'utf8').slice(readFileSync(`/proc/${handle.pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
-        expect([Number(stat[2]), Number(stat[3])]).toEqual([handle.pid, handle.pid]);
-        expect(handle.pidStartTime).toBe(readProcessStartTime(handle.pid));
+        const { pid, pidStartTime } = processOf(handle);
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+        expect([Number(stat[2]), Number(stat[3])]).toEqual([pid, pid]);
+        expect(pidStartTime).toBe(readProcessStartTime(pid));
       }
     });
 
@@ -303,7 +317,7 @@ describe('local backend', () => {
       const second = newBackend();
       const exits = recordExits(second);
       expect((await second.adopt(handles)).map((o) => o.state)).toEqual(['running']);
-      signalProcessGroup(handles[0]!.pid, 'SIGKILL');
+      signalProcessGroup(processOf(handles[0]!).pid, 'SIGKILL');
       expect((await exits.waitFor(jobId, 1)).map((e) => [e.exitCode, e.signal, e.lost])).toEqual([[null, undefined, true]]);
     });
 
@@ -312,15 +326,15 @@ describe('local backend', () => {
       const exits = recordExits(backend);
       const { jobId, handles } = await launch(backend, 'sleep 30');
       await sleep(100);
-      signalProcessGroup(handles[0]!.pid, 'SIGKILL');
+      signalProcessGroup(processOf(handles[0]!).pid, 'SIGKILL');
       expect((await exits.waitFor(jobId, 1)).map((e) => [e.exitCode, e.signal, e.lost])).toEqual([[137, 'SIGKILL', false]]);
     });
 
     it('adopt calls a handle from another node, or one whose PID now belongs to another process, lost', async () => {
       const backend = newBackend();
       const me: RankHandle = {
-        jobId: 'impostor', rank: 0, node: 'box', pid: process.pid, pidStartTime: (readProcessStartTime(process.pid) ?? 0) + 1,
-        logPath: '/dev/null', startedAt: 0,
+        backend: 'local', jobId: 'impostor', rank: 0, node: 'box', startedAt: 0,
+        ref: { pid: process.pid, pidStartTime: (readProcessStartTime(process.pid) ?? 0) + 1, logPath: '/dev/null' },
       };
       const observations = await backend.adopt([me, { ...me, node: 'other' }]);
       expect(observations.map((o) => o.state)).toEqual(['lost', 'lost']);
@@ -342,7 +356,7 @@ describe('local backend', () => {
       const backend = newBackend();
       const { handles } = await launch(backend, 'sleep 30');
       await backend.close();
-      expect(isProcessAlive(handles[0]!.pid, handles[0]!.pidStartTime)).toBe(true);
+      expect(isProcessAlive(processOf(handles[0]!).pid, processOf(handles[0]!).pidStartTime)).toBe(true);
       await expect(backend.adopt(handles)).rejects.toThrow(/closed/);
       await expect(launch(backend, 'true')).rejects.toThrow(/closed/);
     });

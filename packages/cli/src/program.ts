@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Argument, Command, Option } from 'commander';
-import { TuttiClient, describeEstimatedStart, formatGpuCount, getJobGpuMetrics, parseHistoryTrace } from '@tutti/client';
+import { TuttiClient, describeEstimatedStart, formatGpuCount, formatRankBackend, getJobGpuMetrics, parseHistoryTrace } from '@tutti/client';
 import type { JobSummaryView, JobView } from '@tutti/client';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
 import { currentUser } from './current-user.ts';
@@ -147,7 +147,7 @@ export function buildProgram(): Command {
           lines.push('', renderTable(['ATTEMPT', 'STARTED', 'FINISHED', 'EXIT', 'REASON'], (job.attempts ?? []).map((a) => [String(a.attempt), a.started_at ?? '-', a.finished_at ?? 'running', a.exit_code === null ? '-' : String(a.exit_code), a.reason ?? '-'])));
         }
         if (job.tasks && job.tasks.length > 0) {
-          lines.push('', renderTable(['RANK', 'NODE', 'GPUS', 'PID', 'STATUS', 'EXIT'], job.tasks.map((t) => [String(t.rank), t.node, t.gpus.join(',') || '-', t.pid ? String(t.pid) : '-', t.status, t.exit_code === null ? '-' : String(t.exit_code)])));
+          lines.push('', renderTable(['RANK', 'NODE', 'GPUS', 'BACKEND', 'STATUS', 'EXIT'], job.tasks.map((t) => [String(t.rank), t.node, t.gpus.join(',') || '-', formatRankBackend(t.backend) ?? '-', t.status, t.exit_code === null ? '-' : String(t.exit_code)])));
         }
         if (events.length > 0) lines.push('', ...events.map((e) => `  ${e.at}  ${e.type.padEnd(16)} ${e.message}`));
         return lines.join('\n');

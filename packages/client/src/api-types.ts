@@ -124,13 +124,20 @@ export interface MetricsView {
   records: ProgressView[];
 }
 
+/** What a rank's backend shows of it: its kind and its own details (a local rank: `pid` and `host`). */
+export interface TaskBackendView {
+  kind: string;
+  details: { [key: string]: string | number };
+}
+
 export interface TaskView {
   rank: number;
   local_rank: number;
   node_rank: number;
   node: string;
   gpus: number[];
-  pid: number | null;
+  /** The backend running the rank and its details; null until the rank is launched. */
+  backend: TaskBackendView | null;
   status: TaskStatus;
   exit_code: number | null;
   started_at: string | null;

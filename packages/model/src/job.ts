@@ -170,6 +170,20 @@ export interface ProgressRecord {
 /** The state of one rank's process. */
 export type TaskStatus = 'starting' | 'running' | 'exited' | 'lost';
 
+/** A JSON value, as stored and sent: what a backend may keep in a rank's `ref`. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+/** A rank's handle as the store keeps it: which kind of backend made it, and that backend's own `ref`. */
+export interface TaskBackendRecord {
+  /** The backend's kind ('local', later 'slurm'): only a backend of this kind can read `ref`. */
+  kind: string;
+  /** Owned by that backend (the local backend: the process id, its start time, the log path, the host). */
+  ref: JsonObject;
+}
+
 /** One rank of a job: one process. */
 export interface Task {
   jobId: string;
@@ -183,11 +197,11 @@ export interface Task {
   /** GPU indices on `node` visible to this rank (the same list for every local rank of the node). */
   gpus: number[];
   status: TaskStatus;
-  pid?: number;
-  /** Process start time (clock ticks since boot, /proc/PID/stat field 22): guards re-adoption against PID reuse. */
-  pidStartTime?: number;
-  /** Where this rank's stdout and stderr go. */
-  logPath?: string;
+  /**
+   * How the backend that runs this rank finds it again (its handle's `backend` and `ref`), set once launched.
+   * Opaque to everything but that backend; what users see of it comes from @tutti/backends' `rankDetails`.
+   */
+  backend?: TaskBackendRecord;
   exitCode?: number | null;
   startedAt?: number;
   finishedAt?: number;
@@ -266,3 +280,22 @@ export type DiagnosisCode =
   | 'BlockedByQueueHead'
   /** No topology domain (NVLink domain, node, rack, zone) it requires has the free GPUs. */
   | 'TopologyUnavailable';
+
+/** How a job ended: what `finishJob` records. */
+export interface JobEnd {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  exitCode: number | null;
+  endReason: string;
+}
+
+/** How a job goes back to the queue: what `requeueJob` records. */
+export interface RequeueOptions {
+  /** The event appended. @default 'requeued' */
+  event?: 'requeued' | 'restarting' | 'preempted';
+  /** Counts the requeue against max_restarts (`restarts + 1`). @default false */
+  countRestart?: boolean;
+  /** Not to be started before this (epoch ms): the restart backoff. */
+  notBefore?: number;
+  /** The recorded end of the attempt that ran. @default {exitCode: null, reason} */
+  attemptEnd?: { exitCode: number | null; reason: string };
+}

@@ -1,5 +1,6 @@
 /** Domain objects → the API's wire types (packages/client/src/api-types.ts). */
 import type { AttemptView, EventView, GpuMetricSampleView, GpuView, JobSummaryView, JobView, NodeView, ProgressView, TaskView, TeamView } from '@tutti/client';
+import { rankDetails } from '@tutti/backends';
 import { serializeJobSpec, serializeResources } from '@tutti/model';
 import { computeShare, computeTeamWeights } from '@tutti/scheduler';
 import type { AttemptRecord, ClusterSnapshot, Diagnosis, GpuSample, Job, JobEvent, JobSummary, ProgressRecord, Task, TeamConfig } from '@tutti/model';
@@ -125,7 +126,7 @@ export function toTaskView(task: Task): TaskView {
     node_rank: task.nodeRank,
     node: task.node,
     gpus: task.gpus,
-    pid: task.pid ?? null,
+    backend: task.backend === undefined ? null : { kind: task.backend.kind, details: { ...rankDetails(task.backend) } },
     status: task.status,
     exit_code: task.exitCode ?? null,
     started_at: iso(task.startedAt),

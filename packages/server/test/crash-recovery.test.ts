@@ -19,7 +19,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
 import type { EventView, JobSummaryView, JobView } from '@tutti/client';
 import type { LifecyclePoint } from '@tutti/server';
-import { isEnded, waitForJob } from './harness.ts';
+import { isEnded, pidOf, waitForJob } from './harness.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/server-that-crashes.ts', import.meta.url));
 const GPUS = 4;
@@ -125,7 +125,7 @@ async function runningWithoutLiveRank(client: TuttiClient): Promise<string[]> {
   const stuck: string[] = [];
   for (const { id } of running) {
     const job = await client.getJob(id);
-    const live = (job.tasks ?? []).some((t) => t.status === 'starting' || (t.status === 'running' && (t.pid === null || isAlive(t.pid))));
+    const live = (job.tasks ?? []).some((t) => t.status === 'starting' || (t.status === 'running' && (pidOf(t) === null || isAlive(pidOf(t)!))));
     if (job.status === 'running' && !live) stuck.push(`job ${id} (${job.name}): ${JSON.stringify(job.tasks)}`);
   }
   return stuck;
@@ -291,7 +291,7 @@ describe('recovery after a kill -9 converges', () => {
     const first = await startServer(dataDir, { point: 'rank_exit_recorded', nth: 1 });
     // The first attempt holds every GPU until it is stopped; a later one ends at once.
     const low = await first.client.submitJob({ name: 'low', priority: 0, resources: { gpus: GPUS }, run: 'if [ "$TUTTI_ATTEMPT" = 1 ]; then exec sleep 30; fi; exit 0' });
-    await waitForJob(first.client, low.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.pid !== null));
+    await waitForJob(first.client, low.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => pidOf(t) !== null));
     const high = await first.client.submitJob({ name: 'high', priority: 10, resources: { gpus: GPUS }, run: 'sleep 0.2' });
     // The first rank the preemption's SIGTERM kills is recorded, then the server dies.
     await first.exited;
@@ -311,7 +311,7 @@ describe('recovery after a kill -9 converges', () => {
     const dataDir = await newDataDir();
     const first = await startServer(dataDir);
     const job = await first.client.submitJob({ name: 'ignores-term', resources: { gpus: 1 }, preemption_grace: '2s', run: "trap '' TERM; exec sleep 600" });
-    await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.pid !== null));
+    await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => pidOf(t) !== null));
     await first.client.cancelJob(job.id);
     const stop = await waitForEvent(first.client, job.id, 'stopping');
     first.child.kill('SIGKILL');
@@ -344,7 +344,7 @@ describe('recovery after a kill -9 converges', () => {
       preemption_grace: '3s',
       run: `if [ "$TUTTI_ATTEMPT" != 1 ]; then exit 0; fi; trap '' TERM; exec sleep 600`,
     });
-    await waitForJob(first.client, low.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.pid !== null));
+    await waitForJob(first.client, low.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => pidOf(t) !== null));
     const high = await first.client.submitJob({ name: 'high', priority: 10, resources: { gpus: GPUS }, run: 'sleep 0.2' });
     const stop = await waitForEvent(first.client, low.id, 'stopping');
     first.child.kill('SIGKILL');

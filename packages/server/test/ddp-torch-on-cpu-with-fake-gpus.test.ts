@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobView } from '@tutti/client';
-import { closeLeavingNothingRunning, isEnded, isRunningWithPids, startTestServer, waitForJob } from './harness.ts';
+import { pidOf, closeLeavingNothingRunning, isEnded, isRunningWithPids, startTestServer, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../../../examples/ddp-torch/', import.meta.url));
@@ -74,7 +74,8 @@ describe.skipIf(!PYTHON)('examples/ddp-torch through tutti (PyTorch DDP on CPU, 
     await waitForJob(t.client, killed.id, isRunningWithPids, 60_000);
     await waitForStep(t.client, killed.id, 30);
     const running: JobView = await t.client.getJob(killed.id);
-    const victim = running.tasks?.find((task) => task.rank === 1)?.pid;
+    const victimTask = running.tasks?.find((task) => task.rank === 1);
+    const victim = victimTask && pidOf(victimTask);
     process.kill(-victim!, 'SIGKILL');
     const done = await waitForJob(t.client, killed.id, isEnded, 120_000);
     expect(done.status).toBe('succeeded');

@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
 import type { Logger } from '@tutti/server';
-import { closeLeavingNothingRunning, expectApiError, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
+import { pidOf, closeLeavingNothingRunning, expectApiError, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const TUTTI = fileURLToPath(new URL('../../cli/bin/tutti.js', import.meta.url));
@@ -52,7 +52,7 @@ async function runFullDiskScenario(world: FullDiskWorld): Promise<void> {
   const release = path.join(world.scratch, 'release');
   const holder = await client.submitJob({ name: 'holder', resources: { gpus: 4 }, run: waitSilentlyFor(release) });
   const running = await waitForJob(client, holder.id, isRunningWithPids);
-  const pid = running.tasks![0]!.pid!;
+  const pid = pidOf(running.tasks![0]!)!;
 
   await world.fill();
   const refused = await expectApiError(client.submitJob({ name: 'while-full', resources: { gpus: 1 }, run: ['true'], env: { PAD: 'x'.repeat(4000) } }));

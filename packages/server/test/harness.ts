@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
 import { ApiError, TuttiClient } from '@tutti/client';
-import type { JobSummaryView, JobView } from '@tutti/client';
+import type { JobSummaryView, JobView, TaskView } from '@tutti/client';
 import { silentLogger, startTuttiServer } from '@tutti/server';
 import type { TuttiServer, TuttiServerOptions } from '@tutti/server';
 
@@ -49,7 +49,13 @@ export async function waitForJob(client: TuttiClient, id: string, predicate: (jo
 }
 
 export const isEnded = (job: JobSummaryView) => job.status === 'succeeded' || job.status === 'failed' || job.status === 'cancelled';
-export const isRunningWithPids = (job: JobView) => job.status === 'running' && (job.tasks ?? []).length > 0 && (job.tasks ?? []).every((t) => t.pid !== null && t.status === 'running');
+/** A local rank's pid, as the API shows it among its backend's details; null before the rank is launched. */
+export function pidOf(task: TaskView): number | null {
+  const pid = task.backend?.details.pid;
+  return typeof pid === 'number' ? pid : null;
+}
+
+export const isRunningWithPids = (job: JobView) => job.status === 'running' && (job.tasks ?? []).length > 0 && (job.tasks ?? []).every((t) => pidOf(t) !== null && t.status === 'running');
 
 /** argv that runs a Node script in the rank: no shell, no dependency on what is installed. */
 export function nodeScript(source: string, ...args: string[]): string[] {

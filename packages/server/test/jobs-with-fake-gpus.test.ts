@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeLeavingNothingRunning, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob, expectApiError } from './harness.ts';
+import { pidOf, closeLeavingNothingRunning, isEnded, isProcessAlive, isRunningWithPids, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob, expectApiError } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const DDP_HELLO = fileURLToPath(new URL('../../../examples/ddp-hello/ddp_hello.mjs', import.meta.url));
@@ -113,7 +113,7 @@ describe('stopping jobs', () => {
     t = await startTestServer();
     const job = await t.client.submitJob({ name: 'to-cancel', resources: { gpus: 2 }, run: waitForFileThenExit(path.join(t.scratch, 'never')) });
     const running = await waitForJob(t.client, job.id, isRunningWithPids);
-    const pids = running.tasks!.map((task) => task.pid!);
+    const pids = running.tasks!.map((task) => pidOf(task)!);
     expect(pids.every(isProcessAlive)).toBe(true);
 
     const accepted = await t.client.cancelJob(job.id);
@@ -150,7 +150,7 @@ describe('stopping jobs', () => {
     await t.client.cancelJob(job.id);
     const done = await waitForJob(t.client, job.id, isEnded);
     expect(done.status).toBe('cancelled');
-    expect(isProcessAlive(running.tasks![0]!.pid!)).toBe(false);
+    expect(isProcessAlive(pidOf(running.tasks![0]!)!)).toBe(false);
     let log = '';
     for await (const chunk of t.client.logs(job.id)) log += chunk;
     expect(log).toContain('ignoring SIGTERM');
@@ -166,7 +166,7 @@ describe('stopping jobs', () => {
     expect(done.end_reason).toContain('rank 1 exited with code 7');
     const rank0 = done.tasks!.find((task) => task.rank === 0)!;
     expect(rank0.status).toBe('exited');
-    expect(isProcessAlive(rank0.pid!)).toBe(false);
+    expect(isProcessAlive(pidOf(rank0)!)).toBe(false);
   });
 
   it('stops a job that runs past its max_duration', async () => {

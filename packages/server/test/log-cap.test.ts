@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { closeLeavingNothingRunning, isEnded, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
+import { pidOf, closeLeavingNothingRunning, isEnded, nodeScript, startTestServer, touch, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const CAP = 64 * 1024;
@@ -37,7 +37,7 @@ describe('rank log cap', () => {
       ),
     });
     // Wait for all the output, then let the job end.
-    const running = await waitForJob(t.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).length > 0 && j.tasks![0]!.pid !== null);
+    const running = await waitForJob(t.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).length > 0 && pidOf(j.tasks![0]!) !== null);
     const logPath = path.join(t.dataDir, 'jobs', job.id, `attempt-${running.attempt ?? 1}`, 'rank-0.log');
     const events = async () => (await t!.client.listJobEvents(job.id)).events;
     while (!(await events()).some((e) => e.type === 'log_trimmed')) await new Promise((r) => setTimeout(r, 50));

@@ -4,13 +4,18 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { createLocalBackend, readLocalRankRef } from '@tutti/backends';
 import { TuttiClient } from '@tutti/client';
-import { isEnded, isProcessAlive, isRunningWithPids, touch, waitForFileThenExit, waitForJob } from './harness.ts';
+import { parseJobSpecObject } from '@tutti/model';
+import { MIGRATIONS, runMigrations, sqliteStoreDialect } from '@tutti/store';
+import { pidOf, isEnded, isProcessAlive, isRunningWithPids, touch, waitForFileThenExit, waitForJob } from './harness.ts';
 
 const TUTTI = fileURLToPath(new URL('../../cli/bin/tutti.js', import.meta.url));
 const children: ChildProcess[] = [];
@@ -66,7 +71,7 @@ describe('kill -9 of the control plane', () => {
 
     first.child.kill('SIGKILL');
     await exited(first.child);
-    const pid = before.tasks![0]!.pid!;
+    const pid = pidOf(before.tasks![0]!)!;
     expect(isProcessAlive(pid)).toBe(true);
     // While nobody watches, one job's rank exits with code 3.
     await touch(path.join(root, 'release-dier'));
@@ -81,7 +86,7 @@ describe('kill -9 of the control plane', () => {
 
     const adopted = await after.getJob(survivor.id);
     expect(adopted.status).toBe('running');
-    expect(adopted.tasks![0]!.pid).toBe(pid);
+    expect(pidOf(adopted.tasks![0]!)).toBe(pid);
     expect((await after.getJob(queued.id)).status).toBe('pending');
 
     await touch(path.join(root, 'release-survivor'));
@@ -98,5 +103,54 @@ describe('kill -9 of the control plane', () => {
 
     restarted.child.kill('SIGTERM');
     expect(await exited(restarted.child)).toBe(0);
+  });
+});
+
+describe('a data dir from the version that kept local pids in the tasks table (schema 6)', () => {
+  it('is migrated by tutti up, whose server adopts the rank still running there and shows its pid as a backend detail', async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'tutti-upgrade-'));
+    const dataDir = path.join(root, 'data');
+    const release = path.join(root, 'release-old');
+    // What that version left behind when it stopped: its schema, and job 1 running on GPU 0, its rank a real process
+    // (the supervisor and files are the local backend's own, unchanged), recorded by pid, start time and log path.
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const backend = createLocalBackend({ dataDir, fakeGpus: '4' });
+    const [node] = await backend.inventory();
+    const parsed = parseJobSpecObject({ name: 'old', resources: { gpus: 1 }, run: waitForFileThenExit(release, 0) });
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    const spec = parsed.value;
+    const [handle] = await backend.launch({ jobId: '1', jobName: spec.name, run: spec.run, env: {}, attempt: 1, ranks: [{ rank: 0, localRank: 0, nodeRank: 0, node: node!.name, gpus: [0] }] });
+    await backend.close();
+    const { pid, pidStartTime, logPath } = readLocalRankRef(handle!);
+    const database = new Database(path.join(dataDir, 'tutti.db'));
+    const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
+    await runMigrations(db, sqliteStoreDialect, { migrations: MIGRATIONS.slice(0, 6) });
+    const now = Date.now();
+    database
+      .prepare("insert into jobs (id, name, team, priority, status, spec_json, created_at, started_at, attempt, resources_json, num_nodes) values (1, 'old', 'default', 50, 'running', ?, ?, ?, 1, ?, 1)")
+      .run(JSON.stringify(spec), now - 2_000, now - 1_000, JSON.stringify(spec.resources));
+    database.prepare("insert into gpu_allocations (node, gpu_index, job_id) values (?, 0, 1)").run(node!.name);
+    database
+      .prepare("insert into tasks (job_id, rank, local_rank, node_rank, node, gpus_json, status, pid, pid_start_time, log_path, started_at) values (1, 0, 0, 0, ?, '[0]', 'running', ?, ?, ?, ?)")
+      .run(node!.name, pid, pidStartTime, logPath, handle!.startedAt);
+    await db.destroy();
+
+    const upgraded = await startUp(dataDir);
+    const client = new TuttiClient({ baseUrl: upgraded.url });
+    const adopted = await waitForJob(client, '1', (j) => j.status === 'running' && (j.tasks ?? []).length === 1);
+    // The old columns did not say on which machine the pid lives, so the upgraded handle does not either.
+    expect(adopted.tasks![0]!.backend).toEqual({ kind: 'local', details: { pid } });
+    expect(isProcessAlive(pid)).toBe(true);
+    expect((await client.listJobEvents('1')).events.map((e) => e.type)).toContain('adopted');
+
+    // Watched again: its exit ends the job, and its log (written before and after the upgrade) is served.
+    await touch(release);
+    expect((await waitForJob(client, '1', isEnded)).status).toBe('succeeded');
+    let log = '';
+    for await (const chunk of client.logs('1')) log += chunk;
+    expect(log).toContain('waiting for');
+    expect(log).toContain('released');
+    upgraded.child.kill('SIGTERM');
+    expect(await exited(upgraded.child)).toBe(0);
   });
 });

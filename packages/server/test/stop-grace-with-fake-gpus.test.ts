@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EventView } from '@tutti/client';
-import { isEnded, startTestServer, waitForJob, type TestServer } from './harness.ts';
+import { pidOf, isEnded, startTestServer, waitForJob, type TestServer } from './harness.ts';
 
 let t: TestServer | undefined;
 afterEach(async () => {
@@ -14,9 +14,10 @@ afterEach(async () => {
   const running = t ? (await t.client.listJobs({ status: 'running' })).jobs : [];
   for (const { id } of running) {
     for (const task of (await t!.client.getJob(id)).tasks ?? []) {
-      if (task.pid === null) continue;
+      const pid = pidOf(task);
+      if (pid === null) continue;
       try {
-        process.kill(-task.pid, 'SIGKILL');
+        process.kill(-pid, 'SIGKILL');
       } catch {
         // already gone
       }

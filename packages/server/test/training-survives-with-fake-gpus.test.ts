@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobView } from '@tutti/client';
-import { isEnded, isRunningWithPids, nodeScript, startTestServer, waitForJob } from './harness.ts';
+import { pidOf, isEnded, isRunningWithPids, nodeScript, startTestServer, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
 const TRAIN = fileURLToPath(new URL('../../../examples/ddp-node/train.mjs', import.meta.url));
@@ -64,7 +64,8 @@ describe('training that survives, with fake GPUs', () => {
     await waitForJob(t.client, job.id, isRunningWithPids, 20_000);
     await waitForStep(job, 60);
     const running = await t.client.getJob(job.id);
-    const victim = running.tasks?.find((task) => task.rank === killedRank)?.pid;
+    const victimTask = running.tasks?.find((task) => task.rank === killedRank);
+    const victim = victimTask && pidOf(victimTask);
     expect(victim).toBeTypeOf('number');
     const killedAt = Date.now();
     process.kill(-victim!, 'SIGKILL');

@@ -284,9 +284,10 @@ export class KyselyStateStore implements StateStore {
       const key = parseJobId(u.jobId);
       const set: Partial<Insertable<TasksTable>> = {};
       if (u.status !== undefined) set.status = u.status;
-      if (u.pid !== undefined) set.pid = u.pid;
-      if (u.pidStartTime !== undefined) set.pid_start_time = u.pidStartTime;
-      if (u.logPath !== undefined) set.log_path = u.logPath;
+      if (u.backend !== undefined) {
+        set.backend = u.backend.kind;
+        set.backend_ref_json = JSON.stringify(u.backend.ref);
+      }
       if (u.exitCode !== undefined) set.exit_code = u.exitCode;
       if (u.startedAt !== undefined) set.started_at = u.startedAt;
       if (u.finishedAt !== undefined) set.finished_at = u.finishedAt;
@@ -421,9 +422,8 @@ export class KyselyStateStore implements StateStore {
           node: t.node,
           gpus_json: JSON.stringify(t.gpus),
           status: 'starting',
-          pid: t.pid ?? null,
-          pid_start_time: t.pidStartTime ?? null,
-          log_path: t.logPath ?? null,
+          backend: t.backend?.kind ?? null,
+          backend_ref_json: t.backend === undefined ? null : JSON.stringify(t.backend.ref),
           exit_code: t.exitCode ?? null,
           started_at: t.startedAt ?? null,
           finished_at: t.finishedAt ?? null,

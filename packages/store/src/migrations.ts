@@ -232,7 +232,68 @@ export const MIGRATIONS: readonly Migration[] = [
       await db.schema.createIndex('jobs_created_at_id').on('jobs').columns(['created_at', 'id']).execute();
     },
   },
+  {
+    version: 7,
+    name: "a rank's handle as its backend recorded it (backend + ref JSON) instead of a local process's pid, start time and log path",
+    async up(db) {
+      // Every rank recorded so far was launched by the local backend: its pid, start time and log path become that
+      // backend's ref ({pid, pidStartTime, logPath}), so ranks still running are adopted after the upgrade.
+      await db.schema.alterTable('tasks').addColumn('backend', 'text').execute();
+      await db.schema.alterTable('tasks').addColumn('backend_ref_json', 'text').execute();
+      type OldTask = { job_id: number; rank: number; pid: number; pid_start_time: number | null; log_path: string | null };
+      for (let after = { jobId: 0, rank: -1 }; ; ) {
+        const rows: OldTask[] = await db
+          .selectFrom('tasks')
+          .select(['job_id', 'rank', 'pid', 'pid_start_time', 'log_path'])
+          .where('pid', 'is not', null)
+          .where((eb) => eb.or([eb('job_id', '>', after.jobId), eb.and([eb('job_id', '=', after.jobId), eb('rank', '>', after.rank)])]))
+          .orderBy('job_id')
+          .orderBy('rank')
+          .limit(500)
+          .execute();
+        for (const row of rows) {
+          const ref = localRefOfV6Task({ pid: row.pid, pidStartTime: row.pid_start_time, logPath: row.log_path });
+          await db.updateTable('tasks').set({ backend: 'local', backend_ref_json: JSON.stringify(ref) }).where('job_id', '=', row.job_id).where('rank', '=', row.rank).execute();
+        }
+        const last = rows.at(-1);
+        if (!last) break;
+        after = { jobId: Number(last.job_id), rank: last.rank };
+      }
+      for (const column of ['pid', 'pid_start_time', 'log_path']) await db.schema.alterTable('tasks').dropColumn(column).execute();
+      // The ranks of ended attempts (Task JSON) the same way.
+      for (let after = { jobId: 0, attempt: 0 }; ; ) {
+        const rows: Array<{ job_id: number; attempt: number; tasks_json: string }> = await db
+          .selectFrom('job_attempts')
+          .select(['job_id', 'attempt', 'tasks_json'])
+          .where((eb) => eb.or([eb('job_id', '>', after.jobId), eb.and([eb('job_id', '=', after.jobId), eb('attempt', '>', after.attempt)])]))
+          .orderBy('job_id')
+          .orderBy('attempt')
+          .limit(500)
+          .execute();
+        for (const row of rows) {
+          const tasks = JSON.parse(row.tasks_json) as Array<Record<string, unknown>>;
+          if (!tasks.some((t) => 'pid' in t || 'pidStartTime' in t || 'logPath' in t)) continue;
+          const converted = tasks.map(({ pid, pidStartTime, logPath, ...task }) =>
+            typeof pid === 'number' ? { ...task, backend: { kind: 'local', ref: localRefOfV6Task({ pid, pidStartTime, logPath }) } } : task,
+          );
+          await db.updateTable('job_attempts').set({ tasks_json: JSON.stringify(converted) }).where('job_id', '=', row.job_id).where('attempt', '=', row.attempt).execute();
+        }
+        const last = rows.at(-1);
+        if (!last) break;
+        after = { jobId: Number(last.job_id), attempt: last.attempt };
+      }
+    },
+  },
 ];
+
+/** The local backend's ref of a rank recorded before version 7 (the shape of @tutti/backends' LocalRankRef then). */
+function localRefOfV6Task(old: { pid: number; pidStartTime: unknown; logPath: unknown }): Record<string, number | string> {
+  return {
+    pid: old.pid,
+    ...(old.pidStartTime !== null && old.pidStartTime !== undefined ? { pidStartTime: Number(old.pidStartTime) } : {}),
+    ...(typeof old.logPath === 'string' ? { logPath: old.logPath } : {}),
+  };
+}
 
 /** The schema version this build writes. */
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import type { AttemptRecord, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobSpecSummary, JobStatus, JobSummary, ProgressRecord, ResourceRequest, Task, TaskStatus } from '@tutti/model';
+import type { AttemptRecord, Diagnosis, Job, JsonObject, JobEvent, JobEventType, JobSpec, JobSpecSummary, JobStatus, JobSummary, ProgressRecord, ResourceRequest, Task, TaskStatus } from '@tutti/model';
 import type { EventsTable, JobAttemptsTable, JobsTable, ProgressTable, TasksTable } from './schema.ts';
 
 /** Rows to domain objects. Optional fields are left out (not `undefined`) when their column is NULL. */
@@ -83,9 +83,7 @@ export function taskFromRow(row: Selectable<TasksTable>): Task {
     gpus: JSON.parse(row.gpus_json) as number[],
     status,
   };
-  if (row.pid !== null) task.pid = row.pid;
-  if (row.pid_start_time !== null) task.pidStartTime = Number(row.pid_start_time);
-  if (row.log_path !== null) task.logPath = row.log_path;
+  if (row.backend !== null && row.backend_ref_json !== null) task.backend = { kind: row.backend, ref: JSON.parse(row.backend_ref_json) as JsonObject };
   // An ended rank always reports its exit code (null when unknown, e.g. lost); a live one only once known.
   if (row.exit_code !== null || status === 'exited' || status === 'lost') task.exitCode = row.exit_code;
   if (row.started_at !== null) task.startedAt = Number(row.started_at);

@@ -97,9 +97,10 @@ export interface TasksTable {
   node: string;
   gpus_json: string;
   status: string;
-  pid: number | null;
-  pid_start_time: number | null;
-  log_path: string | null;
+  /** The kind of backend that launched the rank (its handle's `backend`); null until launched. */
+  backend: string | null;
+  /** That backend's own `ref` of the rank's handle, as JSON, kept as it recorded it; null until launched. */
+  backend_ref_json: string | null;
   exit_code: number | null;
   started_at: number | null;
   finished_at: number | null;

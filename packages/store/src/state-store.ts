@@ -1,4 +1,4 @@
-import type { JobGpuSample, AttemptRecord, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, JobSummary, NodeInfo, Placement, ProgressRecord, Task, TaskStatus } from '@tutti/model';
+import type { JobGpuSample, AttemptRecord, JobEnd, RequeueOptions, ClusterSnapshot, Diagnosis, Job, JobEvent, JobEventType, JobSpec, JobStatus, JobSummary, NodeInfo, Placement, ProgressRecord, Task, TaskBackendRecord, TaskStatus } from '@tutti/model';
 
 /**
  * The durable state of the control plane. Every method that changes state is one transaction, durable
@@ -63,7 +63,7 @@ export interface StateStore {
    */
   applyPlacements(placements: readonly PlacementWithTasks[], now: number): Promise<ApplyOutcome[]>;
   /**
-   * Updates ranks (pid once launched, status, exit code). One transaction for the whole batch. Only fields that
+   * Updates ranks (the backend's handle once launched, status, exit code). One transaction for the whole batch. Only fields that
    * are present are written (`exitCode: null` writes null); an update of a rank that does not exist does nothing.
    */
   updateTasks(updates: readonly TaskUpdate[]): Promise<void>;
@@ -182,30 +182,15 @@ export interface TaskUpdate {
   jobId: string;
   rank: number;
   status?: TaskStatus;
-  pid?: number;
-  pidStartTime?: number;
-  logPath?: string;
+  /** The launched rank's handle as its backend made it (see @tutti/backends' `recordOfHandle`). */
+  backend?: TaskBackendRecord;
   exitCode?: number | null;
   startedAt?: number;
   finishedAt?: number;
 }
 
-export interface JobEnd {
-  status: 'succeeded' | 'failed' | 'cancelled';
-  exitCode: number | null;
-  endReason: string;
-}
-
-export interface RequeueOptions {
-  /** The event appended. @default 'requeued' */
-  event?: 'requeued' | 'restarting' | 'preempted';
-  /** Counts the requeue against max_restarts (`restarts + 1`). @default false */
-  countRestart?: boolean;
-  /** Not to be started before this (epoch ms): the restart backoff. */
-  notBefore?: number;
-  /** The recorded end of the attempt that ran. @default {exitCode: null, reason} */
-  attemptEnd?: { exitCode: number | null; reason: string };
-}
+/** How a job ended and how a requeue is recorded: domain types, in model (the control core decides them). */
+export type { JobEnd, RequeueOptions } from '@tutti/model';
 
 export type NewProgressRecord = Omit<ProgressRecord, 'seq'>;
 

@@ -66,7 +66,7 @@ describe('SQLite state store', () => {
     const a = await store.createJob(makeJobSpec({ name: 'a', team: 'red' }), T0);
     const b = await store.createJob(makeJobSpec({ name: 'b' }), T0 + 1);
     await store.applyPlacements([makePlacement(a.id, [['n1', [0, 1]]])], T0 + 2);
-    await store.updateTasks([{ jobId: a.id, rank: 0, status: 'running', pid: 100, pidStartTime: 5 }]);
+    await store.updateTasks([{ jobId: a.id, rank: 0, status: 'running', backend: { kind: 'local', ref: { pid: 100, pidStartTime: 5 } } }]);
     await store.setPendingReasons(new Map([[b.id, makeDiagnosis()]]));
     await store.requestCancel(a.id, T0 + 3);
     const before = {
@@ -173,6 +173,46 @@ describe('SQLite state store', () => {
       ['9', { name: 'share', team: 'default', priority: 50, numNodes: 1, resources: share.resources }],
       ['3', { name: 'wide', team: 'default', priority: 50, numNodes: 2, maxRestarts: 3, resources: wide.resources }],
     ]);
+  });
+
+  it('upgrades a database whose ranks were recorded by local pid: each becomes the local backend\'s handle, running and in ended attempts', async () => {
+    // A data dir written before rank handles were backend-neutral: schema 6, job 7 in its second attempt (rank 0
+    // launched, rank 1 not yet), its first attempt ended.
+    mkdirSync(dirname(path), { recursive: true });
+    const database = new Database(path);
+    const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
+    await runMigrations(db, sqliteStoreDialect, { migrations: MIGRATIONS.slice(0, 6) });
+    database.prepare("insert into jobs (id, name, team, priority, status, spec_json, created_at, started_at, attempt) values (7, 'old', 'default', 0, 'running', ?, ?, ?, 2)").run(JSON.stringify(makeJobSpec()), T0, T0 + 1);
+    const task = database.prepare("insert into tasks (job_id, rank, local_rank, node_rank, node, gpus_json, status, pid, pid_start_time, log_path, started_at) values (7, ?, ?, 0, 'n1', '[0,1]', ?, ?, ?, ?, ?)");
+    task.run(0, 0, 'running', 4242, 987654, '/data/jobs/7/attempt-2/rank-0.log', T0 + 20);
+    task.run(1, 1, 'starting', null, null, null, null);
+    const endedTasks = [
+      { jobId: '7', rank: 0, localRank: 0, nodeRank: 0, node: 'n1', gpus: [0, 1], status: 'exited', pid: 4000, pidStartTime: 5, logPath: '/data/jobs/7/attempt-1/rank-0.log', exitCode: 137 },
+      { jobId: '7', rank: 1, localRank: 1, nodeRank: 0, node: 'n1', gpus: [0, 1], status: 'lost', exitCode: null },
+    ];
+    database.prepare("insert into job_attempts (job_id, attempt, started_at, finished_at, exit_code, reason, tasks_json) values (7, 1, ?, ?, 137, 'rank 0 was killed by SIGKILL', ?)").run(T0 + 1, T0 + 10, JSON.stringify(endedTasks));
+    await db.destroy();
+
+    const upgraded = await openStore();
+    expect(await upgraded.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+    const [rank0, rank1] = await upgraded.listActiveTasks();
+    expect(rank0).toEqual({
+      jobId: '7', rank: 0, localRank: 0, nodeRank: 0, node: 'n1', gpus: [0, 1], status: 'running', startedAt: T0 + 20,
+      backend: { kind: 'local', ref: { pid: 4242, pidStartTime: 987654, logPath: '/data/jobs/7/attempt-2/rank-0.log' } },
+    });
+    expect(rank1?.backend).toBeUndefined();
+    const [attempt1] = await upgraded.listAttempts('7');
+    expect(attempt1?.tasks).toEqual([
+      { jobId: '7', rank: 0, localRank: 0, nodeRank: 0, node: 'n1', gpus: [0, 1], status: 'exited', exitCode: 137, backend: { kind: 'local', ref: { pid: 4000, pidStartTime: 5, logPath: '/data/jobs/7/attempt-1/rank-0.log' } } },
+      { jobId: '7', rank: 1, localRank: 1, nodeRank: 0, node: 'n1', gpus: [0, 1], status: 'lost', exitCode: null },
+    ]);
+    // The old columns are gone: nothing can write a pid beside the handle any more.
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect((raw.prepare('select name from pragma_table_info(\'tasks\')').all() as { name: string }[]).map((c) => c.name)).not.toContain('pid');
+    } finally {
+      raw.close();
+    }
   });
 
   it('rolls back a failing migration entirely', async () => {

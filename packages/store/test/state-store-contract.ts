@@ -497,17 +497,18 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       it('updates only the given fields, in one batch, ignoring unknown ranks', async () => {
         const job = await startJob([0, 1]);
         await store.updateTasks([
-          { jobId: job.id, rank: 0, status: 'running', pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log', startedAt: T0 + 11 },
-          { jobId: job.id, rank: 1, status: 'running', pid: 4243 },
+          { jobId: job.id, rank: 0, status: 'running', backend: { kind: 'local', ref: { pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log' } }, startedAt: T0 + 11 },
+          // The store keeps any backend's handle as it recorded it, without reading it.
+          { jobId: job.id, rank: 1, status: 'running', backend: { kind: 'slurm', ref: { job: 77, step: 0, nested: { ok: [true, null] } } } },
           { jobId: job.id, rank: 7, status: 'running' },
           { jobId: '999999', rank: 0, status: 'running' },
         ]);
         await store.updateTasks([{ jobId: job.id, rank: 1, status: 'exited', exitCode: 3, finishedAt: T0 + 12 }]);
         const [t0, t1] = await store.getTasks(job.id);
-        expect(t0).toMatchObject({ status: 'running', pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log', startedAt: T0 + 11 });
+        expect(t0).toMatchObject({ status: 'running', backend: { kind: 'local', ref: { pid: 4242, pidStartTime: 123456, logPath: '/logs/0.log' } }, startedAt: T0 + 11 });
         expect(t0?.exitCode).toBeUndefined();
         expect(t0?.finishedAt).toBeUndefined();
-        expect(t1).toMatchObject({ status: 'exited', pid: 4243, exitCode: 3, finishedAt: T0 + 12 });
+        expect(t1).toMatchObject({ status: 'exited', backend: { kind: 'slurm', ref: { job: 77, step: 0, nested: { ok: [true, null] } } }, exitCode: 3, finishedAt: T0 + 12 });
         expect(await store.getTasks(job.id)).toHaveLength(2);
       });
 
@@ -650,7 +651,7 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       it('numbers attempts, records each ended attempt with its tasks, and counts only restarts asked for', async () => {
         const job = await startJob([0, 1]);
         expect((await store.getJob(job.id))?.attempt).toBe(1);
-        await store.updateTasks([{ jobId: job.id, rank: 0, status: 'exited', exitCode: 137, pid: 42, finishedAt: T0 + 40 }]);
+        await store.updateTasks([{ jobId: job.id, rank: 0, status: 'exited', exitCode: 137, backend: { kind: 'local', ref: { pid: 42, pidStartTime: 7 } }, finishedAt: T0 + 40 }]);
         expect(
           await store.requeueJob(job.id, 'rank 0 was killed by SIGKILL; restart 1 of 2', T0 + 50, {
             event: 'restarting',
@@ -663,7 +664,7 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(after).toMatchObject({ status: 'pending', attempt: 1, restarts: 1, notBefore: T0 + 5050 });
         const [first] = await store.listAttempts(job.id);
         expect(first).toMatchObject({ jobId: job.id, attempt: 1, startedAt: T0 + 10, finishedAt: T0 + 50, exitCode: 137, reason: 'rank 0 was killed by SIGKILL' });
-        expect(first?.tasks.map((t) => [t.rank, t.status, t.exitCode ?? null, t.pid ?? null])).toEqual([[0, 'exited', 137, 42], [1, 'starting', null, null]]);
+        expect(first?.tasks.map((t) => [t.rank, t.status, t.exitCode ?? null, t.backend ?? null])).toEqual([[0, 'exited', 137, { kind: 'local', ref: { pid: 42, pidStartTime: 7 } }], [1, 'starting', null, null]]);
         expect((await store.listEvents({ jobId: job.id })).at(-1)).toMatchObject({ type: 'restarting' });
 
         expect(await store.applyPlacements([makePlacement(job.id, [['n1', [0]]])], T0 + 6000)).toEqual([{ jobId: job.id, applied: true }]);

@@ -181,6 +181,12 @@ describe('the dashboard in Chromium, on 4 fake GPUs', () => {
     await log.getByText('rank 0 waiting').waitFor();
     await log.getByText('tick 20', { exact: true }).waitFor();
     expect(await page.locator('[data-testid=ranks] tbody tr').count()).toBe(2);
+    // Each rank's backend, with what it tells of the rank: the pid and host of a local process.
+    const ranks = (await client.getJob(holder.id)).tasks ?? [];
+    for (const task of ranks) {
+      const { pid, host } = task.backend!.details;
+      await page.locator('[data-testid=ranks] tbody tr', { hasText: `local: pid ${pid}, host ${host}` }).waitFor();
+    }
     expect(await page.locator('[data-testid=no-gpu-metrics]').textContent()).toMatch(/no GPU metrics \(fake GPUs/);
     await screenshot('job-running');
 

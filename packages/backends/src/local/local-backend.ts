@@ -15,12 +15,13 @@ import { closeSync, openSync, rmSync } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import type { NodeInfo } from '@tutti/model';
+import type { NodeInfo, NodeState } from '@tutti/model';
 import { formatFieldErrors } from '@tutti/model';
 import type {
   ExecutionBackend,
   GpuReading,
   LaunchRequest,
+  NodeStateChange,
   RankExit,
   RankHandle,
   RankLaunch,
@@ -31,6 +32,7 @@ import { LaunchError, isSafeJobId, verifyLaunchRequest } from '../launch-request
 import { computeRankEnvironment } from '../rank-environment.ts';
 import { parseFakeGpus } from './fake-gpus.ts';
 import { findFreePort } from './free-port.ts';
+import { LOCAL_BACKEND_KIND, localRankRef, readLocalRankRef, type LocalRankRef } from './local-rank-ref.ts';
 import { LOCAL_NODE_ADDRESS, discoverLocalInventory, runProgram, type LocalInventory } from './local-inventory.ts';
 import { NVIDIA_SMI_METRICS_ARGS, parseNvidiaSmiMetrics } from './nvidia-smi.ts';
 import {
@@ -65,7 +67,7 @@ export interface LocalBackendOptions {
   fakeGpus?: string;
   /** The node's name; ranks must be placed on it. @default os.hostname() */
   nodeName?: string;
-  /** Clock for `startedAt` and `RankExit.at`. @default Date.now */
+  /** Clock for `startedAt`, `RankExit.at` and `NodeStateChange.at`. @default Date.now */
   now?: () => number;
   /** How often ranks adopted from an earlier control plane are checked. @default 500 */
   pollIntervalMs?: number;
@@ -99,6 +101,8 @@ const GROUP_DRAIN_MS = 2_000;
 interface WatchedRank {
   key: string;
   handle: RankHandle;
+  /** The handle's ref, checked: the process to watch and signal. */
+  process: LocalRankRef;
   files: RankFiles;
   child?: ChildProcess;
   /** stop() sent SIGKILL: a death without a status file is then our kill, not a loss. */
@@ -128,6 +132,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   // Absolute: the supervisor resolves its file arguments from the rank's workdir.
   const dataDir = resolvePath(options.dataDir);
   const nodeName = options.nodeName ?? os.hostname();
+  /** The machine the ranks run on, kept in each handle: a pid means something only there. */
+  const host = os.hostname();
   const now = options.now ?? Date.now;
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const spawnProcess: SpawnFunction = options.spawnProcess ?? ((command, args, spawnOptions) => nodeSpawn(command, [...args], spawnOptions));
@@ -135,6 +141,9 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
 
   const watched = new Map<string, WatchedRank>();
   const listeners: Array<(exit: RankExit) => void> = [];
+  const nodeStateListeners: Array<(change: NodeStateChange) => void> = [];
+  /** The node's state once reported (`ready` once its inventory is known); undefined before. */
+  let nodeState: NodeStateChange | undefined;
   let closed = false;
   let inventoryPromise: Promise<LocalInventory> | undefined;
   let supervisorPromise: Promise<string> | undefined;
@@ -156,7 +165,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     };
     record.exit = full;
     watched.delete(record.key);
-    killLeftovers(record.handle);
+    killLeftovers(record.process);
     if (!record.silent) {
       for (const listener of listeners) {
         try {
@@ -174,10 +183,10 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
    * GPUs the scheduler now thinks are free. Skipped when the PID already belongs to a different live process: the
    * kernel does not reuse a PID while it still names a process group, so then our group is empty anyway.
    */
-  function killLeftovers(handle: RankHandle): void {
-    const current = readProcStat(handle.pid);
-    const reused = current !== undefined && current.state !== 'Z' && handle.pidStartTime !== 0 && current.startTime !== handle.pidStartTime;
-    if (!reused) signalProcessGroup(handle.pid, 'SIGKILL');
+  function killLeftovers(rankProcess: LocalRankRef): void {
+    const current = readProcStat(rankProcess.pid);
+    const reused = current !== undefined && current.state !== 'Z' && rankProcess.pidStartTime !== 0 && current.startTime !== rankProcess.pidStartTime;
+    if (!reused) signalProcessGroup(rankProcess.pid, 'SIGKILL');
   }
 
   function waitForExit(record: WatchedRank): Promise<void> {
@@ -204,7 +213,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   function pollAdopted(): void {
     for (const record of [...watched.values()]) {
       if (record.child !== undefined || record.exit !== undefined) continue;
-      if (isProcessAlive(record.handle.pid, record.handle.pidStartTime)) continue;
+      if (isProcessAlive(record.process.pid, record.process.pidStartTime)) continue;
       // The supervisor writes the status before it exits, so once it is gone the file is there, or never will be.
       const recorded = readExitFile(record.files.exit);
       if (recorded !== undefined) {
@@ -238,8 +247,15 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
 
   type Adoption = { observation: RankObservation; record?: WatchedRank };
 
+  /** Adopts one rank; a handle it refuses (another backend's, a malformed ref) is `lost`, saying why. */
   function adoptOne(handle: RankHandle): Adoption {
     const { jobId, rank } = handle;
+    let rankProcess: LocalRankRef;
+    try {
+      rankProcess = readLocalRankRef(handle);
+    } catch (error) {
+      return { observation: { jobId, rank, state: 'lost', detail: error instanceof Error ? error.message : String(error) } };
+    }
     const existing = watched.get(keyOf(jobId, rank));
     if (existing !== undefined) return { observation: { jobId, rank, state: 'running' }, record: existing };
     if (handle.node !== nodeName) {
@@ -250,7 +266,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const exited = (): Adoption | undefined => {
       const recorded = readExitFile(files.exit);
       if (recorded === undefined) return undefined;
-      killLeftovers(handle);
+      killLeftovers(rankProcess);
       return {
         observation: {
           jobId, rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt,
@@ -260,19 +276,19 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     };
     const before = exited();
     if (before) return before;
-    if (isProcessAlive(handle.pid, handle.pidStartTime)) {
-      const record: WatchedRank = { key: keyOf(jobId, rank), handle: { ...handle }, files, killedByStop: false, silent: false, waiters: [] };
+    if (isProcessAlive(rankProcess.pid, rankProcess.pidStartTime)) {
+      const record: WatchedRank = { key: keyOf(jobId, rank), handle: { ...handle }, process: rankProcess, files, killedByStop: false, silent: false, waiters: [] };
       watched.set(record.key, record);
       return { observation: { jobId, rank, state: 'running' }, record };
     }
     // It may have written its status between the two looks.
     const after = exited();
     if (after) return after;
-    killLeftovers(handle);
+    killLeftovers(rankProcess);
     return {
       observation: {
         jobId, rank, state: 'lost',
-        detail: `process ${handle.pid} is gone (or its PID now belongs to another process) and left no exit status in ${files.exit}`,
+        detail: `process ${rankProcess.pid} is gone (or its PID now belongs to another process) and left no exit status in ${files.exit}`,
       },
     };
   }
@@ -288,12 +304,15 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const [pidText, pidInfo] = await Promise.all([readFile(files.pid, 'utf8').catch(() => undefined), stat(files.pid).catch(() => undefined)]);
     const pid = pidText === undefined ? Number.NaN : Number(pidText.trim());
     if (!Number.isSafeInteger(pid) || pid <= 0 || pidInfo === undefined) return undefined;
-    const handle = { jobId, rank, node: nodeName, pid, logPath: files.log, startedAt: Math.round(pidInfo.mtimeMs), attempt };
-    if (readExitFile(files.exit) !== undefined) return { ...handle, pidStartTime: -1 };
+    const handle = (pidStartTime: number): RankHandle => ({
+      backend: LOCAL_BACKEND_KIND, jobId, rank, node: nodeName, attempt, startedAt: Math.round(pidInfo.mtimeMs),
+      ref: localRankRef({ pid, pidStartTime, logPath: files.log, host }),
+    });
+    if (readExitFile(files.exit) !== undefined) return handle(-1);
     const args = readProcessArgs(pid);
     const runsSupervisor = args === undefined ? isProcessAlive(pid, 0) : args[1] === supervisorScriptPath(dataDir) && args[2] === files.pid;
-    if (!runsSupervisor) return readExitFile(files.exit) !== undefined ? { ...handle, pidStartTime: -1 } : undefined;
-    return { ...handle, pidStartTime: readProcessStartTime(pid) ?? 0 };
+    if (!runsSupervisor) return readExitFile(files.exit) !== undefined ? handle(-1) : undefined;
+    return handle(readProcessStartTime(pid) ?? 0);
   }
 
   // ---- launch --------------------------------------------------------------------------------------------------
@@ -379,17 +398,17 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const pid = child.pid;
     if (pid === undefined) throw new LaunchError('SpawnFailed', `could not start rank ${rank.rank} of job ${request.jobId}`);
     child.unref();
+    const rankProcess: LocalRankRef = { pid, pidStartTime: readProcessStartTime(pid) ?? 0, logPath: files.log, host };
     const handle: RankHandle = {
+      backend: LOCAL_BACKEND_KIND,
       jobId: request.jobId,
       rank: rank.rank,
       node: nodeName,
-      pid,
-      pidStartTime: readProcessStartTime(pid) ?? 0,
-      logPath: files.log,
-      startedAt: now(),
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
+      startedAt: now(),
+      ref: localRankRef(rankProcess),
     };
-    const record: WatchedRank = { key: keyOf(request.jobId, rank.rank), handle, files, child, killedByStop: false, silent: false, waiters: [] };
+    const record: WatchedRank = { key: keyOf(request.jobId, rank.rank), handle, process: rankProcess, files, child, killedByStop: false, silent: false, waiters: [] };
     watched.set(record.key, record);
     child.once('exit', (code, signal) => onSpawnedExit(record, code, signal));
     return record;
@@ -417,7 +436,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   async function rollBack(started: readonly WatchedRank[]): Promise<void> {
     for (const record of started) {
       record.silent = true;
-      signalProcessGroup(record.handle.pid, 'SIGKILL');
+      signalProcessGroup(record.process.pid, 'SIGKILL');
     }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -425,7 +444,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       new Promise((resolve) => (timer = setTimeout(resolve, ROLLBACK_WAIT_MS))),
     ]);
     clearTimeout(timer);
-    await drainProcessGroups(started.map((r) => r.handle.pid));
+    await drainProcessGroups(started.map((r) => r.process.pid));
   }
 
   /** A second launch of a running job would overwrite its status files and lose track of its ranks. */
@@ -483,14 +502,16 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     if (signal === 'SIGKILL') record.killedByStop = true;
     // A spawned rank without an exit event has not been reaped, so its PID is still ours. An adopted one is
     // checked first, so that a reused PID's group is never signalled.
-    if (record.child === undefined && !isProcessAlive(record.handle.pid, record.handle.pidStartTime)) return;
-    signalProcessGroup(record.handle.pid, signal);
+    if (record.child === undefined && !isProcessAlive(record.process.pid, record.process.pidStartTime)) return;
+    signalProcessGroup(record.process.pid, signal);
   }
 
   async function stop(handles: readonly RankHandle[], options: StopOptions): Promise<void> {
     ensureOpen('stop');
     const signal = options.signal ?? 'SIGTERM';
     const graceMs = options.graceMs ?? 30_000;
+    // Every handle is checked before any rank is signalled: a refused one stops nothing.
+    for (const handle of handles) readLocalRankRef(handle);
     const pending: WatchedRank[] = [];
     for (const handle of handles) {
       // A handle this instance does not watch yet is adopted on the spot (if it still runs).
@@ -516,7 +537,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       if (closed && pending.some((r) => r.exit === undefined)) {
         throw new Error('the local backend was closed before the stopped ranks had exited');
       }
-      await drainProcessGroups(pending.map((r) => r.handle.pid));
+      await drainProcessGroups(pending.map((r) => r.process.pid));
     } finally {
       stopsInFlight--;
       clearInterval(keepAlive);
@@ -532,11 +553,33 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       address,
       ...(options.fakeGpus !== undefined ? { fakeGpus: options.fakeGpus } : {}),
       ...(options.nvidiaSmi !== undefined ? { nvidiaSmi: options.nvidiaSmi } : {}),
-    }).catch((error: unknown) => {
-      inventoryPromise = undefined;
-      throw error;
-    });
+    }).then(
+      (inventory) => {
+        reportNodeState(inventory.node.state);
+        return inventory;
+      },
+      (error: unknown) => {
+        inventoryPromise = undefined;
+        throw error;
+      },
+    );
     return inventoryPromise;
+  }
+
+  /** Tells the node-state listeners of a change (nothing when the state is the one already reported). */
+  function reportNodeState(state: NodeState): void {
+    if (closed || nodeState?.state === state) return;
+    const change: NodeStateChange = { node: nodeName, state, at: now() };
+    nodeState = change;
+    for (const listener of nodeStateListeners) callNodeStateListener(listener, change);
+  }
+
+  function callNodeStateListener(listener: (change: NodeStateChange) => void, change: NodeStateChange): void {
+    try {
+      listener(change);
+    } catch (error) {
+      process.emitWarning(`a node-state listener threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   return {
@@ -567,7 +610,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       return prepareLocalAttempt(dataDir, request);
     },
     async writeStopDeadline(handles, deadline) {
-      await writeLocalStopDeadline(dataDir, handles.filter((h) => isSafeJobId(h.jobId)), deadline);
+      // The deadline file is the job's (one control dir per job on this node): only the handle's job is needed.
+      await writeLocalStopDeadline(dataDir, handles.filter((h) => h.backend === LOCAL_BACKEND_KIND && isSafeJobId(h.jobId)), deadline);
     },
     readLog(rank, readOptions) {
       if (!isSafeJobId(rank.jobId)) return (async function* () {})();
@@ -583,6 +627,10 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     },
     onRankExit(listener) {
       listeners.push(listener);
+    },
+    onNodeState(listener) {
+      nodeStateListeners.push(listener);
+      if (nodeState !== undefined) callNodeStateListener(listener, nodeState);
     },
     async sampleGpus(): Promise<GpuReading> {
       const local = await localInventory();

@@ -95,7 +95,16 @@ const taskSchema = {
     node_rank: { type: 'integer' },
     node: { type: 'string' },
     gpus: { type: 'array', items: { type: 'integer' }, description: 'GPU indices on the node visible to this rank' },
-    pid: nullableInteger,
+    backend: {
+      anyOf: [
+        record({
+          kind: { type: 'string', description: 'the backend that runs the rank, e.g. local' },
+          details: { type: 'object', additionalProperties: { type: ['string', 'number'] }, description: 'what that backend tells of the rank: for a local rank its pid and host' },
+        }),
+        { type: 'null' },
+      ],
+      description: 'the backend running the rank and its details; null until the rank is launched',
+    },
     status: { type: 'string', enum: TASK_STATUSES },
     exit_code: nullableInteger,
     started_at: nullableTimestamp,

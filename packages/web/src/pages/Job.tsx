@@ -4,7 +4,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
-import { ApiError, describeEstimatedStart, formatGpuCount, getJobGpuMetrics } from '@tutti/client';
+import { ApiError, describeEstimatedStart, formatGpuCount, formatRankBackend, getJobGpuMetrics } from '@tutti/client';
 import type { JobGpuMetrics, JobView, ProgressView, TaskView } from '@tutti/client';
 import { client } from '../api.ts';
 import { AsyncView, Card, describeError, ErrorBox, Loading, StatusBadge } from '../components/common.tsx';
@@ -237,7 +237,7 @@ function RankTable({ tasks, testId }: { tasks: readonly TaskView[]; testId?: str
           <th scope="col" className="num">rank</th>
           <th scope="col">node</th>
           <th scope="col">GPUs</th>
-          <th scope="col" className="num">pid</th>
+          <th scope="col">backend</th>
           <th scope="col">status</th>
           <th scope="col" className="num">exit code</th>
         </tr>
@@ -248,7 +248,7 @@ function RankTable({ tasks, testId }: { tasks: readonly TaskView[]; testId?: str
             <td className="num">{task.rank}</td>
             <td>{task.node}</td>
             <td className="mono">{task.gpus.join(', ')}</td>
-            <td className="num mono">{task.pid ?? '–'}</td>
+            <td className="mono">{formatRankBackend(task.backend) ?? '–'}</td>
             <td>
               <StatusBadge status={task.status} />
             </td>

@@ -214,3 +214,15 @@ describe('what each command loads', () => {
     expect(run.imports.some((url) => HEAVY_MODULES.test(url))).toBe(true);
   });
 });
+
+describe('human output', () => {
+  it('show: each rank with its backend and what the backend tells of it (a local rank\'s pid and host)', async () => {
+    const job = await new TuttiClient({ baseUrl: fixture.url }).getJob(fixture.ended);
+    const { pid, host } = job.tasks![0]!.backend!.details;
+    const run = await runTutti(['show', fixture.ended, '--server', fixture.url]);
+    expect(run.code).toBe(0);
+    const header = run.stdout.split('\n').find((line) => line.startsWith('RANK'));
+    expect(header?.split(/\s+/)).toEqual(['RANK', 'NODE', 'GPUS', 'BACKEND', 'STATUS', 'EXIT']);
+    expect(run.stdout).toMatch(new RegExp(`\\n0 +\\S+ +- +local: pid ${pid}, host ${host} +exited +0\\n`));
+  });
+});

@@ -67,8 +67,8 @@ export interface ExecutionBackend {
   /**
    * Tells the ranks when SIGKILL comes: `deadline` (epoch ms) is written, as whole epoch seconds and a newline, to
    * `<control dir>/preempt-deadline` on every node of `handles`, before the stop signal is sent. Best effort: never
-   * rejects (a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace); a handle it
-   * refuses is skipped.
+   * rejects (a rank that cannot read it still has TUTTI_PREEMPT_GRACE_S, which is the same grace); a handle of
+   * another backend is skipped. Only the handles' jobs and nodes matter: the deadline is the job's, not a rank's.
    */
   writeStopDeadline(handles: readonly RankHandle[], deadline: number): Promise<void>;
   /**

@@ -113,3 +113,17 @@ export function hasEnoughMemory(shape: ResourceShape, gpu: GpuDevice): boolean {
 export function isGpuAccepted(shape: ResourceShape, gpu: GpuDevice): boolean {
   return isTypeAccepted(shape, gpu.type) && hasEnoughMemory(shape, gpu);
 }
+
+/**
+ * The shape limited to some GPU types (quota admits only those, or a preemption frees only those), one object per
+ * shape and types in `memo` (a cycle's), so that per-shape memos keep working on it.
+ */
+export function restrictShapeTypes(shape: ResourceShape, types: readonly string[], memo: Map<string, ResourceShape>): ResourceShape {
+  const key = `${shape.key}|${types.join(',')}`;
+  let found = memo.get(key);
+  if (!found) {
+    const { key: _key, ...rest } = shape;
+    memo.set(key, (found = withKey({ ...rest, gpuTypes: types })));
+  }
+  return found;
+}

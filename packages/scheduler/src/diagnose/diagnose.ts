@@ -24,6 +24,7 @@ import { countOf, describeGpus, formatAnd, formatMemoryMiB, formatSome } from '.
 import { computeGangPlacement } from '../gang/gang-placement.ts';
 import { computeCandidateTypes, computeMaxMatchingFree } from '../filter/gpu-fit.ts';
 import { fitsHost, hostCapacityFits } from '../filter/host-fit.ts';
+import type { DiagnosisCycle } from '../framework/extension-points.ts';
 import type { CycleCache } from '../perf/cycle-cache.ts';
 import type { AppliedPlacement, PlanOverlay } from '../cycle/plan-overlay.ts';
 import { PLUGIN, type PluginName } from '../framework/plugin-names.ts';
@@ -64,7 +65,7 @@ function addTaker(list: TakerList, jobId: string): void {
 
 const diagnosis = (plugin: PluginName, code: DiagnosisCode, message: string): Diagnosis => ({ plugin, code, message });
 
-export class Diagnoser {
+export class Diagnoser implements DiagnosisCycle {
   /** Built on first use: a cycle that places every job it reads never asks whether one could ever fit. */
   private inventoryMemo: Inventory | undefined;
   private readonly feasibility = new Map<string, FeasibilityResult>();

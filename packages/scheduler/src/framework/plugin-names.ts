@@ -41,3 +41,9 @@ export const PLUGIN = {
 } as const;
 
 export type PluginName = (typeof PLUGIN)[keyof typeof PLUGIN];
+
+/**
+ * The diagnosis step's name (its per-cycle data is kept under it). Not a `PluginName`: a diagnosis names the plugin
+ * that stopped the job (feasibility, gpu-fit, …), and profiles cannot replace this step.
+ */
+export const DIAGNOSIS = 'diagnose';

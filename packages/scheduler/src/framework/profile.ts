@@ -2,7 +2,9 @@
  * Scheduler profiles: which plugin runs at each extension point, with weights and arguments. Plain data (a YAML
  * file's `scheduler:` section parses into one), so that the server can load it from its configuration and the
  * simulator can compare profiles side by side. Each plugin validates its own arguments (`PLUGIN_ARGS`);
- * `compileProfile` turns a profile into the `CompiledProfile` a cycle runs with, once per profile object.
+ * `compileProfile` turns a profile into the `CompiledProfile` a cycle runs with, once per profile object: the
+ * arguments validated and defaulted, and the plugin objects the registry builds from them (`cycle`; their
+ * interfaces are in extension-points.ts).
  *
  * Extension points, in cycle order:
  *
@@ -25,7 +27,9 @@ import { DEFAULT_DURATION_ESTIMATE_ARGS } from '../queue-sort/duration-estimate.
 import { DEFAULT_LAS_ARGS, isThresholdList, parseLasArgs, type LasArgs } from '../queue-sort/las-sort.ts';
 import type { OrderPreemptionArgs } from '../preemption/order-preemption.ts';
 import { parsePackingArgs, type PackingArgs, type PackingStrategy } from '../score/packing.ts';
+import type { CyclePlugins } from './extension-points.ts';
 import { PLUGIN } from './plugin-names.ts';
+import { buildCyclePlugins } from './registry.ts';
 
 export const EXTENSION_POINTS = ['queueSort', 'admission', 'filter', 'score', 'gang', 'preemption', 'backfill'] as const;
 export type ExtensionPoint = (typeof EXTENSION_POINTS)[number];
@@ -361,7 +365,10 @@ export function parseProfile(raw: unknown): ProfileResult {
   return compiled.ok ? { ok: true, profile: deepFreeze(profile) } : compiled;
 }
 
-/** What a cycle runs with: plugins resolved, arguments validated and defaulted. */
+/**
+ * What a cycle runs with: plugins resolved, arguments validated and defaulted. `runCycle` calls only `cycle`; the
+ * other fields describe the profile for its callers (the simulator asks which inputs a profile reads).
+ */
 export interface CompiledProfile {
   readonly name: string;
   readonly plugins: ProfilePlugins;
@@ -381,6 +388,8 @@ export interface CompiledProfile {
   readonly orderPreemption: OrderPreemptionArgs | undefined;
   readonly backfill: BackfillMode;
   readonly backfillArgs: BackfillArgs;
+  /** The plugins a cycle calls, one entry per extension point, built from the fields above (registry.ts). */
+  readonly cycle: CyclePlugins;
 }
 
 export class ProfileError extends Error {
@@ -458,23 +467,40 @@ function checkProfile(profile: SchedulerProfile): ArgsCheck<CompiledProfile> {
   }
 
   const topologyWeight = weights[PLUGIN.topology] ?? 1;
+  const topologyScore = plugins.score.includes(PLUGIN.topology) && topologyWeight > 0 ? topology.value : undefined;
+  const rankedBy = {
+    oracle: plugins.queueSort === PLUGIN.oracleShortest,
+    las: plugins.queueSort === PLUGIN.las ? las.value : undefined,
+    fairShare: plugins.queueSort === PLUGIN.fairShare ? fairShare.value : undefined,
+    orderPreemption: plugins.preemption.includes(PLUGIN.orderPreemption) ? orderPreemption.value : undefined,
+  };
   return {
     ok: true,
     value: {
       name: profile.name,
       plugins,
-      fairShare: plugins.queueSort === PLUGIN.fairShare ? fairShare.value : undefined,
+      fairShare: rankedBy.fairShare,
       quota: plugins.admission.includes(PLUGIN.quota),
       topologyFilter: plugins.filter.includes(PLUGIN.topology),
-      topologyScore: plugins.score.includes(PLUGIN.topology) && topologyWeight > 0 ? topology.value : undefined,
+      topologyScore,
       bestFitWeight: plugins.score.includes(PLUGIN.bestFit) ? (weights[PLUGIN.bestFit] ?? 1) : 0,
       packing: plugins.score.includes(PLUGIN.packing) ? packing.value.strategy : 'best-fit',
       preemption: plugins.preemption.includes(PLUGIN.preemption) ? preemption.value : undefined,
-      oracle: plugins.queueSort === PLUGIN.oracleShortest,
-      las: plugins.queueSort === PLUGIN.las ? las.value : undefined,
-      orderPreemption: plugins.preemption.includes(PLUGIN.orderPreemption) ? orderPreemption.value : undefined,
+      oracle: rankedBy.oracle,
+      las: rankedBy.las,
+      orderPreemption: rankedBy.orderPreemption,
       backfill: plugins.backfill,
       backfillArgs: backfill.value,
+      cycle: buildCyclePlugins(plugins, {
+        fairShare: fairShare.value,
+        las: las.value,
+        preemption: preemption.value,
+        orderPreemption: orderPreemption.value,
+        backfill: backfill.value,
+        topologyScore,
+        packing: plugins.score.includes(PLUGIN.packing) ? packing.value.strategy : 'best-fit',
+        queueRank: rankedBy,
+      }),
     },
   };
 }

@@ -51,11 +51,14 @@ export interface DurationEstimate {
   readonly basis: string;
 }
 
+/** A job's estimated run time, or undefined when nothing is known (one per cycle: see `createDurationEstimator`). */
+export type DurationEstimator = (job: Job) => DurationEstimate | undefined;
+
 /**
  * Estimates per job, memoised per key within one caller (a cycle): build one with `createDurationEstimator` and ask
  * it for every job.
  */
-export function createDurationEstimator(history: DurationHistory | undefined, args: DurationEstimateArgs = DEFAULT_DURATION_ESTIMATE_ARGS): (job: Job) => DurationEstimate | undefined {
+export function createDurationEstimator(history: DurationHistory | undefined, args: DurationEstimateArgs = DEFAULT_DURATION_ESTIMATE_ARGS): DurationEstimator {
   const medians = new Map<string, number | undefined>();
   const medianOf = (key: string): number | undefined => {
     if (medians.has(key)) return medians.get(key);

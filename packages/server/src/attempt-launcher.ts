@@ -1,0 +1,144 @@
+/**
+ * Carries out `launch`: a committed placement's ranks started through the backend with their runtime environment,
+ * their handles recorded, and the core told `ranks_started` (or `launch_failed`, which decides what happens next).
+ */
+import type { Job, Placement, Task } from '@tutti/model';
+import type { JobLifecycle } from '@tutti/control';
+import type { ExecutionBackend, RankHandle } from '@tutti/backends';
+import { describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
+import { asDiskFull } from '@tutti/store';
+import type { StateStore } from '@tutti/store';
+import type { CommandExecutor } from './command-executor.ts';
+import type { DiskFullLog } from './disk-full-log.ts';
+import type { EventFeed } from './event-feed.ts';
+import type { JobTokens } from './job-tokens.ts';
+import type { PassLifecyclePoint } from './lifecycle-point.ts';
+import type { Logger } from './logger.ts';
+import type { ServerMetrics } from './metrics.ts';
+import type { ProgressWatch } from './progress-watch.ts';
+
+/** A job that could not start because the disk was full waits this long before it is tried again. */
+const DISK_FULL_RETRY_MS = 10_000;
+
+export interface AttemptLauncherOptions {
+  store: StateStore;
+  backend: ExecutionBackend;
+  lifecycle: JobLifecycle;
+  executor: CommandExecutor;
+  progress: ProgressWatch;
+  feed: EventFeed;
+  metrics: ServerMetrics;
+  logger: Logger;
+  now: () => number;
+  /** The server's data dir, named when a full disk is told. */
+  dataDir: string;
+  diskFull?: DiskFullLog;
+  jobTokens: JobTokens;
+  apiUrl: () => string | undefined;
+  reportDiskFull: (error: unknown) => boolean;
+  lifecyclePoint: PassLifecyclePoint;
+}
+
+export class AttemptLauncher {
+  private readonly options: AttemptLauncherOptions;
+  /** Placements committed and not launched yet: what a `launch` command starts. */
+  private readonly placed = new Map<string, { placement: Placement; tasks: Task[] }>();
+
+  constructor(options: AttemptLauncherOptions) {
+    this.options = options;
+  }
+
+  /** A committed placement, launched when the core says `launch`. */
+  hold(jobId: string, placement: Placement, tasks: Task[]): void {
+    this.placed.set(jobId, { placement, tasks });
+  }
+
+  /** The job finished or went back to the queue: its placement, if not launched yet, never will be. */
+  forget(jobId: string): void {
+    this.placed.delete(jobId);
+  }
+
+  /** Carries out `launch` (the job's lock held): its ranks started and recorded, then `ranks_started` or `launch_failed`. */
+  async launch(jobId: string): Promise<void> {
+    const { store, backend, executor, now, logger } = this.options;
+    const placed = this.placed.get(jobId);
+    const job = await store.getJob(jobId);
+    if (!placed || !job) return;
+    this.placed.delete(jobId);
+    const { placement, tasks } = placed;
+    const attempt = job.attempt ?? 1;
+    let handles: RankHandle[];
+    let runtimeEnv: Record<string, string> = {};
+    try {
+      runtimeEnv = await this.runtimeEnvironment(job, tasks);
+      handles = await backend.launch({
+        jobId: job.id,
+        jobName: job.spec.name,
+        run: job.spec.run,
+        workdir: job.spec.workdir,
+        env: job.spec.env,
+        runtimeEnv,
+        attempt,
+        ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
+      });
+      this.options.lifecyclePoint('launched', job.id);
+      // Its files were written: a full disk that kept jobs from starting is over.
+      this.options.diskFull?.recovered(runtimeEnv.TUTTI_CHECKPOINT_DIR ?? this.options.dataDir);
+    } catch (error) {
+      const full = asDiskFull(error, this.options.dataDir);
+      const detail = full ? full.message : error instanceof Error ? error.message : String(error);
+      // A full disk is not the job's fault, and over once space is freed: back to the queue, tried again after a pause.
+      if (full) this.options.reportDiskFull(error);
+      else logger.warn(`job ${job.id} could not start: ${detail}`);
+      await executor.carryOutNow(job.id, { kind: 'launch_failed', jobId: job.id, attempt, detail, ...(full ? { retryAfterMs: DISK_FULL_RETRY_MS } : {}) });
+      return;
+    }
+    const resumed = runtimeEnv.TUTTI_RESUME_FROM ?? null;
+    const startedAt = handles[0]?.startedAt ?? now();
+    // The ranks run now: their handles must reach the store even if the disk is full at this moment.
+    await executor.carryOutNowOrLater(job.id, `the start of job ${job.id}`, async () => {
+      await store.updateTasks(handles.map(recordOfHandle));
+      this.options.lifecyclePoint('ranks_recorded', job.id);
+      await store.appendEvent(
+        job.id,
+        'started',
+        `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
+        now(),
+        { ranks: describeLaunchedRanks(handles), attempt, resume_from: resumed },
+      );
+    });
+    this.options.progress.watchAttempt(job, attempt, handles, 'start');
+    this.options.metrics.observeStartLatency(startedAt - job.createdAt);
+    this.options.feed.notify();
+    await executor.carryOutNow(job.id, { kind: 'ranks_started', jobId: job.id, attempt, at: startedAt });
+  }
+
+  /**
+   * The per-job variables of an attempt, with its directories made by the backend where its ranks run (the job's
+   * `checkpoint_dir`, or the backend's default; a relative one is resolved there, never against the server's own
+   * working directory). The checkpoint to resume from is the one the job reported last, or else the newest complete
+   * entry of its checkpoint dir (see `ExecutionBackend.prepareAttempt`).
+   */
+  private async runtimeEnvironment(job: Job, tasks: readonly Task[]): Promise<Record<string, string>> {
+    const { checkpointDir, controlDir, newestCheckpoint } = await this.options.backend.prepareAttempt({
+      jobId: job.id,
+      attempt: job.attempt ?? 1,
+      nodes: [...new Set(tasks.map((t) => t.node))],
+      ...(job.spec.checkpointDir !== undefined ? { checkpointDir: job.spec.checkpointDir } : {}),
+      ...(job.spec.workdir !== undefined ? { workdir: job.spec.workdir } : {}),
+    });
+    const resumeFrom = job.lastCheckpoint ?? newestCheckpoint;
+    // The grace every stop of this attempt gets, whatever its cause: what the rank is told is what it will get.
+    const { graceMs } = this.options.lifecycle.stopGraceOf(job);
+    const apiUrl = this.options.apiUrl();
+    return {
+      TUTTI_CHECKPOINT_DIR: checkpointDir,
+      TUTTI_CONTROL_DIR: controlDir,
+      TUTTI_STOP_SIGNAL: job.spec.stopSignal ?? 'SIGTERM',
+      TUTTI_PREEMPT_GRACE_S: String(Math.floor(graceMs / 1000)),
+      TUTTI_JOB_TOKEN: this.options.jobTokens.tokenFor(job.id),
+      ...(apiUrl !== undefined ? { TUTTI_API_URL: apiUrl } : {}),
+      ...(resumeFrom !== undefined ? { TUTTI_RESUME_FROM: resumeFrom } : {}),
+    };
+  }
+}

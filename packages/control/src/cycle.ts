@@ -9,7 +9,7 @@
  *      being stopped is preempted through the lifecycle (record the stop, then signal) and the placements go to the
  *      driver to commit — `applyCycleResult`.
  */
-import type { ClusterSnapshot, Job, JobSpec, Placement, Plan, TeamConfig } from '@tutti/model';
+import type { ClusterSnapshot, Job, JobSpec, Placement, Plan, Preemption, TeamConfig } from '@tutti/model';
 import { screenPlan } from '@tutti/scheduler';
 import type { CycleCache, CycleInput, PlanViolation, RunningJobInput } from '@tutti/scheduler';
 import type { JobLifecycle } from './job-lifecycle.ts';
@@ -56,8 +56,8 @@ export interface AppliedCycle {
   violations: PlanViolation[];
   /** The victims' stops, in order (record, then signal). */
   commands: LifecycleCommand[];
-  /** The victims newly being stopped, with their reason. */
-  preempted: Array<{ jobId: string; forJobId: string; message: string }>;
+  /** The victims newly being stopped, with why (the plan's reason code and its sentence). */
+  preempted: Array<{ jobId: string; forJobId: string; reason: Preemption['reason']; message: string }>;
 }
 
 export interface ApplyCycleArgs {
@@ -80,7 +80,7 @@ export function applyCycleResult(lifecycle: JobLifecycle, args: ApplyCycleArgs):
     if (lifecycle.isStopping(preemption.jobId)) continue;
     const stop = lifecycle.handle({ kind: 'preempt', jobId: preemption.jobId, message: preemption.message, forJobId: preemption.forJobId }, args.now);
     if (!lifecycle.isStopping(preemption.jobId)) continue;
-    preempted.push({ jobId: preemption.jobId, forJobId: preemption.forJobId, message: preemption.message });
+    preempted.push({ jobId: preemption.jobId, forJobId: preemption.forJobId, reason: preemption.reason, message: preemption.message });
     commands.push(...stop);
   }
   return { placements: plan.placements, violations, commands, preempted };

@@ -37,7 +37,10 @@ export interface LifecycleSettings {
   maxGraceMs?: number;
   /** The one fair-share half-life (the profile's `fair-share.halfLifeMs`). */
   halfLifeMs: number;
-  /** Finished run times kept per key for run-time estimates (the profile's estimate window). @default 20 */
+  /**
+   * Finished run times kept per key for run-time estimates (the profile's estimate window); none are kept without
+   * it (no plugin of the profile reads them).
+   */
   durationWindow?: number;
 }
 
@@ -88,6 +91,8 @@ export class JobLifecycle {
   private readonly attempts = new Map<string, Attempt>();
   /** GPU-milliseconds of each queued or running job's ended attempts (least-attained-service profiles). */
   private readonly pastServiceGpuMs = new Map<string, number>();
+  /** Milliseconds each queued or running job ran in its ended attempts: a finished job's run time is all of them. */
+  private readonly pastRunMs = new Map<string, number>();
 
   constructor(settings: LifecycleSettings) {
     this.settings = settings;
@@ -139,14 +144,16 @@ export class JobLifecycle {
     return attained;
   }
 
-  /** After a restart: the attained service of a job's ended attempts, read back from the store. */
-  seedAttainedService(jobId: string, gpuMs: number): void {
-    if (gpuMs > 0) this.pastServiceGpuMs.set(jobId, gpuMs);
+  /** After a restart: how long a job's ended attempts ran, read back from the store. */
+  seedPastAttempts(jobId: string, gpus: number, runMs: number): void {
+    if (runMs <= 0) return;
+    this.pastRunMs.set(jobId, runMs);
+    this.pastServiceGpuMs.set(jobId, gpus * runMs);
   }
 
-  /** After a restart: a succeeded job's run time, oldest first. */
+  /** After a restart: a succeeded job's run time, oldest first (kept only when the profile estimates from them). */
   seedFinishedDuration(team: string, gpus: number, ms: number): void {
-    recordFinishedDuration(this.durationHistory, team, gpus, ms, this.settings.durationWindow);
+    if (this.settings.durationWindow !== undefined) recordFinishedDuration(this.durationHistory, team, gpus, ms, this.settings.durationWindow);
   }
 
   /** Handles one event at `now` (epoch ms); answers the commands to carry out, in order. */
@@ -236,7 +243,7 @@ export class JobLifecycle {
       const notBefore = now + retryAfterMs;
       return [
         { kind: 'requeue', jobId, attempt: attempt.attempt, reason: `could not start: ${detail}; tried again in ${formatDuration(retryAfterMs)}`, options: { notBefore } },
-        { kind: 'wake_at', at: notBefore, why: 'backoff' },
+        { kind: 'wake_at', at: notBefore, why: 'backoff', jobId },
       ];
     }
     const end = attempt.job.cancelRequestedAt !== undefined
@@ -404,16 +411,22 @@ export class JobLifecycle {
     const gpus = computeGpusHeld(job.spec);
     const withCause = cause !== undefined ? { cause } : {};
     if (outcome.kind === 'finish') {
+      // The run-time history learns how long the job needed: every attempt it ran, not only the last.
+      const totalRunMs = (this.pastRunMs.get(job.id) ?? 0) + ranMs;
       this.pastServiceGpuMs.delete(job.id);
-      if (outcome.end.status === 'succeeded') recordFinishedDuration(this.durationHistory, job.spec.team, gpus, ranMs, this.settings.durationWindow);
+      this.pastRunMs.delete(job.id);
+      if (outcome.end.status === 'succeeded' && this.settings.durationWindow !== undefined) {
+        recordFinishedDuration(this.durationHistory, job.spec.team, gpus, totalRunMs, this.settings.durationWindow);
+      }
       return [{ kind: 'finish', jobId: job.id, attempt: attempt.attempt, end: outcome.end, ...withCause }];
     }
     this.pastServiceGpuMs.set(job.id, (this.pastServiceGpuMs.get(job.id) ?? 0) + gpus * ranMs);
+    this.pastRunMs.set(job.id, (this.pastRunMs.get(job.id) ?? 0) + ranMs);
     const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
     const commands: LifecycleCommand[] = [
       { kind: 'requeue', jobId: job.id, attempt: attempt.attempt, reason: outcome.reason, options: { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) }, ...withCause },
     ];
-    if (notBefore !== undefined) commands.push({ kind: 'wake_at', at: notBefore, why: 'backoff' });
+    if (notBefore !== undefined) commands.push({ kind: 'wake_at', at: notBefore, why: 'backoff', jobId: job.id });
     return commands;
   }
 

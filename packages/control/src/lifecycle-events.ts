@@ -75,5 +75,5 @@ export type LifecycleCommand =
   | { kind: 'finish'; jobId: string; attempt: number; end: JobEnd; cause?: StopCause }
   /** The attempt is over; the whole gang goes back to the queue (not before `options.notBefore`). */
   | { kind: 'requeue'; jobId: string; attempt: number; reason: string; options: RequeueOptions; cause?: StopCause }
-  /** Wake the driver at `at` (epoch ms): a backoff ends, a deadline or a hang timer falls due. */
-  | { kind: 'wake_at'; at: number; why: 'backoff' | 'max_duration' | 'hang' };
+  /** Wake the driver at `at` (epoch ms): a backoff ends (of `jobId`), a deadline or a hang timer falls due (then `tick`). */
+  | { kind: 'wake_at'; at: number; why: 'backoff' | 'max_duration' | 'hang'; jobId?: string };

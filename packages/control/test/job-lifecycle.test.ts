@@ -7,7 +7,7 @@ const only = <K extends LifecycleCommand['kind']>(commands: readonly LifecycleCo
 
 describe('a job that runs to its end', () => {
   it('placed, launched, every rank exits 0: succeeded, and its run time joins the history', () => {
-    const h = new LifecycleHarness();
+    const h = new LifecycleHarness({ durationWindow: 20 });
     expect(kinds(h.feed({ kind: 'placed', job: makeJob('1'), ranks: [{ rank: 0, node: 'a' }, { rank: 1, node: 'b' }] }))).toEqual(['launch']);
     h.feed({ kind: 'ranks_started', jobId: '1', attempt: 1, at: h.now });
     h.advance(90_000);
@@ -16,6 +16,17 @@ describe('a job that runs to its end', () => {
     expect(kinds(end)).toEqual(['record_rank_exit', 'finish']);
     expect(only(end, 'finish')[0]?.end).toEqual({ status: 'succeeded', exitCode: 0, endReason: 'all 2 ranks exited with code 0' });
     expect(h.lifecycle.durationHistory.get('default|1')).toEqual([90_000]);
+  });
+
+  it('a job that needed two attempts enters the run-time history with both (what it took), not its last alone', () => {
+    const h = new LifecycleHarness({ durationWindow: 20 });
+    h.run(makeJob('1', { maxRestarts: 1, restartBackoffMs: 0 }));
+    h.advance(30_000);
+    h.exit('1', 0, 1);
+    h.run(makeJob('1', { maxRestarts: 1 }, { attempt: 2, restarts: 1 }));
+    h.advance(50_000);
+    h.exit('1', 0, 0, { attempt: 2 });
+    expect(h.lifecycle.durationHistory.get('default|1')).toEqual([80_000]);
   });
 
   it('a rank of an attempt that is over does not act on the next one', () => {
@@ -95,7 +106,7 @@ describe('stops: recorded before any signal, the first cause wins', () => {
     const full = h.feed({ kind: 'launch_failed', jobId: '2', attempt: 1, detail: 'disk full', retryAfterMs: 10_000 });
     expect(full).toEqual([
       { kind: 'requeue', jobId: '2', attempt: 1, reason: 'could not start: disk full; tried again in 10s', options: { notBefore: h.now + 10_000 } },
-      { kind: 'wake_at', at: h.now + 10_000, why: 'backoff' },
+      { kind: 'wake_at', at: h.now + 10_000, why: 'backoff', jobId: '2' },
     ]);
   });
 });
@@ -108,7 +119,7 @@ describe('restarts, hangs and deadlines', () => {
     const end = h.exit('1', 0, 1);
     const requeue = only(end, 'requeue')[0]!;
     expect(requeue.options).toMatchObject({ event: 'restarting', countRestart: true, notBefore: h.now + 8_000 });
-    expect(only(end, 'wake_at')).toEqual([{ kind: 'wake_at', at: h.now + 8_000, why: 'backoff' }]);
+    expect(only(end, 'wake_at')).toEqual([{ kind: 'wake_at', at: h.now + 8_000, why: 'backoff', jobId: '1' }]);
     // The attempt that ended counts towards the job's attained service.
     expect(h.lifecycle.attainedServiceGpuMs([], h.now).get('1')).toBe(10_000);
   });

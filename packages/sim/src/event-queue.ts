@@ -8,8 +8,16 @@ export type SimEvent =
   | { kind: 'arrival'; time: number; job: number }
   /** A running job finishes its work. `epoch` tells a stale completion (the job was preempted since) from a live one. */
   | { kind: 'completion'; time: number; job: number; epoch: number }
-  /** A preempted job's grace period ends: its GPUs are released and it returns to pending. */
-  | { kind: 'preempted'; time: number; job: number; epoch: number }
+  /** A stopped job's ranks exit (at its SIGKILL deadline, or at once if it exits on the signal). */
+  | { kind: 'stopped'; time: number; job: number; epoch: number }
+  /** A scripted failure of the running attempt (`JobScenario.attempts`): rank 0 exits with `exitCode`. */
+  | { kind: 'rank_failure'; time: number; job: number; epoch: number; exitCode: number }
+  /** A scripted cancel (`JobScenario.cancelAtS`). */
+  | { kind: 'cancel'; time: number; job: number }
+  /** The control core asked to be woken (a max_duration deadline, a hang timer). */
+  | { kind: 'lifecycle_tick'; time: number }
+  /** A restart's backoff is over: the job may be placed again. */
+  | { kind: 'backoff_over'; time: number; job: number }
   /**
    * A running job's attained service crosses a queue threshold of a least-attained-service profile (`tiresias`): it
    * is demoted, so a cycle runs. Stale when `epoch` changed (the job stopped since).

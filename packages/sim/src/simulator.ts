@@ -1,14 +1,17 @@
 /**
  * The discrete-event simulator: a virtual clock, an event queue, the cluster's state in memory and a simulated
- * backend, driving the scheduler's own `runCycle` and `verifyPlan` through the same input shapes as the live server.
+ * backend — a driver of the same control core (`JobLifecycle` of @tutti/control) and the same `runCycle` as the
+ * live server. Every decision about a job's life (its stops and their grace, what follows an attempt, restarts and
+ * their backoff, hangs, max_duration, the usage ledger, the victims marked as being stopped) is the core's.
  *
- *   events at time t (arrivals, completions, ends of preemption grace, periodic ticks) ──▶ update state
+ *   events at time t (arrivals, completions, stop deadlines, scripted failures / cancels, core wake-ups, ticks)
+ *        │   ──▶ lifecycle events ──▶ JobLifecycle.handle ──▶ commands carried out on the simulated cluster
  *        │   (all events of the same t are applied before any cycle: coalescing)
  *        ▼
- *   for each partition touched at t:  snapshot + queue ──▶ runCycle ──▶ screenPlan ──▶ apply placements / preemptions
- *        │                                                                   (a violation is a bug: the run stops)
+ *   for each partition touched at t:  snapshot + queue ──▶ runCycle ──▶ applyCycleResult (screenPlan, stop victims)
+ *        │                                                              ──▶ apply placements (placed ▶ launch)
  *        ▼
- *   completions and grace ends go back into the event queue
+ *   completions, stop deadlines and wake-ups go back into the event queue
  *
  * Time is virtual: trace seconds, turned into epoch milliseconds (trace second s = s × 1000 ms) for the scheduler.
  * Nothing in the scheduler knows it is being simulated.
@@ -27,12 +30,14 @@
  *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
  *     jobs still to finish).
  */
-import { GPU_SHARE_EPSILON, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan, type TeamUsage } from '@tutti/model';
-import { accumulateDecayedUsage, applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, readFairShareHalfLifeMs, recordFinishedDuration, runCycle, screenPlan, type PlanViolationCode } from '@tutti/scheduler';
-import type { CycleInput } from '@tutti/scheduler';
+import { GPU_SHARE_EPSILON, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan } from '@tutti/model';
+import { applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, runCycle, type PlanViolationCode } from '@tutti/scheduler';
+import type { CycleInput, RunningJobInput } from '@tutti/scheduler';
+import { JobLifecycle, applyCycleResult, isEligible, lifecycleSettingsFor } from '@tutti/control';
+import type { LifecycleCommand, StopCause } from '@tutti/control';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
-import type { TraceJob } from './trace-reader.ts';
+import type { JobScenario, TraceJob } from './trace-reader.ts';
 
 export interface SimOptions {
   /** Seconds between periodic scheduling cycles; 0 runs cycles only on events. @default 0 */
@@ -59,10 +64,17 @@ export interface SimOptions {
   onDecision?: (decision: SimDecision) => void;
 }
 
-/** A start or a preemption, as applied by the simulator. `traceId` is the trace's job id. */
+/**
+ * A decision applied by the simulator, as the control core made it. `traceId` is the trace's job id. `preempt` is a
+ * stop to make room; `stop` one for any other cause (a failed rank, a cancel, a hang, max_duration); `requeue` the
+ * job back in the queue (`preempted`, or `restarting` after a failure); `finish` its end.
+ */
 export type SimDecision =
   | { kind: 'start'; timeS: number; traceId: string; nodes: readonly PlacedNode[] }
-  | { kind: 'preempt'; timeS: number; traceId: string; reason: string };
+  | { kind: 'preempt'; timeS: number; traceId: string; reason: string }
+  | { kind: 'stop'; timeS: number; traceId: string; cause: StopCause['kind'] }
+  | { kind: 'requeue'; timeS: number; traceId: string; event: 'preempted' | 'restarting' | 'requeued' }
+  | { kind: 'finish'; timeS: number; traceId: string; status: 'succeeded' | 'failed' | 'cancelled' };
 
 export type UnplaceableReason =
   /** Partitioned by team and the job has no queue/team. */
@@ -200,9 +212,9 @@ interface Partition {
   queues: Map<string, ShapeQueue>;
   pending: number;
   /** Running (or stopping) jobs by sim-job index, for the cycle's `running` input. */
-  running: Map<number, Job>;
+  running: Map<number, RunningJobInput>;
   /** The jobs of `running`, in its order, as cycles take them; made when first asked after a change. */
-  runningJobs: Job[] | undefined;
+  runningJobs: RunningJobInput[] | undefined;
   /**
    * The allocations of all its nodes, node by node, as the last snapshot of the whole partition listed them, where each
    * node's start (by position, and the end at the last position), and the positions of nodes changed since. The next
@@ -232,6 +244,10 @@ interface SimJob {
   overheadS: number;
   epoch: number;
   placement: Array<{ node: SimNode; positions: number[]; fraction?: number }>;
+  /** A hand-written job's life beyond its run time (failures, hangs, a cancel). */
+  scenario: JobScenario | undefined;
+  /** When the running attempt stops reporting progress (a scripted hang), if it does. */
+  hangsAtS: number | undefined;
 }
 
 /** Runs one policy over a trace on a cluster. Synchronous and deterministic: the same inputs give the same result. */
@@ -246,6 +262,9 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const resolved = applyFairShareHalfLife(policy.profile, cluster.scheduler.fairShareHalfLifeMs);
   if (!resolved.ok) throw new ProfileError(resolved.error);
   const profile = resolved.profile;
+  // The control core the live server drives: every job's life (stops and their grace, outcomes, restarts and their
+  // backoff, hangs, the usage ledger, the victims being stopped) is decided by it here too. Times in it are ms.
+  const lifecycle = new JobLifecycle(lifecycleSettingsFor(profile));
   const partitioned = options.partition === 'team-label' || ((options.partition ?? 'auto') === 'auto' && cluster.nodes.some((n) => n.labels.team !== undefined));
 
   // Nodes and partitions.
@@ -319,7 +338,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     if (shape.numNodes * shape.gpusPerNode !== t.numGpus) roundedUpJobs++;
     const fraction = shape.numNodes === 1 && shape.gpusPerNode === 1 ? t.gpuFraction : undefined;
     const priority = t.priority ?? 50;
-    const specKey = `${team}|${shape.gpusPerNode}|${shape.numNodes}|${t.gpuType}|${fraction ?? ''}|${priority}`;
+    const specKey = `${team}|${shape.gpusPerNode}|${shape.numNodes}|${t.gpuType}|${fraction ?? ''}|${priority}${t.scenario?.spec ? `|${i}` : ''}`;
     let spec = specCache.get(specKey);
     if (!spec) {
       spec = {
@@ -330,6 +349,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         numNodes: shape.numNodes,
         run: { kind: 'argv', argv: ['trace-job'] },
         env: {},
+        ...t.scenario?.spec,
       };
       specCache.set(specKey, spec);
     }
@@ -360,6 +380,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       overheadS: 0,
       epoch: 0,
       placement: [],
+      scenario: t.scenario,
+      hangsAtS: undefined,
     };
   }
 
@@ -369,6 +391,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     if ((jobs[i] as SimJob).state === State.Waiting) {
       events.push({ kind: 'arrival', time: outcomes.submitS[i] as number, job: i });
       remaining++;
+      const cancelAtS = trace[i]?.scenario?.cancelAtS;
+      if (cancelAtS !== undefined) events.push({ kind: 'cancel', time: Math.max(cancelAtS, outcomes.submitS[i] as number), job: i });
     }
   }
   const total = n;
@@ -402,7 +426,6 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const needsOracle = compiled.oracle;
   // LAS thresholds of the queue sort: `las`, or fair share ordering each team by least attained service.
   const lasThresholdsGpuS = compiled.las?.queueThresholdsGpuS ?? (compiled.fairShare?.withinTeam === 'least-attained' ? compiled.fairShare.lasThresholdsGpuS : undefined);
-  const estimateWindow = compiled.fairShare?.estimateWindow;
   // A cycle in which no waiting job fits the free GPUs places nothing; it can still preempt. `order-preemption` may
   // preempt whenever something waits. `preemption` needs a running job of lower priority (trace files give every
   // job the same priority, so never; a scenario written by hand may not) or quota reclaim (a victim of another team
@@ -435,7 +458,6 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   if (measureFragmentation) for (const partition of partitions.values()) for (const node of partition.nodes) updateFragmentation(node);
   let fragmentedGpuS = 0;
   let freeGpuS = 0;
-  const durationHistory = new Map<string, number[]>();
   const attainedOf = (index: number, now: number): number => {
     const sj = jobs[index] as SimJob;
     let gpuS = outcomes.attainedGpuS[index] as number;
@@ -452,19 +474,10 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     const sj = jobs[index] as SimJob;
     events.push({ kind: 'service', time: now + (next - attained) / gpus, job: index, epoch: sj.epoch });
   };
-  // Fair-share history: GPUs held per team now, and decayed GPU-seconds per team as of `usageAsOf`.
-  const halfLifeS = readFairShareHalfLifeMs(profile) / 1000;
+  // Fair-share history: GPUs held per team now, fed to the core's usage ledger (the server's) at every event time.
   const teamBusy = new Map<string, number>();
-  const teamUsage = new Map<string, number>();
-  let usageAsOf = lastT;
-  const advanceUsage = (now: number): void => {
-    const dt = now - usageAsOf;
-    if (dt <= 0) return;
-    // The scheduler's accumulator, as the server's usage tracker: each team's usage with what it held over dt.
-    for (const [team, used] of teamUsage) teamUsage.set(team, accumulateDecayedUsage(used, dt, teamBusy.get(team) ?? 0, halfLifeS));
-    for (const [team, gpus] of teamBusy) if (gpus > 0 && !teamUsage.has(team)) teamUsage.set(team, accumulateDecayedUsage(0, dt, gpus, halfLifeS));
-    usageAsOf = now;
-  };
+  lifecycle.usage.advance(lastT, teamBusy);
+  const advanceUsage = (now: number): void => lifecycle.usage.advance(now, teamBusy);
 
   const enqueue = (index: number): void => {
     const sj = jobs[index] as SimJob;
@@ -633,7 +646,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           cap = Math.floor(slots / queue.numNodes);
         }
         const take = Math.min(cap, live);
-        for (let k = 0; k < take; k++) pending.push((jobs[queue.items[queue.head + k] as number] as SimJob).job);
+        for (let k = 0; k < take; k++) {
+          // A restart waiting out its backoff is not a candidate yet (the core's eligibility rule).
+          const job = (jobs[queue.items[queue.head + k] as number] as SimJob).job;
+          if (isEligible(job, now * 1000)) pending.push(job);
+        }
         nodeRanks += take * queue.numNodes;
       }
       if (pending.length === 0) {
@@ -663,7 +680,10 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         return;
       }
       for (const queue of partition.queues.values()) {
-        for (let k = queue.head; k < queue.items.length; k++) pending.push((jobs[queue.items[k] as number] as SimJob).job);
+        for (let k = queue.head; k < queue.items.length; k++) {
+          const job = (jobs[queue.items[k] as number] as SimJob).job;
+          if (job.notBefore === undefined || isEligible(job, now * 1000)) pending.push(job);
+        }
       }
       includedNodes = partition.nodes;
       nodeInfos = partitionNodeInfos.get(partition) ?? [];
@@ -687,10 +707,9 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       input.running = partition.runningJobs ??= [...partition.running.values()];
       input.teams = cluster.teams;
       advanceUsage(now);
-      const usage: TeamUsage[] = [];
-      for (const [team, decayedGpuSeconds] of teamUsage) usage.push({ team, decayedGpuSeconds, asOf: now * 1000 });
-      input.usage = usage;
-      input.durationHistory = durationHistory;
+      input.usage = lifecycle.usage.usage(now);
+      input.durationHistory = lifecycle.durationHistory;
+      input.defaultGraceMs = lifecycle.settings.defaultGraceMs;
       if (needsOracle || lasThresholdsGpuS) {
         const byId = new Map<string, number>();
         const add = (index: number): void => {
@@ -742,14 +761,15 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const applyPlan = (partition: Partition, snapshot: ClusterSnapshot, proposed: Plan, pending: readonly Job[], input: CycleInput, now: number): void => {
     const specs = new Map<string, JobSpec>();
     for (const job of pending) specs.set(job.id, job.spec);
-    // As the live server: the faulty part of an invalid plan (a scheduler bug) is dropped and recorded, the rest applied.
-    const { plan, violations } = screenPlan(verifiedPart(partition, snapshot, proposed, input), proposed, specs, { running: input.running, teams: input.teams });
-    for (const v of violations) {
+    // As the live server: the core screens the plan (the faulty part of an invalid plan, a scheduler bug, is dropped
+    // and recorded, the rest applied) and stops the victims not already being stopped.
+    const applied = applyCycleResult(lifecycle, { snapshot: verifiedPart(partition, snapshot, proposed, input), plan: proposed, specs, ...(input.running ? { running: input.running } : {}), ...(input.teams ? { teams: input.teams } : {}), now: now * 1000 });
+    for (const v of applied.violations) {
       const traceJob = trace[Number(v.jobId) - 1];
       planViolations.push({ timeS: now, traceId: traceJob?.traceId ?? v.jobId, code: v.code, message: v.message });
     }
     const byName = partition.nodeByName;
-    for (const placement of plan.placements) {
+    for (const placement of applied.placements) {
       const index = Number(placement.jobId) - 1;
       const sj = jobs[index] as SimJob;
       if (sj.state !== State.Pending) throw new Error(`policy ${policy.name} placed job ${placement.jobId}, which is not pending`);
@@ -777,7 +797,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       }
       busyGpus += gpus;
       // A new job object: one given to a cycle is not edited afterwards (the scheduler's caches rely on it).
-      sj.job = { ...sj.job, status: 'running', startedAt: now * 1000 };
+      sj.job = { ...sj.job, status: 'running', startedAt: now * 1000, attempt: (sj.job.attempt ?? 0) + 1 };
       partition.running.set(index, sj.job);
       partition.runningJobs = undefined;
       teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) + gpus);
@@ -787,21 +807,129 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       sj.overheadS = sj.doneS > 0 || (outcomes.preemptions[index] ?? 0) > 0 ? restartOverheadS : 0;
       if (Number.isNaN(outcomes.firstStartS[index] as number)) outcomes.firstStartS[index] = now;
       sj.epoch++;
-      events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
+      const attempt = sj.job.attempt ?? 1;
+      const script = sj.scenario?.attempts?.[attempt - 1];
+      sj.hangsAtS = script && 'hang' in script ? now + sj.overheadS + script.hang.afterS : undefined;
+      // A hung attempt makes no progress: it never completes its work, it is only stopped.
+      if (sj.hangsAtS === undefined) events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
+      if (script && 'fail' in script) events.push({ kind: 'rank_failure', time: now + sj.overheadS + script.fail.afterS, job: index, epoch: sj.epoch, exitCode: script.fail.exitCode });
       scheduleServiceEvent(index, now);
       options.onDecision?.({ kind: 'start', timeS: now, traceId: (trace[index] as TraceJob).traceId, nodes: placement.nodes });
+      // The simulated backend starts every rank at once (one per placed node).
+      carryOut(lifecycle.handle({ kind: 'placed', job: sj.job, ranks: placement.nodes.map((placed, rank) => ({ rank, node: placed.node })) }, now * 1000), now);
     }
-    for (const preemption of plan.preemptions) {
-      const index = Number(preemption.jobId) - 1;
-      const sj = jobs[index];
-      if (!sj || sj.state !== State.Running) continue;
-      sj.state = State.Stopping;
-      sj.epoch++;
+    const reasons = new Map(applied.preempted.map((p) => [p.jobId, p.reason]));
+    carryOut(applied.commands, now, reasons);
+  };
+
+  /**
+   * Carries out the core's commands on the simulated cluster: `launch` starts the ranks at once, `signal_ranks`
+   * stops the job (gone at its SIGKILL deadline, or at once if it exits on the signal), `finish` and `requeue` end
+   * its attempt. What the server records (`record_*`, `append_event`) the simulator keeps no log of.
+   */
+  const carryOut = (commands: readonly LifecycleCommand[], now: number, preemptionReasons?: ReadonlyMap<string, string>): void => {
+    let cause: StopCause | undefined;
+    for (const command of commands) {
+      switch (command.kind) {
+        case 'launch':
+          carryOut(lifecycle.handle({ kind: 'ranks_started', jobId: command.jobId, attempt: command.attempt, at: now * 1000 }, now * 1000), now);
+          break;
+        case 'record_stop':
+          cause = command.stop.cause;
+          break;
+        case 'signal_ranks':
+          stopJob(Number(command.jobId) - 1, cause, now, preemptionReasons);
+          break;
+        case 'finish':
+          endJob(Number(command.jobId) - 1, command.end.status, now);
+          break;
+        case 'requeue':
+          requeueJob(Number(command.jobId) - 1, command.options, now);
+          break;
+        case 'wake_at':
+          events.push(command.why === 'backoff' && command.jobId !== undefined ? { kind: 'backoff_over', time: command.at / 1000, job: Number(command.jobId) - 1 } : { kind: 'lifecycle_tick', time: command.at / 1000 });
+          break;
+        case 'record_rank_exit':
+        case 'record_ranks_lost':
+        case 'append_event':
+          break;
+      }
+    }
+  };
+
+  /** A running job is being stopped: marked for the cycles (a victim, with the job it makes room for), gone at its deadline. */
+  const stopJob = (index: number, cause: StopCause | undefined, now: number, preemptionReasons: ReadonlyMap<string, string> | undefined): void => {
+    const sj = jobs[index] as SimJob;
+    if (sj.state !== State.Running) return;
+    const partition = sj.partition as Partition;
+    sj.state = State.Stopping;
+    sj.epoch++;
+    const traceId = (trace[index] as TraceJob).traceId;
+    if (cause?.kind === 'preempted') {
       preemptions++;
       outcomes.preemptions[index] = (outcomes.preemptions[index] ?? 0) + 1;
-      events.push({ kind: 'preempted', time: now + preemption.graceMs / 1000, job: index, epoch: sj.epoch });
-      options.onDecision?.({ kind: 'preempt', timeS: now, traceId: (trace[index] as TraceJob).traceId, reason: preemption.reason });
+      options.onDecision?.({ kind: 'preempt', timeS: now, traceId, reason: preemptionReasons?.get(sj.job.id) ?? cause.message });
+    } else if (cause) options.onDecision?.({ kind: 'stop', timeS: now, traceId, cause: cause.kind });
+    const stopping = lifecycle.stoppingMarkerOf(sj.job.id);
+    if (stopping) {
+      partition.running.set(index, { ...sj.job, stopping });
+      partition.runningJobs = undefined;
+      partition.dirty = true;
     }
+    const graceS = lifecycle.stopGraceOf(sj.job).graceMs / 1000;
+    events.push({ kind: 'stopped', time: sj.scenario?.exitsOnSignal ? now : now + graceS, job: index, epoch: sj.epoch });
+  };
+
+  /** Every rank of the job exits now (with `exitCode`, or 0 on completion); the core decides what follows. */
+  const ranksExit = (index: number, exitCode: number, now: number): void => {
+    const sj = jobs[index] as SimJob;
+    const attempt = sj.job.attempt ?? 1;
+    for (let rank = 0; rank < sj.placement.length; rank++) {
+      carryOut(lifecycle.handle({ kind: 'rank_exited', jobId: sj.job.id, attempt, rank, exitCode, lost: false, at: now * 1000 }, now * 1000), now);
+    }
+  };
+
+  /** The job's attempt is over and so is the job. */
+  const endJob = (index: number, status: 'succeeded' | 'failed' | 'cancelled', now: number): void => {
+    const sj = jobs[index] as SimJob;
+    if (sj.state === State.Pending) {
+      removeFromQueue(index);
+    } else if (sj.state === State.Running || sj.state === State.Stopping) {
+      const runStartS = sj.runStartS;
+      const gpus = release(index, now);
+      if (status === 'succeeded') {
+        workGpuS += (outcomes.durationS[index] as number) * gpus;
+        lostGpuS += sj.overheadS * gpus;
+        sj.doneS = outcomes.durationS[index] as number;
+      } else lostGpuS += (now - runStartS) * gpus;
+    }
+    sj.state = State.Done;
+    sj.job = { ...sj.job, status };
+    outcomes.finishS[index] = now;
+    doneCount++;
+    touched.add(sj.partition as Partition);
+    options.onDecision?.({ kind: 'finish', timeS: now, traceId: (trace[index] as TraceJob).traceId, status });
+  };
+
+  /** The job's attempt is over; it goes back to its place in the queue with the work it checkpointed. */
+  const requeueJob = (index: number, requeue: { event?: 'requeued' | 'restarting' | 'preempted'; countRestart?: boolean; notBefore?: number }, now: number): void => {
+    const sj = jobs[index] as SimJob;
+    const duration = outcomes.durationS[index] as number;
+    const progress = Math.min(Math.max(0, now - sj.runStartS - sj.overheadS), duration - sj.doneS);
+    const reached = sj.doneS + progress;
+    // A preempted job checkpoints when signalled (interval 0) or keeps its last periodic checkpoint; a failed or hung
+    // attempt is not asked: it keeps only its last periodic checkpoint.
+    const periodic = checkpointIntervalS > 0 ? Math.max(sj.doneS, Math.floor(reached / checkpointIntervalS) * checkpointIntervalS) : sj.doneS;
+    const kept = checkpointIntervalS === 0 && requeue.event === 'preempted' ? reached : periodic;
+    const gpus = release(index, now);
+    const held = (now - sj.runStartS) * gpus;
+    lostGpuS += held - (kept - sj.doneS) * gpus;
+    sj.doneS = kept;
+    const { notBefore: _previous, ...job } = sj.job;
+    sj.job = { ...job, status: 'pending', ...(requeue.countRestart ? { restarts: (sj.job.restarts ?? 0) + 1 } : {}), ...(requeue.notBefore !== undefined ? { notBefore: requeue.notBefore } : {}) };
+    enqueue(index);
+    touched.add(sj.partition as Partition);
+    options.onDecision?.({ kind: 'requeue', timeS: now, traceId: (trace[index] as TraceJob).traceId, event: requeue.event ?? 'requeued' });
   };
 
   const removeFromQueue = (index: number): void => {
@@ -850,32 +978,48 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
         case 'completion': {
           const sj = jobs[event.job] as SimJob;
           if (sj.epoch !== event.epoch || sj.state !== State.Running) break;
-          const gpus = release(event.job, now);
-          workGpuS += (outcomes.durationS[event.job] as number) * gpus;
-          lostGpuS += sj.overheadS * gpus;
-          sj.doneS = outcomes.durationS[event.job] as number;
-          sj.state = State.Done;
-          sj.job = { ...sj.job, status: 'succeeded' };
-          outcomes.finishS[event.job] = now;
-          doneCount++;
-          if (estimateWindow !== undefined) recordFinishedDuration(durationHistory, sj.job.spec.team, gpus, (outcomes.durationS[event.job] as number) * 1000, estimateWindow);
-          touched.add(sj.partition as Partition);
+          // Its work is done: every rank exits 0, and the core finishes the job.
+          ranksExit(event.job, 0, now);
           break;
         }
-        case 'preempted': {
+        case 'stopped': {
           const sj = jobs[event.job] as SimJob;
           if (sj.epoch !== event.epoch || sj.state !== State.Stopping) break;
-          const duration = outcomes.durationS[event.job] as number;
-          const progress = Math.min(Math.max(0, now - sj.runStartS - sj.overheadS), duration - sj.doneS);
-          const reached = sj.doneS + progress;
-          const kept = checkpointIntervalS > 0 ? Math.max(sj.doneS, Math.floor(reached / checkpointIntervalS) * checkpointIntervalS) : reached;
-          const gpus = release(event.job, now);
-          const held = (now - sj.runStartS) * gpus;
-          lostGpuS += held - (kept - sj.doneS) * gpus;
-          sj.doneS = kept;
-          sj.job = { ...sj.job, status: 'pending' };
-          enqueue(event.job);
-          touched.add(sj.partition as Partition);
+          // It checkpointed within its grace and exited on the signal (143): the core decides what follows.
+          ranksExit(event.job, 143, now);
+          break;
+        }
+        case 'rank_failure': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.epoch !== event.epoch || sj.state !== State.Running) break;
+          carryOut(lifecycle.handle({ kind: 'rank_exited', jobId: sj.job.id, attempt: sj.job.attempt ?? 1, rank: 0, exitCode: event.exitCode, lost: false, at: now * 1000 }, now * 1000), now);
+          break;
+        }
+        case 'cancel': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.state === State.Pending) endJob(event.job, 'cancelled', now);
+          else if (sj.state === State.Running || sj.state === State.Stopping) {
+            sj.job = { ...sj.job, cancelRequestedAt: now * 1000 };
+            carryOut(lifecycle.handle({ kind: 'cancel_requested', jobId: sj.job.id }, now * 1000), now);
+          }
+          break;
+        }
+        case 'lifecycle_tick': {
+          // The simulated jobs report progress continuously, until a scripted hang: what the core's hang timer reads.
+          for (const partition of partitions.values()) {
+            for (const index of partition.running.keys()) {
+              const sj = jobs[index] as SimJob;
+              if (sj.state !== State.Running || sj.job.spec.hangTimeoutMs === undefined) continue;
+              const at = Math.min(now, sj.hangsAtS ?? now);
+              lifecycle.handle({ kind: 'progress', jobId: sj.job.id, attempt: sj.job.attempt ?? 1, at: at * 1000 }, now * 1000);
+            }
+          }
+          carryOut(lifecycle.handle({ kind: 'tick' }, now * 1000), now);
+          break;
+        }
+        case 'backoff_over': {
+          const sj = jobs[event.job] as SimJob;
+          if (sj.state === State.Pending) touched.add(sj.partition as Partition);
           break;
         }
         case 'service': {

@@ -15,6 +15,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
+import type { JobSpec } from '@tutti/model';
 
 /** One job of a trace. Times are seconds from the trace's start. */
 export interface TraceJob {
@@ -34,6 +35,27 @@ export interface TraceJob {
   gpuFraction?: number;
   /** Priority (0..1000) for scenarios written by hand; trace files carry none, and every trace job gets 50. */
   priority?: number;
+  /** What else happens to the job, for scenarios written by hand (trace files carry none). */
+  scenario?: JobScenario;
+}
+
+/**
+ * A hand-written job's life beyond its run time: its restart policy and grace, and how its attempts end. The
+ * simulator plays it through the same control core as the live server (failures, hangs, cancels, backoffs).
+ */
+export interface JobScenario {
+  /** Spec fields as a job file sets them (`preemption_grace`, `max_restarts`, `restart_on`, `restart_backoff`, `hang_timeout`, `max_duration`). */
+  spec?: Pick<JobSpec, 'preemptionGraceMs' | 'maxRestarts' | 'restartOn' | 'restartBackoffMs' | 'hangTimeoutMs' | 'maxDurationMs'>;
+  /**
+   * How each attempt ends, attempt 1 first; an attempt beyond the list runs its remaining work to the end. `fail`:
+   * rank 0 exits with `exitCode` after `afterS` seconds of the attempt; `hang`: the job stops reporting progress after
+   * `afterS` seconds and runs on until stopped.
+   */
+  attempts?: ReadonlyArray<{ fail: { afterS: number; exitCode: number } } | { hang: { afterS: number } }>;
+  /** A cancel asked at this trace second. */
+  cancelAtS?: number;
+  /** On a stop signal the job exits at once (true), or uses its whole grace to checkpoint and is gone at the deadline (false). @default false */
+  exitsOnSignal?: boolean;
 }
 
 export interface TraceReadOptions {

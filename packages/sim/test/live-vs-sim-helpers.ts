@@ -58,7 +58,8 @@ export function simulateDecisions(trace: readonly TraceJob[], cluster: ClusterCo
   if (!policy) throw new Error(`no ${profile} profile`);
   const decisions: Decision[] = [];
   const onDecision = (d: SimDecision): void => {
-    decisions.push(d.kind === 'start' ? formatStart(d.traceId, d.nodes) : `preempt ${d.traceId}`);
+    if (d.kind === 'start') decisions.push(formatStart(d.traceId, d.nodes));
+    if (d.kind === 'preempt') decisions.push(`preempt ${d.traceId}`);
   };
   const result = runSimulation(trace, cluster, policy, { onDecision });
   expect(result.jobs.unplaceable.every((reason) => reason === 255)).toBe(true);

@@ -240,51 +240,55 @@ export const MIGRATIONS: readonly Migration[] = [
       // backend's ref ({pid, pidStartTime, logPath}), so ranks still running are adopted after the upgrade.
       await db.schema.alterTable('tasks').addColumn('backend', 'text').execute();
       await db.schema.alterTable('tasks').addColumn('backend_ref_json', 'text').execute();
-      type OldTask = { job_id: number; rank: number; pid: number; pid_start_time: number | null; log_path: string | null };
-      for (let after = { jobId: 0, rank: -1 }; ; ) {
-        const rows: OldTask[] = await db
-          .selectFrom('tasks')
-          .select(['job_id', 'rank', 'pid', 'pid_start_time', 'log_path'])
-          .where('pid', 'is not', null)
-          .where((eb) => eb.or([eb('job_id', '>', after.jobId), eb.and([eb('job_id', '=', after.jobId), eb('rank', '>', after.rank)])]))
-          .orderBy('job_id')
-          .orderBy('rank')
-          .limit(500)
-          .execute();
-        for (const row of rows) {
-          const ref = localRefOfV6Task({ pid: row.pid, pidStartTime: row.pid_start_time, logPath: row.log_path });
-          await db.updateTable('tasks').set({ backend: 'local', backend_ref_json: JSON.stringify(ref) }).where('job_id', '=', row.job_id).where('rank', '=', row.rank).execute();
-        }
-        const last = rows.at(-1);
-        if (!last) break;
-        after = { jobId: Number(last.job_id), rank: last.rank };
-      }
+      type OldTask = { job_id: number; rank: number; pid: number | null; pid_start_time: number | null; log_path: string | null };
+      await forEachRowInJobKeyOrder<OldTask>(db, 'tasks', 'rank', ['pid', 'pid_start_time', 'log_path'], async (row) => {
+        if (row.pid === null) return;
+        const ref = localRefOfV6Task({ pid: row.pid, pidStartTime: row.pid_start_time, logPath: row.log_path });
+        await db.updateTable('tasks').set({ backend: 'local', backend_ref_json: JSON.stringify(ref) }).where('job_id', '=', row.job_id).where('rank', '=', row.rank).execute();
+      });
       for (const column of ['pid', 'pid_start_time', 'log_path']) await db.schema.alterTable('tasks').dropColumn(column).execute();
       // The ranks of ended attempts (Task JSON) the same way.
-      for (let after = { jobId: 0, attempt: 0 }; ; ) {
-        const rows: Array<{ job_id: number; attempt: number; tasks_json: string }> = await db
-          .selectFrom('job_attempts')
-          .select(['job_id', 'attempt', 'tasks_json'])
-          .where((eb) => eb.or([eb('job_id', '>', after.jobId), eb.and([eb('job_id', '=', after.jobId), eb('attempt', '>', after.attempt)])]))
-          .orderBy('job_id')
-          .orderBy('attempt')
-          .limit(500)
-          .execute();
-        for (const row of rows) {
-          const tasks = JSON.parse(row.tasks_json) as Array<Record<string, unknown>>;
-          if (!tasks.some((t) => 'pid' in t || 'pidStartTime' in t || 'logPath' in t)) continue;
-          const converted = tasks.map(({ pid, pidStartTime, logPath, ...task }) =>
-            typeof pid === 'number' ? { ...task, backend: { kind: 'local', ref: localRefOfV6Task({ pid, pidStartTime, logPath }) } } : task,
-          );
-          await db.updateTable('job_attempts').set({ tasks_json: JSON.stringify(converted) }).where('job_id', '=', row.job_id).where('attempt', '=', row.attempt).execute();
-        }
-        const last = rows.at(-1);
-        if (!last) break;
-        after = { jobId: Number(last.job_id), attempt: last.attempt };
-      }
+      type OldAttempt = { job_id: number; attempt: number; tasks_json: string };
+      await forEachRowInJobKeyOrder<OldAttempt>(db, 'job_attempts', 'attempt', ['tasks_json'], async (row) => {
+        const tasks = JSON.parse(row.tasks_json) as Array<Record<string, unknown>>;
+        if (!tasks.some((t) => 'pid' in t || 'pidStartTime' in t || 'logPath' in t)) return;
+        const converted = tasks.map(({ pid, pidStartTime, logPath, ...task }) =>
+          typeof pid === 'number' ? { ...task, backend: { kind: 'local', ref: localRefOfV6Task({ pid, pidStartTime, logPath }) } } : task,
+        );
+        await db.updateTable('job_attempts').set({ tasks_json: JSON.stringify(converted) }).where('job_id', '=', row.job_id).where('attempt', '=', row.attempt).execute();
+      });
     },
   },
 ];
+
+/**
+ * Visits every row of a table keyed by (`job_id`, `second`), 500 at a time in key order, each page read after the last
+ * key of the one before: a table of any size is read in bounded memory, and a row the visit rewrites is not read again.
+ */
+async function forEachRowInJobKeyOrder<Row extends { job_id: number }>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see Migration.up
+  db: Kysely<any>,
+  table: string,
+  second: string,
+  columns: readonly string[],
+  visit: (row: Row) => Promise<void>,
+): Promise<void> {
+  for (let after = { jobId: 0, second: -1 }; ; ) {
+    const { jobId, second: afterSecond } = after;
+    const rows = (await db
+      .selectFrom(table)
+      .select(['job_id', second, ...columns])
+      .where((eb) => eb.or([eb('job_id', '>', jobId), eb.and([eb('job_id', '=', jobId), eb(second, '>', afterSecond)])]))
+      .orderBy('job_id')
+      .orderBy(second)
+      .limit(500)
+      .execute()) as Row[];
+    for (const row of rows) await visit(row);
+    const last = rows.at(-1);
+    if (!last) return;
+    after = { jobId: Number(last.job_id), second: Number((last as Record<string, unknown>)[second]) };
+  }
+}
 
 /** The local backend's ref of a rank recorded before version 7 (the shape of @tutti/backends' LocalRankRef then). */
 function localRefOfV6Task(old: { pid: number; pidStartTime: unknown; logPath: unknown }): Record<string, number | string> {

@@ -235,17 +235,16 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 7,
     name: "a rank's handle as its backend recorded it (backend + ref JSON) instead of a local process's pid, start time and log path",
-    async up(db) {
+    async up(db, dialect) {
       // Every rank recorded so far was launched by the local backend: its pid, start time and log path become that
       // backend's ref ({pid, pidStartTime, logPath}), so ranks still running are adopted after the upgrade.
       await db.schema.alterTable('tasks').addColumn('backend', 'text').execute();
       await db.schema.alterTable('tasks').addColumn('backend_ref_json', 'text').execute();
-      type OldTask = { job_id: number; rank: number; pid: number | null; pid_start_time: number | null; log_path: string | null };
-      await forEachRowInJobKeyOrder<OldTask>(db, 'tasks', 'rank', ['pid', 'pid_start_time', 'log_path'], async (row) => {
-        if (row.pid === null) return;
-        const ref = localRefOfV6Task({ pid: row.pid, pidStartTime: row.pid_start_time, logPath: row.log_path });
-        await db.updateTable('tasks').set({ backend: 'local', backend_ref_json: JSON.stringify(ref) }).where('job_id', '=', row.job_id).where('rank', '=', row.rank).execute();
-      });
+      // One statement, not a row at a time: `tasks` holds a row per rank of every job ever run. The ref's fields that
+      // were null are left out (SQLite's json_patch drops null members, PostgreSQL's json_strip_nulls likewise).
+      const fields = sql`'pid', pid, 'pidStartTime', pid_start_time, 'logPath', log_path`;
+      const ref = dialect.name === 'sqlite' ? sql`json_patch('{}', json_object(${fields}))` : sql`json_strip_nulls(json_build_object(${fields}))::text`;
+      await db.updateTable('tasks').set({ backend: 'local', backend_ref_json: ref }).where('pid', 'is not', null).execute();
       for (const column of ['pid', 'pid_start_time', 'log_path']) await db.schema.alterTable('tasks').dropColumn(column).execute();
       // The ranks of ended attempts (Task JSON) the same way.
       type OldAttempt = { job_id: number; attempt: number; tasks_json: string };

@@ -235,6 +235,8 @@ describe('the OpenAPI document at /docs', () => {
     const sent = await call('GET', '/v1/jobs/{id}', `/v1/jobs/${done.id}`);
     expect(built.progress?.values).toMatchObject({ phase: 'warmup', ok: true });
     expect(sent).toEqual(JSON.parse(JSON.stringify(built)));
+    // A rank's backend details are open-ended (each backend names its own): the schema lets them through.
+    expect((sent as { tasks: Array<{ backend: unknown }> }).tasks[0]?.backend).toEqual({ kind: 'local', details: { pid: expect.any(Number), host: expect.any(String) } });
     expect(await call('GET', '/v1/jobs/{id}/metrics', `/v1/jobs/${done.id}/metrics`)).toEqual({ job_id: done.id, records: (await store.listProgress(done.id, {})).map(toProgressView) });
     expect(await call('GET', '/v1/jobs/{id}/events', `/v1/jobs/${done.id}/events`)).toEqual(JSON.parse(JSON.stringify({ events: (await store.listEvents({ jobId: done.id, limit: 10_000 })).map(toEventView) })));
     const nodes = (await call('GET', '/v1/nodes', '/v1/nodes')) as { nodes: { gpus: { shares: unknown[] }[] }[] };

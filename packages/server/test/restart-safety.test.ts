@@ -19,10 +19,19 @@ import { pidOf, isEnded, isProcessAlive, isRunningWithPids, touch, waitForFileTh
 
 const TUTTI = fileURLToPath(new URL('../../cli/bin/tutti.js', import.meta.url));
 const children: ChildProcess[] = [];
+/** Process groups of ranks a test started itself, until they have ended: a failed test must not leave them running. */
+const rankGroups = new Set<number>();
 let root = '';
 
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const pgid of rankGroups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   if (root) await rm(root, { recursive: true, force: true }).catch(() => undefined);
 });
 
@@ -122,6 +131,7 @@ describe('a data dir from the version that kept local pids in the tasks table (s
     const [handle] = await backend.launch({ jobId: '1', jobName: spec.name, run: spec.run, env: {}, attempt: 1, ranks: [{ rank: 0, localRank: 0, nodeRank: 0, node: node!.name, gpus: [0] }] });
     await backend.close();
     const { pid, pidStartTime, logPath } = readLocalRankRef(handle!);
+    rankGroups.add(pid);
     const database = new Database(path.join(dataDir, 'tutti.db'));
     const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
     await runMigrations(db, sqliteStoreDialect, { migrations: MIGRATIONS.slice(0, 6) });
@@ -146,6 +156,7 @@ describe('a data dir from the version that kept local pids in the tasks table (s
     // Watched again: its exit ends the job, and its log (written before and after the upgrade) is served.
     await touch(release);
     expect((await waitForJob(client, '1', isEnded)).status).toBe('succeeded');
+    rankGroups.delete(pid);
     let log = '';
     for await (const chunk of client.logs('1')) log += chunk;
     expect(log).toContain('waiting for');

@@ -30,7 +30,7 @@
  *     what the server knows too (the default profile's estimates come from it, never from the trace's durations of
  *     jobs still to finish).
  */
-import { GPU_SHARE_EPSILON, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan } from '@tutti/model';
+import { GPU_SHARE_EPSILON, computeTasksForPlacement, isTeamAdmitted, shareFitsGpu, type ClusterConfig, type ClusterSnapshot, type GpuAllocation, type Job, type JobSpec, type NodeInfo, type PlacedNode, type Plan } from '@tutti/model';
 import { applyFairShareHalfLife, checkFeasibility, compareQueueOrder, compileProfile, CycleCache, ProfileError, runCycle, type PlanViolationCode } from '@tutti/scheduler';
 import type { CycleInput, RunningJobInput } from '@tutti/scheduler';
 import { JobLifecycle, applyCycleResult, isEligible, lifecycleSettingsFor } from '@tutti/control';
@@ -244,6 +244,8 @@ interface SimJob {
   overheadS: number;
   epoch: number;
   placement: Array<{ node: SimNode; positions: number[]; fraction?: number }>;
+  /** Ranks of the running attempt: as many as the live server launches for the placement (one per GPU per node). */
+  ranks: number;
   /** A hand-written job's life beyond its run time (failures, hangs, a cancel). */
   scenario: JobScenario | undefined;
   /** When the running attempt stops reporting progress (a scripted hang), if it does. */
@@ -380,6 +382,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       overheadS: 0,
       epoch: 0,
       placement: [],
+      ranks: 0,
       scenario: t.scenario,
       hangsAtS: undefined,
     };
@@ -815,8 +818,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       if (script && 'fail' in script) events.push({ kind: 'rank_failure', time: now + sj.overheadS + script.fail.afterS, job: index, epoch: sj.epoch, exitCode: script.fail.exitCode });
       scheduleServiceEvent(index, now);
       options.onDecision?.({ kind: 'start', timeS: now, traceId: (trace[index] as TraceJob).traceId, nodes: placement.nodes });
-      // The simulated backend starts every rank at once (one per placed node).
-      carryOut(lifecycle.handle({ kind: 'placed', job: sj.job, ranks: placement.nodes.map((placed, rank) => ({ rank, node: placed.node })) }, now * 1000), now);
+      // The simulated backend starts every rank at once: the ranks the live server launches (model's
+      // computeTasksForPlacement, a process per GPU), so that a failed rank has the others to stop, as live.
+      const ranks = computeTasksForPlacement(sj.job.spec, placement).map((task) => ({ rank: task.rank, node: task.node }));
+      sj.ranks = ranks.length;
+      carryOut(lifecycle.handle({ kind: 'placed', job: sj.job, ranks }, now * 1000), now);
     }
     const reasons = new Map(applied.preempted.map((p) => [p.jobId, p.reason]));
     carryOut(applied.commands, now, reasons);
@@ -884,7 +890,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const ranksExit = (index: number, exitCode: number, now: number): void => {
     const sj = jobs[index] as SimJob;
     const attempt = sj.job.attempt ?? 1;
-    for (let rank = 0; rank < sj.placement.length; rank++) {
+    for (let rank = 0; rank < sj.ranks; rank++) {
       carryOut(lifecycle.handle({ kind: 'rank_exited', jobId: sj.job.id, attempt, rank, exitCode, lost: false, at: now * 1000 }, now * 1000), now);
     }
   };

@@ -39,6 +39,11 @@ describe('the simulator plays jobs through the control core', () => {
     expect(play([once])).toEqual(['0s start once', '30s requeue once (restarting)', '30s start once', '130s finish once succeeded']);
   });
 
+  it('runs a process per GPU as live: one failed rank of a 4-GPU job stops the three others before the job restarts', () => {
+    const gang = job('gang', 0, 100, 4, { scenario: { spec: { maxRestarts: 1, restartBackoffMs: 0, preemptionGraceMs: 10_000 }, attempts: [{ fail: { afterS: 5, exitCode: 3 } }] } });
+    expect(play([gang])).toEqual(['0s start gang', '5s stop gang (rank_failed)', '15s requeue gang (restarting)', '15s start gang', '115s finish gang succeeded']);
+  });
+
   it('declares a job hung after its hang_timeout without progress, stops it with its grace, restarts it per restart_on', () => {
     const hangs = job('hangs', 0, 1000, 1, { scenario: { spec: { hangTimeoutMs: 60_000, preemptionGraceMs: 10_000, maxRestarts: 1, restartOn: ['hang'], restartBackoffMs: 0 }, attempts: [{ hang: { afterS: 100 } }] } });
     expect(play([hangs])).toEqual(['0s start hangs', '160s stop hangs (hung)', '170s requeue hangs (restarting)', '170s start hangs', '1170s finish hangs succeeded']);

@@ -144,6 +144,13 @@ export class JobLifecycle {
     return attained;
   }
 
+  /** Attained service (GPU-ms) of one job: its ended attempts, plus its current run while it runs (or is being stopped). */
+  attainedServiceGpuMsOf(job: Job, now: number): number {
+    const past = this.pastServiceGpuMs.get(job.id) ?? 0;
+    if (job.status !== 'running' || job.startedAt === undefined) return past;
+    return past + computeGpusHeld(job.spec) * Math.max(0, now - job.startedAt);
+  }
+
   /** After a restart: how long a job's ended attempts ran, read back from the store. */
   seedPastAttempts(jobId: string, gpus: number, runMs: number): void {
     if (runMs <= 0) return;
@@ -194,6 +201,8 @@ export class JobLifecycle {
         return [];
       case 'adopted':
         return this.adopted(event.jobId, now);
+      case 'launch_interrupted':
+        return this.launchInterrupted(event.job);
     }
   }
 
@@ -363,6 +372,13 @@ export class JobLifecycle {
     // Carried on as recorded: the deadline the ranks were told stays the one they get; nothing new is recorded.
     attempt.stop.signalled = true;
     return [{ kind: 'signal_ranks', jobId, attempt: attempt.attempt, signal: recorded.signal, deadline: recorded.deadline, resumed: true }];
+  }
+
+  private launchInterrupted(job: Job): LifecycleCommand[] {
+    this.attempts.delete(job.id);
+    const attempt = job.attempt ?? 1;
+    if (job.cancelRequestedAt !== undefined) return [{ kind: 'finish', jobId: job.id, attempt, end: { status: 'cancelled', exitCode: null, endReason: 'cancelled' } }];
+    return [{ kind: 'requeue', jobId: job.id, attempt, reason: 'the control plane restarted before the job was launched', options: {} }];
   }
 
   // ---- stops and ends ---------------------------------------------------------------------------------------

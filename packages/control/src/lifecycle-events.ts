@@ -53,7 +53,13 @@ export type LifecycleEvent =
    */
   | { kind: 'restored'; job: Job; ranks: readonly RestoredRank[]; stop?: { recorded: RecordedStop; at: number } }
   /** The restored job's live ranks are watched again: its interrupted stop, or its end, is carried through. */
-  | { kind: 'adopted'; jobId: string };
+  | { kind: 'adopted'; jobId: string }
+  /**
+   * After a control-plane restart, a job the store says is running of which not every rank was started (or none
+   * was): the crash cut its launch. The driver has killed the ranks it found (nothing of a partial gang may run on);
+   * the job ends if it was cancelled, else it goes back to the queue without using a restart (not its fault).
+   */
+  | { kind: 'launch_interrupted'; job: Job };
 
 export type LifecycleCommand =
   /** Start every rank of the placed attempt (then say `ranks_started` or `launch_failed`). */

@@ -122,6 +122,11 @@ describe('restarts, hangs and deadlines', () => {
     expect(only(end, 'wake_at')).toEqual([{ kind: 'wake_at', at: h.now + 8_000, why: 'backoff', jobId: '1' }]);
     // The attempt that ended counts towards the job's attained service.
     expect(h.lifecycle.attainedServiceGpuMs([], h.now).get('1')).toBe(10_000);
+    // One job's, as the simulator's LAS thresholds read it: the ended attempt while queued, plus the run under way.
+    const queued = makeJob('1', {}, { status: 'pending', startedAt: h.now - 10_000 });
+    expect(h.lifecycle.attainedServiceGpuMsOf(queued, h.now + 5_000)).toBe(10_000);
+    const rerunning = { ...queued, status: 'running' as const, startedAt: h.now + 8_000 };
+    expect(h.lifecycle.attainedServiceGpuMsOf(rerunning, h.now + 11_000)).toBe(13_000);
   });
 
   it('a hang: declared after hang_timeout without progress, recorded, then stopped; progress keeps it alive', () => {
@@ -215,5 +220,16 @@ describe('a control-plane restart', () => {
     const resumed = h.feed({ kind: 'adopted', jobId: '1' });
     expect(kinds(resumed)).toEqual(['record_stop', 'signal_ranks']);
     expect(only(resumed, 'record_stop')[0]?.stop.cause).toMatchObject({ kind: 'rank_failed', rank: 0, exitCode: 4 });
+  });
+
+  it('a launch the crash cut (not every rank started): back in the queue without using a restart, or cancelled if it was', () => {
+    const h = new LifecycleHarness();
+    const requeued = h.feed({ kind: 'launch_interrupted', job: makeJob('1', { maxRestarts: 0 }, { attempt: 2, restarts: 1 }) });
+    expect(requeued).toEqual([{ kind: 'requeue', jobId: '1', attempt: 2, reason: 'the control plane restarted before the job was launched', options: {} }]);
+    const cancelled = h.feed({ kind: 'launch_interrupted', job: makeJob('2', {}, { cancelRequestedAt: 5 }) });
+    expect(cancelled).toEqual([{ kind: 'finish', jobId: '2', attempt: 1, end: { status: 'cancelled', exitCode: null, endReason: 'cancelled' } }]);
+    // Neither is watched any more: a late exit of a killed rank commands nothing.
+    expect(h.exit('1', 0, 137)).toEqual([]);
+    expect(h.lifecycle.stoppingMarkerOf('2')).toBeUndefined();
   });
 });

@@ -66,17 +66,11 @@ async function recoverJob(options: RestartRecoveryOptions, job: Job, recorded: T
   if (unrecorded.length > 0 || tasks.length === 0) {
     const found = await backend.findStarted(job.id, attempt, unrecorded);
     if (found.length < unrecorded.length || tasks.length === 0) {
-      // Not the whole gang started (or nothing did): nothing of it may run on, and it starts again from the queue.
-      // Under the job's lock, so the exits of the ranks killed here find the job requeued and are ignored.
-      await executor.withJobLock(job.id, async () => {
-        if (found.length > 0) await backend.stop(found, { graceMs: 0, signal: 'SIGKILL' });
-        if (job.cancelRequestedAt !== undefined) {
-          await store.finishJob(job.id, { status: 'cancelled', exitCode: null, endReason: 'cancelled' }, now());
-          return;
-        }
-        await store.requeueJob(job.id, 'the control plane restarted before the job was launched', now());
-        logger.warn(`job ${job.id} had not been launched before the restart; requeued`);
-      });
+      // Not the whole gang started (or nothing did): nothing of it may run on. The core decides what becomes of the
+      // job (requeued, or finished if cancelled); the exits of the ranks killed here belong to no attempt it watches.
+      if (found.length > 0) await backend.stop(found, { graceMs: 0, signal: 'SIGKILL' });
+      logger.warn(`job ${job.id} had not been launched before the restart (${found.length} of its ranks found and killed)`);
+      await executor.carryOutAll(lifecycle.handle({ kind: 'launch_interrupted', job }, now()));
       return;
     }
     await store.updateTasks(found.map(recordOfHandle));

@@ -71,7 +71,7 @@ export interface SimOptions {
  */
 export type SimDecision =
   | { kind: 'start'; timeS: number; traceId: string; nodes: readonly PlacedNode[] }
-  | { kind: 'preempt'; timeS: number; traceId: string; reason: string }
+  | { kind: 'preempt'; timeS: number; traceId: string; reason: string; /** The job it makes room for, when a plan chose it. */ forTraceId?: string }
   | { kind: 'stop'; timeS: number; traceId: string; cause: StopCause['kind'] }
   | { kind: 'requeue'; timeS: number; traceId: string; event: 'preempted' | 'restarting' | 'requeued' }
   | { kind: 'finish'; timeS: number; traceId: string; status: 'succeeded' | 'failed' | 'cancelled' };
@@ -461,12 +461,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   if (measureFragmentation) for (const partition of partitions.values()) for (const node of partition.nodes) updateFragmentation(node);
   let fragmentedGpuS = 0;
   let freeGpuS = 0;
-  const attainedOf = (index: number, now: number): number => {
-    const sj = jobs[index] as SimJob;
-    let gpuS = outcomes.attainedGpuS[index] as number;
-    if (sj.state === State.Running || sj.state === State.Stopping) gpuS += (now - sj.runStartS) * (outcomes.gpus[index] as number);
-    return gpuS;
-  };
+  // Attained service as the cycle reads it: the control core's (its ended attempts and its current run), in GPU-seconds.
+  const attainedOf = (index: number, now: number): number => lifecycle.attainedServiceGpuMsOf((jobs[index] as SimJob).job, now * 1000) / 1000;
   /** Pushes the event for the next LAS threshold a running job's attained service will cross, if any. */
   const scheduleServiceEvent = (index: number, now: number): void => {
     if (!lasThresholdsGpuS) return;
@@ -721,7 +717,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
             // Remaining work; a running job's current run counts from the end of its restart overhead.
             const progress = sj.state === State.Running || sj.state === State.Stopping ? Math.max(0, now - sj.runStartS - sj.overheadS) : 0;
             byId.set(sj.job.id, Math.max(0, (outcomes.durationS[index] as number) - sj.doneS - progress) * 1000);
-          } else byId.set(sj.job.id, attainedOf(index, now) * 1000);
+          } else byId.set(sj.job.id, lifecycle.attainedServiceGpuMsOf(sj.job, now * 1000));
         };
         for (const job of pending) add(Number(job.id) - 1);
         for (const index of partition.running.keys()) add(index);
@@ -874,7 +870,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     if (cause?.kind === 'preempted') {
       preemptions++;
       outcomes.preemptions[index] = (outcomes.preemptions[index] ?? 0) + 1;
-      options.onDecision?.({ kind: 'preempt', timeS: now, traceId, reason: preemptionReasons?.get(sj.job.id) ?? cause.message });
+      const forTraceId = cause.forJobId !== undefined ? trace[Number(cause.forJobId) - 1]?.traceId : undefined;
+      options.onDecision?.({ kind: 'preempt', timeS: now, traceId, reason: preemptionReasons?.get(sj.job.id) ?? cause.message, ...(forTraceId !== undefined ? { forTraceId } : {}) });
     } else if (cause) options.onDecision?.({ kind: 'stop', timeS: now, traceId, cause: cause.kind });
     const stopping = lifecycle.stoppingMarkerOf(sj.job.id);
     if (stopping) {

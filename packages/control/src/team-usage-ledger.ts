@@ -75,8 +75,13 @@ export class TeamUsageLedger {
     if (this.lastS !== undefined && elapsedS <= 0) return;
     this.lastS = nowS;
     if (elapsedS <= 0) return;
-    for (const [team, used] of this.decayed) this.decayed.set(team, accumulateDecayedUsage(used, elapsedS, gpusByTeam.get(team) ?? 0, this.halfLifeS));
-    for (const [team, gpus] of gpusByTeam) if (gpus > 0 && !this.decayed.has(team)) this.decayed.set(team, accumulateDecayedUsage(0, elapsedS, gpus, this.halfLifeS));
+    // forEach rather than for-of: no [key, value] pair made per team and call (the simulator calls this at every
+    // event time of a trace: 0.4 GB of pairs over the whole Philly trace).
+    const { decayed, halfLifeS } = this;
+    decayed.forEach((used, team) => decayed.set(team, accumulateDecayedUsage(used, elapsedS, gpusByTeam.get(team) ?? 0, halfLifeS)));
+    gpusByTeam.forEach((gpus, team) => {
+      if (gpus > 0 && !decayed.has(team)) decayed.set(team, accumulateDecayedUsage(0, elapsedS, gpus, halfLifeS));
+    });
   }
 
   /** The ledger as the scheduler's `CycleInput.usage` reads it, as of the last advance (`asOfS`). */

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# A real Slurm cluster on this machine, for development and CI: munge, slurmctld and one slurmd per virtual node,
+# each slurmd in its own network namespace with its own address on a bridge, so that a rank on node 2 reaches
+# MASTER_ADDR over a real interface (a wrong address fails instead of passing on 127.0.0.1). Fake GPUs are gres on
+# character device files. Everything lives in one state directory; the script starts nothing twice and, on `down`,
+# stops only what it started (by PID, and every process left in its namespaces: slurmstepd and job processes).
+#
+#   scripts/slurm-dev-cluster.sh up       install Slurm from Debian packages if missing, start the cluster, wait until
+#                                         every node is idle; prints the SLURM_CONF to export
+#   scripts/slurm-dev-cluster.sh status   the daemons and `sinfo`; exit 1 when the cluster is not up
+#   scripts/slurm-dev-cluster.sh down     stop it and remove its namespaces and bridge (the state dir is kept)
+#   scripts/slurm-dev-cluster.sh env      prints `export SLURM_CONF=...` (eval "$(scripts/slurm-dev-cluster.sh env)")
+#
+# Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 2),
+# TUTTI_SLURM_GPUS (fake GPUs per node, default 2), TUTTI_SLURM_CPUS (CPUs per node, default nproc), TUTTI_SLURM_SUBNET
+# (the first three octets, default 10.77.0: the bridge is .1, node i is .(10+i)). Needs root (namespaces, daemons).
+# Slurm 22.05 as Debian ships it; see ../shared/STACK.md for the traps this script avoids.
+set -euo pipefail
+
+DIR=${TUTTI_SLURM_DIR:-/tmp/tutti-slurm}
+NODES=${TUTTI_SLURM_NODES:-2}
+GPUS=${TUTTI_SLURM_GPUS:-2}
+CPUS=${TUTTI_SLURM_CPUS:-$(nproc)}
+SUBNET=${TUTTI_SLURM_SUBNET:-10.77.0}
+BRIDGE=br-tutti
+NS_PREFIX=tutti-n
+CONF=$DIR/etc/slurm.conf
+CTLD_PORT=${TUTTI_SLURM_CTLD_PORT:-16817}
+SLURMD_PORT=${TUTTI_SLURM_SLURMD_PORT:-16818}
+
+log() { echo "slurm-dev-cluster: $*" >&2; }
+die() { log "$*"; exit 1; }
+node_name() { echo "n$1"; }
+node_addr() { echo "$SUBNET.$((10 + $1))"; }
+ns_of() { echo "$NS_PREFIX$1"; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_packages() {
+  local missing=()
+  command -v munged >/dev/null 2>&1 || missing+=(munge)
+  command -v slurmctld >/dev/null 2>&1 || missing+=(slurmctld)
+  command -v slurmd >/dev/null 2>&1 || missing+=(slurmd)
+  command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]} (and slurm-wlm-basic-plugins) from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start daemons of their own: this script starts them, in its state dir.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq "${missing[@]}" slurm-wlm-basic-plugins >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq "${missing[@]}" slurm-wlm-basic-plugins >/dev/null; }
+}
+
+write_config() {
+  mkdir -p "$DIR"/{etc,run,log,state,munge,dev} && chmod 755 "$DIR" "$DIR/munge"
+  local host; host=$(hostname -s)
+  {
+    echo "# Written by scripts/slurm-dev-cluster.sh; rewritten on every up."
+    echo "ClusterName=tutti-dev"
+    echo "SlurmctldHost=$host($SUBNET.1)"
+    echo "SlurmctldPort=$CTLD_PORT"
+    echo "SlurmdPort=$SLURMD_PORT"
+    echo "SlurmUser=root"
+    echo "SlurmdUser=root"
+    echo "AuthType=auth/munge"
+    echo "CredType=cred/munge"
+    echo "AuthInfo=socket=$DIR/munge/munge.socket"
+    echo "StateSaveLocation=$DIR/state"
+    echo "SlurmdSpoolDir=$DIR/spool/%n"
+    echo "SlurmctldPidFile=$DIR/run/slurmctld.pid"
+    echo "SlurmdPidFile=$DIR/run/slurmd-%n.pid"
+    echo "SlurmctldLogFile=$DIR/log/slurmctld.log"
+    echo "SlurmdLogFile=$DIR/log/slurmd-%n.log"
+    echo "ProctrackType=proctrack/linuxproc"
+    echo "TaskPlugin=task/none"
+    echo "MpiDefault=none"
+    echo "SwitchType=switch/none"
+    echo "JobAcctGatherType=jobacct_gather/none"
+    echo "AccountingStorageType=accounting_storage/none"
+    echo "JobCompType=jobcomp/none"
+    echo "SchedulerType=sched/backfill"
+    echo "SchedulerParameters=batch_sched_delay=0,bf_interval=1"
+    echo "SelectType=select/cons_tres"
+    echo "SelectTypeParameters=CR_Core"
+    echo "GresTypes=gpu"
+    # The virtual nodes share this machine: trust the node lines, not what each slurmd finds (else: INVAL, Low CPUs).
+    echo "SlurmdParameters=config_overrides"
+    echo "SlurmdTimeout=20"
+    echo "ReturnToService=2"
+    echo "KillWait=5"
+    echo "MinJobAge=300"
+    for i in $(seq 1 "$NODES"); do
+      echo "NodeName=$(node_name "$i") NodeHostname=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$CPUS RealMemory=4000 Gres=gpu:$GPUS State=UNKNOWN"
+    done
+    echo "PartitionName=dev Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+  } > "$CONF"
+  : > "$DIR/etc/gres.conf"
+  for i in $(seq 1 "$NODES"); do
+    local n; n=$(node_name "$i")
+    mkdir -p "$DIR/spool/$n" "$DIR/dev/$n"
+    for g in $(seq 0 $((GPUS - 1))); do
+      # gres files must be character devices (regular files are refused): /dev/null's major and minor.
+      [ -c "$DIR/dev/$n/nvidia$g" ] || mknod "$DIR/dev/$n/nvidia$g" c 1 3
+    done
+    echo "NodeName=$n Name=gpu File=$DIR/dev/$n/nvidia[0-$((GPUS - 1))]" >> "$DIR/etc/gres.conf"
+  done
+  # slurm.conf names gres.conf by its directory.
+  cp "$DIR/etc/gres.conf" "$(dirname "$CONF")/gres.conf" 2>/dev/null || true
+}
+
+start_network() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+  fi
+  ip link set "$BRIDGE" up
+  for i in $(seq 1 "$NODES"); do
+    local ns; ns=$(ns_of "$i")
+    [ -e "/var/run/netns/$ns" ] && continue
+    ip netns add "$ns"
+    ip link add "tt-h$i" type veth peer name "tt-c$i"
+    ip link set "tt-c$i" netns "$ns"
+    ip link set "tt-h$i" master "$BRIDGE" up
+    ip netns exec "$ns" ip addr add "$(node_addr "$i")/24" dev "tt-c$i"
+    ip netns exec "$ns" ip link set "tt-c$i" up
+    ip netns exec "$ns" ip link set lo up
+    ip netns exec "$ns" ip route add default via "$SUBNET.1"
+  done
+  # The nodes' names resolve to their addresses for every process here (srun, slurmd, ranks).
+  local hosts=/etc/hosts
+  for i in $(seq 1 "$NODES"); do
+    grep -q " $(node_name "$i")\$" "$hosts" 2>/dev/null && sed -i "/ $(node_name "$i")\$/d" "$hosts"
+    echo "$(node_addr "$i") $(node_name "$i")" >> "$hosts"
+  done
+}
+
+start_daemons() {
+  if ! alive "$DIR/run/munged.pid"; then
+    [ -f "$DIR/munge/munge.key" ] || { dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none; chmod 400 "$DIR/munge/munge.key"; }
+    munged --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
+      --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munge.seed"
+  fi
+  export SLURM_CONF=$CONF
+  if ! alive "$DIR/run/slurmctld.pid"; then
+    # -c: a fresh controller state. `down` killed every job process of the last run, so its jobs are gone anyway.
+    slurmctld -f "$CONF" -c
+  fi
+  for i in $(seq 1 "$NODES"); do
+    local n; n=$(node_name "$i")
+    # nsenter, not `ip netns exec`: the latter remounts /sys and slurmd then finds no cgroup filesystem.
+    alive "$DIR/run/slurmd-$n.pid" || nsenter --net="/var/run/netns/$(ns_of "$i")" slurmd -f "$CONF" -N "$n"
+  done
+}
+
+wait_idle() {
+  export SLURM_CONF=$CONF
+  local deadline=$(( $(date +%s) + 60 ))
+  while :; do
+    local idle; idle=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '$2 == "idle" {n++} END {print n + 0}')
+    [ "$idle" -ge "$NODES" ] && return 0
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      sinfo -N -l >&2 || true
+      tail -n 20 "$DIR/log/slurmctld.log" >&2 || true
+      die "the nodes did not all become idle within 60 s (logs in $DIR/log)"
+    fi
+    # A node that was down when the cluster stopped comes back on its own (ReturnToService=2); one left drained does not.
+    for i in $(seq 1 "$NODES"); do
+      local n; n=$(node_name "$i")
+      case "$(sinfo -h -n "$n" -o '%t' 2>/dev/null)" in drain*|down*) scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true ;; esac
+    done
+    sleep 0.5
+  done
+}
+
+cmd_up() {
+  [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and the Slurm daemons)"
+  install_packages
+  write_config
+  start_network
+  start_daemons
+  wait_idle
+  log "up: $NODES nodes x $GPUS fake GPUs ($(node_addr 1) ...), state in $DIR"
+  echo "export SLURM_CONF=$CONF"
+}
+
+stop_pidfile() {
+  local f=$1
+  if alive "$f"; then
+    local pid; pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_down() {
+  for i in $(seq 1 "$NODES"); do stop_pidfile "$DIR/run/slurmd-$(node_name "$i").pid"; done
+  # Killing a slurmd leaves its slurmstepd and the jobs' processes: every process still in a node's namespace is ours.
+  for i in $(seq 1 "$NODES"); do
+    local ns; ns=$(ns_of "$i")
+    [ -e "/var/run/netns/$ns" ] || continue
+    local pids; pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+  done
+  stop_pidfile "$DIR/run/slurmctld.pid"
+  stop_pidfile "$DIR/run/munged.pid"
+  for i in $(seq 1 "$NODES"); do
+    ip netns del "$(ns_of "$i")" 2>/dev/null || true
+    ip link del "tt-h$i" 2>/dev/null || true
+    sed -i "/ $(node_name "$i")\$/d" /etc/hosts 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+  log "down"
+}
+
+cmd_status() {
+  local up=0
+  alive "$DIR/run/munged.pid" && echo "munged: running (pid $(cat "$DIR/run/munged.pid"))" || { echo "munged: not running"; up=1; }
+  alive "$DIR/run/slurmctld.pid" && echo "slurmctld: running (pid $(cat "$DIR/run/slurmctld.pid"))" || { echo "slurmctld: not running"; up=1; }
+  for i in $(seq 1 "$NODES"); do
+    local n; n=$(node_name "$i")
+    alive "$DIR/run/slurmd-$n.pid" && echo "slurmd $n: running at $(node_addr "$i") (pid $(cat "$DIR/run/slurmd-$n.pid"))" || { echo "slurmd $n: not running"; up=1; }
+  done
+  [ $up -eq 0 ] && SLURM_CONF=$CONF sinfo -N -o '%N %t %G %c' || true
+  return $up
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) echo "export SLURM_CONF=$CONF" ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

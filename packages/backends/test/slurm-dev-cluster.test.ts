@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(__dirname, '../../../scripts/slurm-dev-cluster.sh');
@@ -76,6 +77,25 @@ describe('the Slurm dev cluster (scripts/slurm-dev-cluster.sh, real Slurm)', () 
     expect(ranks.map((r) => [r.rank, r.node, r.local])).toEqual([[0, 0, 0], [1, 0, 1], [2, 1, 0], [3, 1, 1]]);
     expect(ranks.map((r) => r.ips)).toEqual([['10.77.0.11'], ['10.77.0.11'], ['10.77.0.12'], ['10.77.0.12']]);
     expect(ranks.every((r) => r.gpus === '0,1')).toBe(true);
+  });
+
+  it('is read as tutti nodes: each with its own address and fake GPUs; a drained one says why, and comes back when resumed', async () => {
+    const nodes = async () => parseSlurmNodes((await run('scontrol', ['-o', 'show', 'node'], { env })).stdout);
+    expect((await nodes()).map((node) => toNodeInfo(node)).map((n) => [n.name, n.address, n.gpus.length, n.state])).toEqual([['n1', '10.77.0.11', 2, 'ready'], ['n2', '10.77.0.12', 2, 'ready']]);
+    await run('scontrol', ['update', 'nodename=n2', 'state=drain', 'reason=bad DIMM in slot 3'], { env });
+    try {
+      expect((await nodes()).map((n) => [n.name, n.state, n.reason])).toEqual([['n1', 'ready', undefined], ['n2', 'draining', 'bad DIMM in slot 3']]);
+    } finally {
+      await run('scontrol', ['update', 'nodename=n2', 'state=resume'], { env });
+    }
+    // Resumed, Slurm pings the node first: for a moment it is IDLE+NOT_RESPONDING (down), then IDLE.
+    const deadline = Date.now() + 15_000;
+    let states = (await nodes()).map((n) => n.state);
+    while (states.join() !== 'ready,ready' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      states = (await nodes()).map((n) => n.state);
+    }
+    expect(states).toEqual(['ready', 'ready']);
   });
 
   it('fails the same gang when MASTER_ADDR is 127.0.0.1: node 2 has its own loopback', async () => {

@@ -8,12 +8,15 @@
  * and then stops it again. Needs root (namespaces, daemons), as CI has.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
+import { makeSlurmRankShim } from '../src/slurm/slurm-rank-shim.ts';
+import { RANK_ENVIRONMENT_VARIABLES, computeRankEnvironment } from '../src/rank-environment.ts';
+import type { RankLaunch } from '../src/execution-backend.ts';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(__dirname, '../../../scripts/slurm-dev-cluster.sh');
@@ -96,6 +99,26 @@ describe('the Slurm dev cluster (scripts/slurm-dev-cluster.sh, real Slurm)', () 
       states = (await nodes()).map((n) => n.state);
     }
     expect(states).toEqual(['ready', 'ready']);
+  });
+
+  it('gives each rank of a 2-node gang, through the rank shim, the environment the local backend computes for the same layout', async () => {
+    const shim = path.join(scratch, 'rank-shim.sh');
+    const logs = path.join(scratch, 'logs', 'rank-{rank}.log');
+    const jobEnv = { QUOTE: "it's \"quoted\" $HOME", RANK: 'overridden by tutti' };
+    const runtimeEnv = { TUTTI_CHECKPOINT_DIR: '/ckpt/job-7' };
+    await writeFile(shim, makeSlurmRankShim({ jobId: '7', jobName: 'ddp', attempt: 2, masterPort: 29_513, nodeAddresses: { n1: '10.77.0.11', n2: '10.77.0.12' }, rankLogPattern: logs, jobEnv, runtimeEnv }));
+    // Each rank writes its environment to its own file (the namespaces share the file system): four ranks' long lines
+    // on srun's one stdout can interleave.
+    const dump = `require('fs').writeFileSync(${JSON.stringify(scratch)} + '/env-' + process.env.SLURM_PROCID + '.json', JSON.stringify(process.env))`;
+    await run('srun', ['-N2', '--ntasks-per-node=2', '--gres=gpu:2', '--time=0:30', '--export=ALL', 'sh', shim, 'node', '-e', dump], { env, timeout: 30_000 });
+    const seen = await Promise.all([0, 1, 2, 3].map(async (rank) => JSON.parse(await readFile(path.join(scratch, `env-${rank}.json`), 'utf8')) as Record<string, string>));
+    // srun's block layout: ranks 0 and 1 on n1 (node 0), 2 and 3 on n2; Slurm binds both fake GPUs on each node.
+    const ranks: RankLaunch[] = [0, 1, 2, 3].map((rank) => ({ rank, localRank: rank % 2, nodeRank: Math.floor(rank / 2), node: `n${Math.floor(rank / 2) + 1}`, gpus: [0, 1] }));
+    const names = [...RANK_ENVIRONMENT_VARIABLES, 'QUOTE', 'TUTTI_CHECKPOINT_DIR'];
+    const pick = (e: Record<string, string>) => Object.fromEntries(names.map((name) => [name, e[name]]));
+    expect(seen.map(pick)).toEqual(ranks.map((rank) => pick(computeRankEnvironment({
+      jobId: '7', jobName: 'ddp', ranks, rank, masterAddr: '10.77.0.11', masterPort: 29_513, logPath: logs.replace('{rank}', String(rank.rank)), jobEnv, runtimeEnv, attempt: 2,
+    }))));
   });
 
   it('fails the same gang when MASTER_ADDR is 127.0.0.1: node 2 has its own loopback', async () => {

@@ -106,7 +106,7 @@ describe('the Slurm dev cluster (scripts/slurm-dev-cluster.sh, real Slurm)', () 
     const logs = path.join(scratch, 'logs', 'rank-{rank}.log');
     const jobEnv = { QUOTE: "it's \"quoted\" $HOME", RANK: 'overridden by tutti' };
     const runtimeEnv = { TUTTI_CHECKPOINT_DIR: '/ckpt/job-7' };
-    await writeFile(shim, makeSlurmRankShim({ jobId: '7', jobName: 'ddp', attempt: 2, masterPort: 29_513, nodeAddresses: { n1: '10.77.0.11', n2: '10.77.0.12' }, rankLogPattern: logs, jobEnv, runtimeEnv }));
+    await writeFile(shim, makeSlurmRankShim({ jobId: '7', jobName: 'ddp', attempt: 2, masterPort: 29_513, nodeAddresses: { n1: '10.77.0.11', n2: '10.77.0.12' }, rankLogPattern: logs, rankExitPattern: path.join(scratch, 'env-rank-{rank}.exit'), jobEnv, runtimeEnv }));
     // Each rank writes its environment to its own file (the namespaces share the file system): four ranks' long lines
     // on srun's one stdout can interleave.
     const dump = `require('fs').writeFileSync(${JSON.stringify(scratch)} + '/env-' + process.env.SLURM_PROCID + '.json', JSON.stringify(process.env))`;
@@ -119,6 +119,16 @@ describe('the Slurm dev cluster (scripts/slurm-dev-cluster.sh, real Slurm)', () 
     expect(seen.map(pick)).toEqual(ranks.map((rank) => pick(computeRankEnvironment({
       jobId: '7', jobName: 'ddp', ranks, rank, masterAddr: '10.77.0.11', masterPort: 29_513, logPath: logs.replace('{rank}', String(rank.rank)), jobEnv, runtimeEnv, attempt: 2,
     }))));
+  });
+
+  it('records each rank\'s own exit status through the shim', async () => {
+    const exitFile = path.join(scratch, 'codes-rank-{rank}.exit');
+    const shim = path.join(scratch, 'exit-shim.sh');
+    await writeFile(shim, makeSlurmRankShim({ jobId: '8', jobName: 'codes', attempt: 1, masterPort: 29_514, nodeAddresses: { n1: '10.77.0.11', n2: '10.77.0.12' }, rankLogPattern: path.join(scratch, 'codes-{rank}.log'), rankExitPattern: exitFile, jobEnv: {} }));
+    const exitOf = async (rank: number) => (await readFile(exitFile.replace('{rank}', String(rank)), 'utf8')).trim();
+    // Rank r exits with 10 + r: srun reports a failure, every rank's own code is on its node.
+    await expect(run('srun', ['-N2', '--ntasks-per-node=2', '--time=0:30', '--export=ALL', 'sh', shim, 'sh', '-c', 'exit $((10 + SLURM_PROCID))'], { env, timeout: 30_000 })).rejects.toThrow();
+    expect(await Promise.all([0, 1, 2, 3].map(exitOf))).toEqual(['10', '11', '12', '13']);
   });
 
   it('fails the same gang when MASTER_ADDR is 127.0.0.1: node 2 has its own loopback', async () => {

@@ -21,6 +21,12 @@ export interface SlurmRankShimInput {
   nodeAddresses: Readonly<Record<string, string>>;
   /** Where rank r's output goes: `{rank}` is replaced by the rank. */
   rankLogPattern: string;
+  /**
+   * Where rank r's exit status is written when its command ends (`{rank}` as above): `0`…`255`, 128+N for signal N,
+   * written whole (a temporary file, then a rename). Slurm's accounting may be off, or misreport exit codes (22.05's
+   * `sacct --json`): the rank says it itself, as the local backend's supervisor does.
+   */
+  rankExitPattern: string;
   /** The job's own environment; then the control plane's per-job variables over it. tutti's variables win over both. */
   jobEnv: Readonly<Record<string, string>>;
   runtimeEnv?: Readonly<Record<string, string>>;
@@ -33,14 +39,17 @@ export function quoteForShell(value: string): string {
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** The shim's text: `sh shim COMMAND [ARGS...]` runs the command as one rank, with the rank's environment. */
+/**
+ * The shim's text: `sh shim COMMAND [ARGS...]` runs the command as one rank, with the rank's environment, and
+ * records its exit status.
+ */
 export function makeSlurmRankShim(input: SlurmRankShimInput): string {
-  const lines = ['#!/bin/sh', `# tutti: the rank environment of job ${input.jobId}, attempt ${input.attempt}, from Slurm's (see slurm-rank-shim.ts).`, 'set -e'];
+  const lines = ['#!/bin/sh', `# tutti: the rank environment of job ${input.jobId}, attempt ${input.attempt}, from Slurm's (see slurm-rank-shim.ts).`];
   for (const [name, value] of Object.entries({ ...input.jobEnv, ...(input.runtimeEnv ?? {}) })) {
     // A name sh cannot export is refused by the spec parser already; skipping it here keeps the shim valid.
     if (NAME.test(name)) lines.push(`export ${name}=${quoteForShell(value)}`);
   }
-  const [logBefore, logAfter] = input.rankLogPattern.split('{rank}');
+  const perRank = (pattern: string): string => pattern.split('{rank}').map(quoteForShell).join('"$SLURM_PROCID"');
   lines.push(
     'first_node=$(scontrol show hostnames "${SLURM_STEP_NODELIST:-$SLURM_JOB_NODELIST}" | head -n 1)',
     'case "$first_node" in',
@@ -61,8 +70,17 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     `export TORCHELASTIC_RESTART_COUNT=${input.attempt - 1} TORCHELASTIC_MAX_RESTARTS=0 TORCHELASTIC_RUN_ID=${quoteForShell(input.jobId)}`,
     `export TUTTI_JOB_ID=${quoteForShell(input.jobId)} TUTTI_JOB_NAME=${quoteForShell(input.jobName)} TUTTI_ATTEMPT=${input.attempt}`,
     'export TUTTI_NODE="$SLURMD_NODENAME"',
-    `export TUTTI_RANK_LOG=${quoteForShell(logBefore ?? '')}"$SLURM_PROCID"${quoteForShell(logAfter ?? '')}`,
-    'exec "$@"',
+    `export TUTTI_RANK_LOG=${perRank(input.rankLogPattern)}`,
+    `exit_file=${perRank(input.rankExitPattern)}`,
+    // As the local supervisor: the shim outlives a stop signal (a handler, not an ignore, so the command still gets
+    // it: `scancel --signal --full` signals every process of the step) and records how the command ended.
+    "trap ':' HUP INT QUIT TERM USR1 USR2 ALRM",
+    '( "$@" )',
+    'code=$?',
+    "trap '' HUP INT QUIT TERM USR1 USR2 ALRM",
+    'umask 077',
+    'echo "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"',
+    'exit "$code"',
   );
   return `${lines.join('\n')}\n`;
 }

@@ -138,9 +138,7 @@ export class JobLifecycle {
   /** Attained service (GPU-ms) of every job that has any: its ended attempts, plus the current run of `running`. */
   attainedServiceGpuMs(running: readonly Job[], now: number): Map<string, number> {
     const attained = new Map(this.pastServiceGpuMs);
-    for (const job of running) {
-      if (job.startedAt !== undefined) attained.set(job.id, (attained.get(job.id) ?? 0) + computeGpusHeld(job.spec) * Math.max(0, now - job.startedAt));
-    }
+    for (const job of running) if (job.startedAt !== undefined) attained.set(job.id, this.attainedServiceGpuMsOf(job, now));
     return attained;
   }
 

@@ -10,6 +10,7 @@
 import { constants as osConstants } from 'node:os';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { RUN_AND_RECORD_EXIT, TRAP_STOP_SIGNALS } from '../rank-exit-script.ts';
 
 /**
  * The POSIX sh process between the backend and the user's command, one per rank. It is the leader of the rank's
@@ -35,23 +36,19 @@ import { join } from 'node:path';
  *   umask it was started with.
  * - stdin is whatever the backend gave (/dev/null); stdout and stderr are the rank's log.
  */
-export const RANK_SUPERVISOR_SCRIPT = `#!/bin/sh
-# tutti rank supervisor: runs one rank's command and records its exit status.
-# Usage: rank-supervisor.sh PID_FILE EXIT_FILE COMMAND [ARG...]
-# Written by the tutti local backend; replaced (by rename) when tutti is upgraded.
-pid_file=$1
-exit_file=$2
-shift 2
-trap ':' HUP INT QUIT TERM USR1 USR2 ALRM
-echo $$ > "$pid_file"
-( "$@" )
-code=$?
-trap '' HUP INT QUIT TERM USR1 USR2 ALRM
-PATH=/usr/bin:/bin
-umask 077
-echo "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
-exit "$code"
-`;
+export const RANK_SUPERVISOR_SCRIPT = [
+  '#!/bin/sh',
+  "# tutti rank supervisor: runs one rank's command and records its exit status.",
+  '# Usage: rank-supervisor.sh PID_FILE EXIT_FILE COMMAND [ARG...]',
+  '# Written by the tutti local backend; replaced (by rename) when tutti is upgraded.',
+  'pid_file=$1',
+  'exit_file=$2',
+  'shift 2',
+  TRAP_STOP_SIGNALS,
+  'echo $$ > "$pid_file"',
+  ...RUN_AND_RECORD_EXIT,
+  '',
+].join('\n');
 
 /** Rank logs, pid files and control files: only the data dir's owner reads them (see @tutti/store's PRIVATE_FILE_MODE). */
 export const PRIVATE_FILE_MODE = 0o600;

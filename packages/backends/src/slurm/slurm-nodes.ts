@@ -67,7 +67,8 @@ export function toNodeState(slurmState: string): NodeState {
   const words = slurmState.toUpperCase().split('+');
   const base = (words[0] ?? '').replace(/[*~#%!$@^-]+$/, '');
   const notResponding = (words[0] ?? '').includes('*') || words.includes('NOT_RESPONDING');
-  if (notResponding || ['DOWN', 'FAIL', 'INVAL', 'UNKNOWN', 'FUTURE'].includes(base) || words.some((w) => w === 'POWERED_DOWN' || w === 'POWER_DOWN' || w === 'FAIL')) return 'down';
+  const downFlags = ['FAIL', 'POWERED_DOWN', 'POWER_DOWN'];
+  if (notResponding || ['DOWN', 'FAIL', 'INVAL', 'UNKNOWN', 'FUTURE'].includes(base) || words.some((w) => downFlags.includes(w))) return 'down';
   if (base === 'DRAIN' || base === 'DRAINED' || base === 'DRAINING' || words.includes('DRAIN')) return 'draining';
   return 'ready';
 }

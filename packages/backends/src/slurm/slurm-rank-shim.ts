@@ -9,6 +9,7 @@
  * MASTER_ADDR is the address of the step's first node (node 0, which runs rank 0) as the other nodes reach it: the
  * shim looks the node's name up in the addresses the inventory knows (Slurm's `NodeAddr`), written into it.
  */
+import { RUN_AND_RECORD_EXIT, TRAP_STOP_SIGNALS } from '../rank-exit-script.ts';
 
 export interface SlurmRankShimInput {
   jobId: string;
@@ -74,13 +75,8 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     `exit_file=${perRank(input.rankExitPattern)}`,
     // As the local supervisor: the shim outlives a stop signal (a handler, not an ignore, so the command still gets
     // it: `scancel --signal --full` signals every process of the step) and records how the command ended.
-    "trap ':' HUP INT QUIT TERM USR1 USR2 ALRM",
-    '( "$@" )',
-    'code=$?',
-    "trap '' HUP INT QUIT TERM USR1 USR2 ALRM",
-    'umask 077',
-    'echo "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"',
-    'exit "$code"',
+    TRAP_STOP_SIGNALS,
+    ...RUN_AND_RECORD_EXIT,
   );
   return `${lines.join('\n')}\n`;
 }

@@ -26,6 +26,7 @@
  *    the configured teams, no job created) and unplaceable in the simulator (`team_without_capacity`); the other jobs
  *    are placed the same way by both.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobView, TuttiClient } from '@tutti/client';
@@ -51,7 +52,9 @@ function rank(release: string, behaviour: RankBehaviour): string[] {
     `const fs=require('fs');const b=JSON.parse(process.argv[2]);const attempt=Number(process.env.TUTTI_ATTEMPT);` +
       `const file=process.argv[1]+'-'+attempt;const code=(b.exitCodes||[])[attempt-1]||0;let step=0;` +
       `const report=()=>console.log(JSON.stringify({tutti:{step:step++}}));` +
-      `if(b.holdsOnStop)process.on('SIGTERM',()=>console.log('SIGTERM: checkpointing until released'));` +
+      // Marked armed only once the handler is installed: a SIGTERM before that would end the rank at once.
+      `if(b.holdsOnStop){process.on('SIGTERM',()=>console.log('SIGTERM: checkpointing until released'));` +
+      `fs.writeFileSync(process.argv[1]+'-armed-'+attempt+'-'+process.env.RANK,'')}` +
       `report();` +
       `if((b.hangsInAttempts||[]).includes(attempt))setInterval(()=>{},1000);` +
       `else(function w(){if(fs.existsSync(file))process.exit(code);if(b.reportsProgress)report();setTimeout(w,100)})()`,
@@ -72,6 +75,15 @@ function liveScenario(t: TestServer) {
       const view = await t.client.submitJob({ name, ...spec, run: rank(release(name), behaviour) });
       ids.set(name, view.id);
       return view.id;
+    },
+    /** Waits until each of the `ranks` ranks of attempt `attempt` of `name` (a job that holds on stop) has its SIGTERM handler. */
+    armed: async (name: string, attempt: number, ranks: number): Promise<void> => {
+      const marks = Array.from({ length: ranks }, (_, r) => `${release(name)}-armed-${attempt}-${r}`);
+      const deadline = Date.now() + 20_000;
+      while (!marks.every((mark) => existsSync(mark))) {
+        if (Date.now() > deadline) throw new Error(`${name}'s ranks never installed their SIGTERM handler`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
     },
     /** Lets attempt `attempt` of `name` end (with its exit code). */
     release: (name: string, attempt: number): Promise<void> => touch(`${release(name)}-${attempt}`),
@@ -111,10 +123,11 @@ describe('live server and simulator, over a job\'s whole life', () => {
   it('stop one victim for a preemption, with its own grace, and start the preemptor once it is gone', async () => {
     t = await startTestServer({ fakeGpus: '4' });
     const { client } = t;
-    const { ids, job: id, submit, release } = liveScenario(t);
+    const { ids, job: id, submit, release, armed } = liveScenario(t);
     const victimSpec = { priority: 10, resources: { gpus: 2 }, preemption_grace: '30s' };
     await waitForJob(client, await submit('v1', victimSpec, { holdsOnStop: true }), isRunning);
     await waitForJob(client, await submit('v2', victimSpec, { holdsOnStop: true }), isRunning);
+    await Promise.all([armed('v1', 1, 2), armed('v2', 1, 2)]);
     await submit('urgent', { priority: 90, resources: { gpus: 2 } });
     const victim = await waitForAStop(client, ids, ['v1', 'v2']);
     const other = victim === 'v1' ? 'v2' : 'v1';
@@ -212,8 +225,9 @@ describe('live server and simulator, over a job\'s whole life', () => {
   it('end a job cancelled during its preemption as cancelled, not back in the queue', async () => {
     t = await startTestServer({ fakeGpus: '4' });
     const { client } = t;
-    const { ids, job: id, submit, release } = liveScenario(t);
+    const { ids, job: id, submit, release, armed } = liveScenario(t);
     await waitForJob(client, await submit('low', { priority: 10, resources: { gpus: 4 }, preemption_grace: '30s' }, { holdsOnStop: true }), isRunning);
+    await armed('low', 1, 4);
     await submit('high', { priority: 90, resources: { gpus: 4 } });
     await waitForAStop(client, ids, ['low']);
     await client.cancelJob(id('low'));

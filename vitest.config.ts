@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Stops the Slurm dev cluster after a run that started it (see packages/backends/test/slurm-cluster.ts).
+    globalSetup: ['packages/backends/test/slurm-global-setup.ts'],
   },
 });

@@ -10,17 +10,21 @@
 #   scripts/slurm-dev-cluster.sh status   the daemons and `sinfo`; exit 1 when the cluster is not up
 #   scripts/slurm-dev-cluster.sh down     stop it and remove its namespaces and bridge (the state dir is kept)
 #   scripts/slurm-dev-cluster.sh env      prints `export SLURM_CONF=...` (eval "$(scripts/slurm-dev-cluster.sh env)")
+#   scripts/slurm-dev-cluster.sh crash N  node N (n3) dies as a machine that lost power: its slurmd and every process in
+#                                         its namespace killed with SIGKILL; `up` leaves it dead until `revive`
+#   scripts/slurm-dev-cluster.sh revive N starts the node's slurmd again: Slurm returns it to service
 #
-# Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 2),
-# TUTTI_SLURM_GPUS (fake GPUs per node, default 2), TUTTI_SLURM_CPUS (CPUs per node, default nproc), TUTTI_SLURM_SUBNET
+# Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 6),
+# TUTTI_SLURM_GPUS (fake GPUs per node, default 4), TUTTI_SLURM_CPUS (CPUs per node, default 8: the nodes' lines are
+# trusted, so a node may claim more CPUs than the machine has; tasks are not pinned), TUTTI_SLURM_SUBNET
 # (the first three octets, default 10.77.0: the bridge is .1, node i is .(10+i)). Needs root (namespaces, daemons).
 # Slurm 22.05 as Debian ships it; see ../shared/STACK.md for the traps this script avoids.
 set -euo pipefail
 
 DIR=${TUTTI_SLURM_DIR:-/tmp/tutti-slurm}
-NODES=${TUTTI_SLURM_NODES:-2}
-GPUS=${TUTTI_SLURM_GPUS:-2}
-CPUS=${TUTTI_SLURM_CPUS:-$(nproc)}
+NODES=${TUTTI_SLURM_NODES:-6}
+GPUS=${TUTTI_SLURM_GPUS:-4}
+CPUS=${TUTTI_SLURM_CPUS:-8}
 SUBNET=${TUTTI_SLURM_SUBNET:-10.77.0}
 BRIDGE=br-tutti
 NS_PREFIX=tutti-n
@@ -72,7 +76,9 @@ write_config() {
     echo "SlurmdPidFile=$DIR/run/slurmd-%n.pid"
     echo "SlurmctldLogFile=$DIR/log/slurmctld.log"
     echo "SlurmdLogFile=$DIR/log/slurmd-%n.log"
-    echo "ProctrackType=proctrack/linuxproc"
+    # A task's processes are its process group, killed at once (as with cgroups on a real site). linuxproc kills
+    # them one by one, and a shell whose child died first prints "Killed" into the rank's log.
+    echo "ProctrackType=proctrack/pgid"
     echo "TaskPlugin=task/none"
     echo "MpiDefault=none"
     echo "SwitchType=switch/none"
@@ -94,6 +100,17 @@ write_config() {
       echo "NodeName=$(node_name "$i") NodeHostname=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$CPUS RealMemory=4000 Gres=gpu:$GPUS State=UNKNOWN"
     done
     echo "PartitionName=dev Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+    # Partitions that do not overlap, so that tests running at once never wait for each other's GPUs or disturb each
+    # other's nodes: `one` (n1: the backend conformance suite), `two` (n2, n3: gangs across nodes), `three` (n4-n6:
+    # a server whose gang loses a node and restarts on the others). Each exists when there are nodes enough.
+    local first=1 size name members
+    for size in 1 2 3; do
+      name=$(echo "one two three" | cut -d' ' -f"$size")
+      [ $((first + size - 1)) -le "$NODES" ] || break
+      members=$(for i in $(seq "$first" $((first + size - 1))); do node_name "$i"; done | paste -sd,)
+      echo "PartitionName=$name Nodes=$members MaxTime=INFINITE State=UP"
+      first=$((first + size))
+    done
   } > "$CONF"
   : > "$DIR/etc/gres.conf"
   for i in $(seq 1 "$NODES"); do
@@ -148,17 +165,51 @@ start_daemons() {
   fi
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
-    # nsenter, not `ip netns exec`: the latter remounts /sys and slurmd then finds no cgroup filesystem.
-    alive "$DIR/run/slurmd-$n.pid" || nsenter --net="/var/run/netns/$(ns_of "$i")" slurmd -f "$CONF" -N "$n"
+    [ -e "$DIR/run/crashed-$n" ] && continue
+    start_slurmd "$i"
   done
+}
+
+start_slurmd() {
+  local n; n=$(node_name "$1")
+  # nsenter, not `ip netns exec`: the latter remounts /sys and slurmd then finds no cgroup filesystem.
+  alive "$DIR/run/slurmd-$n.pid" || SLURM_CONF=$CONF nsenter --net="/var/run/netns/$(ns_of "$1")" slurmd -f "$CONF" -N "$n"
+}
+
+# Node n<i> from its name.
+node_index() {
+  case "$1" in n[0-9]*) echo "${1#n}" ;; *) die "no node $1 (the nodes are n1 ... n$NODES)" ;; esac
+}
+
+kill_namespace() {
+  local ns; ns=$(ns_of "$1")
+  [ -e "/var/run/netns/$ns" ] || return 0
+  local pids; pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+}
+
+cmd_crash() {
+  local i; i=$(node_index "$1")
+  touch "$DIR/run/crashed-$1"
+  kill_namespace "$i"
+  rm -f "$DIR/run/slurmd-$1.pid"
+  log "crashed $1: its slurmd and every process on it are gone; slurmctld marks it down after SlurmdTimeout"
+}
+
+cmd_revive() {
+  local i; i=$(node_index "$1")
+  rm -f "$DIR/run/crashed-$1"
+  start_slurmd "$i"
+  log "revived $1: slurmd runs again; Slurm returns the node to service (ReturnToService=2)"
 }
 
 wait_idle() {
   export SLURM_CONF=$CONF
   local deadline=$(( $(date +%s) + 60 ))
   while :; do
-    local idle; idle=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '$2 == "idle" {n++} END {print n + 0}')
-    [ "$idle" -ge "$NODES" ] && return 0
+    local idle; idle=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '$2 ~ /^(idle|mix|alloc|comp)$/ {n++} END {print n + 0}')
+    local crashed; crashed=$(find "$DIR/run" -maxdepth 1 -name 'crashed-*' 2>/dev/null | wc -l)
+    [ "$idle" -ge $((NODES - crashed)) ] && return 0
     if [ "$(date +%s)" -gt "$deadline" ]; then
       sinfo -N -l >&2 || true
       tail -n 20 "$DIR/log/slurmctld.log" >&2 || true
@@ -167,6 +218,7 @@ wait_idle() {
     # A node that was down when the cluster stopped comes back on its own (ReturnToService=2); one left drained does not.
     for i in $(seq 1 "$NODES"); do
       local n; n=$(node_name "$i")
+      [ -e "$DIR/run/crashed-$n" ] && continue
       case "$(sinfo -h -n "$n" -o '%t' 2>/dev/null)" in drain*|down*) scontrol update nodename="$n" state=resume >/dev/null 2>&1 || true ;; esac
     done
     sleep 0.5
@@ -198,12 +250,8 @@ stop_pidfile() {
 cmd_down() {
   for i in $(seq 1 "$NODES"); do stop_pidfile "$DIR/run/slurmd-$(node_name "$i").pid"; done
   # Killing a slurmd leaves its slurmstepd and the jobs' processes: every process still in a node's namespace is ours.
-  for i in $(seq 1 "$NODES"); do
-    local ns; ns=$(ns_of "$i")
-    [ -e "/var/run/netns/$ns" ] || continue
-    local pids; pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
-  done
+  for i in $(seq 1 "$NODES"); do kill_namespace "$i"; done
+  rm -f "$DIR"/run/crashed-*
   stop_pidfile "$DIR/run/slurmctld.pid"
   stop_pidfile "$DIR/run/munged.pid"
   for i in $(seq 1 "$NODES"); do
@@ -221,6 +269,7 @@ cmd_status() {
   alive "$DIR/run/slurmctld.pid" && echo "slurmctld: running (pid $(cat "$DIR/run/slurmctld.pid"))" || { echo "slurmctld: not running"; up=1; }
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
+    if [ -e "$DIR/run/crashed-$n" ]; then echo "slurmd $n: crashed on purpose (revive $n brings it back)"; continue; fi
     alive "$DIR/run/slurmd-$n.pid" && echo "slurmd $n: running at $(node_addr "$i") (pid $(cat "$DIR/run/slurmd-$n.pid"))" || { echo "slurmd $n: not running"; up=1; }
   done
   [ $up -eq 0 ] && SLURM_CONF=$CONF sinfo -N -o '%N %t %G %c' || true
@@ -232,5 +281,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) echo "export SLURM_CONF=$CONF" ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  crash) cmd_crash "${2:?usage: $0 crash NODE}" ;;
+  revive) cmd_revive "${2:?usage: $0 revive NODE}" ;;
+  *) echo "usage: $0 up|down|status|env|crash NODE|revive NODE" >&2; exit 2 ;;
 esac

@@ -123,6 +123,13 @@ export interface LaunchRequest {
    */
   attempt?: number;
   ranks: RankLaunch[];
+  /** The job's team: a backend may map it to where the job runs (on Slurm: its partition and account). */
+  team?: string;
+  /**
+   * A limit the backend may enforce by itself, in ms from the start (Slurm's `--time`): the job's max_duration plus
+   * its stop grace and a margin, so that the control plane's own stop, with its grace, always comes first.
+   */
+  timeLimitMs?: number;
 }
 
 export interface RankLaunch {
@@ -166,6 +173,35 @@ export interface RankHandle {
 /** A handle a backend cannot use: made by another kind of backend, or with a `ref` it cannot read. */
 export class RankHandleError extends Error {
   override readonly name = 'RankHandleError';
+}
+
+/**
+ * The checks every backend makes on a handle before reading its `ref` (it may come from a damaged store): an object,
+ * with a job id and a rank, made by a backend of `kind`, with an object `ref`. Answers the ref's fields and how to
+ * name the rank in an error; throws `RankHandleError` naming the field. `refShape` names the ref's fields in errors.
+ */
+export function checkRankHandle(handle: RankHandle, kind: string, refShape: string): { which: string; ref: Record<string, unknown> } {
+  const value = handle as unknown;
+  if (typeof value !== 'object' || value === null) throw new RankHandleError(`a rank handle must be an object, got ${describeHandleValue(value)}`);
+  const { backend, jobId, rank, ref } = value as Partial<Record<keyof RankHandle, unknown>>;
+  const which = `rank ${describeHandleValue(rank)} of job ${describeHandleValue(jobId)}`;
+  if (typeof jobId !== 'string' || jobId === '') throw new RankHandleError(`the handle of ${which}: jobId must be a non-empty string`);
+  if (typeof rank !== 'number' || !Number.isSafeInteger(rank) || rank < 0) throw new RankHandleError(`the handle of ${which}: rank must be a whole number from 0`);
+  if (backend !== kind) {
+    const maker = describeHandleValue(backend);
+    throw new RankHandleError(`the handle of ${which} was made by the ${maker} backend, not this "${kind}" one: only a ${maker} backend can stop, adopt or read it`);
+  }
+  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) {
+    throw new RankHandleError(`the handle of ${which}: ref must be an object ${refShape}, got ${describeHandleValue(ref)}`);
+  }
+  return { which, ref: ref as Record<string, unknown> };
+}
+
+/** A value of a handle as an error names it: JSON, cut at 60 characters. */
+export function describeHandleValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 /** What users may see of a rank, from its backend (the local backend: `pid` and `host`). Never the whole `ref`. */

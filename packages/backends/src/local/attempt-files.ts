@@ -7,16 +7,13 @@
  *
  * The control plane reaches these only through `ExecutionBackend` (prepareAttempt, writeStopDeadline, readLog).
  */
-import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AttemptDirectories, PrepareAttemptRequest, RankHandle, RankLogRef, ReadLogOptions } from '../execution-backend.ts';
+import { readRankLog } from '../rank-log.ts';
 import { isProcessAlive, readProcessArgs } from './process-info.ts';
 import { PRIVATE_FILE_MODE, jobDirectory, rankFiles, readExitFile, supervisorScriptPath } from './rank-files.ts';
 
-/** How often a followed log is read again. */
-const FOLLOW_POLL_MS = 150;
-const READ_CHUNK_BYTES = 64 * 1024;
 const STOP_DEADLINE_FILE = 'preempt-deadline';
 
 export function controlDirectory(dataDir: string, jobId: string): string {
@@ -66,40 +63,8 @@ async function rankHasEnded(dataDir: string, ref: RankLogRef): Promise<boolean> 
   return !running;
 }
 
-export async function* readLocalLog(dataDir: string, ref: RankLogRef, options: ReadLogOptions = {}): AsyncGenerator<Uint8Array> {
-  const { follow = false, signal } = options;
-  const path = rankFiles(dataDir, ref.jobId, ref.rank, ref.attempt).log;
-  let file = await open(path, 'r').catch(() => undefined);
-  while (!file) {
-    // Not there yet: a follow waits for the rank to start (or to have ended without one).
-    if (!follow || signal?.aborted || (await rankHasEnded(dataDir, ref))) return;
-    await sleep(FOLLOW_POLL_MS, undefined, { signal }).catch(() => undefined);
-    file = await open(path, 'r').catch(() => undefined);
-  }
-  try {
-    let position = Math.max(0, options.offset ?? 0);
-    const buffer = Buffer.alloc(READ_CHUNK_BYTES);
-    const readAvailable = async function* (): AsyncGenerator<Uint8Array> {
-      for (;;) {
-        const { bytesRead } = await file.read(buffer, 0, READ_CHUNK_BYTES, position);
-        if (bytesRead === 0) return;
-        position += bytesRead;
-        yield Buffer.from(buffer.subarray(0, bytesRead));
-      }
-    };
-    for (;;) {
-      // A log trimmed to its cap is now shorter than what was sent: go on from its start, where its marker line is.
-      if (follow && (await file.stat()).size < position) position = 0;
-      // Whether it had ended is asked before the read: what it wrote before exiting is then all in this read.
-      const ended = follow && (await rankHasEnded(dataDir, ref));
-      yield* readAvailable();
-      if (!follow || ended || signal?.aborted) return;
-      await sleep(FOLLOW_POLL_MS, undefined, { signal }).catch(() => undefined);
-      if (signal?.aborted) return;
-    }
-  } finally {
-    await file.close();
-  }
+export function readLocalLog(dataDir: string, ref: RankLogRef, options: ReadLogOptions = {}): AsyncGenerator<Uint8Array> {
+  return readRankLog(rankFiles(dataDir, ref.jobId, ref.rank, ref.attempt).log, options, () => rankHasEnded(dataDir, ref));
 }
 
 /**

@@ -7,7 +7,7 @@
  * handle of another backend or a damaged one is refused with its reason, never used to signal some process.
  */
 import type { JsonObject } from '@tutti/model';
-import { RankHandleError, type RankDetails, type RankHandle } from '../execution-backend.ts';
+import { RankHandleError, checkRankHandle, describeHandleValue, type RankDetails, type RankHandle } from '../execution-backend.ts';
 
 export const LOCAL_BACKEND_KIND = 'local';
 
@@ -34,27 +34,16 @@ export function localRankRef(ref: LocalRankRef): JsonObject {
  * backend made or whose ref is not a local one. Checks the handle itself too, as it may come from a damaged store.
  */
 export function readLocalRankRef(handle: RankHandle): LocalRankRef {
-  const value = handle as unknown;
-  if (typeof value !== 'object' || value === null) throw new RankHandleError(`a rank handle must be an object, got ${describe(value)}`);
-  const { backend, jobId, rank, ref } = value as Partial<Record<keyof RankHandle, unknown>>;
-  const which = `rank ${describe(rank)} of job ${describe(jobId)}`;
-  if (typeof jobId !== 'string' || jobId === '') throw new RankHandleError(`the handle of ${which}: jobId must be a non-empty string`);
-  if (typeof rank !== 'number' || !Number.isSafeInteger(rank) || rank < 0) throw new RankHandleError(`the handle of ${which}: rank must be a whole number from 0`);
-  if (backend !== LOCAL_BACKEND_KIND) {
-    throw new RankHandleError(`the handle of ${which} was made by the ${describe(backend)} backend, not this "${LOCAL_BACKEND_KIND}" one: only a ${describe(backend)} backend can stop, adopt or read it`);
-  }
-  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) {
-    throw new RankHandleError(`the handle of ${which}: ref must be an object {pid, pidStartTime, logPath, host}, got ${describe(ref)}`);
-  }
-  const { pid, pidStartTime, logPath, host } = ref as Record<string, unknown>;
+  const { which, ref } = checkRankHandle(handle, LOCAL_BACKEND_KIND, '{pid, pidStartTime, logPath, host}');
+  const { pid, pidStartTime, logPath, host } = ref;
   if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) {
-    throw new RankHandleError(`the handle of ${which}: ref.pid must be a positive whole number (the rank's process id), got ${describe(pid)}`);
+    throw new RankHandleError(`the handle of ${which}: ref.pid must be a positive whole number (the rank's process id), got ${describeHandleValue(pid)}`);
   }
   if (typeof pidStartTime !== 'number' || !Number.isSafeInteger(pidStartTime) || pidStartTime < -1) {
-    throw new RankHandleError(`the handle of ${which}: ref.pidStartTime must be a whole number from -1 (the process's start time from /proc), got ${describe(pidStartTime)}`);
+    throw new RankHandleError(`the handle of ${which}: ref.pidStartTime must be a whole number from -1 (the process's start time from /proc), got ${describeHandleValue(pidStartTime)}`);
   }
-  if (logPath !== undefined && typeof logPath !== 'string') throw new RankHandleError(`the handle of ${which}: ref.logPath must be a string, got ${describe(logPath)}`);
-  if (host !== undefined && typeof host !== 'string') throw new RankHandleError(`the handle of ${which}: ref.host must be a string, got ${describe(host)}`);
+  if (logPath !== undefined && typeof logPath !== 'string') throw new RankHandleError(`the handle of ${which}: ref.logPath must be a string, got ${describeHandleValue(logPath)}`);
+  if (host !== undefined && typeof host !== 'string') throw new RankHandleError(`the handle of ${which}: ref.host must be a string, got ${describeHandleValue(host)}`);
   return { pid, pidStartTime, ...(logPath !== undefined ? { logPath } : {}), ...(host !== undefined ? { host } : {}) };
 }
 
@@ -63,10 +52,4 @@ export function localRankDetails(ref: JsonObject): RankDetails {
   const { pid, host } = ref;
   if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return {};
   return { pid, ...(typeof host === 'string' ? { host } : {}) };
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

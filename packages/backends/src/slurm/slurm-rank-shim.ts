@@ -1,13 +1,15 @@
 /**
- * The rank environment on Slurm. Slurm decides at run time which task runs where (`srun` numbers the tasks in the
- * order of the allocation's nodes), so a rank's torchrun variables cannot be written down before the launch as the
- * local backend does: each rank starts through a small shell shim that sets them from Slurm's own (`SLURM_PROCID`,
- * `SLURM_LOCALID`, `SLURM_NODEID`, ...) and then runs the job's command. The values are those of
- * `computeRankEnvironment` for the same layout (a test compares them), and the job's env and the control plane's
- * per-job variables come first, with tutti's over them, as for the local backend.
+ * The rank environment on Slurm. `srun` starts the tasks and numbers them; each rank starts through a small shell
+ * shim that sets torchrun's and tutti's variables from Slurm's own and then runs the job's command. The values are
+ * those of `computeRankEnvironment` for the same layout (a test compares them), and the job's env and the control
+ * plane's per-job variables come first, with tutti's over them, as for the local backend.
  *
- * MASTER_ADDR is the address of the step's first node (node 0, which runs rank 0) as the other nodes reach it: the
- * shim looks the node's name up in the addresses the inventory knows (Slurm's `NodeAddr`), written into it.
+ * - RANK is `SLURM_PROCID` and LOCAL_RANK `SLURM_LOCALID`: the backend starts the step with an arbitrary
+ *   distribution (`SLURM_HOSTFILE`, one line per rank), so task r runs on the node tutti placed rank r on.
+ * - NODE_RANK (GROUP_RANK) and LOCAL_WORLD_SIZE are tutti's node rank of the node the task runs on
+ *   (`SLURMD_NODENAME`), looked up in the layout written into the shim. Slurm's own `SLURM_NODEID` numbers the
+ *   allocation's nodes in Slurm's node order, which need not be the placement's.
+ * - MASTER_ADDR is the address of the node of rank 0 as the other nodes reach it (Slurm's `NodeAddr`).
  */
 import { RUN_AND_RECORD_EXIT, TRAP_STOP_SIGNALS } from '../rank-exit-script.ts';
 
@@ -16,10 +18,10 @@ export interface SlurmRankShimInput {
   jobName: string;
   /** The attempt (1, 2, ...). */
   attempt: number;
-  /** The rendezvous port on node 0, the same for every rank. */
-  masterPort: number;
-  /** Each node's address as the others reach it (`NodeAddr`), by Slurm node name. */
-  nodeAddresses: Readonly<Record<string, string>>;
+  /** The address of the node of rank 0 as the other nodes reach it (its `NodeAddr`). */
+  masterAddr: string;
+  /** Each node of the job by Slurm node name: tutti's node rank and how many ranks run there. */
+  nodes: Readonly<Record<string, { nodeRank: number; ranks: number }>>;
   /** Where rank r's output goes: `{rank}` is replaced by the rank. */
   rankLogPattern: string;
   /**
@@ -28,6 +30,8 @@ export interface SlurmRankShimInput {
    * `sacct --json`): the rank says it itself, as the local backend's supervisor does.
    */
   rankExitPattern: string;
+  /** Made empty when rank r starts its command (`{rank}` as above): how the backend knows every rank started. */
+  rankStartedPattern: string;
   /** The job's own environment; then the control plane's per-job variables over it. tutti's variables win over both. */
   jobEnv: Readonly<Record<string, string>>;
   runtimeEnv?: Readonly<Record<string, string>>;
@@ -39,6 +43,10 @@ export function quoteForShell(value: string): string {
 }
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** MASTER_PORT is SLURM_MASTER_PORT_BASE + (Slurm job id mod SLURM_MASTER_PORT_SPAN). */
+export const SLURM_MASTER_PORT_BASE = 15_000;
+export const SLURM_MASTER_PORT_SPAN = 10_000;
 
 /**
  * The shim's text: `sh shim COMMAND [ARGS...]` runs the command as one rank, with the rank's environment, and
@@ -52,18 +60,16 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
   }
   const perRank = (pattern: string): string => pattern.split('{rank}').map(quoteForShell).join('"$SLURM_PROCID"');
   lines.push(
-    'first_node=$(scontrol show hostnames "${SLURM_STEP_NODELIST:-$SLURM_JOB_NODELIST}" | head -n 1)',
-    'case "$first_node" in',
-    ...Object.entries(input.nodeAddresses).map(([node, address]) => `  ${quoteForShell(node)}) MASTER_ADDR=${quoteForShell(address)} ;;`),
-    '  *) MASTER_ADDR="$first_node" ;;',
+    'case "$SLURMD_NODENAME" in',
+    ...Object.entries(input.nodes).map(([node, { nodeRank, ranks }]) => `  ${quoteForShell(node)}) NODE_RANK=${nodeRank} LOCAL_WORLD_SIZE=${ranks} ;;`),
+    '  *) echo "tutti: node $SLURMD_NODENAME is not one of this job\'s nodes" >&2; exit 70 ;;',
     'esac',
-    'export MASTER_ADDR',
-    `export MASTER_PORT=${input.masterPort}`,
+    // A port no other job's rendezvous on that node takes at the same time: the control plane cannot ask a node which
+    // ports are free, but Slurm's job ids are unique, and the range lies below Linux's ephemeral ports.
+    `export MASTER_ADDR=${quoteForShell(input.masterAddr)} MASTER_PORT=$((${SLURM_MASTER_PORT_BASE} + SLURM_JOB_ID % ${SLURM_MASTER_PORT_SPAN}))`,
     'export RANK="$SLURM_PROCID" ROLE_RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID"',
-    'export WORLD_SIZE="$SLURM_NTASKS" ROLE_WORLD_SIZE="$SLURM_NTASKS"',
-    // tutti's gangs have the same number of ranks on every node (--ntasks-per-node).
-    'export LOCAL_WORLD_SIZE="${SLURM_NTASKS_PER_NODE:-$SLURM_NTASKS}"',
-    'export NODE_RANK="$SLURM_NODEID" GROUP_RANK="$SLURM_NODEID" GROUP_WORLD_SIZE="${SLURM_STEP_NUM_NODES:-$SLURM_NNODES}"',
+    'export WORLD_SIZE="$SLURM_NTASKS" ROLE_WORLD_SIZE="$SLURM_NTASKS" LOCAL_WORLD_SIZE',
+    `export NODE_RANK GROUP_RANK="$NODE_RANK" GROUP_WORLD_SIZE=${Object.keys(input.nodes).length}`,
     'export ROLE_NAME=default',
     // Slurm binds the GPUs (gres) and sets CUDA_VISIBLE_DEVICES; a CPU-only step sees none, as the local backend's.
     'export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"',
@@ -73,8 +79,9 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     'export TUTTI_NODE="$SLURMD_NODENAME"',
     `export TUTTI_RANK_LOG=${perRank(input.rankLogPattern)}`,
     `exit_file=${perRank(input.rankExitPattern)}`,
+    `(umask 077 && : > ${perRank(input.rankStartedPattern)})`,
     // As the local supervisor: the shim outlives a stop signal (a handler, not an ignore, so the command still gets
-    // it: `scancel --signal --full` signals every process of the step) and records how the command ended.
+    // it: `scancel --signal` signals every process of the step) and records how the command ended.
     TRAP_STOP_SIGNALS,
     ...RUN_AND_RECORD_EXIT,
   );

@@ -1,0 +1,557 @@
+/**
+ * The Slurm backend: tutti drives a real Slurm cluster through Slurm's own tools on a login node, and keeps its own
+ * scheduling on top (quotas, fair share, gang restarts, preemption with a grace). One attempt of a tutti job is one
+ * Slurm job (`sbatch`) whose one step (`srun`) runs every rank: see slurm-submission.ts for the job and
+ * slurm-rank-shim.ts for each rank's environment.
+ *
+ * The data dir must be on a file system that the control plane and every node see at the same path (as a Slurm
+ * site's home or project file system is): each rank writes its log, a `started` file and its exit status there, and
+ * the control plane reads them. So a rank's exit code is its own even with Slurm's accounting off, and a new control
+ * plane finds the ranks that ran or ended while it was down.
+ *
+ *   <dataDir>/jobs/<jobId>/attempt-<n>/   slurm-batch.sh, slurm-hostfile, rank-shim.sh, slurm-job-id, slurm-batch.log,
+ *                                          rank-<r>.log, rank-<r>.started, rank-<r>.exit
+ *
+ * What Slurm is asked, and how often: `scontrol -o show node` for the inventory (every `nodePollIntervalMs`, for
+ * node state changes), `squeue` for the state of the Slurm jobs of ranks whose exit is not recorded yet (every
+ * `pollIntervalMs`), `sbatch` per launch, `scancel` per stop. Nothing per rank.
+ */
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import type { NodeInfo } from '@tutti/model';
+import type {
+  AttemptDirectories,
+  ExecutionBackend,
+  GpuReading,
+  LaunchRequest,
+  LogTrim,
+  NodeStateChange,
+  PrepareAttemptRequest,
+  RankExit,
+  RankHandle,
+  RankLogRef,
+  RankObservation,
+  ReadLogOptions,
+  StartedRankQuery,
+  StopOptions,
+} from '../execution-backend.ts';
+import { LaunchError, verifyLaunchRequest } from '../launch-request.ts';
+import { readRankLog } from '../rank-log.ts';
+import { prepareLocalAttempt, writeLocalStopDeadline } from '../local/attempt-files.ts';
+import { trimLog } from '../local/log-trim.ts';
+import { PRIVATE_FILE_MODE, attemptDirectory, exitCodeForSignal, jobDirectory, readExitFile } from '../local/rank-files.ts';
+import { SQUEUE_FORMAT, createSlurmCli, isEndedSlurmState, parseSqueue, scancelSignalName, type SlurmCli, type SlurmJobState } from './slurm-cli.ts';
+import { parseSlurmNodes, toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
+import { makeSlurmRankShim } from './slurm-rank-shim.ts';
+import { SLURM_BACKEND_KIND, readSlurmRankRef, slurmRankRef } from './slurm-rank-ref.ts';
+import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmRankFile } from './slurm-submission.ts';
+
+export interface SlurmBackendOptions {
+  /** Where jobs' files live: on a file system every node sees at the same path. Must be the same after a restart. */
+  dataDir: string;
+  /** The partition tutti's jobs run in, and whose nodes are its inventory. @default every node, Slurm's default partition */
+  partition?: string;
+  /** Per team: the partition and account its jobs are submitted with (`--partition`, `--account`). */
+  teams?: Readonly<Record<string, { partition?: string; account?: string }>>;
+  /** GPU memory (MiB) by tutti GPU type: Slurm's gres does not say it. */
+  gpuMemoryMiB?: Readonly<Record<string, number>>;
+  /** Environment for Slurm's tools (SLURM_CONF, …), over the control plane's own. */
+  env?: Readonly<Record<string, string>>;
+  /** Runs Slurm's tools; tests may wrap it. @default createSlurmCli({ env }) */
+  cli?: SlurmCli;
+  /** Clock for `startedAt`, exits and node changes. @default Date.now */
+  now?: () => number;
+  /** How often the Slurm jobs of running ranks are checked (an exit file is read at once). @default 1000 */
+  pollIntervalMs?: number;
+  /** How often the inventory is read again, for node state changes. @default 5000 */
+  nodePollIntervalMs?: number;
+  /** How long a launch waits for Slurm to start every rank before it gives up and cancels the job. @default 120000 */
+  launchTimeoutMs?: number;
+}
+
+export interface SlurmBackend extends ExecutionBackend {
+  readonly kind: 'slurm';
+  readonly dataDir: string;
+}
+
+/** A rank this instance watches, launched or adopted. */
+interface WatchedRank {
+  key: string;
+  handle: RankHandle;
+  slurmJobId: string;
+  /** Slurm's name for the rank's job: a job of another name under that id is not this rank's. */
+  slurmJobName: string;
+  exitFile: string;
+  /** stop() sent SIGKILL: an end without an exit file is then our kill, not a loss. */
+  killedByStop: boolean;
+  exit?: RankExit;
+  waiters: Array<() => void>;
+}
+
+const keyOf = (jobId: string, rank: number) => `${jobId}\u0000${rank}`;
+/** How often a launch looks for its ranks' `started` files. */
+const LAUNCH_POLL_MS = 100;
+/** While a stop waits, rank exits are looked for this often. */
+const STOP_POLL_MS = 100;
+/** How long a rolled-back launch waits for its Slurm job to be gone. */
+const ROLLBACK_WAIT_MS = 15_000;
+/** After SIGKILL, how long before the whole Slurm job is cancelled (a step on a node that is down hears nothing). */
+const KILL_SETTLE_MS = 10_000;
+/** How many reported exits are remembered (see `reported`). */
+const REPORTED_KEPT = 10_000;
+/** The step that runs the ranks: the batch script's one srun. */
+const RANK_STEP = 0;
+
+const delay = (ms: number): Promise<'delay'> => new Promise((resolve) => setTimeout(() => resolve('delay'), ms).unref());
+
+export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
+  const dataDir = resolvePath(options.dataDir);
+  const cli = options.cli ?? createSlurmCli(options.env ? { env: options.env } : {});
+  const now = options.now ?? Date.now;
+  const pollIntervalMs = options.pollIntervalMs ?? 1_000;
+  const nodePollIntervalMs = options.nodePollIntervalMs ?? 5_000;
+  const launchTimeoutMs = options.launchTimeoutMs ?? 120_000;
+  /** Tells this control plane's Slurm jobs from another's that shares the cluster (see `slurmJobName`). */
+  const instance = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
+
+  const watched = new Map<string, WatchedRank>();
+  /** Ranks whose exit this instance reported, newest last: a later stop of one must not report it again. */
+  const reported = new Set<string>();
+  const exitListeners: Array<(exit: RankExit) => void> = [];
+  const nodeListeners: Array<(change: NodeStateChange) => void> = [];
+  /** The last state reported per node (in inventory order). */
+  const nodeStates = new Map<string, NodeStateChange>();
+  let lastInventory: { nodes: SlurmNode[]; at: number } | undefined;
+  let closed = false;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let nodeTimer: NodeJS.Timeout | undefined;
+  let polling: Promise<void> | undefined;
+
+  function ensureOpen(what: string): void {
+    if (closed) throw new Error(`the Slurm backend is closed: cannot ${what}`);
+  }
+
+  const nameOf = (jobId: string, attempt: number | undefined) => slurmJobName(instance, jobId, attempt ?? 1);
+  const attemptDirOf = (jobId: string, attempt: number | undefined) => attemptDirectory(dataDir, jobId, attempt);
+
+  // ---- inventory and node states -------------------------------------------------------------------------------
+
+  async function readNodes(): Promise<SlurmNode[]> {
+    const nodes = parseSlurmNodes(await cli.run('scontrol', ['-o', 'show', 'node']));
+    const inPartition = options.partition === undefined ? nodes : nodes.filter((n) => n.partitions.includes(options.partition as string));
+    lastInventory = { nodes: inPartition, at: now() };
+    noteNodeStates(inPartition);
+    return inPartition;
+  }
+
+  function noteNodeStates(nodes: readonly SlurmNode[]): void {
+    if (closed) return;
+    for (const node of nodes) {
+      const previous = nodeStates.get(node.name);
+      if (previous && previous.state === node.state) continue;
+      const change: NodeStateChange = { node: node.name, state: node.state, at: now(), ...(node.reason !== undefined ? { reason: node.reason } : {}) };
+      nodeStates.set(node.name, change);
+      for (const listener of nodeListeners) callSafely(() => listener(change), 'a node-state listener');
+    }
+    if (!nodeTimer && !closed) {
+      nodeTimer = setInterval(() => void readNodes().catch(() => undefined), nodePollIntervalMs);
+      nodeTimer.unref();
+    }
+  }
+
+  async function inventory(): Promise<NodeInfo[]> {
+    ensureOpen('read the inventory');
+    return (await readNodes()).map((node) => toNodeInfo(node, options.gpuMemoryMiB));
+  }
+
+  // ---- exits ---------------------------------------------------------------------------------------------------
+
+  function finish(record: WatchedRank, exit: Omit<RankExit, 'jobId' | 'rank'>): void {
+    if (record.exit !== undefined || closed) return;
+    const full: RankExit = { jobId: record.handle.jobId, rank: record.handle.rank, ...exit, ...(record.handle.attempt !== undefined ? { attempt: record.handle.attempt } : {}) };
+    record.exit = full;
+    watched.delete(record.key);
+    reported.add(record.key);
+    // Kept for the stops that may still name the rank; the oldest are forgotten (their exit files or ended Slurm
+    // jobs still tell a later stop that they are over).
+    if (reported.size > REPORTED_KEPT) reported.delete(reported.values().next().value as string);
+    for (const listener of exitListeners) callSafely(() => listener(full), 'a rank-exit listener');
+    for (const wake of record.waiters.splice(0)) wake();
+  }
+
+  /** A rank whose exit file is there is over, with its own code. */
+  function finishFromExitFile(record: WatchedRank): boolean {
+    const recorded = readExitFile(record.exitFile);
+    if (!recorded) return false;
+    finish(record, { exitCode: recorded.exitCode, lost: false, at: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) });
+    return true;
+  }
+
+  /** squeue for these Slurm job ids (ended ones included while Slurm keeps them; see MinJobAge). */
+  async function slurmJobs(ids: Iterable<string>): Promise<Map<string, SlurmJobState>> {
+    const list = [...new Set(ids)];
+    if (list.length === 0) return new Map();
+    return parseSqueue(await cli.run('squeue', ['-h', '--states=all', `--jobs=${list.join(',')}`, '-o', SQUEUE_FORMAT]).catch((error: unknown) => {
+      // squeue refuses the whole list when none of its ids is known any more: then none of them runs.
+      if (error instanceof Error && /Invalid job id/i.test(error.message)) return '';
+      throw error;
+    }));
+  }
+
+  /** Whether the Slurm job of `record` has no process left: ended, forgotten by Slurm, or another job under that id. */
+  function slurmJobIsOver(record: Pick<WatchedRank, 'slurmJobId' | 'slurmJobName'>, jobs: ReadonlyMap<string, SlurmJobState>): SlurmJobState | 'gone' | undefined {
+    const job = jobs.get(record.slurmJobId);
+    if (!job || job.name !== record.slurmJobName) return 'gone';
+    return isEndedSlurmState(job.state) ? job : undefined;
+  }
+
+  /** One look at every watched rank: exit files first, then Slurm for the ranks that have none. */
+  async function pollOnce(): Promise<void> {
+    const open = [...watched.values()].filter((record) => !finishFromExitFile(record));
+    if (open.length === 0) return;
+    const jobs = await slurmJobs(open.map((r) => r.slurmJobId));
+    for (const record of open) {
+      const over = slurmJobIsOver(record, jobs);
+      if (!over || finishFromExitFile(record)) continue;
+      if (record.killedByStop) {
+        finish(record, { exitCode: exitCodeForSignal('SIGKILL'), signal: 'SIGKILL', lost: false, at: now() });
+      } else {
+        const why = over === 'gone' ? `Slurm no longer knows job ${record.slurmJobId}` : `Slurm job ${record.slurmJobId} ended ${over.state}${over.reason && over.reason !== 'None' ? ` (${over.reason})` : ''}`;
+        finish(record, { exitCode: null, lost: true, at: now() });
+        process.emitWarning(`rank ${record.handle.rank} of job ${record.handle.jobId} is lost: ${why} and the rank left no exit status`);
+      }
+    }
+  }
+
+  function poll(): Promise<void> {
+    polling ??= pollOnce().catch(() => undefined).finally(() => { polling = undefined; });
+    return polling;
+  }
+
+  function ensurePolling(): void {
+    if (pollTimer || closed) return;
+    pollTimer = setInterval(() => {
+      if (watched.size === 0) return;
+      void poll();
+    }, pollIntervalMs);
+    pollTimer.unref();
+  }
+
+  function watch(handle: RankHandle, slurmJobId: string): WatchedRank {
+    const key = keyOf(handle.jobId, handle.rank);
+    const existing = watched.get(key);
+    if (existing) return existing;
+    const record: WatchedRank = {
+      key, handle, slurmJobId, slurmJobName: nameOf(handle.jobId, handle.attempt),
+      exitFile: slurmRankFile(attemptDirOf(handle.jobId, handle.attempt), SLURM_RANK_FILES.exit, handle.rank),
+      killedByStop: false, waiters: [],
+    };
+    watched.set(key, record);
+    ensurePolling();
+    return record;
+  }
+
+  function waitForExit(record: WatchedRank): Promise<void> {
+    if (record.exit !== undefined || closed) return Promise.resolve();
+    return new Promise((resolve) => record.waiters.push(resolve));
+  }
+
+  // ---- launch --------------------------------------------------------------------------------------------------
+
+  async function launch(request: LaunchRequest): Promise<RankHandle[]> {
+    ensureOpen('launch');
+    const problems = verifyLaunchRequest(request);
+    if (problems.length > 0) throw new LaunchError('InvalidRequest', `invalid launch request for job ${request.jobId}: ${problems.join('; ')}`);
+    const layout = slurmJobLayout(request.ranks);
+    if ('error' in layout) throw new LaunchError('InvalidRequest', `invalid launch request for job ${request.jobId}: ${layout.error}`);
+    const nodes = new Map((lastInventory && now() - lastInventory.at < nodePollIntervalMs ? lastInventory.nodes : await readNodes()).map((n) => [n.name, n]));
+    const unknown = layout.nodes.filter((n) => !nodes.has(n.node)).map((n) => n.node);
+    if (unknown.length > 0) {
+      throw new LaunchError('WrongNode', `job ${request.jobId} was placed on ${unknown.join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not in this Slurm backend's inventory (${[...nodes.keys()].join(', ') || 'no nodes'})`);
+    }
+    if (request.workdir !== undefined && !isDirectory(request.workdir)) {
+      throw new LaunchError('WorkdirMissing', `the workdir ${request.workdir} of job ${request.jobId} does not exist or is not a directory`);
+    }
+    const attempt = request.attempt ?? 1;
+    const attemptDir = attemptDirOf(request.jobId, request.attempt);
+    const jobName = nameOf(request.jobId, request.attempt);
+    const first = nodes.get(layout.nodes[0]!.node)!;
+    const rankZeroNode = nodes.get(layout.nodeOfRank[0]!)!;
+    const team = request.team !== undefined ? options.teams?.[request.team] : undefined;
+    const partition = team?.partition ?? options.partition;
+    const gpuType = slurmGpuType(first, request);
+    const submission = makeSlurmSubmission({
+      request, layout, jobName, attemptDir,
+      workdir: request.workdir ?? jobDirectory(dataDir, request.jobId),
+      ...(gpuType !== undefined ? { gpuType } : {}),
+      ...(partition !== undefined ? { partition } : {}),
+      ...(team?.account !== undefined ? { account: team.account } : {}),
+      ...(request.timeLimitMs !== undefined ? { timeLimitMs: request.timeLimitMs } : {}),
+    });
+    const shim = makeSlurmRankShim({
+      jobId: request.jobId, jobName: request.jobName, attempt, masterAddr: rankZeroNode.address,
+      nodes: Object.fromEntries(layout.nodes.map((n) => [n.node, { nodeRank: n.nodeRank, ranks: n.ranks }])),
+      rankLogPattern: `${attemptDir}/${SLURM_RANK_FILES.log}`, rankExitPattern: `${attemptDir}/${SLURM_RANK_FILES.exit}`,
+      rankStartedPattern: `${attemptDir}/${SLURM_RANK_FILES.started}`,
+      jobEnv: request.env, ...(request.runtimeEnv ? { runtimeEnv: request.runtimeEnv } : {}),
+    });
+    try {
+      await mkdir(attemptDir, { recursive: true, mode: 0o700 });
+      if (request.workdir === undefined) await mkdir(jobDirectory(dataDir, request.jobId), { recursive: true, mode: 0o700 });
+      // A launch of the same attempt again (after a crash cut the first short) must not find the first one's files.
+      await Promise.all(request.ranks.flatMap((r) => [SLURM_RANK_FILES.exit, SLURM_RANK_FILES.started].map((p) => rm(slurmRankFile(attemptDir, p, r.rank), { force: true }))));
+      await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, { force: true });
+      await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.shim}`, shim, { mode: PRIVATE_FILE_MODE });
+      await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.hostFile}`, submission.hostFile, { mode: PRIVATE_FILE_MODE });
+      await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchScript}`, submission.batchScript, { mode: 0o700 });
+    } catch (error) {
+      throw new LaunchError('SpawnFailed', `could not write the files of job ${request.jobId} in ${attemptDir}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    let slurmJobId: string;
+    try {
+      slurmJobId = (await cli.run('sbatch', submission.sbatchArgs)).trim().split(';')[0] ?? '';
+      if (!/^\d+$/.test(slurmJobId)) throw new Error(`sbatch answered ${JSON.stringify(slurmJobId)}, not a job id`);
+    } catch (error) {
+      throw new LaunchError('SpawnFailed', `Slurm refused job ${request.jobId}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, `${slurmJobId}\n`, { mode: PRIVATE_FILE_MODE }).catch(() => undefined);
+
+    const started = await waitForRanksToStart(request, attemptDir, slurmJobId, jobName).catch(async (error: unknown) => {
+      await cancelAndWait(slurmJobId, jobName);
+      throw error;
+    });
+    const handles = request.ranks.map((r) => r).sort((a, b) => a.rank - b.rank).map((r): RankHandle => ({
+      backend: SLURM_BACKEND_KIND, jobId: request.jobId, rank: r.rank, node: r.node,
+      ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
+      startedAt: started[r.rank] ?? now(), ref: slurmRankRef({ slurmJobId }),
+    }));
+    for (const handle of handles) watch(handle, slurmJobId);
+    return handles;
+  }
+
+  /** Resolves with each rank's start (epoch ms, its `started` file's time) once every rank has started. */
+  async function waitForRanksToStart(request: LaunchRequest, attemptDir: string, slurmJobId: string, jobName: string): Promise<number[]> {
+    const deadline = now() + launchTimeoutMs;
+    const started: number[] = [];
+    let lastSlurmLook = 0;
+    let state: SlurmJobState | undefined;
+    for (;;) {
+      ensureOpen('launch');
+      let all = true;
+      for (const r of request.ranks) {
+        if (started[r.rank] !== undefined) continue;
+        const at = fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, r.rank));
+        if (at === undefined) all = false;
+        else started[r.rank] = at;
+      }
+      if (all) return started;
+      if (now() - lastSlurmLook >= 1_000) {
+        lastSlurmLook = now();
+        state = (await slurmJobs([slurmJobId]).catch(() => new Map<string, SlurmJobState>())).get(slurmJobId);
+        const over = slurmJobIsOver({ slurmJobId, slurmJobName: jobName }, new Map(state ? [[slurmJobId, state]] : []));
+        if (over && state) {
+          const log = await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchLog}`, 'utf8').catch(() => '');
+          const tail = log.trim().split('\n').slice(-3).join('; ');
+          throw new LaunchError('SpawnFailed', `Slurm job ${slurmJobId} of job ${request.jobId} ended ${state.state} before every rank started${tail ? `: ${tail}` : ''}`);
+        }
+      }
+      if (now() > deadline) {
+        const why = state?.state === 'PENDING' ? `it is still pending in Slurm (${state.reason})` : `not every rank started (Slurm says ${state?.state ?? 'nothing'})`;
+        throw new LaunchError('SpawnFailed', `Slurm job ${slurmJobId} of job ${request.jobId} did not start within ${Math.round(launchTimeoutMs / 1000)} s: ${why}; it was cancelled`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, LAUNCH_POLL_MS));
+    }
+  }
+
+  /** Cancels a Slurm job at once (a rolled-back launch) and waits, within bounds, for it to be over. */
+  async function cancelAndWait(slurmJobId: string, jobName: string): Promise<void> {
+    await cli.run('scancel', ['--signal=KILL', `${slurmJobId}.${RANK_STEP}`]).catch(() => undefined);
+    await cli.run('scancel', [slurmJobId]).catch(() => undefined);
+    const deadline = Date.now() + ROLLBACK_WAIT_MS;
+    while (Date.now() < deadline) {
+      const jobs = await slurmJobs([slurmJobId]).catch(() => undefined);
+      if (jobs && slurmJobIsOver({ slurmJobId, slurmJobName: jobName }, jobs)) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  // ---- stop ----------------------------------------------------------------------------------------------------
+
+  async function signalSteps(records: readonly WatchedRank[], signal: NodeJS.Signals): Promise<void> {
+    const jobIds = [...new Set(records.map((r) => r.slurmJobId))];
+    await Promise.all(jobIds.map((id) => cli.run('scancel', [`--signal=${scancelSignalName(signal)}`, `${id}.${RANK_STEP}`]).catch(() => undefined)));
+  }
+
+  async function stop(handles: readonly RankHandle[], stopOptions: StopOptions): Promise<void> {
+    ensureOpen('stop ranks');
+    const signal = stopOptions.signal ?? 'SIGTERM';
+    // Every handle is checked before anything is signalled.
+    const refs = handles.map((handle) => ({ handle, ref: readSlurmRankRef(handle) }));
+    const records = refs.map(({ handle, ref }) => watched.get(keyOf(handle.jobId, handle.rank)) ?? watchUnlessOver(handle, ref.slurmJobId));
+    const live = records.filter((r): r is WatchedRank => r !== undefined && r.exit === undefined);
+    if (live.length === 0) return;
+    const fastPoll = setInterval(() => void poll(), STOP_POLL_MS);
+    try {
+      if (signal === 'SIGKILL') for (const record of live) record.killedByStop = true;
+      // Every process of the job's one step (the ranks and their shims), not `--full`: the batch script is srun
+      // itself, which stays to see the ranks out. A stop signal to the job as a whole would cancel it (TERM, then
+      // KILL after Slurm's KillWait), whatever grace tutti gives.
+      await signalSteps(live, signal);
+      const allOut = Promise.all(live.map(waitForExit)).then(() => 'out' as const);
+      if ((await Promise.race([allOut, delay(stopOptions.graceMs)])) === 'delay') {
+        const left = live.filter((r) => r.exit === undefined);
+        for (const record of left) record.killedByStop = true;
+        await signalSteps(left, 'SIGKILL');
+        // A step on a node that went down hears nothing: cancelling the job makes Slurm give it up.
+        if ((await Promise.race([allOut, delay(KILL_SETTLE_MS)])) === 'delay') {
+          await Promise.all([...new Set(left.map((r) => r.slurmJobId))].map((id) => cli.run('scancel', [id]).catch(() => undefined)));
+        }
+        await allOut;
+      }
+      if (closed) throw new Error('the Slurm backend was closed while a stop was waiting for its ranks');
+    } finally {
+      clearInterval(fastPoll);
+    }
+  }
+
+  // ---- adoption ------------------------------------------------------------------------------------------------
+
+  /** Watches a rank this instance does not watch, unless its exit is known already: recorded, or reported here. */
+  function watchUnlessOver(handle: RankHandle, slurmJobId: string): WatchedRank | undefined {
+    const key = keyOf(handle.jobId, handle.rank);
+    if (reported.has(key)) return undefined;
+    if (readExitFile(slurmRankFile(attemptDirOf(handle.jobId, handle.attempt), SLURM_RANK_FILES.exit, handle.rank))) return undefined;
+    return watch(handle, slurmJobId);
+  }
+
+  async function adopt(handles: readonly RankHandle[]): Promise<RankObservation[]> {
+    ensureOpen('adopt ranks');
+    const checked = handles.map((handle) => {
+      try {
+        return { handle, ref: readSlurmRankRef(handle) };
+      } catch (error) {
+        return { handle, error: error instanceof Error ? error.message : String(error) };
+      }
+    });
+    const jobs = await slurmJobs(checked.flatMap((c) => ('ref' in c && c.ref ? [c.ref.slurmJobId] : [])));
+    return checked.map((c): RankObservation => {
+      const { handle } = c;
+      if (!('ref' in c) || !c.ref) return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: c.error ?? 'unreadable handle' };
+      if (watched.has(keyOf(handle.jobId, handle.rank))) return { jobId: handle.jobId, rank: handle.rank, state: 'running' };
+      const attemptDir = attemptDirOf(handle.jobId, handle.attempt);
+      const recorded = readExitFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.exit, handle.rank));
+      if (recorded) return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) };
+      const slurmJobName = nameOf(handle.jobId, handle.attempt);
+      const over = slurmJobIsOver({ slurmJobId: c.ref.slurmJobId, slurmJobName }, jobs);
+      if (fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, handle.rank)) === undefined) {
+        return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `rank ${handle.rank} of job ${handle.jobId} never started in Slurm job ${c.ref.slurmJobId}` };
+      }
+      if (over) {
+        const why = over === 'gone' ? `Slurm no longer knows job ${c.ref.slurmJobId}` : `Slurm job ${c.ref.slurmJobId} ended ${over.state}`;
+        return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `${why}, and rank ${handle.rank} left no exit status` };
+      }
+      watch(handle, c.ref.slurmJobId);
+      return { jobId: handle.jobId, rank: handle.rank, state: 'running' };
+    });
+  }
+
+  async function findStarted(jobId: string, attempt: number, ranks: readonly StartedRankQuery[]): Promise<RankHandle[]> {
+    ensureOpen('find started ranks');
+    const attemptDir = attemptDirOf(jobId, attempt);
+    let slurmJobId = (await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, 'utf8').catch(() => '')).trim();
+    if (!/^\d+$/.test(slurmJobId)) {
+      // The control plane died between sbatch's answer and writing it down: Slurm knows the job by its name.
+      const byName = parseSqueue(await cli.run('squeue', ['-h', '--states=all', `--name=${nameOf(jobId, attempt)}`, '-o', SQUEUE_FORMAT]).catch(() => ''));
+      slurmJobId = [...byName.keys()].at(-1) ?? '';
+    }
+    if (!/^\d+$/.test(slurmJobId)) return [];
+    return ranks.flatMap((query) => {
+      const at = fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, query.rank));
+      if (at === undefined) return [];
+      return [{ backend: SLURM_BACKEND_KIND, jobId, rank: query.rank, node: query.node, attempt, startedAt: at, ref: slurmRankRef({ slurmJobId }) }];
+    });
+  }
+
+  // ---- files ---------------------------------------------------------------------------------------------------
+
+  /** Whether a rank is over: its exit recorded, or its Slurm job (named in its attempt dir) has no process left. */
+  async function rankHasEnded(ref: RankLogRef): Promise<boolean> {
+    const attemptDir = attemptDirOf(ref.jobId, ref.attempt);
+    if (readExitFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.exit, ref.rank))) return true;
+    const record = watched.get(keyOf(ref.jobId, ref.rank));
+    if (record) return record.exit !== undefined;
+    const slurmJobId = (await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, 'utf8').catch(() => '')).trim();
+    if (!/^\d+$/.test(slurmJobId)) return false;
+    const jobs = await slurmJobs([slurmJobId]).catch(() => undefined);
+    return jobs !== undefined && slurmJobIsOver({ slurmJobId, slurmJobName: nameOf(ref.jobId, ref.attempt) }, jobs) !== undefined;
+  }
+
+  const logPathOf = (ref: RankLogRef) => slurmRankFile(attemptDirOf(ref.jobId, ref.attempt), SLURM_RANK_FILES.log, ref.rank);
+
+  return {
+    kind: 'slurm',
+    dataDir,
+    inventory,
+    launch,
+    stop,
+    adopt,
+    findStarted,
+    // Slurm does not report GPU gauges to a login node; reading them means running nvidia-smi on every node.
+    sampleGpus: async (): Promise<GpuReading> => ({ samples: [] }),
+    prepareAttempt: (request: PrepareAttemptRequest): Promise<AttemptDirectories> => prepareLocalAttempt(dataDir, request),
+    writeStopDeadline: (handles: readonly RankHandle[], deadline: number) => writeLocalStopDeadline(dataDir, handles, deadline),
+    readLog: (ref: RankLogRef, readOptions?: ReadLogOptions) => readRankLog(logPathOf(ref), readOptions ?? {}, () => rankHasEnded(ref)),
+    logSize: async (ref: RankLogRef) => (await stat(logPathOf(ref)).catch(() => undefined))?.size ?? 0,
+    capLog: (ref: RankLogRef, maxBytes: number): Promise<LogTrim | undefined> => trimLog(logPathOf(ref), maxBytes),
+    onRankExit(listener) {
+      exitListeners.push(listener);
+    },
+    onNodeState(listener) {
+      nodeListeners.push(listener);
+      for (const change of nodeStates.values()) callSafely(() => listener(change), 'a node-state listener');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (pollTimer) clearInterval(pollTimer);
+      if (nodeTimer) clearInterval(nodeTimer);
+      for (const record of watched.values()) for (const wake of record.waiters.splice(0)) wake();
+      watched.clear();
+    },
+  };
+}
+
+/** The Slurm gres type of the GPUs a launch was placed on: the inventory node's GPU product, when Slurm typed them. */
+function slurmGpuType(node: SlurmNode, request: LaunchRequest): string | undefined {
+  const typed = node.gpus.filter((g) => g.type !== '');
+  if (typed.length === 0 || request.ranks.every((r) => r.gpus.length === 0)) return undefined;
+  // One type on the node: ask for it; several: any GPU of the count (tutti's placement chose by type already).
+  return typed.length === 1 ? typed[0]?.type : undefined;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A file's modification time (epoch ms), or undefined when it does not exist. */
+function fileTime(path: string): number | undefined {
+  try {
+    return Math.round(statSync(path).mtimeMs);
+  } catch {
+    return undefined;
+  }
+}
+
+function callSafely(call: () => void, what: string): void {
+  try {
+    call();
+  } catch (error) {
+    process.emitWarning(`${what} threw: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

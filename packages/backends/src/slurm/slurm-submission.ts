@@ -1,0 +1,126 @@
+/**
+ * One tutti attempt as one Slurm job: the `sbatch` arguments, the batch script and the host file that make Slurm run
+ * rank r on the node tutti placed it on. Pure: the backend writes the files and runs `sbatch`.
+ *
+ *   sbatch --nodes=N --nodelist=… --ntasks-per-node=K --gres=gpu[:type]:G --time=… batch.sh
+ *     batch.sh:  SLURM_HOSTFILE=hostfile exec srun --distribution=arbitrary --ntasks=R … sh rank-shim.sh COMMAND…
+ *       task r (= rank r, on line r+1 of the host file): rank-shim.sh sets the rank's environment, runs COMMAND and
+ *       records its exit status; its output goes to rank-r.log (appended, so that a log can be trimmed to its cap).
+ *
+ * The batch script `exec`s srun, so the job's only processes besides the ranks are srun's: a stop signals the step
+ * (`scancel --signal`, not `--full`), the ranks' handlers decide how they end, and the job ends when they have.
+ */
+import type { LaunchRequest, RankLaunch } from '../execution-backend.ts';
+import { quoteForShell } from './slurm-rank-shim.ts';
+
+/** The files of one attempt, in its directory on the shared file system. */
+export const SLURM_ATTEMPT_FILES = {
+  batchScript: 'slurm-batch.sh',
+  batchLog: 'slurm-batch.log',
+  hostFile: 'slurm-hostfile',
+  shim: 'rank-shim.sh',
+  /** The Slurm job id, written once `sbatch` answers it. */
+  slurmJobId: 'slurm-job-id',
+} as const;
+
+/** Per-rank files: `{rank}` stands for the rank (SLURM_PROCID in the shim, `%t` in srun's `--output`). */
+export const SLURM_RANK_FILES = { log: 'rank-{rank}.log', exit: 'rank-{rank}.exit', started: 'rank-{rank}.started' } as const;
+
+export function slurmRankFile(attemptDir: string, pattern: string, rank: number): string {
+  return `${attemptDir}/${pattern.replace('{rank}', String(rank))}`;
+}
+
+/**
+ * The Slurm job's name: `tutti.<instance>.<jobId>.<attempt>`, where `instance` tells control planes that share a
+ * cluster apart (a digest of the data dir), so that one never finds another's job for the same tutti job id.
+ */
+export function slurmJobName(instance: string, jobId: string, attempt: number): string {
+  return `tutti.${instance}.${jobId}.${attempt}`;
+}
+
+/** The nodes of a launch in node-rank order, with how many ranks each runs and the GPUs they use there. */
+export interface SlurmJobLayout {
+  nodes: Array<{ node: string; nodeRank: number; ranks: number; gpus: number }>;
+  /** Rank r's node, r = 0, 1, …: the host file's lines. */
+  nodeOfRank: string[];
+}
+
+/** The layout of a (checked) launch request. A node that appears under two node ranks is refused. */
+export function slurmJobLayout(ranks: readonly RankLaunch[]): SlurmJobLayout | { error: string } {
+  const byNode = new Map<string, { node: string; nodeRank: number; ranks: number; gpus: Set<number> }>();
+  for (const rank of ranks) {
+    const entry = byNode.get(rank.node);
+    if (entry && entry.nodeRank !== rank.nodeRank) return { error: `node ${rank.node} has ranks of node ranks ${entry.nodeRank} and ${rank.nodeRank}` };
+    const e = entry ?? { node: rank.node, nodeRank: rank.nodeRank, ranks: 0, gpus: new Set<number>() };
+    e.ranks++;
+    for (const gpu of rank.gpus) e.gpus.add(gpu);
+    byNode.set(rank.node, e);
+  }
+  const nodes = [...byNode.values()].sort((a, b) => a.nodeRank - b.nodeRank).map((e) => ({ node: e.node, nodeRank: e.nodeRank, ranks: e.ranks, gpus: e.gpus.size }));
+  const nodeOfRank = [...ranks].sort((a, b) => a.rank - b.rank).map((r) => r.node);
+  return { nodes, nodeOfRank };
+}
+
+export interface SlurmSubmissionInput {
+  request: LaunchRequest;
+  layout: SlurmJobLayout;
+  jobName: string;
+  attemptDir: string;
+  /** The directory the ranks start in (the job's workdir, else its job directory). */
+  workdir: string;
+  /** The gres type to ask for (the placed GPUs' Slurm type), or undefined for any GPU. */
+  gpuType?: string;
+  partition?: string;
+  account?: string;
+  /** Slurm's `--time`: rounded up to whole minutes. */
+  timeLimitMs?: number;
+}
+
+export interface SlurmSubmission {
+  /** `sbatch`'s arguments, the batch script's path last. */
+  sbatchArgs: string[];
+  batchScript: string;
+  hostFile: string;
+}
+
+export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmission {
+  const { request, layout, attemptDir } = input;
+  const tasksPerNode = Math.max(...layout.nodes.map((n) => n.ranks));
+  const gpusPerNode = Math.max(...layout.nodes.map((n) => n.gpus));
+  const file = (name: string) => `${attemptDir}/${name}`;
+  const sbatchArgs = [
+    '--parsable',
+    `--job-name=${input.jobName}`,
+    `--nodes=${layout.nodes.length}`,
+    `--nodelist=${layout.nodes.map((n) => n.node).join(',')}`,
+    `--ntasks-per-node=${tasksPerNode}`,
+    ...(gpusPerNode > 0 ? [`--gres=gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}`] : []),
+    ...(input.timeLimitMs !== undefined ? [`--time=${Math.max(1, Math.ceil(input.timeLimitMs / 60_000))}`] : []),
+    ...(input.partition !== undefined ? [`--partition=${input.partition}`] : []),
+    ...(input.account !== undefined ? [`--account=${input.account}`] : []),
+    // tutti restarts gangs itself, from their checkpoints: Slurm must not run the same attempt twice.
+    '--no-requeue',
+    `--chdir=${input.workdir}`,
+    `--output=${file(SLURM_ATTEMPT_FILES.batchLog)}`,
+    '--open-mode=append',
+    '--export=ALL',
+    file(SLURM_ATTEMPT_FILES.batchScript),
+  ];
+  const run = request.run;
+  const command = run.kind === 'shell' ? ['/bin/sh', '-c', run.command] : run.argv;
+  const srun = [
+    'srun', '--distribution=arbitrary', `--ntasks=${layout.nodeOfRank.length}`, '--kill-on-bad-exit=0', '--input=none',
+    '--open-mode=append', `--output=${file(SLURM_RANK_FILES.log.replace('{rank}', '%t'))}`,
+    ...(gpusPerNode > 0 ? [`--gres=gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}`] : []),
+    '/bin/sh', file(SLURM_ATTEMPT_FILES.shim), ...command,
+  ];
+  const batchScript = [
+    '#!/bin/sh',
+    `# tutti: job ${request.jobId}, attempt ${request.attempt ?? 1}, as one Slurm job (written by the Slurm backend; see slurm-submission.ts)`,
+    `SLURM_HOSTFILE=${quoteForShell(file(SLURM_ATTEMPT_FILES.hostFile))}`,
+    'export SLURM_HOSTFILE',
+    `exec ${srun.map(quoteForShell).join(' ')}`,
+    '',
+  ].join('\n');
+  return { sbatchArgs, batchScript, hostFile: `${layout.nodeOfRank.join('\n')}\n` };
+}

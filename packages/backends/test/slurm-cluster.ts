@@ -1,0 +1,32 @@
+/**
+ * The real Slurm cluster that tests of the Slurm backend run against (scripts/slurm-dev-cluster.sh). `up` is
+ * idempotent and serialized by a lock, so test files running at once share one cluster; .ci/run starts it before the
+ * tests, and slurm-global-setup.ts stops it after a run that started it. Needs root (namespaces, daemons), as CI has.
+ *
+ * The cluster's partitions keep tests apart: `one` (node n1) for the backend conformance suite, `rest` (n2, n3) for
+ * gangs across nodes.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const SLURM_DEV_CLUSTER_SCRIPT = path.resolve(__dirname, '../../../scripts/slurm-dev-cluster.sh');
+const LOCK = '/tmp/tutti-slurm.lock';
+
+/** Starts the dev cluster unless it is up; answers the environment Slurm's tools need (SLURM_CONF). */
+export async function useSlurmDevCluster(): Promise<Record<string, string>> {
+  const { stdout } = await run('flock', [LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'up'], { timeout: 300_000 });
+  const conf = /export SLURM_CONF=(\S+)/.exec(stdout)?.[1];
+  if (!conf) throw new Error(`scripts/slurm-dev-cluster.sh up printed no SLURM_CONF: ${stdout}`);
+  return { SLURM_CONF: conf };
+}
+
+/** Whether the dev cluster is up now. */
+export async function slurmDevClusterIsUp(): Promise<boolean> {
+  return run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'status']).then(() => true, () => false);
+}
+
+export async function stopSlurmDevCluster(): Promise<void> {
+  await run('flock', [LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'down'], { timeout: 60_000 });
+}

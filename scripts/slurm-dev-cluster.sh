@@ -139,8 +139,10 @@ start_network() {
     ip link add "tt-h$i" type veth peer name "tt-c$i"
     ip link set "tt-c$i" netns "$ns"
     ip link set "tt-h$i" master "$BRIDGE" up
-    ip netns exec "$ns" ip addr add "$(node_addr "$i")/24" dev "tt-c$i"
-    ip netns exec "$ns" ip link set "tt-c$i" up
+    # eth0 on every node, as on a real cluster: a job can name its interface once (GLOO_SOCKET_IFNAME=eth0).
+    ip netns exec "$ns" ip link set "tt-c$i" name eth0
+    ip netns exec "$ns" ip addr add "$(node_addr "$i")/24" dev eth0
+    ip netns exec "$ns" ip link set eth0 up
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip route add default via "$SUBNET.1"
   done

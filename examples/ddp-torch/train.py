@@ -99,6 +99,8 @@ def main() -> None:
         report(step=step, checkpoint=path)
         print(f"[rank 0] checkpoint {path} ({why})", flush=True)
 
+    # Where this rank runs, as its backend says (TUTTI_NODE: on Slurm, the node srun started it on).
+    print(f"[rank {rank}] joined the group as rank {rank}/{world} on {os.environ.get('TUTTI_NODE', 'this machine')}", flush=True)
     if rank == 0:
         print(f"[rank 0] world of {world} ranks on {'cuda' if use_cuda else 'cpu'} ready at step {step} of {steps}", flush=True)
     started = time.perf_counter()

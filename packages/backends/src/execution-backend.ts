@@ -1,7 +1,7 @@
 import type { GpuSample, JsonObject, NodeInfo, NodeState, RunCommand } from '@tutti/model';
 
 /** The backends `tutti up --backend` can run ranks with (the first is the default). */
-export const EXECUTION_BACKEND_KINDS = ['local'] as const;
+export const EXECUTION_BACKEND_KINDS = ['local', 'slurm'] as const;
 export type ExecutionBackendKind = (typeof EXECUTION_BACKEND_KINDS)[number];
 
 /** Whether `name` is a backend this build knows (see EXECUTION_BACKEND_KINDS). */

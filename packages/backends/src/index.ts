@@ -12,3 +12,8 @@ export * from './local/rank-files.ts';
 export * from './local/free-port.ts';
 export * from './local/attempt-files.ts';
 export * from './local/log-trim.ts';
+export * from './rank-log.ts';
+export * from './slurm/slurm-backend.ts';
+export * from './slurm/slurm-cli.ts';
+export * from './slurm/slurm-nodes.ts';
+export * from './slurm/slurm-rank-ref.ts';

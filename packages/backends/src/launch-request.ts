@@ -9,9 +9,15 @@ import type { LaunchRequest } from './execution-backend.ts';
  * - `InvalidRequest`: the request itself is inconsistent (ranks missing or repeated, bad ids): a bug in the caller.
  * - `WrongNode`: a rank was placed on a node this backend does not run.
  * - `WorkdirMissing`: the job's working directory does not exist or is not a directory (the user's mistake).
- * - `SpawnFailed`: the operating system refused to start a process (out of PIDs or memory, data dir not writable).
+ * - `SpawnFailed`: the operating system refused to start a process (out of PIDs or memory, data dir not writable), or
+ *   the cluster refused the job.
+ * - `NodeUnavailable`: a node the ranks were placed on cannot run them now (a Slurm node that died before the
+ *   scheduler learned it): not the job's fault, and over once the node's state is known, so it is tried again.
  */
-export type LaunchErrorCode = 'InvalidRequest' | 'WrongNode' | 'WorkdirMissing' | 'SpawnFailed';
+export type LaunchErrorCode = 'InvalidRequest' | 'WrongNode' | 'WorkdirMissing' | 'SpawnFailed' | 'NodeUnavailable';
+
+/** How long a job whose launch met an unavailable node waits before it is placed again. */
+export const NODE_UNAVAILABLE_RETRY_MS = 5_000;
 
 /** Rejection of `ExecutionBackend.launch`. When it is thrown, no rank of the job is left running. */
 export class LaunchError extends Error {
@@ -22,6 +28,11 @@ export class LaunchError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+
+  /** When set, the job goes back to the queue and is tried again after this long, rather than failing. */
+  get retryAfterMs(): number | undefined {
+    return this.code === 'NodeUnavailable' ? NODE_UNAVAILABLE_RETRY_MS : undefined;
   }
 }
 

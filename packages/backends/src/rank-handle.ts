@@ -5,6 +5,7 @@
 import type { JsonObject, Task, TaskBackendRecord } from '@tutti/model';
 import type { RankDetails, RankHandle } from './execution-backend.ts';
 import { localRankDetails } from './local/local-rank-ref.ts';
+import { slurmRankDetails } from './slurm/slurm-rank-ref.ts';
 
 /** A task's fields that record its launched rank: what the store keeps of a handle (a `TaskUpdate`). */
 export interface RecordedRank {
@@ -35,13 +36,15 @@ export function handleOfTask(task: Task, attempt: number | undefined): RankHandl
 
 /**
  * What users see of a rank's backend record: its backend's own description of `ref` (for a local rank, its pid and
- * host). A kind this build does not know, or a `ref` its backend cannot read, describes nothing (`{}`): showing a
- * rank never fails.
+ * host; for a Slurm rank, its Slurm job). A kind this build does not know, or a `ref` its backend cannot read,
+ * describes nothing (`{}`): showing a rank never fails.
  */
 export function rankDetails(record: TaskBackendRecord): RankDetails {
   switch (record.kind) {
     case 'local':
       return localRankDetails(record.ref);
+    case 'slurm':
+      return slurmRankDetails(record.ref);
     default:
       return {};
   }

@@ -10,11 +10,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { beforeAll } from 'vitest';
-import type { RankHandle } from '../src/execution-backend.ts';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ExecutionBackend, RankHandle } from '../src/execution-backend.ts';
 import { createSlurmBackend, type SlurmBackendOptions } from '../src/slurm/slurm-backend.ts';
 import { readSlurmRankRef } from '../src/slurm/slurm-rank-ref.ts';
-import { describeExecutionBackendConformance, type ConformanceHarness } from './execution-backend-conformance.ts';
+import { describeExecutionBackendConformance, logOf, makeRanks, recordExits, waitUntil, type ConformanceHarness } from './execution-backend-conformance.ts';
 import { useSlurmDevCluster } from './slurm-cluster.ts';
 
 const run = promisify(execFile);
@@ -46,3 +46,40 @@ async function makeSlurmHarness(options: Partial<SlurmBackendOptions> = {}): Pro
 }
 
 describeExecutionBackendConformance('Slurm backend (real Slurm)', () => makeSlurmHarness());
+
+describe('Slurm backend (real Slurm)', () => {
+  let harness: ConformanceHarness;
+  let backend: ExecutionBackend;
+  const launched: RankHandle[] = [];
+
+  beforeEach(async () => {
+    harness = await makeSlurmHarness();
+    backend = await harness.createBackend();
+  });
+
+  afterEach(async () => {
+    await cancelRanks(launched.splice(0));
+    await backend.close();
+    await harness.dispose();
+  });
+
+  const shell = (command: string) => ({ kind: 'shell' as const, command });
+
+  // A rank on a node that died is stopped until Slurm gives its job up, while the gang's next attempt already runs.
+  it('watches a rank of the next attempt on its own while the same rank of the last attempt is still being stopped', async () => {
+    const exits = recordExits(backend);
+    const [node] = await backend.inventory();
+    const jobId = `next-attempt-${process.pid}`;
+    const [last] = await backend.launch({
+      jobId, jobName: 'slow-to-stop', workdir: harness.workdir, env: {}, attempt: 1,
+      run: shell('trap \'\' TERM; echo ready; while :; do sleep 0.05; done'), ranks: makeRanks(node!, 1),
+    });
+    launched.push(last!);
+    await waitUntil(async () => (await logOf(backend, last!)).includes('ready'), 'the rank to be ready');
+    const stopping = backend.stop([last!], { graceMs: 1_500 });
+    launched.push(...(await backend.launch({ jobId, jobName: 'next', workdir: harness.workdir, env: {}, attempt: 2, run: shell('sleep 0.3; exit 3'), ranks: makeRanks(node!, 1) })));
+    await stopping;
+    await waitUntil(() => exits.of(jobId).length >= 2, 'both attempts\' exits');
+    expect(exits.of(jobId).map((e) => [e.attempt, e.exitCode]).sort()).toEqual([[1, 137], [2, 3]]);
+  });
+});

@@ -50,7 +50,8 @@ export function buildProgram(): Command {
     .option('--host <address>', 'address to bind (127.0.0.1 keeps the API private to this machine)', '127.0.0.1')
     .option('--data-dir <dir>', 'where state and logs live', path.join(process.env.HOME ?? '.', '.tutti'))
     // No default here: the server's EXECUTION_BACKEND_KINDS has it (and the list an unknown one is refused with).
-    .option('--backend <kind>', 'what runs the ranks: local processes on this machine (local, the default and the only one so far)')
+    .option('--backend <kind>', 'what runs the ranks: local (processes on this machine, the default) or slurm (a Slurm cluster through sbatch/srun on this login node)')
+    .option('--slurm-partition <name>', 'with --backend slurm: the partition whose nodes tutti schedules and submits to (default: every node, Slurm\'s default partition)')
     .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
     .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
     .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)

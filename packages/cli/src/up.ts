@@ -19,6 +19,8 @@ export interface UpOptions {
   dataDir: string;
   /** `--backend`: which execution backend runs the ranks (see EXECUTION_BACKEND_KINDS). */
   backend?: string;
+  /** `--slurm-partition`: with the Slurm backend, the partition tutti schedules and submits to. */
+  slurmPartition?: string;
   fakeGpus?: string;
   grace: number;
   demo: boolean;
@@ -55,6 +57,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       host: options.host,
       port: options.port,
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
+      ...(options.slurmPartition !== undefined ? { slurm: { partition: options.slurmPartition } } : {}),
       fakeGpus: options.fakeGpus,
       fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
       stopGraceMs: options.grace * 1000,

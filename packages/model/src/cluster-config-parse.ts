@@ -16,6 +16,7 @@
  *     quota: {P100: 88}       # nominal GPUs per type ('*' = any type)
  *     borrowing_limit: {P100: 0}
  *     lending_limit: {P100: 88}
+ *     slurm: {partition: gpu, account: vision}   # on `--backend slurm`: where the team's jobs are submitted
  * scheduler:
  *   profile: tutti            # @default tutti
  *   fair_share_half_life: 24h # sets args.fair-share.halfLifeMs (@default 24h)
@@ -36,7 +37,10 @@ import { findNode, parseYamlSource, sortByPosition } from './yaml-source.ts';
 const TOP_FIELDS = ['nodes', 'teams', 'scheduler'] as const;
 const NODE_FIELDS = ['group', 'name', 'count', 'gpus', 'cpus', 'memory', 'labels', 'address'] as const;
 const NODE_GPU_FIELDS = ['count', 'type', 'memory'] as const;
-const TEAM_FIELDS = ['name', 'weight', 'quota', 'borrowing_limit', 'lending_limit'] as const;
+const TEAM_FIELDS = ['name', 'weight', 'quota', 'borrowing_limit', 'lending_limit', 'slurm'] as const;
+const TEAM_SLURM_FIELDS = ['partition', 'account'] as const;
+/** Slurm's partition and account names: no spaces, commas or shell characters. */
+const SLURM_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const SCHEDULER_FIELDS = ['profile', 'fair_share_half_life', 'args'] as const;
 
 /** Node defaults when the file leaves them out. */
@@ -186,11 +190,20 @@ function validateClusterConfig(value: unknown): { config?: ClusterConfig; issues
       const nominal = readAmounts(entry.quota, [...path, 'quota'], fail) ?? {};
       const borrowingLimit = entry.borrowing_limit === undefined ? undefined : readAmounts(entry.borrowing_limit, [...path, 'borrowing_limit'], fail);
       const lendingLimit = entry.lending_limit === undefined ? undefined : readAmounts(entry.lending_limit, [...path, 'lending_limit'], fail);
+      let slurm: TeamConfig['slurm'];
+      if (entry.slurm !== undefined) {
+        if (!isPlainObject(entry.slurm)) fail([...path, 'slurm'], `expected a mapping like {partition: gpu, account: vision}, got ${describeValue(entry.slurm)}`);
+        else {
+          checkFields(entry.slurm, [...path, 'slurm'], TEAM_SLURM_FIELDS);
+          slurm = readTeamSlurm(entry.slurm, [...path, 'slurm'], fail);
+        }
+      }
       if (typeof name !== 'string' || typeof weight !== 'number') return;
       teamNames.add(name);
       const team: TeamConfig = { name, weight, nominal };
       if (borrowingLimit) team.borrowingLimit = borrowingLimit;
       if (lendingLimit) team.lendingLimit = lendingLimit;
+      if (slurm) team.slurm = slurm;
       teams.push(team);
     });
   }
@@ -241,6 +254,18 @@ function readNodeGpus(
   if (memoryMiB === undefined || (memory !== undefined && memoryMiB <= 0)) ok = !!fail([...path, 'memory'], `expected a size > 0 like 80GB, got ${describeValue(memory)}`);
   if (!ok || typeof count !== 'number' || memoryMiB === undefined) return undefined;
   return { count, type: normalized, memoryMiB };
+}
+
+/** A team's `slurm: {partition, account}` (unknown fields are told by the caller): each a Slurm name. */
+function readTeamSlurm(value: Record<string, unknown>, path: PathSegment[], fail: (path: PathSegment[], message: string) => void): NonNullable<TeamConfig['slurm']> {
+  const slurm: NonNullable<TeamConfig['slurm']> = {};
+  for (const key of TEAM_SLURM_FIELDS) {
+    const field = value[key];
+    if (field === undefined) continue;
+    if (typeof field === 'string' && SLURM_NAME_RE.test(field)) slurm[key] = field;
+    else fail([...path, key], `expected a Slurm ${key} name (letters, digits, '_', '.', '-'), got ${describeValue(field)}`);
+  }
+  return slurm;
 }
 
 function readAmounts(value: unknown, path: PathSegment[], fail: (path: PathSegment[], message: string, at?: 'key' | 'value') => undefined): GpuAmounts | undefined {

@@ -20,6 +20,8 @@ export interface TeamConfig {
   borrowingLimit?: GpuAmounts;
   /** At most this many of its nominal GPUs per type lent to others (absent: all idle ones). */
   lendingLimit?: GpuAmounts;
+  /** On the Slurm backend: the partition and account the team's jobs are submitted with (absent: the server's). */
+  slurm?: { partition?: string; account?: string };
 }
 
 /**

@@ -5,7 +5,7 @@
 import type { Job, Placement, Task } from '@tutti/model';
 import type { JobLifecycle } from '@tutti/control';
 import type { ExecutionBackend, RankHandle } from '@tutti/backends';
-import { describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
+import { LaunchError, describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
 import { asDiskFull } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { CommandExecutor } from './command-executor.ts';
@@ -16,6 +16,12 @@ import type { PassLifecyclePoint } from './lifecycle-point.ts';
 import type { Logger } from './logger.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { ProgressWatch } from './progress-watch.ts';
+
+/**
+ * What a backend's own time limit (Slurm's `--time`) adds to max_duration and the stop's grace: tutti's stop, from its
+ * tick, always comes first, so the job ends as `max_duration` with its grace rather than killed by the backend.
+ */
+const BACKEND_TIME_LIMIT_MARGIN_MS = 60_000;
 
 /** A job that could not start because the disk was full waits this long before it is tried again. */
 const DISK_FULL_RETRY_MS = 10_000;
@@ -80,6 +86,8 @@ export class AttemptLauncher {
         runtimeEnv,
         attempt,
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
+        team: job.spec.team,
+        ...(job.spec.maxDurationMs !== undefined ? { timeLimitMs: job.spec.maxDurationMs + this.options.lifecycle.stopGraceOf(job).graceMs + BACKEND_TIME_LIMIT_MARGIN_MS } : {}),
       });
       this.options.lifecyclePoint('launched', job.id);
       // Its files were written: a full disk that kept jobs from starting is over.
@@ -87,10 +95,12 @@ export class AttemptLauncher {
     } catch (error) {
       const full = asDiskFull(error, this.options.dataDir);
       const detail = full ? full.message : error instanceof Error ? error.message : String(error);
-      // A full disk is not the job's fault, and over once space is freed: back to the queue, tried again after a pause.
+      // A full disk, or a node that died before the scheduler knew, is not the job's fault, and over by itself: back to
+      // the queue, tried again after a pause.
       if (full) this.options.reportDiskFull(error);
       else logger.warn(`job ${job.id} could not start: ${detail}`);
-      await executor.carryOutNow(job.id, { kind: 'launch_failed', jobId: job.id, attempt, detail, ...(full ? { retryAfterMs: DISK_FULL_RETRY_MS } : {}) });
+      const retryAfterMs = full ? DISK_FULL_RETRY_MS : error instanceof LaunchError ? error.retryAfterMs : undefined;
+      await executor.carryOutNow(job.id, { kind: 'launch_failed', jobId: job.id, attempt, detail, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
       return;
     }
     const resumed = runtimeEnv.TUTTI_RESUME_FROM ?? null;

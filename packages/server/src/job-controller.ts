@@ -175,6 +175,11 @@ export class JobController {
     await this.scheduling.persistPendingReasons().catch((error: unknown) => this.options.logger.warn(`could not save pending reasons: ${String(error)}`));
   }
 
+  /** The stored nodes changed (a node drained, down or back): the next cycle places by them. */
+  nodesChanged(): void {
+    this.scheduling.requestSchedule();
+  }
+
   /** A job the API just stored as pending. */
   enqueue(job: Job): void {
     this.scheduling.enqueue(job);

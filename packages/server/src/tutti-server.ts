@@ -9,7 +9,8 @@ import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { resolveSchedulerSettings } from '@tutti/scheduler';
 import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PRIVATE_DIR_MODE } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
-import { EXECUTION_BACKEND_KINDS, createLocalBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
+import { EXECUTION_BACKEND_KINDS, createLocalBackend, createSlurmBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
+import type { SlurmBackendOptions } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
 import { JobController } from './job-controller.ts';
@@ -40,8 +41,13 @@ export interface TuttiServerOptions {
    * server does with ranks (launch, stop, logs, checkpoint and control dirs) goes through it. @default 'local'
    */
   backend?: string;
-  /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). */
+  /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). The local backend's only. */
   fakeGpus?: string;
+  /**
+   * With `backend: 'slurm'`: the partition whose nodes tutti schedules (`tutti up --slurm-partition`), each team's
+   * partition and account, how often Slurm is asked. The data dir must then be on a file system every node sees.
+   */
+  slurm?: Omit<SlurmBackendOptions, 'dataDir' | 'now'>;
   /**
    * Teams, quotas and scheduler settings (`tutti up --config FILE`, parsed by `parseClusterConfigYaml`). Nodes
    * listed there are for `tutti sim`: the local backend discovers its own.
@@ -145,6 +151,10 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   if (!isExecutionBackendKind(backendKind)) {
     throw new StartupError(`--backend ${JSON.stringify(backendKind)} is not a backend tutti knows; known backends: ${EXECUTION_BACKEND_KINDS.join(', ')}`);
   }
+  if (backendKind === 'slurm' && options.fakeGpus !== undefined) {
+    throw new StartupError('--fake-gpus is for the local backend: on Slurm the GPUs are the nodes\' gres (scripts/slurm-dev-cluster.sh makes a cluster with fake ones)');
+  }
+  if (backendKind !== 'slurm' && options.slurm !== undefined) throw new StartupError('the Slurm options (--slurm-partition) need --backend slurm');
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
@@ -163,14 +173,20 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const store = await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) }));
     cleanups.push(() => store.close());
 
-    let backend = makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
-    let inventory = await backend.inventory();
+    const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));
+    let backend = backendKind === 'slurm'
+      ? createSlurmBackend({ dataDir, now, ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } })
+      : makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
+    let inventory = await backend.inventory().catch(async (error: unknown) => {
+      await backend.close();
+      throw new StartupError(`the ${backendKind} backend has no inventory: ${error instanceof Error ? error.message : String(error)}`);
+    });
     let fakeGpus = options.fakeGpus;
     // Without --fake-gpus on a machine without GPUs, the fake GPUs this data dir ran with come back (jobs may hold
     // them), else --demo's.
     const remembered = options.fakeGpus === undefined ? await readRememberedFakeGpus(dataDir) : undefined;
     const fakeGpusIfNone = remembered ?? options.fakeGpusIfNone;
-    if (fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
+    if (backendKind === 'local' && fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
       await backend.close();
       backend = makeLocalBackend(dataDir, fakeGpusIfNone, options.nvidiaSmi);
       inventory = await backend.inventory();
@@ -216,6 +232,18 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       maxLogBytes,
     });
     cleanups.push(() => controller.close());
+    // A node's state as its backend sees it (a Slurm node drained, down or back) is what the scheduler places by: the
+    // inventory is read again and stored, one change after the other, and a cycle is asked for.
+    let nodeWrites = Promise.resolve();
+    backend.onNodeState((change) => {
+      if (inventory.find((node) => node.name === change.node)?.state === change.state) return;
+      nodeWrites = nodeWrites.then(async () => {
+        inventory = await chosenBackend.inventory();
+        await store.replaceNodes(inventory, now());
+        controller.nodesChanged();
+      }).catch((error: unknown) => logger.warn(`could not record node ${change.node} as ${change.state}: ${error instanceof Error ? error.message : String(error)}`));
+    });
+    cleanups.push(() => nodeWrites);
 
     const history = new ClusterHistory({
       read: async () => {

@@ -90,7 +90,11 @@ interface WatchedRank {
   waiters: Array<() => void>;
 }
 
-const keyOf = (jobId: string, rank: number) => `${jobId}\u0000${rank}`;
+/**
+ * A rank of one attempt: a rank of the next attempt is another rank (the last attempt's may still be being stopped
+ * on a node that died when the next one starts).
+ */
+const keyOf = (ref: { jobId: string; rank: number; attempt?: number }) => `${ref.jobId}\u0000${ref.attempt ?? ''}\u0000${ref.rank}`;
 /** How often a launch looks for its ranks' `started` files. */
 const LAUNCH_POLL_MS = 100;
 /** While a stop waits, rank exits are looked for this often. */
@@ -101,6 +105,8 @@ const ROLLBACK_WAIT_MS = 15_000;
 const KILL_SETTLE_MS = 10_000;
 /** How many reported exits are remembered (see `reported`). */
 const REPORTED_KEPT = 10_000;
+/** squeue's reasons for a job held by a node that is down, drained or not responding. */
+const NODE_UNAVAILABLE_REASON = /ReqNodeNotAvail|NodeDown|NodeNotAvail|UnavailableNodes/;
 /** The step that runs the ranks: the batch script's one srun. */
 const RANK_STEP = 0;
 
@@ -240,7 +246,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   }
 
   function watch(handle: RankHandle, slurmJobId: string): WatchedRank {
-    const key = keyOf(handle.jobId, handle.rank);
+    const key = keyOf(handle);
     const existing = watched.get(key);
     if (existing) return existing;
     const record: WatchedRank = {
@@ -351,10 +357,16 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
         lastSlurmLook = now();
         state = (await slurmJobs([slurmJobId]).catch(() => new Map<string, SlurmJobState>())).get(slurmJobId);
         const over = slurmJobIsOver({ slurmJobId, slurmJobName: jobName }, new Map(state ? [[slurmJobId, state]] : []));
-        if (over && state) {
+        // A node of the job died before tutti's inventory said so: Slurm holds the job, or ends it, for that node.
+        const waitsForNode = state?.state === 'PENDING' && NODE_UNAVAILABLE_REASON.test(state.reason);
+        if (waitsForNode || (over && state)) {
+          const lost = await unavailableNodesOf(request).catch(() => [] as string[]);
+          if (waitsForNode || lost.length > 0) {
+            throw new LaunchError('NodeUnavailable', `Slurm job ${slurmJobId} of job ${request.jobId} cannot run on ${lost.length > 0 ? lost.join(', ') : 'its nodes'} now (Slurm: ${state?.state ?? 'gone'}, ${state?.reason ?? 'no reason'}); it was cancelled`);
+          }
           const log = await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchLog}`, 'utf8').catch(() => '');
           const tail = log.trim().split('\n').slice(-3).join('; ');
-          throw new LaunchError('SpawnFailed', `Slurm job ${slurmJobId} of job ${request.jobId} ended ${state.state} before every rank started${tail ? `: ${tail}` : ''}`);
+          throw new LaunchError('SpawnFailed', `Slurm job ${slurmJobId} of job ${request.jobId} ended ${state?.state} before every rank started${tail ? `: ${tail}` : ''}`);
         }
       }
       if (now() > deadline) {
@@ -363,6 +375,12 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       }
       await new Promise((resolve) => setTimeout(resolve, LAUNCH_POLL_MS));
     }
+  }
+
+  /** The nodes of a launch that Slurm says cannot take work now (read afresh, so node listeners hear it too). */
+  async function unavailableNodesOf(request: LaunchRequest): Promise<string[]> {
+    const byName = new Map((await readNodes()).map((n) => [n.name, n]));
+    return [...new Set(request.ranks.map((r) => r.node))].filter((name) => byName.get(name)?.state !== 'ready');
   }
 
   /** Cancels a Slurm job at once (a rolled-back launch) and waits, within bounds, for it to be over. */
@@ -389,7 +407,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     const signal = stopOptions.signal ?? 'SIGTERM';
     // Every handle is checked before anything is signalled.
     const refs = handles.map((handle) => ({ handle, ref: readSlurmRankRef(handle) }));
-    const records = refs.map(({ handle, ref }) => watched.get(keyOf(handle.jobId, handle.rank)) ?? watchUnlessOver(handle, ref.slurmJobId));
+    const records = refs.map(({ handle, ref }) => watched.get(keyOf(handle)) ?? watchUnlessOver(handle, ref.slurmJobId));
     const live = records.filter((r): r is WatchedRank => r !== undefined && r.exit === undefined);
     if (live.length === 0) return;
     const fastPoll = setInterval(() => void poll(), STOP_POLL_MS);
@@ -420,7 +438,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
 
   /** Watches a rank this instance does not watch, unless its exit is known already: recorded, or reported here. */
   function watchUnlessOver(handle: RankHandle, slurmJobId: string): WatchedRank | undefined {
-    const key = keyOf(handle.jobId, handle.rank);
+    const key = keyOf(handle);
     if (reported.has(key)) return undefined;
     if (readExitFile(slurmRankFile(attemptDirOf(handle.jobId, handle.attempt), SLURM_RANK_FILES.exit, handle.rank))) return undefined;
     return watch(handle, slurmJobId);
@@ -439,7 +457,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     return checked.map((c): RankObservation => {
       const { handle } = c;
       if (!('ref' in c) || !c.ref) return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: c.error ?? 'unreadable handle' };
-      if (watched.has(keyOf(handle.jobId, handle.rank))) return { jobId: handle.jobId, rank: handle.rank, state: 'running' };
+      if (watched.has(keyOf(handle))) return { jobId: handle.jobId, rank: handle.rank, state: 'running' };
       const attemptDir = attemptDirOf(handle.jobId, handle.attempt);
       const recorded = readExitFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.exit, handle.rank));
       if (recorded) return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) };
@@ -480,7 +498,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   async function rankHasEnded(ref: RankLogRef): Promise<boolean> {
     const attemptDir = attemptDirOf(ref.jobId, ref.attempt);
     if (readExitFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.exit, ref.rank))) return true;
-    const record = watched.get(keyOf(ref.jobId, ref.rank));
+    const record = watched.get(keyOf(ref));
     if (record) return record.exit !== undefined;
     const slurmJobId = (await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, 'utf8').catch(() => '')).trim();
     if (!/^\d+$/.test(slurmJobId)) return false;

@@ -81,6 +81,37 @@ async function waitForStep(t: TestServer, id: string, atLeast: number): Promise<
 
 const nodesOf = (job: JobView): string[] => (job.tasks ?? []).map((task) => task.node);
 
+/** One of Slurm's tools, run against the dev cluster; its stdout. */
+async function slurm(program: string, ...args: string[]): Promise<string> {
+  return (await run(program, args, { env: { ...process.env, ...slurmEnv } })).stdout;
+}
+
+/** The one Slurm job that runs every rank of this attempt of `job` (the rank's backend details name it). */
+function slurmJobOf(job: JobView): string {
+  const ids = new Set((job.tasks ?? []).map((task) => task.backend?.details.slurm_job));
+  expect(ids.size).toBe(1);
+  const [id] = ids;
+  expect(id).toMatch(/^\d+$/);
+  return id as string;
+}
+
+/** Slurm's state of a job as squeue has it (`RUNNING`, `COMPLETED`, …), or `gone` once Slurm has forgotten it. */
+async function slurmJobState(id: string): Promise<string> {
+  const out = await slurm('squeue', '-h', '--states=all', `--jobs=${id}`, '-o', '%T').catch(() => '');
+  return out.trim() || 'gone';
+}
+
+/** Waits until Slurm says the job has no process left (a rank's exit file may be read before its job ends). */
+async function waitForSlurmJobToEnd(id: string): Promise<string> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const state = await slurmJobState(id);
+    if (!['RUNNING', 'PENDING', 'COMPLETING', 'CONFIGURING', 'SUSPENDED'].includes(state)) return state;
+    if (Date.now() > deadline) throw new Error(`Slurm job ${id} is still ${state}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, gloo on CPU, fake GPUs)', () => {
   it('runs one rank on each of two nodes, each where tutti placed it, as one Slurm job; its log reads through the API', async () => {
     t = await startSlurmServer();
@@ -133,4 +164,34 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     expect(await finalDigest(t, victim.id, last)).toBe(expected);
     console.log(`[figures] node lost: attempts ${JSON.stringify(done.attempts?.map((a) => [a.attempt, a.reason]))}`);
   }, 420_000);
+
+  it('on cancel, every rank on both nodes stops after the same step, rank 0 checkpoints within the grace, and the Slurm job ends', async () => {
+    t = await startSlurmServer();
+    const long = await t.client.submitJob({
+      ...ddpJob('ddp-cancel', { STEPS: '100000', STEP_MS: '20', CHECKPOINT_EVERY: '100000' }),
+      preemption_grace: '30s',
+    });
+    const running = await waitForJob(t.client, long.id, (job) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running'), 120_000);
+    const slurmJob = slurmJobOf(running);
+    await waitForStep(t, long.id, 10);
+    await t.client.cancelJob(long.id);
+    const done = await waitForJob(t.client, long.id, isEnded, 90_000);
+    expect(done.status).toBe('cancelled');
+    // The stop signal reached the rank on each node, and the gang agreed on when to stop: both exited 0, neither
+    // died in a collective its peer had left, and rank 0 wrote its checkpoint before exiting.
+    expect(done.tasks?.map((task) => task.exit_code)).toEqual([0, 0]);
+    expect(new Set(nodesOf(done)).size).toBe(2);
+    const rank0 = await readFile(`${t.dataDir}/jobs/${long.id}/attempt-1/rank-0.log`, 'utf8');
+    const rank1 = await readFile(`${t.dataDir}/jobs/${long.id}/attempt-1/rank-1.log`, 'utf8');
+    expect(rank0).toMatch(/received SIGTERM: stopping after step \d+/);
+    expect(rank1).toMatch(/received SIGTERM: stopping after step \d+/);
+    const checkpoint = /checkpoint (\S*step-(\d+)\.pt) \(stop signal SIGTERM\)/.exec(rank0);
+    expect(checkpoint).not.toBeNull();
+    expect(done.last_checkpoint).toBe(checkpoint?.[1]);
+    // The last step any rank reported is the one checkpointed: nobody trained on after the agreed stop.
+    const { records } = await t.client.getJobMetrics(long.id, { last: 1 });
+    expect(records[0]?.step).toBe(Number(checkpoint?.[2]));
+    // The Slurm job ran to its end (its step's ranks exited) rather than being killed or left running.
+    expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
+  }, 240_000);
 });

@@ -14,6 +14,10 @@
 #                                         its namespace killed with SIGKILL; `up` leaves it dead until `revive`
 #   scripts/slurm-dev-cluster.sh revive N starts the node's slurmd again: Slurm returns it to service
 #
+# Racks: topology.conf (TopologyPlugin=topology/tree) puts a leaf switch over every 3 nodes (s1: n1-n3, s2: n4-n6)
+# and a spine above them. `up` on a running cluster whose configuration this script now writes differently restarts
+# slurmctld, keeping its jobs (settings such as the topology plugin take effect only at its start).
+#
 # Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 6),
 # TUTTI_SLURM_GPUS (fake GPUs per node, default 4), TUTTI_SLURM_CPUS (CPUs per node, default 8: the nodes' lines are
 # trusted, so a node may claim more CPUs than the machine has; tasks are not pinned), TUTTI_SLURM_SUBNET
@@ -90,6 +94,8 @@ write_config() {
     echo "SelectType=select/cons_tres"
     echo "SelectTypeParameters=CR_Core"
     echo "GresTypes=gpu"
+    # Racks as a site's topology.conf describes them (see write_topology): tutti reads the leaf switches as racks.
+    echo "TopologyPlugin=topology/tree"
     # The virtual nodes share this machine: trust the node lines, not what each slurmd finds (else: INVAL, Low CPUs).
     echo "SlurmdParameters=config_overrides"
     echo "SlurmdTimeout=20"
@@ -124,6 +130,21 @@ write_config() {
   done
   # slurm.conf names gres.conf by its directory.
   cp "$DIR/etc/gres.conf" "$(dirname "$CONF")/gres.conf" 2>/dev/null || true
+  write_topology
+}
+
+# A two-level switch tree, as on a real cluster: a leaf switch per 3 nodes (s1: n1-n3, s2: n4-n6, ...) and a spine
+# above them. The leaf switches are racks to tutti's topology-aware placement.
+write_topology() {
+  local racks=$(( (NODES + 2) / 3 )) r first last
+  {
+    echo "# Written by scripts/slurm-dev-cluster.sh; rewritten on every up."
+    for r in $(seq 1 "$racks"); do
+      first=$(( (r - 1) * 3 + 1 )); last=$(( r * 3 )); [ "$last" -le "$NODES" ] || last=$NODES
+      if [ "$first" -eq "$last" ]; then echo "SwitchName=s$r Nodes=n$first"; else echo "SwitchName=s$r Nodes=n[$first-$last]"; fi
+    done
+    if [ "$racks" -gt 1 ]; then echo "SwitchName=spine Switches=s[1-$racks]"; fi
+  } > "$DIR/etc/topology.conf"
 }
 
 start_network() {
@@ -161,14 +182,35 @@ start_daemons() {
       --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munge.seed"
   fi
   export SLURM_CONF=$CONF
+  local config_sum; config_sum=$(cat "$CONF" "$DIR/etc/gres.conf" "$DIR/etc/topology.conf" | md5sum | cut -d' ' -f1)
+  if alive "$DIR/run/slurmctld.pid" && [ "$(cat "$DIR/run/slurmctld.config-sum" 2>/dev/null)" != "$config_sum" ]; then
+    # The configuration changed under a running cluster (a newer version of this script): some settings, the
+    # topology plugin among them, take effect only when slurmctld starts. Restarted without -c, it keeps its jobs.
+    log "the configuration changed: restarting slurmctld (its jobs are kept)"
+    stop_pidfile "$DIR/run/slurmctld.pid"
+    slurmctld -f "$CONF"
+    echo "$config_sum" > "$DIR/run/slurmctld.config-sum"
+    wait_controller
+    scontrol reconfigure >/dev/null 2>&1 || true
+  fi
   if ! alive "$DIR/run/slurmctld.pid"; then
     # -c: a fresh controller state. `down` killed every job process of the last run, so its jobs are gone anyway.
     slurmctld -f "$CONF" -c
+    echo "$config_sum" > "$DIR/run/slurmctld.config-sum"
   fi
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
     [ -e "$DIR/run/crashed-$n" ] && continue
     start_slurmd "$i"
+  done
+}
+
+# Until slurmctld answers (after a restart).
+wait_controller() {
+  local deadline=$(( $(date +%s) + 30 ))
+  until scontrol ping 2>/dev/null | grep -q 'is UP'; do
+    [ "$(date +%s)" -le "$deadline" ] || die "slurmctld did not answer within 30 s (logs in $DIR/log)"
+    sleep 0.2
   done
 }
 

@@ -99,6 +99,13 @@ export interface ExecutionBackend {
    */
   onNodeState(listener: (change: NodeStateChange) => void): void;
   /**
+   * Optional, for a backend whose inventory changes while it runs beyond node states (the Slurm backend: GPUs that
+   * other Slurm jobs take or free, racks): subscribes to the whole inventory, as `inventory()` answers it, each time
+   * it differs from the one last told (the first one a listener gets may be the one `inventory()` just answered).
+   * Called in subscription order. A backend without it has an inventory that only `onNodeState` changes.
+   */
+  onInventoryChange?(listener: (nodes: NodeInfo[]) => void): void;
+  /**
    * Stops watching. Leaves every process running: they belong to jobs, not to the control plane. Exits that
    * happen afterwards are not reported (a new instance's `adopt` finds them); a `stop` still waiting rejects.
    */

@@ -4,15 +4,25 @@
  * needs of it: ranks on two nodes, their Slurm ids consistent, fake GPUs bound, and a rendezvous at the first node's
  * address over a real interface — which a wrong address (127.0.0.1, where no rank of node 2 is listening) fails.
  *
+ * Also the Slurm backend on that cluster where it reads what only a real Slurm says: racks from Slurm's topology, GPUs
+ * other users' jobs hold, and a gang whose node order is not Slurm's.
+ *
  * Partition `two` (n2, n3); see slurm-cluster.ts for how test files share the cluster. Needs root, as CI has.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { NodeInfo } from '@tutti/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RankLaunch } from '../src/execution-backend.ts';
+import { attemptDirectory } from '../src/local/rank-files.ts';
+import { RANK_ENVIRONMENT_VARIABLES, computeRankEnvironment } from '../src/rank-environment.ts';
+import { createSlurmBackend, type SlurmBackend } from '../src/slurm/slurm-backend.ts';
 import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
+import { SLURM_RANK_FILES, slurmRankFile } from '../src/slurm/slurm-submission.ts';
+import { recordExits, waitUntil } from './execution-backend-conformance.ts';
 import { useSlurmDevCluster } from './slurm-cluster.ts';
 
 const run = promisify(execFile);
@@ -20,10 +30,13 @@ const run = promisify(execFile);
 let env: NodeJS.ProcessEnv = process.env;
 let scratch = '';
 
-/** One rank of a rendezvous: rank 0 listens at MASTER_ADDR, every other rank connects and says who and where it is. */
+/**
+ * One rank of a rendezvous: rank 0 listens at MASTER_ADDR, every other rank connects and says who and where it is.
+ * The rank and world size are torchrun's (RANK, WORLD_SIZE) where set, as tutti sets them, else Slurm's.
+ */
 const RENDEZVOUS = `
 const net = require('net');
-const rank = Number(process.env.SLURM_PROCID), size = Number(process.env.SLURM_NTASKS);
+const rank = Number(process.env.RANK ?? process.env.SLURM_PROCID), size = Number(process.env.WORLD_SIZE ?? process.env.SLURM_NTASKS);
 const addr = process.env.MASTER_ADDR, port = Number(process.env.MASTER_PORT);
 const ips = Object.values(require('os').networkInterfaces()).flat().filter((i) => i.family === 'IPv4' && !i.internal).map((i) => i.address);
 const me = { rank, local: Number(process.env.SLURM_LOCALID), node: Number(process.env.SLURM_NODEID), ips, gpus: process.env.CUDA_VISIBLE_DEVICES };
@@ -40,10 +53,25 @@ if (rank === 0) {
   connect();
 }`;
 
+/**
+ * A rank of a gang launched through the backend: writes its environment and its node's eth0 address to its own file
+ * (srun's output of several ranks interleaves), meets the others (rendezvous.js), then waits for the test's `release`.
+ */
+const GANG_RANK = `
+const fs = require('fs'), path = require('path');
+const eth0 = (require('os').networkInterfaces().eth0 || []).filter((i) => i.family === 'IPv4').map((i) => i.address);
+fs.writeFileSync(path.join(__dirname, 'env-' + process.env.RANK + '.json'), JSON.stringify({ env: process.env, eth0 }));
+require('./rendezvous.js');
+const release = setInterval(() => { if (fs.existsSync(path.join(__dirname, 'release'))) clearInterval(release); }, 50);`;
+
+let slurmEnv: Record<string, string> = {};
+
 beforeAll(async () => {
-  env = { ...process.env, ...(await useSlurmDevCluster()) };
+  slurmEnv = await useSlurmDevCluster();
+  env = { ...process.env, ...slurmEnv };
   scratch = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-'));
   await writeFile(path.join(scratch, 'rendezvous.js'), RENDEZVOUS);
+  await writeFile(path.join(scratch, 'gang-rank.js'), GANG_RANK);
 }, 300_000);
 
 afterAll(async () => {
@@ -97,5 +125,96 @@ describe('the Slurm dev cluster (scripts/slurm-dev-cluster.sh, real Slurm)', () 
     const failed = (await rendezvous('127.0.0.1', 29_512, 8).then(() => undefined, (error: unknown) => error)) as { stdout?: string } | undefined;
     expect(failed).toBeDefined();
     expect(failed?.stdout ?? '').toBe('');
+  });
+});
+
+describe('the Slurm backend on the dev cluster (partition two)', () => {
+  const slurmBackend = (name: string): SlurmBackend =>
+    createSlurmBackend({ dataDir: path.join(scratch, name), partition: 'two', env: slurmEnv, pollIntervalMs: 200, nodePollIntervalMs: 300, launchTimeoutMs: 60_000 });
+  const nodeNamed = (nodes: readonly NodeInfo[], name: string) => nodes.find((n) => n.name === name);
+
+  it('puts each node in its rack: its leaf switch in Slurm\'s topology', async () => {
+    // What Slurm itself says (the dev cluster's topology.conf): s1 holds n1-n3, a spine above the leaf switches.
+    const { stdout } = await run('scontrol', ['show', 'topology'], { env });
+    expect(stdout).toMatch(/^SwitchName=s1 Level=0 .*Nodes=n\[1-3\]$/m);
+    expect(stdout).toMatch(/^SwitchName=spine Level=1 .*Switches=s\[1-2\]$/m);
+    const backend = slurmBackend('racks');
+    try {
+      expect((await backend.inventory()).map((n) => [n.name, n.labels?.['rack']])).toEqual([['n2', 's1'], ['n3', 's1']]);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('sees GPUs that another user\'s Slurm job holds as used, and free again once it is cancelled; tells a listener each time', async () => {
+    const backend = slurmBackend('others');
+    const told: NodeInfo[][] = [];
+    backend.onInventoryChange?.((nodes) => told.push(nodes));
+    const n2 = async () => nodeNamed(await backend.inventory(), 'n2');
+    let slurmJobId = '';
+    try {
+      expect((await n2())?.gpus.length).toBe(4);
+      slurmJobId = (await run('sbatch', ['--parsable', '--gres=gpu:3', '-p', 'two', '-w', 'n2', '--wrap', 'sleep 60'], { env })).stdout.trim();
+      await waitUntil(async () => (await n2())?.gpus.length === 1, 'n2 to have 1 schedulable GPU', 30_000);
+      expect((await n2())?.labels?.['slurm_gpus_used_by_others']).toBe('3');
+      await waitUntil(() => told.some((nodes) => nodeNamed(nodes, 'n2')?.gpus.length === 1), 'a listener to hear that n2 has 1 GPU left', 10_000);
+      await run('scancel', [slurmJobId], { env });
+      slurmJobId = '';
+      await waitUntil(async () => (await n2())?.gpus.length === 4, 'n2 to have its 4 GPUs again', 30_000);
+      expect((await n2())?.labels?.['slurm_gpus_used_by_others']).toBeUndefined();
+      await waitUntil(() => nodeNamed(told.at(-1) ?? [], 'n2')?.gpus.length === 4, 'a listener to hear that n2 has 4 GPUs again', 10_000);
+    } finally {
+      if (slurmJobId) await run('scancel', [slurmJobId], { env }).catch(() => undefined);
+      await backend.close();
+    }
+  });
+
+  it('runs a 2-node x 2-rank gang with node rank 0 on n3 (not Slurm\'s first node): each rank on its node with computeRankEnvironment\'s variables, meeting at n3', async () => {
+    const backend = slurmBackend('gang');
+    const exits = recordExits(backend);
+    const workdir = path.join(scratch, 'gang-work');
+    await mkdir(workdir, { recursive: true });
+    const jobId = `reverse-gang-${process.pid}`;
+    const ranks: RankLaunch[] = [
+      { rank: 0, localRank: 0, nodeRank: 0, node: 'n3', gpus: [0, 1] },
+      { rank: 1, localRank: 1, nodeRank: 0, node: 'n3', gpus: [0, 1] },
+      { rank: 2, localRank: 0, nodeRank: 1, node: 'n2', gpus: [0, 1] },
+      { rank: 3, localRank: 1, nodeRank: 1, node: 'n2', gpus: [0, 1] },
+    ];
+    const jobEnv = { GANG_NOTE: 'it\'s "quoted" $HOME' };
+    const launched = await backend.launch({ jobId, jobName: 'reverse', workdir, env: jobEnv, attempt: 1, run: { kind: 'shell', command: `exec node ${path.join(scratch, 'gang-rank.js')}` }, ranks });
+    try {
+      expect(launched.map((h) => [h.rank, h.node])).toEqual([[0, 'n3'], [1, 'n3'], [2, 'n2'], [3, 'n2']]);
+      const envFile = (rank: number) => path.join(scratch, `env-${rank}.json`);
+      await waitUntil(async () => (await Promise.all(ranks.map((r) => readFile(envFile(r.rank)).then(() => true, () => false)))).every(Boolean), 'every rank\'s environment file', 30_000);
+      // While the gang runs, its own Slurm job is not "held by others": both nodes keep their 4 GPUs for tutti.
+      expect((await backend.inventory()).map((n) => [n.name, n.gpus.length, n.labels?.['slurm_gpus_used_by_others']])).toEqual([['n2', 4, undefined], ['n3', 4, undefined]]);
+      await writeFile(path.join(scratch, 'release'), '');
+      await waitUntil(() => exits.of(jobId).length === 4, 'the four ranks\' exits', 30_000);
+      expect(exits.of(jobId).map((e) => [e.rank, e.exitCode])).toEqual([[0, 0], [1, 0], [2, 0], [3, 0]]);
+
+      const seen = await Promise.all(ranks.map(async (r) => JSON.parse(await readFile(envFile(r.rank), 'utf8')) as { env: Record<string, string>; eth0: string[] }));
+      const masterPort = Number(seen[0]?.env['MASTER_PORT']);
+      const attemptDir = attemptDirectory(path.join(scratch, 'gang'), jobId, 1);
+      for (const r of ranks) {
+        const { env: rankEnv, eth0 } = seen[r.rank]!;
+        const expected = computeRankEnvironment({
+          jobId, jobName: 'reverse', ranks, rank: r, masterAddr: '10.77.0.13', masterPort, attempt: 1, jobEnv,
+          logPath: slurmRankFile(attemptDir, SLURM_RANK_FILES.log, r.rank),
+        });
+        const tuttis = (e: Record<string, string | undefined>) => Object.fromEntries([...RANK_ENVIRONMENT_VARIABLES, 'GANG_NOTE'].map((name) => [name, e[name]]));
+        expect(tuttis(rankEnv), `rank ${r.rank}`).toEqual(tuttis(expected));
+        // On the node tutti placed it on, Slurm's GPUs bound as tutti's placement says (2 per node).
+        expect([rankEnv['SLURMD_NODENAME'], eth0, rankEnv['CUDA_VISIBLE_DEVICES']]).toEqual([r.node, [r.node === 'n3' ? '10.77.0.13' : '10.77.0.12'], '0,1']);
+      }
+      // Rank 0 (on n3) heard every rank at MASTER_ADDR:MASTER_PORT, each from its own node's address.
+      const log0 = await readFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.log, 0), 'utf8');
+      const heard = (JSON.parse(log0.trim().split('\n').at(-1) ?? '[]') as Array<{ rank: number; ips: string[] }>).sort((a, b) => a.rank - b.rank);
+      expect(heard.map((h) => [h.rank, h.ips])).toEqual([[0, ['10.77.0.13']], [1, ['10.77.0.13']], [2, ['10.77.0.12']], [3, ['10.77.0.12']]]);
+    } finally {
+      await writeFile(path.join(scratch, 'release'), '').catch(() => undefined);
+      await backend.stop(launched, { graceMs: 1_000 }).catch(() => undefined);
+      await backend.close();
+    }
   });
 });

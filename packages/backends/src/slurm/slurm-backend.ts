@@ -12,8 +12,9 @@
  *   <dataDir>/jobs/<jobId>/attempt-<n>/   slurm-batch.sh, slurm-hostfile, rank-shim.sh, slurm-job-id, slurm-batch.log,
  *                                          rank-<r>.log, rank-<r>.started, rank-<r>.exit
  *
- * What Slurm is asked, and how often: `scontrol -o show node` for the inventory (every `nodePollIntervalMs`, for
- * node state changes), `squeue` for the state of the Slurm jobs of ranks whose exit is not recorded yet (every
+ * What Slurm is asked, and how often: for the inventory (every `nodePollIntervalMs`, for node state changes and
+ * `onInventoryChange`) `scontrol -o show node`, `scontrol show topology` (racks) and one `squeue --json` (GPUs that
+ * other jobs hold, slurm-held-gpus.ts); `squeue` for the state of the Slurm jobs of ranks whose exit is not recorded yet (every
  * `pollIntervalMs`), `sbatch` per launch, `scancel` per stop. Nothing per rank.
  */
 import { createHash } from 'node:crypto';
@@ -43,10 +44,12 @@ import { prepareLocalAttempt, writeLocalStopDeadline } from '../local/attempt-fi
 import { trimLog } from '../local/log-trim.ts';
 import { PRIVATE_FILE_MODE, attemptDirectory, exitCodeForSignal, jobDirectory, readExitFile } from '../local/rank-files.ts';
 import { SQUEUE_FORMAT, createSlurmCli, isEndedSlurmState, parseSqueue, scancelSignalName, type SlurmCli, type SlurmJobState } from './slurm-cli.ts';
+import { parseGpusHeldByOthers } from './slurm-held-gpus.ts';
 import { parseSlurmNodes, toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
+import { NO_SLURM_TOPOLOGY, parseSlurmTopology } from './slurm-topology.ts';
 import { makeSlurmRankShim } from './slurm-rank-shim.ts';
 import { SLURM_BACKEND_KIND, readSlurmRankRef, slurmRankRef } from './slurm-rank-ref.ts';
-import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmRankFile } from './slurm-submission.ts';
+import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile } from './slurm-submission.ts';
 
 export interface SlurmBackendOptions {
   /** Where jobs' files live: on a file system every node sees at the same path. Must be the same after a restart. */
@@ -65,7 +68,7 @@ export interface SlurmBackendOptions {
   now?: () => number;
   /** How often the Slurm jobs of running ranks are checked (an exit file is read at once). @default 1000 */
   pollIntervalMs?: number;
-  /** How often the inventory is read again, for node state changes. @default 5000 */
+  /** How often the inventory is read again, for node state changes and `onInventoryChange`. @default 5000 */
   nodePollIntervalMs?: number;
   /** How long a launch waits for Slurm to start every rank before it gives up and cancels the job. @default 120000 */
   launchTimeoutMs?: number;
@@ -127,6 +130,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   const reported = new Set<string>();
   const exitListeners: Array<(exit: RankExit) => void> = [];
   const nodeListeners: Array<(change: NodeStateChange) => void> = [];
+  const inventoryListeners: Array<(nodes: NodeInfo[]) => void> = [];
+  /** The inventory last told to `onInventoryChange` listeners, as JSON. */
+  let lastToldInventory: string | undefined;
   /** The last state reported per node (in inventory order). */
   const nodeStates = new Map<string, NodeStateChange>();
   let lastInventory: { nodes: SlurmNode[]; at: number } | undefined;
@@ -161,15 +167,45 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       nodeStates.set(node.name, change);
       for (const listener of nodeListeners) callSafely(() => listener(change), 'a node-state listener');
     }
-    if (!nodeTimer && !closed) {
-      nodeTimer = setInterval(() => void readNodes().catch(() => undefined), nodePollIntervalMs);
-      nodeTimer.unref();
+    startNodePolling();
+  }
+
+  function startNodePolling(): void {
+    if (nodeTimer || closed) return;
+    nodeTimer = setInterval(() => void readInventory().catch(() => undefined), nodePollIntervalMs);
+    nodeTimer.unref();
+  }
+
+  /** Each node's rack (leaf switch); none when Slurm has no topology plugin. */
+  async function readRacks(): Promise<Map<string, string>> {
+    try {
+      return parseSlurmTopology(await cli.run('scontrol', ['show', 'topology']));
+    } catch (error) {
+      if (error instanceof Error && NO_SLURM_TOPOLOGY.test(error.message)) return new Map();
+      throw error;
     }
+  }
+
+  /** The nodes as tutti schedules them: with their racks, less the GPUs that other Slurm jobs hold. */
+  async function readInventory(): Promise<NodeInfo[]> {
+    const [nodes, racks, squeueJson] = await Promise.all([readNodes(), readRacks(), cli.run('squeue', ['--json'])]);
+    const held = parseGpusHeldByOthers(squeueJson, slurmJobNamePrefix(instance));
+    const infos = nodes.map((node) => {
+      const rack = racks.get(node.name);
+      const heldByOthers = held.get(node.name);
+      return toNodeInfo(node, options.gpuMemoryMiB, { ...(rack !== undefined ? { rack } : {}), ...(heldByOthers ? { heldByOthers } : {}) });
+    });
+    const told = JSON.stringify(infos);
+    if (!closed && told !== lastToldInventory) {
+      lastToldInventory = told;
+      for (const listener of inventoryListeners) callSafely(() => listener(structuredClone(infos)), 'an inventory listener');
+    }
+    return infos;
   }
 
   async function inventory(): Promise<NodeInfo[]> {
     ensureOpen('read the inventory');
-    return (await readNodes()).map((node) => toNodeInfo(node, options.gpuMemoryMiB));
+    return readInventory();
   }
 
   // ---- exits ---------------------------------------------------------------------------------------------------
@@ -529,6 +565,10 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     onNodeState(listener) {
       nodeListeners.push(listener);
       for (const change of nodeStates.values()) callSafely(() => listener(change), 'a node-state listener');
+    },
+    onInventoryChange(listener) {
+      inventoryListeners.push(listener);
+      startNodePolling();
     },
     async close() {
       if (closed) return;

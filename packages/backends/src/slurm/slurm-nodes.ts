@@ -99,14 +99,38 @@ export function parseSlurmNodes(output: string): SlurmNode[] {
   return nodes;
 }
 
+/** What Slurm says about a node besides `scontrol show node`: its rack, and GPUs other jobs hold on it. */
+export interface SlurmNodeContext {
+  /** Its leaf switch in Slurm's topology (slurm-topology.ts), if Slurm has a topology. */
+  rack?: string;
+  /** GPUs that Slurm jobs not this tutti instance's hold on it (slurm-held-gpus.ts), per gres type. */
+  heldByOthers?: ReadonlyArray<{ type: string; count: number }>;
+}
+
 /**
  * The node as the scheduler takes it. GPUs are numbered per node in gres order (what CUDA_VISIBLE_DEVICES counts
  * within a job's allocation on it); Slurm does not say their memory, so it is 0 (unknown) unless `gpuMemoryMiB`
- * maps the type to one. Labels: `partitions` (comma-joined), `slurm_state`.
+ * maps the type to one. GPUs that other jobs hold are left out: by count, not by index, since tutti asks Slurm for a
+ * number of GPUs and Slurm binds whichever are free (a typed hold takes GPUs of its type, an untyped one any, the
+ * last first). Labels: `partitions` (comma-joined), `slurm_state`, `rack` (its leaf switch, when Slurm has a
+ * topology), `slurm_gpus_used_by_others` (how many GPUs others hold, when any).
  */
-export function toNodeInfo(node: SlurmNode, gpuMemoryMiB: Readonly<Record<string, number>> = {}): NodeInfo {
+export function toNodeInfo(node: SlurmNode, gpuMemoryMiB: Readonly<Record<string, number>> = {}, context: SlurmNodeContext = {}): NodeInfo {
+  const free = node.gpus.map((entry) => ({ ...entry }));
+  let heldByOthers = 0;
+  for (const held of context.heldByOthers ?? []) {
+    let left = held.count;
+    for (let i = free.length - 1; i >= 0 && left > 0; i--) {
+      const entry = free[i] as { type: string; count: number };
+      if (held.type !== '' && entry.type !== held.type) continue;
+      const taken = Math.min(entry.count, left);
+      entry.count -= taken;
+      left -= taken;
+      heldByOthers += taken;
+    }
+  }
   const gpus: GpuDevice[] = [];
-  for (const { type, count } of node.gpus) {
+  for (const { type, count } of free) {
     const shortType = type === '' ? 'GPU' : normalizeGpuType(type);
     for (let i = 0; i < count; i++) {
       const index = gpus.length;
@@ -119,7 +143,13 @@ export function toNodeInfo(node: SlurmNode, gpuMemoryMiB: Readonly<Record<string
     gpus,
     cpus: node.cpus,
     memoryMiB: node.memoryMiB,
-    labels: { partitions: node.partitions.join(','), slurm_state: node.slurmState },
+    labels: {
+      partitions: node.partitions.join(','),
+      slurm_state: node.slurmState,
+      ...(context.rack !== undefined ? { rack: context.rack } : {}),
+      ...(heldByOthers > 0 ? { slurm_gpus_used_by_others: String(heldByOthers) } : {}),
+    },
     state: node.state,
+    ...(node.reason !== undefined ? { stateReason: node.reason } : {}),
   };
 }

@@ -35,7 +35,12 @@ export function slurmRankFile(attemptDir: string, pattern: string, rank: number)
  * cluster apart (a digest of the data dir), so that one never finds another's job for the same tutti job id.
  */
 export function slurmJobName(instance: string, jobId: string, attempt: number): string {
-  return `tutti.${instance}.${jobId}.${attempt}`;
+  return `${slurmJobNamePrefix(instance)}${jobId}.${attempt}`;
+}
+
+/** What the names of every Slurm job of one instance start with: a job named otherwise is not this instance's. */
+export function slurmJobNamePrefix(instance: string): string {
+  return `tutti.${instance}.`;
 }
 
 /** The nodes of a launch in node-rank order, with how many ranks each runs and the GPUs they use there. */

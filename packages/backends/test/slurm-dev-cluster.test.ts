@@ -154,7 +154,7 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
     let slurmJobId = '';
     try {
       expect((await n2())?.gpus.length).toBe(4);
-      slurmJobId = (await run('sbatch', ['--parsable', '--gres=gpu:3', '-p', 'two', '-w', 'n2', '--wrap', 'sleep 60'], { env })).stdout.trim();
+      slurmJobId = (await run('sbatch', ['--parsable', '--gres=gpu:3', '-p', 'two', '-w', 'n2', `--output=${path.join(scratch, 'other-user.out')}`, '--wrap', 'sleep 60'], { env })).stdout.trim();
       await waitUntil(async () => (await n2())?.gpus.length === 1, 'n2 to have 1 schedulable GPU', 30_000);
       expect((await n2())?.labels?.['slurm_gpus_used_by_others']).toBe('3');
       await waitUntil(() => told.some((nodes) => nodeNamed(nodes, 'n2')?.gpus.length === 1), 'a listener to hear that n2 has 1 GPU left', 10_000);

@@ -45,6 +45,11 @@ scheduler:
     ['teams:\n  - name: a\n    quota: {A100: -1}', 'teams[0].quota.A100', 3, 19, /whole number of GPUs ≥ 0/],
     ['teams:\n  - name: a\n  - name: a', 'teams[1].name', 3, 11, /declared twice/],
     ['scheduler:\n  fair_share_half_life: soon', 'scheduler.fair_share_half_life', 2, 25, /duration > 0/],
+    ['teams:\n  - name: a\n    slurm:\n      partiton: gpu', 'teams[0].slurm.partiton', 4, 7, /did you mean 'partition'/],
+    ['teams:\n  - name: a\n    slurm: {partition: gpu, acount: vision}', 'teams[0].slurm.acount', 3, 29, /did you mean 'account'/],
+    ['teams:\n  - name: a\n    slurm:\n      partition: "gpu; rm -rf /"', 'teams[0].slurm.partition', 4, 18, /expected a Slurm partition name \(letters, digits, '_', '\.', '-'\), got 'gpu; rm -rf \/'/],
+    ['teams:\n  - name: a\n    slurm: {account: 7}', 'teams[0].slurm.account', 3, 22, /expected a Slurm account name .*got 7/],
+    ['teams:\n  - name: a\n    slurm: gpu', 'teams[0].slurm', 3, 12, /expected a mapping like \{partition: gpu, account: vision\}, got 'gpu'/],
   ])('reports %j at its path and position', (text, path, line, column, message) => {
     const result = parseClusterConfigYaml(text);
     expect(result.ok).toBe(false);
@@ -62,6 +67,17 @@ scheduler:
     const syntax = parseClusterConfigYaml('nodes: [\n');
     expect(syntax.ok).toBe(false);
     if (!syntax.ok) expect(syntax.errors[0]).toMatchObject({ path: '', line: expect.any(Number) });
+  });
+
+  it('reads a team\'s Slurm partition and account, either or both', () => {
+    const result = parseClusterConfigYaml(`
+teams:
+  - {name: vision, quota: {A100: 8}, slurm: {partition: gpu-a100, account: vision.prj_1}}
+  - {name: nlp, slurm: {account: nlp}}
+  - {name: ops}
+`);
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    expect(result.value.teams.map((t) => [t.name, t.slurm])).toEqual([['vision', { partition: 'gpu-a100', account: 'vision.prj_1' }], ['nlp', { account: 'nlp' }], ['ops', undefined]]);
   });
 
   it('refuses two groups that name the same node', () => {

@@ -283,7 +283,7 @@ export function buildProgram(): Command {
         nodes
           .map((n) => {
             const used = n.gpus.filter((g) => g.job_id !== null).length;
-            const head = `${n.name}  ${n.state}  ${n.address}  ${n.cpus} CPUs  ${Math.round(n.memory_mib / 1024)} GiB  GPUs ${used}/${n.gpus.length} in use`;
+            const head = `${n.name}  ${n.state}${n.state_reason !== null ? ` (${n.state_reason})` : ''}  ${n.address}  ${n.cpus} CPUs  ${Math.round(n.memory_mib / 1024)} GiB  GPUs ${used}/${n.gpus.length} in use`;
             if (n.gpus.length === 0) return `${head}\n  (no GPUs)`;
             const holders = (g: (typeof n.gpus)[number]) => (g.shares.length > 0 ? g.shares.map((s) => `${s.job_id} (${s.fraction})`).join(' ') : (g.job_id ?? '-'));
             const gauges = (g: (typeof n.gpus)[number]) => (g.metrics ? `${g.metrics.utilization_pct ?? '-'}% ${g.metrics.power_w ?? '-'} W` : '-');

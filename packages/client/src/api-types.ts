@@ -155,6 +155,8 @@ export interface NodeView {
   name: string;
   address: string;
   state: 'ready' | 'draining' | 'down';
+  /** Why the node is draining or down, as its backend says (Slurm: the reason it was drained with); null when it does not say. */
+  state_reason: string | null;
   cpus: number;
   memory_mib: number;
   labels: Record<string, string>;

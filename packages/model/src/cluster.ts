@@ -34,6 +34,8 @@ export interface NodeInfo {
   labels: Record<string, string>;
   /** `ready` nodes take new work; `draining` nodes finish what they run; `down` nodes are lost. */
   state: NodeState;
+  /** Why the node is draining or down, as its backend says (Slurm's `Reason`), when it says. */
+  stateReason?: string;
 }
 
 export type NodeState = 'ready' | 'draining' | 'down';

@@ -146,6 +146,7 @@ export function toNodeViews(snapshot: ClusterSnapshot, latestGpuSamples: Readonl
     name: node.name,
     address: node.address,
     state: node.state,
+    state_reason: node.stateReason ?? null,
     cpus: node.cpus,
     memory_mib: node.memoryMiB,
     labels: node.labels,

@@ -8,17 +8,22 @@
  * Needs root (the cluster) and a python3 with torch (Debian's python3-torch, which .ci/run installs); without torch
  * these tests are skipped and say so.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { TuttiClient } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { SLURM_DEV_CLUSTER_SCRIPT, useSlurmDevCluster } from '../../backends/test/slurm-cluster.ts';
-import { closeLeavingNothingRunning, isEnded, startTestServer, waitForJob, type TestServer } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from './harness.ts';
 
 const run = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL('../../../examples/ddp-torch/', import.meta.url));
+const TUTTI = fileURLToPath(new URL('../../cli/bin/tutti.js', import.meta.url));
 
 function findTorchPython(): string | undefined {
   try {
@@ -40,9 +45,22 @@ beforeAll(async () => {
   if (PYTHON) slurmEnv = await useSlurmDevCluster();
 }, 300_000);
 
+/** `tutti up` processes a test started, Slurm jobs it must not leave behind, and its temp dirs. */
+const children: ChildProcess[] = [];
+const slurmJobsLeft: string[] = [];
+/** Nodes a test drained: resumed after it, whatever happened. */
+const drained: string[] = [];
+const tempDirs: string[] = [];
+
 afterEach(async () => {
   await closeLeavingNothingRunning(t);
   t = undefined;
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const node of drained.splice(0)) await slurm('scontrol', 'update', `nodename=${node}`, 'state=resume').catch(() => undefined);
+  for (const id of slurmJobsLeft.splice(0)) await slurm('scancel', id).catch(() => undefined);
+  for (const dir of tempDirs.splice(0)) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  // The next test starts another tutti instance, which counts GPUs that Slurm jobs still completing hold as others'.
+  if (PYTHON) await waitFor(async () => (await slurm('squeue', '-h', '--partition=three', '-o', '%i')).trim() === '', 'partition three to be empty');
   for (const node of crashed.splice(0)) await run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'revive', node]);
 });
 
@@ -93,6 +111,35 @@ function slurmJobOf(job: JobView): string {
   const [id] = ids;
   expect(id).toMatch(/^\d+$/);
   return id as string;
+}
+
+/** Starts `tutti up --backend slurm --slurm-partition three` as its own process; resolves once it says it is up. */
+function startTuttiUp(dataDir: string): Promise<{ child: ChildProcess; client: TuttiClient }> {
+  const args = [TUTTI, 'up', '--port', '0', '--data-dir', dataDir, '--backend', 'slurm', '--slurm-partition', 'three', '--grace', '5'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...slurmEnv } });
+  children.push(child);
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const onData = (data: Buffer) => {
+      output += data.toString();
+      const url = /tutti is up at (http:\/\/\S+)/.exec(output)?.[1];
+      if (url) resolve({ child, client: new TuttiClient({ baseUrl: url }) });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', (code, signal) => reject(new Error(`tutti up exited (${code ?? signal}): ${output}`)));
+  });
+}
+
+const exited = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.on('exit', () => resolve())));
+
+async function waitFor(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`waited in vain for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** Slurm's state of a job as squeue has it (`RUNNING`, `COMPLETED`, …), or `gone` once Slurm has forgotten it. */
@@ -194,4 +241,94 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     // The Slurm job ran to its end (its step's ranks exited) rather than being killed or left running.
     expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
   }, 240_000);
+
+  it('a drained node takes no new job and says why in the API and `tutti nodes`; resumed, it is ready again and the job that waited runs there', async () => {
+    t = await startSlurmServer();
+    const reason = 'tutti test: cooling fan swap';
+    drained.push('n6');
+    await slurm('scontrol', 'update', 'nodename=n6', 'state=drain', `reason=${reason}`);
+    const n6 = async () => (await t!.client.listNodes()).nodes.find((node) => node.name === 'n6');
+    await waitFor(async () => (await n6())?.state === 'draining', 'n6 to be draining');
+    expect((await n6())?.state_reason).toBe(reason);
+    const { stdout: nodesOutput } = await run(process.execPath, [TUTTI, '--server', t.server.url, 'nodes']);
+    expect(nodesOutput).toMatch(new RegExp(`^n6 +draining \\(${reason}\\)`, 'm'));
+
+    // Three jobs of a whole node each: two run on n4 and n5, the third waits and says why; none runs on n6.
+    const release = `${t.scratch}/release`;
+    const wholeNode = (name: string) => ({ name, resources: { gpus: 4 }, run: waitForFileThenExit(release) });
+    const jobs = [await t.client.submitJob(wholeNode('whole-node-1')), await t.client.submitJob(wholeNode('whole-node-2')), await t.client.submitJob(wholeNode('whole-node-3'))];
+    const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
+    await waitFor(async () => (await Promise.all(jobs.map((j) => t!.client.getJob(j.id)))).filter(isRunning).length === 2, 'two jobs to run');
+    const views = await Promise.all(jobs.map((j) => t!.client.getJob(j.id)));
+    const running = views.filter(isRunning);
+    expect(running.flatMap(nodesOf).sort()).toEqual(['n4', 'n4', 'n4', 'n4', 'n5', 'n5', 'n5', 'n5']);
+    const waiting = views.find((job) => job.status === 'pending');
+    expect(waiting).toBeDefined();
+    const waitingView = await waitForJob(t.client, waiting!.id, (job) => job.pending_reason !== null, 30_000);
+    expect(waitingView.pending_reason).toContain('not ready: n6 (draining)');
+
+    await slurm('scontrol', 'update', 'nodename=n6', 'state=resume');
+    drained.splice(drained.indexOf('n6'), 1);
+    const ranThere = await waitForJob(t.client, waiting!.id, isRunning, 60_000);
+    expect(new Set(nodesOf(ranThere))).toEqual(new Set(['n6']));
+    expect(await n6()).toMatchObject({ state: 'ready', state_reason: null });
+
+    await touch(release);
+    for (const job of jobs) expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
+  }, 240_000);
+
+  it('re-adopts a 2-node gang after kill -9 of the server: the same Slurm job runs on, nothing is relaunched, and it succeeds on its first attempt', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
+    tempDirs.push(root);
+    const dataDir = path.join(root, 'data');
+    const release = path.join(root, 'release');
+    const first = await startTuttiUp(dataDir);
+    const submitted = await first.client.submitJob({ name: 'outlives-its-server', resources: { gpus: 1 }, num_nodes: 2, run: waitForFileThenExit(release) });
+    const diesMeanwhile = await first.client.submitJob({ name: 'ends-while-no-server', resources: { gpus: 1 }, run: waitForFileThenExit(`${release}-dier`, 3) });
+    const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
+    const before = await waitForJob(first.client, submitted.id, isRunning, 120_000);
+    const slurmJob = slurmJobOf(before);
+    slurmJobsLeft.push(slurmJob);
+    const dierSlurmJob = slurmJobOf(await waitForJob(first.client, diesMeanwhile.id, isRunning, 120_000));
+    slurmJobsLeft.push(dierSlurmJob);
+
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    // The gang does not depend on the control plane: Slurm still runs it while no server is up; the other job's
+    // rank exits with code 3 meanwhile.
+    expect(await slurmJobState(slurmJob)).toBe('RUNNING');
+    await touch(`${release}-dier`);
+    expect(await waitForSlurmJobToEnd(dierSlurmJob)).toBe('FAILED');
+
+    const second = await startTuttiUp(dataDir);
+    const adopted = await second.client.getJob(submitted.id);
+    expect(adopted.status).toBe('running');
+    expect(adopted.tasks?.map((task) => [task.rank, task.node, task.status])).toEqual(before.tasks?.map((task) => [task.rank, task.node, 'running']));
+    expect(slurmJobOf(adopted)).toBe(slurmJob);
+    // Exactly one Slurm job in the partition runs, the one from before: adopted, not submitted again.
+    expect((await slurm('squeue', '-h', '--partition=three', '-o', '%i')).trim().split('\n')).toEqual([slurmJob]);
+    expect((await second.client.listJobEvents(submitted.id)).events.map((e) => e.type)).toContain('adopted');
+    // The job that ended while no server watched ended with its rank's own exit code, read back, not as lost.
+    const dier = await waitForJob(second.client, diesMeanwhile.id, isEnded, 60_000);
+    expect(dier.status).toBe('failed');
+    expect(dier.exit_code).toBe(3);
+    expect(dier.restarts).toBe(0);
+
+    await touch(release);
+    const done = await waitForJob(second.client, submitted.id, isEnded, 60_000);
+    expect(done.status).toBe('succeeded');
+    expect(done.attempt).toBe(1);
+    expect(done.restarts).toBe(0);
+    expect(done.tasks?.map((task) => task.exit_code)).toEqual([0, 0]);
+    // Both ranks' output, from before the kill and after it, reads through the new server.
+    for (const rank of [0, 1]) {
+      let log = '';
+      for await (const chunk of second.client.logs(submitted.id, { rank })) log += chunk;
+      expect(log).toContain(`rank ${rank} waiting for`);
+      expect(log).toContain(`rank ${rank} released`);
+    }
+    expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
+    second.child.kill('SIGTERM');
+    await exited(second.child);
+  }, 300_000);
 });

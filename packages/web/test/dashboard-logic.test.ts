@@ -14,7 +14,7 @@ import { toYaml } from '../src/lib/yaml.ts';
 import { formatDuration, formatPerType, formatRelative } from '../src/lib/format.ts';
 
 const gpu = (index: number, job_id: string | null = null, nvlink_peers: number[] = [], type = 'A100'): GpuView => ({ index, uuid: `GPU-${index}`, type, product: `NVIDIA ${type}`, memory_mib: 81920, nvlink_peers, job_id, shares: [], metrics: null });
-const node = (name: string, gpus: GpuView[], state: NodeView['state'] = 'ready', labels: Record<string, string> = {}): NodeView => ({ name, address: '127.0.0.1', state, cpus: 32, memory_mib: 256000, labels, gpus });
+const node = (name: string, gpus: GpuView[], state: NodeView['state'] = 'ready', labels: Record<string, string> = {}): NodeView => ({ name, address: '127.0.0.1', state, state_reason: null, cpus: 32, memory_mib: 256000, labels, gpus });
 
 describe('GPUs by type', () => {
   it('counts each GPU once: unhealthy on a node that is not ready, else allocated or free', () => {

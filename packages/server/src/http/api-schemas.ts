@@ -311,6 +311,7 @@ const nodeSchema = {
     name: { type: 'string' },
     address: { type: 'string' },
     state: { type: 'string', enum: NODE_STATES },
+    state_reason: { ...nullableString, description: 'why the node is draining or down, as its backend says (Slurm: the reason it was drained with); null when it does not say' },
     cpus: { type: 'number' },
     memory_mib: { type: 'number' },
     labels: { type: 'object', additionalProperties: { type: 'string' } },

@@ -95,6 +95,7 @@ function ClusterGrid({ cluster, level }: { cluster: ClusterView; level: Topology
                   {node.gpus.length} GPU{node.gpus.length === 1 ? '' : 's'} · {node.cpus} CPUs · {formatMiB(node.memory_mib)}
                   {node.labels.rack ? ` · rack ${node.labels.rack}` : ''}
                   {node.labels.zone ? ` · zone ${node.labels.zone}` : ''}
+                  {node.state_reason !== null ? ` · ${node.state}: ${node.state_reason}` : ''}
                 </p>
                 {gpuGroups.map((gpus, i) => (
                   <div key={i} className={`gpu-row ${level === 'nvlink' ? 'nvlink-domain' : ''}`} role="list" aria-label={level === 'nvlink' ? `NVLink domain ${i + 1} of ${node.name}` : `GPUs of ${node.name}`}>

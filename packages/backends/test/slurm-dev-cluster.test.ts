@@ -21,6 +21,7 @@ import { attemptDirectory } from '../src/local/rank-files.ts';
 import { RANK_ENVIRONMENT_VARIABLES, computeRankEnvironment } from '../src/rank-environment.ts';
 import { createSlurmBackend, type SlurmBackend } from '../src/slurm/slurm-backend.ts';
 import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
+import { readSlurmRankRef } from '../src/slurm/slurm-rank-ref.ts';
 import { SLURM_RANK_FILES, slurmRankFile } from '../src/slurm/slurm-submission.ts';
 import { recordExits, waitUntil } from './execution-backend-conformance.ts';
 import { useSlurmDevCluster } from './slurm-cluster.ts';
@@ -132,6 +133,12 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
   const slurmBackend = (name: string): SlurmBackend =>
     createSlurmBackend({ dataDir: path.join(scratch, name), partition: 'two', env: slurmEnv, pollIntervalMs: 200, nodePollIntervalMs: 300, launchTimeoutMs: 60_000 });
   const nodeNamed = (nodes: readonly NodeInfo[], name: string) => nodes.find((n) => n.name === name);
+  /** Cancels a plain Slurm job and waits until it holds nothing (a cancelled job is COMPLETING for a moment). */
+  async function cancelAndWait(slurmJobId: string): Promise<void> {
+    await run('scancel', [slurmJobId], { env }).catch(() => undefined);
+    const gone = async () => (await run('squeue', ['-h', '-j', slurmJobId, '-o', '%T'], { env }).then((r) => r.stdout, () => '')).trim() === '';
+    await waitUntil(gone, `Slurm job ${slurmJobId} to be over`, 30_000);
+  }
 
   it('puts each node in its rack: its leaf switch in Slurm\'s topology', async () => {
     // What Slurm itself says (the dev cluster's topology.conf): s1 holds n1-n3, a spine above the leaf switches.
@@ -164,7 +171,29 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
       expect((await n2())?.labels?.['slurm_gpus_used_by_others']).toBeUndefined();
       await waitUntil(() => nodeNamed(told.at(-1) ?? [], 'n2')?.gpus.length === 4, 'a listener to hear that n2 has 4 GPUs again', 10_000);
     } finally {
-      if (slurmJobId) await run('scancel', [slurmJobId], { env }).catch(() => undefined);
+      if (slurmJobId) await cancelAndWait(slurmJobId);
+      await backend.close();
+    }
+  });
+
+  it('keeps the GPUs tutti placed its own running rank on when another user\'s job takes GPUs of the same node', async () => {
+    const backend = slurmBackend('own-and-others');
+    const n2 = async () => nodeNamed(await backend.inventory(), 'n2');
+    const workdir = path.join(scratch, 'own-work');
+    await mkdir(workdir, { recursive: true });
+    const [mine] = await backend.launch({ jobId: `own-${process.pid}`, jobName: 'own', workdir, env: {}, attempt: 1, run: { kind: 'shell', command: 'sleep 60' }, ranks: [{ rank: 0, localRank: 0, nodeRank: 0, node: 'n2', gpus: [2, 3] }] });
+    let slurmJobId = '';
+    try {
+      // Slurm bound the first two free GPUs to tutti's rank; the other job gets the two left. tutti's own job is not
+      // "held by others", and its GPUs 2 and 3 stay in the inventory, as its allocation names them.
+      slurmJobId = (await run('sbatch', ['--parsable', '--gres=gpu:2', '-p', 'two', '-w', 'n2', `--output=${path.join(scratch, 'other-user-2.out')}`, '--wrap', 'sleep 60'], { env })).stdout.trim();
+      await waitUntil(async () => (await n2())?.labels?.['slurm_gpus_used_by_others'] === '2', 'n2 to count 2 GPUs held by others', 30_000);
+      expect((await n2())?.gpus.map((g) => g.index)).toEqual([2, 3]);
+    } finally {
+      if (slurmJobId) await cancelAndWait(slurmJobId);
+      await backend.stop([mine!], { graceMs: 1_000 }).catch(() => undefined);
+      // Its Slurm job is another instance's to the next test's backend: over before that one looks.
+      await cancelAndWait(readSlurmRankRef(mine!).slurmJobId);
       await backend.close();
     }
   });

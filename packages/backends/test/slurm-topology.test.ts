@@ -86,11 +86,20 @@ describe('GPUs that other Slurm jobs hold (squeue --json)', () => {
   it('leaves the held GPUs out of the node\'s schedulable ones, by count and type, and says how many others hold', () => {
     const [node] = parseSlurmNodes('NodeName=g1 CPUTot=8 Gres=gpu:a100:4,gpu:v100:2 NodeAddr=g1 RealMemory=4000 State=MIXED Partitions=train');
     const info = toNodeInfo(node!, {}, { heldByOthers: [{ type: 'a100', count: 3 }, { type: '', count: 1 }] });
-    // a100 x3 from the a100s; the untyped one from the last GPUs (a v100).
-    expect(info.gpus.map((g) => `${g.index}:${g.type}`)).toEqual(['0:A100', '1:V100']);
+    // a100 x3 from the a100s (0-3), the untyped one from the last GPUs (the v100s, 4-5); the rest keep their index.
+    expect(info.gpus.map((g) => `${g.index}:${g.type}`)).toEqual(['0:A100', '4:V100']);
     expect(info.labels?.['slurm_gpus_used_by_others']).toBe('4');
     const [n2] = parseSlurmNodes('NodeName=n2 CPUTot=8 Gres=gpu:4 NodeAddr=10.77.0.12 RealMemory=4000 State=MIXED Partitions=two');
     expect(toNodeInfo(n2!, {}, { heldByOthers: [{ type: '', count: 3 }] }).gpus.map((g) => g.index)).toEqual([0]);
     expect(toNodeInfo(n2!).labels?.['slurm_gpus_used_by_others']).toBeUndefined();
+  });
+
+  it('leaves out the GPUs tutti\'s own ranks were placed on last, so that its allocations still name GPUs of the node', () => {
+    const [n2] = parseSlurmNodes('NodeName=n2 CPUTot=8 Gres=gpu:4 NodeAddr=10.77.0.12 RealMemory=4000 State=MIXED Partitions=two');
+    const own = new Set([2, 3]);
+    expect(toNodeInfo(n2!, {}, { heldByOthers: [{ type: '', count: 2 }], ownGpus: own }).gpus.map((g) => g.index)).toEqual([2, 3]);
+    // More held than the node has beside tutti's: Slurm says so, and tutti's count follows it.
+    expect(toNodeInfo(n2!, {}, { heldByOthers: [{ type: '', count: 3 }], ownGpus: own }).gpus.map((g) => g.index)).toEqual([2]);
+    expect(toNodeInfo(n2!, {}, { heldByOthers: [{ type: '', count: 9 }] })).toMatchObject({ gpus: [], labels: { slurm_gpus_used_by_others: '4' } });
   });
 });

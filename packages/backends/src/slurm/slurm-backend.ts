@@ -87,6 +87,8 @@ interface WatchedRank {
   /** Slurm's name for the rank's job: a job of another name under that id is not this rank's. */
   slurmJobName: string;
   exitFile: string;
+  /** The GPU indices tutti placed it on, when this instance launched it (an adopted rank's are not known). */
+  gpus?: readonly number[];
   /** stop() sent SIGKILL: an end without an exit file is then our kill, not a loss. */
   killedByStop: boolean;
   exit?: RankExit;
@@ -190,10 +192,17 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   async function readInventory(): Promise<NodeInfo[]> {
     const [nodes, racks, squeueJson] = await Promise.all([readNodes(), readRacks(), cli.run('squeue', ['--json'])]);
     const held = parseGpusHeldByOthers(squeueJson, slurmJobNamePrefix(instance));
+    const ownGpus = new Map<string, Set<number>>();
+    for (const record of watched.values()) {
+      const onNode = ownGpus.get(record.handle.node) ?? new Set<number>();
+      for (const gpu of record.gpus ?? []) onNode.add(gpu);
+      ownGpus.set(record.handle.node, onNode);
+    }
     const infos = nodes.map((node) => {
       const rack = racks.get(node.name);
       const heldByOthers = held.get(node.name);
-      return toNodeInfo(node, options.gpuMemoryMiB, { ...(rack !== undefined ? { rack } : {}), ...(heldByOthers ? { heldByOthers } : {}) });
+      const own = ownGpus.get(node.name);
+      return toNodeInfo(node, options.gpuMemoryMiB, { ...(rack !== undefined ? { rack } : {}), ...(heldByOthers ? { heldByOthers } : {}), ...(own ? { ownGpus: own } : {}) });
     });
     const told = JSON.stringify(infos);
     if (!closed && told !== lastToldInventory) {
@@ -281,12 +290,12 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     pollTimer.unref();
   }
 
-  function watch(handle: RankHandle, slurmJobId: string): WatchedRank {
+  function watch(handle: RankHandle, slurmJobId: string, gpus?: readonly number[]): WatchedRank {
     const key = keyOf(handle);
     const existing = watched.get(key);
     if (existing) return existing;
     const record: WatchedRank = {
-      key, handle, slurmJobId, slurmJobName: nameOf(handle.jobId, handle.attempt),
+      key, handle, slurmJobId, slurmJobName: nameOf(handle.jobId, handle.attempt), ...(gpus ? { gpus } : {}),
       exitFile: slurmRankFile(attemptDirOf(handle.jobId, handle.attempt), SLURM_RANK_FILES.exit, handle.rank),
       killedByStop: false, waiters: [],
     };
@@ -369,7 +378,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
       startedAt: started[r.rank] ?? now(), ref: slurmRankRef({ slurmJobId }),
     }));
-    for (const handle of handles) watch(handle, slurmJobId);
+    for (const handle of handles) watch(handle, slurmJobId, request.ranks.find((r) => r.rank === handle.rank)?.gpus);
     return handles;
   }
 

@@ -105,51 +105,56 @@ export interface SlurmNodeContext {
   rack?: string;
   /** GPUs that Slurm jobs not this tutti instance's hold on it (slurm-held-gpus.ts), per gres type. */
   heldByOthers?: ReadonlyArray<{ type: string; count: number }>;
+  /** GPU indices tutti's own running ranks were placed on there: the last to be left out for others' jobs. */
+  ownGpus?: ReadonlySet<number>;
 }
 
 /**
  * The node as the scheduler takes it. GPUs are numbered per node in gres order (what CUDA_VISIBLE_DEVICES counts
  * within a job's allocation on it); Slurm does not say their memory, so it is 0 (unknown) unless `gpuMemoryMiB`
- * maps the type to one. GPUs that other jobs hold are left out: by count, not by index, since tutti asks Slurm for a
- * number of GPUs and Slurm binds whichever are free (a typed hold takes GPUs of its type, an untyped one any, the
- * last first). Labels: `partitions` (comma-joined), `slurm_state`, `rack` (its leaf switch, when Slurm has a
- * topology), `slurm_gpus_used_by_others` (how many GPUs others hold, when any).
+ * maps the type to one. Labels: `partitions` (comma-joined), `slurm_state`, `rack` (its leaf switch, when Slurm has
+ * a topology), `slurm_gpus_used_by_others` (how many GPUs others hold, when any).
+ *
+ * GPUs that other jobs hold are left out by count, not by the indices Slurm gave them: tutti asks Slurm for a number
+ * of GPUs per node and Slurm binds whichever are free, so tutti's indices are its own bookkeeping. Which ones are
+ * left out: of the held type (any type for an untyped hold), the highest indices first, those tutti's own ranks were
+ * placed on last; the others keep their index, so that tutti's allocations still name GPUs of the node.
  */
 export function toNodeInfo(node: SlurmNode, gpuMemoryMiB: Readonly<Record<string, number>> = {}, context: SlurmNodeContext = {}): NodeInfo {
-  const free = node.gpus.map((entry) => ({ ...entry }));
-  let heldByOthers = 0;
-  for (const held of context.heldByOthers ?? []) {
-    let left = held.count;
-    for (let i = free.length - 1; i >= 0 && left > 0; i--) {
-      const entry = free[i] as { type: string; count: number };
-      if (held.type !== '' && entry.type !== held.type) continue;
-      const taken = Math.min(entry.count, left);
-      entry.count -= taken;
-      left -= taken;
-      heldByOthers += taken;
-    }
-  }
-  const gpus: GpuDevice[] = [];
-  for (const { type, count } of free) {
+  const all: Array<{ gpu: GpuDevice; slurmType: string }> = [];
+  for (const { type, count } of node.gpus) {
     const shortType = type === '' ? 'GPU' : normalizeGpuType(type);
     for (let i = 0; i < count; i++) {
-      const index = gpus.length;
-      gpus.push({ index, uuid: `SLURM-${node.name}-${index}`, type: shortType, product: type === '' ? 'gpu (Slurm gres without a type)' : type, memoryMiB: gpuMemoryMiB[shortType] ?? 0, nvlinkPeers: [] });
+      const index = all.length;
+      all.push({ slurmType: type, gpu: { index, uuid: `SLURM-${node.name}-${index}`, type: shortType, product: type === '' ? 'gpu (Slurm gres without a type)' : type, memoryMiB: gpuMemoryMiB[shortType] ?? 0, nvlinkPeers: [] } });
+    }
+  }
+  const takenByOthers = new Set<number>();
+  for (const held of context.heldByOthers ?? []) {
+    let left = held.count;
+    for (const spareOwn of [true, false]) {
+      for (let i = all.length - 1; i >= 0 && left > 0; i--) {
+        const { gpu, slurmType } = all[i] as (typeof all)[number];
+        if (takenByOthers.has(gpu.index) || (held.type !== '' && slurmType !== held.type) || (spareOwn && context.ownGpus?.has(gpu.index))) continue;
+        takenByOthers.add(gpu.index);
+        left--;
+      }
     }
   }
   return {
     name: node.name,
     address: node.address,
-    gpus,
+    gpus: all.map((g) => g.gpu).filter((gpu) => !takenByOthers.has(gpu.index)),
     cpus: node.cpus,
     memoryMiB: node.memoryMiB,
     labels: {
       partitions: node.partitions.join(','),
       slurm_state: node.slurmState,
       ...(context.rack !== undefined ? { rack: context.rack } : {}),
-      ...(heldByOthers > 0 ? { slurm_gpus_used_by_others: String(heldByOthers) } : {}),
+      ...(takenByOthers.size > 0 ? { slurm_gpus_used_by_others: String(takenByOthers.size) } : {}),
     },
     state: node.state,
+    // Why it is drained or down: the node view shows it (`tutti nodes`).
     ...(node.reason !== undefined ? { stateReason: node.reason } : {}),
   };
 }

@@ -3,8 +3,8 @@
  * idempotent and serialized by a lock, so test files running at once share one cluster; .ci/run starts it before the
  * tests, and slurm-global-setup.ts stops it after a run that started it. Needs root (namespaces, daemons), as CI has.
  *
- * The cluster's partitions keep tests apart: `one` (node n1) for the backend conformance suite, `rest` (n2, n3) for
- * gangs across nodes.
+ * The cluster's partitions keep tests apart: `one` (node n1) for the backend conformance suite, `two` (n2, n3) for
+ * gangs across nodes and the backend's inventory (slurm-dev-cluster.test.ts), `three` (n4-n6) for the server's gangs.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';

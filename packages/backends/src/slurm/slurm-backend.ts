@@ -14,8 +14,8 @@
  *
  * What Slurm is asked, and how often: for the inventory (every `nodePollIntervalMs`, for node state changes and
  * `onInventoryChange`) `scontrol -o show node`, `scontrol show topology` (racks) and one `squeue --json` (GPUs that
- * other jobs hold, slurm-held-gpus.ts); `squeue` for the state of the Slurm jobs of ranks whose exit is not recorded yet (every
- * `pollIntervalMs`), `sbatch` per launch, `scancel` per stop. Nothing per rank.
+ * other jobs hold, slurm-held-gpus.ts); `squeue` for the state of the Slurm jobs of ranks whose exit is not recorded
+ * yet (every `pollIntervalMs`), `sbatch` per launch, `scancel` per stop. Nothing per rank.
  */
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -530,11 +530,19 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       slurmJobId = [...byName.keys()].at(-1) ?? '';
     }
     if (!/^\d+$/.test(slurmJobId)) return [];
-    return ranks.flatMap((query) => {
+    const found = ranks.flatMap((query): RankHandle[] => {
       const at = fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, query.rank));
       if (at === undefined) return [];
       return [{ backend: SLURM_BACKEND_KIND, jobId, rank: query.rank, node: query.node, attempt, startedAt: at, ref: slurmRankRef({ slurmJobId }) }];
     });
+    if (found.length < ranks.length) {
+      // A launch the crash cut before every rank started (its job still queued, say): the caller launches the gang
+      // anew, so this Slurm job must not start the rest later beside it. Cancelled as a failed launch is.
+      const jobName = nameOf(jobId, attempt);
+      const jobs = await slurmJobs([slurmJobId]).catch(() => undefined);
+      if (jobs === undefined || !slurmJobIsOver({ slurmJobId, slurmJobName: jobName }, jobs)) await cancelAndWait(slurmJobId, jobName);
+    }
+    return found;
   }
 
   // ---- files ---------------------------------------------------------------------------------------------------

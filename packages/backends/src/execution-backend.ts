@@ -49,7 +49,9 @@ export interface ExecutionBackend {
    * After a control-plane restart: the ranks of an attempt that `launch` started although the control plane never
    * recorded their handles (it died between the launch and recording it). Returns a handle for each rank that
    * still runs or left its exit status, ready for `adopt`; a rank that was never started, or whose process is gone
-   * without a status, has none. Does not watch anything yet.
+   * without a status, has none. Does not watch anything yet. When not every rank asked for is found, the caller
+   * launches the gang anew: a backend that could still start the others later (Slurm, whose job may still be queued)
+   * makes sure it will not.
    */
   findStarted(jobId: string, attempt: number, ranks: readonly StartedRankQuery[]): Promise<RankHandle[]>;
   /**

@@ -50,12 +50,15 @@ const children: ChildProcess[] = [];
 const slurmJobsLeft: string[] = [];
 /** Nodes a test drained: resumed after it, whatever happened. */
 const drained: string[] = [];
+/** Partitions a test set down: up again after it, whatever happened. */
+const partitionsDown: string[] = [];
 const tempDirs: string[] = [];
 
 afterEach(async () => {
   await closeLeavingNothingRunning(t);
   t = undefined;
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const partition of partitionsDown.splice(0)) await slurm('scontrol', 'update', `partitionname=${partition}`, 'state=up').catch(() => undefined);
   for (const node of drained.splice(0)) await slurm('scontrol', 'update', `nodename=${node}`, 'state=resume').catch(() => undefined);
   for (const id of slurmJobsLeft.splice(0)) await slurm('scancel', id).catch(() => undefined);
   for (const dir of tempDirs.splice(0)) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -328,6 +331,42 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
       expect(log).toContain(`rank ${rank} released`);
     }
     expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
+    second.child.kill('SIGTERM');
+    await exited(second.child);
+  }, 300_000);
+
+  it('kill -9 of the server while Slurm still queues its launch: the gang is launched again and runs as exactly one Slurm job', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
+    tempDirs.push(root);
+    const dataDir = path.join(root, 'data');
+    const release = path.join(root, 'release');
+    // A partition that is down queues jobs but starts none: the launch waits in Slurm's queue, its ranks not started.
+    partitionsDown.push('three');
+    await slurm('scontrol', 'update', 'partitionname=three', 'state=down');
+    const first = await startTuttiUp(dataDir);
+    const submitted = await first.client.submitJob({ name: 'launch-cut', resources: { gpus: 1 }, num_nodes: 2, run: waitForFileThenExit(release) });
+    const queuedInSlurm = async () => (await slurm('squeue', '-h', '--partition=three', '-o', '%i|%T')).trim();
+    await waitFor(async () => /^\d+\|PENDING$/.test(await queuedInSlurm()), 'the launch to be queued in Slurm');
+    const [cutLaunch] = (await queuedInSlurm()).split('|') as [string];
+    slurmJobsLeft.push(cutLaunch);
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+
+    const second = await startTuttiUp(dataDir);
+    await slurm('scontrol', 'update', 'partitionname=three', 'state=up');
+    partitionsDown.splice(partitionsDown.indexOf('three'), 1);
+    const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
+    const running = await waitForJob(second.client, submitted.id, isRunning, 120_000);
+    const slurmJob = slurmJobOf(running);
+    slurmJobsLeft.push(slurmJob);
+    // One gang, one Slurm job: the launch the crash cut does not run beside it.
+    expect((await queuedInSlurm()).split('\n')).toEqual([`${slurmJob}|RUNNING`]);
+    expect(await slurmJobState(cutLaunch)).not.toMatch(/RUNNING|PENDING/);
+
+    await touch(release);
+    const done = await waitForJob(second.client, submitted.id, isEnded, 60_000);
+    expect(done.status).toBe('succeeded');
+    expect(done.restarts).toBe(0);
     second.child.kill('SIGTERM');
     await exited(second.child);
   }, 300_000);

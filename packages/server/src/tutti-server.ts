@@ -235,14 +235,20 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     // A node's state as its backend sees it (a Slurm node drained, down or back) is what the scheduler places by: the
     // inventory is read again and stored, one change after the other, and a cycle is asked for.
     let nodeWrites = Promise.resolve();
-    backend.onNodeState((change) => {
-      if (inventory.find((node) => node.name === change.node)?.state === change.state) return;
+    const recordInventory = (read: () => Promise<NodeInfo[]>, what: string) => {
       nodeWrites = nodeWrites.then(async () => {
-        inventory = await chosenBackend.inventory();
+        inventory = await read();
         await store.replaceNodes(inventory, now());
         controller.nodesChanged();
-      }).catch((error: unknown) => logger.warn(`could not record node ${change.node} as ${change.state}: ${error instanceof Error ? error.message : String(error)}`));
+      }).catch((error: unknown) => logger.warn(`could not record ${what}: ${error instanceof Error ? error.message : String(error)}`));
+    };
+    backend.onNodeState((change) => {
+      if (inventory.find((node) => node.name === change.node)?.state === change.state) return;
+      recordInventory(() => chosenBackend.inventory(), `node ${change.node} as ${change.state}`);
     });
+    // A backend whose inventory changes beyond node states tells it whole: on Slurm, GPUs that other Slurm jobs take
+    // or free, so that tutti places around them and on them again once they are free.
+    chosenBackend.onInventoryChange?.((nodes) => recordInventory(() => Promise.resolve(nodes), 'the inventory the backend changed'));
     cleanups.push(() => nodeWrites);
 
     const history = new ClusterHistory({

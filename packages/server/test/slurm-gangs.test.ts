@@ -3,7 +3,11 @@
  * namespace with its own eth0 address and 4 fake GPUs): a server with `backend: 'slurm'` runs examples/ddp-torch — real
  * PyTorch DDP on CPU with gloo — as one rank on each of two nodes, through sbatch and srun; and when one of those
  * nodes dies mid-run, the gang is stopped, requeued and started again on the two nodes left, resumes from its last
- * checkpoint, and ends with exactly the weights of a run that was never interrupted.
+ * checkpoint, and ends with exactly the weights of a run that was never interrupted. Cancelled, the gang checkpoints
+ * within its grace. A drained node takes no work and says why; GPUs another Slurm user holds are placed around. A
+ * `tutti up --backend slurm` killed with SIGKILL re-adopts its gangs (and does not leave a cut launch queued).
+ *
+ * The tests share partition three, so they run one after the other in this one file.
  *
  * Needs root (the cluster) and a python3 with torch (Debian's python3-torch, which .ci/run installs); without torch
  * these tests are skipped and say so.
@@ -278,6 +282,35 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
 
     await touch(release);
     for (const job of jobs) expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
+  }, 240_000);
+
+  it('GPUs that another Slurm user takes while tutti runs are used capacity: tutti places around them, and on them once they are freed', async () => {
+    t = await startSlurmServer();
+    const others: string[] = [];
+    for (const node of ['n4', 'n5']) {
+      const id = (await slurm('sbatch', '--parsable', '-p', 'three', '-w', node, '--gres=gpu:4', `--output=${t.scratch}/other-user-${node}.out`, '--wrap', 'sleep 600')).trim();
+      others.push(id);
+      slurmJobsLeft.push(id);
+    }
+    await waitFor(async () => (await Promise.all(others.map(slurmJobState))).every((state) => state === 'RUNNING'), "the other user's jobs to run");
+    const nodeView = async (name: string) => (await t!.client.listNodes()).nodes.find((node) => node.name === name);
+    await waitFor(async () => (await nodeView('n4'))?.labels.slurm_gpus_used_by_others === '4' && (await nodeView('n5'))?.labels.slurm_gpus_used_by_others === '4', 'tutti to see the GPUs the other user holds');
+    expect((await nodeView('n4'))?.gpus).toEqual([]);
+
+    const release = `${t.scratch}/release`;
+    const wholeNode = (name: string) => ({ name, resources: { gpus: 4 }, run: waitForFileThenExit(release) });
+    const first = await t.client.submitJob(wholeNode('beside-other-user'));
+    const second = await t.client.submitJob(wholeNode('after-other-user'));
+    const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
+    expect(new Set(nodesOf(await waitForJob(t.client, first.id, isRunning, 60_000)))).toEqual(new Set(['n6']));
+    const waiting = await waitForJob(t.client, second.id, (job) => job.pending_reason !== null, 30_000);
+    expect(waiting.status).toBe('pending');
+
+    await slurm('scancel', others[0] as string);
+    const ranThere = await waitForJob(t.client, second.id, isRunning, 60_000);
+    expect(new Set(nodesOf(ranThere))).toEqual(new Set(['n4']));
+    await touch(release);
+    for (const job of [first, second]) expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
   }, 240_000);
 
   it('re-adopts a 2-node gang after kill -9 of the server: the same Slurm job runs on, nothing is relaunched, and it succeeds on its first attempt', async () => {

@@ -89,6 +89,8 @@ describe('GPUs that other Slurm jobs hold (squeue --json)', () => {
     // a100 x3 from the a100s (0-3), the untyped one from the last GPUs (the v100s, 4-5); the rest keep their index.
     expect(info.gpus.map((g) => `${g.index}:${g.type}`)).toEqual(['0:A100', '4:V100']);
     expect(info.labels?.['slurm_gpus_used_by_others']).toBe('4');
+    // Still the node's: a job that needs them is not refused as one that never fits (see feasibility.ts).
+    expect(info.gpusHeldElsewhere?.map((g) => `${g.index}:${g.type}`)).toEqual(['1:A100', '2:A100', '3:A100', '5:V100']);
     const [n2] = parseSlurmNodes('NodeName=n2 CPUTot=8 Gres=gpu:4 NodeAddr=10.77.0.12 RealMemory=4000 State=MIXED Partitions=two');
     expect(toNodeInfo(n2!, {}, { heldByOthers: [{ type: '', count: 3 }] }).gpus.map((g) => g.index)).toEqual([0]);
     expect(toNodeInfo(n2!).labels?.['slurm_gpus_used_by_others']).toBeUndefined();

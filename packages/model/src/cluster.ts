@@ -25,7 +25,13 @@ export interface NodeInfo {
   name: string;
   /** Address other ranks use to reach this node (MASTER_ADDR when it hosts rank 0). */
   address: string;
+  /** The GPUs tutti may place on: those of `gpusHeldElsewhere` are not among them. */
   gpus: GpuDevice[];
+  /**
+   * GPUs of the node that work tutti does not run holds now (another user's Slurm job): not schedulable until they
+   * are freed, but part of what the node has, so a job that needs them is not refused as one that can never fit.
+   */
+  gpusHeldElsewhere?: GpuDevice[];
   /** Logical CPUs available to jobs. */
   cpus: number;
   /** Memory available to jobs, in MiB. */

@@ -103,3 +103,21 @@ describe('checkFeasibility', () => {
     expect(result).toEqual(message === undefined ? { ok: true } : { ok: false, code: 'NeverFits', message });
   });
 });
+
+describe('GPUs that work tutti does not run holds now (another user\'s Slurm job)', () => {
+  // A 4-GPU node whose GPUs 1-3 another user's job holds: tutti may place on GPU 0 only, for now.
+  const busy = (): NodeInfo => {
+    const node = makeNode('n2').gpus(4, 'H100').build();
+    return { ...node, gpus: node.gpus.slice(0, 1), gpusHeldElsewhere: node.gpus.slice(1) };
+  };
+
+  it('count as what the node has: a job that needs them waits rather than being refused as one that never fits', () => {
+    expect(checkFeasibility([busy()], makeJob(1).gpus(4).build().spec)).toEqual({ ok: true });
+  });
+
+  it('do not make a node larger than it is', () => {
+    expect(checkFeasibility([busy()], makeJob(1).gpus(5).build().spec)).toEqual({
+      ok: false, code: 'NeverFits', message: 'needs 5 GPUs per node but the largest node (n2, 4 × H100 80 GiB) has 4',
+    });
+  });
+});

@@ -91,6 +91,8 @@ interface WatchedRank {
   gpus?: readonly number[];
   /** stop() sent SIGKILL: an end without an exit file is then our kill, not a loss. */
   killedByStop: boolean;
+  /** When every watched rank of its Slurm job was seen to have exited: its exit waits for Slurm's release (`pollOnce`). */
+  allExitedAt?: number;
   exit?: RankExit;
   waiters: Array<() => void>;
 }
@@ -108,6 +110,8 @@ const STOP_POLL_MS = 100;
 const ROLLBACK_WAIT_MS = 15_000;
 /** After SIGKILL, how long before the whole Slurm job is cancelled (a step on a node that is down hears nothing). */
 const KILL_SETTLE_MS = 10_000;
+/** The longest a rank's recorded exit waits for its Slurm job to end before it is reported anyway. */
+const RELEASE_WAIT_MS = 30_000;
 /** How many reported exits are remembered (see `reported`). */
 const REPORTED_KEPT = 10_000;
 /** squeue's reasons for a job held by a node that is down, drained or not responding. */
@@ -258,13 +262,35 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     return isEndedSlurmState(job.state) ? job : undefined;
   }
 
-  /** One look at every watched rank: exit files first, then Slurm for the ranks that have none. */
+  /**
+   * One look at every watched rank: exit files first, then Slurm for the ranks that have none. The last ranks of a
+   * Slurm job are reported once Slurm has released the job's allocation (its job ended), not as soon as their exit
+   * files appear: Slurm holds the nodes a few seconds longer (the step's and the batch script's completion), and a
+   * job placed on them meanwhile would wait in Slurm's queue while tutti's scheduler counts it as started.
+   */
   async function pollOnce(): Promise<void> {
-    const open = [...watched.values()].filter((record) => !finishFromExitFile(record));
-    if (open.length === 0) return;
-    const jobs = await slurmJobs(open.map((r) => r.slurmJobId));
-    for (const record of open) {
+    const records = [...watched.values()];
+    const exits = new Map(records.flatMap((record) => {
+      const recorded = readExitFile(record.exitFile);
+      return recorded ? [[record, recorded] as const] : [];
+    }));
+    const stillRunning = new Set(records.filter((r) => !exits.has(r)).map((r) => r.slurmJobId));
+    const report = (record: WatchedRank) => {
+      const recorded = exits.get(record)!;
+      finish(record, { exitCode: recorded.exitCode, lost: false, at: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) });
+    };
+    // A rank that exited while others of its Slurm job run is told at once: it may have failed, and the gang must stop.
+    for (const record of exits.keys()) if (stillRunning.has(record.slurmJobId)) report(record);
+    const waiting = records.filter((r) => r.exit === undefined);
+    if (waiting.length === 0) return;
+    const jobs = await slurmJobs(waiting.map((r) => r.slurmJobId));
+    for (const record of waiting) {
       const over = slurmJobIsOver(record, jobs);
+      if (exits.has(record)) {
+        const since = (record.allExitedAt ??= now());
+        if (over || now() - since >= RELEASE_WAIT_MS) report(record);
+        continue;
+      }
       if (!over || finishFromExitFile(record)) continue;
       if (record.killedByStop) {
         finish(record, { exitCode: exitCodeForSignal('SIGKILL'), signal: 'SIGKILL', lost: false, at: now() });

@@ -145,6 +145,7 @@ export function toNodeInfo(node: SlurmNode, gpuMemoryMiB: Readonly<Record<string
     name: node.name,
     address: node.address,
     gpus: all.map((g) => g.gpu).filter((gpu) => !takenByOthers.has(gpu.index)),
+    ...(takenByOthers.size > 0 ? { gpusHeldElsewhere: all.map((g) => g.gpu).filter((gpu) => takenByOthers.has(gpu.index)) } : {}),
     cpus: node.cpus,
     memoryMiB: node.memoryMiB,
     labels: {

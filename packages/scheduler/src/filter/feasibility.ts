@@ -3,7 +3,8 @@
  * (and rejects the job with the message); a cycle asks it again for every job it cannot place, because the
  * inventory may have shrunk since.
  *
- * Every node that is not `down` counts: a draining node comes back, a down one may not.
+ * Every node that is not `down` counts: a draining node comes back, a down one may not. So does every GPU of a node,
+ * those that work tutti does not run holds now (`NodeInfo.gpusHeldElsewhere`) included: they are freed in time.
  */
 import type { GpuDevice, JobSpec, NodeInfo } from '@tutti/model';
 import { countOf, describeGpus, describeNodeGpus, formatAnd, formatMemoryMiB, formatOr } from '../cycle/format.ts';
@@ -33,7 +34,7 @@ export interface NodeClass {
 }
 
 export function computeInventory(nodes: readonly NodeInfo[]): Inventory {
-  const up = nodes.filter((n) => n.state !== 'down').sort((a, b) => compareNames(a.name, b.name));
+  const up = nodes.filter((n) => n.state !== 'down').map(withEveryGpu).sort((a, b) => compareNames(a.name, b.name));
   const classes = new Map<string, { node: NodeInfo; count: number }>();
   for (const node of up) {
     const key = nodeClassKey(node);
@@ -42,6 +43,13 @@ export function computeInventory(nodes: readonly NodeInfo[]): Inventory {
     else classes.set(key, { node, count: 1 });
   }
   return { classes: [...classes.values()], upCount: up.length, downCount: nodes.length - up.length };
+}
+
+/** The node with the GPUs others hold now among its GPUs, in index order. */
+function withEveryGpu(node: NodeInfo): NodeInfo {
+  const held = node.gpusHeldElsewhere;
+  if (held === undefined || held.length === 0) return node;
+  return { ...node, gpus: [...node.gpus, ...held].sort((a, b) => a.index - b.index) };
 }
 
 /**

@@ -23,7 +23,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { SLURM_DEV_CLUSTER_SCRIPT, useSlurmDevCluster } from '../../backends/test/slurm-cluster.ts';
-import { closeLeavingNothingRunning, isEnded, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from './harness.ts';
 
 const run = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL('../../../examples/ddp-torch/', import.meta.url));
@@ -364,6 +364,49 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
       expect(log).toContain(`rank ${rank} released`);
     }
     expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
+    second.child.kill('SIGTERM');
+    await exited(second.child);
+  }, 300_000);
+
+  it('a cancel whose server is killed during the grace: the restarted server SIGKILLs the gang that ignores SIGTERM at the committed deadline, on both nodes', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
+    tempDirs.push(root);
+    const dataDir = path.join(root, 'data');
+    const first = await startTuttiUp(dataDir);
+    const ignoresTerm = nodeScript(
+      "process.on('SIGTERM',()=>console.log('rank '+process.env.RANK+' ignores SIGTERM'));console.log('rank '+process.env.RANK+' up');setInterval(()=>{},1000)",
+    );
+    const job = await first.client.submitJob({ name: 'ignores-term', resources: { gpus: 1 }, num_nodes: 2, preemption_grace: '3s', run: ignoresTerm });
+    const running = await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
+    const slurmJob = slurmJobOf(running);
+    slurmJobsLeft.push(slurmJob);
+    const rankLog = (rank: number) => readFile(path.join(dataDir, 'jobs', job.id, 'attempt-1', `rank-${rank}.log`), 'utf8').catch(() => '');
+    // Each rank has its SIGTERM handler before the cancel (else node would die of the signal at once).
+    await waitFor(async () => (await rankLog(0)).includes('up') && (await rankLog(1)).includes('up'), 'both ranks to be up');
+    await first.client.cancelJob(job.id);
+    let deadline = 0;
+    await waitFor(async () => {
+      const stopping = (await first.client.listJobEvents(job.id)).events.find((e) => e.type === 'stopping');
+      deadline = Number(stopping?.data?.deadline ?? 0);
+      return deadline > 0;
+    }, 'the stop to be committed');
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+    // Restarted only once the deadline has passed, when no server was left to send the SIGKILL.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now()) + 300));
+    expect(await slurmJobState(slurmJob)).toBe('RUNNING');
+
+    const second = await startTuttiUp(dataDir);
+    const done = await waitForJob(second.client, job.id, isEnded, 60_000);
+    expect(done).toMatchObject({ status: 'cancelled', restarts: 0 });
+    const events = (await second.client.listJobEvents(job.id)).events;
+    // The stop the first server committed is the one carried out: no second stop with a fresh grace.
+    expect(events.filter((e) => e.type === 'stopping').map((e) => e.data?.deadline)).toEqual([deadline]);
+    expect(events.filter((e) => e.type === 'rank_exited').map((e) => e.data?.signal)).toEqual(['SIGKILL', 'SIGKILL']);
+    // SIGTERM had reached the rank on each node; SIGKILL ended both, and with them the Slurm job.
+    expect(await rankLog(0)).toContain('rank 0 ignores SIGTERM');
+    expect(await rankLog(1)).toContain('rank 1 ignores SIGTERM');
+    expect(await waitForSlurmJobToEnd(slurmJob)).not.toBe('RUNNING');
     second.child.kill('SIGTERM');
     await exited(second.child);
   }, 300_000);

@@ -114,6 +114,13 @@ const KILL_SETTLE_MS = 10_000;
 const RELEASE_WAIT_MS = 30_000;
 /** How many reported exits are remembered (see `reported`). */
 const REPORTED_KEPT = 10_000;
+/**
+ * End states of a Slurm job that Slurm itself ended (a node of it set down or failed, an administrator's scancel, its
+ * time limit, Slurm's own preemption): Slurm sent its ranks SIGTERM, and a rank that then checkpointed and exited 0,
+ * as a rank should when asked to stop, did not finish its work. tutti's own stops signal the step instead, and the
+ * job then ends COMPLETED or FAILED.
+ */
+const ENDED_BY_SLURM = new Set(['NODE_FAIL', 'CANCELLED', 'TIMEOUT', 'PREEMPTED', 'DEADLINE', 'BOOT_FAIL']);
 /** squeue's reasons for a job held by a node that is down, drained or not responding. */
 const NODE_UNAVAILABLE_REASON = /ReqNodeNotAvail|NodeDown|NodeNotAvail|UnavailableNodes/;
 /** The step that runs the ranks: the batch script's one srun. */
@@ -288,7 +295,11 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       const over = slurmJobIsOver(record, jobs);
       if (exits.has(record)) {
         const since = (record.allExitedAt ??= now());
-        if (over || now() - since >= RELEASE_WAIT_MS) report(record);
+        if (over && over !== 'gone' && !record.killedByStop && ENDED_BY_SLURM.has(over.state)) {
+          // Not the rank's own end, whatever code it exited with: the gang is lost, as if its node had died.
+          finish(record, { exitCode: null, lost: true, at: now() });
+          process.emitWarning(`rank ${record.handle.rank} of job ${record.handle.jobId} is lost: Slurm ended job ${record.slurmJobId} ${over.state}, so its exit with code ${exits.get(record)?.exitCode} was not its own`);
+        } else if (over || now() - since >= RELEASE_WAIT_MS) report(record);
         continue;
       }
       if (!over || finishFromExitFile(record)) continue;

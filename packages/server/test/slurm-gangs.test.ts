@@ -395,6 +395,44 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     await exited(second.child);
   }, 300_000);
 
+  it('a node set down while no server runs: the restarted server takes the gang Slurm ended as lost and restarts it, though its ranks exited 0 on Slurm\'s SIGTERM', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
+    tempDirs.push(root);
+    const dataDir = path.join(root, 'data');
+    const release = path.join(root, 'release');
+    const first = await startTuttiUp(dataDir);
+    // Each rank stops cleanly (exit 0) when asked to, as a training script that checkpoints on SIGTERM does.
+    const stopsCleanly = nodeScript(
+      "const fs=require('fs');process.on('SIGTERM',()=>{console.log('rank '+process.env.RANK+' stopping on SIGTERM');process.exit(0)});" +
+        "console.log('rank '+process.env.RANK+' up');(function w(){if(fs.existsSync(process.argv[1]))process.exit(0);setTimeout(w,25)})()",
+      release,
+    );
+    const job = await first.client.submitJob({ name: 'node-down-unwatched', resources: { gpus: 1 }, num_nodes: 2, run: stopsCleanly, max_restarts: 1, restart_backoff: '0s' });
+    const running = await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
+    const slurmJob = slurmJobOf(running);
+    slurmJobsLeft.push(slurmJob);
+    const rankLog = (rank: number) => readFile(path.join(dataDir, 'jobs', job.id, 'attempt-1', `rank-${rank}.log`), 'utf8').catch(() => '');
+    await waitFor(async () => (await rankLog(0)).includes('up') && (await rankLog(1)).includes('up'), 'both ranks to be up');
+    first.child.kill('SIGKILL');
+    await exited(first.child);
+
+    const [, downNode] = nodesOf(running) as [string, string];
+    drained.push(downNode);
+    await slurm('scontrol', 'update', `nodename=${downNode}`, 'state=down', 'reason=tutti test: PSU');
+    await slurm('scontrol', 'update', `nodename=${downNode}`, 'state=drain', 'reason=tutti test: PSU');
+    expect(await waitForSlurmJobToEnd(slurmJob)).toBe('NODE_FAIL');
+    expect(await rankLog(1)).toContain('rank 1 stopping on SIGTERM');
+
+    const second = await startTuttiUp(dataDir);
+    const restarted = await waitForJob(second.client, job.id, (j) => j.status === 'running' && j.restarts === 1 && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
+    expect(nodesOf(restarted)).not.toContain(downNode);
+    slurmJobsLeft.push(slurmJobOf(restarted));
+    await touch(release);
+    expect(await waitForJob(second.client, job.id, isEnded, 60_000)).toMatchObject({ status: 'succeeded', restarts: 1 });
+    second.child.kill('SIGTERM');
+    await exited(second.child);
+  }, 300_000);
+
   it('a cancel whose server is killed during the grace: the restarted server SIGKILLs the gang that ignores SIGTERM at the committed deadline', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
     tempDirs.push(root);

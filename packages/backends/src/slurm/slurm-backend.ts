@@ -542,8 +542,13 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       if (watched.has(keyOf(handle))) return { jobId: handle.jobId, rank: handle.rank, state: 'running' };
       const attemptDir = attemptDirOf(handle.jobId, handle.attempt);
       const recorded = readExitFile(slurmRankFile(attemptDir, SLURM_RANK_FILES.exit, handle.rank));
-      if (recorded) return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) };
       const slurmJobName = nameOf(handle.jobId, handle.attempt);
+      const slurmJob = jobs.get(c.ref.slurmJobId);
+      // As in pollOnce, but CANCELLED is left out: a stop of the last server's may have cancelled the job itself.
+      if (recorded && slurmJob?.name === slurmJobName && ENDED_BY_SLURM.has(slurmJob.state) && slurmJob.state !== 'CANCELLED') {
+        return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `Slurm ended job ${c.ref.slurmJobId} ${slurmJob.state}, so rank ${handle.rank}'s exit with code ${recorded.exitCode} was not its own` };
+      }
+      if (recorded) return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) };
       const over = slurmJobIsOver({ slurmJobId: c.ref.slurmJobId, slurmJobName }, jobs);
       if (fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, handle.rank)) === undefined) {
         return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `rank ${handle.rank} of job ${handle.jobId} never started in Slurm job ${c.ref.slurmJobId}` };

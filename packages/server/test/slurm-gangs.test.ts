@@ -120,6 +120,13 @@ function slurmJobOf(job: JobView): string {
   return id as string;
 }
 
+/** A data dir for the `tutti up` of one test, and a release file's path beside it; both removed after the test. */
+async function newTuttiUpDir(): Promise<{ dataDir: string; release: string }> {
+  const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
+  tempDirs.push(root);
+  return { dataDir: path.join(root, 'data'), release: path.join(root, 'release') };
+}
+
 /** Starts `tutti up --backend slurm --slurm-partition three` as its own process; resolves once it says it is up. */
 function startTuttiUp(dataDir: string): Promise<{ child: ChildProcess; client: TuttiClient }> {
   const args = [TUTTI, 'up', '--port', '0', '--data-dir', dataDir, '--backend', 'slurm', '--slurm-partition', 'three', '--grace', '5'];
@@ -341,10 +348,7 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
   }, 240_000);
 
   it('re-adopts a 2-node gang after kill -9 of the server: the same Slurm job runs on, nothing is relaunched, and it succeeds on its first attempt', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
-    tempDirs.push(root);
-    const dataDir = path.join(root, 'data');
-    const release = path.join(root, 'release');
+    const { dataDir, release } = await newTuttiUpDir();
     const first = await startTuttiUp(dataDir);
     const submitted = await first.client.submitJob({ name: 'outlives-its-server', resources: { gpus: 1 }, num_nodes: 2, run: waitForFileThenExit(release) });
     const diesMeanwhile = await first.client.submitJob({ name: 'ends-while-no-server', resources: { gpus: 1 }, run: waitForFileThenExit(`${release}-dier`, 3) });
@@ -396,10 +400,7 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
   }, 300_000);
 
   it('a node set down while no server runs: the restarted server takes the gang Slurm ended as lost and restarts it, though its ranks exited 0 on Slurm\'s SIGTERM', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
-    tempDirs.push(root);
-    const dataDir = path.join(root, 'data');
-    const release = path.join(root, 'release');
+    const { dataDir, release } = await newTuttiUpDir();
     const first = await startTuttiUp(dataDir);
     // Each rank stops cleanly (exit 0) when asked to, as a training script that checkpoints on SIGTERM does.
     const stopsCleanly = nodeScript(
@@ -434,9 +435,7 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
   }, 300_000);
 
   it('a cancel whose server is killed during the grace: the restarted server SIGKILLs the gang that ignores SIGTERM at the committed deadline', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
-    tempDirs.push(root);
-    const dataDir = path.join(root, 'data');
+    const { dataDir } = await newTuttiUpDir();
     const first = await startTuttiUp(dataDir);
     const ignoresTerm = nodeScript(
       "process.on('SIGTERM',()=>console.log('rank '+process.env.RANK+' ignores SIGTERM'));console.log('rank '+process.env.RANK+' up');setInterval(()=>{},1000)",
@@ -476,10 +475,7 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
   }, 300_000);
 
   it('kill -9 of the server while Slurm still queues its launch: the gang is launched again and runs as exactly one Slurm job', async () => {
-    const root = await mkdtemp(path.join(tmpdir(), 'tutti-slurm-restart-'));
-    tempDirs.push(root);
-    const dataDir = path.join(root, 'data');
-    const release = path.join(root, 'release');
+    const { dataDir, release } = await newTuttiUpDir();
     // A partition that is down queues jobs but starts none: the launch waits in Slurm's queue, its ranks not started.
     partitionsDown.push('three');
     await slurm('scontrol', 'update', 'partitionname=three', 'state=down');

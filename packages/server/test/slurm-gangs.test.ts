@@ -3,8 +3,8 @@
  * namespace with its own eth0 address and 4 fake GPUs): a server with `backend: 'slurm'` runs examples/ddp-torch — real
  * PyTorch DDP on CPU with gloo — as one rank on each of two nodes, through sbatch and srun; and when one of those
  * nodes dies mid-run, the gang is stopped, requeued and started again on the two nodes left, resumes from its last
- * checkpoint, and ends with exactly the weights of a run that was never interrupted. Cancelled, the gang checkpoints
- * within its grace. A drained node takes no work and says why; GPUs another Slurm user holds are placed around. A
+ * checkpoint, and ends with exactly the weights of a run that was never interrupted. Cancelled or preempted, a gang
+ * checkpoints within its grace. A drained node takes no work and says why; GPUs another Slurm user holds are placed around. A
  * `tutti up --backend slurm` killed with SIGKILL re-adopts its gangs (and does not leave a cut launch queued).
  *
  * The tests share partition three, so they run one after the other in this one file.
@@ -49,9 +49,8 @@ beforeAll(async () => {
   if (PYTHON) slurmEnv = await useSlurmDevCluster();
 }, 300_000);
 
-/** `tutti up` processes a test started, Slurm jobs it must not leave behind, and its temp dirs. */
+/** `tutti up` processes a test started, and its temp dirs. */
 const children: ChildProcess[] = [];
-const slurmJobsLeft: string[] = [];
 /** Nodes a test drained: resumed after it, whatever happened. */
 const drained: string[] = [];
 /** Partitions a test set down: up again after it, whatever happened. */
@@ -59,17 +58,22 @@ const partitionsDown: string[] = [];
 const tempDirs: string[] = [];
 
 afterEach(async () => {
+  // Pending jobs first: while only the running ones are cancelled, the scheduler could start a pending one.
+  if (t) for (const job of (await t.client.listJobs({ status: 'pending', limit: 1000 })).jobs) await t.client.cancelJob(job.id);
   await closeLeavingNothingRunning(t);
   t = undefined;
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   for (const partition of partitionsDown.splice(0)) await slurm('scontrol', 'update', `partitionname=${partition}`, 'state=up').catch(() => undefined);
   for (const node of drained.splice(0)) await slurm('scontrol', 'update', `nodename=${node}`, 'state=resume').catch(() => undefined);
-  for (const id of slurmJobsLeft.splice(0)) await slurm('scancel', id).catch(() => undefined);
   for (const dir of tempDirs.splice(0)) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-  // The next test starts another tutti instance, which counts GPUs that Slurm jobs still completing hold as others'.
-  if (PYTHON) await waitFor(async () => (await slurm('squeue', '-h', '--partition=three', '-o', '%i')).trim() === '', 'partition three to be empty');
+  // Whatever Slurm job a test left (a killed server's, a failed test's) is cancelled: only this file uses partition
+  // three. The next test starts once they are gone, since its tutti instance would count their GPUs as others'.
+  if (PYTHON) {
+    await slurm('scancel', '--partition=three').catch(() => undefined);
+    await waitFor(async () => (await slurm('squeue', '-h', '--partition=three', '-o', '%i')).trim() === '', 'partition three to be empty');
+  }
   for (const node of crashed.splice(0)) await run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'revive', node]);
-});
+}, 180_000);
 
 function startSlurmServer(): Promise<TestServer> {
   return startTestServer({
@@ -283,6 +287,43 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
   }, 240_000);
 
+  it('preempts a lower-priority gang over three nodes with its grace: it checkpoints, gives way, and resumes from its checkpoint when the GPUs are free', async () => {
+    t = await startSlurmServer();
+    const release = `${t.scratch}/release`;
+    // Rank 0 checkpoints on SIGTERM, as a training script does; every rank exits 0 then, and says where it resumes from.
+    const checkpointsOnStop = nodeScript(
+      "const fs=require('fs'),path=require('path'),r=process.env.RANK;" +
+        "console.log('rank '+r+' attempt '+process.env.TUTTI_ATTEMPT+' resumes from '+(process.env.TUTTI_RESUME_FROM||'nothing'));" +
+        "process.on('SIGTERM',()=>{if(r==='0'){fs.mkdirSync(process.env.TUTTI_CHECKPOINT_DIR,{recursive:true});fs.writeFileSync(path.join(process.env.TUTTI_CHECKPOINT_DIR,'step-7.ckpt'),'7')}console.log('rank '+r+' stopping');process.exit(0)});" +
+        "(function w(){if(fs.existsSync(process.argv[1]))process.exit(0);setTimeout(w,25)})()",
+      `${release}-low`,
+    );
+    const low = await t.client.submitJob({ name: 'low', priority: 0, resources: { gpus: 4 }, num_nodes: 3, preemption_grace: '20s', run: checkpointsOnStop });
+    const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
+    const before = await waitForJob(t.client, low.id, isRunning, 120_000);
+    const lowSlurmJob = slurmJobOf(before);
+    const rankLog = (rank: number, attempt: number) => readFile(`${t!.dataDir}/jobs/${low.id}/attempt-${attempt}/rank-${rank}.log`, 'utf8').catch(() => '');
+    // Every rank has its SIGTERM handler before the preemption comes.
+    await waitFor(async () => (await Promise.all(before.tasks!.map((task) => rankLog(task.rank, 1)))).every((log) => log.includes('resumes from')), 'every rank to be up');
+
+    const high = await t.client.submitJob({ name: 'high', priority: 10, resources: { gpus: 4 }, run: waitForFileThenExit(`${release}-high`) });
+    await waitForJob(t.client, high.id, isRunning, 120_000);
+    // The victim stopped cleanly on every node (each of its 12 ranks exited 0) and went back to the queue, no restart used.
+    const preempted = await waitForJob(t.client, low.id, (job) => job.status === 'pending', 60_000);
+    expect(preempted.restarts).toBe(0);
+    expect(preempted.attempts?.[0]?.reason).toMatch(/^preempted/);
+    for (const task of before.tasks!) expect(await rankLog(task.rank, 1)).toContain(`rank ${task.rank} stopping`);
+    expect(await waitForSlurmJobToEnd(lowSlurmJob)).toBe('COMPLETED');
+
+    await touch(`${release}-high`);
+    expect((await waitForJob(t.client, high.id, isEnded, 60_000)).status).toBe('succeeded');
+    const resumed = await waitForJob(t.client, low.id, isRunning, 120_000);
+    await waitFor(async () => (await rankLog(0, resumed.attempt ?? 0)).includes('resumes from'), 'rank 0 of the resumed gang to start');
+    expect(await rankLog(0, resumed.attempt ?? 0)).toMatch(/rank 0 attempt 2 resumes from .*step-7\.ckpt/);
+    await touch(`${release}-low`);
+    expect(await waitForJob(t.client, low.id, isEnded, 60_000)).toMatchObject({ status: 'succeeded', restarts: 0 });
+  }, 300_000);
+
   it('a drained node takes no new job and says why in the API and `tutti nodes`; resumed, it is ready again and the job that waited runs there', async () => {
     t = await startSlurmServer();
     const reason = 'tutti test: cooling fan swap';
@@ -324,7 +365,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     for (const node of ['n4', 'n5']) {
       const id = (await slurm('sbatch', '--parsable', '-p', 'three', '-w', node, '--gres=gpu:4', `--output=${t.scratch}/other-user-${node}.out`, '--wrap', 'sleep 600')).trim();
       others.push(id);
-      slurmJobsLeft.push(id);
     }
     await waitFor(async () => (await Promise.all(others.map(slurmJobState))).every((state) => state === 'RUNNING'), "the other user's jobs to run");
     const nodeView = async (name: string) => (await t!.client.listNodes()).nodes.find((node) => node.name === name);
@@ -355,9 +395,7 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
     const before = await waitForJob(first.client, submitted.id, isRunning, 120_000);
     const slurmJob = slurmJobOf(before);
-    slurmJobsLeft.push(slurmJob);
     const dierSlurmJob = slurmJobOf(await waitForJob(first.client, diesMeanwhile.id, isRunning, 120_000));
-    slurmJobsLeft.push(dierSlurmJob);
 
     first.child.kill('SIGKILL');
     await exited(first.child);
@@ -411,7 +449,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const job = await first.client.submitJob({ name: 'node-down-unwatched', resources: { gpus: 1 }, num_nodes: 2, run: stopsCleanly, max_restarts: 1, restart_backoff: '0s' });
     const running = await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
     const slurmJob = slurmJobOf(running);
-    slurmJobsLeft.push(slurmJob);
     const rankLog = (rank: number) => readFile(path.join(dataDir, 'jobs', job.id, 'attempt-1', `rank-${rank}.log`), 'utf8').catch(() => '');
     await waitFor(async () => (await rankLog(0)).includes('up') && (await rankLog(1)).includes('up'), 'both ranks to be up');
     first.child.kill('SIGKILL');
@@ -427,7 +464,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const second = await startTuttiUp(dataDir);
     const restarted = await waitForJob(second.client, job.id, (j) => j.status === 'running' && j.restarts === 1 && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
     expect(nodesOf(restarted)).not.toContain(downNode);
-    slurmJobsLeft.push(slurmJobOf(restarted));
     await touch(release);
     expect(await waitForJob(second.client, job.id, isEnded, 60_000)).toMatchObject({ status: 'succeeded', restarts: 1 });
     second.child.kill('SIGTERM');
@@ -443,7 +479,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const job = await first.client.submitJob({ name: 'ignores-term', resources: { gpus: 1 }, num_nodes: 2, preemption_grace: '3s', run: ignoresTerm });
     const running = await waitForJob(first.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
     const slurmJob = slurmJobOf(running);
-    slurmJobsLeft.push(slurmJob);
     const rankLog = (rank: number) => readFile(path.join(dataDir, 'jobs', job.id, 'attempt-1', `rank-${rank}.log`), 'utf8').catch(() => '');
     // Each rank has its SIGTERM handler before the cancel (else node would die of the signal at once).
     await waitFor(async () => (await rankLog(0)).includes('up') && (await rankLog(1)).includes('up'), 'both ranks to be up');
@@ -484,7 +519,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const queuedInSlurm = async () => (await slurm('squeue', '-h', '--partition=three', '-o', '%i|%T')).trim();
     await waitFor(async () => /^\d+\|PENDING$/.test(await queuedInSlurm()), 'the launch to be queued in Slurm');
     const [cutLaunch] = (await queuedInSlurm()).split('|') as [string];
-    slurmJobsLeft.push(cutLaunch);
     first.child.kill('SIGKILL');
     await exited(first.child);
 
@@ -494,7 +528,6 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     const isRunning = (job: JobView) => job.status === 'running' && (job.tasks ?? []).every((task) => task.status === 'running');
     const running = await waitForJob(second.client, submitted.id, isRunning, 120_000);
     const slurmJob = slurmJobOf(running);
-    slurmJobsLeft.push(slurmJob);
     // One gang, one Slurm job: the launch the crash cut does not run beside it.
     expect((await queuedInSlurm()).split('\n')).toEqual([`${slurmJob}|RUNNING`]);
     expect(await slurmJobState(cutLaunch)).not.toMatch(/RUNNING|PENDING/);

@@ -324,6 +324,24 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     expect(await waitForJob(t.client, low.id, isEnded, 60_000)).toMatchObject({ status: 'succeeded', restarts: 0 });
   }, 300_000);
 
+  it('stops a gang at its max_duration itself, with its grace, before the longer time limit it gave Slurm', async () => {
+    t = await startSlurmServer();
+    const stopsOnTerm = nodeScript("process.on('SIGTERM',()=>{console.log('rank '+process.env.RANK+' stopping');process.exit(0)});console.log('up');setInterval(()=>{},1000)");
+    const job = await t.client.submitJob({ name: 'too-long', resources: { gpus: 1 }, num_nodes: 2, max_duration: '5s', preemption_grace: '10s', run: stopsOnTerm });
+    const running = await waitForJob(t.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 120_000);
+    const slurmJob = slurmJobOf(running);
+    // Slurm's own limit is max_duration + grace + 1 min, in whole minutes: 5 s + 10 s + 60 s → 2 minutes.
+    expect((await slurm('squeue', '-h', `--jobs=${slurmJob}`, '-o', '%l')).trim()).toBe('2:00');
+    const done = await waitForJob(t.client, job.id, isEnded, 60_000);
+    expect(done.status).toBe('failed');
+    expect(done.end_reason).toContain('max_duration');
+    for (const rank of [0, 1]) {
+      expect(await readFile(`${t.dataDir}/jobs/${job.id}/attempt-1/rank-${rank}.log`, 'utf8')).toContain(`rank ${rank} stopping`);
+    }
+    // tutti's stop ended it (the ranks exited), not Slurm's time limit.
+    expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
+  }, 180_000);
+
   it('a drained node takes no new job and says why in the API and `tutti nodes`; resumed, it is ready again and the job that waited runs there', async () => {
     t = await startSlurmServer();
     const reason = 'tutti test: cooling fan swap';

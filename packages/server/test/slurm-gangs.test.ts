@@ -342,6 +342,30 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     expect(await waitForSlurmJobToEnd(slurmJob)).toBe('COMPLETED');
   }, 180_000);
 
+  it('declares a gang that stops reporting progress hung, stops it on both nodes and restarts it per its policy', async () => {
+    t = await startSlurmServer();
+    const job = await t.client.submitJob({
+      name: 'hangs-once',
+      resources: { gpus: 1 },
+      num_nodes: 2,
+      // Rank 0 reports one step, then the first attempt hangs on every rank; the second reports a step more and ends.
+      run: nodeScript(
+        'if (process.env.RANK === "0") console.log(JSON.stringify({tutti: {step: 1, loss: 0.9}}));' +
+          'if (process.env.TUTTI_ATTEMPT === "1") setInterval(() => {}, 1000); else if (process.env.RANK === "0") console.log(JSON.stringify({tutti: {step: 2}}));',
+      ),
+      max_restarts: 1,
+      restart_on: ['hang'],
+      restart_backoff: '0s',
+      // Longer than the few seconds Slurm takes to release a job whose ranks all exited: the Slurm backend reports
+      // their exits only then, so a shorter hang_timeout can declare a gang hung that has already ended (known, open).
+      hang_timeout: '10s',
+    });
+    const done = await waitForJob(t.client, job.id, isEnded, 120_000);
+    expect(done).toMatchObject({ status: 'succeeded', restarts: 1 });
+    expect(done.attempts?.[0]?.reason).toMatch(/^hung: no progress record for 10s \(hang_timeout\); last progress \{"step":1,"loss":0.9\}/);
+    expect((await t.client.getJobMetrics(job.id)).records.map((r) => [r.attempt, r.step])).toEqual([[1, 1], [2, 1], [2, 2]]);
+  }, 180_000);
+
   it('a drained node takes no new job and says why in the API and `tutti nodes`; resumed, it is ready again and the job that waited runs there', async () => {
     t = await startSlurmServer();
     const reason = 'tutti test: cooling fan swap';

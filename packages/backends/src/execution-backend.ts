@@ -25,6 +25,12 @@ export function isExecutionBackendKind(name: string): name is ExecutionBackendKi
  */
 export interface ExecutionBackend {
   readonly kind: string;
+  /**
+   * The longest a rank's exit may be reported after the rank ended (0 when at once, the default): the Slurm backend
+   * reports a job's last exits once Slurm has released the job's nodes. The control plane waits that much more before
+   * it takes a silent gang for a hung one.
+   */
+  readonly exitReportDelayMs?: number;
   /** The nodes and GPUs this backend can run on. */
   inventory(): Promise<NodeInfo[]>;
   /** Starts every rank of one job; resolves with one handle per rank, in rank order. */

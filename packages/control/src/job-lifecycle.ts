@@ -42,6 +42,12 @@ export interface LifecycleSettings {
    * it (no plugin of the profile reads them).
    */
   durationWindow?: number;
+  /**
+   * How late the backend may report a rank's exit after the rank ended (the Slurm backend's: until Slurm releases the
+   * job's nodes, bounded). A hang is declared only after `hang_timeout` plus this much silence, so that a gang whose
+   * exits are still on their way is never taken for a hung one. @default 0
+   */
+  exitReportDelayMs?: number;
 }
 
 type RankStatus = 'launching' | 'running' | 'exited' | 'lost';
@@ -102,6 +108,11 @@ export class JobLifecycle {
   /** The grace of every stop of `job`: its own, else the default, at most the profile's maximum (`decideStopGrace`). */
   stopGraceOf(job: Job): StopGrace {
     return decideStopGrace(job.spec.preemptionGraceMs, this.settings.defaultGraceMs, this.settings.maxGraceMs);
+  }
+
+  /** What a hang waits beyond `hang_timeout`: how late the backend may report exits (`exitReportDelayMs`). */
+  private get hangSlackMs(): number {
+    return this.settings.exitReportDelayMs ?? 0;
   }
 
   /** Whether the job's current attempt is being stopped. */
@@ -235,7 +246,7 @@ export class JobLifecycle {
       attempt.maxDurationAt = at + maxDurationMs;
       commands.push({ kind: 'wake_at', at: attempt.maxDurationAt, why: 'max_duration' });
     }
-    if (hangTimeoutMs !== undefined) commands.push({ kind: 'wake_at', at: now + hangTimeoutMs, why: 'hang' });
+    if (hangTimeoutMs !== undefined) commands.push({ kind: 'wake_at', at: now + hangTimeoutMs + this.hangSlackMs, why: 'hang' });
     // A stop decided while the ranks were being launched found nothing to signal: it is carried out now.
     if (attempt.stop && !attempt.stop.signalled) commands.push(...this.signalStop(attempt, now));
     else if (attempt.job.cancelRequestedAt !== undefined) commands.push(...this.beginStop(attempt, { kind: 'cancelled' }, now));
@@ -295,10 +306,10 @@ export class JobLifecycle {
       }
       if (hangTimeoutMs === undefined) continue;
       const idleSince = gpusIdleSince?.get(attempt.job.id);
-      const gpusIdle = idleSince !== undefined && now - Math.max(idleSince, attempt.watchedSince) >= hangTimeoutMs;
-      const quiet = now - attempt.lastProgressAt >= hangTimeoutMs;
+      const gpusIdle = idleSince !== undefined && now - Math.max(idleSince, attempt.watchedSince) >= hangTimeoutMs + this.hangSlackMs;
+      const quiet = now - attempt.lastProgressAt >= hangTimeoutMs + this.hangSlackMs;
       if (!quiet && !gpusIdle) {
-        commands.push({ kind: 'wake_at', at: attempt.lastProgressAt + hangTimeoutMs, why: 'hang' });
+        commands.push({ kind: 'wake_at', at: attempt.lastProgressAt + hangTimeoutMs + this.hangSlackMs, why: 'hang' });
         continue;
       }
       const last = attempt.lastValues

@@ -144,6 +144,21 @@ describe('restarts, hangs and deadlines', () => {
     expect(only(end, 'requeue')[0]?.options).toMatchObject({ event: 'restarting', countRestart: true });
   });
 
+  it('a backend that reports exits late (Slurm: once it releases the nodes) gets that much more before a hang, so a finished gang is not taken for a hung one', () => {
+    const h = new LifecycleHarness({ exitReportDelayMs: 11_000 });
+    h.run(makeJob('1', { hangTimeoutMs: 3_000, maxRestarts: 1, restartOn: ['hang'] }));
+    // The ranks ended 1 s in; Slurm releases the job 8 s later, when their exits are reported.
+    h.advance(9_000);
+    expect(kinds(h.feed({ kind: 'tick' }))).toEqual(['wake_at']);
+    expect(only(h.exit('1', 0, 0), 'finish')[0]?.end.status).toBe('succeeded');
+    // A gang that is really silent is declared hung after hang_timeout plus the delay.
+    h.run(makeJob('2', { hangTimeoutMs: 3_000 }));
+    h.advance(13_000);
+    expect(kinds(h.feed({ kind: 'tick' }))).toEqual(['wake_at']);
+    h.advance(1_000);
+    expect(kinds(h.feed({ kind: 'tick' }))).toEqual(['append_event', 'record_stop', 'signal_ranks']);
+  });
+
   it('a hang during a backoff cannot happen: a job waiting out its backoff has no attempt to declare hung', () => {
     const h = new LifecycleHarness();
     h.run(makeJob('1', { hangTimeoutMs: 1_000, maxRestarts: 1 }));

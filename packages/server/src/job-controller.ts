@@ -99,7 +99,7 @@ export class JobController {
     this.options = options;
     this.store = options.store;
     const { store, backend, feed, metrics, logger, now } = options;
-    const lifecycle = (this.lifecycle = new JobLifecycle(lifecycleSettingsFor(options.profile, options.stopGraceMs)));
+    const lifecycle = (this.lifecycle = new JobLifecycle(lifecycleSettingsFor(options.profile, options.stopGraceMs, options.backend.exitReportDelayMs)));
     const isClosed = () => this.closed;
     const reportDiskFull = (error: unknown) => (options.diskFull ? options.diskFull.report(error) : asDiskFull(error) !== undefined);
     const lifecyclePoint = (point: LifecyclePoint, jobId: string) => options.onLifecyclePoint?.(point, jobId);

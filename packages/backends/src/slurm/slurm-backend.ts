@@ -111,7 +111,7 @@ const ROLLBACK_WAIT_MS = 15_000;
 /** After SIGKILL, how long before the whole Slurm job is cancelled (a step on a node that is down hears nothing). */
 const KILL_SETTLE_MS = 10_000;
 /** The longest a rank's recorded exit waits for its Slurm job to end before it is reported anyway. */
-const RELEASE_WAIT_MS = 30_000;
+const RELEASE_WAIT_MS = 10_000;
 /** How many reported exits are remembered (see `reported`). */
 const REPORTED_KEPT = 10_000;
 /**
@@ -606,6 +606,8 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   return {
     kind: 'slurm',
     dataDir,
+    // An exit waits at most RELEASE_WAIT_MS for Slurm's release, seen at the next poll.
+    exitReportDelayMs: RELEASE_WAIT_MS + pollIntervalMs,
     inventory,
     launch,
     stop,

@@ -19,19 +19,33 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/** Runs `tutti up ARGS` on a data dir of its own; answers its exit code and stderr. */
+function up(dataDir: string, args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [TUTTI, 'up', '--data-dir', dataDir, '--port', '0', ...args], { env: { ...process.env, HOME: tmpdir() }, timeout: 30_000 }, (error, _stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stderr });
+    });
+  });
+}
+
 describe('tutti up --backend', () => {
   it('refuses a backend it does not know in one line naming the known ones, and creates nothing', async () => {
     const dataDir = path.join(root, 'data');
-    const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(process.execPath, [TUTTI, 'up', '--backend', 'slurm', '--data-dir', dataDir, '--port', '0', '--fake-gpus', '1'], { env: { ...process.env, HOME: tmpdir() }, timeout: 30_000 }, (error, _stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stderr });
-      });
-    });
+    const run = await up(dataDir, ['--backend', 'kubernetes', '--fake-gpus', '1']);
     const lines = run.stderr.trimEnd().split('\n');
     expect(lines, run.stderr).toHaveLength(1);
-    expect(lines[0]).toContain('--backend "slurm"');
-    expect(lines[0]).toContain('known backends: local');
+    expect(lines[0]).toContain('--backend "kubernetes"');
+    expect(lines[0]).toContain('known backends: local, slurm');
     expect(run.code).toBe(1);
     expect(existsSync(dataDir)).toBe(false);
+  }, 60_000);
+
+  it('refuses options of the other backend in one line saying whose they are, and creates nothing', async () => {
+    const fake = await up(path.join(root, 'fake'), ['--backend', 'slurm', '--fake-gpus', '1']);
+    expect(fake.stderr.trimEnd().split('\n')).toEqual(["tutti: cannot start: --fake-gpus is for the local backend: on Slurm the GPUs are the nodes' gres (scripts/slurm-dev-cluster.sh makes a cluster with fake ones)"]);
+    const partition = await up(path.join(root, 'partition'), ['--slurm-partition', 'gpu', '--fake-gpus', '1']);
+    expect(partition.stderr.trimEnd().split('\n')).toEqual(['tutti: cannot start: the Slurm options (--slurm-partition) need --backend slurm']);
+    for (const run of [fake, partition]) expect(run.code).toBe(1);
+    expect(existsSync(path.join(root, 'fake')) || existsSync(path.join(root, 'partition'))).toBe(false);
   }, 60_000);
 });

@@ -24,7 +24,7 @@ import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
 import { readSlurmRankRef } from '../src/slurm/slurm-rank-ref.ts';
 import { SLURM_RANK_FILES, slurmRankFile } from '../src/slurm/slurm-submission.ts';
 import { recordExits, waitUntil } from './execution-backend-conformance.ts';
-import { useSlurmDevCluster } from './slurm-cluster.ts';
+import { SLURM_DEV_CLUSTER_SCRIPT, useSlurmDevCluster } from './slurm-cluster.ts';
 
 const run = promisify(execFile);
 
@@ -246,4 +246,45 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
       await backend.close();
     }
   });
+
+  // A node that dies comes back (revived) before Slurm declares it down: Slurm then keeps the job running for good,
+  // holding the GPUs of every node of the gang, though its processes died with the node.
+  it('cancels the Slurm job of a gang whose node died once its other ranks are out, though the node comes back before Slurm gives the job up', async () => {
+    const backend = slurmBackend('node-died');
+    const exits = recordExits(backend);
+    const downs: string[] = [];
+    backend.onNodeState((change) => {
+      if (change.state === 'down') downs.push(change.node);
+    });
+    const jobId = 'node-died';
+    const ranks: RankLaunch[] = [
+      { rank: 0, localRank: 0, nodeRank: 0, node: 'n2', gpus: [0] },
+      { rank: 1, localRank: 0, nodeRank: 1, node: 'n3', gpus: [0] },
+    ];
+    const handles = await backend.launch({ jobId, jobName: 'gang', env: {}, attempt: 1, run: { kind: 'shell', command: "trap 'exit 0' TERM; while :; do sleep 0.1; done" }, ranks });
+    const { slurmJobId } = readSlurmRankRef(handles[0]!);
+    let revived = false;
+    try {
+      await run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'crash', 'n3']);
+      await waitUntil(() => downs.includes('n3'), 'the backend to see n3 down', 60_000);
+      // What the control plane does for a gang with a lost rank: it stops the ranks still running.
+      await backend.stop([handles[0]!], { graceMs: 5_000 });
+      await run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'revive', 'n3']);
+      revived = true;
+      await exits.waitFor(jobId, 2);
+      expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.lost])).toEqual([[0, 0, false], [1, null, true]]);
+      const running = async () => (await run('squeue', ['-h', '-j', slurmJobId, '-o', '%T'], { env }).then((r) => r.stdout, () => '')).trim();
+      // Cancelled: Slurm keeps it COMPLETING until the revived node confirms the kill, which its new slurmd cannot.
+      await waitUntil(async () => (await running()) !== 'RUNNING', `Slurm job ${slurmJobId} to be cancelled`, 30_000);
+      expect(await running()).toMatch(/^(COMPLETING|CANCELLED|)$/);
+    } finally {
+      if (!revived) await run('bash', [SLURM_DEV_CLUSTER_SCRIPT, 'revive', 'n3']);
+      await run('scancel', [slurmJobId], { env }).catch(() => undefined);
+      // What an administrator does about a job stuck COMPLETING on a node: set it down (Slurm ends the job) and resume it.
+      await run('scontrol', ['update', 'nodename=n3', 'state=down', 'reason=test: a job stuck completing'], { env });
+      await run('scontrol', ['update', 'nodename=n3', 'state=resume'], { env });
+      await waitUntil(async () => (await run('sinfo', ['-h', '-n', 'n3', '-o', '%t'], { env })).stdout.trim() === 'idle', 'n3 to be idle again', 60_000);
+      await backend.close();
+    }
+  }, 120_000);
 });

@@ -281,7 +281,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       const recorded = readExitFile(record.exitFile);
       return recorded ? [[record, recorded] as const] : [];
     }));
-    const stillRunning = new Set(records.filter((r) => !exits.has(r)).map((r) => r.slurmJobId));
+    // A rank on a node that is down runs no more, whatever Slurm still says of its job.
+    const onDownNode = (record: WatchedRank) => nodeStates.get(record.handle.node)?.state === 'down';
+    const stillRunning = new Set(records.filter((r) => !exits.has(r) && !onDownNode(r)).map((r) => r.slurmJobId));
     const report = (record: WatchedRank) => {
       const recorded = exits.get(record)!;
       finish(record, { exitCode: recorded.exitCode, lost: false, at: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) });
@@ -300,6 +302,15 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
           finish(record, { exitCode: null, lost: true, at: now() });
           process.emitWarning(`rank ${record.handle.rank} of job ${record.handle.jobId} is lost: Slurm ended job ${record.slurmJobId} ${over.state}, so its exit with code ${exits.get(record)?.exitCode} was not its own`);
         } else if (over || now() - since >= RELEASE_WAIT_MS) report(record);
+        continue;
+      }
+      if (!over && onDownNode(record) && !stillRunning.has(record.slurmJobId)) {
+        // Every other rank of its job is out and this one's node is down: Slurm may keep the job running until it
+        // declares the node down, or for good when the node comes back first (its processes died with it), holding
+        // the GPUs of every node of the job. The rank is lost and the job cancelled, as tutti's own stop.
+        for (const other of waiting) if (other.slurmJobId === record.slurmJobId) other.killedByStop = true;
+        finish(record, { exitCode: null, lost: true, at: now() });
+        void cli.run('scancel', [record.slurmJobId]).catch(() => undefined);
         continue;
       }
       if (!over || finishFromExitFile(record)) continue;

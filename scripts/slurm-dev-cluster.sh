@@ -35,6 +35,7 @@ NS_PREFIX=tutti-n
 CONF=$DIR/etc/slurm.conf
 CTLD_PORT=${TUTTI_SLURM_CTLD_PORT:-16817}
 SLURMD_PORT=${TUTTI_SLURM_SLURMD_PORT:-16818}
+REST_PORT=${TUTTI_SLURM_REST_PORT:-16820}
 
 log() { echo "slurm-dev-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -51,6 +52,8 @@ install_packages() {
   command -v sbatch >/dev/null 2>&1 || missing+=(slurm-client)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+  command -v slurmrestd >/dev/null 2>&1 || missing+=(slurmrestd)
+  [ -e /usr/lib/x86_64-linux-gnu/slurm-wlm/auth_jwt.so ] || missing+=(slurm-wlm-jwt-plugin)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} (and slurm-wlm-basic-plugins) from Debian"
   export DEBIAN_FRONTEND=noninteractive
@@ -74,6 +77,9 @@ write_config() {
     echo "AuthType=auth/munge"
     echo "CredType=cred/munge"
     echo "AuthInfo=socket=$DIR/munge/munge.socket"
+    # JSON Web Tokens besides munge, for slurmrestd (a site's REST API): tokens are signed with this key.
+    echo "AuthAltTypes=auth/jwt"
+    echo "AuthAltParameters=jwt_key=$DIR/etc/jwt.key"
     echo "StateSaveLocation=$DIR/state"
     echo "SlurmdSpoolDir=$DIR/spool/%n"
     echo "SlurmctldPidFile=$DIR/run/slurmctld.pid"
@@ -118,6 +124,8 @@ write_config() {
       first=$((first + size))
     done
   } > "$CONF"
+  # The key slurmctld checks tokens with (HS256); whoever may read it can act as any user, as on a real site.
+  [ -f "$DIR/etc/jwt.key" ] || { dd if=/dev/urandom of="$DIR/etc/jwt.key" bs=32 count=1 status=none; chmod 600 "$DIR/etc/jwt.key"; }
   : > "$DIR/etc/gres.conf"
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
@@ -203,6 +211,24 @@ start_daemons() {
     [ -e "$DIR/run/crashed-$n" ] && continue
     start_slurmd "$i"
   done
+  start_slurmrestd
+}
+
+# slurmrestd, Slurm's REST API, on 127.0.0.1:REST_PORT with JWT authentication (X-SLURM-USER-NAME and
+# X-SLURM-USER-TOKEN headers). It refuses to run as root: it runs as the `slurm` user the Debian package creates.
+start_slurmrestd() {
+  alive "$DIR/run/slurmrestd.pid" && return 0
+  # SLURM_JWT=daemon: slurmrestd itself authenticates to slurmctld with each request's token. Only the slurmctld API
+  # (openapi/v0.0.38): the accounting one (dbv0.0.38) refuses to load without slurmdbd.
+  SLURM_CONF=$CONF SLURM_JWT=daemon setsid setpriv --reuid=slurm --regid=slurm --clear-groups \
+    slurmrestd -a rest_auth/jwt -s openapi/v0.0.38 "127.0.0.1:$REST_PORT" </dev/null >>"$DIR/log/slurmrestd.log" 2>&1 &
+  echo $! > "$DIR/run/slurmrestd.pid"
+  local deadline=$(( $(date +%s) + 15 ))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$REST_PORT") 2>/dev/null; do
+    alive "$DIR/run/slurmrestd.pid" || die "slurmrestd exited (log: $DIR/log/slurmrestd.log)"
+    [ "$(date +%s)" -le "$deadline" ] || die "slurmrestd did not listen on 127.0.0.1:$REST_PORT within 15 s (log: $DIR/log/slurmrestd.log)"
+    sleep 0.1
+  done
 }
 
 # Until slurmctld answers (after a restart).
@@ -278,6 +304,7 @@ cmd_up() {
   wait_idle
   log "up: $NODES nodes x $GPUS fake GPUs ($(node_addr 1) ...), state in $DIR"
   echo "export SLURM_CONF=$CONF"
+  echo "export TUTTI_SLURM_REST_URL=http://127.0.0.1:$REST_PORT TUTTI_SLURM_JWT_KEY=$DIR/etc/jwt.key"
 }
 
 stop_pidfile() {
@@ -296,6 +323,7 @@ cmd_down() {
   # Killing a slurmd leaves its slurmstepd and the jobs' processes: every process still in a node's namespace is ours.
   for i in $(seq 1 "$NODES"); do kill_namespace "$i"; done
   rm -f "$DIR"/run/crashed-*
+  stop_pidfile "$DIR/run/slurmrestd.pid"
   stop_pidfile "$DIR/run/slurmctld.pid"
   stop_pidfile "$DIR/run/munged.pid"
   for i in $(seq 1 "$NODES"); do
@@ -311,6 +339,7 @@ cmd_status() {
   local up=0
   alive "$DIR/run/munged.pid" && echo "munged: running (pid $(cat "$DIR/run/munged.pid"))" || { echo "munged: not running"; up=1; }
   alive "$DIR/run/slurmctld.pid" && echo "slurmctld: running (pid $(cat "$DIR/run/slurmctld.pid"))" || { echo "slurmctld: not running"; up=1; }
+  alive "$DIR/run/slurmrestd.pid" && echo "slurmrestd: http://127.0.0.1:$REST_PORT (pid $(cat "$DIR/run/slurmrestd.pid"))" || { echo "slurmrestd: not running"; up=1; }
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
     if [ -e "$DIR/run/crashed-$n" ]; then echo "slurmd $n: crashed on purpose (revive $n brings it back)"; continue; fi
@@ -324,7 +353,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  env) echo "export SLURM_CONF=$CONF" ;;
+  env) echo "export SLURM_CONF=$CONF TUTTI_SLURM_REST_URL=http://127.0.0.1:$REST_PORT TUTTI_SLURM_JWT_KEY=$DIR/etc/jwt.key" ;;
   crash) cmd_crash "${2:?usage: $0 crash NODE}" ;;
   revive) cmd_revive "${2:?usage: $0 revive NODE}" ;;
   *) echo "usage: $0 up|down|status|env|crash NODE|revive NODE" >&2; exit 2 ;;

@@ -16,10 +16,23 @@ const LOCK = '/tmp/tutti-slurm.lock';
 
 /** Starts the dev cluster unless it is up; answers the environment Slurm's tools need (SLURM_CONF). */
 export async function useSlurmDevCluster(): Promise<Record<string, string>> {
+  return (await useSlurmDevClusterWithRest()).env;
+}
+
+/** The dev cluster's slurmrestd: its URL and the JWT key its tokens are signed with. */
+export interface SlurmDevRest {
+  url: string;
+  jwtKeyFile: string;
+}
+
+/** As `useSlurmDevCluster`, with the cluster's slurmrestd too. */
+export async function useSlurmDevClusterWithRest(): Promise<{ env: Record<string, string>; rest: SlurmDevRest }> {
   const { stdout } = await run('flock', [LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'up'], { timeout: 300_000 });
   const conf = /export SLURM_CONF=(\S+)/.exec(stdout)?.[1];
-  if (!conf) throw new Error(`scripts/slurm-dev-cluster.sh up printed no SLURM_CONF: ${stdout}`);
-  return { SLURM_CONF: conf };
+  const url = /TUTTI_SLURM_REST_URL=(\S+)/.exec(stdout)?.[1];
+  const jwtKeyFile = /TUTTI_SLURM_JWT_KEY=(\S+)/.exec(stdout)?.[1];
+  if (!conf || !url || !jwtKeyFile) throw new Error(`scripts/slurm-dev-cluster.sh up printed no SLURM_CONF, slurmrestd URL or JWT key: ${stdout}`);
+  return { env: { SLURM_CONF: conf }, rest: { url, jwtKeyFile } };
 }
 
 /** Whether the dev cluster is up now. */

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LaunchRequest, RankLaunch } from '../src/execution-backend.ts';
 import { makeSlurmSubmission, slurmJobLayout, type SlurmJobLayout, type SlurmSubmissionInput } from '../src/slurm/slurm-submission.ts';
+import { sbatchArguments } from '../src/slurm/slurm-control.ts';
 
 const run = promisify(execFile);
 
@@ -49,7 +50,7 @@ describe('slurmJobLayout', () => {
 
 describe('makeSlurmSubmission', () => {
   it('asks sbatch for the placed nodes, ranks per node and GPUs per node, never to requeue; nothing else unless told', () => {
-    expect(submission().sbatchArgs).toEqual([
+    expect(sbatchArguments(submission().job)).toEqual([
       '--parsable', '--job-name=tutti.abcd1234.j-1.2', '--nodes=2', '--nodelist=n3,n2', '--ntasks-per-node=2', '--gres=gpu:2',
       '--no-requeue', '--chdir=/shared/work', '--output=/shared/tutti/jobs/j-1/attempt-2/slurm-batch.log', '--open-mode=append', '--export=ALL',
       '/shared/tutti/jobs/j-1/attempt-2/slurm-batch.sh',
@@ -57,19 +58,19 @@ describe('makeSlurmSubmission', () => {
   });
 
   it('adds the partition, the account, the time limit (whole minutes, rounded up) and the GPU type when given', () => {
-    const args = submission({ partition: 'gpu-a100', account: 'vision', timeLimitMs: 90 * 60_000 + 1, gpuType: 'a100' }).sbatchArgs;
+    const args = sbatchArguments(submission({ partition: 'gpu-a100', account: 'vision', timeLimitMs: 90 * 60_000 + 1, gpuType: 'a100' }).job);
     expect(args).toEqual(expect.arrayContaining(['--partition=gpu-a100', '--account=vision', '--time=91', '--gres=gpu:a100:2']));
     expect(args.filter((a) => a.startsWith('--gres'))).toEqual(['--gres=gpu:a100:2']);
-    expect(submission({ timeLimitMs: 60_000 }).sbatchArgs).toContain('--time=1');
-    expect(submission({ timeLimitMs: 1 }).sbatchArgs).toContain('--time=1');
-    expect(submission({ gpuType: 'a100' }).batchScript).toContain("'--gres=gpu:a100:2'");
+    expect(sbatchArguments(submission({ timeLimitMs: 60_000 }).job)).toContain('--time=1');
+    expect(sbatchArguments(submission({ timeLimitMs: 1 }).job)).toContain('--time=1');
+    expect(submission({ gpuType: 'a100' }).job.batchScript).toContain("'--gres=gpu:a100:2'");
   });
 
   it('asks for no GPU for a CPU-only job', () => {
     const cpu = GANG.map((r) => ({ ...r, gpus: [] }));
     const made = submission({}, { ranks: cpu });
-    expect(made.sbatchArgs.some((a) => a.startsWith('--gres'))).toBe(false);
-    expect(made.batchScript).not.toContain('--gres');
+    expect(sbatchArguments(made.job).some((a) => a.startsWith('--gres'))).toBe(false);
+    expect(made.job.batchScript).not.toContain('--gres');
   });
 
   it('writes the host file in rank order: rank r on line r+1, whatever order the ranks came in', () => {
@@ -89,7 +90,7 @@ describe('makeSlurmSubmission', () => {
     });
 
     async function srunArgv(made: ReturnType<typeof submission>): Promise<string[]> {
-      await writeFile(path.join(dir, 'batch.sh'), made.batchScript);
+      await writeFile(path.join(dir, 'batch.sh'), made.job.batchScript);
       await run('sh', [path.join(dir, 'batch.sh')], { env: { ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}` } });
       return (await readFile(path.join(dir, 'argv'), 'utf8')).split('\0').slice(0, -1);
     }

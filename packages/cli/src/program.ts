@@ -52,6 +52,9 @@ export function buildProgram(): Command {
     // No default here: the server's EXECUTION_BACKEND_KINDS has it (and the list an unknown one is refused with).
     .option('--backend <kind>', 'what runs the ranks: local (processes on this machine, the default) or slurm (a Slurm cluster through sbatch/srun on this login node)')
     .option('--slurm-partition <name>', 'with --backend slurm: the partition whose nodes tutti schedules and submits to (default: every node, Slurm\'s default partition)')
+    .option('--slurm-rest-url <url>', 'with --backend slurm: reach Slurm through the site\'s slurmrestd (http://host:port) instead of its tools; the token comes from SLURM_JWT or --slurm-jwt-key')
+    .option('--slurm-jwt-key <file>', 'with --slurm-rest-url: the site\'s JWT key (slurm.conf jwt_key), to mint and renew tokens with')
+    .option('--slurm-user <name>', 'with --slurm-rest-url: the Slurm user the jobs run as (default: this user)')
     .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
     .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
     .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)

@@ -21,6 +21,12 @@ export interface UpOptions {
   backend?: string;
   /** `--slurm-partition`: with the Slurm backend, the partition tutti schedules and submits to. */
   slurmPartition?: string;
+  /** `--slurm-rest-url`: reach Slurm through the site's slurmrestd instead of its tools. */
+  slurmRestUrl?: string;
+  /** `--slurm-user`: the Slurm user tutti's jobs run as through slurmrestd (default: this user). */
+  slurmUser?: string;
+  /** `--slurm-jwt-key`: the site's JWT key file, to mint slurmrestd tokens with (else SLURM_JWT's token). */
+  slurmJwtKey?: string;
   fakeGpus?: string;
   grace: number;
   demo: boolean;
@@ -57,7 +63,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       host: options.host,
       port: options.port,
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
-      ...(options.slurmPartition !== undefined ? { slurm: { partition: options.slurmPartition } } : {}),
+      ...slurmOptions(options),
       fakeGpus: options.fakeGpus,
       fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
       stopGraceMs: options.grace * 1000,
@@ -96,6 +102,23 @@ export async function runUp(options: UpOptions): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   if (options.demo) await runDemo(server, options.json);
+}
+
+/** The Slurm backend's settings from `tutti up`'s options (and SLURM_JWT, a token for slurmrestd). */
+function slurmOptions(options: UpOptions): { slurm?: { partition?: string; rest?: { url: string; user?: string; token?: string; jwtKeyFile?: string } } } {
+  if (options.slurmRestUrl === undefined && (options.slurmUser !== undefined || options.slurmJwtKey !== undefined)) {
+    throw new CliFailure('--slurm-user and --slurm-jwt-key are for slurmrestd: give its address with --slurm-rest-url', EXIT.usage);
+  }
+  const token = process.env.SLURM_JWT;
+  const rest = options.slurmRestUrl !== undefined
+    ? {
+        url: options.slurmRestUrl,
+        ...(options.slurmUser !== undefined ? { user: options.slurmUser } : {}),
+        ...(options.slurmJwtKey !== undefined ? { jwtKeyFile: options.slurmJwtKey } : token ? { token } : {}),
+      }
+    : undefined;
+  if (options.slurmPartition === undefined && rest === undefined) return {};
+  return { slurm: { ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}), ...(rest ? { rest } : {}) } };
 }
 
 /** One JSON document per line (NDJSON): `tutti up --json` keeps writing while it runs. */

@@ -123,6 +123,15 @@ function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaS
   }
 }
 
+/** The Slurm backend, or a StartupError saying which of its settings is wrong (slurmrestd's URL, its token or key). */
+function createOrRefuse(create: () => ExecutionBackend): ExecutionBackend {
+  try {
+    return create();
+  } catch (error) {
+    throw new StartupError(`the Slurm backend: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 /**
  * Runs a start-up step that creates, opens or writes the data dir. Its failure (read-only, no permission, a damaged
  * database, a directory where a file belongs, no space) becomes a StartupError of one line naming the file and what
@@ -154,7 +163,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   if (backendKind === 'slurm' && options.fakeGpus !== undefined) {
     throw new StartupError('--fake-gpus is for the local backend: on Slurm the GPUs are the nodes\' gres (scripts/slurm-dev-cluster.sh makes a cluster with fake ones)');
   }
-  if (backendKind !== 'slurm' && options.slurm !== undefined) throw new StartupError('the Slurm options (--slurm-partition) need --backend slurm');
+  if (backendKind !== 'slurm' && options.slurm !== undefined) throw new StartupError('the Slurm options (--slurm-partition, --slurm-rest-url) need --backend slurm');
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
@@ -175,7 +184,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
 
     const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));
     let backend = backendKind === 'slurm'
-      ? createSlurmBackend({ dataDir, now, ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } })
+      ? createOrRefuse(() => createSlurmBackend({ dataDir, now, ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } }))
       : makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
     let inventory = await backend.inventory().catch(async (error: unknown) => {
       await backend.close();

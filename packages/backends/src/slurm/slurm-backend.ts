@@ -19,7 +19,8 @@
  */
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import type { NodeInfo } from '@tutti/model';
 import type {
@@ -43,10 +44,10 @@ import { readRankLog } from '../rank-log.ts';
 import { prepareLocalAttempt, writeLocalStopDeadline } from '../local/attempt-files.ts';
 import { trimLog } from '../local/log-trim.ts';
 import { PRIVATE_FILE_MODE, attemptDirectory, exitCodeForSignal, jobDirectory, readExitFile } from '../local/rank-files.ts';
-import { SQUEUE_FORMAT, createSlurmCli, isEndedSlurmState, parseSqueue, scancelSignalName, type SlurmCli, type SlurmJobState } from './slurm-cli.ts';
-import { parseGpusHeldByOthers } from './slurm-held-gpus.ts';
-import { parseSlurmNodes, toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
-import { NO_SLURM_TOPOLOGY, parseSlurmTopology } from './slurm-topology.ts';
+import { createSlurmCli, isEndedSlurmState, scancelSignalName, type SlurmCli, type SlurmJobState } from './slurm-cli.ts';
+import { createSlurmCliControl, type SlurmControl } from './slurm-control.ts';
+import { createSlurmRestControl, readSlurmJwtKey } from './slurm-rest.ts';
+import { toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
 import { makeSlurmRankShim } from './slurm-rank-shim.ts';
 import { SLURM_BACKEND_KIND, readSlurmRankRef, slurmRankRef } from './slurm-rank-ref.ts';
 import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile } from './slurm-submission.ts';
@@ -64,6 +65,13 @@ export interface SlurmBackendOptions {
   env?: Readonly<Record<string, string>>;
   /** Runs Slurm's tools; tests may wrap it. @default createSlurmCli({ env }) */
   cli?: SlurmCli;
+  /**
+   * Reach Slurm through slurmrestd, Slurm's REST API, instead of its tools (slurm-rest.ts): for a control plane on a
+   * machine that is not a login node. Slurm's tools, where they are there too, still tell the racks.
+   */
+  rest?: SlurmRestSettings;
+  /** How Slurm is reached, made by the caller (tests). @default from `rest`, else Slurm's tools through `cli` */
+  control?: SlurmControl;
   /** Clock for `startedAt`, exits and node changes. @default Date.now */
   now?: () => number;
   /** How often the Slurm jobs of running ranks are checked (an exit file is read at once). @default 1000 */
@@ -72,6 +80,28 @@ export interface SlurmBackendOptions {
   nodePollIntervalMs?: number;
   /** How long a launch waits for Slurm to start every rank before it gives up and cancels the job. @default 120000 */
   launchTimeoutMs?: number;
+}
+
+/** How to reach slurmrestd: its URL, the Slurm user jobs run as, and a token or the key to mint tokens with. */
+export interface SlurmRestSettings {
+  /** `http://host:port` of the site's slurmrestd. */
+  url: string;
+  /** The Slurm user tutti's jobs run as. @default the control plane's user */
+  user?: string;
+  /** A token from `scontrol token lifespan=…` (not renewed: mint a long enough one). */
+  token?: string;
+  /** The site's JWT key file (slurm.conf's `AuthAltParameters=jwt_key=…`): tokens are minted from it and renewed. */
+  jwtKeyFile?: string;
+}
+
+function createSlurmRestControlFrom(settings: SlurmRestSettings, cli: SlurmCli): SlurmControl {
+  if (settings.token === undefined && settings.jwtKeyFile === undefined) {
+    throw new Error('slurmrestd needs a token: set SLURM_JWT (from `scontrol token lifespan=…`) or give the site\'s JWT key file (--slurm-jwt-key)');
+  }
+  return createSlurmRestControl({
+    url: settings.url, user: settings.user ?? userInfo().username, cli,
+    ...(settings.jwtKeyFile !== undefined ? { jwtKey: readSlurmJwtKey(settings.jwtKeyFile) } : { token: settings.token as string }),
+  });
 }
 
 export interface SlurmBackend extends ExecutionBackend {
@@ -131,6 +161,7 @@ const delay = (ms: number): Promise<'delay'> => new Promise((resolve) => setTime
 export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   const dataDir = resolvePath(options.dataDir);
   const cli = options.cli ?? createSlurmCli(options.env ? { env: options.env } : {});
+  const control = options.control ?? (options.rest ? createSlurmRestControlFrom(options.rest, cli) : createSlurmCliControl(cli));
   const now = options.now ?? Date.now;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const nodePollIntervalMs = options.nodePollIntervalMs ?? 5_000;
@@ -153,6 +184,8 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   let pollTimer: NodeJS.Timeout | undefined;
   let nodeTimer: NodeJS.Timeout | undefined;
   let polling: Promise<void> | undefined;
+  /** Stop requests written (see `requestStop`): tells two requests in the same millisecond apart. */
+  let stopRequests = 0;
 
   function ensureOpen(what: string): void {
     if (closed) throw new Error(`the Slurm backend is closed: cannot ${what}`);
@@ -164,7 +197,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   // ---- inventory and node states -------------------------------------------------------------------------------
 
   async function readNodes(): Promise<SlurmNode[]> {
-    const nodes = parseSlurmNodes(await cli.run('scontrol', ['-o', 'show', 'node']));
+    const nodes = await control.nodes();
     const inPartition = options.partition === undefined ? nodes : nodes.filter((n) => n.partitions.includes(options.partition as string));
     lastInventory = { nodes: inPartition, at: now() };
     noteNodeStates(inPartition);
@@ -189,20 +222,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     nodeTimer.unref();
   }
 
-  /** Each node's rack (leaf switch); none when Slurm has no topology plugin. */
-  async function readRacks(): Promise<Map<string, string>> {
-    try {
-      return parseSlurmTopology(await cli.run('scontrol', ['show', 'topology']));
-    } catch (error) {
-      if (error instanceof Error && NO_SLURM_TOPOLOGY.test(error.message)) return new Map();
-      throw error;
-    }
-  }
-
   /** The nodes as tutti schedules them: with their racks, less the GPUs that other Slurm jobs hold. */
   async function readInventory(): Promise<NodeInfo[]> {
-    const [nodes, racks, squeueJson] = await Promise.all([readNodes(), readRacks(), cli.run('squeue', ['--json'])]);
-    const held = parseGpusHeldByOthers(squeueJson, slurmJobNamePrefix(instance));
+    const [nodes, racks, held] = await Promise.all([readNodes(), control.racks(), control.gpusHeldByOthers(slurmJobNamePrefix(instance))]);
     const ownGpus = new Map<string, Set<number>>();
     for (const record of watched.values()) {
       const onNode = ownGpus.get(record.handle.node) ?? new Set<number>();
@@ -252,14 +274,8 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   }
 
   /** squeue for these Slurm job ids (ended ones included while Slurm keeps them; see MinJobAge). */
-  async function slurmJobs(ids: Iterable<string>): Promise<Map<string, SlurmJobState>> {
-    const list = [...new Set(ids)];
-    if (list.length === 0) return new Map();
-    return parseSqueue(await cli.run('squeue', ['-h', '--states=all', `--jobs=${list.join(',')}`, '-o', SQUEUE_FORMAT]).catch((error: unknown) => {
-      // squeue refuses the whole list when none of its ids is known any more: then none of them runs.
-      if (error instanceof Error && /Invalid job id/i.test(error.message)) return '';
-      throw error;
-    }));
+  function slurmJobs(ids: Iterable<string>): Promise<Map<string, SlurmJobState>> {
+    return control.jobs([...ids]);
   }
 
   /** Whether the Slurm job of `record` has no process left: ended, forgotten by Slurm, or another job under that id. */
@@ -310,7 +326,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
         // the GPUs of every node of the job. The rank is lost and the job cancelled, as tutti's own stop.
         for (const other of waiting) if (other.slurmJobId === record.slurmJobId) other.killedByStop = true;
         finish(record, { exitCode: null, lost: true, at: now() });
-        void cli.run('scancel', [record.slurmJobId]).catch(() => undefined);
+        void control.cancel(record.slurmJobId).catch(() => undefined);
         continue;
       }
       if (!over || finishFromExitFile(record)) continue;
@@ -395,6 +411,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       rankLogPattern: `${attemptDir}/${SLURM_RANK_FILES.log}`, rankExitPattern: `${attemptDir}/${SLURM_RANK_FILES.exit}`,
       rankStartedPattern: `${attemptDir}/${SLURM_RANK_FILES.started}`,
       jobEnv: request.env, ...(request.runtimeEnv ? { runtimeEnv: request.runtimeEnv } : {}),
+      ...(control.signalsSteps ? {} : { stopRequestFile: `${attemptDir}/${SLURM_ATTEMPT_FILES.stopRequest}` }),
     });
     try {
       await mkdir(attemptDir, { recursive: true, mode: 0o700 });
@@ -402,16 +419,16 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       // A launch of the same attempt again (after a crash cut the first short) must not find the first one's files.
       await Promise.all(request.ranks.flatMap((r) => [SLURM_RANK_FILES.exit, SLURM_RANK_FILES.started].map((p) => rm(slurmRankFile(attemptDir, p, r.rank), { force: true }))));
       await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, { force: true });
+      await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.stopRequest}`, { force: true });
       await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.shim}`, shim, { mode: PRIVATE_FILE_MODE });
       await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.hostFile}`, submission.hostFile, { mode: PRIVATE_FILE_MODE });
-      await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchScript}`, submission.batchScript, { mode: 0o700 });
+      await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchScript}`, submission.job.batchScript, { mode: 0o700 });
     } catch (error) {
       throw new LaunchError('SpawnFailed', `could not write the files of job ${request.jobId} in ${attemptDir}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
     let slurmJobId: string;
     try {
-      slurmJobId = (await cli.run('sbatch', submission.sbatchArgs)).trim().split(';')[0] ?? '';
-      if (!/^\d+$/.test(slurmJobId)) throw new Error(`sbatch answered ${JSON.stringify(slurmJobId)}, not a job id`);
+      slurmJobId = await control.submit(submission.job);
     } catch (error) {
       throw new LaunchError('SpawnFailed', `Slurm refused job ${request.jobId}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
@@ -478,8 +495,8 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
 
   /** Cancels a Slurm job at once (a rolled-back launch) and waits, within bounds, for it to be over. */
   async function cancelAndWait(slurmJobId: string, jobName: string): Promise<void> {
-    await cli.run('scancel', ['--signal=KILL', `${slurmJobId}.${RANK_STEP}`]).catch(() => undefined);
-    await cli.run('scancel', [slurmJobId]).catch(() => undefined);
+    if (control.signalsSteps) await control.signalStep(slurmJobId, RANK_STEP, 'SIGKILL').catch(() => undefined);
+    await control.cancel(slurmJobId).catch(() => undefined);
     const deadline = Date.now() + ROLLBACK_WAIT_MS;
     while (Date.now() < deadline) {
       const jobs = await slurmJobs([slurmJobId]).catch(() => undefined);
@@ -490,9 +507,23 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
 
   // ---- stop ----------------------------------------------------------------------------------------------------
 
+  /**
+   * The signal to every process of the ranks' step, in each Slurm job of these ranks: through Slurm where it can
+   * signal a step; else as a stop request the ranks' shims carry out. Not by cancelling the job, even for SIGKILL:
+   * Slurm cancels with SIGTERM first and SIGKILL only after its KillWait.
+   */
   async function signalSteps(records: readonly WatchedRank[], signal: NodeJS.Signals): Promise<void> {
-    const jobIds = [...new Set(records.map((r) => r.slurmJobId))];
-    await Promise.all(jobIds.map((id) => cli.run('scancel', [`--signal=${scancelSignalName(signal)}`, `${id}.${RANK_STEP}`]).catch(() => undefined)));
+    const jobs = new Map(records.map((r) => [r.slurmJobId, r.handle]));
+    await Promise.all([...jobs].map(([id, handle]) => control.signalsSteps
+      ? control.signalStep(id, RANK_STEP, signal).catch(() => undefined)
+      : requestStop(attemptDirOf(handle.jobId, handle.attempt), signal).catch(() => undefined)));
+  }
+
+  /** Writes a stop request for the shims (slurm-rank-shim.ts): a new line each time, so each is carried out once. */
+  async function requestStop(attemptDir: string, signal: NodeJS.Signals): Promise<void> {
+    const file = `${attemptDir}/${SLURM_ATTEMPT_FILES.stopRequest}`;
+    await writeFile(`${file}.tmp`, `${now()}-${++stopRequests} ${scancelSignalName(signal)}\n`, { mode: PRIVATE_FILE_MODE });
+    await rename(`${file}.tmp`, file);
   }
 
   async function stop(handles: readonly RankHandle[], stopOptions: StopOptions): Promise<void> {
@@ -517,7 +548,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
         await signalSteps(left, 'SIGKILL');
         // A step on a node that went down hears nothing: cancelling the job makes Slurm give it up.
         if ((await Promise.race([allOut, delay(KILL_SETTLE_MS)])) === 'delay') {
-          await Promise.all([...new Set(left.map((r) => r.slurmJobId))].map((id) => cli.run('scancel', [id]).catch(() => undefined)));
+          await Promise.all([...new Set(left.map((r) => r.slurmJobId))].map((id) => control.cancel(id).catch(() => undefined)));
         }
         await allOut;
       }
@@ -579,7 +610,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     let slurmJobId = (await readFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, 'utf8').catch(() => '')).trim();
     if (!/^\d+$/.test(slurmJobId)) {
       // The control plane died between sbatch's answer and writing it down: Slurm knows the job by its name.
-      const byName = parseSqueue(await cli.run('squeue', ['-h', '--states=all', `--name=${nameOf(jobId, attempt)}`, '-o', SQUEUE_FORMAT]).catch(() => ''));
+      const byName = await control.jobsNamed(nameOf(jobId, attempt)).catch(() => new Map<string, SlurmJobState>());
       slurmJobId = [...byName.keys()].at(-1) ?? '';
     }
     if (!/^\d+$/.test(slurmJobId)) return [];

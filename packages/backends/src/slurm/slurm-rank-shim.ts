@@ -35,6 +35,33 @@ export interface SlurmRankShimInput {
   /** The job's own environment; then the control plane's per-job variables over it. tutti's variables win over both. */
   jobEnv: Readonly<Record<string, string>>;
   runtimeEnv?: Readonly<Record<string, string>>;
+  /**
+   * Where stop requests come when Slurm cannot signal the ranks' step alone (slurmrestd, see
+   * `SlurmControl.signalsSteps`): a line `<request id> <SIGNAL>`. The node's first task watches it (once a second)
+   * and sends each new request's signal to its process group, which holds every task of the step on that node, as
+   * `scancel --signal=SIG <job>.<step>` does.
+   */
+  stopRequestFile?: string;
+}
+
+/**
+ * The watcher of stop requests, on each node's first task. It ignores the stop signals itself, lives until the step
+ * ends (Slurm then ends every process left in it), and keeps nothing of the rank's output open.
+ */
+function stopRequestWatcher(file: string): string[] {
+  const quoted = quoteForShell(file);
+  return [
+    'if [ "$SLURM_LOCALID" = 0 ]; then',
+    "  ( trap '' HUP INT QUIT TERM USR1 USR2 ALRM",
+    '    seen=',
+    '    while sleep 1; do',
+    `      request=$(cat ${quoted} 2>/dev/null) || continue`,
+    '      [ -n "$request" ] && [ "$request" != "$seen" ] || continue',
+    '      seen=$request',
+    '      kill -s "${request#* }" 0',
+    '    done ) </dev/null >/dev/null 2>&1 &',
+    'fi',
+  ];
 }
 
 /** `value` as one word of POSIX sh. */
@@ -80,6 +107,7 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     `export TUTTI_RANK_LOG=${perRank(input.rankLogPattern)}`,
     `exit_file=${perRank(input.rankExitPattern)}`,
     `(umask 077 && : > ${perRank(input.rankStartedPattern)})`,
+    ...(input.stopRequestFile !== undefined ? stopRequestWatcher(input.stopRequestFile) : []),
     // As the local supervisor: the shim outlives a stop signal (a handler, not an ignore, so the command still gets
     // it: `scancel --signal` signals every process of the step) and records how the command ended.
     TRAP_STOP_SIGNALS,

@@ -21,6 +21,8 @@ export const SLURM_ATTEMPT_FILES = {
   shim: 'rank-shim.sh',
   /** The Slurm job id, written once `sbatch` answers it. */
   slurmJobId: 'slurm-job-id',
+  /** Stop requests for the ranks' shims, where Slurm cannot signal their step (slurm-rank-shim.ts). */
+  stopRequest: 'stop-request',
 } as const;
 
 /** Per-rank files: `{rank}` stands for the rank (SLURM_PROCID in the shim, `%t` in srun's `--output`). */
@@ -81,10 +83,33 @@ export interface SlurmSubmissionInput {
   timeLimitMs?: number;
 }
 
-export interface SlurmSubmission {
-  /** `sbatch`'s arguments, the batch script's path last. */
-  sbatchArgs: string[];
+/**
+ * The Slurm job of one attempt, as `sbatch` options or slurmrestd's job fields say it (slurm-control.ts,
+ * slurm-rest.ts). It is never requeued by Slurm: tutti restarts gangs itself, from their checkpoints, and Slurm must
+ * not run the same attempt twice.
+ */
+export interface SlurmJobRequest {
+  name: string;
+  nodes: number;
+  /** The nodes tutti placed the ranks on (`--nodelist`). */
+  nodeList?: string[];
+  tasksPerNode: number;
+  /** `gpu[:type]:N` per node, when the ranks use GPUs. */
+  gres?: string;
+  /** `--time`, whole minutes. */
+  timeLimitMinutes?: number;
+  partition?: string;
+  account?: string;
+  /** Where the batch script starts (`--chdir`). */
+  workdir: string;
+  /** The batch script's own output (`--output`, appended). */
+  outputFile: string;
+  batchScriptFile: string;
   batchScript: string;
+}
+
+export interface SlurmSubmission {
+  job: SlurmJobRequest;
   hostFile: string;
 }
 
@@ -93,30 +118,13 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
   const tasksPerNode = Math.max(...layout.nodes.map((n) => n.ranks));
   const gpusPerNode = Math.max(...layout.nodes.map((n) => n.gpus));
   const file = (name: string) => `${attemptDir}/${name}`;
-  const sbatchArgs = [
-    '--parsable',
-    `--job-name=${input.jobName}`,
-    `--nodes=${layout.nodes.length}`,
-    `--nodelist=${layout.nodes.map((n) => n.node).join(',')}`,
-    `--ntasks-per-node=${tasksPerNode}`,
-    ...(gpusPerNode > 0 ? [`--gres=gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}`] : []),
-    ...(input.timeLimitMs !== undefined ? [`--time=${Math.max(1, Math.ceil(input.timeLimitMs / 60_000))}`] : []),
-    ...(input.partition !== undefined ? [`--partition=${input.partition}`] : []),
-    ...(input.account !== undefined ? [`--account=${input.account}`] : []),
-    // tutti restarts gangs itself, from their checkpoints: Slurm must not run the same attempt twice.
-    '--no-requeue',
-    `--chdir=${input.workdir}`,
-    `--output=${file(SLURM_ATTEMPT_FILES.batchLog)}`,
-    '--open-mode=append',
-    '--export=ALL',
-    file(SLURM_ATTEMPT_FILES.batchScript),
-  ];
+  const gres = gpusPerNode > 0 ? `gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}` : undefined;
   const run = request.run;
   const command = run.kind === 'shell' ? ['/bin/sh', '-c', run.command] : run.argv;
   const srun = [
     'srun', '--distribution=arbitrary', `--ntasks=${layout.nodeOfRank.length}`, '--kill-on-bad-exit=0', '--input=none',
     '--open-mode=append', `--output=${file(SLURM_RANK_FILES.log.replace('{rank}', '%t'))}`,
-    ...(gpusPerNode > 0 ? [`--gres=gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}`] : []),
+    ...(gres !== undefined ? [`--gres=${gres}`] : []),
     '/bin/sh', file(SLURM_ATTEMPT_FILES.shim), ...command,
   ];
   const batchScript = [
@@ -127,5 +135,19 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
     `exec ${srun.map(quoteForShell).join(' ')}`,
     '',
   ].join('\n');
-  return { sbatchArgs, batchScript, hostFile: `${layout.nodeOfRank.join('\n')}\n` };
+  const job: SlurmJobRequest = {
+    name: input.jobName,
+    nodes: layout.nodes.length,
+    nodeList: layout.nodes.map((n) => n.node),
+    tasksPerNode,
+    ...(gres !== undefined ? { gres } : {}),
+    ...(input.timeLimitMs !== undefined ? { timeLimitMinutes: Math.max(1, Math.ceil(input.timeLimitMs / 60_000)) } : {}),
+    ...(input.partition !== undefined ? { partition: input.partition } : {}),
+    ...(input.account !== undefined ? { account: input.account } : {}),
+    workdir: input.workdir,
+    outputFile: file(SLURM_ATTEMPT_FILES.batchLog),
+    batchScriptFile: file(SLURM_ATTEMPT_FILES.batchScript),
+    batchScript,
+  };
+  return { job, hostFile: `${layout.nodeOfRank.join('\n')}\n` };
 }

@@ -218,6 +218,7 @@ start_daemons() {
 # X-SLURM-USER-TOKEN headers). It refuses to run as root: it runs as the `slurm` user the Debian package creates.
 start_slurmrestd() {
   alive "$DIR/run/slurmrestd.pid" && return 0
+  id slurm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin slurm
   # SLURM_JWT=daemon: slurmrestd itself authenticates to slurmctld with each request's token. Only the slurmctld API
   # (openapi/v0.0.38): the accounting one (dbv0.0.38) refuses to load without slurmdbd.
   SLURM_CONF=$CONF SLURM_JWT=daemon setsid setpriv --reuid=slurm --regid=slurm --clear-groups \

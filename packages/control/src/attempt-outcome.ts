@@ -21,9 +21,15 @@ export type AttemptOutcome =
   | { kind: 'finish'; end: JobEnd }
   | { kind: 'requeue'; reason: string; options: RequeueOptions & { event: 'restarting' | 'preempted' }; backoffMs: number };
 
-/** The rank that failed first (lost, or a non-zero exit), by when it ended. */
+/** The rank that failed first (lost, or a non-zero exit), by when it ended, then by rank number. */
 export function findFirstFailedRank<T extends RankEnd>(ranks: readonly T[]): T | undefined {
-  return [...ranks].sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || a.rank - b.rank).find((t) => t.status === 'lost' || (t.status === 'exited' && t.exitCode !== 0));
+  // One pass, no sorted copy: every attempt's end asks this, the simulator's of each of a trace's jobs.
+  let first: T | undefined;
+  for (const rank of ranks) {
+    if (rank.status !== 'lost' && (rank.status !== 'exited' || rank.exitCode === 0)) continue;
+    if (first === undefined || ((rank.finishedAt ?? 0) - (first.finishedAt ?? 0) || rank.rank - first.rank) < 0) first = rank;
+  }
+  return first;
 }
 
 /** The restart cause an ended attempt stands for, if it ended by failing. */

@@ -72,7 +72,7 @@ export interface ApplyCycleArgs {
 
 /** Step 3: screens the plan, stops its victims through the lifecycle, hands back the placements to commit. */
 export function applyCycleResult(lifecycle: JobLifecycle, args: ApplyCycleArgs): AppliedCycle {
-  const { plan, violations } = screenPlan(args.snapshot, args.plan, args.specs, { ...(args.running ? { running: args.running } : {}), ...(args.teams ? { teams: args.teams } : {}) });
+  const { plan, violations } = screenPlan(args.snapshot, args.plan, args.specs, { running: args.running, teams: args.teams });
   const commands: LifecycleCommand[] = [];
   const preempted: AppliedCycle['preempted'] = [];
   // A victim already being stopped (for this job, or for another cause) keeps its first cause.

@@ -11,7 +11,7 @@
  */
 import type { Job, TeamUsage } from '@tutti/model';
 import { computeGpusHeld } from '@tutti/model';
-import { accumulateDecayedUsage } from '@tutti/scheduler';
+import { DecayedUsageStep, accumulateDecayedUsage } from '@tutti/scheduler';
 
 /** One interval during which a team held GPUs (epoch ms). */
 export interface PastGpuUse {
@@ -32,7 +32,13 @@ export function countGpusByTeam(running: readonly Job[]): Map<string, number> {
 }
 
 export class TeamUsageLedger {
-  private readonly decayed = new Map<string, number>();
+  /**
+   * Each team's decayed GPU-seconds, side by side with its name, in the order teams entered: a pass over every team
+   * at each advance reads and writes numbers in place (a map of numbers boxed a new one per team and advance).
+   */
+  private readonly teams: string[] = [];
+  private readonly gpuSeconds: number[] = [];
+  private readonly positionOf = new Map<string, number>();
   private lastS: number | undefined;
   private readonly halfLifeS: number;
 
@@ -45,13 +51,20 @@ export class TeamUsageLedger {
    * weighs it (accumulated over the interval, then decayed from its end to `nowMs`). Replaces whatever was tracked.
    */
   seed(nowMs: number, past: readonly PastGpuUse[], running: readonly Job[]): void {
-    this.decayed.clear();
+    this.teams.length = 0;
+    this.gpuSeconds.length = 0;
+    this.positionOf.clear();
     const weigh = (gpus: number, from: number, to: number): number => {
       if (to <= from) return 0;
       const used = accumulateDecayedUsage(0, (to - from) / 1000, gpus, this.halfLifeS);
       return accumulateDecayedUsage(used, (nowMs - to) / 1000, 0, this.halfLifeS);
     };
-    const add = (team: string, value: number) => value > 0 && this.decayed.set(team, (this.decayed.get(team) ?? 0) + value);
+    const add = (team: string, value: number): void => {
+      if (!(value > 0)) return;
+      const at = this.positionOf.get(team);
+      if (at === undefined) this.enter(team, value);
+      else this.gpuSeconds[at] = (this.gpuSeconds[at] as number) + value;
+    };
     for (const use of past) add(use.team, weigh(use.gpus, use.startedAt, Math.min(use.finishedAt, nowMs)));
     for (const job of running) {
       if (job.startedAt === undefined) continue;
@@ -63,7 +76,7 @@ export class TeamUsageLedger {
   /** The decayed use as of `nowS`, without recording anything (use since the last advance not counted). */
   peek(nowS: number): TeamUsage[] {
     const elapsedS = this.lastS === undefined ? 0 : nowS - this.lastS;
-    return [...this.decayed].map(([team, value]) => ({ team, decayedGpuSeconds: accumulateDecayedUsage(value, elapsedS, 0, this.halfLifeS), asOf: nowS * 1000 }));
+    return this.teams.map((team, at) => ({ team, decayedGpuSeconds: accumulateDecayedUsage(this.gpuSeconds[at] as number, elapsedS, 0, this.halfLifeS), asOf: nowS * 1000 }));
   }
 
   /**
@@ -75,19 +88,27 @@ export class TeamUsageLedger {
     if (this.lastS !== undefined && elapsedS <= 0) return;
     this.lastS = nowS;
     if (elapsedS <= 0) return;
-    // forEach rather than for-of: no [key, value] pair made per team and call (the simulator calls this at every
-    // event time of a trace: 0.4 GB of pairs over the whole Philly trace).
-    const { decayed, halfLifeS } = this;
-    decayed.forEach((used, team) => decayed.set(team, accumulateDecayedUsage(used, elapsedS, gpusByTeam.get(team) ?? 0, halfLifeS)));
+    // One step for every team: the decay factors are the same for all (the same operations as one
+    // `accumulateDecayedUsage` per team, so the same bits).
+    const step = new DecayedUsageStep(elapsedS, this.halfLifeS);
+    const { teams, gpuSeconds } = this;
+    for (let at = 0; at < teams.length; at++) gpuSeconds[at] = step.apply(gpuSeconds[at] as number, gpusByTeam.get(teams[at] as string) ?? 0);
+    if (gpusByTeam.size === 0) return;
     gpusByTeam.forEach((gpus, team) => {
-      if (gpus > 0 && !decayed.has(team)) decayed.set(team, accumulateDecayedUsage(0, elapsedS, gpus, halfLifeS));
+      if (gpus > 0 && !this.positionOf.has(team)) this.enter(team, step.apply(0, gpus));
     });
   }
 
   /** The ledger as the scheduler's `CycleInput.usage` reads it, as of the last advance (`asOfS`). */
   usage(asOfS: number): TeamUsage[] {
     const usage: TeamUsage[] = [];
-    for (const [team, decayedGpuSeconds] of this.decayed) usage.push({ team, decayedGpuSeconds, asOf: asOfS * 1000 });
+    for (let at = 0; at < this.teams.length; at++) usage.push({ team: this.teams[at] as string, decayedGpuSeconds: this.gpuSeconds[at] as number, asOf: asOfS * 1000 });
     return usage;
+  }
+
+  private enter(team: string, gpuSeconds: number): void {
+    this.positionOf.set(team, this.teams.length);
+    this.teams.push(team);
+    this.gpuSeconds.push(gpuSeconds);
   }
 }

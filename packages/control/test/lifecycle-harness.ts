@@ -35,7 +35,7 @@ export class LifecycleHarness {
     return this;
   }
 
-  feed(event: LifecycleEvent): LifecycleCommand[] {
+  feed(event: LifecycleEvent): readonly LifecycleCommand[] {
     const commands = this.lifecycle.handle(event, this.now);
     this.log.push(...commands);
     return commands;
@@ -48,7 +48,7 @@ export class LifecycleHarness {
     return this;
   }
 
-  exit(jobId: string, rank: number, exitCode: number | null, options: { attempt?: number; signal?: string; lost?: boolean } = {}): LifecycleCommand[] {
+  exit(jobId: string, rank: number, exitCode: number | null, options: { attempt?: number; signal?: string; lost?: boolean } = {}): readonly LifecycleCommand[] {
     return this.feed({ kind: 'rank_exited', jobId, attempt: options.attempt ?? 1, rank, exitCode, lost: options.lost ?? false, at: this.now, ...(options.signal ? { signal: options.signal } : {}) });
   }
 

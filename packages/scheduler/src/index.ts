@@ -42,5 +42,5 @@ export { createQueueRank, type OrderPreemptionArgs, type QueueRank } from './pre
 export { PLUGIN, type PluginName } from './framework/plugin-names.ts';
 export { compareQueueOrder, computeQueueOrder } from './queue-sort/queue-sort.ts';
 export { computeFairShareOrder, computeEffectivePriority, computeTeamShares, type TeamShares } from './queue-sort/fair-share.ts';
-export { accumulateDecayedUsage, computeShare, computeTeamWeights, decayUsageTo } from './queue-sort/decayed-usage.ts';
+export { DecayedUsageStep, accumulateDecayedUsage, computeShare, computeTeamWeights, decayUsageTo } from './queue-sort/decayed-usage.ts';
 export { applyFairShareHalfLife, readFairShareHalfLifeMs, resolveSchedulerSettings } from './framework/scheduler-settings.ts';

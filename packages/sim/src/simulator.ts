@@ -762,7 +762,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     for (const job of pending) specs.set(job.id, job.spec);
     // As the live server: the core screens the plan (the faulty part of an invalid plan, a scheduler bug, is dropped
     // and recorded, the rest applied) and stops the victims not already being stopped.
-    const applied = applyCycleResult(lifecycle, { snapshot: verifiedPart(partition, snapshot, proposed, input), plan: proposed, specs, ...(input.running ? { running: input.running } : {}), ...(input.teams ? { teams: input.teams } : {}), now: now * 1000 });
+    const applied = applyCycleResult(lifecycle, { snapshot: verifiedPart(partition, snapshot, proposed, input), plan: proposed, specs, running: input.running, teams: input.teams, now: now * 1000 });
     for (const v of applied.violations) {
       const traceJob = trace[Number(v.jobId) - 1];
       planViolations.push({ timeS: now, traceId: traceJob?.traceId ?? v.jobId, code: v.code, message: v.message });
@@ -816,12 +816,11 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       options.onDecision?.({ kind: 'start', timeS: now, traceId: (trace[index] as TraceJob).traceId, nodes: placement.nodes });
       // The simulated backend starts every rank at once: the ranks the live server launches (model's
       // computeTasksForPlacement, a process per GPU), so that a failed rank has the others to stop, as live.
-      const ranks = computeTasksForPlacement(sj.job.spec, placement).map((task) => ({ rank: task.rank, node: task.node }));
+      const ranks = computeTasksForPlacement(sj.job.spec, placement);
       sj.ranks = ranks.length;
       carryOut(lifecycle.handle({ kind: 'placed', job: sj.job, ranks }, now * 1000), now);
     }
-    const reasons = new Map(applied.preempted.map((p) => [p.jobId, p.reason]));
-    carryOut(applied.commands, now, reasons);
+    if (applied.commands.length > 0) carryOut(applied.commands, now, new Map(applied.preempted.map((p) => [p.jobId, p.reason])));
   };
 
   /**

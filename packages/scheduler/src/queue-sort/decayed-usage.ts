@@ -19,12 +19,27 @@ import type { TeamConfig, TeamUsage } from '@tutti/model';
  * half-life of `halfLifeS` seconds. `elapsedS` ≤ 0 returns `gpuSeconds` unchanged.
  */
 export function accumulateDecayedUsage(gpuSeconds: number, elapsedS: number, gpus: number, halfLifeS: number): number {
-  if (!(elapsedS > 0)) return gpuSeconds;
-  const decay = Math.pow(2, -elapsedS / halfLifeS);
-  if (gpus === 0) return gpuSeconds * decay;
-  // Written as the simulator wrote it before this was shared: its documented results rest on these operations.
-  const gain = (halfLifeS / Math.LN2) * (1 - decay);
-  return gpuSeconds * decay + gpus * gain;
+  return elapsedS > 0 ? new DecayedUsageStep(elapsedS, halfLifeS).apply(gpuSeconds, gpus) : gpuSeconds;
+}
+
+/**
+ * One interval of `accumulateDecayedUsage` (`elapsedS` > 0), its factors computed once for every team it is applied
+ * to: the simulator advances a ledger of every team at each event time of a trace.
+ */
+export class DecayedUsageStep {
+  readonly decay: number;
+  readonly gain: number;
+
+  constructor(elapsedS: number, halfLifeS: number) {
+    // Written as the simulator wrote it before this was shared: its documented results rest on these operations.
+    this.decay = Math.pow(2, -elapsedS / halfLifeS);
+    this.gain = (halfLifeS / Math.LN2) * (1 - this.decay);
+  }
+
+  /** Usage (GPU-seconds) at the end of the interval, of a team that had `gpuSeconds` and held `gpus` throughout. */
+  apply(gpuSeconds: number, gpus: number): number {
+    return gpus === 0 ? gpuSeconds * this.decay : gpuSeconds * this.decay + gpus * this.gain;
+  }
 }
 
 /** A team's share: (GPUs it runs now + decayed GPU-seconds / half-life in s) / weight. Lower goes first. */

@@ -23,7 +23,8 @@
  *
  * Options (env): BENCH_SLURM_JOBS (phase 1, default 200), BENCH_SLURM_LATENCY_JOBS (phase 2, default 30),
  * BENCH_SLURM_KNOWN (phase 4, default 2000), BENCH_SLURM_PHASES (default 1,2,3,4), BENCH_SLURM_NODES (run on a
- * partition `bench` of these nodes only, made for the run: e.g. n1,n2,n3 while tests use the others; default: `dev`).
+ * partition `bench` of these nodes only, made for the run: e.g. n1,n2,n3 while tests use the others; default: `dev`),
+ * BENCH_SLURM_VIA (how phases 1 and 2 reach Slurm: `tools`, `slurmrestd` or both, the default).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -84,8 +85,16 @@ async function slurmJobsLeft(prefix: string): Promise<number> {
   return (await slurm('squeue', ['-h', '-o', '%j'])).split('\n').filter((name) => name.startsWith(prefix)).length;
 }
 
-async function startTuttiOnSlurm(dataDir: string): Promise<TuttiUpProcess & { client: TuttiClient }> {
-  const up = await startTuttiUp(dataDir, ['--backend', 'slurm', '--slurm-partition', PARTITION, '--grace', '5'], { env: slurmEnv });
+/** How tutti reaches Slurm: its tools on this machine, or the dev cluster's slurmrestd (tokens from its JWT key). */
+type Via = 'tools' | 'slurmrestd';
+let REST: { url: string; jwtKey: string } | undefined;
+/** BENCH_SLURM_VIA: which ways phases 1 and 2 measure tutti (default both). */
+const VIAS = (process.env.BENCH_SLURM_VIA ?? 'tools,slurmrestd').split(',') as Via[];
+const viaLabel = (via: Via) => (via === 'tools' ? '' : ' via slurmrestd');
+
+async function startTuttiOnSlurm(dataDir: string, via: Via = 'tools'): Promise<TuttiUpProcess & { client: TuttiClient }> {
+  const rest = via === 'slurmrestd' && REST ? ['--slurm-rest-url', REST.url, '--slurm-jwt-key', REST.jwtKey] : [];
+  const up = await startTuttiUp(dataDir, ['--backend', 'slurm', '--slurm-partition', PARTITION, '--grace', '5', ...rest], { env: slurmEnv });
   return { ...up, client: new TuttiClient({ baseUrl: up.url.origin }) };
 }
 
@@ -112,17 +121,19 @@ async function submissions(root: string): Promise<void> {
       console.log(`${label}, ${concurrency} client(s): ${(JOBS / (wall / 1000)).toFixed(0)} submissions/s; all ${JOBS} ended after ${s(performance.now() - t0)}`);
     }
   }
-  const tutti = await startTuttiOnSlurm(path.join(root, 'submit'));
-  try {
-    for (const concurrency of [1, CONCURRENCY]) {
-      const ids: string[] = [];
-      const wall = await pool(JOBS, concurrency, async (i) => void ids.push((await tutti.client.submitJob({ name: `t${concurrency}-${i}`, resources: { gpus: 1 }, run: 'true' })).id));
-      const t0 = performance.now() - wall;
-      await waitForJobsEnded(tutti.client, ids);
-      console.log(`tutti API, ${concurrency} client(s): ${(JOBS / (wall / 1000)).toFixed(0)} submissions/s (durable); all ${JOBS} ended after ${s(performance.now() - t0)}`);
+  for (const via of VIAS) {
+    const tutti = await startTuttiOnSlurm(path.join(root, `submit-${via}`), via);
+    try {
+      for (const concurrency of [1, CONCURRENCY]) {
+        const ids: string[] = [];
+        const wall = await pool(JOBS, concurrency, async (i) => void ids.push((await tutti.client.submitJob({ name: `t${concurrency}-${i}`, resources: { gpus: 1 }, run: 'true' })).id));
+        const t0 = performance.now() - wall;
+        await waitForJobsEnded(tutti.client, ids);
+        console.log(`tutti API${viaLabel(via)}, ${concurrency} client(s): ${(JOBS / (wall / 1000)).toFixed(0)} submissions/s (durable); all ${JOBS} ended after ${s(performance.now() - t0)}`);
+      }
+    } finally {
+      await stopTuttiUp(tutti);
     }
-  } finally {
-    await stopTuttiUp(tutti);
   }
 }
 
@@ -148,13 +159,15 @@ async function latency(root: string): Promise<void> {
   await measure('sbatch --wrap, 1 rank', 1, (tag) => slurm('sbatch', ['--parsable', '-p', PARTITION, '-J', `bench.${tag}`, '-N1', '-n1', '--gres=gpu:1', '--output=/dev/null', '--wrap', touch(tag, 'SLURM_PROCID')]));
   await measure('srun, 1 rank', 1, (tag) => slurm('srun', ['-p', PARTITION, '-J', `bench.${tag}`, '-N1', '-n1', '--gres=gpu:1', 'sh', '-c', touch(tag, 'SLURM_PROCID')]));
   await measure('sbatch + srun, 2 nodes x 2 ranks', 4, (tag) => slurm('sbatch', ['--parsable', '-p', PARTITION, '-J', `bench.${tag}`, '-N2', '--ntasks-per-node=2', '--gres=gpu:2', '--output=/dev/null', '--wrap', `srun sh -c '${touch(tag, 'SLURM_PROCID')}'`]));
-  const tutti = await startTuttiOnSlurm(path.join(root, 'latency'));
-  try {
-    await measure('tutti on Slurm, 1 rank', 1, (tag) => tutti.client.submitJob({ name: tag, resources: { gpus: 1 }, run: touch(tag, 'RANK') }));
-    await measure('tutti on Slurm, 2 nodes x 2 ranks', 4, (tag) => tutti.client.submitJob({ name: tag, resources: { gpus: 2 }, num_nodes: 2, run: touch(tag, 'RANK') }));
-    await waitForJobsEnded(tutti.client, []);
-  } finally {
-    await stopTuttiUp(tutti);
+  for (const via of VIAS) {
+    const tutti = await startTuttiOnSlurm(path.join(root, `latency-${via}`), via);
+    try {
+      await measure(`tutti on Slurm${viaLabel(via)}, 1 rank`, 1, (tag) => tutti.client.submitJob({ name: `${tag}-${via}`, resources: { gpus: 1 }, run: touch(tag, 'RANK') }));
+      await measure(`tutti on Slurm${viaLabel(via)}, 2 nodes x 2 ranks`, 4, (tag) => tutti.client.submitJob({ name: `${tag}-${via}`, resources: { gpus: 2 }, num_nodes: 2, run: touch(tag, 'RANK') }));
+      await waitForJobsEnded(tutti.client, []);
+    } finally {
+      await stopTuttiUp(tutti);
+    }
   }
   await waitFor(async () => (await slurmJobsLeft('bench.')) === 0, 'every Slurm job to end', 120_000, 100);
 }
@@ -281,6 +294,9 @@ async function main(): Promise<void> {
   const conf = /export SLURM_CONF=(\S+)/.exec(stdout)?.[1];
   if (!conf) throw new Error(`scripts/slurm-dev-cluster.sh up printed no SLURM_CONF: ${stdout}`);
   slurmEnv = { ...process.env, SLURM_CONF: conf };
+  const restUrl = /TUTTI_SLURM_REST_URL=(\S+)/.exec(stdout)?.[1];
+  const jwtKey = /TUTTI_SLURM_JWT_KEY=(\S+)/.exec(stdout)?.[1];
+  if (restUrl && jwtKey) REST = { url: restUrl, jwtKey };
   const version = (await slurm('sinfo', ['--version'])).trim();
   if (BENCH_NODES) {
     PARTITION = 'bench';

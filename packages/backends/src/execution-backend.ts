@@ -33,7 +33,10 @@ export interface ExecutionBackend {
   readonly exitReportDelayMs?: number;
   /** The nodes and GPUs this backend can run on. */
   inventory(): Promise<NodeInfo[]>;
-  /** Starts every rank of one job; resolves with one handle per rank, in rank order. */
+  /**
+   * Starts every rank of one job; resolves with one handle per rank, in rank order, each naming the node the rank
+   * runs on (see `RankHandle.node`).
+   */
   launch(request: LaunchRequest): Promise<RankHandle[]>;
   /**
    * Sends `signal` (default SIGTERM) to every rank's process group, then SIGKILL to whatever is left after
@@ -172,7 +175,11 @@ export interface RankHandle {
   jobId: string;
   /** The rank's global number in its job. */
   rank: number;
-  /** The node it was placed on (an inventory node's `name`). */
+  /**
+   * The node it runs on (an inventory node's `name`): the one it was placed on, or, from a backend that leaves the
+   * choice of nodes to its cluster (the Slurm backend's `placement: 'slurm'`), the one the cluster chose. The control
+   * plane records the rank where its handle says.
+   */
   node: string;
   /** The attempt the rank belongs to (see `LaunchRequest.attempt`); absent for a launch that named none. */
   attempt?: number;

@@ -247,6 +247,64 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
     }
   });
 
+  describe('with placement: \'slurm\' (Slurm chooses the nodes)', () => {
+    /** Launches a gang that meets at MASTER_ADDR from a directory of its own; answers its handles and ranks' environments. */
+    async function placedBySlurm(name: string, ranks: RankLaunch[]) {
+      const dir = path.join(scratch, name);
+      await mkdir(dir, { recursive: true });
+      await writeFile(path.join(dir, 'rendezvous.js'), RENDEZVOUS);
+      await writeFile(path.join(dir, 'gang-rank.js'), GANG_RANK);
+      const backend = createSlurmBackend({ dataDir: path.join(dir, 'data'), partition: 'two', env: slurmEnv, pollIntervalMs: 200, nodePollIntervalMs: 300, launchTimeoutMs: 60_000, placement: 'slurm' });
+      const exits = recordExits(backend);
+      const jobId = `${name}-${process.pid}`;
+      const handles = await backend.launch({ jobId, jobName: name, workdir: dir, env: {}, attempt: 1, run: { kind: 'shell', command: `exec node ${path.join(dir, 'gang-rank.js')}` }, ranks });
+      try {
+        await writeFile(path.join(dir, 'release'), '');
+        await waitUntil(() => exits.of(jobId).length === ranks.length, 'every rank\'s exit', 30_000);
+        expect(exits.of(jobId).map((e) => e.exitCode)).toEqual(ranks.map(() => 0));
+        const seen = await Promise.all(ranks.map(async (r) => (JSON.parse(await readFile(path.join(dir, `env-${r.rank}.json`), 'utf8')) as { env: Record<string, string>; eth0: string[] })));
+        const log0 = await readFile(slurmRankFile(attemptDirectory(path.join(dir, 'data'), jobId, 1), SLURM_RANK_FILES.log, 0), 'utf8');
+        const heard = (JSON.parse(log0.trim().split('\n').at(-1) ?? '[]') as Array<{ rank: number; ips: string[] }>).sort((a, b) => a.rank - b.rank);
+        return { handles, seen, heard };
+      } finally {
+        await backend.stop(handles, { graceMs: 1_000 }).catch(() => undefined);
+        await backend.close();
+      }
+    }
+    const pick = (env: Record<string, string>) => [env['SLURMD_NODENAME'], env['RANK'], env['LOCAL_RANK'], env['NODE_RANK'], env['LOCAL_WORLD_SIZE'], env['WORLD_SIZE'], env['MASTER_ADDR']];
+
+    it('runs a gang placed on n2, whose GPUs another user\'s job took, on n3: its handles say n3, and its ranks meet at n3\'s address', async () => {
+      const other = (await run('sbatch', ['--parsable', '--gres=gpu:3', '-p', 'two', '-w', 'n2', `--output=${path.join(scratch, 'other-user-3.out')}`, '--wrap', 'sleep 120'], { env })).stdout.trim();
+      try {
+        await waitUntil(async () => (await run('squeue', ['-h', '-j', other, '-o', '%T'], { env })).stdout.trim() === 'RUNNING', 'the other user\'s job to run', 30_000);
+        const { handles, seen, heard } = await placedBySlurm('moved', [
+          { rank: 0, localRank: 0, nodeRank: 0, node: 'n2', gpus: [0] },
+          { rank: 1, localRank: 1, nodeRank: 0, node: 'n2', gpus: [1] },
+        ]);
+        expect(handles.map((h) => [h.rank, h.node])).toEqual([[0, 'n3'], [1, 'n3']]);
+        expect(seen.map((s) => pick(s.env))).toEqual([['n3', '0', '0', '0', '2', '2', '10.77.0.13'], ['n3', '1', '1', '0', '2', '2', '10.77.0.13']]);
+        expect(heard.map((h) => h.ips)).toEqual([['10.77.0.13'], ['10.77.0.13']]);
+      } finally {
+        await cancelAndWait(other);
+      }
+    });
+
+    it('numbers a 2-node gang\'s nodes in Slurm\'s order, whatever order tutti placed them in, and the ranks meet on the first', async () => {
+      const { handles, seen, heard } = await placedBySlurm('block', [
+        { rank: 0, localRank: 0, nodeRank: 0, node: 'n3', gpus: [0] },
+        { rank: 1, localRank: 1, nodeRank: 0, node: 'n3', gpus: [1] },
+        { rank: 2, localRank: 0, nodeRank: 1, node: 'n2', gpus: [0] },
+        { rank: 3, localRank: 1, nodeRank: 1, node: 'n2', gpus: [1] },
+      ]);
+      expect(handles.map((h) => [h.rank, h.node])).toEqual([[0, 'n2'], [1, 'n2'], [2, 'n3'], [3, 'n3']]);
+      expect(seen.map((s) => pick(s.env))).toEqual([
+        ['n2', '0', '0', '0', '2', '4', '10.77.0.12'], ['n2', '1', '1', '0', '2', '4', '10.77.0.12'],
+        ['n3', '2', '0', '1', '2', '4', '10.77.0.12'], ['n3', '3', '1', '1', '2', '4', '10.77.0.12'],
+      ]);
+      expect(heard.map((h) => [h.rank, h.ips])).toEqual([[0, ['10.77.0.12']], [1, ['10.77.0.12']], [2, ['10.77.0.13']], [3, ['10.77.0.13']]]);
+    });
+  });
+
   // A node that dies comes back (revived) before Slurm declares it down: Slurm then keeps the job running for good,
   // holding the GPUs of every node of the gang, though its processes died with the node.
   it('cancels the Slurm job of a gang whose node died once its other ranks are out, though the node comes back before Slurm gives the job up', async () => {

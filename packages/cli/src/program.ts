@@ -55,6 +55,7 @@ export function buildProgram(): Command {
     .option('--slurm-rest-url <url>', 'with --backend slurm: reach Slurm through the site\'s slurmrestd (http://host:port) instead of its tools; the token comes from SLURM_JWT or --slurm-jwt-key')
     .option('--slurm-jwt-key <file>', 'with --slurm-rest-url: the site\'s JWT key (slurm.conf jwt_key), to mint and renew tokens with')
     .option('--slurm-user <name>', 'with --slurm-rest-url: the Slurm user the jobs run as (default: this user)')
+    .option('--slurm-placement <who>', 'with --backend slurm: tutti (its topology-aware placement pins the nodes, the default) or slurm (Slurm chooses nodes of the shape tutti found)')
     .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
     .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
     .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)

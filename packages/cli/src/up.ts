@@ -27,6 +27,8 @@ export interface UpOptions {
   slurmUser?: string;
   /** `--slurm-jwt-key`: the site's JWT key file, to mint slurmrestd tokens with (else SLURM_JWT's token). */
   slurmJwtKey?: string;
+  /** `--slurm-placement`: who chooses the nodes, `tutti` (pinned, the default) or `slurm`. */
+  slurmPlacement?: string;
   fakeGpus?: string;
   grace: number;
   demo: boolean;
@@ -105,7 +107,11 @@ export async function runUp(options: UpOptions): Promise<void> {
 }
 
 /** The Slurm backend's settings from `tutti up`'s options (and SLURM_JWT, a token for slurmrestd). */
-function slurmOptions(options: UpOptions): { slurm?: { partition?: string; rest?: { url: string; user?: string; token?: string; jwtKeyFile?: string } } } {
+function slurmOptions(options: UpOptions): { slurm?: { partition?: string; placement?: 'tutti' | 'slurm'; rest?: { url: string; user?: string; token?: string; jwtKeyFile?: string } } } {
+  const placement = options.slurmPlacement;
+  if (placement !== undefined && placement !== 'tutti' && placement !== 'slurm') {
+    throw new CliFailure(`--slurm-placement ${JSON.stringify(placement)}: give tutti (tutti's placement pins the nodes) or slurm (Slurm chooses them)`, EXIT.usage);
+  }
   if (options.slurmRestUrl === undefined && (options.slurmUser !== undefined || options.slurmJwtKey !== undefined)) {
     throw new CliFailure('--slurm-user and --slurm-jwt-key are for slurmrestd: give its address with --slurm-rest-url', EXIT.usage);
   }
@@ -117,8 +123,8 @@ function slurmOptions(options: UpOptions): { slurm?: { partition?: string; rest?
         ...(options.slurmJwtKey !== undefined ? { jwtKeyFile: options.slurmJwtKey } : token ? { token } : {}),
       }
     : undefined;
-  if (options.slurmPartition === undefined && rest === undefined) return {};
-  return { slurm: { ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}), ...(rest ? { rest } : {}) } };
+  if (options.slurmPartition === undefined && rest === undefined && placement === undefined) return {};
+  return { slurm: { ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}), ...(placement !== undefined ? { placement } : {}), ...(rest ? { rest } : {}) } };
 }
 
 /** One JSON document per line (NDJSON): `tutti up --json` keeps writing while it runs. */

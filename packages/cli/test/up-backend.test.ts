@@ -58,7 +58,7 @@ describe('tutti up --backend', () => {
     const fake = await up(path.join(root, 'fake'), ['--backend', 'slurm', '--fake-gpus', '1']);
     expect(fake.stderr.trimEnd().split('\n')).toEqual(["tutti: cannot start: --fake-gpus is for the local backend: on Slurm the GPUs are the nodes' gres (scripts/slurm-dev-cluster.sh makes a cluster with fake ones)"]);
     const partition = await up(path.join(root, 'partition'), ['--slurm-partition', 'gpu', '--fake-gpus', '1']);
-    expect(partition.stderr.trimEnd().split('\n')).toEqual(['tutti: cannot start: the Slurm options (--slurm-partition, --slurm-rest-url) need --backend slurm']);
+    expect(partition.stderr.trimEnd().split('\n')).toEqual(['tutti: cannot start: the Slurm options (--slurm-partition, --slurm-rest-url, --slurm-placement) need --backend slurm']);
     for (const run of [fake, partition]) expect(run.code).toBe(1);
     expect(existsSync(path.join(root, 'fake')) || existsSync(path.join(root, 'partition'))).toBe(false);
   }, 60_000);

@@ -178,7 +178,7 @@ export class JobLifecycle {
       case 'placed':
         return this.placed(event.job, event.ranks, now);
       case 'ranks_started':
-        return this.ranksStarted(event.jobId, event.attempt, event.at, now);
+        return this.ranksStarted(event.jobId, event.attempt, event.at, now, event.nodes);
       case 'launch_failed':
         return this.launchFailed(event.jobId, event.attempt, event.detail, event.retryAfterMs, now);
       case 'rank_exited':
@@ -232,10 +232,15 @@ export class JobLifecycle {
     return [{ kind: 'launch', jobId: job.id, attempt }];
   }
 
-  private ranksStarted(jobId: string, attemptNumber: number, at: number, now: number): LifecycleCommand[] {
+  private ranksStarted(jobId: string, attemptNumber: number, at: number, now: number, nodes: readonly PlacedRank[] | undefined): LifecycleCommand[] {
     const attempt = this.current(jobId, attemptNumber);
     if (!attempt || attempt.launched) return [];
     attempt.launched = true;
+    // A node's state changes reach the ranks that run there, not where they were placed.
+    for (const { rank, node } of nodes ?? []) {
+      const placed = attempt.ranks.get(rank);
+      if (placed) placed.node = node;
+    }
     attempt.startedAt = at;
     attempt.lastProgressAt = now;
     attempt.watchedSince = now;

@@ -24,8 +24,11 @@ export interface RestoredRank extends PlacedRank {
 export type LifecycleEvent =
   /** The plan's placement of `job` is committed (its attempt number and restarts as the store now has them). */
   | { kind: 'placed'; job: Job; ranks: readonly PlacedRank[] }
-  /** Every rank of the attempt was started by the backend (and its handles recorded). */
-  | { kind: 'ranks_started'; jobId: string; attempt: number; at: number }
+  /**
+   * Every rank of the attempt was started by the backend (and its handles recorded). `nodes`: where ranks run that the
+   * cluster put elsewhere than they were placed (the Slurm backend's `placement: 'slurm'`).
+   */
+  | { kind: 'ranks_started'; jobId: string; attempt: number; at: number; nodes?: readonly PlacedRank[] }
   /**
    * The attempt could not start. `retryAfterMs`: not the job's fault and over by itself (a full disk): it goes back to
    * the queue, not counted as a restart, tried again after that pause; without it the job fails.

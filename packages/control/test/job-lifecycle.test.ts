@@ -197,6 +197,16 @@ describe('restarts, hangs and deadlines', () => {
     expect(only(down, 'record_rank_exit')[0]).toMatchObject({ rank: 1, status: 'lost' });
     expect(only(h.exit('1', 0, 143), 'requeue')[0]?.reason).toMatch(/^rank 1 was lost .*restarting the whole gang/);
   });
+
+  it('ranks the cluster started on other nodes than placed are lost with the node they run on, not the one they were placed on', () => {
+    const h = new LifecycleHarness();
+    const job = makeJob('1', { maxRestarts: 1 });
+    h.feed({ kind: 'placed', job, ranks: [{ rank: 0, node: 'node-0' }, { rank: 1, node: 'node-0' }] });
+    h.feed({ kind: 'ranks_started', jobId: '1', attempt: 1, at: h.now, nodes: [{ rank: 0, node: 'node-7' }, { rank: 1, node: 'node-7' }] });
+    expect(h.feed({ kind: 'node_state', node: 'node-0', state: 'down' })).toEqual([]);
+    const down = h.feed({ kind: 'node_state', node: 'node-7', state: 'down' });
+    expect(only(down, 'record_rank_exit').map((c) => [c.rank, c.status])).toEqual([[0, 'lost'], [1, 'lost']]);
+  });
 });
 
 describe('a control-plane restart', () => {

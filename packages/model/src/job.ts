@@ -210,6 +210,8 @@ export interface Task {
 export type JobEventType =
   | 'submitted'
   | 'scheduled'
+  /** The cluster ran ranks on other nodes than tutti placed them on (the Slurm backend's `placement: 'slurm'`). */
+  | 'relocated'
   | 'started'
   | 'rank_exited'
   | 'cancel_requested'

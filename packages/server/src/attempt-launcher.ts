@@ -3,7 +3,7 @@
  * their handles recorded, and the core told `ranks_started` (or `launch_failed`, which decides what happens next).
  */
 import type { Job, Placement, Task } from '@tutti/model';
-import type { JobLifecycle } from '@tutti/control';
+import type { JobLifecycle, PlacedRank } from '@tutti/control';
 import type { ExecutionBackend, RankHandle } from '@tutti/backends';
 import { LaunchError, describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
 import { asDiskFull } from '@tutti/store';
@@ -105,14 +105,16 @@ export class AttemptLauncher {
     }
     const resumed = runtimeEnv.TUTTI_RESUME_FROM ?? null;
     const startedAt = handles[0]?.startedAt ?? now();
+    let moved: PlacedRank[] = [];
     // The ranks run now: their handles must reach the store even if the disk is full at this moment.
     await executor.carryOutNowOrLater(job.id, `the start of job ${job.id}`, async () => {
-      await store.updateTasks(handles.map(recordOfHandle));
+      moved = await recordLaunchedRanks(store, job.id, handles, tasks, now());
       this.options.lifecyclePoint('ranks_recorded', job.id);
+      const nodes = moved.length > 0 ? [...new Set(handles.map((h) => h.node))] : placement.nodes.map((n) => n.node);
       await store.appendEvent(
         job.id,
         'started',
-        `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${placement.nodes.map((n) => n.node).join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
+        `started attempt ${attempt}: ${handles.length} rank${handles.length === 1 ? '' : 's'} on ${nodes.join(', ')}${resumed ? `, resuming from ${resumed}` : ''}`,
         now(),
         { ranks: describeLaunchedRanks(handles), attempt, resume_from: resumed },
       );
@@ -120,7 +122,7 @@ export class AttemptLauncher {
     this.options.progress.watchAttempt(job, attempt, handles, 'start');
     this.options.metrics.observeStartLatency(startedAt - job.createdAt);
     this.options.feed.notify();
-    await executor.carryOutNow(job.id, { kind: 'ranks_started', jobId: job.id, attempt, at: startedAt });
+    await executor.carryOutNow(job.id, { kind: 'ranks_started', jobId: job.id, attempt, at: startedAt, ...(moved.length > 0 ? { nodes: moved } : {}) });
   }
 
   /**
@@ -151,4 +153,17 @@ export class AttemptLauncher {
       ...(resumeFrom !== undefined ? { TUTTI_RESUME_FROM: resumeFrom } : {}),
     };
   }
+}
+
+/**
+ * Records launched ranks' handles. Ranks a backend started elsewhere than they were placed (the Slurm backend's
+ * `placement: 'slurm'`: Slurm chose the nodes) are first recorded where they run, their GPUs and the job's allocations
+ * with them. Answers those ranks and their nodes.
+ */
+export async function recordLaunchedRanks(store: StateStore, jobId: string, handles: readonly RankHandle[], tasks: readonly Task[], now: number): Promise<PlacedRank[]> {
+  const placedOn = new Map(tasks.map((t) => [t.rank, t.node]));
+  const moved = handles.filter((h) => placedOn.has(h.rank) && placedOn.get(h.rank) !== h.node).map((h) => ({ rank: h.rank, node: h.node }));
+  if (moved.length > 0) await store.relocateRanks(jobId, moved, now);
+  await store.updateTasks(handles.map(recordOfHandle));
+  return moved;
 }

@@ -8,7 +8,8 @@ import type { Job, Task } from '@tutti/model';
 import { SEED_HALF_LIVES, parseRecordedStop } from '@tutti/control';
 import type { JobLifecycle } from '@tutti/control';
 import type { ExecutionBackend, RankExit } from '@tutti/backends';
-import { handleOfTask, recordOfHandle } from '@tutti/backends';
+import { handleOfTask } from '@tutti/backends';
+import { recordLaunchedRanks } from './attempt-launcher.ts';
 import type { GpuUse, StateStore } from '@tutti/store';
 import { isLive, rankExitEvent } from './backend-events.ts';
 import type { CommandExecutor } from './command-executor.ts';
@@ -73,7 +74,7 @@ async function recoverJob(options: RestartRecoveryOptions, job: Job, recorded: T
       await executor.carryOutAll(lifecycle.handle({ kind: 'launch_interrupted', job }, now()));
       return;
     }
-    await store.updateTasks(found.map(recordOfHandle));
+    await recordLaunchedRanks(store, job.id, found, unrecorded, now());
     tasks = await store.getTasks(job.id);
   }
   const stopping = await store.lastEventOfType(job.id, 'stopping');

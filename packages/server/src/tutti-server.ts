@@ -163,7 +163,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   if (backendKind === 'slurm' && options.fakeGpus !== undefined) {
     throw new StartupError('--fake-gpus is for the local backend: on Slurm the GPUs are the nodes\' gres (scripts/slurm-dev-cluster.sh makes a cluster with fake ones)');
   }
-  if (backendKind !== 'slurm' && options.slurm !== undefined) throw new StartupError('the Slurm options (--slurm-partition, --slurm-rest-url) need --backend slurm');
+  if (backendKind !== 'slurm' && options.slurm !== undefined) throw new StartupError('the Slurm options (--slurm-partition, --slurm-rest-url, --slurm-placement) need --backend slurm');
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);

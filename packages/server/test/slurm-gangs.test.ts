@@ -430,6 +430,31 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     for (const job of [first, second]) expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
   }, 240_000);
 
+  it('with placement left to Slurm, a job tutti placed on a node another user took runs where Slurm put it, and tutti records it there', async () => {
+    // tutti reads the inventory at start and then not for an hour: the other user's jobs that come after are news to it.
+    t = await startTestServer({ backend: 'slurm', fakeGpus: undefined, slurm: { partition: 'three', env: slurmEnv, pollIntervalMs: 250, nodePollIntervalMs: 3_600_000, placement: 'slurm' } });
+    const others: string[] = [];
+    for (const node of ['n4', 'n5']) {
+      others.push((await slurm('sbatch', '--parsable', '-p', 'three', '-w', node, '--gres=gpu:4', `--output=${t.scratch}/other-user-${node}.out`, '--wrap', 'sleep 600')).trim());
+    }
+    await waitFor(async () => (await Promise.all(others.map(slurmJobState))).every((state) => state === 'RUNNING'), "the other user's jobs to run");
+    const release = `${t.scratch}/release`;
+    const job = await t.client.submitJob({ name: 'slurm-placed', resources: { gpus: 4 }, run: waitForFileThenExit(release) });
+    const running = await waitForJob(t.client, job.id, (j) => j.status === 'running' && (j.tasks ?? []).every((task) => task.status === 'running'), 60_000);
+    expect(new Set(nodesOf(running))).toEqual(new Set(['n6']));
+    const events = (await t.client.listJobEvents(job.id)).events;
+    const placedOn = /^scheduled on (n\d)/.exec(events.find((e) => e.type === 'scheduled')?.message ?? '')?.[1];
+    expect(['n4', 'n5']).toContain(placedOn);
+    expect(events.find((e) => e.type === 'relocated')?.message).toBe(`the cluster chose the nodes: ${placedOn} → n6`);
+    expect(events.find((e) => e.type === 'started')?.message).toMatch(/ on n6$/);
+    // Its GPUs are n6's in tutti's books too: the node view says who holds them, and the placed node's are free there.
+    const nodes = (await t.client.listNodes()).nodes;
+    expect(nodes.find((n) => n.name === 'n6')?.gpus.map((g) => g.job_id)).toEqual([job.id, job.id, job.id, job.id]);
+    expect(nodes.find((n) => n.name === placedOn)?.gpus.some((g) => g.job_id === job.id)).toBe(false);
+    await touch(release);
+    expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
+  }, 240_000);
+
   it('re-adopts a 2-node gang after kill -9 of the server: the same Slurm job runs on, nothing is relaunched, and it succeeds on its first attempt', async () => {
     const { dataDir, release } = await newTuttiUpDir();
     const first = await startTuttiUp(dataDir);

@@ -301,6 +301,74 @@ export class KyselyStateStore implements StateStore {
     });
   }
 
+  async relocateRanks(jobId: string, ranks: ReadonlyArray<{ rank: number; node: string }>, now: number): Promise<Task[] | undefined> {
+    const key = parseJobId(jobId);
+    if (key === undefined) return undefined;
+    return this.#db.transaction().execute(async (trx) => {
+      const job = await this.#lockJob(trx, key);
+      if (job?.status !== 'running') return undefined;
+      const tasks = (await trx.selectFrom('tasks').selectAll().where('job_id', '=', key).orderBy('rank', 'asc').execute()).map(taskFromRow);
+      const wanted = new Map(ranks.map((r) => [r.rank, r.node]));
+      const moving = tasks.filter((t) => wanted.has(t.rank) && wanted.get(t.rank) !== t.node);
+      if (moving.length === 0) return tasks;
+      // Ranks of one placed node that went to one new node move together, their GPUs renamed through one map.
+      const moves = new Map<string, { from: string; to: string; gpus: number[] }>();
+      for (const task of moving) {
+        const to = wanted.get(task.rank) as string;
+        const move = moves.get(`${task.node}\u0000${to}`) ?? { from: task.node, to, gpus: [] };
+        for (const gpu of task.gpus) if (!move.gpus.includes(gpu)) move.gpus.push(gpu);
+        moves.set(`${task.node}\u0000${to}`, move);
+      }
+      const oldRows = await trx.selectFrom('gpu_allocations').selectAll().where('job_id', '=', key).execute();
+      const targets = [...new Set([...moves.values()].map((m) => m.to))];
+      const nodeRows = await trx.selectFrom('nodes').selectAll().where('name', 'in', targets).execute();
+      const inventory = new Map(nodeRows.map((r) => [r.name, JSON.parse(r.info_json) as NodeInfo]));
+      const heldByOthers = await trx.selectFrom('gpu_allocations').select(['node', 'gpu_index']).where('node', 'in', targets).where('job_id', '!=', key).execute();
+      const taken = new Set(heldByOthers.map((r) => `${r.node}/${r.gpu_index}`));
+      // Indices on each target node that are the job's already: those of its ranks that stay there, then those chosen here.
+      const movingRanks = new Set(moving.map((t) => t.rank));
+      const ownOn = new Map<string, Set<number>>();
+      for (const task of tasks) {
+        if (movingRanks.has(task.rank)) continue;
+        for (const gpu of task.gpus) ownOn.set(task.node, (ownOn.get(task.node) ?? new Set()).add(gpu));
+      }
+      const renamed = new Map<string, Map<number, number>>();
+      for (const move of moves.values()) {
+        const own = ownOn.get(move.to) ?? new Set<number>();
+        const indices = (inventory.get(move.to)?.gpus.map((g) => g.index) ?? []).filter((i) => !own.has(i));
+        // Free ones first; should tutti's view of the node be behind the cluster's (it placed the job elsewhere for a
+        // reason), any other index of the node before the same index again.
+        const candidates = [...indices.filter((i) => !taken.has(`${move.to}/${i}`)), ...indices.filter((i) => taken.has(`${move.to}/${i}`))];
+        const map = new Map<number, number>();
+        [...move.gpus].sort((a, b) => a - b).forEach((gpu, i) => map.set(gpu, candidates[i] ?? gpu));
+        for (const index of map.values()) own.add(index);
+        ownOn.set(move.to, own);
+        renamed.set(`${move.from}\u0000${move.to}`, map);
+      }
+      for (const task of moving) {
+        const to = wanted.get(task.rank) as string;
+        const map = renamed.get(`${task.node}\u0000${to}`);
+        const gpus = task.gpus.map((g) => map?.get(g) ?? g);
+        await trx.updateTable('tasks').set({ node: to, gpus_json: JSON.stringify(gpus) }).where('job_id', '=', key).where('rank', '=', task.rank).execute();
+      }
+      // The job's allocations from its tasks as they now are, each GPU once, its share (if any) kept.
+      const after = (await trx.selectFrom('tasks').selectAll().where('job_id', '=', key).orderBy('rank', 'asc').execute()).map(taskFromRow);
+      const share = oldRows[0];
+      const allocations = new Map<string, { node: string; gpu_index: number; job_id: number; fraction: number | null; memory_mib: number | null }>();
+      for (const task of after) {
+        for (const gpu of task.gpus) {
+          allocations.set(`${task.node}/${gpu}`, { node: task.node, gpu_index: gpu, job_id: key, fraction: share?.fraction ?? null, memory_mib: share?.memory_mib ?? null });
+        }
+      }
+      await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).execute();
+      for (const chunk of chunked([...allocations.values()], INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
+      const said = [...moves.values()].map((m) => `${m.from} → ${m.to}`).join(', ');
+      await insertEvent(trx, key, 'relocated', `the cluster chose the nodes: ${said}`, now, { moves: [...moves.values()].map((m) => ({ from: m.from, to: m.to })) });
+      await bumpSnapshotVersion(trx);
+      return after;
+    });
+  }
+
   // ---- nodes and the snapshot -------------------------------------------------------------------------------
 
   async replaceNodes(nodes: NodeInfo[], _now: number): Promise<void> {

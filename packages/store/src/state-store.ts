@@ -68,6 +68,15 @@ export interface StateStore {
    */
   updateTasks(updates: readonly TaskUpdate[]): Promise<void>;
   /**
+   * Records that ranks of a running job run on other nodes than they were placed on (a backend that leaves the choice
+   * of nodes to its cluster: the Slurm backend's `placement: 'slurm'`). In one transaction: each moved rank's node,
+   * and its GPUs renamed to as many GPUs of its new node (those no other job holds first, lowest index first; tutti's
+   * indices there are bookkeeping, the cluster binds the devices), with the job's GPU allocations to match, and a
+   * `relocated` event. Ranks named with the node they have already are left alone. Answers the job's tasks as now
+   * recorded, or undefined when the job is not running.
+   */
+  relocateRanks(jobId: string, ranks: ReadonlyArray<{ rank: number; node: string }>, now: number): Promise<Task[] | undefined>;
+  /**
    * Ends a running job: sets status, exitCode, endReason, finishedAt; releases its GPUs; appends the
    * event of the same name as the status. Returns false when the job was already terminal (or does not exist).
    * A pending job may be ended too (e.g. one that can never fit). Its tasks are kept as the record of the run,

@@ -532,6 +532,40 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       });
     });
 
+    describe('relocateRanks', () => {
+      beforeEach(async () => {
+        await store.replaceNodes([makeNode('n1', 4), makeNode('n2', 4), makeNode('n3', 4)], T0);
+      });
+      const allocations = async (jobId: string) => (await store.snapshot()).allocations.filter((a) => a.jobId === jobId).map((a) => `${a.node}/${a.gpuIndex}`).sort();
+
+      it('moves ranks to the nodes the cluster chose, onto GPUs no other job holds there, with the allocations and an event', async () => {
+        const other = await startJob([0], 'n2');
+        const job = await store.createJob(makeJobSpec(), T0);
+        await store.applyPlacements([makePlacement(job.id, [['n1', [2, 3]], ['n3', [0, 1]]])], T0 + 10);
+        const v0 = (await store.snapshot()).version;
+        // n1's ranks ran on n2 (where the other job holds GPU 0); n3's stayed.
+        const tasks = await store.relocateRanks(job.id, [{ rank: 0, node: 'n2' }, { rank: 1, node: 'n2' }, { rank: 2, node: 'n3' }, { rank: 3, node: 'n3' }], T0 + 20);
+        // Each rank sees its node's GPUs of the job (makePlacement's tasks, as torchrun's).
+        expect(tasks?.map((t) => [t.rank, t.node, t.gpus])).toEqual([[0, 'n2', [1, 2]], [1, 'n2', [1, 2]], [2, 'n3', [0, 1]], [3, 'n3', [0, 1]]]);
+        expect(await store.getTasks(job.id)).toEqual(tasks);
+        expect(await allocations(job.id)).toEqual(['n2/1', 'n2/2', 'n3/0', 'n3/1']);
+        expect(await allocations(other.id)).toEqual(['n2/0']);
+        expect((await store.snapshot()).version).toBeGreaterThan(v0);
+        const event = (await store.listEvents({ jobId: job.id })).at(-1);
+        expect(event).toMatchObject({ type: 'relocated', message: 'the cluster chose the nodes: n1 → n2' });
+      });
+
+      it('changes nothing for ranks already where they are said to be, and nothing of a job that is not running', async () => {
+        const job = await startJob([0, 1]);
+        const before = await store.getTasks(job.id);
+        expect(await store.relocateRanks(job.id, [{ rank: 0, node: 'n1' }, { rank: 1, node: 'n1' }], T0 + 20)).toEqual(before);
+        expect((await store.listEvents({ jobId: job.id })).map((e) => e.type)).not.toContain('relocated');
+        await store.finishJob(job.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + 30);
+        expect(await store.relocateRanks(job.id, [{ rank: 0, node: 'n2' }], T0 + 40)).toBeUndefined();
+        expect(await store.relocateRanks('999999', [{ rank: 0, node: 'n2' }], T0 + 40)).toBeUndefined();
+      });
+    });
+
     describe('finishJob', () => {
       beforeEach(async () => {
         await store.replaceNodes([makeNode('n1', 2)], T0);

@@ -18,7 +18,7 @@
  * yet (every `pollIntervalMs`), `sbatch` per launch, `scancel` per stop. Nothing per rank.
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
@@ -50,7 +50,7 @@ import { createSlurmRestControl, readSlurmJwtKey } from './slurm-rest.ts';
 import { toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
 import { makeSlurmRankShim } from './slurm-rank-shim.ts';
 import { SLURM_BACKEND_KIND, readSlurmRankRef, slurmRankRef } from './slurm-rank-ref.ts';
-import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile } from './slurm-submission.ts';
+import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, isBlockLayout, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile } from './slurm-submission.ts';
 
 export interface SlurmBackendOptions {
   /** Where jobs' files live: on a file system every node sees at the same path. Must be the same after a restart. */
@@ -80,6 +80,13 @@ export interface SlurmBackendOptions {
   nodePollIntervalMs?: number;
   /** How long a launch waits for Slurm to start every rank before it gives up and cancels the job. @default 120000 */
   launchTimeoutMs?: number;
+  /**
+   * Who chooses the nodes. `tutti` (the default): the nodes tutti's topology-aware placement chose are pinned
+   * (`--nodelist`). `slurm`: Slurm chooses nodes of the shape tutti's placement found (as many nodes, ranks and GPUs
+   * per node), as a site that trusts its own node selection prefers; the ranks' handles then name the nodes they run
+   * on, which the control plane records. A placement of uneven ranks per node is pinned even then.
+   */
+  placement?: 'tutti' | 'slurm';
 }
 
 /** How to reach slurmrestd: its URL, the Slurm user jobs run as, and a token or the key to mint tokens with. */
@@ -395,6 +402,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     const first = nodes.get(layout.nodes[0]!.node)!;
     const rankZeroNode = nodes.get(layout.nodeOfRank[0]!)!;
     const team = request.team !== undefined ? options.teams?.[request.team] : undefined;
+    const placedBySlurm = options.placement === 'slurm' && isBlockLayout(layout, request.ranks);
     const partition = team?.partition ?? options.partition;
     const gpuType = slurmGpuType(first, request);
     const submission = makeSlurmSubmission({
@@ -404,10 +412,13 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       ...(partition !== undefined ? { partition } : {}),
       ...(team?.account !== undefined ? { account: team.account } : {}),
       ...(request.timeLimitMs !== undefined ? { timeLimitMs: request.timeLimitMs } : {}),
+      placedBySlurm,
     });
     const shim = makeSlurmRankShim({
-      jobId: request.jobId, jobName: request.jobName, attempt, masterAddr: rankZeroNode.address,
-      nodes: Object.fromEntries(layout.nodes.map((n) => [n.node, { nodeRank: n.nodeRank, ranks: n.ranks }])),
+      jobId: request.jobId, jobName: request.jobName, attempt,
+      layout: placedBySlurm
+        ? { kind: 'slurm', nodes: layout.nodes.length, ranksPerNode: layout.nodes[0]!.ranks }
+        : { kind: 'pinned', masterAddr: rankZeroNode.address, nodes: Object.fromEntries(layout.nodes.map((n) => [n.node, { nodeRank: n.nodeRank, ranks: n.ranks }])) },
       rankLogPattern: `${attemptDir}/${SLURM_RANK_FILES.log}`, rankExitPattern: `${attemptDir}/${SLURM_RANK_FILES.exit}`,
       rankStartedPattern: `${attemptDir}/${SLURM_RANK_FILES.started}`,
       jobEnv: request.env, ...(request.runtimeEnv ? { runtimeEnv: request.runtimeEnv } : {}),
@@ -439,18 +450,19 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       throw error;
     });
     const handles = request.ranks.map((r) => r).sort((a, b) => a.rank - b.rank).map((r): RankHandle => ({
-      backend: SLURM_BACKEND_KIND, jobId: request.jobId, rank: r.rank, node: r.node,
+      backend: SLURM_BACKEND_KIND, jobId: request.jobId, rank: r.rank, node: started[r.rank]?.node ?? r.node,
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
-      startedAt: started[r.rank] ?? now(), ref: slurmRankRef({ slurmJobId }),
+      startedAt: started[r.rank]?.at ?? now(), ref: slurmRankRef({ slurmJobId }),
     }));
-    for (const handle of handles) watch(handle, slurmJobId, request.ranks.find((r) => r.rank === handle.rank)?.gpus);
+    // tutti's GPU indices name GPUs of the placed node: of a node Slurm chose instead, the control plane picks them.
+    for (const handle of handles) watch(handle, slurmJobId, placedBySlurm ? undefined : request.ranks.find((r) => r.rank === handle.rank)?.gpus);
     return handles;
   }
 
-  /** Resolves with each rank's start (epoch ms, its `started` file's time) once every rank has started. */
-  async function waitForRanksToStart(request: LaunchRequest, attemptDir: string, slurmJobId: string, jobName: string): Promise<number[]> {
+  /** Resolves with each rank's start (its `started` file's time and the node it wrote there) once every rank has started. */
+  async function waitForRanksToStart(request: LaunchRequest, attemptDir: string, slurmJobId: string, jobName: string): Promise<RankStart[]> {
     const deadline = now() + launchTimeoutMs;
-    const started: number[] = [];
+    const started: RankStart[] = [];
     let lastSlurmLook = 0;
     let state: SlurmJobState | undefined;
     for (;;) {
@@ -458,9 +470,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       let all = true;
       for (const r of request.ranks) {
         if (started[r.rank] !== undefined) continue;
-        const at = fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, r.rank));
-        if (at === undefined) all = false;
-        else started[r.rank] = at;
+        const start = readRankStart(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, r.rank));
+        if (start === undefined) all = false;
+        else started[r.rank] = start;
       }
       if (all) return started;
       if (now() - lastSlurmLook >= 1_000) {
@@ -615,9 +627,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     }
     if (!/^\d+$/.test(slurmJobId)) return [];
     const found = ranks.flatMap((query): RankHandle[] => {
-      const at = fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, query.rank));
-      if (at === undefined) return [];
-      return [{ backend: SLURM_BACKEND_KIND, jobId, rank: query.rank, node: query.node, attempt, startedAt: at, ref: slurmRankRef({ slurmJobId }) }];
+      const start = readRankStart(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, query.rank));
+      if (start === undefined) return [];
+      return [{ backend: SLURM_BACKEND_KIND, jobId, rank: query.rank, node: start.node ?? query.node, attempt, startedAt: start.at, ref: slurmRankRef({ slurmJobId }) }];
     });
     if (found.length < ranks.length) {
       // A launch the crash cut before every rank started (its job still queued, say): the caller launches the gang
@@ -698,6 +710,25 @@ function isDirectory(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A rank's start: when its shim made its `started` file, and the node it wrote there (none in a file it left empty). */
+interface RankStart {
+  at: number;
+  node?: string;
+}
+
+/** The `started` file of a rank, or undefined when the rank has not started. */
+function readRankStart(path: string): RankStart | undefined {
+  const at = fileTime(path);
+  if (at === undefined) return undefined;
+  let node = '';
+  try {
+    node = readFileSync(path, 'utf8').trim();
+  } catch {
+    // Made and then gone (a launch of the same attempt again removed it): its time is all there is.
+  }
+  return { at, ...(node !== '' ? { node } : {}) };
 }
 
 /** A file's modification time (epoch ms), or undefined when it does not exist. */

@@ -18,10 +18,16 @@ export interface SlurmRankShimInput {
   jobName: string;
   /** The attempt (1, 2, ...). */
   attempt: number;
-  /** The address of the node of rank 0 as the other nodes reach it (its `NodeAddr`). */
-  masterAddr: string;
-  /** Each node of the job by Slurm node name: tutti's node rank and how many ranks run there. */
-  nodes: Readonly<Record<string, { nodeRank: number; ranks: number }>>;
+  /**
+   * Where the ranks run. `pinned`: on the nodes tutti placed them, each by Slurm node name with tutti's node rank and
+   * how many ranks run there, and rank 0's node's address as the other nodes reach it (its `NodeAddr`). `slurm`: on
+   * the nodes Slurm chose, in block distribution: the node rank is Slurm's `SLURM_NODEID` and MASTER_ADDR the address
+   * `srun` was started from (`SLURM_LAUNCH_NODE_IPADDR`: the batch script runs on the allocation's first node, which
+   * holds rank 0).
+   */
+  layout:
+    | { kind: 'pinned'; masterAddr: string; nodes: Readonly<Record<string, { nodeRank: number; ranks: number }>> }
+    | { kind: 'slurm'; nodes: number; ranksPerNode: number };
   /** Where rank r's output goes: `{rank}` is replaced by the rank. */
   rankLogPattern: string;
   /**
@@ -30,7 +36,7 @@ export interface SlurmRankShimInput {
    * `sacct --json`): the rank says it itself, as the local backend's supervisor does.
    */
   rankExitPattern: string;
-  /** Made empty when rank r starts its command (`{rank}` as above): how the backend knows every rank started. */
+  /** Made when rank r starts its command, holding its node's name (`{rank}` as above): how the backend knows every rank started, and where. */
   rankStartedPattern: string;
   /** The job's own environment; then the control plane's per-job variables over it. tutti's variables win over both. */
   jobEnv: Readonly<Record<string, string>>;
@@ -86,17 +92,23 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     if (NAME.test(name)) lines.push(`export ${name}=${quoteForShell(value)}`);
   }
   const perRank = (pattern: string): string => pattern.split('{rank}').map(quoteForShell).join('"$SLURM_PROCID"');
+  const { layout } = input;
   lines.push(
-    'case "$SLURMD_NODENAME" in',
-    ...Object.entries(input.nodes).map(([node, { nodeRank, ranks }]) => `  ${quoteForShell(node)}) NODE_RANK=${nodeRank} LOCAL_WORLD_SIZE=${ranks} ;;`),
-    '  *) echo "tutti: node $SLURMD_NODENAME is not one of this job\'s nodes" >&2; exit 70 ;;',
-    'esac',
+    ...(layout.kind === 'pinned'
+      ? [
+          'case "$SLURMD_NODENAME" in',
+          ...Object.entries(layout.nodes).map(([node, { nodeRank, ranks }]) => `  ${quoteForShell(node)}) NODE_RANK=${nodeRank} LOCAL_WORLD_SIZE=${ranks} ;;`),
+          '  *) echo "tutti: node $SLURMD_NODENAME is not one of this job\'s nodes" >&2; exit 70 ;;',
+          'esac',
+          `MASTER_ADDR=${quoteForShell(layout.masterAddr)}`,
+        ]
+      : [`NODE_RANK="$SLURM_NODEID" LOCAL_WORLD_SIZE=${layout.ranksPerNode}`, 'MASTER_ADDR="$SLURM_LAUNCH_NODE_IPADDR"']),
     // A port no other job's rendezvous on that node takes at the same time: the control plane cannot ask a node which
     // ports are free, but Slurm's job ids are unique, and the range lies below Linux's ephemeral ports.
-    `export MASTER_ADDR=${quoteForShell(input.masterAddr)} MASTER_PORT=$((${SLURM_MASTER_PORT_BASE} + SLURM_JOB_ID % ${SLURM_MASTER_PORT_SPAN}))`,
+    `export MASTER_ADDR MASTER_PORT=$((${SLURM_MASTER_PORT_BASE} + SLURM_JOB_ID % ${SLURM_MASTER_PORT_SPAN}))`,
     'export RANK="$SLURM_PROCID" ROLE_RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID"',
     'export WORLD_SIZE="$SLURM_NTASKS" ROLE_WORLD_SIZE="$SLURM_NTASKS" LOCAL_WORLD_SIZE',
-    `export NODE_RANK GROUP_RANK="$NODE_RANK" GROUP_WORLD_SIZE=${Object.keys(input.nodes).length}`,
+    `export NODE_RANK GROUP_RANK="$NODE_RANK" GROUP_WORLD_SIZE=${layout.kind === 'pinned' ? Object.keys(layout.nodes).length : layout.nodes}`,
     'export ROLE_NAME=default',
     // Slurm binds the GPUs (gres) and sets CUDA_VISIBLE_DEVICES; a CPU-only step sees none, as the local backend's.
     'export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"',
@@ -106,7 +118,10 @@ export function makeSlurmRankShim(input: SlurmRankShimInput): string {
     'export TUTTI_NODE="$SLURMD_NODENAME"',
     `export TUTTI_RANK_LOG=${perRank(input.rankLogPattern)}`,
     `exit_file=${perRank(input.rankExitPattern)}`,
-    `(umask 077 && : > ${perRank(input.rankStartedPattern)})`,
+    // The node it runs on, for the backend (with Slurm's placement, not known before), written whole: the backend
+    // takes the file's existence for the start. The job's PATH may lack mv.
+    `started_file=${perRank(input.rankStartedPattern)}`,
+    `(umask 077 && printf '%s\\n' "$SLURMD_NODENAME" > "$started_file.tmp" && PATH=/usr/bin:/bin mv -f "$started_file.tmp" "$started_file")`,
     ...(input.stopRequestFile !== undefined ? stopRequestWatcher(input.stopRequestFile) : []),
     // As the local supervisor: the shim outlives a stop signal (a handler, not an ignore, so the command still gets
     // it: `scancel --signal` signals every process of the step) and records how the command ended.

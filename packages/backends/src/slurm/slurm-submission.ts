@@ -81,6 +81,19 @@ export interface SlurmSubmissionInput {
   account?: string;
   /** Slurm's `--time`: rounded up to whole minutes. */
   timeLimitMs?: number;
+  /**
+   * Leave the nodes to Slurm (`SlurmBackendOptions.placement: 'slurm'`): no `--nodelist`, and the step's ranks in
+   * block distribution, rank r on the (r / ranks per node)-th node of Slurm's allocation. Only for a layout of the
+   * same ranks on every node, ranks of node rank i numbered i × K … i × K + K − 1 (`isBlockLayout`).
+   */
+  placedBySlurm?: boolean;
+}
+
+/** Whether a layout is what Slurm's block distribution makes: K ranks on every node, numbered node by node. */
+export function isBlockLayout(layout: SlurmJobLayout, ranks: readonly RankLaunch[]): boolean {
+  const perNode = layout.nodes[0]?.ranks ?? 0;
+  if (perNode === 0 || layout.nodes.some((n) => n.ranks !== perNode)) return false;
+  return ranks.every((r) => Math.floor(r.rank / perNode) === r.nodeRank && r.rank % perNode === r.localRank);
 }
 
 /**
@@ -121,8 +134,10 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
   const gres = gpusPerNode > 0 ? `gpu:${input.gpuType ? `${input.gpuType}:` : ''}${gpusPerNode}` : undefined;
   const run = request.run;
   const command = run.kind === 'shell' ? ['/bin/sh', '-c', run.command] : run.argv;
+  const placedBySlurm = input.placedBySlurm === true;
   const srun = [
-    'srun', '--distribution=arbitrary', `--ntasks=${layout.nodeOfRank.length}`, '--kill-on-bad-exit=0', '--input=none',
+    'srun', ...(placedBySlurm ? ['--distribution=block', `--ntasks-per-node=${tasksPerNode}`] : ['--distribution=arbitrary']),
+    `--ntasks=${layout.nodeOfRank.length}`, '--kill-on-bad-exit=0', '--input=none',
     '--open-mode=append', `--output=${file(SLURM_RANK_FILES.log.replace('{rank}', '%t'))}`,
     ...(gres !== undefined ? [`--gres=${gres}`] : []),
     '/bin/sh', file(SLURM_ATTEMPT_FILES.shim), ...command,
@@ -130,15 +145,14 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
   const batchScript = [
     '#!/bin/sh',
     `# tutti: job ${request.jobId}, attempt ${request.attempt ?? 1}, as one Slurm job (written by the Slurm backend; see slurm-submission.ts)`,
-    `SLURM_HOSTFILE=${quoteForShell(file(SLURM_ATTEMPT_FILES.hostFile))}`,
-    'export SLURM_HOSTFILE',
+    ...(placedBySlurm ? [] : [`SLURM_HOSTFILE=${quoteForShell(file(SLURM_ATTEMPT_FILES.hostFile))}`, 'export SLURM_HOSTFILE']),
     `exec ${srun.map(quoteForShell).join(' ')}`,
     '',
   ].join('\n');
   const job: SlurmJobRequest = {
     name: input.jobName,
     nodes: layout.nodes.length,
-    nodeList: layout.nodes.map((n) => n.node),
+    ...(placedBySlurm ? {} : { nodeList: layout.nodes.map((n) => n.node) }),
     tasksPerNode,
     ...(gres !== undefined ? { gres } : {}),
     ...(input.timeLimitMs !== undefined ? { timeLimitMinutes: Math.max(1, Math.ceil(input.timeLimitMs / 60_000)) } : {}),

@@ -62,7 +62,7 @@ export function runCycleWith(input: CycleInput, profile: SchedulerProfile, short
   const cache = (shortcuts.keepAcrossCycles ? input.cache : undefined) ?? new CycleCache();
   const cycle = cache.begin();
   const index = computeSnapshotIndex(input.snapshot, cache.nodeIndex);
-  const overlay = new PlanOverlay(index, shortcuts.capacityIndex);
+  const overlay = new PlanOverlay(index, shortcuts.capacityIndex, cache.nodeIndex);
   const estimate = plugins.queueSort.createEstimator(input);
   const assumedRunMs = plugins.backfill.args.estimatedRuntimeMs;
 

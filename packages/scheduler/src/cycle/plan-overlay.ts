@@ -9,7 +9,8 @@
  * `runCycle` relies on that to remember shapes that stopped fitting.
  */
 import { shareFitsGpu, type GpuDevice, type Job, type PlacedNode, type Placement } from '@tutti/model';
-import { FreeCountIndex, type IndexedCounts } from '../perf/capacity-index.ts';
+import { countStarting, startingCountsOf, type IndexedCounts } from '../perf/capacity-index.ts';
+import type { NodeIndexCache } from '../perf/node-index-cache.ts';
 import type { ResourceShape } from './resource-shape.ts';
 import { FRACTION_PARTS, toParts, type CapacityView, type IndexedNode, type SharedUse, type SnapshotIndex } from './snapshot-index.ts';
 
@@ -50,15 +51,20 @@ export class PlanOverlay implements CapacityView {
    */
   private readonly freeCounts: Int32Array;
 
-  /** @param indexed keep a `FreeCountIndex` (the bucket search); off, every search scans the nodes. */
+  /**
+   * @param indexed keep a `FreeCountIndex` (the bucket search); off, every search scans the nodes.
+   * @param cache the cache `index` was made with, when it was the last one made with it: the starting counts are then
+   *   brought up to date from the last cycle's rather than counted afresh (`startingCountsOf`)
+   */
   constructor(
     readonly index: SnapshotIndex,
     indexed = true,
+    cache?: NodeIndexCache,
   ) {
     this.usage = new Array<NodeUsage | undefined>(index.nodes.length).fill(undefined);
-    this.freeCounts = new Int32Array(index.nodes.length);
-    for (let i = 0; i < index.nodes.length; i++) this.freeCounts[i] = (index.nodes[i] as IndexedNode).initialFreeCount;
-    this.counts = indexed ? { counts: new FreeCountIndex(index, (node) => node.initialFreeByType), differs: new Set() } : undefined;
+    const { freeCounts, countIndex } = cache ? startingCountsOf(index, cache, indexed) : countStarting(index, indexed);
+    this.freeCounts = freeCounts;
+    this.counts = countIndex ? { counts: countIndex, differs: new Set() } : undefined;
   }
 
   indexedCounts(): IndexedCounts | undefined {

@@ -16,12 +16,13 @@
  */
 import type { GpuDevice } from '@tutti/model';
 import type { IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
+import type { NodeIndexCache } from './node-index-cache.ts';
 
 export class FreeCountIndex {
-  /** Types present on ready nodes, in `SnapshotIndex.readyGpuTypes` order. */
-  private readonly typeAt = new Map<string, number>();
-  /** Smallest GPU memory of each type on ready nodes (MiB). */
-  private readonly minMemory: number[] = [];
+  /** Types present on ready nodes, in `SnapshotIndex.readyGpuTypes` order (never changed once made: copies share it). */
+  private readonly typeAt: Map<string, number>;
+  /** Smallest GPU memory of each type on ready nodes (MiB); shared like `typeAt`. */
+  private readonly minMemory: number[];
   /** Largest count a bucket can have: the most GPUs on one ready node. */
   readonly maxCount: number;
   private readonly wordsPerSet: number;
@@ -31,11 +32,28 @@ export class FreeCountIndex {
   private readonly counts: Int32Array;
   private readonly nodeCount: number;
 
+  /**
+   * @param source each node's free GPUs by type, or counts to copy: those of an index with the same node list (the
+   *   copy is `index`'s, and changes apart from them)
+   */
   constructor(
     readonly index: SnapshotIndex,
-    freeByType: (node: IndexedNode) => ReadonlyMap<string, readonly GpuDevice[]>,
+    source: ((node: IndexedNode) => ReadonlyMap<string, readonly GpuDevice[]>) | FreeCountIndex,
   ) {
+    if (source instanceof FreeCountIndex) {
+      this.typeAt = source.typeAt;
+      this.minMemory = source.minMemory;
+      this.maxCount = source.maxCount;
+      this.nodeCount = source.nodeCount;
+      this.wordsPerSet = source.wordsPerSet;
+      this.bits = source.bits.slice();
+      this.counts = source.counts.slice();
+      return;
+    }
+    const freeByType = source;
     const types = index.readyGpuTypes;
+    this.typeAt = new Map();
+    this.minMemory = [];
     types.forEach((type, i) => {
       this.typeAt.set(type, i);
       this.minMemory.push(index.readyGpuMinMemoryMiB[i] ?? Infinity);
@@ -53,6 +71,11 @@ export class FreeCountIndex {
         this.setBit(t, count, node.ordinal, true);
       }
     }
+  }
+
+  /** A ready node's free lists are now `free` (every type of the index: a type it has none of counts 0). */
+  updateNode(node: IndexedNode, free: ReadonlyMap<string, readonly GpuDevice[]>): void {
+    for (const type of this.typeAt.keys()) this.update(node, type, free.get(type)?.length ?? 0);
   }
 
   /** Whether the bucket search is exact for a job of `type` asking at least `minMemoryMiB` per GPU. */
@@ -107,4 +130,40 @@ export interface IndexedCounts {
   readonly counts: FreeCountIndex;
   /** Ordinals of nodes whose free GPUs in the view are not what `counts` says. */
   readonly differs: ReadonlySet<number>;
+}
+
+/** Free capacity of every node as a snapshot has it: what a cycle's `PlanOverlay` starts from and then changes. */
+export interface StartingCounts {
+  /** Free GPUs of each node (all types), by ordinal. */
+  readonly freeCounts: Int32Array;
+  /** The same in buckets for the best-fit search, when asked for. */
+  readonly countIndex: FreeCountIndex | undefined;
+}
+
+/** The starting counts of `index`, counted from every node. */
+export function countStarting(index: SnapshotIndex, withCountIndex: boolean): StartingCounts {
+  const freeCounts = new Int32Array(index.nodes.length);
+  for (let i = 0; i < index.nodes.length; i++) freeCounts[i] = (index.nodes[i] as IndexedNode).initialFreeCount;
+  return { freeCounts, countIndex: withCountIndex ? new FreeCountIndex(index, (node) => node.initialFreeByType) : undefined };
+}
+
+/**
+ * The starting counts of `index` (the last one `computeSnapshotIndex` made with `cache`), as copies the caller may
+ * change. The cache keeps the last cycle's: when that cycle indexed the same node list, only the nodes indexed again
+ * since (`cache.changedNodes`, their allocations changed) are counted again. Counting every node afresh each cycle read
+ * each node's free lists (a cache miss per node): an eighth of a cycle when the whole Philly trace is simulated.
+ */
+export function startingCountsOf(index: SnapshotIndex, cache: NodeIndexCache, withCountIndex: boolean): StartingCounts {
+  let kept = cache.startingCounts;
+  const current = kept !== undefined && kept.pass === cache.nodePass - 1 && cache.sameNodeList && cache.lastIndex === index && (kept.countIndex !== undefined || !withCountIndex);
+  if (kept && current) {
+    for (const entry of cache.changedNodes) {
+      const node = entry.indexed as IndexedNode;
+      kept.freeCounts[node.ordinal] = node.initialFreeCount;
+      kept.countIndex?.updateNode(node, node.initialFreeByType);
+    }
+  } else kept = { pass: -1, ...countStarting(index, withCountIndex) };
+  kept.pass = cache.nodePass;
+  cache.startingCounts = kept;
+  return { freeCounts: kept.freeCounts.slice(), countIndex: withCountIndex && kept.countIndex ? new FreeCountIndex(index, kept.countIndex) : undefined };
 }

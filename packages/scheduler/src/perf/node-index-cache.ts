@@ -28,6 +28,7 @@
  */
 import type { GpuAllocation, GpuDevice, Job, NodeInfo } from '@tutti/model';
 import type { CycleClock, KeptRunningJob, RunningJob } from '../cycle/running.ts';
+import type { FreeCountIndex } from './capacity-index.ts';
 import type { IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
 
 /**
@@ -181,6 +182,8 @@ export class NodeIndexCache {
   lastIndex: SnapshotIndex | undefined;
   /** The last pass's node lists, handed out again when no node changed. */
   lastLists: IndexedNodeLists | undefined;
+  /** The free counts of the node pass `pass`, kept to bring up to date for the next (see `startingCountsOf`). */
+  startingCounts: { pass: number; readonly freeCounts: Int32Array; readonly countIndex: FreeCountIndex | undefined } | undefined;
 
   readonly running = new Map<string, RunningEntry>();
   /** Running jobs resolved so far. */

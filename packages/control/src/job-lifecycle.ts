@@ -70,7 +70,8 @@ interface ActiveStop {
 interface Attempt {
   job: Job;
   attempt: number;
-  ranks: Map<number, RankState>;
+  /** Its ranks, in the order placed (or restored): rank numbers 0..n-1, so rank r is at r (see `rankOf`). */
+  ranks: RankState[];
   launched: boolean;
   startedAt?: number;
   stop?: ActiveStop;
@@ -83,10 +84,22 @@ interface Attempt {
   awaitingAdoption: boolean;
 }
 
+/** The attempt's rank numbered `rank`: at that position, as placed, else found by its number. */
+function rankOf(attempt: Attempt, rank: number): RankState | undefined {
+  const at = attempt.ranks[rank];
+  return at?.rank === rank ? at : attempt.ranks.find((r) => r.rank === rank);
+}
+
 /** Whether a pending job may be placed now: not while it waits out a restart's backoff. */
 export function isEligible(job: Pick<Job, 'notBefore'>, now: number): boolean {
   return job.notBefore === undefined || job.notBefore <= now;
 }
+
+/**
+ * What an event that commands nothing answers: one shared, frozen array. The simulator feeds hundreds of thousands of
+ * events (a rank exit per GPU of every job), most of which command nothing; an array each was garbage to collect.
+ */
+const NO_COMMANDS: readonly LifecycleCommand[] = Object.freeze([]);
 
 export class JobLifecycle {
   readonly settings: LifecycleSettings;
@@ -172,8 +185,8 @@ export class JobLifecycle {
     if (this.settings.durationWindow !== undefined) recordFinishedDuration(this.durationHistory, team, gpus, ms, this.settings.durationWindow);
   }
 
-  /** Handles one event at `now` (epoch ms); answers the commands to carry out, in order. */
-  handle(event: LifecycleEvent, now: number): LifecycleCommand[] {
+  /** Handles one event at `now` (epoch ms); answers the commands to carry out, in order (read-only: often shared). */
+  handle(event: LifecycleEvent, now: number): readonly LifecycleCommand[] {
     switch (event.kind) {
       case 'placed':
         return this.placed(event.job, event.ranks, now);
@@ -185,21 +198,21 @@ export class JobLifecycle {
         return this.rankExited(event, now);
       case 'cancel_requested': {
         const attempt = this.attempts.get(event.jobId);
-        if (!attempt) return [];
+        if (!attempt) return NO_COMMANDS;
         attempt.job = { ...attempt.job, cancelRequestedAt: attempt.job.cancelRequestedAt ?? now };
         return this.beginStop(attempt, { kind: 'cancelled' }, now);
       }
       case 'preempt': {
         const attempt = this.attempts.get(event.jobId);
-        if (!attempt || attempt.stop) return [];
+        if (!attempt || attempt.stop) return NO_COMMANDS;
         return this.beginStop(attempt, { kind: 'preempted', message: event.message, ...(event.forJobId !== undefined ? { forJobId: event.forJobId } : {}) }, now);
       }
       case 'progress': {
         const attempt = this.attempts.get(event.jobId);
-        if (!attempt || attempt.attempt !== event.attempt || attempt.stop) return [];
+        if (!attempt || attempt.attempt !== event.attempt || attempt.stop) return NO_COMMANDS;
         attempt.lastProgressAt = Math.max(attempt.lastProgressAt, event.at);
         if (event.values) attempt.lastValues = { ...attempt.lastValues, ...event.values };
-        return [];
+        return NO_COMMANDS;
       }
       case 'tick':
         return this.tick(event.gpusIdleSince, now);
@@ -207,7 +220,7 @@ export class JobLifecycle {
         return this.nodeState(event.node, event.state, event.detail, now);
       case 'restored':
         this.restored(event.job, event.ranks, event.stop, now);
-        return [];
+        return NO_COMMANDS;
       case 'adopted':
         return this.adopted(event.jobId, now);
       case 'launch_interrupted':
@@ -217,12 +230,13 @@ export class JobLifecycle {
 
   // ---- transitions ------------------------------------------------------------------------------------------
 
-  private placed(job: Job, ranks: readonly PlacedRank[], now: number): LifecycleCommand[] {
+  private placed(job: Job, ranks: readonly PlacedRank[], now: number): readonly LifecycleCommand[] {
     const attempt = job.attempt ?? 1;
     const state: Attempt = {
       job,
       attempt,
-      ranks: new Map(ranks.map((r) => [r.rank, { rank: r.rank, node: r.node, status: 'launching' as RankStatus }])),
+      // Every field a rank will have from the start: one object shape for every rank of every attempt.
+      ranks: ranks.map(({ rank, node }) => ({ rank, node, status: 'launching', exitCode: undefined, finishedAt: undefined })),
       launched: false,
       lastProgressAt: now,
       watchedSince: now,
@@ -232,35 +246,38 @@ export class JobLifecycle {
     return [{ kind: 'launch', jobId: job.id, attempt }];
   }
 
-  private ranksStarted(jobId: string, attemptNumber: number, at: number, now: number, nodes: readonly PlacedRank[] | undefined): LifecycleCommand[] {
+  private ranksStarted(jobId: string, attemptNumber: number, at: number, now: number, nodes: readonly PlacedRank[] | undefined): readonly LifecycleCommand[] {
     const attempt = this.current(jobId, attemptNumber);
-    if (!attempt || attempt.launched) return [];
+    if (!attempt || attempt.launched) return NO_COMMANDS;
     attempt.launched = true;
     // A node's state changes reach the ranks that run there, not where they were placed.
     for (const { rank, node } of nodes ?? []) {
-      const placed = attempt.ranks.get(rank);
+      const placed = rankOf(attempt, rank);
       if (placed) placed.node = node;
     }
     attempt.startedAt = at;
     attempt.lastProgressAt = now;
     attempt.watchedSince = now;
-    for (const rank of attempt.ranks.values()) if (rank.status === 'launching') rank.status = 'running';
-    const commands: LifecycleCommand[] = [];
+    for (const rank of attempt.ranks) if (rank.status === 'launching') rank.status = 'running';
     const { maxDurationMs, hangTimeoutMs } = attempt.job.spec;
+    const pendingStop = attempt.stop !== undefined && !attempt.stop.signalled;
+    // Most attempts have no deadline, no hang timer and no stop: they command nothing.
+    if (maxDurationMs === undefined && hangTimeoutMs === undefined && !pendingStop && attempt.job.cancelRequestedAt === undefined) return NO_COMMANDS;
+    const commands: LifecycleCommand[] = [];
     if (maxDurationMs !== undefined) {
       attempt.maxDurationAt = at + maxDurationMs;
       commands.push({ kind: 'wake_at', at: attempt.maxDurationAt, why: 'max_duration' });
     }
     if (hangTimeoutMs !== undefined) commands.push({ kind: 'wake_at', at: now + hangTimeoutMs + this.hangSlackMs, why: 'hang' });
     // A stop decided while the ranks were being launched found nothing to signal: it is carried out now.
-    if (attempt.stop && !attempt.stop.signalled) commands.push(...this.signalStop(attempt, now));
+    if (pendingStop) commands.push(...this.signalStop(attempt, now));
     else if (attempt.job.cancelRequestedAt !== undefined) commands.push(...this.beginStop(attempt, { kind: 'cancelled' }, now));
     return commands;
   }
 
-  private launchFailed(jobId: string, attemptNumber: number, detail: string, retryAfterMs: number | undefined, now: number): LifecycleCommand[] {
+  private launchFailed(jobId: string, attemptNumber: number, detail: string, retryAfterMs: number | undefined, now: number): readonly LifecycleCommand[] {
     const attempt = this.current(jobId, attemptNumber);
-    if (!attempt) return [];
+    if (!attempt) return NO_COMMANDS;
     this.attempts.delete(jobId);
     if (retryAfterMs !== undefined && attempt.job.cancelRequestedAt === undefined) {
       const notBefore = now + retryAfterMs;
@@ -273,26 +290,23 @@ export class JobLifecycle {
       ? { status: 'cancelled' as const, exitCode: null, endReason: 'cancelled' }
       : { status: 'failed' as const, exitCode: null, endReason: `could not start: ${detail}` };
     return [
-      { kind: 'record_ranks_lost', jobId, attempt: attempt.attempt, ranks: [...attempt.ranks.keys()], at: now },
+      { kind: 'record_ranks_lost', jobId, attempt: attempt.attempt, ranks: attempt.ranks.map((r) => r.rank), at: now },
       { kind: 'finish', jobId, attempt: attempt.attempt, end },
     ];
   }
 
-  private rankExited(exit: Extract<LifecycleEvent, { kind: 'rank_exited' }>, now: number): LifecycleCommand[] {
+  private rankExited(exit: Extract<LifecycleEvent, { kind: 'rank_exited' }>, now: number): readonly LifecycleCommand[] {
     // A rank of an attempt that is over (killed while its job was requeued) must not act on the next attempt.
     const attempt = this.current(exit.jobId, exit.attempt);
-    const rank = attempt?.ranks.get(exit.rank);
-    if (!attempt || !rank || rank.status === 'exited' || rank.status === 'lost') return [];
+    const rank = attempt && rankOf(attempt, exit.rank);
+    if (!attempt || !rank || rank.status === 'exited' || rank.status === 'lost') return NO_COMMANDS;
     rank.status = exit.lost ? 'lost' : 'exited';
     rank.exitCode = exit.exitCode;
     rank.finishedAt = exit.at;
     const detail = describeRankExit(exit.rank, exit);
-    const commands: LifecycleCommand[] = [
-      {
-        kind: 'record_rank_exit', jobId: exit.jobId, attempt: attempt.attempt, rank: exit.rank, status: rank.status, exitCode: exit.exitCode,
-        ...(exit.signal !== undefined ? { signal: exit.signal } : {}), finishedAt: exit.at, detail,
-      },
-    ];
+    const record: Extract<LifecycleCommand, { kind: 'record_rank_exit' }> = { kind: 'record_rank_exit', jobId: exit.jobId, attempt: attempt.attempt, rank: exit.rank, status: rank.status, exitCode: exit.exitCode, finishedAt: exit.at, detail };
+    if (exit.signal !== undefined) record.signal = exit.signal;
+    const commands: LifecycleCommand[] = [record];
     if (exit.lost || exit.exitCode !== 0) {
       commands.push(...this.beginStop(attempt, { kind: 'rank_failed', rank: exit.rank, exitCode: exit.exitCode, detail, ...(exit.lost ? { lost: true } : {}) }, now));
     }
@@ -300,7 +314,7 @@ export class JobLifecycle {
     return commands;
   }
 
-  private tick(gpusIdleSince: ReadonlyMap<string, number> | undefined, now: number): LifecycleCommand[] {
+  private tick(gpusIdleSince: ReadonlyMap<string, number> | undefined, now: number): readonly LifecycleCommand[] {
     const commands: LifecycleCommand[] = [];
     for (const attempt of [...this.attempts.values()]) {
       if (!attempt.launched || attempt.stop || attempt.awaitingAdoption) continue;
@@ -329,11 +343,11 @@ export class JobLifecycle {
     return commands;
   }
 
-  private nodeState(node: string, state: string, detail: string | undefined, now: number): LifecycleCommand[] {
-    if (state !== 'down') return [];
+  private nodeState(node: string, state: string, detail: string | undefined, now: number): readonly LifecycleCommand[] {
+    if (state !== 'down') return NO_COMMANDS;
     const commands: LifecycleCommand[] = [];
     for (const attempt of [...this.attempts.values()]) {
-      for (const rank of [...attempt.ranks.values()]) {
+      for (const rank of attempt.ranks) {
         if (rank.node !== node || rank.status === 'exited' || rank.status === 'lost') continue;
         commands.push(...this.rankExited({ kind: 'rank_exited', jobId: attempt.job.id, attempt: attempt.attempt, rank: rank.rank, exitCode: null, lost: true, at: now }, now));
       }
@@ -347,10 +361,7 @@ export class JobLifecycle {
     const state: Attempt = {
       job,
       attempt,
-      ranks: new Map(ranks.map((r) => [r.rank, {
-        rank: r.rank, node: r.node, status: (r.status === 'starting' ? 'running' : r.status) as RankStatus,
-        ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}), ...(r.finishedAt !== undefined ? { finishedAt: r.finishedAt } : {}),
-      }])),
+      ranks: ranks.map((r) => ({ rank: r.rank, node: r.node, status: r.status === 'starting' ? 'running' : r.status, exitCode: r.exitCode, finishedAt: r.finishedAt })),
       launched: true,
       ...(job.startedAt !== undefined ? { startedAt: job.startedAt } : {}),
       ...(job.spec.maxDurationMs !== undefined && job.startedAt !== undefined ? { maxDurationAt: job.startedAt + job.spec.maxDurationMs } : {}),
@@ -365,7 +376,7 @@ export class JobLifecycle {
     } else if (job.cancelRequestedAt !== undefined) {
       state.stop = { cause: { kind: 'cancelled' }, since: now, signalled: false };
     } else {
-      const failed = findFirstFailedRank([...state.ranks.values()]);
+      const failed = findFirstFailedRank(state.ranks);
       if (failed) {
         const detail = describeRankExit(failed.rank, { exitCode: failed.exitCode ?? null, lost: failed.status === 'lost' });
         state.stop = { cause: { kind: 'rank_failed', rank: failed.rank, exitCode: failed.exitCode ?? null, detail, ...(failed.status === 'lost' ? { lost: true } : {}) }, since: now, signalled: false };
@@ -374,13 +385,13 @@ export class JobLifecycle {
     this.attempts.set(job.id, state);
   }
 
-  private adopted(jobId: string, now: number): LifecycleCommand[] {
+  private adopted(jobId: string, now: number): readonly LifecycleCommand[] {
     const attempt = this.attempts.get(jobId);
-    if (!attempt?.awaitingAdoption) return [];
+    if (!attempt?.awaitingAdoption) return NO_COMMANDS;
     attempt.awaitingAdoption = false;
     const ended = this.endIfAllOut(attempt, now);
     if (ended.length > 0) return ended;
-    if (!attempt.stop) return [];
+    if (!attempt.stop) return NO_COMMANDS;
     const recorded = attempt.stop.recorded;
     if (!recorded) return this.signalStop(attempt, now);
     // Carried on as recorded: the deadline the ranks were told stays the one they get; nothing new is recorded.
@@ -388,7 +399,7 @@ export class JobLifecycle {
     return [{ kind: 'signal_ranks', jobId, attempt: attempt.attempt, signal: recorded.signal, deadline: recorded.deadline, resumed: true }];
   }
 
-  private launchInterrupted(job: Job): LifecycleCommand[] {
+  private launchInterrupted(job: Job): readonly LifecycleCommand[] {
     this.attempts.delete(job.id);
     const attempt = job.attempt ?? 1;
     if (job.cancelRequestedAt !== undefined) return [{ kind: 'finish', jobId: job.id, attempt, end: { status: 'cancelled', exitCode: null, endReason: 'cancelled' } }];
@@ -398,17 +409,17 @@ export class JobLifecycle {
   // ---- stops and ends ---------------------------------------------------------------------------------------
 
   /** Starts stopping a gang unless it is already being stopped: the first cause is the one the job ends with. */
-  private beginStop(attempt: Attempt, cause: StopCause, now: number): LifecycleCommand[] {
-    if (attempt.stop) return [];
+  private beginStop(attempt: Attempt, cause: StopCause, now: number): readonly LifecycleCommand[] {
+    if (attempt.stop) return NO_COMMANDS;
     attempt.stop = { cause, since: now, signalled: false };
-    if (!attempt.launched || attempt.awaitingAdoption) return [];
+    if (!attempt.launched || attempt.awaitingAdoption) return NO_COMMANDS;
     return this.signalStop(attempt, now);
   }
 
   /** Records the stop (cause, signal, deadline), then signals the live ranks: durable before any rank hears of it. */
-  private signalStop(attempt: Attempt, now: number): LifecycleCommand[] {
+  private signalStop(attempt: Attempt, now: number): readonly LifecycleCommand[] {
     const stop = attempt.stop;
-    if (!stop || !this.hasLiveRanks(attempt)) return [];
+    if (!stop || !this.hasLiveRanks(attempt)) return NO_COMMANDS;
     stop.signalled = true;
     const { graceMs, source } = this.stopGraceOf(attempt.job);
     const signal = attempt.job.spec.stopSignal ?? 'SIGTERM';
@@ -426,20 +437,19 @@ export class JobLifecycle {
   }
 
   private hasLiveRanks(attempt: Attempt): boolean {
-    for (const rank of attempt.ranks.values()) if (rank.status === 'running' || rank.status === 'launching') return true;
+    for (const rank of attempt.ranks) if (rank.status === 'running' || rank.status === 'launching') return true;
     return false;
   }
 
   /** Once every rank is out: the attempt's outcome (`decideAttemptOutcome`), and the ledgers updated with it. */
-  private endIfAllOut(attempt: Attempt, now: number): LifecycleCommand[] {
-    if (attempt.awaitingAdoption || attempt.ranks.size === 0 || this.hasLiveRanks(attempt)) return [];
+  private endIfAllOut(attempt: Attempt, now: number): readonly LifecycleCommand[] {
+    if (attempt.awaitingAdoption || attempt.ranks.length === 0 || this.hasLiveRanks(attempt)) return NO_COMMANDS;
     const { job } = attempt;
     this.attempts.delete(job.id);
     const cause = attempt.stop?.cause ?? (job.cancelRequestedAt !== undefined ? ({ kind: 'cancelled' } as const) : undefined);
-    const outcome = decideAttemptOutcome(job, cause, [...attempt.ranks.values()]);
+    const outcome = decideAttemptOutcome(job, cause, attempt.ranks);
     const ranMs = attempt.startedAt === undefined ? 0 : Math.max(0, now - attempt.startedAt);
     const gpus = computeGpusHeld(job.spec);
-    const withCause = cause !== undefined ? { cause } : {};
     if (outcome.kind === 'finish') {
       // The run-time history learns how long the job needed: every attempt it ran, not only the last.
       const totalRunMs = (this.pastRunMs.get(job.id) ?? 0) + ranMs;
@@ -448,13 +458,15 @@ export class JobLifecycle {
       if (outcome.end.status === 'succeeded' && this.settings.durationWindow !== undefined) {
         recordFinishedDuration(this.durationHistory, job.spec.team, gpus, totalRunMs, this.settings.durationWindow);
       }
-      return [{ kind: 'finish', jobId: job.id, attempt: attempt.attempt, end: outcome.end, ...withCause }];
+      const finish: Extract<LifecycleCommand, { kind: 'finish' }> = { kind: 'finish', jobId: job.id, attempt: attempt.attempt, end: outcome.end };
+      if (cause !== undefined) finish.cause = cause;
+      return [finish];
     }
     this.pastServiceGpuMs.set(job.id, (this.pastServiceGpuMs.get(job.id) ?? 0) + gpus * ranMs);
     this.pastRunMs.set(job.id, (this.pastRunMs.get(job.id) ?? 0) + ranMs);
     const notBefore = outcome.backoffMs > 0 ? now + outcome.backoffMs : undefined;
     const commands: LifecycleCommand[] = [
-      { kind: 'requeue', jobId: job.id, attempt: attempt.attempt, reason: outcome.reason, options: { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) }, ...withCause },
+      { kind: 'requeue', jobId: job.id, attempt: attempt.attempt, reason: outcome.reason, options: { ...outcome.options, ...(notBefore !== undefined ? { notBefore } : {}) }, ...(cause !== undefined ? { cause } : {}) },
     ];
     if (notBefore !== undefined) commands.push({ kind: 'wake_at', at: notBefore, why: 'backoff', jobId: job.id });
     return commands;

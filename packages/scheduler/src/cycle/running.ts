@@ -187,13 +187,14 @@ function resolveChangedNodes(cache: NodeIndexCache, pass: number): Resolved {
       if (entry?.present) look(entry);
     }
     const indexed = node.indexed as IndexedNode;
-    const { jobIds, gpuIndexes, fractions } = node.seen;
+    const seen = node.seen;
+    const { jobIds, gpuIndexes } = seen;
     for (let i = 0; i < jobIds.length; i++) {
       const gpu = indexed.gpuByIndex.get(gpuIndexes[i] as number);
       if (!gpu) continue;
       const entry = cache.runningEntry(jobIds[i] as string);
       look(entry);
-      (entry.onChanged ??= []).push({ ordinal: indexed.ordinal, gpu, fraction: fractions[i] });
+      (entry.onChanged ??= []).push({ ordinal: indexed.ordinal, gpu, fraction: seen.fractionAt(i) });
     }
   }
   const list = cache.nodeList as NonNullable<typeof cache.nodeList>;

@@ -274,21 +274,21 @@ class NodesByName implements ReadonlyMap<string, IndexedNode> {
 
 /** A node indexed with its allocations, in snapshot order. */
 function indexNodeWith(info: NodeInfo, ordinal: number, allocations: NodeAllocations): IndexedNode {
-  const { jobIds, gpuIndexes, fractions, memoryMiB } = allocations;
+  const { jobIds, gpuIndexes } = allocations;
   const heldBy = new Map<number, string>();
   let shared: Map<number, SharedUse> | undefined;
   for (let i = 0; i < allocations.length; i++) {
     const gpuIndex = gpuIndexes[i] as number;
-    const fraction = fractions[i];
+    const fraction = allocations.fractionAt(i);
     if (!heldBy.has(gpuIndex)) heldBy.set(gpuIndex, jobIds[i] as string);
     if (fraction !== undefined) {
       shared ??= new Map();
       const use = shared.get(gpuIndex) ?? { parts: 0, memoryMiB: 0 };
-      shared.set(gpuIndex, { parts: use.parts + toParts(fraction), memoryMiB: use.memoryMiB + (memoryMiB[i] ?? 0) });
+      shared.set(gpuIndex, { parts: use.parts + toParts(fraction), memoryMiB: use.memoryMiB + (allocations.memoryMiBAt(i) ?? 0) });
     }
   }
   // A GPU with a whole-GPU allocation is not shareable, whatever fractional allocations also name it.
-  if (shared) for (let i = 0; i < allocations.length; i++) if (fractions[i] === undefined) shared.set(gpuIndexes[i] as number, { parts: FRACTION_PARTS, memoryMiB: Infinity });
+  if (shared) for (let i = 0; i < allocations.length; i++) if (allocations.fractionAt(i) === undefined) shared.set(gpuIndexes[i] as number, { parts: FRACTION_PARTS, memoryMiB: Infinity });
   return indexNode(info, ordinal, heldBy, shared ?? new Map());
 }
 

@@ -34,38 +34,54 @@ import type { IndexedNode, SnapshotIndex } from '../cycle/snapshot-index.ts';
 /**
  * Copies of one node's allocations (the node is the entry's), in snapshot order, field by field in arrays: comparing
  * a snapshot's allocations with them then reads each allocation object and a few arrays, not a copy object each.
+ * Fractions and GPU memory get their arrays only once an allocation of the node has one: whole-GPU nodes (most) are
+ * then compared reading two arrays, not four (every node is compared every cycle).
  */
 export class NodeAllocations {
   readonly jobIds: string[] = [];
   readonly gpuIndexes: number[] = [];
-  readonly fractions: (number | undefined)[] = [];
-  readonly memoryMiB: (number | undefined)[] = [];
+  /** By position; undefined while no allocation has a fraction (or GPU memory). */
+  private fractions: (number | undefined)[] | undefined;
+  private memoryMiB: (number | undefined)[] | undefined;
   length = 0;
 
   /** Whether allocation `at` has these contents. */
   equals(at: number, allocation: GpuAllocation): boolean {
-    return this.jobIds[at] === allocation.jobId && this.gpuIndexes[at] === allocation.gpuIndex && this.fractions[at] === allocation.fraction && this.memoryMiB[at] === allocation.memoryMiB;
+    return (
+      this.jobIds[at] === allocation.jobId &&
+      this.gpuIndexes[at] === allocation.gpuIndex &&
+      (this.fractions === undefined ? allocation.fraction === undefined : this.fractions[at] === allocation.fraction) &&
+      (this.memoryMiB === undefined ? allocation.memoryMiB === undefined : this.memoryMiB[at] === allocation.memoryMiB)
+    );
+  }
+
+  fractionAt(at: number): number | undefined {
+    return this.fractions?.[at];
+  }
+
+  memoryMiBAt(at: number): number | undefined {
+    return this.memoryMiB?.[at];
   }
 
   push(allocation: GpuAllocation): void {
-    this.jobIds.push(allocation.jobId);
-    this.gpuIndexes.push(allocation.gpuIndex);
-    this.fractions.push(allocation.fraction);
-    this.memoryMiB.push(allocation.memoryMiB);
-    this.length++;
+    this.add(allocation.jobId, allocation.gpuIndex, allocation.fraction, allocation.memoryMiB);
   }
 
   /** A copy of the first `count`. */
   prefix(count: number): NodeAllocations {
     const copy = new NodeAllocations();
-    for (let i = 0; i < count; i++) {
-      copy.jobIds.push(this.jobIds[i] as string);
-      copy.gpuIndexes.push(this.gpuIndexes[i] as number);
-      copy.fractions.push(this.fractions[i]);
-      copy.memoryMiB.push(this.memoryMiB[i]);
-    }
-    copy.length = count;
+    for (let i = 0; i < count; i++) copy.add(this.jobIds[i] as string, this.gpuIndexes[i] as number, this.fractions?.[i], this.memoryMiB?.[i]);
     return copy;
+  }
+
+  private add(jobId: string, gpuIndex: number, fraction: number | undefined, memoryMiB: number | undefined): void {
+    this.jobIds.push(jobId);
+    this.gpuIndexes.push(gpuIndex);
+    if (fraction !== undefined && this.fractions === undefined) this.fractions = new Array<number | undefined>(this.length).fill(undefined);
+    this.fractions?.push(fraction);
+    if (memoryMiB !== undefined && this.memoryMiB === undefined) this.memoryMiB = new Array<number | undefined>(this.length).fill(undefined);
+    this.memoryMiB?.push(memoryMiB);
+    this.length++;
   }
 }
 

@@ -7,7 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Stops the Slurm dev cluster after a run that started it (see packages/backends/test/slurm-cluster.ts).
-    globalSetup: ['packages/backends/test/slurm-global-setup.ts'],
+    // Stop the Slurm dev cluster and the PostgreSQL dev server after a run that started them (see
+    // packages/backends/test/slurm-cluster.ts and packages/store/test/postgres-dev-server.ts).
+    globalSetup: ['packages/backends/test/slurm-global-setup.ts', 'packages/store/test/pg-global-setup.ts'],
   },
 });

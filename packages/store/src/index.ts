@@ -1,6 +1,7 @@
 export * from './state-store.ts';
 export * from './kysely-state-store.ts';
 export * from './sqlite-state-store.ts';
+export * from './postgres-state-store.ts';
 export * from './store-dialect.ts';
 export * from './migrations.ts';
 export * from './schema.ts';

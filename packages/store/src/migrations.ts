@@ -154,7 +154,9 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 3,
     name: 'GPU samples (utilization, memory, power, temperature) per GPU, attributed to jobs',
-    async up(db) {
+    async up(db, dialect) {
+      // `real` on SQLite, as this migration shipped; PostgreSQL's `real` would be 4 bytes (see StoreDialect).
+      const double = dialect.doubleType;
       // job_id is null for a sample of a free GPU; samples outlive nothing else (pruned by age).
       await db.schema
         .createTable('gpu_samples')
@@ -163,11 +165,11 @@ export const MIGRATIONS: readonly Migration[] = [
         .addColumn('gpu_index', 'integer', (c) => c.notNull())
         .addColumn('job_id', 'bigint')
         .addColumn('interval_ms', 'bigint', (c) => c.notNull())
-        .addColumn('utilization_pct', 'real')
-        .addColumn('memory_used_mib', 'real')
-        .addColumn('memory_total_mib', 'real')
-        .addColumn('power_w', 'real')
-        .addColumn('temperature_c', 'real')
+        .addColumn('utilization_pct', double)
+        .addColumn('memory_used_mib', double)
+        .addColumn('memory_total_mib', double)
+        .addColumn('power_w', double)
+        .addColumn('temperature_c', double)
         .execute();
       await db.schema.createIndex('gpu_samples_job_at').on('gpu_samples').columns(['job_id', 'at']).execute();
       await db.schema.createIndex('gpu_samples_at').on('gpu_samples').columns(['at']).execute();
@@ -176,7 +178,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     name: 'shared GPUs: fractional allocations, several jobs per GPU',
-    async up(db) {
+    async up(db, dialect) {
       // The key becomes (node, gpu_index, job_id): a GPU may hold several shares. The applier keeps a whole GPU
       // exclusive and the shares of one GPU within 1 and within its memory, inside the placing transaction.
       await db.schema
@@ -184,8 +186,8 @@ export const MIGRATIONS: readonly Migration[] = [
         .addColumn('node', 'text', (c) => c.notNull())
         .addColumn('gpu_index', 'integer', (c) => c.notNull())
         .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id'))
-        .addColumn('fraction', 'real')
-        .addColumn('memory_mib', 'real')
+        .addColumn('fraction', dialect.doubleType)
+        .addColumn('memory_mib', dialect.doubleType)
         .addPrimaryKeyConstraint('gpu_allocations_v4_pk', ['node', 'gpu_index', 'job_id'])
         .execute();
       await db.insertInto('gpu_allocations_v4').columns(['node', 'gpu_index', 'job_id']).expression(db.selectFrom('gpu_allocations').select(['node', 'gpu_index', 'job_id'])).execute();
@@ -324,13 +326,18 @@ export async function runMigrations(db: Kysely<any>, dialect: StoreDialect, opti
   });
   const known = migrations.length;
 
-  await db.schema
-    .createTable('schema_migrations')
-    .ifNotExists()
-    .addColumn('version', 'integer', (c) => c.primaryKey())
-    .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('applied_at', 'bigint', (c) => c.notNull())
-    .execute();
+  // Every step below holds the dialect's migration lock: two servers opening one PostgreSQL database at once would
+  // otherwise both create the same tables (the loser failing on a duplicate), as "if not exists" is no lock either.
+  await db.transaction().execute(async (trx) => {
+    await dialect.lockForMigration(trx);
+    await trx.schema
+      .createTable('schema_migrations')
+      .ifNotExists()
+      .addColumn('version', 'integer', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('applied_at', 'bigint', (c) => c.notNull())
+      .execute();
+  });
 
   let current = await currentSchemaVersion(db);
   if (current > known) throw new SchemaTooNewError(current, known, options.where);
@@ -338,7 +345,8 @@ export async function runMigrations(db: Kysely<any>, dialect: StoreDialect, opti
   for (const migration of migrations) {
     if (migration.version <= current) continue;
     await db.transaction().execute(async (trx) => {
-      // Re-checked inside the transaction in case another process migrated meanwhile (PostgreSQL).
+      await dialect.lockForMigration(trx);
+      // Re-checked under the lock: another server may have applied it since `current` was read (PostgreSQL).
       const done = await trx.selectFrom('schema_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();
       if (done) return;
       await migration.up(trx, dialect);

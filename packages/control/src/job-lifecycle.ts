@@ -232,14 +232,18 @@ export class JobLifecycle {
 
   private placed(job: Job, ranks: readonly PlacedRank[], now: number): readonly LifecycleCommand[] {
     const attempt = job.attempt ?? 1;
+    // Every field an attempt (and a rank) will have, from the start: one object shape for all, no fields added later.
     const state: Attempt = {
       job,
       attempt,
-      // Every field a rank will have from the start: one object shape for every rank of every attempt.
       ranks: ranks.map(({ rank, node }) => ({ rank, node, status: 'launching', exitCode: undefined, finishedAt: undefined })),
       launched: false,
+      startedAt: undefined,
+      stop: undefined,
+      maxDurationAt: undefined,
       lastProgressAt: now,
       watchedSince: now,
+      lastValues: undefined,
       awaitingAdoption: false,
     };
     this.attempts.set(job.id, state);
@@ -363,10 +367,12 @@ export class JobLifecycle {
       attempt,
       ranks: ranks.map((r) => ({ rank: r.rank, node: r.node, status: r.status === 'starting' ? 'running' : r.status, exitCode: r.exitCode, finishedAt: r.finishedAt })),
       launched: true,
-      ...(job.startedAt !== undefined ? { startedAt: job.startedAt } : {}),
-      ...(job.spec.maxDurationMs !== undefined && job.startedAt !== undefined ? { maxDurationAt: job.startedAt + job.spec.maxDurationMs } : {}),
+      startedAt: job.startedAt,
+      stop: undefined,
+      maxDurationAt: job.spec.maxDurationMs !== undefined && job.startedAt !== undefined ? job.startedAt + job.spec.maxDurationMs : undefined,
       lastProgressAt: now,
       watchedSince: now,
+      lastValues: undefined,
       awaitingAdoption: true,
     };
     // Why the attempt was being stopped when the control plane died: the stop it recorded (then signalled, or about to

@@ -211,7 +211,9 @@ export class KyselyStateStore implements StateStore {
     if (query.user !== undefined) q = q.where('submitted_by', '=', query.user);
     if (query.nameContains !== undefined && query.nameContains !== '') {
       const pattern = `%${query.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      q = q.where(sql<boolean>`name like ${pattern} escape '\\'`);
+      // Ignoring case on both databases: SQLite's LIKE ignores (ASCII) case and PostgreSQL's does not, so both sides
+      // are lowered by the database itself (as its LIKE would compare them) rather than by JavaScript.
+      q = q.where(sql<boolean>`lower(name) like lower(${pattern}) escape '\\'`);
     }
     if (after !== undefined) {
       if (sort.by === 'id') q = q.where('id', beyond, after.id);
@@ -307,6 +309,7 @@ export class KyselyStateStore implements StateStore {
     return this.#db.transaction().execute(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (job?.status !== 'running') return undefined;
+      await this.#lockAllocations(trx);
       const tasks = (await trx.selectFrom('tasks').selectAll().where('job_id', '=', key).orderBy('rank', 'asc').execute()).map(taskFromRow);
       const wanted = new Map(ranks.map((r) => [r.rank, r.node]));
       const moving = tasks.filter((t) => wanted.has(t.rank) && wanted.get(t.rank) !== t.node);
@@ -398,9 +401,13 @@ export class KyselyStateStore implements StateStore {
     return nodes;
   }
 
-  /** Read in one transaction, so the version, nodes and allocations agree. Nodes by name; allocations by node, GPU. */
+  /**
+   * Read in one transaction, so the version, nodes and allocations agree. Nodes by name; allocations by node, GPU.
+   * Repeatable read: at PostgreSQL's default (read committed) each statement would see the commits made since the
+   * one before, e.g. a placement's allocations without its version bump. SQLite's transactions are that already.
+   */
   async snapshot(): Promise<ClusterSnapshot> {
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#db.transaction().setIsolationLevel('repeatable read').execute(async (trx) => {
       const meta = await trx.selectFrom('meta').select('value').where('key', '=', SNAPSHOT_VERSION_KEY).executeTakeFirstOrThrow();
       const nodeRows = await trx.selectFrom('nodes').select('info_json').orderBy('name', 'asc').execute();
       const allocationRows = await trx
@@ -443,6 +450,7 @@ export class KyselyStateStore implements StateStore {
       return await this.#db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
         const job = await this.#lockJob(trx, key);
         if (job?.status !== 'pending') return { jobId, applied: false, reason: 'job_not_pending' };
+        await this.#lockAllocations(trx);
 
         const names = [...new Set(placement.nodes.map((n) => n.node))];
         const nodeRows = names.length === 0 ? [] : await trx.selectFrom('nodes').selectAll().where('name', 'in', names).execute();
@@ -468,7 +476,7 @@ export class KyselyStateStore implements StateStore {
           if (!fitsBesides(wanted, held, inventory)) return { jobId, applied: false, reason: 'gpu_taken' };
           if (new Set(wanted.map((w) => `${w.node}/${w.gpu_index}`)).size !== wanted.length) return { jobId, applied: false, reason: 'gpu_taken' };
           try {
-            // Writers are serialized (one SQLite writer; the job row is locked on PostgreSQL), so the check above
+            // Placements are serialized (one SQLite writer; #lockAllocations on PostgreSQL), so the check above
             // holds until commit; the primary key (node, gpu_index, job_id) still refuses a job naming a GPU twice.
             for (const chunk of chunked(wanted, INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
           } catch (error) {
@@ -745,6 +753,19 @@ export class KyselyStateStore implements StateStore {
       .where('id', '=', key)
       .$if(this.#dialect.rowLocks, (q) => q.forUpdate())
       .executeTakeFirst();
+  }
+
+  /**
+   * Makes transactions that read allocations and then add some (placing, relocating) run one after the other, as
+   * SQLite's single writer does anyway. Row locks on jobs are not enough: two jobs placed at once on one GPU would
+   * each see it free and both take it (shares have no unique index to stop them; a whole GPU beside shares neither).
+   * The lock is the snapshot version's row, which these transactions bump before they commit in any case, so it
+   * serializes nothing more than already waited for it. Always taken after the job's row, never before: the same
+   * order as every other transaction that locks both, so no two deadlock.
+   */
+  async #lockAllocations(trx: Transaction<StoreDatabase>): Promise<void> {
+    if (!this.#dialect.rowLocks) return;
+    await trx.selectFrom('meta').select('value').where('key', '=', SNAPSHOT_VERSION_KEY).forUpdate().execute();
   }
 
   // ---- events -----------------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ export interface JobQuery {
   team?: string;
   /** Only jobs submitted by this user. */
   user?: string;
-  /** Only jobs whose name contains this text. */
+  /** Only jobs whose name contains this text, ignoring case (`%` and `_` are taken literally). */
   nameContains?: string;
   /**
    * The order of the pages: by `id` (submission order), or by a column with the id breaking ties in the same

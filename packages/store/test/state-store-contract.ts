@@ -162,6 +162,12 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(ids(await store.listJobs({ nameContains: 'tr_in' }))).toEqual([]);
       });
 
+      it('finds a part of the name whatever its case', async () => {
+        const job = await store.createJob(makeJobSpec({ name: 'Train-LLM' }), T0);
+        await store.createJob(makeJobSpec({ name: 'eval' }), T0);
+        for (const nameContains of ['train', 'TRAIN-llm', 'Llm']) expect((await store.listJobs({ nameContains })).jobs.map((j) => j.id)).toEqual([job.id]);
+      });
+
       it('sorts by a column with the id breaking ties, and pages each order with its own cursors', async () => {
         const specs = [
           { name: 'c', team: 'red', priority: 10 },
@@ -451,6 +457,25 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect(results.flat().filter((o) => o.applied)).toHaveLength(1);
         expect((await store.snapshot()).allocations).toHaveLength(1);
         expect(await store.countJobsByStatus()).toMatchObject({ running: 1, pending: 5 });
+      });
+
+      it('never puts a whole-GPU job beside shares, nor shares past a GPU, under concurrent calls', async () => {
+        const share = (jobId: string, node: string, gpu: number, fraction: number): PlacementWithTasks => {
+          const placed = makePlacement(jobId, [[node, [gpu]]]);
+          return { ...placed, placement: { jobId, nodes: [{ node, gpuIndices: [gpu], gpuFraction: fraction, gpuMemoryMiB: 1000 }] } };
+        };
+        // On each of the 8 GPUs, all at once: a whole-GPU job and two shares that do not fit together (0.6 + 0.6).
+        const gpus = ['n1', 'n2'].flatMap((node) => [0, 1, 2, 3].map((gpu) => ({ node, gpu })));
+        const contenders = await Promise.all(
+          gpus.map(async ({ node, gpu }) => {
+            const [whole, first, second] = await Promise.all([0, 1, 2].map(() => store.createJob(makeJobSpec(), T0)));
+            return [makePlacement(whole!.id, [[node, [gpu]]]), share(first!.id, node, gpu, 0.6), share(second!.id, node, gpu, 0.6)];
+          }),
+        );
+        await Promise.all(contenders.flat().map((placement) => store.applyPlacements([placement], T0 + 1)));
+        const { allocations } = await store.snapshot();
+        for (const { node, gpu } of gpus) expect(allocations.filter((a) => a.node === node && a.gpuIndex === gpu)).toHaveLength(1);
+        expect(await store.countJobsByStatus()).toMatchObject({ running: 8, pending: 16 });
       });
 
       it('shares a GPU between fractional jobs within its capacity and memory, never beside a whole-GPU job', async () => {
@@ -801,6 +826,13 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         expect((await store.listGpuSamples(a.id, { since: T0 + 15_000 })).map((s) => s.gpuIndex)).toEqual([0, 1]);
         expect((await store.listGpuSamples(a.id, { limit: 1 })).map((s) => [s.at - T0, s.gpuIndex])).toEqual([[20_000, 1]]);
         expect(await store.listGpuSamples('999999')).toEqual([]);
+      });
+
+      it('keeps fractional gauges as 8-byte floats, in reads and in the energy sum', async () => {
+        const a = await store.createJob(makeJobSpec(), T0);
+        await store.appendGpuSamples([{ ...sample(a.id, T0 + 10_000, 0, 333.3), utilizationPct: 12.3, temperatureC: 61.7 }]);
+        expect((await store.listGpuSamples(a.id)).map((s) => [s.powerW, s.utilizationPct, s.temperatureC])).toEqual([[333.3, 12.3, 61.7]]);
+        expect(await store.jobEnergyWh(a.id)).toBe((333.3 * 10_000) / 3_600_000);
       });
 
       it('has no energy figure for a job without power readings', async () => {

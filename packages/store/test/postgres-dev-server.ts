@@ -8,12 +8,13 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 
 const run = promisify(execFile);
-export const PG_DEV_SCRIPT = path.resolve(__dirname, '../../../scripts/pg-dev.sh');
+// From the module's URL rather than __dirname, so that plain Node (measure-create-job.ts) can load it too.
+export const PG_DEV_SCRIPT = fileURLToPath(new URL('../../../scripts/pg-dev.sh', import.meta.url));
 
 let adminUrl: Promise<string> | undefined;
 

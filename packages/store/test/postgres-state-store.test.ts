@@ -1,7 +1,10 @@
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPostgresStateStore, LATEST_SCHEMA_VERSION, PostgresConnectionError } from '../src/index.ts';
-import type { PostgresStateStore } from '../src/index.ts';
+import { createPostgresStateStore, LATEST_SCHEMA_VERSION, MIGRATIONS, PostgresConnectionError, postgresStoreDialect, runMigrations, SchemaTooNewError } from '../src/index.ts';
+import type { Migration, PostgresStateStore } from '../src/index.ts';
 import { makeJobSpec } from './builders.ts';
 import { createTestDatabase } from './postgres-dev-server.ts';
 import type { TestDatabase } from './postgres-dev-server.ts';
@@ -65,6 +68,63 @@ describe('PostgreSQL state store', () => {
     }
   });
 
+  /** Runs `use` with a bare Kysely on the database (no store: the schema a test sets up may be an old one). */
+  async function withKysely<T>(url: string, use: (db: Kysely<unknown>) => Promise<T>): Promise<T> {
+    const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }) });
+    try {
+      return await use(db);
+    } finally {
+      await db.destroy();
+    }
+  }
+
+  it("upgrades a database whose ranks were recorded by local pid: each becomes the local backend's handle (PostgreSQL's JSON functions)", async () => {
+    // Schema 6 with job 7 running: rank 0 launched (all three old columns), rank 1 launched without a known start
+    // time (a null the handle must leave out), rank 2 not launched.
+    const { url } = await freshDatabase();
+    await withKysely(url, async (db) => {
+      await runMigrations(db, postgresStoreDialect, { migrations: MIGRATIONS.slice(0, 6) });
+      await sql`insert into jobs (id, name, team, priority, status, spec_json, created_at, started_at, attempt) values (7, 'old', 'default', 0, 'running', ${JSON.stringify(makeJobSpec())}, ${T0}, ${T0 + 1}, 1)`.execute(db);
+      const task = (rank: number, pid: number | null, start: number | null, log: string | null) =>
+        sql`insert into tasks (job_id, rank, local_rank, node_rank, node, gpus_json, status, pid, pid_start_time, log_path) values (7, ${rank}, ${rank}, 0, 'n1', '[0]', 'running', ${pid}, ${start}, ${log})`.execute(db);
+      await task(0, 4242, 987654, '/data/jobs/7/attempt-1/rank-0.log');
+      await task(1, 4243, null, '/data/jobs/7/attempt-1/rank-1.log');
+      await task(2, null, null, null);
+    });
+    const upgraded = await openStore(url);
+    expect((await upgraded.getTasks('7')).map((t) => t.backend)).toEqual([
+      { kind: 'local', ref: { pid: 4242, pidStartTime: 987654, logPath: '/data/jobs/7/attempt-1/rank-0.log' } },
+      { kind: 'local', ref: { pid: 4243, logPath: '/data/jobs/7/attempt-1/rank-1.log' } },
+      undefined,
+    ]);
+  });
+
+  it('rolls back a failing migration entirely, its tables included', async () => {
+    const { url } = await freshDatabase();
+    const broken: Migration = {
+      version: MIGRATIONS.length + 1,
+      name: 'broken',
+      async up(trx) {
+        await trx.schema.createTable('half_done').addColumn('x', 'integer').execute();
+        await sql`this is not sql`.execute(trx);
+      },
+    };
+    await withKysely(url, async (db) => {
+      await expect(runMigrations(db, postgresStoreDialect, { migrations: [...MIGRATIONS, broken] })).rejects.toThrow(/syntax error/);
+      expect((await sql<{ t: string | null }>`select to_regclass('half_done')::text as t`.execute(db)).rows).toEqual([{ t: null }]);
+      expect((await sql<{ v: number }>`select max(version) as v from schema_migrations`.execute(db)).rows).toEqual([{ v: LATEST_SCHEMA_VERSION }]);
+    });
+  });
+
+  it('refuses a database written by a newer tutti', async () => {
+    const { url } = await freshDatabase();
+    await (await createPostgresStateStore({ url })).close();
+    await withKysely(url, (db) => sql`insert into schema_migrations (version, name, applied_at) values (${LATEST_SCHEMA_VERSION + 1}, 'from the future', ${T0})`.execute(db));
+    const attempt = createPostgresStateStore({ url });
+    await expect(attempt).rejects.toBeInstanceOf(SchemaTooNewError);
+    await expect(attempt).rejects.toThrow(new RegExp(`schema version ${LATEST_SCHEMA_VERSION + 1}.*upgrade tutti`));
+  });
+
   it('reads ids and timestamps as numbers without changing node-postgres for the rest of the process', async () => {
     const store = await openStore((await freshDatabase()).url);
     const job = await store.createJob(makeJobSpec(), T0);
@@ -91,5 +151,20 @@ describe('PostgreSQL state store', () => {
     const missing = new URL((await freshDatabase()).url);
     missing.pathname = '/tutti_no_such_database';
     await expect(createPostgresStateStore({ url: missing.toString() })).rejects.toThrow(/has no such database .*; create it \(createdb NAME\)/);
+  });
+
+  it('gives up on a server that accepts the connection but never answers, saying so', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      await expect(createPostgresStateStore({ url: `postgres://tutti@127.0.0.1:${port}/tutti`, connectTimeoutMs: 300 })).rejects.toThrow(
+        new RegExp(`^cannot reach the PostgreSQL server of postgres://tutti@127\\.0\\.0\\.1:${port}/tutti: no answer within 300 ms \\(.*\\); check the host, the port and the network$`),
+      );
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

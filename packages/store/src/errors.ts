@@ -11,11 +11,10 @@ export class SchemaTooNewError extends Error {
     readonly databaseVersion: number,
     readonly knownVersion: number,
     where?: string,
+    /** What else the operator can do, after "upgrade tutti, or". */
+    otherwise = 'use a different --data-dir',
   ) {
-    super(
-      `the database${where ? ` ${where}` : ''} has schema version ${databaseVersion}, newer than this tutti knows (${knownVersion}); ` +
-        'upgrade tutti, or use a different --data-dir',
-    );
+    super(`the database${where ? ` ${where}` : ''} has schema version ${databaseVersion}, newer than this tutti knows (${knownVersion}); upgrade tutti, or ${otherwise}`);
   }
 }
 

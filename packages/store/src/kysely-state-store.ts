@@ -50,6 +50,8 @@ export interface KyselyStateStoreOptions {
   dialect: StoreDialect;
   /** Names the database in messages (a file path, a connection URL without password). */
   where?: string;
+  /** The advice besides upgrading tutti when the database is from a newer one. @default 'use a different --data-dir' */
+  otherwise?: string;
   /** The most job submissions one group-commit transaction takes. @default 1000 */
   maxCreateBatch?: number;
 }
@@ -87,6 +89,7 @@ export class KyselyStateStore implements StateStore {
   #parsedNodes = new Map<string, NodeInfo>();
   readonly #dialect: StoreDialect;
   readonly #where: string | undefined;
+  readonly #otherwise: string | undefined;
   readonly #creates: GroupCommitQueue<NewJob, Job>;
   #closed: Promise<void> | undefined;
 
@@ -94,11 +97,15 @@ export class KyselyStateStore implements StateStore {
     this.#db = options.db;
     this.#dialect = options.dialect;
     this.#where = options.where;
+    this.#otherwise = options.otherwise;
     this.#creates = new GroupCommitQueue((batch) => this.#insertJobs(batch), { maxBatch: options.maxCreateBatch ?? 1000 });
   }
 
   async migrate(): Promise<void> {
-    await runMigrations(this.#db, this.#dialect, this.#where !== undefined ? { where: this.#where } : {});
+    await runMigrations(this.#db, this.#dialect, {
+      ...(this.#where !== undefined ? { where: this.#where } : {}),
+      ...(this.#otherwise !== undefined ? { otherwise: this.#otherwise } : {}),
+    });
   }
 
   /** The highest applied migration (0 before `migrate`). */

@@ -308,6 +308,8 @@ export interface RunMigrationsOptions {
   migrations?: readonly Migration[];
   /** Names the database in error messages (a file path). */
   where?: string;
+  /** SchemaTooNewError's advice besides upgrading. @default 'use a different --data-dir' */
+  otherwise?: string;
   /** @default Date.now */
   now?: () => number;
 }
@@ -340,7 +342,7 @@ export async function runMigrations(db: Kysely<any>, dialect: StoreDialect, opti
   });
 
   let current = await currentSchemaVersion(db);
-  if (current > known) throw new SchemaTooNewError(current, known, options.where);
+  if (current > known) throw new SchemaTooNewError(current, known, options.where, options.otherwise);
 
   for (const migration of migrations) {
     if (migration.version <= current) continue;

@@ -45,7 +45,7 @@ export class PostgresStateStore extends KyselyStateStore {
     db: Kysely<StoreDatabase>,
     maxCreateBatch?: number,
   ) {
-    super({ db, dialect: postgresStoreDialect, where: url, ...(maxCreateBatch !== undefined ? { maxCreateBatch } : {}) });
+    super({ db, dialect: postgresStoreDialect, where: url, otherwise: 'point it at another database', ...(maxCreateBatch !== undefined ? { maxCreateBatch } : {}) });
   }
 }
 

@@ -33,8 +33,8 @@ describe('PostgreSQL state store', () => {
     databases.push(database);
     return database;
   }
-  async function openStore(url: string): Promise<PostgresStateStore> {
-    const store = await createPostgresStateStore({ url });
+  async function openStore(url: string, options: { maxCreateBatch?: number } = {}): Promise<PostgresStateStore> {
+    const store = await createPostgresStateStore({ url, ...options });
     open.push(store);
     return store;
   }
@@ -66,6 +66,33 @@ describe('PostgreSQL state store', () => {
     } finally {
       await client.end();
     }
+  });
+
+  it('gives concurrent submissions consecutive ids in call order over several group commits, every row and event written', async () => {
+    const store = await openStore((await freshDatabase()).url, { maxCreateBatch: 64 });
+    const n = 500;
+    const jobs = await Promise.all(Array.from({ length: n }, (_, i) => store.createJob(makeJobSpec({ name: `j${i}` }), T0 + i)));
+    const ids = jobs.map((j) => Number(j.id));
+    expect(ids).toEqual(Array.from({ length: n }, (_, i) => (ids[0] as number) + i));
+    jobs.forEach((job, i) => expect(job).toMatchObject({ spec: { name: `j${i}` }, createdAt: T0 + i }));
+    expect((await store.listJobs({ limit: 1000 })).jobs.map((j) => j.id).reverse()).toEqual(jobs.map((j) => j.id));
+    expect((await store.listEvents({ limit: 10_000 })).filter((e) => e.type === 'submitted')).toHaveLength(n);
+  });
+
+  it('fails every caller of a batch whose transaction fails, and recovers for the next', async () => {
+    const { url } = await freshDatabase();
+    const store = await openStore(url);
+    // A trigger refuses one job of the batch: the batch's one transaction fails as a whole.
+    await withKysely(url, async (db) => {
+      await sql`create function refuse_boom() returns trigger language plpgsql as $$ begin if new.name = 'boom' then raise exception 'boom refused'; end if; return new; end $$`.execute(db);
+      await sql`create trigger fail_jobs before insert on jobs for each row execute function refuse_boom()`.execute(db);
+    });
+    const results = await Promise.allSettled([store.createJob(makeJobSpec({ name: 'ok' }), T0), store.createJob(makeJobSpec({ name: 'boom' }), T0)]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/boom refused/);
+    expect(await store.countJobsByStatus()).toMatchObject({ pending: 0 });
+    const later = await store.createJob(makeJobSpec({ name: 'after' }), T0);
+    expect(await store.getJob(later.id)).toEqual(later);
   });
 
   /** Runs `use` with a bare Kysely on the database (no store: the schema a test sets up may be an old one). */

@@ -1,5 +1,5 @@
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
+import type { CustomTypesConfig, types as PgTypes } from 'pg';
 import { KyselyStateStore } from './kysely-state-store.ts';
 import type { StoreDatabase } from './schema.ts';
 import { postgresStoreDialect } from './store-dialect.ts';
@@ -56,11 +56,14 @@ export class PostgresStateStore extends KyselyStateStore {
  */
 export async function createPostgresStateStore(options: PostgresStateStoreOptions): Promise<PostgresStateStore> {
   const url = checkedPostgresUrl(options.url);
+  // Loaded here, not at the top: node-postgres takes ~45 ms to load, which a server on SQLite (the default) would pay
+  // at every start for nothing.
+  const { default: pg } = await import('pg');
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-    types: STORE_TYPE_PARSERS,
+    types: storeTypeParsers(pg.types),
   });
   // An idle connection the server closes (a restart, an administrator's pg_terminate_backend) is reported as an
   // 'error' event on the pool, which would end the process if nobody listened. The pool has already dropped that
@@ -89,10 +92,12 @@ const UNDEFINED_TABLE = '42P01';
  * as SQLite gives them. Set on this pool only: node-postgres' global parsers, which other code in the process may
  * rely on, are left alone.
  */
-const STORE_TYPE_PARSERS: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 && format !== 'binary' ? Number : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
-};
+function storeTypeParsers(types: typeof PgTypes): CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === types.builtins.INT8 && format !== 'binary' ? Number : types.getTypeParser(oid, format)) as CustomTypesConfig['getTypeParser'],
+  };
+}
 
 /** The URL with its password hidden, after checking it is a PostgreSQL URL at all. */
 function checkedPostgresUrl(raw: string): string {

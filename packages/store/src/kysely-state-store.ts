@@ -218,9 +218,7 @@ export class KyselyStateStore implements StateStore {
     if (query.user !== undefined) q = q.where('submitted_by', '=', query.user);
     if (query.nameContains !== undefined && query.nameContains !== '') {
       const pattern = `%${query.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      // Ignoring case on both databases: SQLite's LIKE ignores (ASCII) case and PostgreSQL's does not, so both sides
-      // are lowered by the database itself (as its LIKE would compare them) rather than by JavaScript.
-      q = q.where(sql<boolean>`lower(name) like lower(${pattern}) escape '\\'`);
+      q = q.where(sql<boolean>`name ${sql.raw(this.#dialect.likeIgnoringCase)} ${pattern} escape '\\'`);
     }
     if (after !== undefined) {
       if (sort.by === 'id') q = q.where('id', beyond, after.id);

@@ -135,6 +135,7 @@ export function explainPostgresFailure(error: unknown, url: string, connectTimeo
   if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /timeout/i.test(reason)) {
     return explain(`cannot reach ${server}: no answer within ${connectTimeoutMs} ms (${reason}); check the host, the port and the network`);
   }
+  if (/does not support SSL/i.test(reason)) return explain(`${server} does not accept SSL, which the URL asks for; drop sslmode from the database URL or enable SSL on the server`);
   if (code === '28P01' || code === '28000') return explain(`${server} refused the login (${reason}); fix the user and password in the database URL`);
   if (code === '3D000') return explain(`${server} has no such database (${reason}); create it (createdb NAME) or name another in the database URL`);
   if (code === '42501') return explain(`the user of ${url} may not create tutti's tables (${reason}); grant it CREATE on the database, or use the database's owner`);

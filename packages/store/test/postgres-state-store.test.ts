@@ -170,7 +170,7 @@ describe('PostgreSQL state store', () => {
     );
   });
 
-  it('says plainly when the server is not there or the database does not exist, without the password', async () => {
+  it('says plainly when the server is not there, the database does not exist or SSL is not offered, without the password', async () => {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     await expect(createPostgresStateStore({ url: 'postgres://tutti:secret@127.0.0.1:1/tutti' })).rejects.toThrow(
       /^cannot reach the PostgreSQL server of postgres:\/\/tutti:\*\*\*@127\.0\.0\.1:1\/tutti: connection refused; start the server, or fix the host and port in the database URL$/,
@@ -178,6 +178,9 @@ describe('PostgreSQL state store', () => {
     const missing = new URL((await freshDatabase()).url);
     missing.pathname = '/tutti_no_such_database';
     await expect(createPostgresStateStore({ url: missing.toString() })).rejects.toThrow(/has no such database .*; create it \(createdb NAME\)/);
+    // The dev server has no SSL.
+    missing.search = '?sslmode=require';
+    await expect(createPostgresStateStore({ url: missing.toString() })).rejects.toThrow(/does not accept SSL, which the URL asks for; drop sslmode from the database URL/);
   });
 
   it('gives up on a server that accepts the connection but never answers, saying so', async () => {

@@ -19,7 +19,9 @@ import type { TeamConfig, TeamUsage } from '@tutti/model';
  * half-life of `halfLifeS` seconds. `elapsedS` ≤ 0 returns `gpuSeconds` unchanged.
  */
 export function accumulateDecayedUsage(gpuSeconds: number, elapsedS: number, gpus: number, halfLifeS: number): number {
-  return elapsedS > 0 ? new DecayedUsageStep(elapsedS, halfLifeS).apply(gpuSeconds, gpus) : gpuSeconds;
+  if (!(elapsedS > 0)) return gpuSeconds;
+  const decay = decayOver(elapsedS, halfLifeS);
+  return gpus === 0 ? gpuSeconds * decay : gpuSeconds * decay + gpus * gainOver(decay, halfLifeS);
 }
 
 /**
@@ -31,15 +33,23 @@ export class DecayedUsageStep {
   readonly gain: number;
 
   constructor(elapsedS: number, halfLifeS: number) {
-    // Written as the simulator wrote it before this was shared: its documented results rest on these operations.
-    this.decay = Math.pow(2, -elapsedS / halfLifeS);
-    this.gain = (halfLifeS / Math.LN2) * (1 - this.decay);
+    this.decay = decayOver(elapsedS, halfLifeS);
+    this.gain = gainOver(this.decay, halfLifeS);
   }
 
   /** Usage (GPU-seconds) at the end of the interval, of a team that had `gpuSeconds` and held `gpus` throughout. */
   apply(gpuSeconds: number, gpus: number): number {
     return gpus === 0 ? gpuSeconds * this.decay : gpuSeconds * this.decay + gpus * this.gain;
   }
+}
+
+// Written as the simulator wrote them before they were shared: its documented results rest on these operations.
+function decayOver(elapsedS: number, halfLifeS: number): number {
+  return Math.pow(2, -elapsedS / halfLifeS);
+}
+
+function gainOver(decay: number, halfLifeS: number): number {
+  return (halfLifeS / Math.LN2) * (1 - decay);
 }
 
 /** A team's share: (GPUs it runs now + decayed GPU-seconds / half-life in s) / weight. Lower goes first. */

@@ -50,6 +50,7 @@ export function buildProgram(): Command {
     .option('--host <address>', 'address to bind (127.0.0.1 keeps the API private to this machine)', '127.0.0.1')
     .option('--data-dir <dir>', 'where state and logs live', path.join(process.env.HOME ?? '.', '.tutti'))
     // No default here: the server's EXECUTION_BACKEND_KINDS has it (and the list an unknown one is refused with).
+    .addOption(new Option('--database <url>', 'keep the state in PostgreSQL (postgres://USER@HOST:PORT/DATABASE) instead of tutti.db in the data dir').env('TUTTI_DATABASE'))
     .option('--backend <kind>', 'what runs the ranks: local (processes on this machine, the default) or slurm (a Slurm cluster through sbatch/srun on this login node)')
     .option('--slurm-partition <name>', 'with --backend slurm: the partition whose nodes tutti schedules and submits to (default: every node, Slurm\'s default partition)')
     .option('--slurm-rest-url <url>', 'with --backend slurm: reach Slurm through the site\'s slurmrestd (http://host:port) instead of its tools; the token comes from SLURM_JWT or --slurm-jwt-key')

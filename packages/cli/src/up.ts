@@ -17,6 +17,8 @@ export interface UpOptions {
   port: number;
   host: string;
   dataDir: string;
+  /** `--database` (or TUTTI_DATABASE): a PostgreSQL URL for the state; tutti.db in the data dir without it. */
+  database?: string;
   /** `--backend`: which execution backend runs the ranks (see EXECUTION_BACKEND_KINDS). */
   backend?: string;
   /** `--slurm-partition`: with the Slurm backend, the partition tutti schedules and submits to. */
@@ -64,6 +66,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       dataDir: options.dataDir,
       host: options.host,
       port: options.port,
+      ...(options.database !== undefined ? { database: options.database } : {}),
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
       ...slurmOptions(options),
       fakeGpus: options.fakeGpus,
@@ -89,6 +92,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     [
       `tutti is up at ${server.url}`,
       `  data dir  ${server.dataDir}`,
+      `  state     ${options.database !== undefined ? `PostgreSQL ${describeDatabase(options.database)}` : `${path.join(server.dataDir, 'tutti.db')} (SQLite)`}`,
       `  nodes     ${server.inventory.map((n) => n.name).join(', ')} with ${gpus} GPU${gpus === 1 ? '' : 's'}${fake ? ' (fake: for trying tutti without GPUs)' : ''}`,
       `  dashboard ${server.url}/`,
       `  API docs  ${server.url}/docs`,
@@ -125,6 +129,16 @@ function slurmOptions(options: UpOptions): { slurm?: { partition?: string; place
     : undefined;
   if (options.slurmPartition === undefined && rest === undefined && placement === undefined) return {};
   return { slurm: { ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}), ...(placement !== undefined ? { placement } : {}), ...(rest ? { rest } : {}) } };
+}
+
+/** A PostgreSQL URL as the banner shows it: host, port and database, never the user's password. */
+function describeDatabase(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(unparsable URL)';
+  }
 }
 
 /** One JSON document per line (NDJSON): `tutti up --json` keeps writing while it runs. */

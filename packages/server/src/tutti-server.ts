@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { resolveSchedulerSettings } from '@tutti/scheduler';
-import { acquireDataDirLock, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PRIVATE_DIR_MODE } from '@tutti/store';
+import { acquireDataDirLock, createPostgresStateStore, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PostgresConnectionError, PRIVATE_DIR_MODE, SchemaTooNewError } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import { EXECUTION_BACKEND_KINDS, createLocalBackend, createSlurmBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { SlurmBackendOptions } from '@tutti/backends';
@@ -96,6 +96,12 @@ export interface TuttiServerOptions {
   maxLogBytes?: number;
   /** The most pages tutti.db may grow to (see SqliteStateStoreOptions.maxPageCount); tests use it to fill the store. */
   databaseMaxPages?: number;
+  /**
+   * Where the state lives (`tutti up --database`): a PostgreSQL URL (`postgres://USER@HOST:PORT/DATABASE`). Without
+   * it, the embedded SQLite file `tutti.db` in the data dir. Logs, checkpoints and the data dir's lock stay in the data
+   * dir either way.
+   */
+  database?: string;
 }
 
 export interface TuttiServer {
@@ -120,6 +126,16 @@ function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaS
     return createLocalBackend({ dataDir, fakeGpus, ...(nvidiaSmi !== undefined ? { nvidiaSmi } : {}) });
   } catch (error) {
     throw new StartupError(`--fake-gpus: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** The PostgreSQL store of `--database`, or a StartupError of one line saying what is wrong with it and how to fix it. */
+async function openPostgresStore(url: string): Promise<StateStore> {
+  try {
+    return await createPostgresStateStore({ url });
+  } catch (error) {
+    if (error instanceof PostgresConnectionError || error instanceof SchemaTooNewError) throw new StartupError(`--database: ${error.message}`);
+    throw error;
   }
 }
 
@@ -179,7 +195,9 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   try {
     const databasePath = path.join(dataDir, 'tutti.db');
     const diskFull = new DiskFullLog(logger);
-    const store = await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) }));
+    const store = options.database !== undefined
+      ? await openPostgresStore(options.database)
+      : await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) }));
     cleanups.push(() => store.close());
 
     const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));

@@ -10,7 +10,9 @@
  * 3. Resident memory of the server idle, and with 100,000 jobs in the store; GET /v1/jobs latency at that size.
  *
  * Options (env): BENCH_SECONDS (per throughput phase, default 5), BENCH_LATENCY_JOBS (default 200),
- * BENCH_STORE_JOBS (default 100000).
+ * BENCH_STORE_JOBS (default 100000), BENCH_PHASES (default 1,2,3), BENCH_DATABASES (where phases 1 and 2 keep the
+ * state, one after the other in the same run: `sqlite` (the default), `postgres` (a fresh database on
+ * scripts/pg-dev.sh's server, fsync on), or both: `npm run bench:database`).
  */
 import http from 'node:http';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -18,20 +20,24 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createSqliteStateStore } from '@tutti/store';
 import type { JobSpec } from '@tutti/model';
+import { createTestDatabase } from '../packages/store/test/postgres-dev-server.ts';
 import { startTuttiUp, stopTuttiUp } from './tutti-up.ts';
 import type { TuttiUpProcess } from './tutti-up.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LATENCY_JOBS = Number(process.env.BENCH_LATENCY_JOBS ?? 200);
 const STORE_JOBS = Number(process.env.BENCH_STORE_JOBS ?? 100_000);
+const PHASES = (process.env.BENCH_PHASES ?? '1,2,3').split(',');
+const DATABASES = (process.env.BENCH_DATABASES ?? 'sqlite').split(',');
 
 interface Server extends TuttiUpProcess {
   dataDir: string;
 }
 
-async function startServer(root: string, name: string): Promise<Server> {
+async function startServer(root: string, name: string, database = 'sqlite'): Promise<Server> {
   const dataDir = path.join(root, name);
-  return { ...(await startTuttiUp(dataDir, ['--fake-gpus', '4', '--grace', '1'])), dataDir };
+  const databaseArgs = database === 'postgres' ? ['--database', (await createTestDatabase()).url] : [];
+  return { ...(await startTuttiUp(dataDir, ['--fake-gpus', '4', '--grace', '1', ...databaseArgs])), dataDir };
 }
 
 async function startServerOn(dataDir: string): Promise<Server> {
@@ -149,43 +155,52 @@ async function main(): Promise<void> {
     const storeSequential = floorCount / 2;
     say(`reference: durable store.createJob one after another, no HTTP: ${storeSequential.toFixed(0)}/s (each waits for its own fsync)`);
 
-    // 1. Throughput.
-    const server = await startServer(root, 'throughput');
-    await new Promise((r) => setTimeout(r, 1500));
-    const idleEmpty = await rssMiB(server.child.pid!);
-    const holder = await holdAllGpus(server);
-    let next = 0;
-    for (const concurrency of [1, 32]) {
-      const ceiling = await throughput(concurrency, Math.min(SECONDS, 3), async () => {
-        await request(server.url, 'GET', '/healthz');
-      });
-      const submits = await throughput(concurrency, SECONDS, () => submitOrThrow(server, next++));
-      const versusStore = concurrency === 1 ? `; vs sequential store.createJob ${(submits.perSecond / storeSequential).toFixed(2)}` : '';
-      say(`submissions/s, ${concurrency} client${concurrency === 1 ? '' : 's'}: ${submits.perSecond.toFixed(0)} (${submits.count} jobs in ${SECONDS} s); reference GET /healthz at the same concurrency: ${ceiling.perSecond.toFixed(0)}/s; ratio ${(submits.perSecond / ceiling.perSecond).toFixed(2)}${versusStore}`);
-    }
-    await request(server.url, 'POST', `/v1/jobs/${holder}/cancel`);
-    await new Promise((r) => setTimeout(r, 1500));
-    await stopServer(server);
-
-    // 2. Latency: submit → first rank started, one job at a time, GPUs free.
-    const latencyServer = await startServer(root, 'latency');
-    const latencies: number[] = [];
-    for (let i = 0; i < LATENCY_JOBS; i++) {
-      const res = await request(latencyServer.url, 'POST', '/v1/jobs', JSON.stringify({ name: `lat-${i}`, resources: { gpus: 1 }, run: 'true' }));
-      const { id } = JSON.parse(res.body) as { id: string };
-      for (;;) {
-        const job = JSON.parse((await request(latencyServer.url, 'GET', `/v1/jobs/${id}`)).body) as { created_at: string; tasks: { started_at: string | null }[]; status: string };
-        const started = job.tasks?.[0]?.started_at;
-        if (started) {
-          latencies.push(Date.parse(started) - Date.parse(job.created_at));
-          break;
+    let idleEmpty = NaN;
+    for (const database of DATABASES) {
+      const on = DATABASES.length > 1 || database !== 'sqlite' ? `[${database === 'postgres' ? 'PostgreSQL' : 'SQLite'}] ` : '';
+      // 1. Throughput.
+      if (PHASES.includes('1')) {
+        const server = await startServer(root, `throughput-${database}`, database);
+        await new Promise((r) => setTimeout(r, 1500));
+        if (database === 'sqlite') idleEmpty = await rssMiB(server.child.pid!);
+        const holder = await holdAllGpus(server);
+        let next = 0;
+        for (const concurrency of [1, 32]) {
+          const ceiling = await throughput(concurrency, Math.min(SECONDS, 3), async () => {
+            await request(server.url, 'GET', '/healthz');
+          });
+          const submits = await throughput(concurrency, SECONDS, () => submitOrThrow(server, next++));
+          const versusStore = concurrency === 1 && database === 'sqlite' ? `; vs sequential store.createJob ${(submits.perSecond / storeSequential).toFixed(2)}` : '';
+          say(`${on}submissions/s, ${concurrency} client${concurrency === 1 ? '' : 's'}: ${submits.perSecond.toFixed(0)} (${submits.count} jobs in ${SECONDS} s); reference GET /healthz at the same concurrency: ${ceiling.perSecond.toFixed(0)}/s; ratio ${(submits.perSecond / ceiling.perSecond).toFixed(2)}${versusStore}`);
         }
-        if (job.status === 'failed') throw new Error(`latency job failed: ${JSON.stringify(job)}`);
-        await new Promise((r) => setTimeout(r, 1));
+        await request(server.url, 'POST', `/v1/jobs/${holder}/cancel`);
+        await new Promise((r) => setTimeout(r, 1500));
+        await stopServer(server);
+      }
+
+      // 2. Latency: submit → first rank started, one job at a time, GPUs free.
+      if (PHASES.includes('2')) {
+        const latencyServer = await startServer(root, `latency-${database}`, database);
+        const latencies: number[] = [];
+        for (let i = 0; i < LATENCY_JOBS; i++) {
+          const res = await request(latencyServer.url, 'POST', '/v1/jobs', JSON.stringify({ name: `lat-${i}`, resources: { gpus: 1 }, run: 'true' }));
+          const { id } = JSON.parse(res.body) as { id: string };
+          for (;;) {
+            const job = JSON.parse((await request(latencyServer.url, 'GET', `/v1/jobs/${id}`)).body) as { created_at: string; tasks: { started_at: string | null }[]; status: string };
+            const started = job.tasks?.[0]?.started_at;
+            if (started) {
+              latencies.push(Date.parse(started) - Date.parse(job.created_at));
+              break;
+            }
+            if (job.status === 'failed') throw new Error(`latency job failed: ${JSON.stringify(job)}`);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        }
+        say(`${on}submit → first rank started (server clock, ${LATENCY_JOBS} jobs one at a time, 1 fake GPU each): p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms`);
+        await stopServer(latencyServer);
       }
     }
-    say(`submit → first rank started (server clock, ${LATENCY_JOBS} jobs one at a time, 1 fake GPU each): p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms`);
-    await stopServer(latencyServer);
+    if (!PHASES.includes('3')) return;
 
     // 3a. A store with STORE_JOBS finished jobs (the usual case: history), seeded through the store contract.
     const historyDir = path.join(root, 'history');
@@ -204,7 +219,7 @@ async function main(): Promise<void> {
     const history = await startServerOn(historyDir);
     await new Promise((r) => setTimeout(r, 1500));
     const historyRss = await rssMiB(history.child.pid!);
-    say(`resident memory: idle with an empty store ${idleEmpty.toFixed(0)} MiB; with ${STORE_JOBS.toLocaleString('en-US')} finished jobs in the store ${historyRss.toFixed(0)} MiB (seeded in ${((performance.now() - seedStart) / 1000).toFixed(0)} s)`);
+    say(`resident memory: idle with an empty store ${Number.isNaN(idleEmpty) ? 'not measured (phase 1 on SQLite did not run)' : `${idleEmpty.toFixed(0)} MiB`}; with ${STORE_JOBS.toLocaleString('en-US')} finished jobs in the store ${historyRss.toFixed(0)} MiB (seeded in ${((performance.now() - seedStart) / 1000).toFixed(0)} s)`);
     await timeListing(history, 'finished');
     await stopServer(history);
 

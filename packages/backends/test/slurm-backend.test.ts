@@ -137,7 +137,7 @@ describe('Slurm backend through slurmrestd (real Slurm, JWT)', () => {
     expect((await rest.gpusHeldByOthers('tutti.')).get('n1')).toBeUndefined();
   });
 
-  it('a stop request reaches every rank on a node exactly once: four ranks that checkpoint on SIGTERM all exit 0', async () => {
+  it('stop requests reach every rank on a node exactly once, also after the rank whose watcher carried out the first one has ended', async () => {
     const harness = await makeSlurmHarness({ control: restControl() });
     const backend = await harness.createBackend();
     const exits = recordExits(backend);
@@ -145,18 +145,20 @@ describe('Slurm backend through slurmrestd (real Slurm, JWT)', () => {
     try {
       const [node] = await backend.inventory();
       const jobId = `rest-stop-${process.pid}`;
+      // Rank 0 ends on SIGTERM, the others carry on until SIGUSR1.
       handles = await backend.launch({
         jobId, jobName: 'four-ranks', workdir: harness.workdir, env: {}, attempt: 1, ranks: makeRanks(node!, 4),
-        run: { kind: 'shell', command: 'trap \'echo "got TERM"; sleep 1; echo checkpointed; exit 0\' TERM; echo ready; while :; do sleep 0.05; done' },
+        run: { kind: 'shell', command: 'trap \'echo "got TERM"; [ "$RANK" = 0 ] && exit 0\' TERM; trap \'echo "got USR1"; sleep 1; exit 0\' USR1; echo ready; while :; do sleep 0.05; done' },
       });
       await waitUntil(async () => (await Promise.all(handles.map((h) => logOf(backend, h)))).every((log) => log.includes('ready')), 'every rank to be ready');
-      await backend.stop(handles, { graceMs: 20_000 });
+      await backend.stop([handles[0]!], { graceMs: 20_000 });
+      await backend.stop(handles.slice(1), { graceMs: 20_000, signal: 'SIGUSR1' });
       await waitUntil(() => exits.of(jobId).length === 4, 'four exits');
       expect(exits.of(jobId).map((e) => [e.rank, e.exitCode, e.lost]).sort()).toEqual([[0, 0, false], [1, 0, false], [2, 0, false], [3, 0, false]]);
       for (const handle of handles) {
         const log = await logOf(backend, handle);
         expect(log.match(/got TERM/g), log).toHaveLength(1);
-        expect(log).toContain('checkpointed');
+        expect(log.match(/got USR1/g) ?? [], log).toHaveLength(handle.rank === 0 ? 0 : 1);
       }
     } finally {
       await cancelRanks(handles);

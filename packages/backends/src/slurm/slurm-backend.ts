@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import type { NodeInfo } from '@tutti/model';
@@ -430,7 +430,9 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       // A launch of the same attempt again (after a crash cut the first short) must not find the first one's files.
       await Promise.all(request.ranks.flatMap((r) => [SLURM_RANK_FILES.exit, SLURM_RANK_FILES.started].map((p) => rm(slurmRankFile(attemptDir, p, r.rank), { force: true }))));
       await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, { force: true });
-      await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.stopRequest}`, { force: true });
+      // And no stop request, or the shims' marks of one carried out (`<stop-request>.lock.<node>`, `.done.<node>`).
+      const stale = (await readdir(attemptDir)).filter((name) => name.startsWith(SLURM_ATTEMPT_FILES.stopRequest));
+      await Promise.all(stale.map((name) => rm(`${attemptDir}/${name}`, { recursive: true, force: true })));
       await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.shim}`, shim, { mode: PRIVATE_FILE_MODE });
       await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.hostFile}`, submission.hostFile, { mode: PRIVATE_FILE_MODE });
       await writeFile(`${attemptDir}/${SLURM_ATTEMPT_FILES.batchScript}`, submission.job.batchScript, { mode: 0o700 });

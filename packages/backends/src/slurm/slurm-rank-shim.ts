@@ -43,30 +43,50 @@ export interface SlurmRankShimInput {
   runtimeEnv?: Readonly<Record<string, string>>;
   /**
    * Where stop requests come when Slurm cannot signal the ranks' step alone (slurmrestd, see
-   * `SlurmControl.signalsSteps`): a line `<request id> <SIGNAL>`. The node's first task watches it (once a second)
-   * and sends each new request's signal to its process group, which holds every task of the step on that node, as
-   * `scancel --signal=SIG <job>.<step>` does.
+   * `SlurmControl.signalsSteps`): a line `<request id> <SIGNAL>`, checked once a second; each new request's signal
+   * goes to every task of the step on each node, once, as `scancel --signal=SIG <job>.<step>` does (see
+   * `stopRequestWatcher`).
    */
   stopRequestFile?: string;
 }
 
 /**
- * The watcher of stop requests, on each node's first task. It ignores the stop signals itself, lives until the step
- * ends (Slurm then ends every process left in it), and keeps nothing of the rank's output open.
+ * The watcher of stop requests. Every task starts one (its shim's child, ignoring the stop signals itself); on each
+ * node the first to see a request takes the node's lock (a directory: `mkdir` is atomic, on NFS too) and from then on
+ * carries out each new request once, with `kill -s SIG 0`: the task's process group, which holds every task of the
+ * step on that node. The request it carried out last is kept beside the lock, so that another task's watcher that takes
+ * the lock over (its holder's rank ended first) does not signal it again.
+ *
+ * When its rank ends, the shim kills its watcher and the watcher's `sleep`, and gives up the lock if it held it: a
+ * process left in the task's group would hold the step open (Slurm waits for the group to empty, 1 s then 2 s more).
  */
 function stopRequestWatcher(file: string): string[] {
-  const quoted = quoteForShell(file);
   return [
-    'if [ "$SLURM_LOCALID" = 0 ]; then',
-    "  ( trap '' HUP INT QUIT TERM USR1 USR2 ALRM",
-    '    seen=',
-    '    while sleep 1; do',
-    `      request=$(cat ${quoted} 2>/dev/null) || continue`,
-    '      [ -n "$request" ] && [ "$request" != "$seen" ] || continue',
-    '      seen=$request',
-    '      kill -s "${request#* }" 0',
-    '    done ) </dev/null >/dev/null 2>&1 &',
-    'fi',
+    `tutti_stop_request=${quoteForShell(file)}`,
+    'tutti_stop_lock="$tutti_stop_request.lock.$SLURMD_NODENAME" tutti_stop_done="$tutti_stop_request.done.$SLURMD_NODENAME"',
+    // Its own PATH: the job's may lack sleep, cat or mkdir.
+    `( trap '' HUP INT QUIT TERM USR1 USR2 ALRM; PATH=/usr/bin:/bin`,
+    // Each sleep in a session of its own: killed with the watcher, a sleep left a zombie in the task's group that Slurm
+    // found there (1 + 2 s more before the step ended, one run in three). Plain sleep where setsid is missing.
+    '  while { setsid sleep 1 2>/dev/null || sleep 1; }; do',
+    '    request=$(cat "$tutti_stop_request" 2>/dev/null) || continue',
+    '    [ -n "$request" ] || continue',
+    '    mkdir "$tutti_stop_lock" 2>/dev/null && echo $$ > "$tutti_stop_lock/shim"',
+    '    [ "$(cat "$tutti_stop_lock/shim" 2>/dev/null)" = "$$" ] || continue',
+    '    [ "$request" != "$(cat "$tutti_stop_done" 2>/dev/null)" ] || continue',
+    '    echo "$request" > "$tutti_stop_done"',
+    '    kill -s "${request#* }" 0',
+    '  done ) </dev/null >/dev/null 2>&1 &',
+    'tutti_stop_watcher=$!',
+    'tutti_stop_watch_end() {',
+    '  PATH=/usr/bin:/bin',
+    // Its sleep first (else reparented out of reach), then it, then reaped: a zombie still counts as a member of the
+    // group. (Stopping it first, to keep it from forking between the two kills, made Slurm wait 3 s more.)
+    '  pkill -KILL -P "$tutti_stop_watcher" 2>/dev/null; kill -KILL "$tutti_stop_watcher" 2>/dev/null',
+    '  wait "$tutti_stop_watcher" 2>/dev/null',
+    '  [ "$(cat "$tutti_stop_lock/shim" 2>/dev/null)" != "$$" ] || rm -rf "$tutti_stop_lock"',
+    '}',
+    'trap tutti_stop_watch_end EXIT',
   ];
 }
 

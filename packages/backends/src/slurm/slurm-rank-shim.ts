@@ -57,18 +57,21 @@ export interface SlurmRankShimInput {
  * step on that node. The request it carried out last is kept beside the lock, so that another task's watcher that takes
  * the lock over (its holder's rank ended first) does not signal it again.
  *
- * When its rank ends, the shim kills its watcher and the watcher's `sleep`, and gives up the lock if it held it: a
- * process left in the task's group would hold the step open (Slurm waits for the group to empty, 1 s then 2 s more).
+ * When its rank ends, the shim asks its watcher to end (SIGVTALRM, which no stop uses): it kills and reaps its sleep,
+ * and the shim reaps it. Nothing of it may be left in the task's group, not even a zombie: Slurm waits for the group to
+ * be empty before it ends the step (1 s, then 2 s more). Killing the watcher from outside left its sleep's zombie
+ * behind one run in two, as did a sleep in the group: each sleep runs in a session of its own.
  */
 function stopRequestWatcher(file: string): string[] {
   return [
     `tutti_stop_request=${quoteForShell(file)}`,
     'tutti_stop_lock="$tutti_stop_request.lock.$SLURMD_NODENAME" tutti_stop_done="$tutti_stop_request.done.$SLURMD_NODENAME"',
     // Its own PATH: the job's may lack sleep, cat or mkdir.
-    `( trap '' HUP INT QUIT TERM USR1 USR2 ALRM; PATH=/usr/bin:/bin`,
-    // Each sleep in a session of its own: killed with the watcher, a sleep left a zombie in the task's group that Slurm
-    // found there (1 + 2 s more before the step ended, one run in three). Plain sleep where setsid is missing.
-    '  while { setsid sleep 1 2>/dev/null || sleep 1; }; do',
+    "( trap '' HUP INT QUIT TERM USR1 USR2 ALRM; PATH=/usr/bin:/bin; tick=",
+    '  trap \'[ -z "$tick" ] || { kill -KILL "$tick"; wait "$tick"; } 2>/dev/null; exit 0\' VTALRM',
+    '  while :; do',
+    '    { setsid sleep 1 2>/dev/null || sleep 1; } & tick=$!',
+    '    wait "$tick"; tick=',
     '    request=$(cat "$tutti_stop_request" 2>/dev/null) || continue',
     '    [ -n "$request" ] || continue',
     '    mkdir "$tutti_stop_lock" 2>/dev/null && echo $$ > "$tutti_stop_lock/shim"',
@@ -79,11 +82,7 @@ function stopRequestWatcher(file: string): string[] {
     '  done ) </dev/null >/dev/null 2>&1 &',
     'tutti_stop_watcher=$!',
     'tutti_stop_watch_end() {',
-    '  PATH=/usr/bin:/bin',
-    // Its sleep first (else reparented out of reach), then it, then reaped: a zombie still counts as a member of the
-    // group. (Stopping it first, to keep it from forking between the two kills, made Slurm wait 3 s more.)
-    '  pkill -KILL -P "$tutti_stop_watcher" 2>/dev/null; kill -KILL "$tutti_stop_watcher" 2>/dev/null',
-    '  wait "$tutti_stop_watcher" 2>/dev/null',
+    '  kill -s VTALRM "$tutti_stop_watcher" 2>/dev/null; wait "$tutti_stop_watcher" 2>/dev/null',
     '  [ "$(cat "$tutti_stop_lock/shim" 2>/dev/null)" != "$$" ] || rm -rf "$tutti_stop_lock"',
     '}',
     'trap tutti_stop_watch_end EXIT',

@@ -255,9 +255,11 @@ export class JobLifecycle {
     if (!attempt || attempt.launched) return NO_COMMANDS;
     attempt.launched = true;
     // A node's state changes reach the ranks that run there, not where they were placed.
-    for (const { rank, node } of nodes ?? []) {
-      const placed = rankOf(attempt, rank);
-      if (placed) placed.node = node;
+    if (nodes) {
+      for (const { rank, node } of nodes) {
+        const placed = rankOf(attempt, rank);
+        if (placed) placed.node = node;
+      }
     }
     attempt.startedAt = at;
     attempt.lastProgressAt = now;

@@ -31,6 +31,7 @@ import type {
   GpuSampleQuery,
   GpuUse,
   JobEnd,
+  Lease,
   JobPage,
   JobQuery,
   JobSummaryPage,
@@ -375,6 +376,34 @@ export class KyselyStateStore implements StateStore {
       await bumpSnapshotVersion(trx);
       return after;
     });
+  }
+
+  // ---- leases ---------------------------------------------------------------------------------------------------
+
+  async acquireLease(name: string, holder: string, now: number, ttlMs: number): Promise<Lease> {
+    return this.#db.transaction().execute(async (trx) => {
+      // A row to lock first (a lease never taken has none): of two replicas creating it at once, one inserts.
+      await trx.insertInto('leases').values({ name, holder, epoch: 0, expires_at: 0 }).onConflict((oc) => oc.column('name').doNothing()).execute();
+      const row = await trx.selectFrom('leases').selectAll().where('name', '=', name).$if(this.#dialect.rowLocks, (q) => q.forUpdate()).executeTakeFirstOrThrow();
+      const current = leaseFromRow(row);
+      const ours = current.holder === holder && current.epoch > 0;
+      if (!ours && current.expiresAt > now) return current;
+      const granted: Lease = { name, holder, epoch: ours && current.expiresAt > now ? current.epoch : current.epoch + 1, expiresAt: now + ttlMs };
+      await trx.updateTable('leases').set({ holder, epoch: granted.epoch, expires_at: granted.expiresAt }).where('name', '=', name).execute();
+      return granted;
+    });
+  }
+
+  async releaseLease(name: string, holder: string, epoch: number, now: number): Promise<boolean> {
+    const released = await this.#db
+      .updateTable('leases')
+      .set({ expires_at: now })
+      .where('name', '=', name)
+      .where('holder', '=', holder)
+      .where('epoch', '=', epoch)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+    return Number(released.numUpdatedRows) > 0;
   }
 
   // ---- nodes and the snapshot -------------------------------------------------------------------------------
@@ -950,4 +979,8 @@ function deepFreeze<T>(value: T): T {
     for (const inner of Object.values(value)) deepFreeze(inner);
   }
   return value;
+}
+
+function leaseFromRow(row: { name: string; holder: string; epoch: number; expires_at: number }): Lease {
+  return { name: row.name, holder: row.holder, epoch: Number(row.epoch), expiresAt: Number(row.expires_at) };
 }

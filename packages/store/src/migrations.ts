@@ -260,6 +260,19 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 8,
+    name: 'leases: which replica leads (the control core and the backends), with a fencing epoch',
+    async up(db) {
+      await db.schema
+        .createTable('leases')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('epoch', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /**

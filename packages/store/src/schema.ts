@@ -18,6 +18,7 @@ export interface StoreDatabase {
   progress: ProgressTable;
   gpu_samples: GpuSamplesTable;
   meta: MetaTable;
+  leases: LeasesTable;
   schema_migrations: SchemaMigrationsTable;
 }
 
@@ -135,6 +136,17 @@ export interface EventsTable {
 export interface MetaTable {
   key: string;
   value: number;
+}
+
+/** One row per lease (`leader`: which replica runs the control core and the backends). */
+export interface LeasesTable {
+  name: string;
+  /** The replica holding it (its id), or the last one that did. */
+  holder: string;
+  /** +1 each time the lease changes hands: what every fenced write carries, so a deposed holder's writes are refused. */
+  epoch: number;
+  /** Epoch ms; the lease is free from then on. */
+  expires_at: number;
 }
 
 export interface SchemaMigrationsTable {

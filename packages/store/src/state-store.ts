@@ -12,6 +12,16 @@ export interface StateStore {
   /** Applies pending migrations in order; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Takes or renews the lease `name` for `holder` until `now + ttlMs`. Granted when nobody holds it, when its holder's
+   * time ran out (`expiresAt <= now`), or to its holder again (a renewal keeps the epoch; a change of hands adds one
+   * to it). Answers the lease as it stands afterwards, whoever holds it: the caller leads while `holder` and `epoch`
+   * are its own and `now` is before `expiresAt`. One transaction: of replicas asking at once, one gets it. Times are
+   * the callers' clocks, which must agree to well within `ttlMs`.
+   */
+  acquireLease(name: string, holder: string, now: number, ttlMs: number): Promise<Lease>;
+  /** Gives the lease up at once, if `holder` still holds it at `epoch`; answers whether it did. */
+  releaseLease(name: string, holder: string, epoch: number, now: number): Promise<boolean>;
 
   /**
    * Inserts a pending job and its `submitted` event. The id is the next sequence number as a string. Calls made
@@ -234,4 +244,14 @@ export interface EventQuery {
   afterSeq?: number;
   /** @default 1000, at most 10000 */
   limit?: number;
+}
+
+/** A lease as the store has it (see `StateStore.acquireLease`). */
+export interface Lease {
+  name: string;
+  holder: string;
+  /** +1 at each change of hands, never reused: a fencing token. */
+  epoch: number;
+  /** Epoch ms. */
+  expiresAt: number;
 }

@@ -591,6 +591,44 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       });
     });
 
+    describe('leases', () => {
+      const TTL = 10_000;
+
+      it('grants a free lease, renews it for its holder at the same epoch, and refuses it to another until it expires', async () => {
+        expect(await store.acquireLease('leader', 'replica-a', T0, TTL)).toEqual({ name: 'leader', holder: 'replica-a', epoch: 1, expiresAt: T0 + TTL });
+        expect(await store.acquireLease('leader', 'replica-b', T0 + 5_000, TTL)).toEqual({ name: 'leader', holder: 'replica-a', epoch: 1, expiresAt: T0 + TTL });
+        expect(await store.acquireLease('leader', 'replica-a', T0 + 6_000, TTL)).toEqual({ name: 'leader', holder: 'replica-a', epoch: 1, expiresAt: T0 + 16_000 });
+        expect((await store.acquireLease('leader', 'replica-b', T0 + 15_999, TTL)).holder).toBe('replica-a');
+        // replica-a stopped renewing (paused, or dead): the lease changes hands, with a new epoch.
+        expect(await store.acquireLease('leader', 'replica-b', T0 + 16_000, TTL)).toEqual({ name: 'leader', holder: 'replica-b', epoch: 2, expiresAt: T0 + 26_000 });
+        // Back, replica-a does not get it back by renewing: it is replica-b's.
+        expect((await store.acquireLease('leader', 'replica-a', T0 + 17_000, TTL)).holder).toBe('replica-b');
+        // Another lease is another row.
+        expect((await store.acquireLease('other', 'replica-a', T0 + 17_000, TTL)).epoch).toBe(1);
+      });
+
+      it('a holder taking it again after it lapsed gets a new epoch: its writes of the old one are stale', async () => {
+        await store.acquireLease('leader', 'replica-a', T0, TTL);
+        expect(await store.acquireLease('leader', 'replica-a', T0 + TTL, TTL)).toMatchObject({ holder: 'replica-a', epoch: 2 });
+      });
+
+      it('is given up only by its holder at its epoch, and then taken at once by another', async () => {
+        const a = await store.acquireLease('leader', 'replica-a', T0, TTL);
+        expect(await store.releaseLease('leader', 'replica-b', a.epoch, T0 + 1)).toBe(false);
+        expect(await store.releaseLease('leader', 'replica-a', a.epoch + 1, T0 + 1)).toBe(false);
+        expect(await store.releaseLease('leader', 'replica-a', a.epoch, T0 + 1)).toBe(true);
+        expect(await store.releaseLease('leader', 'replica-a', a.epoch, T0 + 2)).toBe(false);
+        expect(await store.acquireLease('leader', 'replica-b', T0 + 2, TTL)).toMatchObject({ holder: 'replica-b', epoch: 2 });
+      });
+
+      it('goes to exactly one of many replicas asking at once, and every one of them is told the same holder', async () => {
+        const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => store.acquireLease('leader', `replica-${i}`, T0, TTL)));
+        const holders = new Set(answers.map((lease) => `${lease.holder}@${lease.epoch}`));
+        expect(holders.size).toBe(1);
+        expect(answers[0]?.epoch).toBe(1);
+      });
+    });
+
     describe('finishJob', () => {
       beforeEach(async () => {
         await store.replaceNodes([makeNode('n1', 2)], T0);

@@ -148,3 +148,19 @@ function writeProblem(path: string): string | undefined {
     }
   }
 }
+
+/**
+ * The database URL is malformed, or the server it names cannot be reached, refuses the login, or has no such
+ * database. Operator-caused: the message is one line naming the URL (password hidden) and what to fix.
+ */
+export class PostgresConnectionError extends Error {
+  override readonly name = 'PostgresConnectionError';
+  constructor(
+    /** The URL with its password replaced by `***`. */
+    readonly url: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -3,6 +3,7 @@ import type { CustomTypesConfig, types as PgTypes } from 'pg';
 import { KyselyStateStore } from './kysely-state-store.ts';
 import type { StoreDatabase } from './schema.ts';
 import { postgresStoreDialect } from './store-dialect.ts';
+import { PostgresConnectionError } from './errors.ts';
 
 export interface PostgresStateStoreOptions {
   /**
@@ -19,22 +20,6 @@ export interface PostgresStateStoreOptions {
   maxConnections?: number;
   /** How long to wait for a connection to open before failing. @default 10000 */
   connectTimeoutMs?: number;
-}
-
-/**
- * The database URL is malformed, or the server it names cannot be reached, refuses the login, or has no such
- * database. Operator-caused: the message is one line naming the URL (password hidden) and what to fix.
- */
-export class PostgresConnectionError extends Error {
-  override readonly name = 'PostgresConnectionError';
-  constructor(
-    /** The URL with its password replaced by `***`. */
-    readonly url: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** The StateStore on a PostgreSQL database: a pool of connections, every commit durable (synchronous_commit). */

@@ -1,5 +1,7 @@
 import type { Diagnosis, GpuDevice, JobSpec, NodeInfo, Placement, Task } from '@tutti/model';
 import { computeTasksForPlacement } from '@tutti/model';
+import { sql } from 'kysely';
+import { MIGRATIONS, type Migration } from '../src/migrations.ts';
 import type { PlacementWithTasks } from '../src/state-store.ts';
 
 /** Test builders for the store's inputs. */
@@ -51,4 +53,16 @@ export function makePlacement(jobId: string, nodes: Array<[node: string, gpuIndi
 
 export function makeDiagnosis(message = 'waiting for 1 free GPU', code: Diagnosis['code'] = 'InsufficientGpus'): Diagnosis {
   return { plugin: 'fit', code, message };
+}
+
+/** A migration after the last one that creates a table `half_done` and then fails: it must leave nothing behind. */
+export function makeBrokenMigration(): Migration {
+  return {
+    version: MIGRATIONS.length + 1,
+    name: 'broken',
+    async up(trx) {
+      await trx.schema.createTable('half_done').addColumn('x', 'integer').execute();
+      await sql`this is not sql`.execute(trx);
+    },
+  };
 }

@@ -4,8 +4,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPostgresStateStore, LATEST_SCHEMA_VERSION, MIGRATIONS, PostgresConnectionError, postgresStoreDialect, runMigrations, SchemaTooNewError } from '../src/index.ts';
-import type { Migration, PostgresStateStore } from '../src/index.ts';
-import { makeJobSpec } from './builders.ts';
+import type { PostgresStateStore } from '../src/index.ts';
+import { makeBrokenMigration, makeJobSpec } from './builders.ts';
 import { createTestDatabase } from './postgres-dev-server.ts';
 import type { TestDatabase } from './postgres-dev-server.ts';
 import { describeStateStoreContract } from './state-store-contract.ts';
@@ -128,14 +128,7 @@ describe('PostgreSQL state store', () => {
 
   it('rolls back a failing migration entirely, its tables included', async () => {
     const { url } = await freshDatabase();
-    const broken: Migration = {
-      version: MIGRATIONS.length + 1,
-      name: 'broken',
-      async up(trx) {
-        await trx.schema.createTable('half_done').addColumn('x', 'integer').execute();
-        await sql`this is not sql`.execute(trx);
-      },
-    };
+    const broken = makeBrokenMigration();
     await withKysely(url, async (db) => {
       await expect(runMigrations(db, postgresStoreDialect, { migrations: [...MIGRATIONS, broken] })).rejects.toThrow(/syntax error/);
       expect((await sql<{ t: string | null }>`select to_regclass('half_done')::text as t`.execute(db)).rows).toEqual([{ t: null }]);

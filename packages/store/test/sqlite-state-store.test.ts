@@ -5,8 +5,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSqliteStateStore, LATEST_SCHEMA_VERSION, MIGRATIONS, runMigrations, SchemaTooNewError, sqliteStoreDialect } from '../src/index.ts';
 import type { Migration, SqliteStateStore } from '../src/index.ts';
-import { Kysely, SqliteDialect, sql } from 'kysely';
-import { makeDiagnosis, makeJobSpec, makeNode, makePlacement } from './builders.ts';
+import { Kysely, SqliteDialect } from 'kysely';
+import { makeBrokenMigration, makeDiagnosis, makeJobSpec, makeNode, makePlacement } from './builders.ts';
 import { describeStateStoreContract } from './state-store-contract.ts';
 
 const T0 = 1_700_000_000_000;
@@ -219,14 +219,7 @@ describe('SQLite state store', () => {
     const database = new Database(':memory:');
     const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database }) });
     try {
-      const broken: Migration = {
-        version: MIGRATIONS.length + 1,
-        name: 'broken',
-        async up(trx) {
-          await trx.schema.createTable('half_done').addColumn('x', 'integer').execute();
-          await sql`this is not sql`.execute(trx);
-        },
-      };
+      const broken = makeBrokenMigration();
       await expect(runMigrations(db, sqliteStoreDialect, { migrations: [...MIGRATIONS, broken] })).rejects.toThrow();
       const tables = database.prepare("select name from sqlite_master where name = 'half_done'").all();
       expect(tables).toEqual([]);

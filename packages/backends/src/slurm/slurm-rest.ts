@@ -19,10 +19,9 @@ import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SlurmCli, SlurmJobState } from './slurm-cli.ts';
 import { SlurmCommandError } from './slurm-cli.ts';
-import type { SlurmControl } from './slurm-control.ts';
+import { createSlurmCliControl, type SlurmControl } from './slurm-control.ts';
 import { parseGpusHeldByOthers } from './slurm-held-gpus.ts';
 import { parseGpuGres, toNodeState, type SlurmNode } from './slurm-nodes.ts';
-import { NO_SLURM_TOPOLOGY, parseSlurmTopology } from './slurm-topology.ts';
 import type { SlurmJobRequest } from './slurm-submission.ts';
 
 export const SLURM_REST_API = 'v0.0.38';
@@ -92,6 +91,8 @@ export function createSlurmRestControl(options: SlurmRestOptions): SlurmControl 
   const now = options.now ?? Date.now;
   const via = `slurmrestd at ${base.origin}`;
   let minted: { token: string; expiresAtS: number } | undefined;
+  /** Slurm's tools, for the one thing the API does not say: the racks. */
+  const tools = options.cli ? createSlurmCliControl(options.cli) : undefined;
   let lastRacks = new Map<string, string>();
   let toolsWarned = false;
 
@@ -176,13 +177,12 @@ export function createSlurmRestControl(options: SlurmRestOptions): SlurmControl 
       });
     },
     async racks() {
-      if (!options.cli) return new Map();
+      if (!tools) return new Map();
       try {
-        lastRacks = parseSlurmTopology(await options.cli.run('scontrol', ['show', 'topology']));
+        lastRacks = await tools.racks();
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        if (NO_SLURM_TOPOLOGY.test(message)) lastRacks = new Map();
-        else if (!toolsWarned) {
+        if (!toolsWarned) {
           // Slurm's tools are optional here: without them (or their configuration) there are no racks, which is
           // worth saying once, not worth refusing to schedule. Racks read before are kept.
           toolsWarned = true;

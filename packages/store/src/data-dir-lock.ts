@@ -44,8 +44,22 @@ export const LOCK_FILE_NAME = 'server.lock';
 /** The holder's PID, for the refusal message only: the lock itself is the SQLite lock. */
 export const PID_FILE_NAME = 'server.pid';
 
+/** In a data dir shared by replicas: the database they share (its URL, password hidden), written by the first. */
+export const REPLICAS_FILE_NAME = 'replicas.database';
+
+export interface DataDirLockOptions {
+  /**
+   * Replicas of one control plane share a data dir (their ranks' files and logs): with the database they share (its
+   * URL, password hidden), the lock is taken shared. Any number of replicas of that database may hold it at once;
+   * a server alone on its store (no `sharedBy`), or replicas of another database, are refused while they do, and
+   * replicas are refused while a server alone holds it.
+   */
+  sharedBy?: string;
+}
+
 /**
- * Makes sure only one tutti server uses `dataDir` at a time (creating the directory if needed).
+ * Makes sure only one tutti server uses `dataDir` at a time (creating the directory if needed) — or, with `sharedBy`,
+ * only replicas of one database.
  *
  * The lock is an OS file lock, not a file's existence: `server.lock` is a SQLite database opened with
  * `locking_mode=EXCLUSIVE` inside a `BEGIN EXCLUSIVE` transaction that is never committed. SQLite takes that
@@ -56,7 +70,7 @@ export const PID_FILE_NAME = 'server.pid';
  *
  * Refusal is a value (`ok: false`) with a message naming the holder's PID; other failures (permissions) throw.
  */
-export function acquireDataDirLock(dataDir: string): DataDirLock {
+export function acquireDataDirLock(dataDir: string, options: DataDirLockOptions = {}): DataDirLock {
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   // An existing data dir of an older tutti (created 0755, files 0644) is made private, not merely warned about: the
@@ -66,18 +80,46 @@ export function acquireDataDirLock(dataDir: string): DataDirLock {
   const lockPath = `${dir}/${LOCK_FILE_NAME}`;
   createPrivateFile(lockPath);
   tightened.push(makePrivate(lockPath, PRIVATE_FILE_MODE));
+  const replicasPath = `${dir}/${REPLICAS_FILE_NAME}`;
   const db = new Database(lockPath, { timeout: 0 });
+  let firstReplica = false;
   try {
     db.pragma('busy_timeout = 0');
     db.pragma('locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE');
+    if (options.sharedBy === undefined) db.exec('BEGIN EXCLUSIVE');
+    else firstReplica = takeSharedLock(db);
   } catch (error) {
     db.close();
     if ((error as { code?: unknown }).code === 'SQLITE_BUSY' || (error as { code?: unknown }).code === 'SQLITE_LOCKED') {
-      return { ok: false, message: `another tutti server (${describeHolder(pidPath)}) is using ${dir}; stop it first or pass a different --data-dir` };
+      const replicasOf = options.sharedBy === undefined ? readText(replicasPath) : undefined;
+      const holder = replicasOf !== undefined ? `replicas of the database ${replicasOf}` : `another tutti server (${describeHolder(pidPath)})`;
+      return { ok: false, message: `${holder} ${replicasOf !== undefined ? 'are' : 'is'} using ${dir}; stop ${replicasOf !== undefined ? 'them' : 'it'} first or pass a different --data-dir` };
     }
     throw error;
   }
+  if (options.sharedBy !== undefined) {
+    // The first replica names the database; the others must name the same, else two control planes would share one
+    // data dir, and their job ids, attempt dirs and logs.
+    const shared = options.sharedBy;
+    const named = readText(replicasPath);
+    if (!firstReplica && named !== undefined && named !== shared) {
+      db.close();
+      return { ok: false, message: `replicas of another database (${named}) are using ${dir}, not of ${shared}; give each control plane its own --data-dir` };
+    }
+    writeFileSync(replicasPath, shared, { mode: PRIVATE_FILE_MODE });
+    tightened.push(makePrivate(replicasPath, PRIVATE_FILE_MODE));
+    let released = false;
+    return {
+      ok: true,
+      tightened: tightened.filter((change) => change !== undefined),
+      release() {
+        if (released) return;
+        released = true;
+        db.close();
+      },
+    };
+  }
+  rmSync(replicasPath, { force: true });
   writeFileSync(pidPath, `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
   tightened.push(makePrivate(pidPath, PRIVATE_FILE_MODE));
   let released = false;
@@ -106,4 +148,37 @@ function readPid(pidPath: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Takes the shared lock of a replica; answers whether no other server held the data dir just before (then this
+ * replica names the database). In EXCLUSIVE locking mode a lock is kept until the connection closes: an exclusive
+ * transaction that succeeds proves the dir free, and is stepped down to the shared lock of a read, which every
+ * replica holds at once and which excludes a server alone on its store.
+ */
+function takeSharedLock(db: Database.Database): boolean {
+  let first = false;
+  try {
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('ROLLBACK');
+    first = true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'SQLITE_BUSY') throw error;
+  }
+  if (first) {
+    db.pragma('locking_mode = NORMAL');
+    db.prepare('SELECT count(*) FROM sqlite_master').get(); // releases the exclusive lock
+    db.pragma('locking_mode = EXCLUSIVE');
+  }
+  db.exec('BEGIN');
+  db.prepare('SELECT count(*) FROM sqlite_master').get();
+  return first;
 }

@@ -12,8 +12,8 @@ const repoRoot = resolve(here, '../../..');
 const holder = join(here, 'fixtures', 'hold-data-dir-lock.ts');
 
 /** Starts a child process that takes the lock on `dataDir`; resolves once it holds it. */
-function startHolder(dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', holder, dataDir], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+function startHolder(dataDir: string, sharedBy?: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', holder, dataDir, ...(sharedBy !== undefined ? [sharedBy] : [])], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolvePromise, reject) => {
     let out = '';
     let err = '';
@@ -106,5 +106,38 @@ describe('acquireDataDirLock', () => {
     expect(code).toBe(2);
     expect(out).toContain(`another tutti server (pid ${process.pid}) is using ${dir}`);
     if (lock.ok) lock.release();
+  });
+
+  describe('shared by the replicas of one database', () => {
+    const DATABASE = 'postgres://tutti@db.example:5432/tutti';
+    const OTHER = 'postgres://tutti@db.example:5432/other';
+
+    it('lets every replica of the database hold it at once, and no server alone on its store', async () => {
+      children.push(await startHolder(dir, DATABASE));
+      const replica = acquireDataDirLock(dir, { sharedBy: DATABASE });
+      expect(replica.ok).toBe(true);
+      if (replica.ok) replica.release();
+      const alone = acquireDataDirLock(dir);
+      expect(alone).toEqual({ ok: false, message: `replicas of the database ${DATABASE} are using ${dir}; stop them first or pass a different --data-dir` });
+    });
+
+    it('refuses a replica of another database while replicas hold it, and accepts it once they are gone', async () => {
+      const child = await startHolder(dir, DATABASE);
+      children.push(child);
+      const other = acquireDataDirLock(dir, { sharedBy: OTHER });
+      expect(other).toEqual({ ok: false, message: `replicas of another database (${DATABASE}) are using ${dir}, not of ${OTHER}; give each control plane its own --data-dir` });
+      child.kill('SIGKILL');
+      await exited(child);
+      const later = acquireDataDirLock(dir, { sharedBy: OTHER });
+      expect(later.ok).toBe(true);
+      if (later.ok) later.release();
+    });
+
+    it('refuses replicas while a server alone on its store holds it', async () => {
+      children.push(await startHolder(dir));
+      const replica = acquireDataDirLock(dir, { sharedBy: DATABASE });
+      expect(replica.ok).toBe(false);
+      if (!replica.ok) expect(replica.message).toMatch(/^another tutti server \(pid \d+\) is using /);
+    });
   });
 });

@@ -164,3 +164,22 @@ export class PostgresConnectionError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * A write of a fenced store view (`StateStore.withFence`) refused because its replica no longer holds the lease at the
+ * fence's epoch: another replica took it over (this one paused past its lease, or lost the database for a while).
+ * Nothing of the write was committed. The replica must stop leading: its view of the cluster is stale.
+ */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+  constructor(
+    readonly lease: string,
+    readonly holder: string,
+    readonly epoch: number,
+    /** The lease as it stands now; undefined when it has no row (never taken). */
+    readonly current: { holder: string; epoch: number; expiresAt: number } | undefined,
+  ) {
+    const now = current === undefined ? 'nobody holds it' : `now held by ${current.holder} at epoch ${current.epoch}`;
+    super(`this replica (holder ${holder}) no longer holds lease ${JSON.stringify(lease)} at epoch ${epoch}: ${now}; its writes are refused`);
+  }
+}

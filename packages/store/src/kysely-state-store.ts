@@ -16,7 +16,7 @@ import type {
   Task,
 } from '@tutti/model';
 import { computeGpusHeld, gpuClaimConflict, isTerminalJobStatus, JOB_STATUSES, type GpuShareUse } from '@tutti/model';
-import { InvalidCursorError } from './errors.ts';
+import { FencedError, InvalidCursorError } from './errors.ts';
 import { GroupCommitQueue } from './group-commit.ts';
 import { currentSchemaVersion, runMigrations } from './migrations.ts';
 import { attemptFromRow, eventFromRow, jobFromRow, jobSummaryColumns, jobSummaryFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
@@ -26,8 +26,10 @@ import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
   ApplyOutcome,
   CancelOutcome,
+  ChangeWatch,
   CreateJobOptions,
   EventQuery,
+  Fence,
   GpuSampleQuery,
   GpuUse,
   JobEnd,
@@ -55,7 +57,20 @@ export interface KyselyStateStoreOptions {
   otherwise?: string;
   /** The most job submissions one group-commit transaction takes. @default 1000 */
   maxCreateBatch?: number;
+  /** Opens a watch of committed changes (PostgreSQL's LISTEN); without it, watches are never live (SQLite). */
+  openChangeWatch?: (onChange: () => void) => Promise<ChangeWatch>;
 }
+
+/** What a store and its fenced views share: one database, one group-commit queue, one set of watches, one close. */
+interface SharedState {
+  readonly creates: GroupCommitQueue<NewJob, Job>;
+  readonly watches: Set<ChangeWatch>;
+  readonly openChangeWatch: ((onChange: () => void) => Promise<ChangeWatch>) | undefined;
+  closed: Promise<void> | undefined;
+}
+
+/** The watch of a store that no other process shares (SQLite): never live, never called. */
+const NO_CHANGE_WATCH: ChangeWatch = { live: false, close: async () => {} };
 
 /** Page sizes. */
 const DEFAULT_JOB_PAGE = 50;
@@ -91,15 +106,77 @@ export class KyselyStateStore implements StateStore {
   readonly #dialect: StoreDialect;
   readonly #where: string | undefined;
   readonly #otherwise: string | undefined;
-  readonly #creates: GroupCommitQueue<NewJob, Job>;
-  #closed: Promise<void> | undefined;
+  readonly #shared: SharedState;
+  /** Set on a fenced view (see `withFence`): every write checks it first. */
+  readonly #fence: Fence | undefined;
 
-  constructor(options: KyselyStateStoreOptions) {
+  /** `fencedViewOf`: for `withFence` only, the store whose database (and everything else) this view shares. */
+  constructor(options: KyselyStateStoreOptions, fencedViewOf?: { store: KyselyStateStore; fence: Fence }) {
     this.#db = options.db;
     this.#dialect = options.dialect;
     this.#where = options.where;
     this.#otherwise = options.otherwise;
-    this.#creates = new GroupCommitQueue((batch) => this.#insertJobs(batch), { maxBatch: options.maxCreateBatch ?? 1000 });
+    this.#fence = fencedViewOf?.fence;
+    this.#shared = (fencedViewOf && fencedViewOf.store.#shared) ?? {
+      creates: new GroupCommitQueue((batch) => this.#insertJobs(batch), { maxBatch: options.maxCreateBatch ?? 1000 }),
+      watches: new Set(),
+      openChangeWatch: options.openChangeWatch,
+      closed: undefined,
+    };
+  }
+
+  /**
+   * The view whose writes check `fence` (see StateStore.withFence). It shares this store's database, queue and
+   * watches: `createJob` goes through the same group commit, unfenced.
+   */
+  withFence(fence: Fence): StateStore {
+    checkFence(fence);
+    const options: KyselyStateStoreOptions = { db: this.#db, dialect: this.#dialect };
+    return new KyselyStateStore(options, { store: this, fence: { lease: fence.lease, holder: fence.holder, epoch: fence.epoch } });
+  }
+
+  async checkFence(): Promise<void> {
+    if (this.#fence !== undefined) await this.#write(async () => {});
+  }
+
+  /**
+   * The transaction of every state change but createJob and the leases': on a fenced view it first checks the fence
+   * (holding the lease against a change of hands until commit: StoreDialect.lockLease), then runs `change`. Locks
+   * are taken lease first, then the job's row, then `meta`, then the append order (StoreDialect.beforeAppend).
+   */
+  #write<T>(change: (trx: Transaction<StoreDatabase>) => Promise<T>): Promise<T> {
+    return this.#db.transaction().execute(async (trx) => {
+      await this.#checkFenceIn(trx);
+      return change(trx);
+    });
+  }
+
+  async #checkFenceIn(trx: Transaction<StoreDatabase>): Promise<void> {
+    const fence = this.#fence;
+    if (fence === undefined) return;
+    // Shared: fenced writes do not wait for each other, but a takeover (exclusive) waits for them, and they for it.
+    await this.#dialect.lockLease(trx, fence.lease, 'shared');
+    const row = await trx.selectFrom('leases').selectAll().where('name', '=', fence.lease).executeTakeFirst();
+    if (row !== undefined && row.holder === fence.holder && Number(row.epoch) === fence.epoch) return;
+    throw new FencedError(fence.lease, fence.holder, fence.epoch, row && { holder: row.holder, epoch: Number(row.epoch), expiresAt: Number(row.expires_at) });
+  }
+
+  /** See StateStore.watchChanges; the store's `close()` closes the watch too. */
+  async watchChanges(onChange: () => void): Promise<ChangeWatch> {
+    const shared = this.#shared;
+    if (shared.closed) throw new Error('the state store is closed');
+    if (shared.openChangeWatch === undefined) return NO_CHANGE_WATCH;
+    const watch = await shared.openChangeWatch(onChange);
+    shared.watches.add(watch);
+    return {
+      get live() {
+        return watch.live;
+      },
+      async close() {
+        shared.watches.delete(watch);
+        await watch.close();
+      },
+    };
   }
 
   async migrate(): Promise<void> {
@@ -114,20 +191,26 @@ export class KyselyStateStore implements StateStore {
     return currentSchemaVersion(this.#db);
   }
 
-  /** Waits for submissions already accepted to commit, then closes the connection. Idempotent. */
+  /**
+   * Waits for submissions already accepted to commit, closes the change watches, then the connection. Idempotent; of
+   * a fenced view, closes the store it is a view of.
+   */
   close(): Promise<void> {
-    this.#closed ??= (async () => {
-      await this.#creates.drain();
+    const shared = this.#shared;
+    shared.closed ??= (async () => {
+      await shared.creates.drain();
+      for (const watch of [...shared.watches]) await watch.close();
+      shared.watches.clear();
       await this.#db.destroy();
     })();
-    return this.#closed;
+    return shared.closed;
   }
 
   // ---- jobs -------------------------------------------------------------------------------------------------
 
   /** Group-committed: see GroupCommitQueue. Resolves once the job's transaction is durable. */
   createJob(spec: JobSpec, now: number, options: CreateJobOptions = {}): Promise<Job> {
-    if (this.#closed) return Promise.reject(new Error('the state store is closed'));
+    if (this.#shared.closed) return Promise.reject(new Error('the state store is closed'));
     let specJson: string;
     try {
       // Serialised here, not in the batch, so a spec that cannot be serialised fails only its own caller.
@@ -135,7 +218,7 @@ export class KyselyStateStore implements StateStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#creates.submit({ specJson, spec, now, user: options.user });
+    return this.#shared.creates.submit({ specJson, spec, now, user: options.user });
   }
 
   async #insertJobs(batch: NewJob[]): Promise<Job[]> {
@@ -169,6 +252,7 @@ export class KyselyStateStore implements StateStore {
         message: `submitted by team ${j.spec.team} with priority ${j.spec.priority}`,
         data_json: null,
       }));
+      await this.#dialect.beforeAppend(trx, 'events');
       for (const chunk of chunked(events, INSERT_CHUNK)) await trx.insertInto('events').values(chunk).execute();
       return batch.map((j, i): Job => ({
         id: String(ids[i]),
@@ -302,7 +386,7 @@ export class KyselyStateStore implements StateStore {
       return key === undefined || Object.keys(set).length === 0 ? [] : [{ key, rank: u.rank, set }];
     });
     if (writes.length === 0) return;
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#write(async (trx) => {
       for (const w of writes) {
         await trx.updateTable('tasks').set(w.set).where('job_id', '=', w.key).where('rank', '=', w.rank).execute();
       }
@@ -312,7 +396,7 @@ export class KyselyStateStore implements StateStore {
   async relocateRanks(jobId: string, ranks: ReadonlyArray<{ rank: number; node: string }>, now: number): Promise<Task[] | undefined> {
     const key = parseJobId(jobId);
     if (key === undefined) return undefined;
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#write(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (job?.status !== 'running') return undefined;
       await this.#lockAllocations(trx);
@@ -372,8 +456,8 @@ export class KyselyStateStore implements StateStore {
       await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).execute();
       for (const chunk of chunked([...allocations.values()], INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
       const said = [...moves.values()].map((m) => `${m.from} → ${m.to}`).join(', ');
-      await insertEvent(trx, key, 'relocated', `the cluster chose the nodes: ${said}`, now, { moves: [...moves.values()].map((m) => ({ from: m.from, to: m.to })) });
       await bumpSnapshotVersion(trx);
+      await insertEvent(trx, this.#dialect, key, 'relocated', `the cluster chose the nodes: ${said}`, now, { moves: [...moves.values()].map((m) => ({ from: m.from, to: m.to })) });
       return after;
     });
   }
@@ -382,6 +466,8 @@ export class KyselyStateStore implements StateStore {
 
   async acquireLease(name: string, holder: string, now: number, ttlMs: number): Promise<Lease> {
     return this.#db.transaction().execute(async (trx) => {
+      // Before anything else: waits for the fenced writes under way to commit (see StoreDialect.lockLease).
+      await this.#dialect.lockLease(trx, name, 'exclusive');
       // A row to lock first (a lease never taken has none): of two replicas creating it at once, one inserts.
       await trx.insertInto('leases').values({ name, holder, epoch: 0, expires_at: 0 }).onConflict((oc) => oc.column('name').doNothing()).execute();
       const row = await trx.selectFrom('leases').selectAll().where('name', '=', name).$if(this.#dialect.rowLocks, (q) => q.forUpdate()).executeTakeFirstOrThrow();
@@ -409,7 +495,7 @@ export class KyselyStateStore implements StateStore {
   // ---- nodes and the snapshot -------------------------------------------------------------------------------
 
   async replaceNodes(nodes: NodeInfo[], _now: number): Promise<void> {
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#write(async (trx) => {
       await trx.deleteFrom('nodes').execute();
       const rows = nodes.map((n) => ({ name: n.name, info_json: JSON.stringify(n) }));
       for (const chunk of chunked(rows, INSERT_CHUNK)) await trx.insertInto('nodes').values(chunk).execute();
@@ -481,7 +567,7 @@ export class KyselyStateStore implements StateStore {
       n.gpuIndices.map((gpuIndex) => ({ node: n.node, gpu_index: gpuIndex, job_id: key, fraction: n.gpuFraction ?? null, memory_mib: n.gpuFraction !== undefined ? (n.gpuMemoryMiB ?? null) : null })),
     );
     try {
-      return await this.#db.transaction().execute(async (trx): Promise<ApplyOutcome> => {
+      return await this.#write(async (trx): Promise<ApplyOutcome> => {
         const job = await this.#lockJob(trx, key);
         if (job?.status !== 'pending') return { jobId, applied: false, reason: 'job_not_pending' };
         await this.#lockAllocations(trx);
@@ -540,8 +626,8 @@ export class KyselyStateStore implements StateStore {
         }));
         for (const chunk of chunked(taskRows, INSERT_CHUNK)) await trx.insertInto('tasks').values(chunk).execute();
         const where = placement.nodes.map((n) => (n.gpuIndices.length > 0 ? `${n.node} (GPUs ${n.gpuIndices.join(',')})` : n.node));
-        await insertEvent(trx, key, 'scheduled', `scheduled on ${where.join(', ')}`, now, { nodes: placement.nodes });
         await bumpSnapshotVersion(trx);
+        await insertEvent(trx, this.#dialect, key, 'scheduled', `scheduled on ${where.join(', ')}`, now, { nodes: placement.nodes });
         return { jobId, applied: true };
       });
     } catch (error) {
@@ -557,7 +643,7 @@ export class KyselyStateStore implements StateStore {
   async finishJob(jobId: string, end: JobEnd, now: number): Promise<boolean> {
     const key = parseJobId(jobId);
     if (key === undefined) return false;
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#write(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (!job || isTerminalJobStatus(job.status as JobStatus)) return false;
       if (job.status === 'running') await archiveAttempt(trx, key, now, end.exitCode, end.endReason);
@@ -568,7 +654,7 @@ export class KyselyStateStore implements StateStore {
         .execute();
       const released = await trx.deleteFrom('gpu_allocations').where('job_id', '=', key).executeTakeFirst();
       if (Number(released.numDeletedRows) > 0) await bumpSnapshotVersion(trx);
-      await insertEvent(trx, key, end.status, end.endReason, now, { exitCode: end.exitCode });
+      await insertEvent(trx, this.#dialect, key, end.status, end.endReason, now, { exitCode: end.exitCode });
       return true;
     });
   }
@@ -577,7 +663,7 @@ export class KyselyStateStore implements StateStore {
   async requestCancel(jobId: string, now: number): Promise<CancelOutcome> {
     const key = parseJobId(jobId);
     if (key === undefined) return 'not_found';
-    return this.#db.transaction().execute(async (trx): Promise<CancelOutcome> => {
+    return this.#write(async (trx): Promise<CancelOutcome> => {
       const job = await this.#lockJob(trx, key);
       if (!job) return 'not_found';
       const status = job.status as JobStatus;
@@ -588,12 +674,12 @@ export class KyselyStateStore implements StateStore {
           .set({ status: 'cancelled', exit_code: null, end_reason: 'cancelled', finished_at: now, pending_reason_json: null })
           .where('id', '=', key)
           .execute();
-        await insertEvent(trx, key, 'cancelled', 'cancelled before it started', now);
+        await insertEvent(trx, this.#dialect, key, 'cancelled', 'cancelled before it started', now);
         return 'cancelled';
       }
       if (job.cancel_requested_at === null) {
         await trx.updateTable('jobs').set({ cancel_requested_at: now }).where('id', '=', key).execute();
-        await insertEvent(trx, key, 'cancel_requested', 'cancel requested; stopping every rank', now);
+        await insertEvent(trx, this.#dialect, key, 'cancel_requested', 'cancel requested; stopping every rank', now);
       }
       return 'stopping';
     });
@@ -606,7 +692,7 @@ export class KyselyStateStore implements StateStore {
   async requeueJob(jobId: string, reason: string, now: number, options: RequeueOptions = {}): Promise<boolean> {
     const key = parseJobId(jobId);
     if (key === undefined) return false;
-    return this.#db.transaction().execute(async (trx) => {
+    return this.#write(async (trx) => {
       const job = await this.#lockJob(trx, key);
       if (job?.status !== 'running') return false;
       await archiveAttempt(trx, key, now, options.attemptEnd?.exitCode ?? null, options.attemptEnd?.reason ?? reason);
@@ -625,8 +711,8 @@ export class KyselyStateStore implements StateStore {
         .where('id', '=', key)
         .execute();
       const event = options.event ?? 'requeued';
-      await insertEvent(trx, key, event, reason, now, { reason, ...(options.notBefore !== undefined ? { not_before: options.notBefore } : {}) });
       await bumpSnapshotVersion(trx);
+      await insertEvent(trx, this.#dialect, key, event, reason, now, { reason, ...(options.notBefore !== undefined ? { not_before: options.notBefore } : {}) });
       return true;
     });
   }
@@ -659,9 +745,13 @@ export class KyselyStateStore implements StateStore {
       return key === undefined ? [] : [{ key, record: r }];
     });
     if (rows.length === 0) return;
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#write(async (trx) => {
       const keys = [...new Set(rows.map((r) => r.key))];
-      const known = new Set((await trx.selectFrom('jobs').select('id').where('id', 'in', keys).execute()).map((r) => Number(r.id)));
+      // KEY SHARE, in id order: the progress rows' foreign keys lock these rows anyway, but only after the append
+      // order's lock, and nothing may wait for a row lock after that (see #write).
+      const known = new Set(
+        (await trx.selectFrom('jobs').select('id').where('id', 'in', keys).orderBy('id').$if(this.#dialect.rowLocks, (q) => q.forKeyShare()).execute()).map((r) => Number(r.id)),
+      );
       const values = rows
         .filter((r) => known.has(r.key))
         .map(({ key, record }) => ({
@@ -672,10 +762,12 @@ export class KyselyStateStore implements StateStore {
           step: record.step ?? null,
           values_json: JSON.stringify(record.values),
         }));
-      for (const chunk of chunked(values, INSERT_CHUNK)) await trx.insertInto('progress').values(chunk).execute();
       const lastCheckpoint = new Map<number, string>();
       for (const { key, record } of rows) if (known.has(key) && record.checkpoint !== undefined) lastCheckpoint.set(key, record.checkpoint);
       for (const [key, checkpoint] of lastCheckpoint) await trx.updateTable('jobs').set({ last_checkpoint: checkpoint }).where('id', '=', key).execute();
+      // Last: the append order's lock is held until commit, and nothing may wait for a row lock after it.
+      if (values.length > 0) await this.#dialect.beforeAppend(trx, 'progress');
+      for (const chunk of chunked(values, INSERT_CHUNK)) await trx.insertInto('progress').values(chunk).execute();
     });
   }
 
@@ -696,7 +788,7 @@ export class KyselyStateStore implements StateStore {
 
   async appendGpuSamples(samples: readonly JobGpuSample[]): Promise<void> {
     if (samples.length === 0) return;
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#write(async (trx) => {
       const keys = [...new Set(samples.flatMap((s) => (s.jobId === null ? [] : [parseJobId(s.jobId) ?? -1])))].filter((k) => k >= 0);
       const known = keys.length === 0 ? new Set<number>() : new Set((await trx.selectFrom('jobs').select('id').where('id', 'in', keys).execute()).map((r) => Number(r.id)));
       const values = samples.map((sample) => {
@@ -752,7 +844,7 @@ export class KyselyStateStore implements StateStore {
   }
 
   async pruneGpuSamples(before: number): Promise<number> {
-    const result = await this.#db.deleteFrom('gpu_samples').where('at', '<', before).executeTakeFirst();
+    const result = await this.#write((trx) => trx.deleteFrom('gpu_samples').where('at', '<', before).executeTakeFirst());
     return Number(result.numDeletedRows);
   }
 
@@ -763,7 +855,7 @@ export class KyselyStateStore implements StateStore {
       return key === undefined ? [] : [{ key, json: JSON.stringify(diagnosis) }];
     });
     if (writes.length === 0) return;
-    await this.#db.transaction().execute(async (trx) => {
+    await this.#write(async (trx) => {
       for (const w of writes) {
         await trx
           .updateTable('jobs')
@@ -808,7 +900,12 @@ export class KyselyStateStore implements StateStore {
   async appendEvent(jobId: string, type: JobEventType, message: string, now: number, data?: Record<string, unknown>): Promise<JobEvent> {
     const key = parseJobId(jobId);
     if (key === undefined) throw new Error(`appendEvent: no job ${JSON.stringify(jobId)}`);
-    return this.#db.transaction().execute((trx) => insertEvent(trx, key, type, message, now, data));
+    return this.#write(async (trx) => {
+      // The event's foreign key locks the job's row (KEY SHARE) at insert, which must not wait behind a transaction
+      // that holds the row and waits for the event order (a placement, a finish): take it first (see #write).
+      await trx.selectFrom('jobs').select('id').where('id', '=', key).$if(this.#dialect.rowLocks, (q) => q.forKeyShare()).execute();
+      return insertEvent(trx, this.#dialect, key, type, message, now, data);
+    });
   }
 
   /** At most 10,000 events per call. An unknown job id gives no events. */
@@ -834,8 +931,10 @@ export class KyselyStateStore implements StateStore {
   }
 }
 
+/** The last thing before its transaction commits (see StoreDialect.beforeAppend): nothing may wait for a lock after it. */
 async function insertEvent(
   trx: Transaction<StoreDatabase>,
+  dialect: StoreDialect,
   jobId: number,
   type: JobEventType,
   message: string,
@@ -843,6 +942,7 @@ async function insertEvent(
   data?: Record<string, unknown>,
 ): Promise<JobEvent> {
   const dataJson = data === undefined ? null : JSON.stringify(data);
+  await dialect.beforeAppend(trx, 'events');
   const row = await trx
     .insertInto('events')
     .values({ job_id: jobId, at, type, message, data_json: dataJson })
@@ -983,4 +1083,13 @@ function deepFreeze<T>(value: T): T {
 
 function leaseFromRow(row: { name: string; holder: string; epoch: number; expires_at: number }): Lease {
   return { name: row.name, holder: row.holder, epoch: Number(row.epoch), expiresAt: Number(row.expires_at) };
+}
+
+/** A fence a caller built by hand may be wrong: say which field, rather than fencing on nonsense. */
+function checkFence(fence: Fence): void {
+  if (typeof fence?.lease !== 'string' || fence.lease === '') throw new TypeError(`withFence: fence.lease must be the lease's name, got ${JSON.stringify(fence?.lease)}`);
+  if (typeof fence.holder !== 'string' || fence.holder === '') throw new TypeError(`withFence: fence.holder must be the holder's id, got ${JSON.stringify(fence.holder)}`);
+  if (!Number.isSafeInteger(fence.epoch) || fence.epoch < 1) {
+    throw new TypeError(`withFence: fence.epoch must be the epoch acquireLease granted (an integer from 1), got ${JSON.stringify(fence.epoch)}`);
+  }
 }

@@ -1,6 +1,8 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type { CustomTypesConfig, types as PgTypes } from 'pg';
 import { KyselyStateStore } from './kysely-state-store.ts';
+import type { KyselyStateStoreOptions } from './kysely-state-store.ts';
+import { PostgresChangeWatch } from './postgres-change-watch.ts';
 import type { StoreDatabase } from './schema.ts';
 import { postgresStoreDialect } from './store-dialect.ts';
 import { PostgresConnectionError } from './errors.ts';
@@ -28,9 +30,9 @@ export class PostgresStateStore extends KyselyStateStore {
     /** The database URL, password hidden: safe to log. */
     readonly url: string,
     db: Kysely<StoreDatabase>,
-    maxCreateBatch?: number,
+    options: Pick<KyselyStateStoreOptions, 'maxCreateBatch' | 'openChangeWatch'> = {},
   ) {
-    super({ db, dialect: postgresStoreDialect, where: url, otherwise: 'point it at another database', ...(maxCreateBatch !== undefined ? { maxCreateBatch } : {}) });
+    super({ db, dialect: postgresStoreDialect, where: url, otherwise: 'point it at another database', ...options });
   }
 }
 
@@ -48,13 +50,22 @@ export async function createPostgresStateStore(options: PostgresStateStoreOption
     connectionString: options.url,
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    // A transaction of a process that stopped mid-way (SIGSTOP, a VM paused) would hold its locks until it resumes:
+    // a fenced write's hold on the lease would then keep another replica from taking the lease over. The server ends
+    // such a session instead; the store's own transactions never sit idle between statements for anywhere near this.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     types: storeTypeParsers(pg.types),
   });
   // An idle connection the server closes (a restart, an administrator's pg_terminate_backend) is reported as an
   // 'error' event on the pool, which would end the process if nobody listened. The pool has already dropped that
   // connection and opens a new one for the next query; a query that was running gets its own error.
   pool.on('error', () => {});
-  const store = new PostgresStateStore(url, new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) }), options.maxCreateBatch);
+  const connectionTimeoutMillis = options.connectTimeoutMs ?? 10_000;
+  const store = new PostgresStateStore(url, new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) }), {
+    ...(options.maxCreateBatch !== undefined ? { maxCreateBatch: options.maxCreateBatch } : {}),
+    // keepAlive: a listening connection is idle for long; TCP keepalive notices a peer that vanished without a word.
+    openChangeWatch: (onChange) => PostgresChangeWatch.open(() => new pg.Client({ connectionString: options.url, connectionTimeoutMillis, keepAlive: true }), onChange),
+  });
   try {
     if (options.migrate ?? true) await store.migrate();
     else await store.schemaVersion().catch(async (error: unknown) => {
@@ -67,6 +78,9 @@ export async function createPostgresStateStore(options: PostgresStateStoreOption
   }
   return store;
 }
+
+/** How long PostgreSQL lets a session of the store sit idle inside a transaction before ending it (see the pool). */
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 5000;
 
 /** SQLSTATE 42P01: the relation does not exist. */
 const UNDEFINED_TABLE = '42P01';

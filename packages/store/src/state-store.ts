@@ -24,6 +24,33 @@ export interface StateStore {
   releaseLease(name: string, holder: string, epoch: number, now: number): Promise<boolean>;
 
   /**
+   * A view of this same store (same connections, same group-commit queue; closing either closes both) whose writes
+   * are fenced by a lease: every state-changing method except `createJob`, `acquireLease` and `releaseLease` first
+   * checks, inside its own transaction, that lease `fence.lease` still has holder `fence.holder` at epoch
+   * `fence.epoch`, and otherwise rolls back and rejects with `FencedError`, having changed nothing. Expiry is not
+   * checked: fencing is by epoch, so a leader whose lease lapsed still writes until another replica takes it. On
+   * PostgreSQL the check locks the lease row (`FOR SHARE`) until the write commits, so a takeover either commits
+   * first (the write is refused) or waits for the write: no write of epoch e commits after epoch e + 1 was granted.
+   * Reads are not fenced. What the leader's control core and backends write through.
+   */
+  withFence(fence: Fence): StateStore;
+  /**
+   * Of a fenced view (`withFence`): a transaction that only checks the fence, rejecting with `FencedError` when the
+   * lease changed hands. The server calls it right before launching ranks, which no database write covers. Of the
+   * unfenced store: resolves at once.
+   */
+  checkFence(): Promise<void>;
+  /**
+   * Calls `onChange` after other processes (or this one) committed changes that carry events, so a follower can
+   * refresh instead of polling. PostgreSQL: one dedicated connection LISTENs (every transaction that appends an event
+   * notifies on commit); when that connection drops, the watch reconnects with backoff (1 s, 2 s, ... at most 10 s)
+   * and calls `onChange` once after reconnecting, since changes may have been missed meanwhile. It never throws.
+   * SQLite: no other process shares the database, so the watch is never `live` and never calls `onChange`: callers
+   * poll (or need nothing). `close()` of the store closes its watches.
+   */
+  watchChanges(onChange: () => void): Promise<ChangeWatch>;
+
+  /**
    * Inserts a pending job and its `submitted` event. The id is the next sequence number as a string. Calls made
    * concurrently may share one transaction (group commit); ids still increase in call order, and each promise
    * resolves only once its job is durable.
@@ -254,4 +281,19 @@ export interface Lease {
   epoch: number;
   /** Epoch ms. */
   expiresAt: number;
+}
+
+/** Whose writes a fenced store view carries: a lease's holder at one epoch (see `StateStore.withFence`). */
+export interface Fence {
+  lease: string;
+  holder: string;
+  epoch: number;
+}
+
+/** A subscription to committed changes (see `StateStore.watchChanges`). */
+export interface ChangeWatch {
+  /** Stops watching (and closes its connection). Idempotent. */
+  close(): Promise<void>;
+  /** Whether the watch is connected now (a notification would reach it). Always false on SQLite. */
+  readonly live: boolean;
 }

@@ -47,6 +47,17 @@ describe('SQLite state store', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('gives a change watch that is never live and never called (no other process shares the file: callers poll)', async () => {
+    const store = await openStore();
+    let calls = 0;
+    const watch = await store.watchChanges(() => calls++);
+    expect(watch.live).toBe(false);
+    const job = await store.createJob(makeJobSpec(), T0);
+    await store.appendEvent(job.id, 'started', 'x', T0 + 1);
+    expect(calls).toBe(0);
+    await watch.close();
+  });
+
   it('sets the durability pragmas', async () => {
     await openStore();
     const raw = new Database(path, { readonly: true });

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Job } from '@tutti/model';
+import { FencedError } from '../src/errors.ts';
 import type { PlacementWithTasks, StateStore } from '../src/state-store.ts';
 import { makeDiagnosis, makeJobSpec, makeNode, makePlacement } from './builders.ts';
 
@@ -626,6 +627,103 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
         const holders = new Set(answers.map((lease) => `${lease.holder}@${lease.epoch}`));
         expect(holders.size).toBe(1);
         expect(answers[0]?.epoch).toBe(1);
+      });
+    });
+
+    describe('fencing (withFence)', () => {
+      const TTL = 10_000;
+      const sample = (jobId: string, at: number) => ({
+        jobId, at, node: 'n1', gpuIndex: 0, intervalMs: 10_000, utilizationPct: 90, memoryUsedMiB: 1000, memoryTotalMiB: 81559, powerW: 300, temperatureC: 60,
+      });
+
+      /** Replica a leads at epoch 1 with a running job (through its fenced view) and a pending one. */
+      async function leadAsA() {
+        await store.replaceNodes([makeNode('n1', 4), makeNode('n2', 4)], T0);
+        const lease = await store.acquireLease('control', 'replica-a', T0, TTL);
+        expect(lease.epoch).toBe(1);
+        const fenced = store.withFence({ lease: 'control', holder: 'replica-a', epoch: lease.epoch });
+        const running = await fenced.createJob(makeJobSpec(), T0);
+        expect(await fenced.applyPlacements([makePlacement(running.id, [['n1', [0]]])], T0 + 1)).toEqual([{ jobId: running.id, applied: true }]);
+        const pending = await fenced.createJob(makeJobSpec(), T0 + 2);
+        return { fenced, running, pending };
+      }
+
+      it('writes through a fenced view while its epoch holds, to the same database, even after its lease lapsed', async () => {
+        const { fenced, running, pending } = await leadAsA();
+        expect(await store.getJob(running.id)).toMatchObject({ status: 'running', startedAt: T0 + 1 });
+        expect((await fenced.getJob(pending.id))?.status).toBe('pending');
+        await expect(fenced.checkFence()).resolves.toBeUndefined();
+        await fenced.appendEvent(running.id, 'started', 'rank 0 started', T0 + 3);
+        // Fencing is by epoch, not by the clock: nobody took the lapsed lease, so replica-a's writes still count.
+        expect(await fenced.finishJob(running.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + TTL * 5)).toBe(true);
+        expect((await store.listEvents({ jobId: running.id })).map((e) => e.type)).toEqual(['submitted', 'scheduled', 'started', 'succeeded']);
+      });
+
+      it('refuses every write of a deposed replica with FencedError once another took the lease over, and changes nothing', async () => {
+        const { fenced, running, pending } = await leadAsA();
+        await store.appendGpuSamples([sample(running.id, T0 + 3)]);
+        const before = { events: await store.listEvents({}), snapshot: await store.snapshot(), tasks: await store.getTasks(running.id) };
+        expect(await store.acquireLease('control', 'replica-b', T0 + TTL, TTL)).toMatchObject({ holder: 'replica-b', epoch: 2 });
+
+        const at = T0 + TTL + 1;
+        const writes: Record<string, () => Promise<unknown>> = {
+          applyPlacements: () => fenced.applyPlacements([makePlacement(pending.id, [['n1', [1]]])], at),
+          updateTasks: () => fenced.updateTasks([{ jobId: running.id, rank: 0, status: 'running', startedAt: at }]),
+          relocateRanks: () => fenced.relocateRanks(running.id, [{ rank: 0, node: 'n2' }], at),
+          finishJob: () => fenced.finishJob(running.id, { status: 'failed', exitCode: 1, endReason: 'late' }, at),
+          'requestCancel (running)': () => fenced.requestCancel(running.id, at),
+          'requestCancel (pending)': () => fenced.requestCancel(pending.id, at),
+          requeueJob: () => fenced.requeueJob(running.id, 'node lost', at),
+          appendProgress: () => fenced.appendProgress([{ jobId: running.id, attempt: 1, rank: 0, at, step: 1, checkpoint: '/ck/1', values: { step: 1 } }]),
+          appendGpuSamples: () => fenced.appendGpuSamples([sample(running.id, at)]),
+          pruneGpuSamples: () => fenced.pruneGpuSamples(at + 1),
+          setPendingReasons: () => fenced.setPendingReasons(new Map([[pending.id, makeDiagnosis()]])),
+          appendEvent: () => fenced.appendEvent(running.id, 'started', 'late', at),
+          replaceNodes: () => fenced.replaceNodes([makeNode('n9', 1)], at),
+          checkFence: () => fenced.checkFence(),
+        };
+        for (const [name, write] of Object.entries(writes)) {
+          const error = await write().then(() => undefined, (e: unknown) => e);
+          expect(error, name).toBeInstanceOf(FencedError);
+          expect(error, name).toMatchObject({ lease: 'control', holder: 'replica-a', epoch: 1, current: { holder: 'replica-b', epoch: 2, expiresAt: T0 + 2 * TTL } });
+          expect((error as Error).message, name).toBe('this replica (holder replica-a) no longer holds lease "control" at epoch 1: now held by replica-b at epoch 2; its writes are refused');
+        }
+
+        expect(await store.getJob(pending.id)).toMatchObject({ status: 'pending' });
+        expect((await store.getJob(pending.id))?.pendingReason).toBeUndefined();
+        const job = await store.getJob(running.id);
+        expect(job).toMatchObject({ status: 'running' });
+        expect(job?.cancelRequestedAt).toBeUndefined();
+        expect(job?.lastCheckpoint).toBeUndefined();
+        expect(await store.getTasks(running.id)).toEqual(before.tasks);
+        expect(await store.listEvents({})).toEqual(before.events);
+        expect(await store.snapshot()).toEqual(before.snapshot);
+        expect(await store.listProgress(running.id)).toEqual([]);
+        expect((await store.listGpuSamples(running.id)).map((s) => s.at)).toEqual([T0 + 3]);
+      });
+
+      it('leaves the unfenced store and createJob of a deposed view alone, and fences the new holder by its own epoch', async () => {
+        const { fenced, running } = await leadAsA();
+        const taken = await store.acquireLease('control', 'replica-b', T0 + TTL, TTL);
+        // A submission is no leader's write: every replica takes them.
+        const submitted = await fenced.createJob(makeJobSpec(), T0 + TTL + 1);
+        expect((await store.getJob(submitted.id))?.status).toBe('pending');
+        await expect(store.checkFence()).resolves.toBeUndefined();
+        const b = store.withFence({ lease: 'control', holder: taken.holder, epoch: taken.epoch });
+        expect(await b.applyPlacements([makePlacement(submitted.id, [['n1', [1]]])], T0 + TTL + 2)).toEqual([{ jobId: submitted.id, applied: true }]);
+        expect(await store.finishJob(running.id, { status: 'succeeded', exitCode: 0, endReason: 'done' }, T0 + TTL + 3)).toBe(true);
+        // A fence of an epoch the holder never had (replica-b at 1) is refused too.
+        await expect(store.withFence({ lease: 'control', holder: 'replica-b', epoch: 1 }).checkFence()).rejects.toBeInstanceOf(FencedError);
+        // A lease nobody ever took fences everything.
+        await expect(store.withFence({ lease: 'never-taken', holder: 'replica-a', epoch: 1 }).checkFence()).rejects.toThrow(
+          'this replica (holder replica-a) no longer holds lease "never-taken" at epoch 1: nobody holds it; its writes are refused',
+        );
+      });
+
+      it('refuses a malformed fence, naming the field', () => {
+        expect(() => store.withFence({ lease: '', holder: 'a', epoch: 1 })).toThrow(/fence\.lease/);
+        expect(() => store.withFence({ lease: 'control', holder: '', epoch: 1 })).toThrow(/fence\.holder/);
+        expect(() => store.withFence({ lease: 'control', holder: 'a', epoch: 0 })).toThrow(/fence\.epoch/);
       });
     });
 

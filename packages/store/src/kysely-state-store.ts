@@ -130,8 +130,13 @@ export class KyselyStateStore implements StateStore {
    * watches: `createJob` goes through the same group commit, unfenced.
    */
   withFence(fence: Fence): StateStore {
-    checkFence(fence);
-    const options: KyselyStateStoreOptions = { db: this.#db, dialect: this.#dialect };
+    assertWellFormedFence(fence);
+    const options: KyselyStateStoreOptions = {
+      db: this.#db,
+      dialect: this.#dialect,
+      ...(this.#where !== undefined ? { where: this.#where } : {}),
+      ...(this.#otherwise !== undefined ? { otherwise: this.#otherwise } : {}),
+    };
     return new KyselyStateStore(options, { store: this, fence: { lease: fence.lease, holder: fence.holder, epoch: fence.epoch } });
   }
 
@@ -1086,7 +1091,7 @@ function leaseFromRow(row: { name: string; holder: string; epoch: number; expire
 }
 
 /** A fence a caller built by hand may be wrong: say which field, rather than fencing on nonsense. */
-function checkFence(fence: Fence): void {
+function assertWellFormedFence(fence: Fence): void {
   if (typeof fence?.lease !== 'string' || fence.lease === '') throw new TypeError(`withFence: fence.lease must be the lease's name, got ${JSON.stringify(fence?.lease)}`);
   if (typeof fence.holder !== 'string' || fence.holder === '') throw new TypeError(`withFence: fence.holder must be the holder's id, got ${JSON.stringify(fence.holder)}`);
   if (!Number.isSafeInteger(fence.epoch) || fence.epoch < 1) {

@@ -3,7 +3,8 @@ import type { JobGpuSample, AttemptRecord, JobEnd, RequeueOptions, ClusterSnapsh
 /**
  * The durable state of the control plane. Every method that changes state is one transaction, durable
  * (fsynced) when its promise resolves, so the API may acknowledge right after. Implementations: SQLite (default,
- * embedded) and, later, PostgreSQL — both must pass `test/state-store-contract.ts`.
+ * embedded) and PostgreSQL (several replicas may share one: see `withFence`, `watchChanges`) — both must pass
+ * `test/state-store-contract.ts`.
  *
  * Expected outcomes (a job that is not pending any more, a GPU taken meanwhile) are returned as values; a rejected
  * promise means a bug or a broken database.

@@ -98,21 +98,8 @@ describe('PostgreSQL: replicas sharing one database', () => {
     await a.replaceNodes([makeNode('n1', 8)], T0);
     const jobs = await Promise.all(Array.from({ length: 40 }, (_, i) => a.createJob(makeJobSpec({ name: `j${i}` }), T0)));
 
-    let writing = true;
-    const seen: number[] = [];
-    // What the server's EventFeed and a resuming SSE stream do: read after the last seq seen, again and again.
-    const reader = (async () => {
-      let cursor = 0;
-      for (let more = true; more; ) {
-        more = writing;
-        for (;;) {
-          const batch = await b.listEvents({ afterSeq: cursor, limit: 10_000 });
-          if (batch.length === 0) break;
-          seen.push(...batch.map((e) => e.seq));
-          cursor = batch.at(-1)!.seq;
-        }
-      }
-    })();
+    // What the server's EventFeed and a resuming SSE stream do.
+    const reader = tailBySeq((afterSeq) => b.listEvents({ afterSeq, limit: 10_000 }));
     const writers = [a, b].flatMap((store, s) =>
       Array.from({ length: 10 }, async (_, w) => {
         for (let i = 0; i < 30; i++) {
@@ -124,11 +111,30 @@ describe('PostgreSQL: replicas sharing one database', () => {
       }),
     );
     await Promise.all(writers);
-    writing = false;
-    await reader;
+    const seen = await reader.stop();
 
     const all = (await a.listEvents({ limit: 10_000 })).map((e) => e.seq);
     expect(all.length).toBeGreaterThan(600);
+    expect(seen).toEqual(all);
+  });
+
+  it('lets a reader tailing a job\'s progress by seq see every record exactly once while two replicas append at once', async () => {
+    const url = await freshDatabase();
+    const [a, b] = [await openStore(url), await openStore(url)];
+    const job = await a.createJob(makeJobSpec(), T0);
+    // What a client polling GET /v1/jobs/:id/progress?after= does.
+    const reader = tailBySeq((afterSeq) => b.listProgress(job.id, { afterSeq, limit: 10_000 }));
+    await Promise.all(
+      [a, b].flatMap((store, s) =>
+        Array.from({ length: 10 }, async (_, w) => {
+          for (let i = 0; i < 30; i++) await store.appendProgress([{ jobId: job.id, attempt: 1, rank: s * 10 + w, at: T0 + i, step: i, values: { step: i } }]);
+        }),
+      ),
+    );
+    const seen = await reader.stop();
+
+    const all = (await a.listProgress(job.id, { limit: 10_000 })).map((r) => r.seq);
+    expect(all).toHaveLength(600);
     expect(seen).toEqual(all);
   });
 
@@ -202,3 +208,31 @@ describe('PostgreSQL: replicas sharing one database', () => {
     });
   });
 });
+
+/**
+ * Reads `read(afterSeq)` again and again from seq 0, each time after the last seq seen, as a resuming stream does,
+ * until stopped; `stop()` reads once more to the end and answers every seq seen, in order.
+ */
+function tailBySeq(read: (afterSeq: number) => Promise<ReadonlyArray<{ seq: number }>>): { stop(): Promise<number[]> } {
+  let writing = true;
+  const seen: number[] = [];
+  const done = (async () => {
+    let cursor = 0;
+    for (let more = true; more; ) {
+      more = writing;
+      for (;;) {
+        const batch = await read(cursor);
+        if (batch.length === 0) break;
+        seen.push(...batch.map((row) => row.seq));
+        cursor = batch.at(-1)!.seq;
+      }
+    }
+  })();
+  return {
+    async stop() {
+      writing = false;
+      await done;
+      return seen;
+    },
+  };
+}

@@ -60,6 +60,10 @@ export async function createPostgresStateStore(options: PostgresStateStoreOption
   // 'error' event on the pool, which would end the process if nobody listened. The pool has already dropped that
   // connection and opens a new one for the next query; a query that was running gets its own error.
   pool.on('error', () => {});
+  // A connection in use but between queries (held by a transaction, or just checked out) has no pool listener: the
+  // server ending it (a restart: FATAL 57P01) would be an unhandled 'error' that kills the process. Its next query
+  // fails instead, and the pool discards a connection that is no longer queryable when it comes back.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const connectionTimeoutMillis = options.connectTimeoutMs ?? 10_000;
   const store = new PostgresStateStore(url, new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) }), {
     ...(options.maxCreateBatch !== undefined ? { maxCreateBatch: options.maxCreateBatch } : {}),

@@ -3,6 +3,10 @@
  * one in HA: fencing against a concurrent takeover, events committed in seq order for readers that tail them, and
  * change notifications.
  */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPostgresStateStore, FencedError } from '../src/index.ts';
@@ -13,11 +17,15 @@ import type { TestDatabase } from './postgres-dev-server.ts';
 
 const T0 = 1_700_000_000_000;
 const TTL = 10_000;
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '../../..');
+const fencedWriter = join(here, 'fixtures', 'fenced-writer.ts');
 
 describe('PostgreSQL: replicas sharing one database', () => {
   const open: PostgresStateStore[] = [];
   const databases: TestDatabase[] = [];
   const clients: pg.Client[] = [];
+  const children: ChildProcess[] = [];
 
   async function freshDatabase(): Promise<string> {
     const database = await createTestDatabase();
@@ -37,6 +45,11 @@ describe('PostgreSQL: replicas sharing one database', () => {
   }
 
   afterEach(async () => {
+    for (const child of children.splice(0)) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill('SIGKILL');
+      await new Promise((resolvePromise) => child.once('exit', resolvePromise));
+    }
     for (const client of clients.splice(0)) await client.end();
     for (const store of open.splice(0)) await store.close();
     for (const database of databases.splice(0)) await database.drop();
@@ -91,6 +104,50 @@ describe('PostgreSQL: replicas sharing one database', () => {
     expect(running).toBe(Number(rows[0]!.running));
     expect((await b.listEvents({ limit: 10_000 })).filter((e) => e.type === 'scheduled')).toHaveLength(running);
   });
+
+  it('does not let a leader stopped in the middle of a fenced write keep the lease from changing hands', async () => {
+    const url = await freshDatabase();
+    const b = await openStore(url);
+    const lease = await b.acquireLease('control', 'replica-a', T0, TTL);
+    const writerUrl = new URL(url);
+    writerUrl.searchParams.set('application_name', 'fenced-writer');
+    const child = spawn(process.execPath, ['--import', 'tsx', fencedWriter, writerUrl.toString(), String(lease.epoch)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const exited = new Promise((resolvePromise) => child.once('exit', resolvePromise));
+    while (!out.includes('writing')) {
+      if (child.exitCode !== null) throw new Error(`the fenced writer exited: ${out}`);
+      await sleep(20);
+    }
+
+    // SIGSTOP it inside a transaction that holds the lease (between two transactions it holds nothing): a session of
+    // its idle in the same transaction, with the advisory lock, twice in a row.
+    const admin = await rawClient(url);
+    const heldInTransaction = async () => {
+      const { rows } = await admin.query<{ pid: number; xact_start: Date }>(`
+        select a.pid, a.xact_start from pg_stat_activity a join pg_locks l on l.pid = a.pid
+        where a.application_name = 'fenced-writer' and a.state = 'idle in transaction' and l.locktype = 'advisory' and l.granted`);
+      return rows.map((r) => `${r.pid}@${r.xact_start.toISOString()}`).join();
+    };
+    for (;;) {
+      child.kill('SIGSTOP');
+      await sleep(50);
+      const first = await heldInTransaction();
+      await sleep(50);
+      if (first !== '' && first === (await heldInTransaction())) break;
+      child.kill('SIGCONT');
+      await sleep(Math.random() * 20);
+    }
+
+    // Its lease ran out meanwhile (the time acquireLease is told says so): another replica takes over, and does not
+    // wait for the stopped one to resume.
+    expect(await b.acquireLease('control', 'replica-b', T0 + TTL, TTL)).toMatchObject({ holder: 'replica-b', epoch: 2 });
+    child.kill('SIGCONT');
+    await exited;
+    expect(out).toContain('fenced: this replica (holder replica-a) no longer holds lease "control" at epoch 1: now held by replica-b at epoch 2');
+  }, 60_000);
 
   it('lets a reader tailing events by seq see every event exactly once while two replicas write at once', async () => {
     const url = await freshDatabase();
@@ -235,4 +292,8 @@ function tailBySeq(read: (afterSeq: number) => Promise<ReadonlyArray<{ seq: numb
       return seen;
     },
   };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolvePromise) => setTimeout(resolvePromise, ms));
 }

@@ -50,7 +50,8 @@ export function buildProgram(): Command {
     .option('--host <address>', 'address to bind (127.0.0.1 keeps the API private to this machine)', '127.0.0.1')
     .option('--data-dir <dir>', 'where state and logs live', path.join(process.env.HOME ?? '.', '.tutti'))
     // No default here: the server's EXECUTION_BACKEND_KINDS has it (and the list an unknown one is refused with).
-    .addOption(new Option('--database <url>', 'keep the state in PostgreSQL (postgres://USER@HOST:PORT/DATABASE) instead of tutti.db in the data dir').env('TUTTI_DATABASE'))
+    .addOption(new Option('--database <url>', 'keep the state in PostgreSQL (postgres://USER@HOST:PORT/DATABASE) instead of tutti.db in the data dir; replicas started on one database share the work: one leads, all serve the API').env('TUTTI_DATABASE'))
+    .option('--lease-ttl <seconds>', 'with --database: how long the leader\'s lease lasts unless renewed, i.e. the longest a dead leader holds the cluster up (default 8)', parseInteger('--lease-ttl', 1))
     .option('--backend <kind>', 'what runs the ranks: local (processes on this machine, the default) or slurm (a Slurm cluster through sbatch/srun on this login node)')
     .option('--slurm-partition <name>', 'with --backend slurm: the partition whose nodes tutti schedules and submits to (default: every node, Slurm\'s default partition)')
     .option('--slurm-rest-url <url>', 'with --backend slurm: reach Slurm through the site\'s slurmrestd (http://host:port) instead of its tools; the token comes from SLURM_JWT or --slurm-jwt-key')
@@ -296,6 +297,26 @@ export function buildProgram(): Command {
             return `${head}\n${table.replace(/^/gm, '  ')}`;
           })
           .join('\n\n'),
+      );
+    });
+
+  program
+    .command('status')
+    .description('the server: version, uptime, whether it is ready, and which replica leads the control plane (epoch)')
+    .action(async () => {
+      const health = await client().health();
+      const readiness = await client().readiness().then(
+        () => 'ready',
+        (error: unknown) => `not ready: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      const leader = health.leader;
+      print({ ...health, readiness }, () =>
+        [
+          `server    ${program.opts<{ server: string }>().server}  tutti ${health.version}, up ${health.uptime_s} s, ${readiness}${health.recovering ? ' (re-adopting the jobs that ran before)' : ''}`,
+          `replica   ${health.replica}  ${health.role}`,
+          `leader    ${leader ? `${leader.replica}  epoch ${leader.epoch}${leader.lease_expires_at !== null ? `  lease until ${leader.lease_expires_at}` : ''}` : 'none (a replica takes over once the lease runs out)'}`,
+          ...(health.disk_full !== null ? [`disk full ${health.disk_full}`] : []),
+        ].join('\n'),
       );
     });
 

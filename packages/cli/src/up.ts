@@ -19,6 +19,8 @@ export interface UpOptions {
   dataDir: string;
   /** `--database` (or TUTTI_DATABASE): a PostgreSQL URL for the state; tutti.db in the data dir without it. */
   database?: string;
+  /** `--lease-ttl` in seconds: with a database, how long the leader's lease lasts unless renewed. */
+  leaseTtl?: number;
   /** `--backend`: which execution backend runs the ranks (see EXECUTION_BACKEND_KINDS). */
   backend?: string;
   /** `--slurm-partition`: with the Slurm backend, the partition tutti schedules and submits to. */
@@ -67,6 +69,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       host: options.host,
       port: options.port,
       ...(options.database !== undefined ? { database: options.database } : {}),
+      ...(options.leaseTtl !== undefined ? { leaseTtlMs: options.leaseTtl * 1000 } : {}),
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
       ...slurmOptions(options),
       fakeGpus: options.fakeGpus,
@@ -93,6 +96,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       `tutti is up at ${server.url}`,
       `  data dir  ${server.dataDir}`,
       `  state     ${options.database !== undefined ? `PostgreSQL ${describeDatabase(options.database)}` : `${path.join(server.dataDir, 'tutti.db')} (SQLite)`}`,
+      ...(options.database !== undefined ? [`  replica   ${describeRole(server)}`] : []),
       `  nodes     ${server.inventory.map((n) => n.name).join(', ')} with ${gpus} GPU${gpus === 1 ? '' : 's'}${fake ? ' (fake: for trying tutti without GPUs)' : ''}`,
       `  dashboard ${server.url}/`,
       `  API docs  ${server.url}/docs`,
@@ -192,4 +196,11 @@ async function runDemo(server: TuttiServer, json: boolean): Promise<void> {
     `demo: job ${job.id} ${done.status} (${done.end_reason ?? ''}). See it with \`npx tutti show ${job.id}\` and \`npx tutti logs ${job.id} --rank 1\`.\n` +
       'tutti keeps running: submit your own jobs, or Ctrl-C to stop.\n',
   );
+}
+
+/** This replica's role as the banner says it: leading at an epoch, or following which replica. */
+function describeRole(server: TuttiServer): string {
+  const { role, self, leader } = server.leadership.state;
+  if (role === 'leader') return `${self}, leading the control plane (epoch ${leader?.epoch ?? '?'})`;
+  return `${self}, following ${leader ? `${leader.holder} (epoch ${leader.epoch})` : 'no leader yet'}: it serves the API and takes over if the leader goes`;
 }

@@ -53,6 +53,7 @@ const CASES: Record<string, (f: Fixture) => string[]> = {
   logs: (f) => ['logs', f.ended],
   cancel: (f) => ['cancel', f.running],
   nodes: () => ['nodes'],
+  status: () => ['status'],
   sim: (f) => ['sim', '--trace', f.trace, '--cluster', path.join(EXAMPLES, 'clusters/tiny.yaml'), '--policies', 'tutti'],
   'bench scheduler': () => ['bench', 'scheduler', '--nodes', '2', '--gpus-per-node', '2', '--pending', '4', '--teams', '1', '--rounds', '1'],
   // Runs until stopped: tested on its own below.

@@ -204,6 +204,32 @@ export interface HealthView {
   recovering: boolean;
   /** While the data dir's disk is full (writes answer 507): which file, and what to do. */
   disk_full: string | null;
+  /** Whether this replica runs the control loop (one does; a server alone on its store always leads). */
+  role: 'leader' | 'follower';
+  /** This replica's name in the leader lease: host:port#pid. */
+  replica: string;
+  /** Who leads, as this replica last read it; null while no one does. */
+  leader: LeaderView | null;
+}
+
+/** The leading replica and its lease. */
+export interface LeaderView {
+  /** The leading replica (host:port#pid). */
+  replica: string;
+  /** The lease's fencing epoch: +1 at every change of leader. */
+  epoch: number;
+  /** When its lease runs out unless renewed; null for a server alone on its store. */
+  lease_expires_at: string | null;
+}
+
+/** `GET /readyz` of a replica that can serve the API (a replica that cannot answers 503 with an ErrorBody). */
+export interface ReadinessView {
+  ready: boolean;
+  role: 'leader' | 'follower';
+  /** "ok", or why the store could not be read. */
+  store: string;
+  recovering: boolean;
+  leader: LeaderView | null;
 }
 
 /** A team's share of the cluster: its quota, what it uses now, what of that is borrowed, what waits. */

@@ -1,4 +1,4 @@
-import type { ClusterHistoryView, EventView, ErrorBody, HealthView, JobListView, JobView, MetricsView, NodeView, SpecValidationView, TeamView } from './api-types.ts';
+import type { ClusterHistoryView, EventView, ErrorBody, HealthView, ReadinessView, JobListView, JobView, MetricsView, NodeView, SpecValidationView, TeamView } from './api-types.ts';
 import type { JobStatus } from '@tutti/model';
 
 /** The server answered with an error status. `body` carries the field errors of a rejected spec. */
@@ -89,6 +89,11 @@ export class TuttiClient {
 
   health(): Promise<HealthView> {
     return this.request('GET', '/healthz');
+  }
+
+  /** Whether this replica can serve the API (rejects with ApiError `not_ready` when it cannot). */
+  readiness(): Promise<ReadinessView> {
+    return this.request('GET', '/readyz');
   }
 
   /** Submits a job spec: a YAML document (string; errors then carry line and column) or a JSON object. */

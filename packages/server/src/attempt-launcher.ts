@@ -6,12 +6,13 @@ import type { Job, Placement, Task } from '@tutti/model';
 import type { JobLifecycle, PlacedRank } from '@tutti/control';
 import type { ExecutionBackend, RankHandle } from '@tutti/backends';
 import { LaunchError, describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
-import { asDiskFull } from '@tutti/store';
+import { FencedError, asDiskFull } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { CommandExecutor } from './command-executor.ts';
 import type { DiskFullLog } from './disk-full-log.ts';
 import type { EventFeed } from './event-feed.ts';
 import type { JobTokens } from './job-tokens.ts';
+import { NotLeaderError } from './leadership.ts';
 import type { PassLifecyclePoint } from './lifecycle-point.ts';
 import type { Logger } from './logger.ts';
 import type { ServerMetrics } from './metrics.ts';
@@ -77,6 +78,10 @@ export class AttemptLauncher {
     let runtimeEnv: Record<string, string> = {};
     try {
       runtimeEnv = await this.runtimeEnvironment(job, tasks);
+      // Among replicas: the last word of the database before ranks start that no store can take back (the backend
+      // checks this replica's lease by its clock as well). A deposed leader launches nothing; the next one requeues
+      // the placement it finds unlaunched.
+      await store.checkFence();
       handles = await backend.launch({
         jobId: job.id,
         jobName: job.spec.name,
@@ -93,6 +98,10 @@ export class AttemptLauncher {
       // Its files were written: a full disk that kept jobs from starting is over.
       this.options.diskFull?.recovered(runtimeEnv.TUTTI_CHECKPOINT_DIR ?? this.options.dataDir);
     } catch (error) {
+      if (error instanceof FencedError || error instanceof NotLeaderError) {
+        logger.warn(`job ${job.id} not launched: ${error.message}`);
+        return;
+      }
       const full = asDiskFull(error, this.options.dataDir);
       const detail = full ? full.message : error instanceof Error ? error.message : String(error);
       // A full disk, or a node that died before the scheduler knew, is not the job's fault, and over by itself: back to

@@ -27,7 +27,7 @@ import type { LifecycleEvent } from '@tutti/control';
 import type { SchedulerProfile } from '@tutti/scheduler';
 import type { ExecutionBackend } from '@tutti/backends';
 import { asDiskFull } from '@tutti/store';
-import type { StateStore } from '@tutti/store';
+import type { CancelOutcome, StateStore } from '@tutti/store';
 import { AttemptLauncher } from './attempt-launcher.ts';
 import { nodeStateEvent, rankExitEvent } from './backend-events.ts';
 import { CommandExecutor } from './command-executor.ts';
@@ -219,15 +219,28 @@ export class JobController {
   }
 
   /** Cancels a job: a pending one at once, a running one by stopping its gang. */
-  async cancel(jobId: string): Promise<'cancelled' | 'stopping' | 'already_finished' | 'not_found'> {
+  async cancel(jobId: string): Promise<CancelOutcome> {
     const outcome = await this.store.requestCancel(jobId, this.options.now());
-    if (outcome === 'cancelled') this.scheduling.dequeue(jobId);
     if (outcome === 'cancelled' || outcome === 'stopping') this.options.feed.notify();
+    this.cancelRecorded(jobId, outcome);
+    return outcome;
+  }
+
+  /**
+   * A cancel the store has recorded (here, or by another replica's API): a pending job leaves the queue, a running one's
+   * gang is stopped. Told twice, the second changes nothing.
+   */
+  cancelRecorded(jobId: string, outcome: CancelOutcome): void {
+    if (outcome === 'cancelled') this.scheduling.dequeue(jobId);
     if (outcome === 'stopping') {
       this.options.onLifecyclePoint?.('cancel_recorded', jobId);
       this.executor.dispatch({ kind: 'cancel_requested', jobId });
     }
-    return outcome;
+  }
+
+  /** Whether the job is in this controller's queue. */
+  isQueued(jobId: string): boolean {
+    return this.scheduling.isQueued(jobId);
   }
 
   /**

@@ -4,7 +4,7 @@
  * server restart (re-adopted ranks keep theirs), needs no table, and cannot be forged or moved to another job.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const KEY_FILE = 'job-token.key';
@@ -22,9 +22,23 @@ export class JobTokens {
     });
     if (existing !== undefined && /^[0-9a-f]{64}$/.test(existing.trim())) return new JobTokens(Buffer.from(existing.trim(), 'hex'));
     const key = randomBytes(32);
-    // 'wx' fails if another process created it meanwhile; the data-dir lock makes that a bug, not a race.
-    await writeFile(file, key.toString('hex'), { mode: 0o600, flag: existing === undefined ? 'wx' : 'w' });
-    return new JobTokens(key);
+    if (existing !== undefined) {
+      await writeFile(file, key.toString('hex'), { mode: 0o600 });
+      return new JobTokens(key);
+    }
+    // Replicas sharing the data dir may start at once: the key is written whole under another name and linked into
+    // place, which fails if another replica's key got there first — then that one is everybody's.
+    const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await writeFile(draft, key.toString('hex'), { mode: 0o600, flag: 'wx' });
+    try {
+      await link(draft, file);
+      return new JobTokens(key);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      return new JobTokens(Buffer.from((await readFile(file, 'utf8')).trim(), 'hex'));
+    } finally {
+      await unlink(draft).catch(() => undefined);
+    }
   }
 
   tokenFor(jobId: string): string {

@@ -4,6 +4,7 @@
  * `_bytes`, `_ratio`). The process and Node.js runtime metrics carry the names prom-client's default metrics use, so
  * dashboards made for other Node services read them.
  */
+import type { LeadershipState } from './leadership.ts';
 import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { IntervalHistogram } from 'node:perf_hooks';
@@ -172,4 +173,22 @@ function renderGpuGauges(samples: readonly JobGpuSample[]): string[] {
 
 function escapeLabel(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/**
+ * Who leads, from this replica's view: `tutti_leader` is 1 on the leader and 0 on followers (so `sum(tutti_leader)`
+ * over the replicas is 1 when all is well), `tutti_leader_epoch` the lease's fencing epoch (it grows by one at each
+ * change of leader: `changes(tutti_leader_epoch[1h])` counts failovers), labelled with the leading replica.
+ */
+export function renderLeadership(state: LeadershipState): string {
+  const leader = state.leader;
+  const replica = `replica="${escapeLabel(state.self)}"`;
+  return [
+    '# HELP tutti_leader 1 on the replica that runs the control loop, 0 on the others.',
+    '# TYPE tutti_leader gauge',
+    `tutti_leader{${replica}} ${state.role === 'leader' ? 1 : 0}`,
+    '# HELP tutti_leader_epoch The fencing epoch of the leader lease as this replica last read it, labelled with its holder.',
+    '# TYPE tutti_leader_epoch gauge',
+    ...(leader ? [`tutti_leader_epoch{leader="${escapeLabel(leader.holder)}"} ${leader.epoch}`] : []),
+  ].join('\n') + '\n';
 }

@@ -39,7 +39,7 @@ export interface ProgressWatchOptions {
   reportDiskFull: (error: unknown) => boolean;
 }
 
-function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: ProgressValues): NewProgressRecord {
+export function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: ProgressValues): NewProgressRecord {
   const record: NewProgressRecord = { jobId, attempt, rank, at, values };
   if (typeof values.step === 'number') record.step = values.step;
   if (typeof values.loss === 'number') record.loss = values.loss;

@@ -42,9 +42,10 @@ export interface SchedulingLoopOptions {
 export class SchedulingLoop {
   private readonly options: SchedulingLoopOptions;
   /**
-   * The queue: every pending job, oldest first. The store is the truth; this server is its only writer (the
-   * data-dir lock sees to that), so the queue is loaded once at start and kept in step with each transition,
-   * instead of re-reading every pending row on every cycle.
+   * The queue: every pending job, oldest first. The store is the truth; this server is the only one that changes
+   * jobs once submitted (the data-dir lock, or the lease of a leader among replicas, sees to that), so the queue is
+   * loaded once at start and kept in step with each transition and each submission — those other replicas took
+   * are learnt from the event log (leader-term.ts) — instead of re-reading every pending row on every cycle.
    */
   private readonly queue = new Map<string, Job>();
   /** Why each pending job waits, from the latest cycle. */
@@ -108,6 +109,10 @@ export class SchedulingLoop {
   /** A pending job that is no longer pending (cancelled). */
   dequeue(jobId: string): void {
     if (this.queue.delete(jobId)) this.queueChanged = true;
+  }
+
+  isQueued(jobId: string): boolean {
+    return this.queue.has(jobId);
   }
 
   get queueLength(): number {

@@ -3,17 +3,18 @@
  * before, starts the control loop and serves the API. Everything else receives its dependencies from here.
  */
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { resolveSchedulerSettings } from '@tutti/scheduler';
 import { acquireDataDirLock, createPostgresStateStore, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PostgresConnectionError, PRIVATE_DIR_MODE, SchemaTooNewError } from '@tutti/store';
-import type { StateStore } from '@tutti/store';
+import type { PostgresStateStore, StateStore } from '@tutti/store';
 import { EXECUTION_BACKEND_KINDS, createLocalBackend, createSlurmBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { SlurmBackendOptions } from '@tutti/backends';
 import type { ExecutionBackend } from '@tutti/backends';
 import { EventFeed } from './event-feed.ts';
-import { JobController } from './job-controller.ts';
+import type { JobController } from './job-controller.ts';
 import type { LifecyclePoint } from './job-controller.ts';
 import { buildHttpApp } from './http/app.ts';
 import { DEFAULT_BODY_LIMITS, checkBodyLimits } from './http/body-parsers.ts';
@@ -24,7 +25,11 @@ import { createConsoleLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ServerMetrics } from './metrics.ts';
 import { ClusterHistory } from './cluster-history.ts';
-import { GpuSampler } from './gpu-sampler.ts';
+import { LeaderTerm } from './leader-term.ts';
+import type { LeaderTermOptions } from './leader-term.ts';
+import { DEFAULT_LEASE_TTL_MS, LeaderElection, checkLeaseTtl, soleLeadership, CONTROL_LEASE } from './leadership.ts';
+import type { Leadership } from './leadership.ts';
+import { ReplicaControl } from './replica-control.ts';
 import { JobTokens } from './job-tokens.ts';
 
 export const TUTTI_VERSION = '0.1.0';
@@ -102,6 +107,11 @@ export interface TuttiServerOptions {
    * dir either way.
    */
   database?: string;
+  /**
+   * With a PostgreSQL `database`: how long the leader's lease lasts unless renewed (`tutti up --lease-ttl`). A replica
+   * that dies leaves the others without a leader for at most this long. @default DEFAULT_LEASE_TTL_MS
+   */
+  leaseTtlMs?: number;
 }
 
 export interface TuttiServer {
@@ -110,9 +120,17 @@ export interface TuttiServer {
   port: number;
   dataDir: string;
   store: StateStore;
-  controller: JobController;
+  /** The control loop of this replica's term; throws on a follower (only the leader runs one). */
+  readonly controller: JobController;
+  /** Who leads: this server alone on SQLite; the lease holder among replicas on PostgreSQL. */
+  leadership: Leadership;
+  /** Resolves once this replica's term has started or ended after its latest change of role (for tests). */
+  leadershipSettled(): Promise<void>;
   inventory: readonly NodeInfo[];
-  /** Stops serving and closes the store. Running jobs keep running and are re-adopted by the next server. */
+  /**
+   * Stops serving and closes the store; a leader gives its lease up first, so that another replica takes over at once.
+   * Running jobs keep running and are re-adopted by the next leader.
+   */
   close(): Promise<void>;
 }
 
@@ -130,7 +148,7 @@ function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaS
 }
 
 /** The PostgreSQL store of `--database`, or a StartupError of one line saying what is wrong with it and how to fix it. */
-async function openPostgresStore(url: string): Promise<StateStore> {
+async function openPostgresStore(url: string): Promise<PostgresStateStore> {
   try {
     return await createPostgresStateStore({ url });
   } catch (error) {
@@ -183,27 +201,36 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
   const maxLogBytes = options.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
   const logCapProblem = checkMaxLogBytes(maxLogBytes);
   if (logCapProblem) throw new StartupError(`--max-log-bytes: ${logCapProblem}`);
+  const replicated = options.database !== undefined;
+  const leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+  if (options.leaseTtlMs !== undefined && !replicated) throw new StartupError('--lease-ttl is for replicas sharing a PostgreSQL --database; a server on its embedded store always leads');
+  const leaseProblem = checkLeaseTtl(leaseTtlMs);
+  if (leaseProblem) throw new StartupError(`--lease-ttl: ${leaseProblem}`);
   await inDataDir(dataDir, () => mkdir(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE }));
 
-  const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir));
-  if (!lock.ok) throw new StartupError(lock.message);
-
-  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async () => {
     for (const step of cleanups.splice(0).reverse()) await step();
   };
   try {
+    // Replicas on one PostgreSQL database share the data dir (their ranks' files and logs); the database is opened
+    // first so that the lock can name it.
+    const postgres = options.database !== undefined ? await openPostgresStore(options.database) : undefined;
+    if (postgres) cleanups.push(() => postgres.close());
+    const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir, postgres ? { sharedBy: postgres.url } : {}));
+    if (!lock.ok) throw new StartupError(lock.message);
+    cleanups.push(() => lock.release());
     const databasePath = path.join(dataDir, 'tutti.db');
     const diskFull = new DiskFullLog(logger);
-    const store = options.database !== undefined
-      ? await openPostgresStore(options.database)
-      : await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) }));
-    cleanups.push(() => store.close());
+    const store: StateStore = postgres
+      ?? (await inDataDir(databasePath, () => createSqliteStateStore({ path: databasePath, diskFull, ...(options.databaseMaxPages !== undefined ? { maxPageCount: options.databaseMaxPages } : {}) })));
+    if (!postgres) cleanups.push(() => store.close());
 
     const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));
-    let backend = backendKind === 'slurm'
+    const createBackend = (fakeGpus: string | undefined): ExecutionBackend => backendKind === 'slurm'
       ? createOrRefuse(() => createSlurmBackend({ dataDir, now, ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } }))
-      : makeLocalBackend(dataDir, options.fakeGpus, options.nvidiaSmi);
+      : makeLocalBackend(dataDir, fakeGpus, options.nvidiaSmi);
+    let backend = createBackend(options.fakeGpus);
     let inventory = await backend.inventory().catch(async (error: unknown) => {
       await backend.close();
       throw new StartupError(`the ${backendKind} backend has no inventory: ${error instanceof Error ? error.message : String(error)}`);
@@ -215,21 +242,33 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const fakeGpusIfNone = remembered ?? options.fakeGpusIfNone;
     if (backendKind === 'local' && fakeGpusIfNone && !options.fakeGpus && inventory.every((node) => node.gpus.length === 0)) {
       await backend.close();
-      backend = makeLocalBackend(dataDir, fakeGpusIfNone, options.nvidiaSmi);
+      backend = createBackend(fakeGpusIfNone);
       inventory = await backend.inventory();
       fakeGpus = fakeGpusIfNone;
       if (remembered !== undefined) logger.info(`using the fake GPUs this data dir ran with before (--fake-gpus ${remembered}); pass --fake-gpus to change them`);
     }
     const chosenBackend = backend;
     cleanups.push(() => chosenBackend.close());
-    // The first write of every start: a read-only or full disk shows here, before anything else is started.
-    await inDataDir(databasePath, () => store.replaceNodes(inventory, now()));
+    // The first write of every start (a replica's only write to the database before it leads): a read-only or full
+    // disk shows here, before anything else is started.
+    if (!replicated) await inDataDir(databasePath, () => store.replaceNodes(inventory, now()));
     // Said once the data dir proved usable, so a start that is refused prints its one line of why and nothing else.
     for (const change of lock.tightened) logger.warn(`made the data dir private (it holds job environments and tokens): ${change}`);
     if (fakeGpus !== undefined) await rememberFakeGpus(dataDir, fakeGpus).catch((error: unknown) => logger.warn(`could not note the fake GPUs in ${dataDir}: ${String(error)}`));
 
     const feed = new EventFeed(store, logger);
     await feed.start();
+    if (replicated) {
+      // Other replicas write too: their events (submissions, cancels, the leader's every step) reach this one's SSE
+      // streams and, on the leader, its queue. Notified at commit; polled as well, for what a dropped connection missed.
+      const watch = await store.watchChanges(() => feed.notify());
+      const poll = setInterval(() => feed.notify(), watch.live ? 5000 : 1000);
+      poll.unref();
+      cleanups.push(async () => {
+        clearInterval(poll);
+        await watch.close();
+      });
+    }
     const metrics = new ServerMetrics();
     cleanups.push(() => metrics.close());
     // One profile, with the config's fair_share_half_life as its fair-share halfLifeMs (a different one in args is refused).
@@ -239,9 +278,13 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const jobTokens = await inDataDir(dataDir, () => JobTokens.open(dataDir));
     // Known once the server listens (port 0 picks one).
     const api: { url?: string } = {};
-    const controller = new JobController({
+    const self = { name: '' };
+    let leadership: Leadership & { settled?: () => Promise<void> } = soleLeadership('(starting)', now);
+    const currentLeadership: Leadership = { get state() { return leadership.state; }, leaseHeld: () => leadership.leaseHeld() };
+    const control = new ReplicaControl({ store, feed, leadership: currentLeadership, profile: profileResult.profile, now });
+    const termOptions: Omit<LeaderTermOptions, 'backend' | 'ownsBackend' | 'leaseHeld' | 'fence'> = {
       store,
-      backend,
+      replicated,
       feed,
       metrics,
       logger,
@@ -253,37 +296,23 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       teams,
       jobTokens,
       apiUrl: () => api.url,
-      gpusIdleSince: (jobId) => gpuSampler.gpusIdleSince(jobId),
-      ...(options.onLifecyclePoint ? { onLifecyclePoint: options.onLifecyclePoint } : {}),
       diskFull,
       maxLogBytes,
-    });
-    cleanups.push(() => controller.close());
-    // A node's state as its backend sees it (a Slurm node drained, down or back) is what the scheduler places by: the
-    // inventory is read again and stored, one change after the other, and a cycle is asked for.
-    let nodeWrites = Promise.resolve();
-    const recordInventory = (read: () => Promise<NodeInfo[]>, what: string) => {
-      nodeWrites = nodeWrites.then(async () => {
-        inventory = await read();
-        await store.replaceNodes(inventory, now());
-        controller.nodesChanged();
-      }).catch((error: unknown) => logger.warn(`could not record ${what}: ${error instanceof Error ? error.message : String(error)}`));
+      ...(options.gpuSampleMs !== undefined ? { gpuSampleMs: options.gpuSampleMs } : {}),
+      ...(options.onLifecyclePoint ? { onLifecyclePoint: options.onLifecyclePoint } : {}),
+      inventoryChanged: (nodes) => (inventory = [...nodes]),
     };
-    backend.onNodeState((change) => {
-      if (inventory.find((node) => node.name === change.node)?.state === change.state) return;
-      recordInventory(() => chosenBackend.inventory(), `node ${change.node} as ${change.state}`);
+    cleanups.push(async () => {
+      await control.leaderTerm?.close();
+      control.setTerm(undefined);
     });
-    // A backend whose inventory changes beyond node states tells it whole: on Slurm, GPUs that other Slurm jobs take
-    // or free, so that tutti places around them and on them again once they are free.
-    chosenBackend.onInventoryChange?.((nodes) => recordInventory(() => Promise.resolve(nodes), 'the inventory the backend changed'));
-    cleanups.push(() => nodeWrites);
 
     const history = new ClusterHistory({
       read: async () => {
-        const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
+        const [snapshot, running, pendingJobs] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running']), control.pendingCount()]);
         const gpusAllocated = snapshot.allocations.reduce((sum, allocation) => sum + (allocation.fraction ?? 1), 0);
         const gpusTotal = snapshot.nodes.reduce((sum, node) => sum + node.gpus.length, 0);
-        return { pendingJobs: controller.queueLength, runningJobs: running.length, gpusTotal, gpusAllocated };
+        return { pendingJobs, runningJobs: running.length, gpusTotal, gpusAllocated };
       },
       now,
       logger,
@@ -291,11 +320,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     });
     cleanups.push(() => history.close());
 
-    const gpuSampler = new GpuSampler({ backend, store, logger, now, ...(options.gpuSampleMs !== undefined ? { intervalMs: options.gpuSampleMs } : {}) });
-    cleanups.push(() => gpuSampler.close());
-
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, controller, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, latestGpuSamples: () => gpuSampler.latest(), diskFull: () => diskFull.current?.message, browserSafety, bodyLimits });
+    const app: FastifyInstance = await buildHttpApp({ store, control, leadership: currentLeadership, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, diskFull: () => diskFull.current?.message, browserSafety, bodyLimits });
     cleanups.push(() => app.close());
     // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
     // and schedules nothing before its start (re-adoption first).
@@ -311,11 +337,66 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const port = typeof address === 'object' && address ? address.port : (options.port ?? 7070);
     const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
     api.url = `http://${urlHost}:${port}`;
-    // Re-adoption reads every running job: a damaged database shows here if not before.
-    await inDataDir(databasePath, () => controller.start());
+    self.name = `${hostname()}:${port}#${process.pid}`;
+    if (!replicated) {
+      leadership = soleLeadership(self.name, now);
+      // Re-adoption reads every running job: a damaged database shows here if not before.
+      const term = await inDataDir(databasePath, () => LeaderTerm.start({ ...termOptions, backend: chosenBackend, ownsBackend: false, leaseHeld: () => true }, inventory));
+      control.setTerm(term);
+    } else {
+      const election = new LeaderElection({
+        store,
+        self: self.name,
+        ttlMs: leaseTtlMs,
+        now,
+        logger,
+        hooks: {
+          elected: async (lease) => {
+            // A backend of its own per term: the listeners a term registers on it end with it.
+            const termBackend = createBackend(fakeGpus);
+            const term = await LeaderTerm.start({
+              ...termOptions,
+              backend: termBackend,
+              ownsBackend: true,
+              leaseHeld: () => election.leaseHeld(),
+              fence: { lease: CONTROL_LEASE, holder: self.name, epoch: lease.epoch },
+            });
+            control.setTerm(term);
+          },
+          deposed: async () => {
+            const term = control.leaderTerm;
+            control.setTerm(undefined);
+            await term?.close();
+          },
+        },
+      });
+      leadership = election;
+      // Before the term's own cleanup (registered earlier, so run later): the lease is given up after the term ends.
+      cleanups.push(() => election.close());
+      await election.start();
+      await election.settled();
+    }
     await history.start();
-    gpuSampler.start();
-    return { url: api.url, port, dataDir, store, controller, inventory, close: cleanup };
+    const server: TuttiServer = {
+      url: api.url,
+      port,
+      dataDir,
+      store,
+      get controller(): JobController {
+        const term = control.leaderTerm;
+        if (!term) throw new Error(`this replica (${self.name}) does not lead: only the leader runs the control loop`);
+        return term.controller;
+      },
+      get leadership() {
+        return leadership;
+      },
+      leadershipSettled: () => leadership.settled?.() ?? Promise.resolve(),
+      get inventory() {
+        return inventory;
+      },
+      close: cleanup,
+    };
+    return server;
   } catch (error) {
     await cleanup();
     throw error;

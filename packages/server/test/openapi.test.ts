@@ -139,6 +139,7 @@ describe('the OpenAPI document at /docs', () => {
         ...(
           [
             viaClient('health', 200),
+            viaClient('readiness', 200),
             viaClient('submitJob', 201),
             viaClient('validateJob', 200),
             viaClient('listJobs', 200),
@@ -211,6 +212,7 @@ describe('the OpenAPI document at /docs', () => {
     await call('POST', '/v1/jobs/validate', '/v1/jobs/validate', { headers: { 'content-type': 'application/yaml' }, body: 'name: Bad\nrun: true\n' });
     await call('POST', '/v1/jobs', '/v1/jobs', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'huge', resources: { gpus: 64 }, run: 'true' }) });
     await call('GET', '/healthz', '/healthz');
+    await call('GET', '/readyz', '/readyz');
     await call('GET', '/metrics', '/metrics');
     await call('GET', '/v1/jobs', '/v1/jobs?limit=5');
     await call('GET', '/v1/jobs', '/v1/jobs?limit=5&view=full');

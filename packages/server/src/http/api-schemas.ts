@@ -75,6 +75,17 @@ const errorSchema = {
   }),
 };
 
+const leaderSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['replica', 'epoch', 'lease_expires_at'],
+  properties: {
+    replica: { type: 'string', description: 'the leading replica (host:port#pid)' },
+    epoch: { type: 'integer', description: 'the lease\'s fencing epoch: +1 at every change of leader' },
+    lease_expires_at: { type: ['string', 'null'], format: 'date-time', description: 'when its lease runs out unless renewed; null for a server alone on its store' },
+  },
+} as const;
+
 const healthSchema = {
   $id: 'Health',
   ...record({
@@ -83,6 +94,20 @@ const healthSchema = {
     uptime_s: { type: 'integer' },
     recovering: { type: 'boolean', description: 'true until the jobs that ran before a (re)start are re-adopted: nothing is scheduled meanwhile' },
     disk_full: { type: ['string', 'null'], description: 'while the data dir\'s disk is full (writes answer 507): which file, and what to do' },
+    role: { type: 'string', enum: ['leader', 'follower'], description: 'whether this replica runs the control loop (one does; a server alone on its store always leads)' },
+    replica: { type: 'string', description: "this replica's name in the leader lease: host:port#pid" },
+    leader: { ...leaderSchema, type: ['object', 'null'], description: 'who leads, as this replica last read it; null while no one does' },
+  }),
+};
+
+const readinessSchema = {
+  $id: 'Readiness',
+  ...record({
+    ready: { type: 'boolean', description: 'true: a load balancer may send this replica requests' },
+    role: { type: 'string', enum: ['leader', 'follower'] },
+    store: { type: 'string', description: '"ok", or why the store could not be read' },
+    recovering: { type: 'boolean' },
+    leader: { ...leaderSchema, type: ['object', 'null'] },
   }),
 };
 
@@ -341,6 +366,7 @@ export const API_SCHEMAS: readonly Record<string, unknown>[] = [
   errorSchema,
   jobSpecSchema,
   healthSchema,
+  readinessSchema,
   taskSchema,
   attemptSchema,
   progressSchema,
@@ -385,7 +411,7 @@ const problem = (description: string) => json(description, ref('Error'));
 const ANY_ROUTE = {
   403: problem('forbidden: sent by a web page whose origin may not use the API (the message names the tutti up flag that allows it)'),
   421: problem('misdirected_request: sent to a host name this server does not answer to (DNS rebinding guard)'),
-  '5xx': problem('internal_error, or disk_full (507) when the store or a log cannot be written'),
+  '5xx': problem('internal_error; disk_full (507) when the store or a log cannot be written; store_unavailable (503) while the database cannot be reached (retry: nothing was done)'),
 } as const;
 /** What the guards answer a request with a body (any POST): too large, or not JSON or YAML. */
 const BODY_ERRORS = {
@@ -403,6 +429,7 @@ const SPEC_ERRORS = {
 /** `schema.response` of each route: every status it answers, with its body. */
 export const RESPONSES = {
   health: { 200: json('the server answers and its store is open', ref('Health')), ...ANY_ROUTE },
+  readiness: { 200: json('this replica can serve the API: its store answers and, if it leads, recovery is done', ref('Readiness')), 503: problem('not_ready: the store does not answer, or this leader is still re-adopting what ran before'), ...ANY_ROUTE },
   prometheus: { 200: text('text/plain', 'Prometheus text exposition format 0.0.4'), ...ANY_ROUTE },
   submitJob: { 201: json('the job, accepted and pending', ref('Job')), ...SPEC_ERRORS, ...ANY_ROUTE },
   validateJob: { 200: json('the spec as a submission would store it', ref('SpecValidation')), ...SPEC_ERRORS, ...ANY_ROUTE },

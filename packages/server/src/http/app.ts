@@ -6,12 +6,14 @@ import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
-import type { JobGpuSample, JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
+import type { JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
 import type { StateStore } from '@tutti/store';
 import type { ExecutionBackend } from '@tutti/backends';
-import type { JobController } from '../job-controller.ts';
+import type { ReplicaControl } from '../replica-control.ts';
+import type { Leadership, LeadershipState } from '../leadership.ts';
+import { renderLeadership } from '../metrics.ts';
 import type { JobTokens } from '../job-tokens.ts';
 import { checkProgressFields } from '../progress-tail.ts';
 import type { EventFeed } from '../event-feed.ts';
@@ -33,7 +35,10 @@ import type { ClusterHistory } from '../cluster-history.ts';
 
 export interface HttpAppDeps {
   store: StateStore;
-  controller: JobController;
+  /** The control plane as this replica sees it: its own term's controller while it leads, the store otherwise. */
+  control: ReplicaControl;
+  /** Who leads (always this server when it is alone on its store). */
+  leadership: Leadership;
   /** Where rank logs are read (`readLog`): the server opens no rank's file itself. */
   backend: Pick<ExecutionBackend, 'readLog'>;
   feed: EventFeed;
@@ -54,8 +59,6 @@ export interface HttpAppDeps {
   jobTokens: JobTokens;
   /** While the data dir's disk is full (writes answer 507): what the store said, naming the file; else undefined. */
   diskFull: () => string | undefined;
-  /** The latest GPU gauges per `node/index` (empty with fake GPUs). */
-  latestGpuSamples: () => ReadonlyMap<string, JobGpuSample>;
   /** Which host names and web pages may use the API (see request-guards.ts). */
   browserSafety: Omit<RequestGuardOptions, 'maxBodyBytes'>;
   /** The largest and deepest body (a job spec) accepted. */
@@ -73,7 +76,7 @@ const EXPORT_PAGE = 250;
 const jobIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: JOB_ID_PATTERN, description: 'job id' } } } as const;
 
 export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> {
-  const { store, controller, feed, metrics, logger, backend } = deps;
+  const { store, control, feed, metrics, logger, backend, leadership } = deps;
   const app = Fastify({ logger: false, bodyLimit: deps.bodyLimits.maxBytes, forceCloseConnections: true, ajv: { customOptions: { coerceTypes: true, allErrors: true, removeAdditional: false } } });
   installErrorHandling(app, logger);
 
@@ -99,14 +102,24 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     status: 'ok',
     version: deps.version,
     uptime_s: Math.round((deps.now() - deps.startedAt) / 1000),
-    recovering: controller.recovering,
+    recovering: control.recovering,
     disk_full: deps.diskFull() ?? null,
+    role: leadership.state.role,
+    replica: leadership.state.self,
+    leader: toLeaderView(leadership.state),
   }));
+
+  app.get('/readyz', { schema: { summary: 'Readiness, for a load balancer: the store answers and, on the leader, recovery is done', operationId: 'readiness', tags: ['server'], response: RESPONSES.readiness } }, async (_request, reply) => {
+    const storeProblem = await store.countJobsByStatus().then(() => undefined, (error: unknown) => (error instanceof Error ? error.message : String(error)));
+    if (storeProblem !== undefined) throw new HttpProblem('not_ready', `this replica cannot read its store: ${storeProblem}`);
+    if (control.recovering) throw new HttpProblem('not_ready', 'this replica leads and is re-adopting the jobs that ran before; ready once that is done');
+    return reply.status(200).send({ ready: true, role: leadership.state.role, store: 'ok', recovering: false, leader: toLeaderView(leadership.state) });
+  });
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', operationId: 'getPrometheusMetrics', tags: ['server'], response: RESPONSES.prometheus } }, async (_request, reply) => {
     const [counts, snapshot] = await Promise.all([store.countJobsByStatus(), store.snapshot()]);
     void reply.type('text/plain; version=0.0.4');
-    return metrics.render(counts, snapshot, controller.lastProgress(), deps.latestGpuSamples());
+    return metrics.render(counts, snapshot, control.lastProgress(), control.latestGpuSamples()) + renderLeadership(leadership.state);
   });
 
   app.post(
@@ -136,7 +149,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       const job = await store.createJob(spec, deps.now(), user !== undefined ? { user } : {});
       metrics.countSubmission();
       feed.notify();
-      controller.enqueue(job);
+      control.enqueue(job);
       return reply.status(201).send(toJobView(job));
     },
   );
@@ -203,10 +216,10 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       };
       if (view === 'full') {
         const page = await store.listJobs(pageQuery).catch(refuseForeignCursor);
-        return { jobs: page.jobs.map((job) => toJobWithSpecView(job, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
+        return { jobs: page.jobs.map((job) => toJobWithSpecView(job, control.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
       }
       const page = await store.listJobSummaries(pageQuery).catch(refuseForeignCursor);
-      return { jobs: page.jobs.map((job) => toJobSummaryView(job, controller.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
+      return { jobs: page.jobs.map((job) => toJobSummaryView(job, control.pendingDiagnosis(job.id))), next_cursor: page.nextCursor ?? null };
     },
   );
 
@@ -214,7 +227,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     const { id } = request.params as { id: string };
     const job = await requireJob(store, id);
     const [tasks, attempts, progress, energyWh] = await Promise.all([store.getTasks(id), store.listAttempts(id), store.listProgress(id, { last: 1 }), store.jobEnergyWh(id)]);
-    return toJobView(job, tasks, controller.pendingDiagnosis(id), { attempts, progress: progress.at(-1), now: deps.now(), energyWh });
+    return toJobView(job, tasks, control.pendingDiagnosis(id), { attempts, progress: progress.at(-1), now: deps.now(), energyWh });
   });
 
   app.get(
@@ -273,7 +286,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       if (fields.length > 0) throw new HttpProblem('invalid_request', fields.map((f) => `${f.path}: ${f.message}`).join('; '), fields);
       if (Object.keys(values).length === 0) throw new HttpProblem('invalid_request', 'body.tutti: give at least one field, e.g. {"step": 120, "loss": 0.42}', [{ path: 'body.tutti', message: 'has no fields' }]);
       const { rank } = request.query as { rank?: number };
-      const outcome = await controller.recordProgress(id, rank ?? 0, values);
+      const outcome = await control.recordProgress(id, rank ?? 0, values);
       if (outcome === 'not_running') {
         await requireJob(store, id);
         throw new HttpProblem('job_not_running', `job ${id} is not running: progress is recorded only while its ranks run`);
@@ -315,7 +328,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
 
   app.post('/v1/jobs/:id/cancel', { schema: { summary: 'Cancel a job (pending: at once; running: SIGTERM, then SIGKILL after the grace period)', operationId: 'cancelJob', tags: ['jobs'], params: jobIdParams, response: RESPONSES.cancelJob } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    const outcome = await controller.cancel(id);
+    const outcome = await control.cancel(id);
     if (outcome === 'not_found') throw new HttpProblem('job_not_found', `no job with id ${id}`);
     const job = await requireJob(store, id);
     return reply.status(202).send(toJobView(job, await store.getTasks(id)));
@@ -361,7 +374,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
 
   app.get('/v1/teams', { schema: { summary: 'Teams: quota, GPUs used and borrowed, running and pending jobs', operationId: 'listTeams', tags: ['cluster'], response: RESPONSES.listTeams } }, async () => {
     const [snapshot, running] = await Promise.all([store.snapshot(), store.listJobsByStatus(['running'])]);
-    return { teams: computeTeamViews(deps.teams, snapshot, running, controller.pendingCountsByTeam(), controller.fairShareState()) };
+    return { teams: computeTeamViews(deps.teams, snapshot, running, await control.pendingCountsByTeam(), await control.fairShareState()) };
   });
 
   app.get(
@@ -385,7 +398,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU', operationId: 'listNodes', tags: ['cluster'], response: RESPONSES.listNodes } }, async () => ({ nodes: toNodeViews(await store.snapshot(), deps.latestGpuSamples()) }));
+  app.get('/v1/nodes', { schema: { summary: 'Nodes, their GPUs, and which job holds each GPU', operationId: 'listNodes', tags: ['cluster'], response: RESPONSES.listNodes } }, async () => ({ nodes: toNodeViews(await store.snapshot(), control.latestGpuSamples()) }));
 
   app.get(
     '/v1/events',
@@ -466,4 +479,11 @@ function submittingUser(header: string | string[] | undefined): string | undefin
   const value = Array.isArray(header) ? header[0] : header;
   if (value !== undefined && USER_NAME.test(value)) return value;
   throw new HttpProblem('invalid_request', `header tutti-user: "${String(value)}" is not a user name (1-64 letters, digits, '.', '_', '@' or '-')`, [{ path: 'headers.tutti-user', message: 'not a user name' }]);
+}
+
+/** The leader as the API shows it (`/healthz`, `/readyz`). */
+function toLeaderView(state: LeadershipState): { replica: string; epoch: number; lease_expires_at: string | null } | null {
+  if (!state.leader) return null;
+  const { holder, epoch, expiresAt } = state.leader;
+  return { replica: holder, epoch, lease_expires_at: Number.isFinite(expiresAt) ? new Date(expiresAt).toISOString() : null };
 }

@@ -8,7 +8,7 @@ import type { FieldError } from '@tutti/model';
 import { asDiskFull } from '@tutti/store';
 import type { Logger } from '../logger.ts';
 
-export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'unknown_team' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'disk_full' | 'internal_error';
+export type ProblemCode = 'invalid_spec' | 'invalid_request' | 'unauthorized' | 'forbidden' | 'job_not_running' | 'unschedulable' | 'unknown_team' | 'job_not_found' | 'not_found' | 'misdirected_request' | 'payload_too_large' | 'unsupported_media_type' | 'disk_full' | 'not_ready' | 'store_unavailable' | 'internal_error';
 
 const STATUS: Record<ProblemCode, number> = {
   invalid_spec: 400,
@@ -25,6 +25,10 @@ const STATUS: Record<ProblemCode, number> = {
   unsupported_media_type: 415,
   // 507 Insufficient Storage: the request was fine and may be sent again once space is freed.
   disk_full: 507,
+  // 503: this replica cannot serve now (its store does not answer, or it is re-adopting what ran); another may.
+  not_ready: 503,
+  // 503: the database did not answer (restarting, unreachable); the request did nothing and may be sent again.
+  store_unavailable: 503,
   internal_error: 500,
 };
 
@@ -70,6 +74,8 @@ function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   // per episode by the server's DiskFullLog, not per request.
   const full = asDiskFull(error);
   if (full) return new HttpProblem('disk_full', full.message);
+  const outage = describeStoreOutage(error);
+  if (outage) return new HttpProblem('store_unavailable', `the database could not be reached (${outage}); nothing was done: send the request again in a moment`);
   if (error.validation) {
     const where = error.validationContext ?? 'request';
     const fields = error.validation.map((v) => {
@@ -94,4 +100,19 @@ function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   }
   if (typeof error.statusCode === 'number' && error.statusCode < 500) return new HttpProblem('invalid_request', error.message);
   return new HttpProblem('internal_error', 'internal error; the server log has the details');
+}
+
+/** node-postgres' and PostgreSQL's ways of saying the server is not there (SQLSTATE class 08, and 57P01-57P03). */
+const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+const OUTAGE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i;
+
+/**
+ * What is wrong when `error` says the database cannot be reached now (a PostgreSQL restart, a network cut), so that
+ * the API answers 503 and the client retries; undefined for any other error.
+ */
+export function describeStoreOutage(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if ((typeof code === 'string' && OUTAGE_CODES.has(code)) || OUTAGE_MESSAGES.test(error.message)) return error.message;
+  return undefined;
 }

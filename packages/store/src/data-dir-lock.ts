@@ -160,23 +160,23 @@ function readText(path: string): string | undefined {
 
 /**
  * Takes the shared lock of a replica; answers whether no other server held the data dir just before (then this
- * replica names the database). In EXCLUSIVE locking mode a lock is kept until the connection closes: an exclusive
- * transaction that succeeds proves the dir free, and is stepped down to the shared lock of a read, which every
- * replica holds at once and which excludes a server alone on its store.
+ * replica names the database). Whether the dir is free is asked on a connection of its own, closed at once: an
+ * exclusive attempt that fails keeps SQLite's PENDING lock, which on the kept connection (EXCLUSIVE locking mode
+ * never lets a lock go) would shut every later replica out. The kept connection then takes the shared lock of a
+ * read, which every replica holds at once and which excludes a server alone on its store.
  */
 function takeSharedLock(db: Database.Database): boolean {
+  const probe = new Database(db.name, { timeout: 0 });
   let first = false;
   try {
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('ROLLBACK');
+    probe.pragma('busy_timeout = 0');
+    probe.exec('BEGIN EXCLUSIVE');
+    probe.exec('ROLLBACK');
     first = true;
   } catch (error) {
     if ((error as { code?: unknown }).code !== 'SQLITE_BUSY') throw error;
-  }
-  if (first) {
-    db.pragma('locking_mode = NORMAL');
-    db.prepare('SELECT count(*) FROM sqlite_master').get(); // releases the exclusive lock
-    db.pragma('locking_mode = EXCLUSIVE');
+  } finally {
+    probe.close();
   }
   db.exec('BEGIN');
   db.prepare('SELECT count(*) FROM sqlite_master').get();

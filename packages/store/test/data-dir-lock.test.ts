@@ -121,6 +121,16 @@ describe('acquireDataDirLock', () => {
       expect(alone).toEqual({ ok: false, message: `replicas of the database ${DATABASE} are using ${dir}; stop them first or pass a different --data-dir` });
     });
 
+    it('lets a third replica in while two hold it (the second\'s check whether it was first left nothing behind)', async () => {
+      const first = await startHolder(dir, DATABASE);
+      children.push(first, await startHolder(dir, DATABASE));
+      first.kill('SIGKILL');
+      await exited(first);
+      const third = acquireDataDirLock(dir, { sharedBy: DATABASE });
+      expect(third.ok).toBe(true);
+      if (third.ok) third.release();
+    });
+
     it('refuses a replica of another database while replicas hold it, and accepts it once they are gone', async () => {
       const child = await startHolder(dir, DATABASE);
       children.push(child);

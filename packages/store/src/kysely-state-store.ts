@@ -169,9 +169,14 @@ export class KyselyStateStore implements StateStore {
   /** See StateStore.watchChanges; the store's `close()` closes the watch too. */
   async watchChanges(onChange: () => void): Promise<ChangeWatch> {
     const shared = this.#shared;
-    if (shared.closed) throw new Error('the state store is closed');
+    if (shared.closed) throw storeClosedError();
     if (shared.openChangeWatch === undefined) return NO_CHANGE_WATCH;
     const watch = await shared.openChangeWatch(onChange);
+    if (shared.closed) {
+      // Closed while the watch connected: close() did not see it.
+      await watch.close();
+      throw storeClosedError();
+    }
     shared.watches.add(watch);
     return {
       get live() {
@@ -215,7 +220,7 @@ export class KyselyStateStore implements StateStore {
 
   /** Group-committed: see GroupCommitQueue. Resolves once the job's transaction is durable. */
   createJob(spec: JobSpec, now: number, options: CreateJobOptions = {}): Promise<Job> {
-    if (this.#shared.closed) return Promise.reject(new Error('the state store is closed'));
+    if (this.#shared.closed) return Promise.reject(storeClosedError());
     let specJson: string;
     try {
       // Serialised here, not in the batch, so a spec that cannot be serialised fails only its own caller.
@@ -1088,6 +1093,10 @@ function deepFreeze<T>(value: T): T {
 
 function leaseFromRow(row: { name: string; holder: string; epoch: number; expires_at: number }): Lease {
   return { name: row.name, holder: row.holder, epoch: Number(row.epoch), expiresAt: Number(row.expires_at) };
+}
+
+function storeClosedError(): Error {
+  return new Error('the state store is closed');
 }
 
 /** A fence a caller built by hand may be wrong: say which field, rather than fencing on nonsense. */

@@ -125,18 +125,20 @@ export class LeaderTerm {
   }
 
   /**
-   * Starts a term: the inventory read and stored, the node watch, then recovery and the loops. `initialInventory` is
-   * the one the server read and stored at start (a term of a server alone on its store need not read it again).
+   * A term, built but not started: the server hands its controller to the API at once, so that what is submitted
+   * while recovery runs is queued (nothing is scheduled before `start` is done).
    */
-  static async start(options: LeaderTermOptions, initialInventory?: NodeInfo[]): Promise<LeaderTerm> {
-    const term = new LeaderTerm(options);
-    try {
-      await term.begin(initialInventory);
-    } catch (error) {
-      await term.close();
-      throw error;
-    }
-    return term;
+  static create(options: LeaderTermOptions): LeaderTerm {
+    return new LeaderTerm(options);
+  }
+
+  /**
+   * Starts the term: the inventory read and stored, the node watch, then recovery and the loops. `initialInventory` is
+   * the one the server read and stored at start (a term of a server alone on its store need not read it again). On
+   * failure the caller closes the term.
+   */
+  start(initialInventory?: NodeInfo[]): Promise<void> {
+    return this.begin(initialInventory);
   }
 
   private async begin(initialInventory: NodeInfo[] | undefined): Promise<void> {

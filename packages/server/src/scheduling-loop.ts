@@ -85,7 +85,7 @@ export class SchedulingLoop {
    */
   open(pending: readonly Job[]): void {
     this.opened = true;
-    this.queue.clear();
+    // Merged, not replaced: a job submitted while `pending` was read is queued already and may be missing from it.
     const now = this.options.now();
     for (const job of pending) {
       this.queue.set(job.id, job);

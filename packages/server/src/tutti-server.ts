@@ -340,9 +340,10 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     self.name = `${hostname()}:${port}#${process.pid}`;
     if (!replicated) {
       leadership = soleLeadership(self.name, now);
-      // Re-adoption reads every running job: a damaged database shows here if not before.
-      const term = await inDataDir(databasePath, () => LeaderTerm.start({ ...termOptions, backend: chosenBackend, ownsBackend: false, leaseHeld: () => true }, inventory));
+      const term = LeaderTerm.create({ ...termOptions, backend: chosenBackend, ownsBackend: false, leaseHeld: () => true });
       control.setTerm(term);
+      // Re-adoption reads every running job: a damaged database shows here if not before.
+      await inDataDir(databasePath, () => term.start(inventory));
     } else {
       const election = new LeaderElection({
         store,
@@ -353,15 +354,21 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
         hooks: {
           elected: async (lease) => {
             // A backend of its own per term: the listeners a term registers on it end with it.
-            const termBackend = createBackend(fakeGpus);
-            const term = await LeaderTerm.start({
+            const term = LeaderTerm.create({
               ...termOptions,
-              backend: termBackend,
+              backend: createBackend(fakeGpus),
               ownsBackend: true,
               leaseHeld: () => election.leaseHeld(),
               fence: { lease: CONTROL_LEASE, holder: self.name, epoch: lease.epoch },
             });
             control.setTerm(term);
+            try {
+              await term.start();
+            } catch (error) {
+              control.setTerm(undefined);
+              await term.close();
+              throw error;
+            }
           },
           deposed: async () => {
             const term = control.leaderTerm;

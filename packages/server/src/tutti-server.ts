@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterConfig, NodeInfo } from '@tutti/model';
 import { resolveSchedulerSettings } from '@tutti/scheduler';
-import { acquireDataDirLock, createPostgresStateStore, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, PostgresConnectionError, PRIVATE_DIR_MODE, SchemaTooNewError } from '@tutti/store';
+import { acquireDataDirLock, createPostgresStateStore, createSqliteStateStore, explainDataDirFailure, LOCK_FILE_NAME, MigrationWhileLeadError, PostgresConnectionError, PRIVATE_DIR_MODE, SchemaTooNewError } from '@tutti/store';
 import type { PostgresStateStore, StateStore } from '@tutti/store';
 import { EXECUTION_BACKEND_KINDS, createLocalBackend, createSlurmBackend, isExecutionBackendKind, readRememberedFakeGpus, rememberFakeGpus } from '@tutti/backends';
 import type { SlurmBackendOptions } from '@tutti/backends';
@@ -150,9 +150,9 @@ function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaS
 /** The PostgreSQL store of `--database`, or a StartupError of one line saying what is wrong with it and how to fix it. */
 async function openPostgresStore(url: string): Promise<PostgresStateStore> {
   try {
-    return await createPostgresStateStore({ url });
+    return await createPostgresStateStore({ url, refuseMigrationWhileLeased: CONTROL_LEASE });
   } catch (error) {
-    if (error instanceof PostgresConnectionError || error instanceof SchemaTooNewError) throw new StartupError(`--database: ${error.message}`);
+    if (error instanceof PostgresConnectionError || error instanceof SchemaTooNewError || error instanceof MigrationWhileLeadError) throw new StartupError(`--database: ${error.message}`);
     throw error;
   }
 }

@@ -18,6 +18,26 @@ export class SchemaTooNewError extends Error {
   }
 }
 
+/**
+ * Migrations refused because a replica of an older tutti leads on the database (its lease has not run out): it would
+ * go on writing in the older schema's terms. Stop the older replicas, then start the new version.
+ */
+export class MigrationWhileLeadError extends Error {
+  override readonly name = 'MigrationWhileLeadError';
+  constructor(
+    readonly databaseVersion: number,
+    readonly neededVersion: number,
+    readonly leader: { holder: string; expiresAt: number },
+    where?: string,
+  ) {
+    super(
+      `the database${where ? ` ${where}` : ''} has schema version ${databaseVersion} and this tutti needs ${neededVersion}, but replica ${leader.holder} leads on it ` +
+        `(its lease runs until ${new Date(leader.expiresAt).toISOString()}); stop every replica of the older tutti first (a replica stopped ` +
+        'with Ctrl-C or SIGTERM gives its lease up at once), then start this one: it migrates the database once, and the others after it',
+    );
+  }
+}
+
 /** A `listJobs` cursor that no page of this store produced. User-caused (a tampered or foreign cursor). */
 export class InvalidCursorError extends Error {
   override readonly name = 'InvalidCursorError';

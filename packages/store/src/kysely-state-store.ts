@@ -57,6 +57,8 @@ export interface KyselyStateStoreOptions {
   otherwise?: string;
   /** The most job submissions one group-commit transaction takes. @default 1000 */
   maxCreateBatch?: number;
+  /** See RunMigrationsOptions.refuseWhileLeased. */
+  refuseMigrationWhileLeased?: string;
   /** Opens a watch of committed changes (PostgreSQL's LISTEN); without it, watches are never live (SQLite). */
   openChangeWatch?: (onChange: () => void) => Promise<ChangeWatch>;
 }
@@ -106,6 +108,7 @@ export class KyselyStateStore implements StateStore {
   readonly #dialect: StoreDialect;
   readonly #where: string | undefined;
   readonly #otherwise: string | undefined;
+  readonly #refuseMigrationWhileLeased: string | undefined;
   readonly #shared: SharedState;
   /** Set on a fenced view (see `withFence`): every write checks it first. */
   readonly #fence: Fence | undefined;
@@ -116,6 +119,7 @@ export class KyselyStateStore implements StateStore {
     this.#dialect = options.dialect;
     this.#where = options.where;
     this.#otherwise = options.otherwise;
+    this.#refuseMigrationWhileLeased = options.refuseMigrationWhileLeased;
     this.#fence = fencedViewOf?.fence;
     this.#shared = (fencedViewOf && fencedViewOf.store.#shared) ?? {
       creates: new GroupCommitQueue((batch) => this.#insertJobs(batch), { maxBatch: options.maxCreateBatch ?? 1000 }),
@@ -191,6 +195,7 @@ export class KyselyStateStore implements StateStore {
 
   async migrate(): Promise<void> {
     await runMigrations(this.#db, this.#dialect, {
+      ...(this.#refuseMigrationWhileLeased !== undefined ? { refuseWhileLeased: this.#refuseMigrationWhileLeased } : {}),
       ...(this.#where !== undefined ? { where: this.#where } : {}),
       ...(this.#otherwise !== undefined ? { otherwise: this.#otherwise } : {}),
     });

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { ColumnDefinitionBuilder, Kysely } from 'kysely';
-import { SchemaTooNewError } from './errors.ts';
+import { MigrationWhileLeadError, SchemaTooNewError } from './errors.ts';
 import type { StoreDialect } from './store-dialect.ts';
 import { SNAPSHOT_VERSION_KEY } from './schema.ts';
 
@@ -325,7 +325,16 @@ export interface RunMigrationsOptions {
   otherwise?: string;
   /** @default Date.now */
   now?: () => number;
+  /**
+   * The lease whose holder leads among replicas (the server's `control`): while it is held by anyone (not run out),
+   * pending migrations are refused with MigrationWhileLeadError, so that a schema never changes under a leader that
+   * runs an older tutti. Checked in each migration's transaction, the lease's row locked until it commits.
+   */
+  refuseWhileLeased?: string;
 }
+
+/** The migration that creates `leases`: below it, no replica can lead. */
+const LEASES_VERSION = 8;
 
 /**
  * Brings the schema up to date: applies each migration above the recorded version, each in its own transaction
@@ -364,6 +373,7 @@ export async function runMigrations(db: Kysely<any>, dialect: StoreDialect, opti
       // Re-checked under the lock: another server may have applied it since `current` was read (PostgreSQL).
       const done = await trx.selectFrom('schema_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();
       if (done) return;
+      if (options.refuseWhileLeased !== undefined && current >= LEASES_VERSION) await refuseWhileLeased(trx, dialect, options.refuseWhileLeased, now(), current, known, options.where);
       await migration.up(trx, dialect);
       await trx.insertInto('schema_migrations').values({ version: migration.version, name: migration.name, applied_at: now() }).execute();
     });
@@ -380,4 +390,12 @@ export async function currentSchemaVersion(db: Kysely<any>): Promise<number> {
     .select((eb) => eb.fn.max<number | null>('version').as('version'))
     .executeTakeFirst();
   return Number(row?.version ?? 0);
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see Migration.up
+async function refuseWhileLeased(trx: Kysely<any>, dialect: StoreDialect, lease: string, now: number, current: number, needed: number, where: string | undefined): Promise<void> {
+  let query = trx.selectFrom('leases').select(['holder', 'expires_at']).where('name', '=', lease);
+  if (dialect.rowLocks) query = query.forUpdate();
+  const row = (await query.executeTakeFirst()) as { holder: string; expires_at: number | string } | undefined;
+  if (row !== undefined && Number(row.expires_at) > now) throw new MigrationWhileLeadError(current, needed, { holder: row.holder, expiresAt: Number(row.expires_at) }, where);
 }

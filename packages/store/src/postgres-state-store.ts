@@ -16,6 +16,11 @@ export interface PostgresStateStoreOptions {
   url: string;
   /** Apply pending migrations before resolving (rejects with SchemaTooNewError for a newer database). @default true */
   migrate?: boolean;
+  /**
+   * Refuse pending migrations (MigrationWhileLeadError) while this lease is held: replicas pass the lease whose
+   * holder leads, so that an upgrade never changes the schema under a leader of the older version.
+   */
+  refuseMigrationWhileLeased?: string;
   /** The most job submissions one group-commit transaction takes. @default 1000 */
   maxCreateBatch?: number;
   /** The most connections the store opens to the server at once. @default 10 */
@@ -30,7 +35,7 @@ export class PostgresStateStore extends KyselyStateStore {
     /** The database URL, password hidden: safe to log. */
     readonly url: string,
     db: Kysely<StoreDatabase>,
-    options: Pick<KyselyStateStoreOptions, 'maxCreateBatch' | 'openChangeWatch'> = {},
+    options: Pick<KyselyStateStoreOptions, 'maxCreateBatch' | 'openChangeWatch' | 'refuseMigrationWhileLeased'> = {},
   ) {
     super({ db, dialect: postgresStoreDialect, where: url, otherwise: 'point it at another database', ...options });
   }
@@ -67,6 +72,7 @@ export async function createPostgresStateStore(options: PostgresStateStoreOption
   const connectionTimeoutMillis = options.connectTimeoutMs ?? 10_000;
   const store = new PostgresStateStore(url, new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) }), {
     ...(options.maxCreateBatch !== undefined ? { maxCreateBatch: options.maxCreateBatch } : {}),
+    ...(options.refuseMigrationWhileLeased !== undefined ? { refuseMigrationWhileLeased: options.refuseMigrationWhileLeased } : {}),
     // keepAlive: a listening connection is idle for long; TCP keepalive notices a peer that vanished without a word.
     openChangeWatch: (onChange) => PostgresChangeWatch.open(() => new pg.Client({ connectionString: options.url, connectionTimeoutMillis, keepAlive: true }), onChange),
   });

@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPostgresStateStore, LATEST_SCHEMA_VERSION, MIGRATIONS, PostgresConnectionError, postgresStoreDialect, runMigrations, SchemaTooNewError } from '../src/index.ts';
+import { createPostgresStateStore, LATEST_SCHEMA_VERSION, MigrationWhileLeadError, MIGRATIONS, PostgresConnectionError, postgresStoreDialect, runMigrations, SchemaTooNewError } from '../src/index.ts';
 import type { PostgresStateStore } from '../src/index.ts';
 import { makeBrokenMigration, makeJobSpec } from './builders.ts';
 import { createTestDatabase } from './postgres-dev-server.ts';
@@ -133,6 +133,22 @@ describe('PostgreSQL state store', () => {
       await expect(runMigrations(db, postgresStoreDialect, { migrations: [...MIGRATIONS, broken] })).rejects.toThrow(/syntax error/);
       expect((await sql<{ t: string | null }>`select to_regclass('half_done')::text as t`.execute(db)).rows).toEqual([{ t: null }]);
       expect((await sql<{ v: number }>`select max(version) as v from schema_migrations`.execute(db)).rows).toEqual([{ v: LATEST_SCHEMA_VERSION }]);
+    });
+  });
+
+  it('refuses to migrate while a replica of the older tutti leads, and migrates once that replica gave its lease up', async () => {
+    const { url } = await freshDatabase();
+    const older = await openStore(url);
+    const lease = await older.acquireLease('control', 'old-replica:7070#12', Date.now(), 60_000);
+    const newer = { version: LATEST_SCHEMA_VERSION + 1, name: 'a column of a newer tutti', up: (db: Kysely<unknown>) => sql`alter table jobs add column newer text`.execute(db).then(() => undefined) };
+    const upgrade = (db: Kysely<unknown>) => runMigrations(db, postgresStoreDialect, { migrations: [...MIGRATIONS, newer], refuseWhileLeased: 'control', where: url });
+    await withKysely(url, async (db) => {
+      const refused = await upgrade(db).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(MigrationWhileLeadError);
+      expect((refused as Error).message).toMatch(new RegExp(`^the database .* has schema version ${LATEST_SCHEMA_VERSION} and this tutti needs ${LATEST_SCHEMA_VERSION + 1}, but replica old-replica:7070#12 leads on it .*stop every replica of the older tutti first`));
+      expect(await older.schemaVersion()).toBe(LATEST_SCHEMA_VERSION);
+      await older.releaseLease('control', 'old-replica:7070#12', lease.epoch, Date.now());
+      expect(await upgrade(db)).toBe(LATEST_SCHEMA_VERSION + 1);
     });
   });
 

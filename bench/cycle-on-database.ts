@@ -84,6 +84,8 @@ interface CycleTimes {
   runningReadMs: number;
   decideMs: number;
   commitMs: number;
+  /** Of `commitMs`: reading back each committed job (`getJob`), as the server does before handing it to its launcher. */
+  placedReadMs: number;
   placed: number;
   /** Placements the store refused (a GPU taken meanwhile: none expected, nobody else writes). */
   refused: number;
@@ -184,6 +186,7 @@ async function runOneCycle(setup: Setup): Promise<CycleTimes> {
   const t3 = performance.now();
   let placed = 0;
   let refused = 0;
+  let placedReadMs = 0;
   if (applied.placements.length > 0) {
     const withTasks: PlacementWithTasks[] = applied.placements.map((placement) => ({ placement, tasks: computeTasksForPlacement(specs.get(placement.jobId) as JobSpec, placement) }));
     const outcomes = await writer.applyPlacements(withTasks, now);
@@ -193,12 +196,14 @@ async function runOneCycle(setup: Setup): Promise<CycleTimes> {
       if (outcome.applied) committed.push(outcome.jobId);
       else refused++;
     });
+    const readStarted = performance.now();
     for (const jobId of committed) await store.getJob(jobId);
+    placedReadMs = performance.now() - readStarted;
     placed = committed.length;
   }
   const t4 = performance.now();
   const victims = [...new Set(result.plan.preemptions.map((p) => p.jobId))];
-  return { totalMs: t4 - t0, snapshotMs: t1 - t0, runningReadMs: t2 - t1, decideMs: t3 - t2, commitMs: t4 - t3, placed, refused, victims };
+  return { totalMs: t4 - t0, snapshotMs: t1 - t0, runningReadMs: t2 - t1, decideMs: t3 - t2, commitMs: t4 - t3, placedReadMs, placed, refused, victims };
 }
 
 /**
@@ -302,6 +307,7 @@ async function main(): Promise<void> {
         running_read_ms: of((c) => c.runningReadMs),
         decide_ms: of((c) => c.decideMs),
         commit_ms: of((c) => c.commitMs),
+        placed_read_ms: of((c) => c.placedReadMs),
         placements_per_cycle: { p50: quantile(setup.cycles.map((c) => c.placed), 0.5), min: Math.min(...setup.cycles.map((c) => c.placed)), max: Math.max(...setup.cycles.map((c) => c.placed)) },
         commit_ms_per_placement: round(quantile(setup.cycles.filter((c) => c.placed > 0).map((c) => c.commitMs / c.placed), 0.5), 2),
         refused_placements: setup.cycles.reduce((sum, c) => sum + c.refused, 0),
@@ -353,6 +359,7 @@ type Figures = Array<{
   running_read_ms: { p50: number; p99: number };
   decide_ms: { p50: number; p99: number };
   commit_ms: { p50: number; p99: number };
+  placed_read_ms: { p50: number; p99: number };
   placements_per_cycle: { p50: number; min: number; max: number };
   commit_ms_per_placement: number;
   refused_placements: number;
@@ -377,6 +384,7 @@ function formatResult(c: Record<string, unknown> & { postgres?: Record<string, s
     ['  read running jobs', (f) => `${f.running_read_ms.p50} / ${f.running_read_ms.p99}`],
     ['  decide (build, runCycle, apply)', (f) => `${f.decide_ms.p50} / ${f.decide_ms.p99}`],
     ['  commit (applyPlacements + getJob)', (f) => `${f.commit_ms.p50} / ${f.commit_ms.p99}`],
+    ['    of which getJob of the placed', (f) => `${f.placed_read_ms.p50} / ${f.placed_read_ms.p99}`],
     ['placements per cycle, p50 (min–max)', (f) => `${f.placements_per_cycle.p50} (${f.placements_per_cycle.min}–${f.placements_per_cycle.max})`],
     ['commit per placement, p50 (ms)', (f) => String(f.commit_ms_per_placement)],
     ['placements refused', (f) => String(f.refused_placements)],

@@ -248,7 +248,11 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
       if (remembered !== undefined) logger.info(`using the fake GPUs this data dir ran with before (--fake-gpus ${remembered}); pass --fake-gpus to change them`);
     }
     const chosenBackend = backend;
-    cleanups.push(() => chosenBackend.close());
+    // Among replicas the server's own backend only reads logs (each term makes its own): made afresh, so that what the
+    // inventory read started (a Slurm backend then polls its nodes) does not run on every replica for nothing.
+    if (replicated) await chosenBackend.close();
+    const logBackend = replicated ? createBackend(fakeGpus) : chosenBackend;
+    cleanups.push(() => logBackend.close());
     // The first write of every start (a replica's only write to the database before it leads): a read-only or full
     // disk shows here, before anything else is started.
     if (!replicated) await inDataDir(databasePath, () => store.replaceNodes(inventory, now()));
@@ -321,7 +325,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     cleanups.push(() => history.close());
 
     const startedAt = now();
-    const app: FastifyInstance = await buildHttpApp({ store, control, leadership: currentLeadership, backend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, diskFull: () => diskFull.current?.message, browserSafety, bodyLimits });
+    const app: FastifyInstance = await buildHttpApp({ store, control, leadership: currentLeadership, backend: logBackend, feed, metrics, logger, inventory: () => inventory, teams, now, version: TUTTI_VERSION, startedAt, history, dashboardDir: options.dashboardDir, jobTokens, diskFull: () => diskFull.current?.message, browserSafety, bodyLimits });
     cleanups.push(() => app.close());
     // Listen first, so that every launched rank gets TUTTI_API_URL; the controller queues what arrives meanwhile
     // and schedules nothing before its start (re-adoption first).

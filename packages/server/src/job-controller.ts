@@ -81,7 +81,15 @@ export interface JobControllerOptions {
   maxLogBytes?: number;
   /** Called right after each durable step of a job's life (see `LifecyclePoint`); tests kill the process there. */
   onLifecyclePoint?: (point: LifecyclePoint, jobId: string) => void;
+  /**
+   * Among replicas: how often the reasons pending jobs wait for that changed are written to the store, for followers
+   * to answer from (a server alone writes them on shutdown only, and answers from memory).
+   */
+  pendingReasonsWriteMs?: number;
 }
+
+/** The most changed pending reasons one periodic write carries (see `pendingReasonsWriteMs`). */
+const PENDING_REASONS_PER_WRITE = 1000;
 
 export class JobController {
   private readonly store: StateStore;
@@ -155,7 +163,13 @@ export class JobController {
     await seedFromHistory(parts, this.scheduling.queued());
     // A recovery may have requeued jobs: the queue is read again, with the backoffs still to wait out.
     this.scheduling.open(await store.listJobsByStatus(['pending']));
+    let lastReasonsWrite = this.options.now();
     this.timer = setInterval(() => {
+      const { pendingReasonsWriteMs } = this.options;
+      if (pendingReasonsWriteMs !== undefined && this.options.now() - lastReasonsWrite >= pendingReasonsWriteMs) {
+        lastReasonsWrite = this.options.now();
+        this.scheduling.persistChangedPendingReasons(PENDING_REASONS_PER_WRITE);
+      }
       this.executor.writeUnwritten();
       this.executor.dispatch({ kind: 'tick', gpusIdleSince: this.progress.gpusIdleSince(this.options.gpusIdleSince) });
       this.progress.poll();

@@ -86,6 +86,9 @@ const ACTIONS_ON_RANKS: Record<string, string> = {
   capLog: 'capping a log',
 };
 
+/** Among replicas, how often the leader writes the pending reasons that changed, for followers to answer `why` from. */
+const PENDING_REASONS_WRITE_MS = 2000;
+
 export class LeaderTerm {
   readonly controller: JobController;
   readonly gpuSampler: GpuSampler;
@@ -121,6 +124,7 @@ export class LeaderTerm {
       ...(options.onLifecyclePoint ? { onLifecyclePoint: options.onLifecyclePoint } : {}),
       diskFull: options.diskFull,
       maxLogBytes: options.maxLogBytes,
+      ...(options.replicated ? { pendingReasonsWriteMs: PENDING_REASONS_WRITE_MS } : {}),
     });
   }
 

@@ -95,9 +95,7 @@ export class ReplicaControl {
 
   async pendingCountsByTeam(): Promise<Map<string, number>> {
     if (this.term) return this.term.controller.pendingCountsByTeam();
-    const counts = new Map<string, number>();
-    for (const job of await this.options.store.listJobsByStatus(['pending'])) counts.set(job.spec.team, (counts.get(job.spec.team) ?? 0) + 1);
-    return counts;
+    return this.options.store.countJobsByTeam('pending');
   }
 
   async pendingCount(): Promise<number> {

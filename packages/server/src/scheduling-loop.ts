@@ -67,6 +67,9 @@ export class SchedulingLoop {
   private readonly cycleCache = new CycleCache();
   /** Timers that wake the queue when a restart's backoff is over. */
   private readonly backoffTimers = new Set<NodeJS.Timeout>();
+  /** What `persistChangedPendingReasons` last wrote per job (its JSON), and the write under way. */
+  private readonly written = new Map<string, string>();
+  private reasonWrite: Promise<void> | undefined;
   /** Set once re-adoption is done: cycles run only from then on. */
   private opened = false;
 
@@ -214,8 +217,34 @@ export class SchedulingLoop {
     await this.cycleRunning;
   }
 
+  /**
+   * Among replicas, followers answer `why` and the job views from the store: the reasons that changed since the last
+   * write are written, at most `limit` of them (the queue's head first: the jobs people ask about), so that followers
+   * lag the leader by a few writes, not until its shutdown. Skipped while a write is under way.
+   */
+  persistChangedPendingReasons(limit: number): void {
+    if (this.reasonWrite || this.options.isClosed()) return;
+    const changed = new Map<string, Diagnosis>();
+    for (const jobId of this.written.keys()) if (!this.queue.has(jobId)) this.written.delete(jobId);
+    for (const jobId of this.queue.keys()) {
+      const diagnosis = this.diagnoses.get(jobId);
+      if (!diagnosis) continue;
+      const json = JSON.stringify(diagnosis);
+      if (this.written.get(jobId) === json) continue;
+      changed.set(jobId, diagnosis);
+      this.written.set(jobId, json);
+      if (changed.size >= limit) break;
+    }
+    if (changed.size === 0) return;
+    this.reasonWrite = this.options.store.setPendingReasons(changed).catch((error: unknown) => {
+      for (const jobId of changed.keys()) this.written.delete(jobId);
+      if (!this.options.reportDiskFull(error)) this.options.logger.warn(`could not save why ${changed.size} jobs wait: ${error instanceof Error ? error.message : String(error)}`);
+    }).finally(() => (this.reasonWrite = undefined));
+  }
+
   /** On a clean shutdown the store keeps the last reasons, so they are there for whoever reads it next. */
   async persistPendingReasons(): Promise<void> {
+    await this.reasonWrite;
     const reasons = new Map<string, Diagnosis>();
     for (const [jobId, diagnosis] of this.diagnoses) if (this.queue.has(jobId)) reasons.set(jobId, diagnosis);
     if (reasons.size > 0) await this.options.store.setPendingReasons(reasons);

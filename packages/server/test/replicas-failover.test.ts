@@ -157,6 +157,9 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
       await first.client.submitJob({ name: 'after-1', resources: { gpus: 1 }, run: countedRank(markers) }),
       await second.client.submitJob({ name: 'after-2', resources: { gpus: 1 }, run: countedRank(markers) }),
     ];
+    // Why they wait is the leader's to say; the follower answers it from the store within a few seconds.
+    const onFollower = await waitFor('the follower says why a job waits', async () => (await second.client.getJob(waiting[0]!.id)).pending_diagnosis ?? undefined);
+    expect(onFollower.code).toBe((await first.client.getJob(waiting[0]!.id)).pending_diagnosis?.code);
     const onLeader: EventView[] = [];
     const leaderStream = collectEvents(first.client, onLeader, 0);
     await waitFor('the leader streams the second waiting job', async () => (onLeader.some((e) => e.job_id === waiting[1]!.id) ? true : undefined));

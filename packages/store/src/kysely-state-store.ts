@@ -361,6 +361,16 @@ export class KyselyStateStore implements StateStore {
     return counts;
   }
 
+  async countJobsByTeam(status: JobStatus): Promise<Map<string, number>> {
+    const rows = await this.#db
+      .selectFrom('jobs')
+      .select((eb) => ['team', eb.fn.countAll<number | string>().as('n')])
+      .where('status', '=', status)
+      .groupBy('team')
+      .execute();
+    return new Map(rows.map((row) => [row.team, Number(row.n)]));
+  }
+
   // ---- tasks ------------------------------------------------------------------------------------------------
 
   async getTasks(jobId: string): Promise<Task[]> {

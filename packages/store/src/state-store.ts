@@ -81,6 +81,8 @@ export interface StateStore {
   /** All jobs in the given states, oldest (lowest id) first: the scheduler's queue and the reconciler's work. */
   listJobsByStatus(statuses: readonly JobStatus[]): Promise<Job[]>;
   countJobsByStatus(): Promise<Record<JobStatus, number>>;
+  /** How many jobs in `status` each team has (teams with none are absent), counted without reading a spec. */
+  countJobsByTeam(status: JobStatus): Promise<Map<string, number>>;
   /** The ranks of a job, by rank. */
   getTasks(jobId: string): Promise<Task[]>;
   /** The ranks of every job that is running (for re-adoption and the nodes view). */

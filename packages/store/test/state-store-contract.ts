@@ -297,6 +297,16 @@ export function describeStateStoreContract(name: string, makeStore: () => Promis
       it('counts zero of every state in an empty store', async () => {
         expect(await store.countJobsByStatus()).toEqual({ pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
       });
+
+      it('counts the jobs of one state per team', async () => {
+        await store.replaceNodes([makeNode('n1', 2)], T0);
+        for (const team of ['vision', 'vision', 'speech']) await store.createJob(makeJobSpec({ team }), T0);
+        const running = await store.createJob(makeJobSpec({ team: 'speech' }), T0);
+        await store.applyPlacements([makePlacement(running.id, [['n1', [0]]])], T0 + 1);
+        expect(await store.countJobsByTeam('pending')).toEqual(new Map([['vision', 2], ['speech', 1]]));
+        expect(await store.countJobsByTeam('running')).toEqual(new Map([['speech', 1]]));
+        expect(await store.countJobsByTeam('failed')).toEqual(new Map());
+      });
     });
 
     describe('replaceNodes and snapshot', () => {

@@ -242,6 +242,44 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     expect((await second.client.getJob(next.id)).status).toBe('succeeded');
   }, 90_000);
 
+  it('many submitters on every replica at once: each 201 is a durable job, readable on every replica, queued by the leader', async () => {
+    const database = await freshDatabaseUrl();
+    const { dataDir, markers, release } = await sharedDataDir();
+    const replicas = [await startReplica(dataDir, database, '1'), await startReplica(dataDir, database, '1'), await startReplica(dataDir, database, '1')];
+    // The only GPU is held, so every submission below stays pending: what is counted is what was stored.
+    const holder = await replicas[0]!.client.submitJob({ name: 'holds-the-gpu', resources: { gpus: 1 }, run: countedRank(markers, release) });
+    await waitForJob(replicas[0]!.client, holder.id, (j) => j.status === 'running');
+    const acknowledged = new Map<string, string>();
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, submitter) => {
+        for (let n = 0; n < 30; n++) {
+          const name = `burst-${submitter}-${n}`;
+          const job = await replicas[(submitter + n) % replicas.length]!.client.submitJob({ name, resources: { gpus: 1 }, run: 'true' });
+          acknowledged.set(job.id, name);
+        }
+      }),
+    );
+    expect(acknowledged.size).toBe(480);
+    for (const replica of replicas) {
+      const pending = new Map<string, string>();
+      let cursor: string | undefined;
+      do {
+        const page = await replica.client.listJobs({ status: 'pending', limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
+        for (const job of page.jobs) pending.set(job.id, job.name);
+        cursor = page.next_cursor ?? undefined;
+      } while (cursor !== undefined);
+      expect(pending).toEqual(acknowledged);
+    }
+    // The leader queued every one of them, also those submitted through the followers: its teams view counts them.
+    const leader = await waitFor('a leader', async () => {
+      const states = await Promise.all(replicas.map(healthOf));
+      const index = states.findIndex((state) => state.role === 'leader');
+      return index >= 0 ? replicas[index] : undefined;
+    });
+    await waitFor('the leader queued all 480', async () => ((await leader.client.listTeams()).teams.find((team) => team.name === 'default')?.pending_jobs === 480 ? true : undefined));
+    await touch(release);
+  }, 120_000);
+
   it('PostgreSQL restarted while submitters use every replica: they reconnect, one leads, and every 201 is a job that runs', async () => {
     const server = await ownPostgresServer();
     const { dataDir } = await sharedDataDir();

@@ -14,11 +14,17 @@
 #                                         its namespace killed with SIGKILL; `up` leaves it dead until `revive`
 #   scripts/slurm-dev-cluster.sh revive N starts the node's slurmd again: Slurm returns it to service
 #
-# Racks: topology.conf (TopologyPlugin=topology/tree) puts a leaf switch over every 3 nodes (s1: n1-n3, s2: n4-n6)
-# and a spine above them. `up` on a running cluster whose configuration this script now writes differently restarts
-# slurmctld, keeping its jobs (settings such as the topology plugin take effect only at its start).
+# Partitions that do not overlap, so that test files running at once never share nodes: `one` (n1: the backend
+# conformance suite), `two` (n2, n3: packages/backends tests), `three` (n4-n6: the server's gangs, slurm-gangs.test.ts),
+# `four` (n7, n8: replicas of a control plane on Slurm, slurm-replicas.test.ts); `dev` spans every node.
 #
-# Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 6),
+# Racks: topology.conf (TopologyPlugin=topology/tree) puts a leaf switch over every 3 nodes (s1: n1-n3, s2: n4-n6,
+# s3: n7-n8) and a spine above them. `up` on a running cluster whose configuration this script now writes differently
+# restarts slurmctld, keeping its jobs (settings such as the topology plugin take effect only at its start); one whose
+# node list changed is stopped and started afresh (`down`, then `up`): Slurm 22.05 adds nodes only with every daemon
+# restarted, and the new nodes need their namespaces. That ends the jobs it ran.
+#
+# Settings (environment): TUTTI_SLURM_DIR (state dir, default /tmp/tutti-slurm), TUTTI_SLURM_NODES (default 8),
 # TUTTI_SLURM_GPUS (fake GPUs per node, default 4), TUTTI_SLURM_CPUS (CPUs per node, default 8: the nodes' lines are
 # trusted, so a node may claim more CPUs than the machine has; tasks are not pinned), TUTTI_SLURM_SUBNET
 # (the first three octets, default 10.77.0: the bridge is .1, node i is .(10+i)). Needs root (namespaces, daemons).
@@ -26,7 +32,7 @@
 set -euo pipefail
 
 DIR=${TUTTI_SLURM_DIR:-/tmp/tutti-slurm}
-NODES=${TUTTI_SLURM_NODES:-6}
+NODES=${TUTTI_SLURM_NODES:-8}
 GPUS=${TUTTI_SLURM_GPUS:-4}
 CPUS=${TUTTI_SLURM_CPUS:-8}
 SUBNET=${TUTTI_SLURM_SUBNET:-10.77.0}
@@ -114,10 +120,12 @@ write_config() {
     echo "PartitionName=dev Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
     # Partitions that do not overlap, so that tests running at once never wait for each other's GPUs or disturb each
     # other's nodes: `one` (n1: the backend conformance suite), `two` (n2, n3: gangs across nodes), `three` (n4-n6:
-    # a server whose gang loses a node and restarts on the others). Each exists when there are nodes enough.
-    local first=1 size name members
-    for size in 1 2 3; do
-      name=$(echo "one two three" | cut -d' ' -f"$size")
+    # a server whose gang loses a node and restarts on the others), `four` (n7, n8: replicas of a control plane, one
+    # killed while a gang runs). Each exists when there are nodes enough.
+    local first=1 size name members k
+    for k in 1 2 3 4; do
+      name=$(echo "one two three four" | cut -d' ' -f"$k")
+      size=$(echo "1 2 3 2" | cut -d' ' -f"$k")
       [ $((first + size - 1)) -le "$NODES" ] || break
       members=$(for i in $(seq "$first" $((first + size - 1))); do node_name "$i"; done | paste -sd,)
       echo "PartitionName=$name Nodes=$members MaxTime=INFINITE State=UP"
@@ -296,9 +304,21 @@ wait_idle() {
   done
 }
 
+# The number of nodes of the running cluster's configuration (none when it is not up).
+running_nodes() {
+  alive "$DIR/run/slurmctld.pid" && [ -f "$CONF" ] && grep -c '^NodeName=' "$CONF" || true
+}
+
 cmd_up() {
   [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and the Slurm daemons)"
   install_packages
+  local running; running=$(running_nodes)
+  if [ -n "$running" ] && [ "$running" -ne "$NODES" ]; then
+    # Slurm 22.05 takes new nodes only with every daemon restarted; the new ones need namespaces too. Stopped with
+    # the old node count, so that `down` finds every namespace and slurmd of the running cluster.
+    log "the cluster runs $running nodes, this script now makes $NODES: restarting it (its jobs end)"
+    NODES=$running cmd_down
+  fi
   write_config
   start_network
   start_daemons

@@ -4,7 +4,11 @@
  * tests, and slurm-global-setup.ts stops it after a run that started it. Needs root (namespaces, daemons), as CI has.
  *
  * The cluster's partitions keep tests apart: `one` (node n1) for the backend conformance suite, `two` (n2, n3) for
- * gangs across nodes and the backend's inventory (slurm-dev-cluster.test.ts), `three` (n4-n6) for the server's gangs.
+ * gangs across nodes and the backend's inventory (slurm-dev-cluster.test.ts), `three` (n4-n6) for the server's gangs,
+ * `four` (n7, n8) for replicas of a control plane (slurm-replicas.test.ts).
+ *
+ * `flock --close`: the daemons `up` starts (munged, slurmrestd) would otherwise inherit the lock's descriptor and hold
+ * the lock for as long as they run, so that every later `up` waited out its timeout.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -27,7 +31,7 @@ export interface SlurmDevRest {
 
 /** As `useSlurmDevCluster`, with the cluster's slurmrestd too. */
 export async function useSlurmDevClusterWithRest(): Promise<{ env: Record<string, string>; rest: SlurmDevRest }> {
-  const { stdout } = await run('flock', [LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'up'], { timeout: 300_000 });
+  const { stdout } = await run('flock', ['--close', LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'up'], { timeout: 300_000 });
   const conf = /export SLURM_CONF=(\S+)/.exec(stdout)?.[1];
   const url = /TUTTI_SLURM_REST_URL=(\S+)/.exec(stdout)?.[1];
   const jwtKeyFile = /TUTTI_SLURM_JWT_KEY=(\S+)/.exec(stdout)?.[1];
@@ -41,5 +45,5 @@ export async function slurmDevClusterIsUp(): Promise<boolean> {
 }
 
 export async function stopSlurmDevCluster(): Promise<void> {
-  await run('flock', [LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'down'], { timeout: 60_000 });
+  await run('flock', ['--close', LOCK, 'bash', SLURM_DEV_CLUSTER_SCRIPT, 'down'], { timeout: 60_000 });
 }

@@ -578,87 +578,107 @@ export class KyselyStateStore implements StateStore {
   // ---- placing and ending jobs ------------------------------------------------------------------------------
 
   async applyPlacements(placements: readonly PlacementWithTasks[], now: number): Promise<ApplyOutcome[]> {
-    const outcomes: ApplyOutcome[] = [];
-    // One transaction per placement: one job that lost its GPUs does not hold back the others.
-    for (const p of placements) outcomes.push(await this.#applyPlacement(p, now));
-    return outcomes;
+    const keys = placements.map((p) => parseJobId(p.placement.jobId));
+    const known = [...new Set(keys.filter((key) => key !== undefined))].sort((a, b) => a - b);
+    if (known.length === 0) return placements.map((p) => ({ jobId: p.placement.jobId, applied: false, reason: 'job_not_pending' }));
+    // One transaction for the whole plan, a savepoint per placement: one job that lost its GPUs does not hold back the
+    // others, and the plan pays one commit (a round trip and a WAL flush on PostgreSQL), not one per job.
+    return this.#write(async (trx) => {
+      // Every job's row first, in id order, then the allocations' lock: the order every other transaction takes them in.
+      const statuses = new Map<number, string>();
+      for (const chunk of chunked(known, INSERT_CHUNK)) {
+        const rows = await trx.selectFrom('jobs').select(['id', 'status']).where('id', 'in', chunk).orderBy('id').$if(this.#dialect.rowLocks, (q) => q.forUpdate()).execute();
+        for (const row of rows) statuses.set(Number(row.id), row.status);
+      }
+      await this.#lockAllocations(trx);
+      const outcomes: ApplyOutcome[] = [];
+      for (const [i, p] of placements.entries()) {
+        const key = keys[i];
+        const jobId = p.placement.jobId;
+        if (key === undefined || statuses.get(key) !== 'pending') {
+          outcomes.push({ jobId, applied: false, reason: 'job_not_pending' });
+          continue;
+        }
+        await sql`savepoint placement`.execute(trx);
+        let outcome: ApplyOutcome;
+        try {
+          outcome = await this.#applyPlacement(trx, p, key, now);
+        } catch (error) {
+          await sql`rollback to savepoint placement`.execute(trx);
+          if (!(error instanceof GpuTakenSignal)) throw error;
+          outcome = { jobId, applied: false, reason: 'gpu_taken' };
+        }
+        await sql`release savepoint placement`.execute(trx);
+        if (outcome.applied) statuses.set(key, 'running');
+        outcomes.push(outcome);
+      }
+      return outcomes;
+    });
   }
 
-  async #applyPlacement({ placement, tasks }: PlacementWithTasks, now: number): Promise<ApplyOutcome> {
+  /** One placement, inside applyPlacements' transaction (its job's row and the allocations locked, the job pending). */
+  async #applyPlacement(trx: Transaction<StoreDatabase>, { placement, tasks }: PlacementWithTasks, key: number, now: number): Promise<ApplyOutcome> {
     const jobId = placement.jobId;
-    const key = parseJobId(jobId);
-    if (key === undefined) return { jobId, applied: false, reason: 'job_not_pending' };
     const wanted = placement.nodes.flatMap((n) =>
       n.gpuIndices.map((gpuIndex) => ({ node: n.node, gpu_index: gpuIndex, job_id: key, fraction: n.gpuFraction ?? null, memory_mib: n.gpuFraction !== undefined ? (n.gpuMemoryMiB ?? null) : null })),
     );
-    try {
-      return await this.#write(async (trx): Promise<ApplyOutcome> => {
-        const job = await this.#lockJob(trx, key);
-        if (job?.status !== 'pending') return { jobId, applied: false, reason: 'job_not_pending' };
-        await this.#lockAllocations(trx);
-
-        const names = [...new Set(placement.nodes.map((n) => n.node))];
-        const nodeRows = names.length === 0 ? [] : await trx.selectFrom('nodes').selectAll().where('name', 'in', names).execute();
-        const inventory = new Map(nodeRows.map((r) => [r.name, JSON.parse(r.info_json) as NodeInfo]));
-        for (const placed of placement.nodes) {
-          const info = inventory.get(placed.node);
-          const indices = new Set(info?.gpus.map((g) => g.index));
-          if (!info || placed.gpuIndices.some((i) => !indices.has(i))) return { jobId, applied: false, reason: 'unknown_node' };
-        }
-
-        if (wanted.length > 0) {
-          const held = await trx
-            .selectFrom('gpu_allocations')
-            .select(['node', 'gpu_index', 'fraction', 'memory_mib'])
-            .where((eb) =>
-              eb.or(
-                placement.nodes
-                  .filter((n) => n.gpuIndices.length > 0)
-                  .map((n) => eb.and([eb('node', '=', n.node), eb('gpu_index', 'in', n.gpuIndices)])),
-              ),
-            )
-            .execute();
-          if (!fitsBesides(wanted, held, inventory)) return { jobId, applied: false, reason: 'gpu_taken' };
-          if (new Set(wanted.map((w) => `${w.node}/${w.gpu_index}`)).size !== wanted.length) return { jobId, applied: false, reason: 'gpu_taken' };
-          try {
-            // Placements are serialized (one SQLite writer; #lockAllocations on PostgreSQL), so the check above
-            // holds until commit; the primary key (node, gpu_index, job_id) still refuses a job naming a GPU twice.
-            for (const chunk of chunked(wanted, INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
-          } catch (error) {
-            if (this.#dialect.isUniqueViolation(error)) throw new GpuTakenSignal();
-            throw error;
-          }
-        }
-
-        await trx
-          .updateTable('jobs')
-          .set((eb) => ({ status: 'running', started_at: now, pending_reason_json: null, not_before: null, attempt: eb('attempt', '+', 1) }))
-          .where('id', '=', key)
-          .execute();
-        const taskRows = tasks.map((t) => ({
-          job_id: key,
-          rank: t.rank,
-          local_rank: t.localRank,
-          node_rank: t.nodeRank,
-          node: t.node,
-          gpus_json: JSON.stringify(t.gpus),
-          status: 'starting',
-          backend: t.backend?.kind ?? null,
-          backend_ref_json: t.backend === undefined ? null : JSON.stringify(t.backend.ref),
-          exit_code: t.exitCode ?? null,
-          started_at: t.startedAt ?? null,
-          finished_at: t.finishedAt ?? null,
-        }));
-        for (const chunk of chunked(taskRows, INSERT_CHUNK)) await trx.insertInto('tasks').values(chunk).execute();
-        const where = placement.nodes.map((n) => (n.gpuIndices.length > 0 ? `${n.node} (GPUs ${n.gpuIndices.join(',')})` : n.node));
-        await bumpSnapshotVersion(trx);
-        await insertEvent(trx, this.#dialect, key, 'scheduled', `scheduled on ${where.join(', ')}`, now, { nodes: placement.nodes });
-        return { jobId, applied: true };
-      });
-    } catch (error) {
-      if (error instanceof GpuTakenSignal) return { jobId, applied: false, reason: 'gpu_taken' };
-      throw error;
+    const names = [...new Set(placement.nodes.map((n) => n.node))];
+    const nodeRows = names.length === 0 ? [] : await trx.selectFrom('nodes').selectAll().where('name', 'in', names).execute();
+    const inventory = new Map(nodeRows.map((r) => [r.name, JSON.parse(r.info_json) as NodeInfo]));
+    for (const placed of placement.nodes) {
+      const info = inventory.get(placed.node);
+      const indices = new Set(info?.gpus.map((g) => g.index));
+      if (!info || placed.gpuIndices.some((i) => !indices.has(i))) return { jobId, applied: false, reason: 'unknown_node' };
     }
+
+    if (wanted.length > 0) {
+      const held = await trx
+        .selectFrom('gpu_allocations')
+        .select(['node', 'gpu_index', 'fraction', 'memory_mib'])
+        .where((eb) =>
+          eb.or(
+            placement.nodes
+              .filter((n) => n.gpuIndices.length > 0)
+              .map((n) => eb.and([eb('node', '=', n.node), eb('gpu_index', 'in', n.gpuIndices)])),
+          ),
+        )
+        .execute();
+      if (!fitsBesides(wanted, held, inventory)) return { jobId, applied: false, reason: 'gpu_taken' };
+      if (new Set(wanted.map((w) => `${w.node}/${w.gpu_index}`)).size !== wanted.length) return { jobId, applied: false, reason: 'gpu_taken' };
+      try {
+        // Placements are serialized (one SQLite writer; #lockAllocations on PostgreSQL), so the check above
+        // holds until commit; the primary key (node, gpu_index, job_id) still refuses a job naming a GPU twice.
+        for (const chunk of chunked(wanted, INSERT_CHUNK)) await trx.insertInto('gpu_allocations').values(chunk).execute();
+      } catch (error) {
+        if (this.#dialect.isUniqueViolation(error)) throw new GpuTakenSignal();
+        throw error;
+      }
+    }
+
+    await trx
+      .updateTable('jobs')
+      .set((eb) => ({ status: 'running', started_at: now, pending_reason_json: null, not_before: null, attempt: eb('attempt', '+', 1) }))
+      .where('id', '=', key)
+      .execute();
+    const taskRows = tasks.map((t) => ({
+      job_id: key,
+      rank: t.rank,
+      local_rank: t.localRank,
+      node_rank: t.nodeRank,
+      node: t.node,
+      gpus_json: JSON.stringify(t.gpus),
+      status: 'starting',
+      backend: t.backend?.kind ?? null,
+      backend_ref_json: t.backend === undefined ? null : JSON.stringify(t.backend.ref),
+      exit_code: t.exitCode ?? null,
+      started_at: t.startedAt ?? null,
+      finished_at: t.finishedAt ?? null,
+    }));
+    for (const chunk of chunked(taskRows, INSERT_CHUNK)) await trx.insertInto('tasks').values(chunk).execute();
+    const where = placement.nodes.map((n) => (n.gpuIndices.length > 0 ? `${n.node} (GPUs ${n.gpuIndices.join(',')})` : n.node));
+    await bumpSnapshotVersion(trx);
+    await insertEvent(trx, this.#dialect, key, 'scheduled', `scheduled on ${where.join(', ')}`, now, { nodes: placement.nodes });
+    return { jobId, applied: true };
   }
 
   /**

@@ -94,8 +94,8 @@ export interface StateStore {
   snapshot(): Promise<ClusterSnapshot>;
 
   /**
-   * Starts placed jobs: for each placement, in one transaction, re-checks that the job is still pending and
-   * every GPU is still free, then marks the job running (startedAt = now, attempt + 1), records allocations and `tasks`
+   * Starts placed jobs, in one transaction (one commit for a cycle's plan), each placement in order under its own
+   * savepoint: re-checks that the job is still pending and every GPU is still free, then marks the job running (startedAt = now, attempt + 1), records allocations and `tasks`
    * (status `starting`) and a `scheduled` event. Placements that fail the re-check are skipped and reported:
    * `job_not_pending` (also for an unknown job), `unknown_node` (a node, or a GPU index on it, that the inventory
    * lacks), `gpu_taken` (a GPU already allocated, or named twice in the placement). The database itself forbids

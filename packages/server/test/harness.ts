@@ -55,6 +55,15 @@ export function pidOf(task: TaskView): number | null {
   return typeof pid === 'number' ? pid : null;
 }
 
+/** The one Slurm job that runs every rank of this attempt of `job` (the ranks' backend details name it). */
+export function slurmJobOf(job: JobView): string {
+  const ids = new Set((job.tasks ?? []).map((task) => task.backend?.details.slurm_job));
+  expect(ids.size).toBe(1);
+  const [id] = ids;
+  expect(id).toMatch(/^\d+$/);
+  return id as string;
+}
+
 export const isRunningWithPids = (job: JobView) => job.status === 'running' && (job.tasks ?? []).length > 0 && (job.tasks ?? []).every((t) => pidOf(t) !== null && t.status === 'running');
 
 /** argv that runs a Node script in the rank: no shell, no dependency on what is installed. */

@@ -23,7 +23,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TuttiClient } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { SLURM_DEV_CLUSTER_SCRIPT, useSlurmDevCluster } from '../../backends/test/slurm-cluster.ts';
-import { closeLeavingNothingRunning, isEnded, nodeScript, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from './harness.ts';
+import { closeLeavingNothingRunning, isEnded, nodeScript, slurmJobOf, startTestServer, touch, waitForFileThenExit, waitForJob, type TestServer } from './harness.ts';
 
 const run = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL('../../../examples/ddp-torch/', import.meta.url));
@@ -113,15 +113,6 @@ const nodesOf = (job: JobView): string[] => (job.tasks ?? []).map((task) => task
 /** One of Slurm's tools, run against the dev cluster; its stdout. */
 async function slurm(program: string, ...args: string[]): Promise<string> {
   return (await run(program, args, { env: { ...process.env, ...slurmEnv } })).stdout;
-}
-
-/** The one Slurm job that runs every rank of this attempt of `job` (the rank's backend details name it). */
-function slurmJobOf(job: JobView): string {
-  const ids = new Set((job.tasks ?? []).map((task) => task.backend?.details.slurm_job));
-  expect(ids.size).toBe(1);
-  const [id] = ids;
-  expect(id).toMatch(/^\d+$/);
-  return id as string;
 }
 
 /** A data dir for the `tutti up` of one test, and a release file's path beside it; both removed after the test. */

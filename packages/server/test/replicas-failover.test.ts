@@ -110,7 +110,7 @@ const leading = (replica: Replica) => async () => {
  */
 function countedRank(markers: string, release?: string): string[] {
   return nodeScript(
-    `const fs=require('fs');fs.appendFileSync(process.argv[1]+'/'+process.env.TUTTI_JOB_ID,process.env.TUTTI_ATTEMPT+'\\n');` +
+    `const fs=require('fs');fs.appendFileSync(process.argv[1]+'/'+process.env.TUTTI_JOB_ID,process.env.TUTTI_ATTEMPT+'\\n');console.log('attempt '+process.env.TUTTI_ATTEMPT+' of job '+process.env.TUTTI_JOB_ID);` +
       `const r=process.argv[2];(function w(){if(!r||fs.existsSync(r))process.exit(0);setTimeout(w,25)})()`,
     markers,
     release ?? '',
@@ -157,6 +157,13 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
       await first.client.submitJob({ name: 'after-1', resources: { gpus: 1 }, run: countedRank(markers) }),
       await second.client.submitJob({ name: 'after-2', resources: { gpus: 1 }, run: countedRank(markers) }),
     ];
+    // A follower reads a running job's log from the shared data dir.
+    const logOnFollower = await waitFor('the follower reads the log', async () => {
+      const lines: string[] = [];
+      for await (const line of second.client.logLines(long[0]!.id)) lines.push(line);
+      return lines.length > 0 ? lines : undefined;
+    });
+    expect(logOnFollower).toEqual([`attempt 1 of job ${long[0]!.id}`]);
     // Why they wait is the leader's to say; the follower answers it from the store within a few seconds.
     const onFollower = await waitFor('the follower says why a job waits', async () => (await second.client.getJob(waiting[0]!.id)).pending_diagnosis ?? undefined);
     expect(onFollower.code).toBe((await first.client.getJob(waiting[0]!.id)).pending_diagnosis?.code);
@@ -183,6 +190,7 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     }
     expect(await startsByJob(markers)).toEqual(Object.fromEntries(jobs.map((job) => [job.id, ['1']])));
     for (const job of long) expect((await second.client.listJobEvents(job.id)).events.map((e) => e.type)).toContain('adopted');
+
 
     const stored = (await Promise.all(jobs.map((job) => second.client.listJobEvents(job.id)))).flatMap((page) => page.events).sort((a, b) => a.seq - b.seq);
     await waitFor('the resumed stream reaches the last event', async () => (resumed.some((e) => e.seq === stored.at(-1)!.seq) ? true : undefined));

@@ -141,10 +141,10 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
   }
 
   it('puts each node in its rack: its leaf switch in Slurm\'s topology', async () => {
-    // What Slurm itself says (the dev cluster's topology.conf): s1 holds n1-n3, a spine above the leaf switches.
+    // What Slurm itself says (the dev cluster's topology.conf): s1 holds n1-n3, a spine above the three leaf switches.
     const { stdout } = await run('scontrol', ['show', 'topology'], { env });
     expect(stdout).toMatch(/^SwitchName=s1 Level=0 .*Nodes=n\[1-3\]$/m);
-    expect(stdout).toMatch(/^SwitchName=spine Level=1 .*Switches=s\[1-2\]$/m);
+    expect(stdout).toMatch(/^SwitchName=spine Level=1 .*Switches=s\[1-3\]$/m);
     const backend = slurmBackend('racks');
     try {
       expect((await backend.inventory()).map((n) => [n.name, n.labels?.['rack']])).toEqual([['n2', 's1'], ['n3', 's1']]);

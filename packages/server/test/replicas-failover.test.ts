@@ -77,7 +77,10 @@ async function sharedDataDir(): Promise<{ dataDir: string; markers: string; rele
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   const markers = path.join(root, 'starts');
   await mkdir(markers);
-  return { dataDir: path.join(root, 'data'), markers, release: path.join(root, 'release') };
+  const release = path.join(root, 'release');
+  // Ranks outlive their replicas by design: released before the directory goes, also when a test failed.
+  cleanups.push(() => touch(release).then(() => new Promise((resolve) => setTimeout(resolve, 200))));
+  return { dataDir: path.join(root, 'data'), markers, release };
 }
 
 async function freshDatabaseUrl(): Promise<string> {

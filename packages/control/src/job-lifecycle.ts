@@ -144,6 +144,11 @@ export class JobLifecycle {
     return this.attempts.get(jobId)?.attempt;
   }
 
+  /** How many ranks the job's current attempt has (0 when the core tracks none): those a driver ends them all by. */
+  rankCountOf(jobId: string): number {
+    return this.attempts.get(jobId)?.ranks.length ?? 0;
+  }
+
   /** The victim marker of a job stopped for a plan's preemption (what the cycle's `running` carries), if it is one. */
   stoppingMarkerOf(jobId: string): RunningJobInput['stopping'] {
     const stop = this.attempts.get(jobId)?.stop;

@@ -37,7 +37,7 @@ import { JobLifecycle, applyCycleResult, isEligible, lifecycleSettingsFor } from
 import type { LifecycleCommand, StopCause } from '@tutti/control';
 import { EventQueue } from './event-queue.ts';
 import type { SimPolicy } from './policies.ts';
-import type { JobScenario, TraceJob } from './trace-reader.ts';
+import type { TraceJob } from './trace-reader.ts';
 
 export interface SimOptions {
   /** Seconds between periodic scheduling cycles; 0 runs cycles only on events. @default 0 */
@@ -232,24 +232,27 @@ interface Partition {
 const State = { Waiting: 0, Pending: 1, Running: 2, Stopping: 3, Done: 4, Unplaceable: 5 } as const;
 type State = (typeof State)[keyof typeof State];
 
+/** Where a running job holds GPUs: a part per node, its GPU positions there (a share of one GPU: the fraction). */
+type JobPlacement = ReadonlyArray<{ node: SimNode; positions: number[]; fraction?: number }>;
+
+/**
+ * The placement of every job that holds no GPUs: one shared empty array rather than one per job, kept by each job
+ * not yet started or already over (most of a trace's jobs at any time).
+ */
+const NOT_PLACED: JobPlacement = Object.freeze([]);
+
 interface SimJob {
   job: Job;
   partition: Partition | undefined;
   shapeKey: string;
   state: State;
-  /** Work checkpointed so far (s). */
-  doneS: number;
-  runStartS: number;
-  /** Restart overhead of the current run. */
-  overheadS: number;
   epoch: number;
-  placement: Array<{ node: SimNode; positions: number[]; fraction?: number }>;
-  /** Ranks of the running attempt: as many as the live server launches for the placement (one per GPU per node). */
-  ranks: number;
-  /** A hand-written job's life beyond its run time (failures, hangs, a cancel). */
-  scenario: JobScenario | undefined;
-  /** When the running attempt stops reporting progress (a scripted hang), if it does. */
-  hangsAtS: number | undefined;
+  placement: JobPlacement;
+  // No more fields without need: one of these lives for each of a trace's jobs (111,549 on Philly) through the whole
+  // run, so every field is about 1 MB more of the live heap, and the heap the collector lets grow is a multiple of it.
+  // What only some jobs have (a scenario, a scripted hang) is kept aside (`trace[i].scenario`, `hangsAtS`); a running
+  // attempt's ranks are counted by the control core (`JobLifecycle.rankCountOf`); times and work in seconds are in
+  // `work`'s typed arrays (a fractional number in an object's field is a heap number of its own, per job).
 }
 
 /** Runs one policy over a trace on a cluster. Synchronous and deterministic: the same inputs give the same result. */
@@ -329,7 +332,24 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     preemptions: new Uint16Array(n),
     attainedGpuS: new Float64Array(n),
   };
+  /** Per job, by index: its work and its current run, in seconds. */
+  const work = {
+    /** Work checkpointed so far. */
+    doneS: new Float64Array(n),
+    /** When the current run started. */
+    runStartS: new Float64Array(n),
+    /** Restart overhead of the current run. */
+    overheadS: new Float64Array(n),
+  };
   const specCache = new Map<string, JobSpec>();
+  // One string per distinct shape, shared by its jobs, rather than one per job kept as long as the run.
+  const shapeKeys = new Map<string, string>();
+  const internShapeKey = (key: string): string => {
+    const known = shapeKeys.get(key);
+    if (known !== undefined) return known;
+    shapeKeys.set(key, key);
+    return key;
+  };
   const feasibility = new Map<string, boolean>();
   const jobs: SimJob[] = new Array<SimJob>(n);
   let roundedUpJobs = 0;
@@ -375,20 +395,16 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     jobs[i] = {
       job: { id: String(i + 1), spec, status: 'pending', createdAt: t.submitS * 1000 },
       partition,
-      shapeKey: `${shape.gpusPerNode}x${shape.numNodes}|${t.gpuType}|${fraction ?? ''}`,
+      shapeKey: internShapeKey(`${shape.gpusPerNode}x${shape.numNodes}|${t.gpuType}|${fraction ?? ''}`),
       state: reason === undefined ? State.Waiting : State.Unplaceable,
-      doneS: 0,
-      runStartS: 0,
-      overheadS: 0,
       epoch: 0,
-      placement: [],
-      ranks: 0,
-      scenario: t.scenario,
-      hangsAtS: undefined,
+      placement: NOT_PLACED,
     };
   }
 
   const events = new EventQueue();
+  /** When a running attempt stops reporting progress (a scripted hang), by job index: only such attempts are here. */
+  const hangsAtS = new Map<number, number>();
   let remaining = 0;
   for (let i = 0; i < n; i++) {
     if ((jobs[i] as SimJob).state === State.Waiting) {
@@ -534,13 +550,14 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       }
       updateFragmentation(node);
     }
-    sj.placement = [];
+    sj.placement = NOT_PLACED;
     partition.running.delete(index);
     partition.runningJobs = undefined;
     teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) - gpus);
     busyGpus -= gpus;
-    usedGpuS += (now - sj.runStartS) * gpus;
-    outcomes.attainedGpuS[index] = (outcomes.attainedGpuS[index] as number) + (now - sj.runStartS) * gpus;
+    const ranS = now - (work.runStartS[index] as number);
+    usedGpuS += ranS * gpus;
+    outcomes.attainedGpuS[index] = (outcomes.attainedGpuS[index] as number) + ranS * gpus;
     partition.dirty = true;
     version++;
     return gpus;
@@ -715,8 +732,8 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           const sj = jobs[index] as SimJob;
           if (needsOracle) {
             // Remaining work; a running job's current run counts from the end of its restart overhead.
-            const progress = sj.state === State.Running || sj.state === State.Stopping ? Math.max(0, now - sj.runStartS - sj.overheadS) : 0;
-            byId.set(sj.job.id, Math.max(0, (outcomes.durationS[index] as number) - sj.doneS - progress) * 1000);
+            const ranS = sj.state === State.Running || sj.state === State.Stopping ? Math.max(0, now - (work.runStartS[index] as number) - (work.overheadS[index] as number)) : 0;
+            byId.set(sj.job.id, Math.max(0, (outcomes.durationS[index] as number) - (work.doneS[index] as number) - ranS) * 1000);
           } else byId.set(sj.job.id, lifecycle.attainedServiceGpuMsOf(sj.job, now * 1000));
         };
         for (const job of pending) add(Number(job.id) - 1);
@@ -774,6 +791,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       if (sj.state !== State.Pending) throw new Error(`policy ${policy.name} placed job ${placement.jobId}, which is not pending`);
       removeFromQueue(index);
       let gpus = 0;
+      const held: Array<JobPlacement[number]> = [];
       for (const placed of placement.nodes) {
         const node = byName.get(placed.node) as SimNode;
         const positions = placed.gpuIndices.map((g) => node.positionOfIndex.get(g) as number);
@@ -784,16 +802,17 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
           node.sharers.push({ job: index, position: p, fraction: placed.gpuFraction, memoryMiB: placed.gpuMemoryMiB });
           allocationsChanged(partition, node);
           gpus += placed.gpuFraction;
-          sj.placement.push({ node, positions, fraction: placed.gpuFraction });
+          held.push({ node, positions, fraction: placed.gpuFraction });
         } else {
           for (const p of positions) node.holder[p] = index;
           allocationsChanged(partition, node);
           setFree(partition, node, -positions.length);
           gpus += positions.length;
-          sj.placement.push({ node, positions });
+          held.push({ node, positions });
         }
         updateFragmentation(node);
       }
+      sj.placement = held;
       busyGpus += gpus;
       // A new job object: one given to a cycle is not edited afterwards (the scheduler's caches rely on it).
       sj.job = { ...sj.job, status: 'running', startedAt: now * 1000, attempt: (sj.job.attempt ?? 0) + 1 };
@@ -802,22 +821,24 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       teamBusy.set(sj.job.spec.team, (teamBusy.get(sj.job.spec.team) ?? 0) + gpus);
       version++;
       sj.state = State.Running;
-      sj.runStartS = now;
-      sj.overheadS = sj.doneS > 0 || (outcomes.preemptions[index] ?? 0) > 0 ? restartOverheadS : 0;
+      const doneS = work.doneS[index] as number;
+      const overheadS = doneS > 0 || (outcomes.preemptions[index] ?? 0) > 0 ? restartOverheadS : 0;
+      work.runStartS[index] = now;
+      work.overheadS[index] = overheadS;
       if (Number.isNaN(outcomes.firstStartS[index] as number)) outcomes.firstStartS[index] = now;
       sj.epoch++;
       const attempt = sj.job.attempt ?? 1;
-      const script = sj.scenario?.attempts?.[attempt - 1];
-      sj.hangsAtS = script && 'hang' in script ? now + sj.overheadS + script.hang.afterS : undefined;
+      const script = (trace[index] as TraceJob).scenario?.attempts?.[attempt - 1];
+      if (script && 'hang' in script) hangsAtS.set(index, now + overheadS + script.hang.afterS);
+      else hangsAtS.delete(index);
       // A hung attempt makes no progress: it never completes its work, it is only stopped.
-      if (sj.hangsAtS === undefined) events.push({ kind: 'completion', time: now + sj.overheadS + ((outcomes.durationS[index] as number) - sj.doneS), job: index, epoch: sj.epoch });
-      if (script && 'fail' in script) events.push({ kind: 'rank_failure', time: now + sj.overheadS + script.fail.afterS, job: index, epoch: sj.epoch, exitCode: script.fail.exitCode });
+      if (!hangsAtS.has(index)) events.push({ kind: 'completion', time: now + overheadS + ((outcomes.durationS[index] as number) - doneS), job: index, epoch: sj.epoch });
+      if (script && 'fail' in script) events.push({ kind: 'rank_failure', time: now + overheadS + script.fail.afterS, job: index, epoch: sj.epoch, exitCode: script.fail.exitCode });
       scheduleServiceEvent(index, now);
       options.onDecision?.({ kind: 'start', timeS: now, traceId: (trace[index] as TraceJob).traceId, nodes: placement.nodes });
       // The simulated backend starts every rank at once: the ranks the live server launches (model's
       // computeTasksForPlacement, a process per GPU), so that a failed rank has the others to stop, as live.
       const ranks = computeTasksForPlacement(sj.job.spec, placement);
-      sj.ranks = ranks.length;
       carryOut(lifecycle.handle({ kind: 'placed', job: sj.job, ranks }, now * 1000), now);
     }
     if (applied.commands.length > 0) carryOut(applied.commands, now, new Map(applied.preempted.map((p) => [p.jobId, p.reason])));
@@ -879,14 +900,15 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
       partition.dirty = true;
     }
     const graceS = lifecycle.stopGraceOf(sj.job).graceMs / 1000;
-    events.push({ kind: 'stopped', time: sj.scenario?.exitsOnSignal ? now : now + graceS, job: index, epoch: sj.epoch });
+    events.push({ kind: 'stopped', time: (trace[index] as TraceJob).scenario?.exitsOnSignal ? now : now + graceS, job: index, epoch: sj.epoch });
   };
 
   /** Every rank of the job exits now (with `exitCode`, or 0 on completion); the core decides what follows. */
   const ranksExit = (index: number, exitCode: number, now: number): void => {
     const sj = jobs[index] as SimJob;
     const attempt = sj.job.attempt ?? 1;
-    for (let rank = 0; rank < sj.ranks; rank++) {
+    const ranks = lifecycle.rankCountOf(sj.job.id);
+    for (let rank = 0; rank < ranks; rank++) {
       carryOut(lifecycle.handle({ kind: 'rank_exited', jobId: sj.job.id, attempt, rank, exitCode, lost: false, at: now * 1000 }, now * 1000), now);
     }
   };
@@ -897,12 +919,12 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
     if (sj.state === State.Pending) {
       removeFromQueue(index);
     } else if (sj.state === State.Running || sj.state === State.Stopping) {
-      const runStartS = sj.runStartS;
+      const runStartS = work.runStartS[index] as number;
       const gpus = release(index, now);
       if (status === 'succeeded') {
         workGpuS += (outcomes.durationS[index] as number) * gpus;
-        lostGpuS += sj.overheadS * gpus;
-        sj.doneS = outcomes.durationS[index] as number;
+        lostGpuS += (work.overheadS[index] as number) * gpus;
+        work.doneS[index] = outcomes.durationS[index] as number;
       } else lostGpuS += (now - runStartS) * gpus;
     }
     sj.state = State.Done;
@@ -917,16 +939,18 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
   const requeueJob = (index: number, requeue: { event?: 'requeued' | 'restarting' | 'preempted'; countRestart?: boolean; notBefore?: number }, now: number): void => {
     const sj = jobs[index] as SimJob;
     const duration = outcomes.durationS[index] as number;
-    const progress = Math.min(Math.max(0, now - sj.runStartS - sj.overheadS), duration - sj.doneS);
-    const reached = sj.doneS + progress;
+    const doneS = work.doneS[index] as number;
+    const runStartS = work.runStartS[index] as number;
+    const ranS = Math.min(Math.max(0, now - runStartS - (work.overheadS[index] as number)), duration - doneS);
+    const reached = doneS + ranS;
     // A preempted job checkpoints when signalled (interval 0) or keeps its last periodic checkpoint; a failed or hung
     // attempt is not asked: it keeps only its last periodic checkpoint.
-    const periodic = checkpointIntervalS > 0 ? Math.max(sj.doneS, Math.floor(reached / checkpointIntervalS) * checkpointIntervalS) : sj.doneS;
+    const periodic = checkpointIntervalS > 0 ? Math.max(doneS, Math.floor(reached / checkpointIntervalS) * checkpointIntervalS) : doneS;
     const kept = checkpointIntervalS === 0 && requeue.event === 'preempted' ? reached : periodic;
     const gpus = release(index, now);
-    const held = (now - sj.runStartS) * gpus;
-    lostGpuS += held - (kept - sj.doneS) * gpus;
-    sj.doneS = kept;
+    const held = (now - runStartS) * gpus;
+    lostGpuS += held - (kept - doneS) * gpus;
+    work.doneS[index] = kept;
     const { notBefore: _previous, ...job } = sj.job;
     sj.job = { ...job, status: 'pending', ...(requeue.countRestart ? { restarts: (sj.job.restarts ?? 0) + 1 } : {}), ...(requeue.notBefore !== undefined ? { notBefore: requeue.notBefore } : {}) };
     enqueue(index);
@@ -1012,7 +1036,7 @@ export function runSimulation(trace: readonly TraceJob[], cluster: ClusterConfig
             for (const index of partition.running.keys()) {
               const sj = jobs[index] as SimJob;
               if (sj.state !== State.Running || sj.job.spec.hangTimeoutMs === undefined) continue;
-              const at = Math.min(now, sj.hangsAtS ?? now);
+              const at = Math.min(now, hangsAtS.get(index) ?? now);
               lifecycle.handle({ kind: 'progress', jobId: sj.job.id, attempt: sj.job.attempt ?? 1, at: at * 1000 }, now * 1000);
             }
           }

@@ -165,7 +165,7 @@ export class LeaderElection implements Leadership {
     const sentAt = now();
     let lease: Lease;
     try {
-      lease = await store.acquireLease(CONTROL_LEASE, self, sentAt, ttlMs);
+      lease = await answerWithin(store.acquireLease(CONTROL_LEASE, self, sentAt, ttlMs), 2 * this.periodMs);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (this.unreachableSince === undefined) {
@@ -179,9 +179,13 @@ export class LeaderElection implements Leadership {
       logger.info(`the store answers again after ${Math.round((now() - this.unreachableSince) / 1000)} s`);
       this.unreachableSince = undefined;
     }
-    if (this.closed) return;
     const leader: LeaderIdentity = { holder: lease.holder, epoch: lease.epoch, expiresAt: lease.expiresAt };
     const granted = lease.holder === self && lease.expiresAt > sentAt;
+    if (this.closed) {
+      // Granted while shutting down: a follower that never led gives it back, so no one waits out the lease.
+      if (granted && this.current.role !== 'leader') await store.releaseLease(CONTROL_LEASE, self, lease.epoch, now()).catch(() => undefined);
+      return;
+    }
     if (!granted) {
       if (this.current.role === 'leader') this.demote(`${lease.holder} holds the lease now, at epoch ${lease.epoch}`);
       this.current = { ...this.current, leader: lease.expiresAt > sentAt ? leader : undefined };
@@ -214,6 +218,19 @@ export class LeaderElection implements Leadership {
     logger.warn(`this replica no longer leads the control plane: ${why}`);
     this.transitions = this.transitions.then(() => this.options.hooks.deposed(why)).catch((error: unknown) => logger.error('ending the leader\'s term failed', error));
   }
+}
+
+/**
+ * `promise`, or a rejection once `ms` have passed: a database that stops answering (a network cut leaves a query
+ * waiting on a dead connection) must not keep a leader believing it leads past its lease.
+ */
+function answerWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** A `--lease-ttl` problem, or undefined. */

@@ -217,7 +217,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     // first so that the lock can name it.
     const postgres = options.database !== undefined ? await openPostgresStore(options.database) : undefined;
     if (postgres) cleanups.push(() => postgres.close());
-    const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir, postgres ? { sharedBy: postgres.url } : {}));
+    const sharedBy = postgres ? { id: await postgres.databaseId(), name: postgres.url } : undefined;
+    const lock = await inDataDir(path.join(dataDir, LOCK_FILE_NAME), () => acquireDataDirLock(dataDir, sharedBy ? { sharedBy } : {}));
     if (!lock.ok) throw new StartupError(lock.message);
     cleanups.push(() => lock.release());
     const databasePath = path.join(dataDir, 'tutti.db');

@@ -13,8 +13,8 @@
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -253,6 +253,32 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     expect((await second.client.getJob(next.id)).status).toBe('succeeded');
   }, 90_000);
 
+  it('a leader cut off from the database (its queries go unanswered) stops leading once its lease is out, and another leads', async () => {
+    const database = await freshDatabaseUrl();
+    const { dataDir, markers, release } = await sharedDataDir();
+    const cable = await freezableProxyTo(database);
+    const first = await startReplica(dataDir, cable.url, '1');
+    const second = await startReplica(dataDir, database, '1');
+    const before = await healthOf(first);
+    expect(before.role).toBe('leader');
+    const job = await first.client.submitJob({ name: 'runs-through-it', resources: { gpus: 1 }, run: countedRank(markers, release) });
+    await waitForJob(first.client, job.id, (j) => j.status === 'running');
+
+    // Not closed, not refused: every byte between the leader and PostgreSQL simply stops, as on a network cut.
+    cable.freeze();
+    const after = await waitFor('the other replica leads', leading(second), 15_000 + LEASE_TTL_MS);
+    expect(after.leader?.epoch).toBe(before.leader!.epoch + 1);
+    await waitFor('the cut-off leader knows it does not lead', async () => ((await healthOf(first)).role === 'follower' ? true : undefined));
+    expect(first.log()).toContain('this replica no longer leads the control plane');
+
+    cable.thaw();
+    await touch(release);
+    const ended = await waitForJob(second.client, job.id, isEnded, 30_000);
+    expect([ended.status, ended.attempt]).toEqual(['succeeded', 1]);
+    expect(await startsByJob(markers)).toEqual({ [job.id]: ['1'] });
+    expect((await healthOf(first)).role).toBe('follower');
+  }, 90_000);
+
   it('many submitters on every replica at once: each 201 is a durable job, readable on every replica, queued by the leader', async () => {
     const database = await freshDatabaseUrl();
     const { dataDir, markers, release } = await sharedDataDir();
@@ -362,6 +388,52 @@ async function ownPostgresServer(): Promise<{ url: string; restart(): Promise<vo
     async restart() {
       await script('down');
       await script('up');
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of the database whose traffic can be frozen — both directions held back, nothing closed: what a
+ * network cut looks like to both ends — and thawed (what was held back is then delivered, in order).
+ */
+async function freezableProxyTo(databaseUrl: string): Promise<{ url: string; freeze(): void; thaw(): void }> {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<Socket>();
+  let held: Array<[Socket, Buffer]> | undefined;
+  // By hand, not with pipe(): a piped socket is resumed whenever its destination drains, so pausing it holds nothing.
+  const forward = (from: Socket, to: Socket) =>
+    from.on('data', (chunk: Buffer) => {
+      if (held) held.push([to, chunk]);
+      else to.write(chunk);
+    });
+  const proxy = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+    }
+    forward(client, upstream);
+    forward(upstream, client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => proxy.close(resolve));
+  });
+  const url = new URL(databaseUrl);
+  url.port = String((proxy.address() as AddressInfo).port);
+  return {
+    url: url.toString(),
+    freeze() {
+      held ??= [];
+    },
+    thaw() {
+      const backlog = held ?? [];
+      held = undefined;
+      for (const [to, chunk] of backlog) if (!to.destroyed) to.write(chunk);
     },
   };
 }

@@ -54,7 +54,14 @@ export interface DataDirLockOptions {
    * a server alone on its store (no `sharedBy`), or replicas of another database, are refused while they do, and
    * replicas are refused while a server alone holds it.
    */
-  sharedBy?: string;
+  sharedBy?: SharedDatabase;
+}
+
+/** The database replicas share: its identity (what is compared) and how to name it to people. */
+export interface SharedDatabase {
+  id: string;
+  /** e.g. its URL, password hidden. */
+  name: string;
 }
 
 /**
@@ -91,7 +98,7 @@ export function acquireDataDirLock(dataDir: string, options: DataDirLockOptions 
   } catch (error) {
     db.close();
     if ((error as { code?: unknown }).code === 'SQLITE_BUSY' || (error as { code?: unknown }).code === 'SQLITE_LOCKED') {
-      const replicasOf = options.sharedBy === undefined ? readText(replicasPath) : undefined;
+      const replicasOf = options.sharedBy === undefined ? readSharedDatabase(replicasPath)?.name : undefined;
       const holder = replicasOf !== undefined ? `replicas of the database ${replicasOf}` : `another tutti server (${describeHolder(pidPath)})`;
       return { ok: false, message: `${holder} ${replicasOf !== undefined ? 'are' : 'is'} using ${dir}; stop ${replicasOf !== undefined ? 'them' : 'it'} first or pass a different --data-dir` };
     }
@@ -101,12 +108,12 @@ export function acquireDataDirLock(dataDir: string, options: DataDirLockOptions 
     // The first replica names the database; the others must name the same, else two control planes would share one
     // data dir, and their job ids, attempt dirs and logs.
     const shared = options.sharedBy;
-    const named = readText(replicasPath);
-    if (!firstReplica && named !== undefined && named !== shared) {
+    const named = readSharedDatabase(replicasPath);
+    if (!firstReplica && named !== undefined && named.id !== shared.id) {
       db.close();
-      return { ok: false, message: `replicas of another database (${named}) are using ${dir}, not of ${shared}; give each control plane its own --data-dir` };
+      return { ok: false, message: `replicas of another database (${named.name}) are using ${dir}, not of ${shared.name}; give each control plane its own --data-dir` };
     }
-    writeFileSync(replicasPath, shared, { mode: PRIVATE_FILE_MODE });
+    writeFileSync(replicasPath, `${shared.id}\n${shared.name}\n`, { mode: PRIVATE_FILE_MODE });
     tightened.push(makePrivate(replicasPath, PRIVATE_FILE_MODE));
     let released = false;
     return {
@@ -150,9 +157,11 @@ function readPid(pidPath: string): number | undefined {
   }
 }
 
-function readText(path: string): string | undefined {
+/** The database the replicas holding a data dir share, as the first of them wrote it (`id`, then `name`). */
+function readSharedDatabase(path: string): SharedDatabase | undefined {
   try {
-    return readFileSync(path, 'utf8').trim();
+    const [id, name] = readFileSync(path, 'utf8').split('\n');
+    return id ? { id, name: name || id } : undefined;
   } catch {
     return undefined;
   }

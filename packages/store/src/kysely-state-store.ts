@@ -22,7 +22,7 @@ import { currentSchemaVersion, runMigrations } from './migrations.ts';
 import { attemptFromRow, eventFromRow, jobFromRow, jobSummaryColumns, jobSummaryFromRow, parseJobId, progressFromRow, taskFromRow } from './row-mapping.ts';
 import type { JobSummaryRow } from './row-mapping.ts';
 import type { StoreDatabase, TasksTable } from './schema.ts';
-import { SNAPSHOT_VERSION_KEY } from './schema.ts';
+import { DATABASE_ID_KEY, SNAPSHOT_VERSION_KEY } from './schema.ts';
 import type {
   ApplyOutcome,
   CancelOutcome,
@@ -199,6 +199,17 @@ export class KyselyStateStore implements StateStore {
       ...(this.#where !== undefined ? { where: this.#where } : {}),
       ...(this.#otherwise !== undefined ? { otherwise: this.#otherwise } : {}),
     });
+  }
+
+  /**
+   * This database's identity: a random number drawn the first time any store asks, kept in `meta`. What tells
+   * replicas that reach one database by different addresses (a proxy, another host name) that it is the same one.
+   */
+  async databaseId(): Promise<string> {
+    const drawn = 1 + Math.floor(Math.random() * (Number.MAX_SAFE_INTEGER - 1));
+    await this.#db.insertInto('meta').values({ key: DATABASE_ID_KEY, value: drawn }).onConflict((oc) => oc.column('key').doNothing()).execute();
+    const row = await this.#db.selectFrom('meta').select('value').where('key', '=', DATABASE_ID_KEY).executeTakeFirstOrThrow();
+    return String(row.value);
   }
 
   /** The highest applied migration (0 before `migrate`). */

@@ -155,5 +155,8 @@ export interface SchemaMigrationsTable {
   applied_at: number;
 }
 
+/** The key in `meta` of the database's identity (see KyselyStateStore.databaseId). */
+export const DATABASE_ID_KEY = 'database_id';
+
 /** The key in `meta` of the cluster snapshot version. */
 export const SNAPSHOT_VERSION_KEY = 'snapshot_version';

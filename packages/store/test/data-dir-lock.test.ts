@@ -12,8 +12,8 @@ const repoRoot = resolve(here, '../../..');
 const holder = join(here, 'fixtures', 'hold-data-dir-lock.ts');
 
 /** Starts a child process that takes the lock on `dataDir`; resolves once it holds it. */
-function startHolder(dataDir: string, sharedBy?: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', holder, dataDir, ...(sharedBy !== undefined ? [sharedBy] : [])], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+function startHolder(dataDir: string, sharedBy?: { id: string; name: string }): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', holder, dataDir, ...(sharedBy !== undefined ? [sharedBy.id, sharedBy.name] : [])], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolvePromise, reject) => {
     let out = '';
     let err = '';
@@ -109,16 +109,17 @@ describe('acquireDataDirLock', () => {
   });
 
   describe('shared by the replicas of one database', () => {
-    const DATABASE = 'postgres://tutti@db.example:5432/tutti';
-    const OTHER = 'postgres://tutti@db.example:5432/other';
+    const DATABASE = { id: '4711', name: 'postgres://tutti@db.example:5432/tutti' };
+    const OTHER = { id: '815', name: 'postgres://tutti@db.example:5432/other' };
+    const SAME_ELSEWHERE = { id: '4711', name: 'postgres://tutti@pgbouncer.example:6432/tutti' };
 
-    it('lets every replica of the database hold it at once, and no server alone on its store', async () => {
+    it('lets every replica of the database hold it at once, also one that reaches it by another address, and no server alone on its store', async () => {
       children.push(await startHolder(dir, DATABASE));
-      const replica = acquireDataDirLock(dir, { sharedBy: DATABASE });
+      const replica = acquireDataDirLock(dir, { sharedBy: SAME_ELSEWHERE });
       expect(replica.ok).toBe(true);
       if (replica.ok) replica.release();
       const alone = acquireDataDirLock(dir);
-      expect(alone).toEqual({ ok: false, message: `replicas of the database ${DATABASE} are using ${dir}; stop them first or pass a different --data-dir` });
+      expect(alone).toEqual({ ok: false, message: `replicas of the database ${SAME_ELSEWHERE.name} are using ${dir}; stop them first or pass a different --data-dir` });
     });
 
     it('lets a third replica in while two hold it (the second\'s check whether it was first left nothing behind)', async () => {
@@ -135,7 +136,7 @@ describe('acquireDataDirLock', () => {
       const child = await startHolder(dir, DATABASE);
       children.push(child);
       const other = acquireDataDirLock(dir, { sharedBy: OTHER });
-      expect(other).toEqual({ ok: false, message: `replicas of another database (${DATABASE}) are using ${dir}, not of ${OTHER}; give each control plane its own --data-dir` });
+      expect(other).toEqual({ ok: false, message: `replicas of another database (${DATABASE.name}) are using ${dir}, not of ${OTHER.name}; give each control plane its own --data-dir` });
       child.kill('SIGKILL');
       await exited(child);
       const later = acquireDataDirLock(dir, { sharedBy: OTHER });

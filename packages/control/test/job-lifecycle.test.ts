@@ -10,10 +10,13 @@ describe('a job that runs to its end', () => {
     const h = new LifecycleHarness({ durationWindow: 20 });
     expect(kinds(h.feed({ kind: 'placed', job: makeJob('1'), ranks: [{ rank: 0, node: 'a' }, { rank: 1, node: 'b' }] }))).toEqual(['launch']);
     h.feed({ kind: 'ranks_started', jobId: '1', attempt: 1, at: h.now });
+    // How many ranks a driver that ends them all (the simulator) has to end: the attempt's, until it is over.
+    expect(h.lifecycle.rankCountOf('1')).toBe(2);
     h.advance(90_000);
     expect(kinds(h.exit('1', 0, 0))).toEqual(['record_rank_exit']);
     const end = h.exit('1', 1, 0);
     expect(kinds(end)).toEqual(['record_rank_exit', 'finish']);
+    expect(h.lifecycle.rankCountOf('1')).toBe(0);
     expect(only(end, 'finish')[0]?.end).toEqual({ status: 'succeeded', exitCode: 0, endReason: 'all 2 ranks exited with code 0' });
     expect(h.lifecycle.durationHistory.get('default|1')).toEqual([90_000]);
   });

@@ -149,6 +149,12 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     const second = await startReplica(dataDir, database, '2');
     const firstName = (await healthOf(first)).replica;
     expect(await healthOf(second)).toMatchObject({ role: 'follower', leader: { replica: firstName } });
+    // Prometheus sees the same: 1 on the leader, 0 on the follower, and the epoch labelled with the leader.
+    const metricsOf = async (replica: Replica) => (await fetch(`${replica.url}/metrics`)).text();
+    expect(await metricsOf(first)).toContain(`tutti_leader{replica="${firstName}"} 1`);
+    const followerMetrics = await metricsOf(second);
+    expect(followerMetrics).toContain(`tutti_leader{replica="${(await healthOf(second)).replica}"} 0`);
+    expect(followerMetrics).toContain(`tutti_leader_epoch{leader="${firstName}"} 1`);
 
     // Two long jobs hold both GPUs; two more wait, one submitted through each replica.
     const long = [

@@ -42,7 +42,8 @@ export interface AttemptLauncherOptions {
   diskFull?: DiskFullLog;
   jobTokens: JobTokens;
   apiUrl: () => string | undefined;
-  reportDiskFull: (error: unknown) => boolean;
+  /** Whether `error` passes by itself — a full disk, the database unreachable — (then told once per episode, not logged here). */
+  reportTransient: (error: unknown) => boolean;
   lifecyclePoint: PassLifecyclePoint;
 }
 
@@ -106,7 +107,7 @@ export class AttemptLauncher {
       const detail = full ? full.message : error instanceof Error ? error.message : String(error);
       // A full disk, or a node that died before the scheduler knew, is not the job's fault, and over by itself: back to
       // the queue, tried again after a pause.
-      if (full) this.options.reportDiskFull(error);
+      if (full) this.options.reportTransient(error);
       else logger.warn(`job ${job.id} could not start: ${detail}`);
       const retryAfterMs = full ? DISK_FULL_RETRY_MS : error instanceof LaunchError ? error.retryAfterMs : undefined;
       await executor.carryOutNow(job.id, { kind: 'launch_failed', jobId: job.id, attempt, detail, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });

@@ -4,9 +4,10 @@
  *
  * - Each job's commands run in the order decided, one job's at a time under its lock (a lock is FIFO), so the
  *   records of one job land in that order: a stop is recorded before its signal, a rank's exit before the job's end.
- * - A command refused for a full disk is kept with the rest of its job's commands and carried out on a later tick;
- *   commands decided meanwhile for the job wait behind them. Without that, a job whose rank exited during a full
- *   disk would run forever.
+ * - A command refused for a failure that passes by itself — a full disk, the database unreachable (a PostgreSQL
+ *   restart) — is kept with the rest of its job's commands and carried out on a later tick; commands decided meanwhile
+ *   for the job wait behind them. Without that, a job whose rank exited during a full disk or a database restart
+ *   would run forever.
  */
 import type { Job } from '@tutti/model';
 import type { JobLifecycle, LifecycleCommand, LifecycleEvent } from '@tutti/control';
@@ -27,9 +28,9 @@ export interface CommandExecutorOptions {
   logger: Logger;
   now: () => number;
   progress: ProgressWatch;
-  /** Whether `error` is a full disk (then told once per episode, not logged here). */
-  reportDiskFull: (error: unknown) => boolean;
-  /** Whether the controller is closing: a full disk's refusal is then an error, not kept for later. */
+  /** Whether `error` passes by itself — a full disk, the database unreachable — (then told once per episode, not logged here). */
+  reportTransient: (error: unknown) => boolean;
+  /** Whether the controller is closing: a passing failure's refusal is then an error, not kept for later. */
   isClosed: () => boolean;
   lifecyclePoint: PassLifecyclePoint;
   /** Carries out `launch` (the job's lock held): see attempt-launcher.ts. */
@@ -86,7 +87,7 @@ export class CommandExecutor {
     const done: Array<Promise<void>> = [];
     for (const [jobId, list] of byJob) {
       const work = this.withJobLock(jobId, () => this.carryOut(jobId, list)).catch((error: unknown) => {
-        if (!this.options.reportDiskFull(error)) this.options.logger.error(`carrying out ${list.map((c) => c.kind).join(', ')} for job ${jobId} failed`, error);
+        if (!this.options.reportTransient(error)) this.options.logger.error(`carrying out ${list.map((c) => c.kind).join(', ')} for job ${jobId} failed`, error);
       });
       this.inFlight.add(work);
       void work.finally(() => this.inFlight.delete(work));
@@ -103,17 +104,17 @@ export class CommandExecutor {
     await this.carryOut(jobId, own);
   }
 
-  /** Runs `write` (the job's lock held); if it is refused for a full disk, keeps it to run again on each tick. */
+  /** Runs `write` (the job's lock held); if it is refused for a passing failure, keeps it to run again on each tick. */
   async carryOutNowOrLater(jobId: string, what: string, write: () => Promise<void>): Promise<void> {
     try {
       await write();
     } catch (error) {
-      if (!this.options.reportDiskFull(error) || this.options.isClosed()) throw error;
+      if (!this.options.reportTransient(error) || this.options.isClosed()) throw error;
       this.unwritten.set(`${what} (#${++this.unwrittenCount})`, () => this.withJobLock(jobId, write));
     }
   }
 
-  /** Writes what a full disk refused, oldest first; stops at the first one still refused (called on each tick). */
+  /** Writes what a passing failure refused, oldest first; stops at the first one still refused (called on each tick). */
   writeUnwritten(): void {
     if (this.unwritten.size === 0 || this.writingUnwritten) return;
     this.writingUnwritten = (async () => {
@@ -122,7 +123,7 @@ export class CommandExecutor {
           await write();
           this.unwritten.delete(what);
         } catch (error) {
-          if (this.options.reportDiskFull(error)) return;
+          if (this.options.reportTransient(error)) return;
           this.unwritten.delete(what);
           this.options.logger.error(`recording ${what} failed`, error);
         }
@@ -157,7 +158,7 @@ export class CommandExecutor {
   }
 
   /**
-   * Carries out one job's commands in order (its lock held). One refused for a full disk is kept with the rest, to be
+   * Carries out one job's commands in order (its lock held). One refused for a passing failure is kept with the rest, to be
    * carried out on a later tick; commands decided meanwhile for the job wait behind them.
    */
   private async carryOut(jobId: string, commands: readonly LifecycleCommand[]): Promise<void> {
@@ -170,7 +171,7 @@ export class CommandExecutor {
       try {
         await this.execute(commands[i]!);
       } catch (error) {
-        if (!this.options.reportDiskFull(error) || this.options.isClosed()) throw error;
+        if (!this.options.reportTransient(error) || this.options.isClosed()) throw error;
         this.stashed.set(jobId, commands.slice(i));
         this.unwritten.set(`the records of job ${jobId} (#${++this.unwrittenCount})`, () => this.withJobLock(jobId, () => this.carryOutStashed(jobId)));
         return;
@@ -178,7 +179,7 @@ export class CommandExecutor {
     }
   }
 
-  /** The commands of a job a full disk refused, carried out in order; throws (keeping the rest) while still refused. */
+  /** The commands of a job a passing failure refused, carried out in order; throws (keeping the rest) while still refused. */
   private async carryOutStashed(jobId: string): Promise<void> {
     const list = this.stashed.get(jobId);
     while (list && list.length > 0) {

@@ -38,6 +38,7 @@ import type { LifecyclePoint } from './lifecycle-point.ts';
 import type { Logger } from './logger.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { ProgressWatch } from './progress-watch.ts';
+import { StoreOutageLog } from './store-outage.ts';
 import { recoverRunningJobs, seedFromHistory } from './restart-recovery.ts';
 import { SchedulingLoop } from './scheduling-loop.ts';
 
@@ -109,16 +110,18 @@ export class JobController {
     const { store, backend, feed, metrics, logger, now } = options;
     const lifecycle = (this.lifecycle = new JobLifecycle(lifecycleSettingsFor(options.profile, options.stopGraceMs, options.backend.exitReportDelayMs)));
     const isClosed = () => this.closed;
-    const reportDiskFull = (error: unknown) => (options.diskFull ? options.diskFull.report(error) : asDiskFull(error) !== undefined);
+    const outages = new StoreOutageLog(logger, now);
+    // Failures that pass by themselves: the write is kept and tried again on a later tick, and told once per episode.
+    const reportTransient = (error: unknown) => outages.report(error) || (options.diskFull ? options.diskFull.report(error) : asDiskFull(error) !== undefined);
     const lifecyclePoint = (point: LifecyclePoint, jobId: string) => options.onLifecyclePoint?.(point, jobId);
     const dispatch = (event: LifecycleEvent) => this.executor.dispatch(event);
     this.progress = new ProgressWatch({
-      store, backend, feed, logger, now, dispatch, reportDiskFull,
+      store, backend, feed, logger, now, dispatch, reportTransient,
       acceptsProgress: (jobId) => lifecycle.acceptsProgress(jobId),
       ...(options.maxLogBytes !== undefined ? { maxLogBytes: options.maxLogBytes } : {}),
     });
     this.scheduling = new SchedulingLoop({
-      store, lifecycle, metrics, feed, logger, now, isClosed, reportDiskFull, lifecyclePoint,
+      store, lifecycle, metrics, feed, logger, now, isClosed, reportTransient, lifecyclePoint,
       profile: options.profile,
       teams: options.teams,
       carryOutAll: (commands) => this.executor.carryOutAll(commands),
@@ -128,7 +131,7 @@ export class JobController {
       },
     });
     this.executor = new CommandExecutor({
-      store, backend, lifecycle, feed, logger, now, isClosed, reportDiskFull, lifecyclePoint,
+      store, backend, lifecycle, feed, logger, now, isClosed, reportTransient, lifecyclePoint,
       progress: this.progress,
       launch: (jobId) => this.launcher.launch(jobId),
       forgetPlacement: (jobId) => this.launcher.forget(jobId),
@@ -137,7 +140,7 @@ export class JobController {
       wakeQueueAt: (at) => this.scheduling.wakeQueueAt(at),
     });
     this.launcher = new AttemptLauncher({
-      store, backend, lifecycle, feed, metrics, logger, now, reportDiskFull, lifecyclePoint,
+      store, backend, lifecycle, feed, metrics, logger, now, reportTransient, lifecyclePoint,
       executor: this.executor,
       progress: this.progress,
       dataDir: options.dataDir,

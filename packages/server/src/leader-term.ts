@@ -20,6 +20,7 @@ import type { JobTokens } from './job-tokens.ts';
 import type { LifecyclePoint } from './lifecycle-point.ts';
 import { NotLeaderError } from './leadership.ts';
 import type { Logger } from './logger.ts';
+import { describeStoreOutage } from './store-outage.ts';
 import type { ServerMetrics } from './metrics.ts';
 
 export interface LeaderTermOptions {
@@ -85,6 +86,9 @@ const ACTIONS_ON_RANKS: Record<string, string> = {
   prepareAttempt: 'preparing an attempt',
   capLog: 'capping a log',
 };
+
+/** How soon a failed read of a job another replica changed is tried again. */
+const LEARN_RETRY_MS = 1000;
 
 /** Among replicas, how often the leader writes the pending reasons that changed, for followers to answer `why` from. */
 const PENDING_REASONS_WRITE_MS = 2000;
@@ -186,15 +190,27 @@ export class LeaderTerm {
   private learnFromOtherReplicas(event: JobEvent): void {
     if (this.closed) return;
     if (event.type === 'submitted' && this.controller.isQueued(event.jobId)) return;
-    if (event.type === 'submitted' || event.type === 'cancel_requested') {
-      void this.store.getJob(event.jobId).then((job: Job | undefined) => {
+    if (event.type === 'submitted' || event.type === 'cancel_requested') this.learnJob(event.jobId, event.type);
+    else if (event.type === 'cancelled') this.controller.cancelRecorded(event.jobId, 'cancelled');
+  }
+
+  /**
+   * Reads a job another replica submitted or asked to cancel, and queues or stops it. A read that fails (the database
+   * restarting) is tried again a second later until it succeeds: the event that told of the job is not told twice.
+   */
+  private learnJob(jobId: string, what: 'submitted' | 'cancel_requested'): void {
+    void this.store.getJob(jobId).then(
+      (job: Job | undefined) => {
         if (!job || this.closed) return;
-        if (job.status === 'pending' && event.type === 'submitted') this.controller.enqueue(job);
-        if (job.status === 'running' && event.type === 'cancel_requested') this.controller.cancelRecorded(job.id, 'stopping');
-      }).catch((error: unknown) => this.options.logger.warn(`could not read job ${event.jobId} another replica changed: ${String(error)}`));
-    } else if (event.type === 'cancelled') {
-      this.controller.cancelRecorded(event.jobId, 'cancelled');
-    }
+        if (job.status === 'pending' && what === 'submitted') this.controller.enqueue(job);
+        if (job.status === 'running' && what === 'cancel_requested') this.controller.cancelRecorded(job.id, 'stopping');
+      },
+      (error: unknown) => {
+        if (this.closed) return;
+        if (describeStoreOutage(error) === undefined) this.options.logger.warn(`could not read job ${jobId} another replica changed (trying again): ${String(error)}`);
+        setTimeout(() => !this.closed && this.learnJob(jobId, what), LEARN_RETRY_MS).unref();
+      },
+    );
   }
 
   latestGpuSamples(): ReadonlyMap<string, JobGpuSample> {

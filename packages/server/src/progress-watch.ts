@@ -35,8 +35,8 @@ export interface ProgressWatchOptions {
   dispatch: (event: LifecycleEvent) => void;
   /** Whether the core takes a progress record for the job now (it runs and is not being stopped). */
   acceptsProgress: (jobId: string) => boolean;
-  /** Whether `error` is a full disk (then told once per episode, not logged here). */
-  reportDiskFull: (error: unknown) => boolean;
+  /** Whether `error` passes by itself — a full disk, the database unreachable — (then told once per episode, not logged here). */
+  reportTransient: (error: unknown) => boolean;
 }
 
 export function toProgressRecord(jobId: string, attempt: number, rank: number, at: number, values: ProgressValues): NewProgressRecord {
@@ -120,7 +120,7 @@ export class ProgressWatch {
       .appendEvent(jobId, 'log_trimmed', message, this.options.now(), { rank, dropped_bytes: trim.droppedBytes, total_dropped_bytes: trim.totalDroppedBytes, max_log_bytes: maxBytes })
       .then(() => this.options.feed.notify())
       .catch((error: unknown) => {
-        if (!this.options.reportDiskFull(error)) this.options.logger.error(`recording the log trim of job ${jobId} failed`, error);
+        if (!this.options.reportTransient(error)) this.options.logger.error(`recording the log trim of job ${jobId} failed`, error);
       });
   }
 

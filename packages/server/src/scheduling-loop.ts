@@ -30,8 +30,8 @@ export interface SchedulingLoopOptions {
   teams: readonly TeamConfig[];
   /** Whether the controller is closing: no cycle starts any more. */
   isClosed: () => boolean;
-  /** Whether `error` is a full disk (then told once per episode, not logged here). */
-  reportDiskFull: (error: unknown) => boolean;
+  /** Whether `error` passes by itself — a full disk, the database unreachable — (then told once per episode, not logged here). */
+  reportTransient: (error: unknown) => boolean;
   lifecyclePoint: PassLifecyclePoint;
   /** Carries out the core's commands (the plan's victims stopped). */
   carryOutAll: (commands: readonly LifecycleCommand[]) => Promise<void>;
@@ -179,7 +179,7 @@ export class SchedulingLoop {
       } catch (error) {
         // Tried again on the next tick (a placement refused for a full disk is still in the queue).
         this.queueChanged = true;
-        if (!this.options.reportDiskFull(error)) this.options.logger.error('scheduling cycle failed', error);
+        if (!this.options.reportTransient(error)) this.options.logger.error('scheduling cycle failed', error);
       } finally {
         this.cycleRunning = undefined;
       }
@@ -238,7 +238,7 @@ export class SchedulingLoop {
     if (changed.size === 0) return;
     this.reasonWrite = this.options.store.setPendingReasons(changed).catch((error: unknown) => {
       for (const jobId of changed.keys()) this.written.delete(jobId);
-      if (!this.options.reportDiskFull(error)) this.options.logger.warn(`could not save why ${changed.size} jobs wait: ${error instanceof Error ? error.message : String(error)}`);
+      if (!this.options.reportTransient(error)) this.options.logger.warn(`could not save why ${changed.size} jobs wait: ${error instanceof Error ? error.message : String(error)}`);
     }).finally(() => (this.reasonWrite = undefined));
   }
 

@@ -48,8 +48,8 @@ interface Replica {
   exited: Promise<void>;
 }
 
-async function startReplica(dataDir: string, database: string, gpus: string): Promise<Replica> {
-  const child = spawn(process.execPath, ['--import', 'tsx', REPLICA, dataDir, database, gpus, String(LEASE_TTL_MS)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startReplica(dataDir: string, database: string, gpus: string, leaseTtlMs = LEASE_TTL_MS): Promise<Replica> {
+  const child = spawn(process.execPath, ['--import', 'tsx', REPLICA, dataDir, database, gpus, String(leaseTtlMs)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -323,10 +323,15 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     await touch(release);
   }, 120_000);
 
-  it('PostgreSQL restarted while submitters use every replica: they reconnect, one leads, and every 201 is a job that runs', async () => {
+  it('PostgreSQL restarted while submitters use every replica: they reconnect, one leads, a rank that ended meanwhile is recorded, and every 201 is a job that runs', async () => {
     const server = await ownPostgresServer();
-    const { dataDir } = await sharedDataDir();
-    const replicas = [await startReplica(dataDir, server.url, '2'), await startReplica(dataDir, server.url, '2')];
+    const { dataDir, markers, release } = await sharedDataDir();
+    // A lease that outlasts the restart: the leader stays the leader, so what it could not record meanwhile is not
+    // caught up by a new leader's recovery but must be written by the leader itself once the database is back.
+    const lease = 60_000;
+    const replicas = [await startReplica(dataDir, server.url, '3', lease), await startReplica(dataDir, server.url, '3', lease)];
+    const outlived = await replicas[0]!.client.submitJob({ name: 'ends-while-the-database-is-away', resources: { gpus: 1 }, run: countedRank(markers, release) });
+    await waitForJob(replicas[0]!.client, outlived.id, (j) => j.status === 'running' && (j.tasks ?? []).every((t) => t.status === 'running'));
     const acknowledged: string[] = [];
     const refused: string[] = [];
     let submitting = true;
@@ -345,7 +350,11 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
     };
     const submitters = Array.from({ length: 8 }, (_, i) => submitter(i));
     await waitFor('submissions before the restart', async () => (acknowledged.length >= 40 ? true : undefined));
-    await server.restart();
+    await server.stop();
+    // The rank exits while no write can land; the leader sees it at once and keeps what it cannot record.
+    await touch(release);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await server.start();
     const afterRestart = acknowledged.length;
     await waitFor('submissions after the restart', async () => (acknowledged.length >= afterRestart + 40 ? true : undefined), 60_000);
     submitting = false;
@@ -359,6 +368,8 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
       return all.filter((role) => role === 'leader').length === 1 ? all : undefined;
     });
     expect(roles.sort()).toEqual(['follower', 'leader']);
+    const ended = await waitForJob(replicas[1]!.client, outlived.id, isEnded, 30_000);
+    expect([ended.status, ended.attempt, ended.restarts]).toEqual(['succeeded', 1, 0]);
     for (const [i, id] of acknowledged.entries()) {
       const job = await waitForJob(replicas[i % 2]!.client, id, isEnded, 60_000);
       expect(job.status).toBe('succeeded');
@@ -370,7 +381,7 @@ describe('replicas on one PostgreSQL database (real processes, real PostgreSQL)'
  * A PostgreSQL server of this test's own (scripts/pg-dev.sh in its own directory and port), so that restarting it
  * disturbs no other test file's database.
  */
-async function ownPostgresServer(): Promise<{ url: string; restart(): Promise<void> }> {
+async function ownPostgresServer(): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'tutti-pg-restart-'));
   const port = await new Promise<number>((resolve) => {
     const probe = createServer().listen(0, '127.0.0.1', () => {
@@ -391,8 +402,10 @@ async function ownPostgresServer(): Promise<{ url: string; restart(): Promise<vo
   if (!url) throw new Error(`scripts/pg-dev.sh up printed no URL: ${stdout}`);
   return {
     url,
-    async restart() {
+    async stop() {
       await script('down');
+    },
+    async start() {
       await script('up');
     },
   };

@@ -2,6 +2,7 @@
  * The one place where outcomes become HTTP statuses. Handlers return or throw `HttpProblem`s; Fastify's own
  * errors (bad JSON, schema validation) are translated to the same `{error: {code, message, fields}}` body.
  */
+import { describeStoreOutage } from '../store-outage.ts';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { JOB_ID_PATTERN, describeBadJobId, formatByteSize } from '@tutti/model';
 import type { FieldError } from '@tutti/model';
@@ -100,19 +101,4 @@ function toProblem(error: FastifyError, request: FastifyRequest): HttpProblem {
   }
   if (typeof error.statusCode === 'number' && error.statusCode < 500) return new HttpProblem('invalid_request', error.message);
   return new HttpProblem('internal_error', 'internal error; the server log has the details');
-}
-
-/** node-postgres' and PostgreSQL's ways of saying the server is not there (SQLSTATE class 08, and 57P01-57P03). */
-const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
-const OUTAGE_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i;
-
-/**
- * What is wrong when `error` says the database cannot be reached now (a PostgreSQL restart, a network cut), so that
- * the API answers 503 and the client retries; undefined for any other error.
- */
-export function describeStoreOutage(error: unknown): string | undefined {
-  if (!(error instanceof Error)) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if ((typeof code === 'string' && OUTAGE_CODES.has(code)) || OUTAGE_MESSAGES.test(error.message)) return error.message;
-  return undefined;
 }

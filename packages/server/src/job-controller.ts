@@ -235,17 +235,9 @@ export class JobController {
     return this.scheduling.settle();
   }
 
-  /** Cancels a job: a pending one at once, a running one by stopping its gang. */
-  async cancel(jobId: string): Promise<CancelOutcome> {
-    const outcome = await this.store.requestCancel(jobId, this.options.now());
-    if (outcome === 'cancelled' || outcome === 'stopping') this.options.feed.notify();
-    this.cancelRecorded(jobId, outcome);
-    return outcome;
-  }
-
   /**
-   * A cancel the store has recorded (here, or by another replica's API): a pending job leaves the queue, a running one's
-   * gang is stopped. Told twice, the second changes nothing.
+   * A cancel the store has recorded (by this replica's API, see ReplicaControl.cancel, or another's): a pending job
+   * leaves the queue, a running one's gang is stopped. Told twice, the second changes nothing.
    */
   cancelRecorded(jobId: string, outcome: CancelOutcome): void {
     if (outcome === 'cancelled') this.scheduling.dequeue(jobId);

@@ -10,26 +10,24 @@
  * - PostgreSQL restarted while submitters hammer every replica: the replicas reconnect, one leads again, and every
  *   submission answered 201 is a job that runs.
  */
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiError, TuttiClient } from '@tutti/client';
+import { ApiError } from '@tutti/client';
+import type { TuttiClient } from '@tutti/client';
 import type { EventView, HealthView } from '@tutti/client';
 import { createPostgresStateStore, FencedError } from '@tutti/store';
 import { createTestDatabase, PG_DEV_SCRIPT } from '../../store/test/postgres-dev-server.ts';
 import { runTutti } from '../../cli/test/run-cli.ts';
 import { isEnded, nodeScript, touch, waitForJob } from './harness.ts';
+import { leading, startReplicaProcess, waitFor } from './replica-process.ts';
+import type { ReplicaProcess } from './replica-process.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../../..');
-const REPLICA = path.join(here, 'fixtures', 'replica.ts');
 /** Short, so that the tests wait seconds, not the default's 8: what a lease does does not depend on its length. */
 const LEASE_TTL_MS = 2000;
 const run = promisify(execFile);
@@ -39,37 +37,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 });
 
-interface Replica {
-  url: string;
-  child: ChildProcess;
-  client: TuttiClient;
-  /** What the replica logged so far. */
-  log(): string;
-  exited: Promise<void>;
-}
+type Replica = ReplicaProcess;
 
-async function startReplica(dataDir: string, database: string, gpus: string, leaseTtlMs = LEASE_TTL_MS): Promise<Replica> {
-  const child = spawn(process.execPath, ['--import', 'tsx', REPLICA, dataDir, database, gpus, String(leaseTtlMs)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGCONT');
-      child.kill('SIGKILL');
-    }
-    await exited;
+function startReplica(dataDir: string, database: string, gpus: string, leaseTtlMs = LEASE_TTL_MS): Promise<Replica> {
+  return startReplicaProcess({ dataDir, database, gpus, leaseTtlMs }).then((replica) => {
+    cleanups.push(replica.kill);
+    return replica;
   });
-  let out = '';
-  let err = '';
-  child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /tutti is up at (\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`a replica exited with ${code} before it served: ${out}${err}`)));
-  });
-  return { url, child, client: new TuttiClient({ baseUrl: url }), log: () => err, exited };
 }
 
 async function sharedDataDir(): Promise<{ dataDir: string; markers: string; release: string }> {
@@ -89,23 +63,7 @@ async function freshDatabaseUrl(): Promise<string> {
   return database.url;
 }
 
-/** Polls `probe` until it answers something, for at most `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const healthOf = (replica: Replica): Promise<HealthView> => replica.client.health();
-/** The replica leads and has re-adopted what ran before (its term's recovery is over). */
-const leading = (replica: Replica) => async () => {
-  const health = await healthOf(replica);
-  return health.role === 'leader' && !health.recovering ? health : undefined;
-};
 
 /**
  * A rank that notes each start of its job (a line with its attempt in MARKERS/<job id>), then runs until `release`

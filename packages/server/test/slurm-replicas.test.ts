@@ -8,23 +8,19 @@
  *
  * Needs root (the cluster), as CI has.
  */
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { TuttiClient } from '@tutti/client';
 import type { JobView } from '@tutti/client';
 import { useSlurmDevCluster } from '../../backends/test/slurm-cluster.ts';
 import { createTestDatabase } from '../../store/test/postgres-dev-server.ts';
 import { isEnded, nodeScript, slurmJobOf, touch, waitForJob } from './harness.ts';
+import { leading, startReplicaProcess, waitFor } from './replica-process.ts';
+import type { ReplicaProcess } from './replica-process.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '../../..');
-const REPLICA = path.join(here, 'fixtures', 'replica.ts');
 const PARTITION = 'four';
 /** Short, so that the test waits seconds, not the default's 8: what a lease does does not depend on its length. */
 const LEASE_TTL_MS = 2000;
@@ -48,54 +44,13 @@ async function slurm(program: string, ...args: string[]): Promise<string> {
   return (await run(program, args, { env: { ...process.env, ...slurmEnv } })).stdout;
 }
 
-interface Replica {
-  child: ChildProcess;
-  client: TuttiClient;
-  exited: Promise<void>;
-}
-
 /** A replica with `backend: 'slurm'` on partition four, with Slurm's environment (SLURM_CONF) in its own. */
-async function startSlurmReplica(dataDir: string, database: string): Promise<Replica> {
+async function startSlurmReplica(dataDir: string, database: string): Promise<ReplicaProcess> {
   const options = { backend: 'slurm', slurm: { partition: PARTITION, pollIntervalMs: 250, nodePollIntervalMs: 500 } };
-  const child = spawn(process.execPath, ['--import', 'tsx', REPLICA, dataDir, database, '-', String(LEASE_TTL_MS), JSON.stringify(options)], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...slurmEnv },
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
-  let out = '';
-  child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /tutti is up at (\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`a replica exited with ${code} before it served: ${out}`)));
-  });
-  return { child, client: new TuttiClient({ baseUrl: url }), exited };
+  const replica = await startReplicaProcess({ dataDir, database, leaseTtlMs: LEASE_TTL_MS, options, env: slurmEnv });
+  cleanups.push(replica.kill);
+  return replica;
 }
-
-/** Polls `probe` until it answers something, for at most `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** The replica leads and has re-adopted what ran before (its term's recovery is over). */
-const leading = (replica: Replica) => async () => {
-  const health = await replica.client.health();
-  return health.role === 'leader' && !health.recovering ? health : undefined;
-};
 
 /**
  * A rank that notes its start (a line "ATTEMPT RANK" in MARKERS/<job id>), then runs until `release` exists (or exits
@@ -131,7 +86,7 @@ describe('replicas of one control plane on Slurm (real Slurm, real PostgreSQL, r
     await mkdir(markers);
 
     const first = await startSlurmReplica(dataDir, database.url);
-    await waitFor('the first replica to lead', leading(first));
+    await waitFor('the first replica to lead', leading(first), 60_000);
     const second = await startSlurmReplica(dataDir, database.url);
     expect((await second.client.health()).role).toBe('follower');
 
@@ -141,7 +96,7 @@ describe('replicas of one control plane on Slurm (real Slurm, real PostgreSQL, r
     const before = await waitForJob(first.client, gang.id, isRunning, 120_000);
     expect(new Set(before.tasks?.map((task) => task.node))).toEqual(new Set(['n7', 'n8']));
     const slurmJob = slurmJobOf(before);
-    await waitFor('both ranks to start', async () => ((await startsByJob(markers))[gang.id]?.length === 2 ? true : undefined));
+    await waitFor('both ranks to start', async () => ((await startsByJob(markers))[gang.id]?.length === 2 ? true : undefined), 60_000);
     const waiting = await first.client.submitJob({ name: 'waits-for-a-whole-node', resources: { gpus: 4 }, run: countedRank(markers) });
     expect((await waitForJob(first.client, waiting.id, (job) => job.pending_reason !== null, 30_000)).status).toBe('pending');
 
@@ -150,7 +105,7 @@ describe('replicas of one control plane on Slurm (real Slurm, real PostgreSQL, r
     // The gang does not depend on the control plane: Slurm runs it on while no replica leads.
     expect((await slurm('squeue', '-h', `--jobs=${slurmJob}`, '-o', '%T')).trim()).toBe('RUNNING');
 
-    await waitFor('the follower to lead', leading(second));
+    await waitFor('the follower to lead', leading(second), 60_000);
     const adopted = await second.client.getJob(gang.id);
     expect(adopted.status).toBe('running');
     expect(adopted.attempt).toBe(1);

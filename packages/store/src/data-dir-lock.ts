@@ -115,20 +115,17 @@ export function acquireDataDirLock(dataDir: string, options: DataDirLockOptions 
     }
     writeFileSync(replicasPath, `${shared.id}\n${shared.name}\n`, { mode: PRIVATE_FILE_MODE });
     tightened.push(makePrivate(replicasPath, PRIVATE_FILE_MODE));
-    let released = false;
-    return {
-      ok: true,
-      tightened: tightened.filter((change) => change !== undefined),
-      release() {
-        if (released) return;
-        released = true;
-        db.close();
-      },
-    };
+    return heldLock(db, tightened, () => {});
   }
   rmSync(replicasPath, { force: true });
   writeFileSync(pidPath, `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
   tightened.push(makePrivate(pidPath, PRIVATE_FILE_MODE));
+  // Remove the PID file first, while still holding the lock, so a new holder's file is never deleted.
+  return heldLock(db, tightened, () => readPid(pidPath) === process.pid && rmSync(pidPath, { force: true }));
+}
+
+/** The lock `db` holds; `beforeRelease` runs once, while it is still held. */
+function heldLock(db: Database.Database, tightened: ReadonlyArray<string | undefined>, beforeRelease: () => void): DataDirLock {
   let released = false;
   return {
     ok: true,
@@ -136,8 +133,7 @@ export function acquireDataDirLock(dataDir: string, options: DataDirLockOptions 
     release() {
       if (released) return;
       released = true;
-      // Remove the PID file first, while still holding the lock, so a new holder's file is never deleted.
-      if (readPid(pidPath) === process.pid) rmSync(pidPath, { force: true });
+      beforeRelease();
       db.close(); // closing the connection drops the transaction and with it the lock
     },
   };

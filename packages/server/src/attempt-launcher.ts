@@ -24,8 +24,8 @@ import type { ProgressWatch } from './progress-watch.ts';
  */
 const BACKEND_TIME_LIMIT_MARGIN_MS = 60_000;
 
-/** A job that could not start because the disk was full waits this long before it is tried again. */
-const DISK_FULL_RETRY_MS = 10_000;
+/** A job that could not start for a passing failure (a full disk, the database unreachable) waits this long before it is tried again. */
+const PASSING_FAILURE_RETRY_MS = 10_000;
 
 export interface AttemptLauncherOptions {
   store: StateStore;
@@ -105,11 +105,11 @@ export class AttemptLauncher {
       }
       const full = asDiskFull(error, this.options.dataDir);
       const detail = full ? full.message : error instanceof Error ? error.message : String(error);
-      // A full disk, or a node that died before the scheduler knew, is not the job's fault, and over by itself: back to
-      // the queue, tried again after a pause.
-      if (full) this.options.reportTransient(error);
-      else logger.warn(`job ${job.id} could not start: ${detail}`);
-      const retryAfterMs = full ? DISK_FULL_RETRY_MS : error instanceof LaunchError ? error.retryAfterMs : undefined;
+      // A full disk, the database unreachable (its fence could not be checked), or a node that died before the
+      // scheduler knew, is not the job's fault, and over by itself: back to the queue, tried again after a pause.
+      const passing = this.options.reportTransient(error) || full !== undefined;
+      if (!passing) logger.warn(`job ${job.id} could not start: ${detail}`);
+      const retryAfterMs = passing ? PASSING_FAILURE_RETRY_MS : error instanceof LaunchError ? error.retryAfterMs : undefined;
       await executor.carryOutNow(job.id, { kind: 'launch_failed', jobId: job.id, attempt, detail, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
       return;
     }

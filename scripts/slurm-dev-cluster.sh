@@ -229,8 +229,10 @@ start_slurmrestd() {
   id slurm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin slurm
   # SLURM_JWT=daemon: slurmrestd itself authenticates to slurmctld with each request's token. Only the slurmctld API
   # (openapi/v0.0.38): the accounting one (dbv0.0.38) refuses to load without slurmdbd.
-  SLURM_CONF=$CONF SLURM_JWT=daemon setsid setpriv --reuid=slurm --regid=slurm --clear-groups \
-    slurmrestd -a rest_auth/jwt -s openapi/v0.0.38 "127.0.0.1:$REST_PORT" </dev/null >>"$DIR/log/slurmrestd.log" 2>&1 &
+  # From /: a daemon keeps the directory it started in, and one that is deleted later (a CI clone made afresh while the
+  # cluster runs on) fails every job submission with "getcwd failed".
+  (cd / && SLURM_CONF=$CONF SLURM_JWT=daemon exec setsid setpriv --reuid=slurm --regid=slurm --clear-groups \
+    slurmrestd -a rest_auth/jwt -s openapi/v0.0.38 "127.0.0.1:$REST_PORT") </dev/null >>"$DIR/log/slurmrestd.log" 2>&1 &
   echo $! > "$DIR/run/slurmrestd.pid"
   local deadline=$(( $(date +%s) + 15 ))
   until (exec 3<>"/dev/tcp/127.0.0.1/$REST_PORT") 2>/dev/null; do

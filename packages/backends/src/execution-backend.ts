@@ -1,4 +1,4 @@
-import type { GpuSample, JsonObject, NodeInfo, NodeState, RunCommand } from '@tutti/model';
+import type { GpuSample, JsonObject, Launcher, NodeInfo, NodeState, RunCommand } from '@tutti/model';
 
 /** The backends `tutti up --backend` can run ranks with (the first is the default). */
 export const EXECUTION_BACKEND_KINDS = ['local', 'slurm'] as const;
@@ -141,6 +141,21 @@ export interface LaunchRequest {
    */
   attempt?: number;
   ranks: RankLaunch[];
+  /**
+   * Who starts the ranks (see `JobSpec.launcher`): `per-gpu` and `per-node`, the backend, one process per rank (a
+   * per-node rank holds its node's GPUs and gets torchrun's `PET_*` settings); `mpi`, the MPI runtime (`mpirun` on
+   * the local backend, `srun --mpi` on Slurm), one MPI process per rank. @default 'per-gpu'
+   */
+  launcher?: Launcher;
+  /** A virtualenv or conda environment the ranks run in (see `JobSpec.pythonEnv`). */
+  pythonEnv?: string;
+  /**
+   * The job's restarts so far (counted against max_restarts: preemptions do not count) and its max_restarts:
+   * TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS. @default {count: 0, max: 0}
+   */
+  restarts?: { count: number; max: number };
+  /** How often the job was preempted before this attempt: TUTTI_PREEMPTIONS. @default 0 */
+  preemptions?: number;
   /** The job's team: a backend may map it to where the job runs (on Slurm: its partition and account). */
   team?: string;
   /**
@@ -303,7 +318,7 @@ export interface StopOptions {
 
 export type RankObservation =
   | { jobId: string; rank: number; state: 'running' }
-  | { jobId: string; rank: number; state: 'exited'; exitCode: number | null; signal?: string; finishedAt: number }
+  | { jobId: string; rank: number; state: 'exited'; exitCode: number | null; signal?: string; finishedAt: number; error?: string }
   | { jobId: string; rank: number; state: 'lost'; detail: string };
 
 export interface RankExit {
@@ -317,6 +332,11 @@ export interface RankExit {
   lost: boolean;
   /** When the exit was seen (epoch ms); for an exit read from a status file, when that file was written. */
   at: number;
+  /**
+   * What the rank said went wrong, when it failed and left a structured error (the file TORCHELASTIC_ERROR_FILE
+   * names, written by torch.distributed.elastic's `@record`): "RuntimeError: CUDA out of memory ...", one line.
+   */
+  error?: string;
   /** The attempt the rank belonged to (its handle's), so a late exit of an earlier attempt is not taken for the current one's. */
   attempt?: number;
 }

@@ -103,6 +103,13 @@ export const jobSpecJsonSchema = {
         { type: 'array', minItems: 1, items: scalar },
       ],
     },
+    launcher: {
+      type: 'string',
+      enum: ['per-gpu', 'per-node', 'mpi'],
+      default: 'per-gpu',
+      description: "Who starts the processes: per-gpu (tutti, one per GPU, torchrun's variables), per-node (tutti, one per node, torchrun's PET_* settings: run torchrun, accelerate launch or deepspeed), mpi (mpirun locally, srun --mpi on Slurm).",
+    },
+    python_env: { type: 'string', pattern: '^/', description: 'A virtualenv or conda environment directory (absolute, as every node sees it): its bin leads PATH, VIRTUAL_ENV or CONDA_PREFIX names it.' },
     workdir: { type: 'string', minLength: 1, description: 'Working directory of every rank.' },
     env: {
       type: 'object',

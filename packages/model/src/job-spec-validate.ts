@@ -5,8 +5,8 @@
  */
 import { findClosestMatch } from './closest-match.ts';
 import { normalizeGpuType } from './gpu-type.ts';
-import type { GpuRequest, JobSpec, ResourceRequest, RestartCause, RunCommand, StopSignal, TopologyConstraint, TopologyLevel } from './job.ts';
-import { RESTART_CAUSES, STOP_SIGNALS, TOPOLOGY_LEVELS } from './job.ts';
+import type { GpuRequest, JobSpec, Launcher, ResourceRequest, RestartCause, RunCommand, StopSignal, TopologyConstraint, TopologyLevel } from './job.ts';
+import { DEFAULT_LAUNCHER, LAUNCHERS, RESTART_CAUSES, STOP_SIGNALS, TOPOLOGY_LEVELS } from './job.ts';
 import { parseDuration, parseMemorySize } from './units.ts';
 
 /** A step into the document: a mapping key or a list index. */
@@ -28,7 +28,7 @@ export interface ValidationContext {
   scalarSource?: (path: readonly PathSegment[]) => string | undefined;
 }
 
-export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'topology', 'run', 'workdir', 'env', 'max_duration',
+export const JOB_SPEC_FIELDS = ['name', 'team', 'priority', 'resources', 'num_nodes', 'topology', 'run', 'launcher', 'python_env', 'workdir', 'env', 'max_duration',
   'max_restarts', 'restart_on', 'restart_backoff', 'checkpoint_dir', 'stop_signal', 'preemption_grace', 'hang_timeout'] as const;
 export const RESOURCE_FIELDS = ['gpus', 'cpus', 'memory'] as const;
 export const GPU_FIELDS = ['count', 'fraction', 'type', 'memory'] as const;
@@ -43,6 +43,14 @@ const TOP_LEVEL_ALIASES: Record<string, string> = {
   environment: 'env', timeout: 'max_duration', time: 'max_duration', walltime: 'max_duration', time_limit: 'max_duration',
   cwd: 'workdir', working_dir: 'workdir', dir: 'workdir', queue: 'team', partition: 'team',
   placement: 'topology', affinity: 'topology', locality: 'topology',
+};
+/** What a user may write for a launcher, and what to write instead. */
+const LAUNCHER_HINTS: Record<string, string> = {
+  torchrun: "per-gpu runs your script under torchrun's variables; per-node runs `torchrun train.py` itself once per node",
+  'torch-run': "per-gpu runs your script under torchrun's variables; per-node runs `torchrun train.py` itself once per node",
+  gpu: 'per-gpu: one process per GPU', node: 'per-node: one process per node', pernode: 'per-node', pergpu: 'per-gpu',
+  accelerate: 'per-node runs `accelerate launch train.py` once per node', deepspeed: 'per-node runs `deepspeed train.py` once per node',
+  mpirun: 'mpi: the ranks are started by mpirun (srun on Slurm)', openmpi: 'mpi', mpiexec: 'mpi', pmix: 'mpi', srun: 'mpi',
 };
 const RESOURCE_ALIASES: Record<string, string> = { gpu: 'gpus', cpu: 'cpus', mem: 'memory' };
 const GPU_ALIASES: Record<string, string> = {
@@ -130,6 +138,8 @@ class Validator {
     const topology = this.readTopology(own(value, 'topology'), ['topology']);
     if (numNodes !== undefined && numNodes > 1) this.checkSingleNode(resources, topology, numNodes);
     const run = this.readRun(own(value, 'run'), ['run']);
+    const launcher = this.readLauncher(own(value, 'launcher'), ['launcher']);
+    const pythonEnv = this.readPythonEnv(own(value, 'python_env'), ['python_env']);
     const workdir = this.readWorkdir(own(value, 'workdir'), ['workdir']);
     const env = this.readEnv(own(value, 'env'), ['env']);
     const maxDurationMs = this.readDuration(own(value, 'max_duration'), ['max_duration']);
@@ -141,10 +151,30 @@ class Validator {
     }
     const spec: JobSpec = { name, team, priority, resources, numNodes, run, env };
     if (topology !== undefined) spec.topology = topology;
+    // Normalised: the default is left out, as in specs written before the field existed.
+    if (launcher !== undefined && launcher !== DEFAULT_LAUNCHER) spec.launcher = launcher;
+    if (pythonEnv !== undefined) spec.pythonEnv = pythonEnv;
     if (workdir !== undefined) spec.workdir = workdir;
     if (maxDurationMs !== undefined) spec.maxDurationMs = maxDurationMs;
     Object.assign(spec, survival);
     return spec;
+  }
+
+  /** `per-gpu`, `per-node` or `mpi`; a few spellings of them (`torchrun`, `mpirun`) say which was meant. */
+  private readLauncher(value: unknown, path: PathSegment[]): Launcher | undefined {
+    if (isAbsent(value)) return undefined;
+    if (typeof value === 'string' && (LAUNCHERS as readonly string[]).includes(value)) return value as Launcher;
+    const hint = typeof value === 'string' ? LAUNCHER_HINTS[value.toLowerCase().replace(/_/g, '-')] : undefined;
+    return this.fail(path, `expected one of ${LAUNCHERS.join(', ')}, got ${describeValue(value)}${hint ? ` (${hint})` : ''}`);
+  }
+
+  /** An absolute directory: the environment's `bin` must be found the same way on every node. */
+  private readPythonEnv(value: unknown, path: PathSegment[]): string | undefined {
+    if (isAbsent(value)) return undefined;
+    if (typeof value !== 'string' || value.trim() === '') return this.fail(path, `expected the directory of a virtualenv or conda environment, got ${describeValue(value)}`);
+    if (!value.startsWith('/')) return this.fail(path, `"${value}" is not an absolute path; give the environment's directory as every node sees it, e.g. /opt/venvs/train (VIRTUAL_ENV or CONDA_PREFIX of the activated environment)`);
+    if (/[\n\0]/.test(value)) return this.fail(path, 'a directory path cannot hold a newline or NUL');
+    return value.replace(/\/+$/, '') || '/';
   }
 
   /** Restart policy, checkpoints, graceful stop and hang detection: only the fields given are set. */

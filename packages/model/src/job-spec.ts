@@ -6,7 +6,8 @@ import { isMap, isScalar, isSeq } from 'yaml';
 import type { Document, YAMLError } from 'yaml';
 import { duplicateKeyMessage } from './errors.ts';
 import type { FieldError, ParseResult } from './errors.ts';
-import type { JobSpec, ResourceRequest, TopologyLevel } from './job.ts';
+import type { JobSpec, Launcher, ResourceRequest, TopologyLevel } from './job.ts';
+import { DEFAULT_LAUNCHER } from './job.ts';
 import { formatPath, validateJobSpecDocument } from './job-spec-validate.ts';
 import type { PathSegment, SpecIssue } from './job-spec-validate.ts';
 import { formatDuration } from './units.ts';
@@ -31,6 +32,8 @@ export interface JobSpecDocument {
   topology?: { require: TopologyLevel } | { prefer: TopologyLevel };
   /** A string runs under /bin/sh -c; a list is argv, run without a shell. */
   run: string | string[];
+  launcher: Launcher;
+  python_env?: string;
   workdir?: string;
   env: Record<string, string>;
   max_duration?: string;
@@ -123,8 +126,10 @@ export function serializeJobSpec(spec: JobSpec): JobSpecDocument {
     num_nodes: spec.numNodes,
     ...(spec.topology !== undefined ? { topology: 'require' in spec.topology ? { require: spec.topology.require } : { prefer: spec.topology.prefer } } : {}),
     run: spec.run.kind === 'shell' ? spec.run.command : [...spec.run.argv],
+    launcher: spec.launcher ?? DEFAULT_LAUNCHER,
     env: Object.fromEntries(Object.entries(spec.env)),
   };
+  if (spec.pythonEnv !== undefined) document.python_env = spec.pythonEnv;
   if (spec.workdir !== undefined) document.workdir = spec.workdir;
   if (spec.maxDurationMs !== undefined) document.max_duration = formatDuration(spec.maxDurationMs);
   if (spec.maxRestarts !== undefined) document.max_restarts = spec.maxRestarts;

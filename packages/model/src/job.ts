@@ -16,6 +16,18 @@ export interface JobSpec {
   /** Keep the gang inside one NVLink domain / node / rack / zone, as a requirement or a preference. */
   topology?: TopologyConstraint;
   run: RunCommand;
+  /**
+   * Who starts the job's processes on each node: tutti, one per GPU (`per-gpu`, with torchrun's variables); tutti,
+   * one per node (`per-node`, with torchrun's `PET_*` launcher settings, for `torchrun`, `accelerate launch`,
+   * `deepspeed` or a program that spawns its own workers); or the MPI runtime (`mpi`: `mpirun` locally, `srun --mpi`
+   * on Slurm). @default 'per-gpu'
+   */
+  launcher?: Launcher;
+  /**
+   * A Python environment (a virtualenv or conda environment directory, as every node sees it) the ranks run in: its
+   * `bin` leads PATH and VIRTUAL_ENV (or CONDA_PREFIX) names it.
+   */
+  pythonEnv?: string;
   /** Working directory of every rank; relative paths are resolved against the submitter's directory by the CLI. */
   workdir?: string;
   /** Extra environment for every rank (tutti's own variables win on conflict). */
@@ -37,6 +49,11 @@ export interface JobSpec {
   /** No progress record for this long while ranks live: the job is declared hung. Off when absent. */
   hangTimeoutMs?: number;
 }
+
+/** How a job's processes are started (see `JobSpec.launcher`). */
+export type Launcher = 'per-gpu' | 'per-node' | 'mpi';
+export const LAUNCHERS: readonly Launcher[] = ['per-gpu', 'per-node', 'mpi'];
+export const DEFAULT_LAUNCHER: Launcher = 'per-gpu';
 
 /** What may end an attempt and start another: a rank that failed, a rank whose node (or process) was lost, a hang. */
 export type RestartCause = 'failure' | 'node_lost' | 'hang';

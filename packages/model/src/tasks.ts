@@ -2,12 +2,14 @@ import type { JobSpec, Task } from './job.ts';
 import type { Placement } from './plan.ts';
 
 /**
- * The ranks of a placed job, torchrun style: one process per GPU on each node (one process for a CPU-only job).
- * Rank numbering is node-major: node-rank 0 holds ranks 0..k-1, node-rank 1 holds k..2k-1, and so on.
+ * The ranks of a placed job: the processes tutti starts (or, with `launcher: mpi`, the MPI runtime starts). Torchrun
+ * style, one per GPU on each node (one for a CPU-only job); with `launcher: per-node`, one per node, holding the
+ * node's GPUs, which starts its own workers. Rank numbering is node-major: node-rank 0 holds ranks 0..k-1, node-rank
+ * 1 holds k..2k-1, and so on.
  */
 export function computeTasksForPlacement(spec: JobSpec, placement: Placement): Task[] {
   const tasks: Task[] = [];
-  const processesPerNode = Math.max(1, spec.resources.gpus.count);
+  const processesPerNode = processesPerNodeOf(spec);
   placement.nodes.forEach((placed, nodeRank) => {
     for (let localRank = 0; localRank < processesPerNode; localRank++) {
       tasks.push({
@@ -22,4 +24,9 @@ export function computeTasksForPlacement(spec: JobSpec, placement: Placement): T
     }
   });
   return tasks;
+}
+
+/** How many ranks a job has on each of its nodes (see `computeTasksForPlacement`). */
+export function processesPerNodeOf(spec: Pick<JobSpec, 'resources' | 'launcher'>): number {
+  return spec.launcher === 'per-node' ? 1 : Math.max(1, spec.resources.gpus.count);
 }

@@ -52,6 +52,9 @@ const jobSpec: fc.Arbitrary<JobSpec> = fc.record(
     numNodes: fc.integer({ min: 1, max: 1024 }),
     topology,
     run,
+    // per-gpu, the default, is normalised away by the parser.
+    launcher: fc.constantFrom('per-node' as const, 'mpi' as const),
+    pythonEnv: fc.stringMatching(/^\/[A-Za-z0-9_./-]{0,30}[A-Za-z0-9_.-]$/),
     workdir: nonBlank,
     env,
     maxDurationMs: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
@@ -91,7 +94,7 @@ describe('serializeJobSpec', () => {
     })).toEqual({
       name: 'resnet-ddp', team: 'vision', priority: 50, num_nodes: 2, env: { EPOCHS: '3' },
       resources: { gpus: { count: 8, type: ['H100', 'A100'], memory: '80GiB' }, cpus: 16, memory: '1536MiB' },
-      run: ['python', 'train.py'], max_duration: '1h30m',
+      run: ['python', 'train.py'], launcher: 'per-gpu', max_duration: '1h30m',
     });
   });
 
@@ -102,7 +105,7 @@ describe('serializeJobSpec', () => {
     });
     expect(document).toEqual({
       name: 'notebook', team: 'default', priority: 50, num_nodes: 1, env: {}, topology: { prefer: 'node' },
-      resources: { gpus: { count: 1, fraction: 0.25, type: ['H100'], memory: '10GiB' } }, run: 'jupyter lab',
+      resources: { gpus: { count: 1, fraction: 0.25, type: ['H100'], memory: '10GiB' } }, run: 'jupyter lab', launcher: 'per-gpu',
     });
     expect(stringify(document.resources)).toBe('gpus:\n  count: 1\n  fraction: 0.25\n  type:\n    - H100\n  memory: 10GiB\n');
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatFieldErrors, jobSpecJsonSchema, parseJobSpecObject, parseJobSpecYaml, resolveCheckpointDir, serializeJobSpec, type FieldError, type JobSpec } from '@tutti/model';
 
 // Every top-level field, in the validator's order (topology, restart policy, checkpoints, graceful stop and hangs included).
-const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, topology, run, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
+const ALLOWED_FIELDS = 'name, team, priority, resources, num_nodes, topology, run, launcher, python_env, workdir, env, max_duration, max_restarts, restart_on, restart_backoff, checkpoint_dir, stop_signal, preemption_grace, hang_timeout';
 
 /** The spec every valid case starts from: only what is required, defaults filled in. */
 const minimal: JobSpec = {

@@ -5,7 +5,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
+import { describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, processesPerNodeOf, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
 import type { JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
@@ -354,7 +354,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       const { id } = request.params as { id: string };
       const { rank, follow, attempt } = request.query as { rank: number; follow: boolean; attempt?: number };
       const job = await requireJob(store, id);
-      const ranks = Math.max(1, job.spec.resources.gpus.count) * job.spec.numNodes;
+      const ranks = processesPerNodeOf(job.spec) * job.spec.numNodes;
       if (rank >= ranks) throw new HttpProblem('invalid_request', `rank ${rank} does not exist: job ${id} has ranks 0..${ranks - 1}`, [{ path: 'querystring.rank', message: `must be 0..${ranks - 1}` }]);
       const abort = new AbortController();
       request.raw.on('close', () => abort.abort());

@@ -156,6 +156,11 @@ export interface LaunchRequest {
   restarts?: { count: number; max: number };
   /** How often the job was preempted before this attempt: TUTTI_PREEMPTIONS. @default 0 */
   preemptions?: number;
+  /**
+   * The CPUs the job asked for on each node (`resources.cpus`): OMP_NUM_THREADS is them ÷ the node's ranks. Absent:
+   * the node's CPUs as the rank sees them.
+   */
+  cpus?: number;
   /** The job's team: a backend may map it to where the job runs (on Slurm: its partition and account). */
   team?: string;
   /**

@@ -18,7 +18,7 @@ import type { NodeInfo } from '@tutti/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RankLaunch } from '../src/execution-backend.ts';
 import { attemptDirectory } from '../src/local/rank-files.ts';
-import { RANK_ENVIRONMENT_VARIABLES, computeRankEnvironment } from '../src/rank-environment.ts';
+import { LAUNCHER_VARIABLES, SANE_PATH, TUTTI_RANK_VARIABLES, computeRankEnvironment } from '../src/rank-environment.ts';
 import { createSlurmBackend, type SlurmBackend } from '../src/slurm/slurm-backend.ts';
 import { parseSlurmNodes, toNodeInfo } from '../src/slurm/slurm-nodes.ts';
 import { readSlurmRankRef } from '../src/slurm/slurm-rank-ref.ts';
@@ -224,14 +224,22 @@ describe('the Slurm backend on the dev cluster (partition two)', () => {
 
       const seen = await Promise.all(ranks.map(async (r) => JSON.parse(await readFile(envFile(r.rank), 'utf8')) as { env: Record<string, string>; eth0: string[] }));
       const masterPort = Number(seen[0]?.env['MASTER_PORT']);
+      const coordinatorPort = Number(seen[0]?.env['JAX_COORDINATOR_ADDRESS']?.split(':')[1]);
       const attemptDir = attemptDirectory(path.join(scratch, 'gang'), jobId, 1);
       for (const r of ranks) {
         const { env: rankEnv, eth0 } = seen[r.rank]!;
         const expected = computeRankEnvironment({
-          jobId, jobName: 'reverse', ranks, rank: r, masterAddr: '10.77.0.13', masterPort, attempt: 1, jobEnv,
-          logPath: slurmRankFile(attemptDir, SLURM_RANK_FILES.log, r.rank),
+          jobId, jobName: 'reverse', ranks, rank: r, masterAddr: '10.77.0.13', masterPort, coordinatorPort, attempt: 1, jobEnv,
+          logPath: slurmRankFile(attemptDir, SLURM_RANK_FILES.log, r.rank), errorFile: slurmRankFile(attemptDir, SLURM_RANK_FILES.error, r.rank),
+          base: {}, cpus: 1,
         });
-        const tuttis = (e: Record<string, string | undefined>) => Object.fromEntries([...RANK_ENVIRONMENT_VARIABLES, 'GANG_NOTE'].map((name) => [name, e[name]]));
+        // OMP_NUM_THREADS is the task's CPUs (nproc, as Slurm binds them) ÷ its node's ranks: not known here.
+        const names = [...LAUNCHER_VARIABLES['per-gpu'], ...TUTTI_RANK_VARIABLES, 'JAX_LOCAL_DEVICE_IDS', 'TORCH_NCCL_ASYNC_ERROR_HANDLING', 'NCCL_ASYNC_ERROR_HANDLING', 'GANG_NOTE'];
+        const tuttis = (e: Record<string, string | undefined>) => Object.fromEntries(names.map((name) => [name, e[name]]));
+        expect(Number(rankEnv['OMP_NUM_THREADS'])).toBeGreaterThanOrEqual(1);
+        // Nothing of the control plane's own environment but the allow-list reaches a rank.
+        expect(Object.keys(rankEnv).filter((name) => name.startsWith('npm_') || name === 'VITEST' || name === 'NODE_ENV')).toEqual([]);
+        expect(rankEnv['PATH']).toBe(SANE_PATH);
         expect(tuttis(rankEnv), `rank ${r.rank}`).toEqual(tuttis(expected));
         // On the node tutti placed it on, Slurm's GPUs bound as tutti's placement says (2 per node).
         expect([rankEnv['SLURMD_NODENAME'], eth0, rankEnv['CUDA_VISIBLE_DEVICES']]).toEqual([r.node, [r.node === 'n3' ? '10.77.0.13' : '10.77.0.12'], '0,1']);

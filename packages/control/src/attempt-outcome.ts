@@ -49,10 +49,18 @@ function restartCauseOf(cause: StopCause | undefined, ranks: readonly RankEnd[])
  *   `restarts < max_restarts`, after `restart_backoff × 2^restarts` (capped); otherwise the job fails, and the
  *   reason says when it was because the restarts ran out.
  */
+/** What the reason of an attempt that was preempted starts with. */
+const PREEMPTED_PREFIX = 'preempted: ';
+
+/** Whether an attempt's recorded reason says it was preempted (what TUTTI_PREEMPTIONS counts). */
+export function isPreemptionReason(reason: string): boolean {
+  return reason.startsWith(PREEMPTED_PREFIX);
+}
+
 export function decideAttemptOutcome(job: Job, cause: StopCause | undefined, ranks: readonly RankEnd[]): AttemptOutcome {
   if (job.cancelRequestedAt !== undefined) return { kind: 'finish', end: decideJobEnd({ kind: 'cancelled' }, ranks) };
   if (cause?.kind === 'preempted') {
-    const reason = `preempted: ${cause.message}`;
+    const reason = `${PREEMPTED_PREFIX}${cause.message}`;
     return { kind: 'requeue', reason, backoffMs: 0, options: { event: 'preempted', attemptEnd: { exitCode: null, reason } } };
   }
   const end = decideJobEnd(cause, ranks);
@@ -85,7 +93,7 @@ export function decideJobEnd(cause: StopCause | undefined, ranks: readonly RankE
   if (cause?.kind === 'max_duration') return { status: 'failed', exitCode: null, endReason: `exceeded max_duration ${formatDuration(cause.limitMs)}` };
   if (cause?.kind === 'rank_failed') return { status: 'failed', exitCode: cause.exitCode, endReason: cause.detail };
   if (cause?.kind === 'hung') return { status: 'failed', exitCode: null, endReason: `hung: ${cause.detail}` };
-  if (cause?.kind === 'preempted') return { status: 'failed', exitCode: null, endReason: `preempted: ${cause.message}` };
+  if (cause?.kind === 'preempted') return { status: 'failed', exitCode: null, endReason: `${PREEMPTED_PREFIX}${cause.message}` };
   const failed = findFirstFailedRank(ranks);
   if (failed) {
     return {

@@ -34,8 +34,11 @@ export type LifecycleEvent =
    * the queue, not counted as a restart, tried again after that pause; without it the job fails.
    */
   | { kind: 'launch_failed'; jobId: string; attempt: number; detail: string; retryAfterMs?: number }
-  /** A rank ended: with an exit status, or lost (its process vanished without one). */
-  | { kind: 'rank_exited'; jobId: string; attempt: number; rank: number; exitCode: number | null; signal?: string; lost: boolean; at: number }
+  /**
+   * A rank ended: with an exit status, or lost (its process vanished without one). `error`: what the rank itself said
+   * went wrong (its structured error file), told with the exit.
+   */
+  | { kind: 'rank_exited'; jobId: string; attempt: number; rank: number; exitCode: number | null; signal?: string; lost: boolean; at: number; error?: string }
   /** A cancel of a running job was recorded. */
   | { kind: 'cancel_requested'; jobId: string }
   /** Stop a running job to make room (a plan's victim with the job `forJobId` it makes room for, or an operator's preempt). */

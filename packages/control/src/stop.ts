@@ -59,8 +59,8 @@ export function describeStop(cause: StopCause): string {
 }
 
 /** How a rank's exit is told: "rank 1 exited with code 3", "rank 0 was killed by SIGKILL", "rank 2 was lost (…)". */
-export function describeRankExit(rank: number, exit: { exitCode: number | null; signal?: string | null; lost: boolean }): string {
+export function describeRankExit(rank: number, exit: { exitCode: number | null; signal?: string | null; lost: boolean; error?: string }): string {
   if (exit.lost) return `rank ${rank} was lost (its process vanished without an exit status)`;
-  if (exit.signal) return `rank ${rank} was killed by ${exit.signal}`;
-  return `rank ${rank} exited with code ${exit.exitCode}`;
+  const how = exit.signal ? `rank ${rank} was killed by ${exit.signal}` : `rank ${rank} exited with code ${exit.exitCode}`;
+  return exit.error !== undefined && exit.exitCode !== 0 ? `${how}: ${exit.error}` : how;
 }

@@ -4,6 +4,7 @@
  */
 import type { Job, Placement, Task } from '@tutti/model';
 import type { JobLifecycle, PlacedRank } from '@tutti/control';
+import { isPreemptionReason } from '@tutti/control';
 import type { ExecutionBackend, RankHandle } from '@tutti/backends';
 import { LaunchError, describeLaunchedRanks, recordOfHandle } from '@tutti/backends';
 import { FencedError, asDiskFull } from '@tutti/store';
@@ -79,6 +80,7 @@ export class AttemptLauncher {
     let runtimeEnv: Record<string, string> = {};
     try {
       runtimeEnv = await this.runtimeEnvironment(job, tasks);
+      const preemptions = await this.preemptionsOf(job);
       // Among replicas: the last word of the database before ranks start that no store can take back (the backend
       // checks this replica's lease by its clock as well). A deposed leader launches nothing; the next one requeues
       // the placement it finds unlaunched.
@@ -93,6 +95,11 @@ export class AttemptLauncher {
         attempt,
         ranks: tasks.map((t) => ({ rank: t.rank, localRank: t.localRank, nodeRank: t.nodeRank, node: t.node, gpus: t.gpus })),
         team: job.spec.team,
+        ...(job.spec.launcher !== undefined ? { launcher: job.spec.launcher } : {}),
+        ...(job.spec.pythonEnv !== undefined ? { pythonEnv: job.spec.pythonEnv } : {}),
+        restarts: { count: job.restarts ?? 0, max: job.spec.maxRestarts ?? 0 },
+        preemptions,
+        ...(job.spec.resources.cpus !== undefined ? { cpus: job.spec.resources.cpus } : {}),
         ...(job.spec.maxDurationMs !== undefined ? { timeLimitMs: job.spec.maxDurationMs + this.options.lifecycle.stopGraceOf(job).graceMs + BACKEND_TIME_LIMIT_MARGIN_MS } : {}),
       });
       this.options.lifecyclePoint('launched', job.id);
@@ -133,6 +140,13 @@ export class AttemptLauncher {
     this.options.metrics.observeStartLatency(startedAt - job.createdAt);
     this.options.feed.notify();
     await executor.carryOutNow(job.id, { kind: 'ranks_started', jobId: job.id, attempt, at: startedAt, ...(moved.length > 0 ? { nodes: moved } : {}) });
+  }
+
+  /** How often the job was preempted before this attempt (TUTTI_PREEMPTIONS): its earlier attempts that ended so. */
+  private async preemptionsOf(job: Job): Promise<number> {
+    if ((job.attempt ?? 1) <= 1) return 0;
+    const attempts = await this.options.store.listAttempts(job.id);
+    return attempts.filter((a) => isPreemptionReason(a.reason)).length;
   }
 
   /**

@@ -8,6 +8,7 @@ export function rankExitEvent(exit: RankExit, currentAttempt: number | undefined
   return {
     kind: 'rank_exited', jobId: exit.jobId, attempt: exit.attempt ?? currentAttempt ?? 1, rank: exit.rank, exitCode: exit.exitCode, lost: exit.lost, at: exit.at,
     ...(exit.signal ? { signal: exit.signal } : {}),
+    ...(exit.error !== undefined ? { error: exit.error } : {}),
   };
 }
 

@@ -99,7 +99,7 @@ async function recoverJob(options: RestartRecoveryOptions, job: Job, recorded: T
     if (observation.state === 'running') continue;
     const exit: RankExit =
       observation.state === 'exited'
-        ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt, attempt }
+        ? { jobId: job.id, rank: observation.rank, exitCode: observation.exitCode, signal: observation.signal, lost: false, at: observation.finishedAt, attempt, ...(observation.error !== undefined ? { error: observation.error } : {}) }
         : { jobId: job.id, rank: observation.rank, exitCode: null, lost: true, at: now(), attempt };
     await executor.carryOutAll(lifecycle.handle(rankExitEvent(exit, attempt), now()));
   }

@@ -29,9 +29,11 @@ import type {
   StopOptions,
 } from '../execution-backend.ts';
 import { LaunchError, isSafeJobId, verifyLaunchRequest } from '../launch-request.ts';
-import { computeRankEnvironment } from '../rank-environment.ts';
+import { readRankErrorFileSync } from '../rank-error-file.ts';
+import { baseRankEnvironment, computeRankEnvironment, type PythonEnvironment } from '../rank-environment.ts';
 import { parseFakeGpus } from './fake-gpus.ts';
-import { findFreePort } from './free-port.ts';
+import { findFreePorts } from './free-port.ts';
+import { PYTHON_HELPERS_DIR, pythonEnvironmentAt } from '../python-environment.ts';
 import { LOCAL_BACKEND_KIND, localRankRef, readLocalRankRef, type LocalRankRef } from './local-rank-ref.ts';
 import { LOCAL_NODE_ADDRESS, discoverLocalInventory, runProgram, type LocalInventory } from './local-inventory.ts';
 import { NVIDIA_SMI_METRICS_ARGS, parseNvidiaSmiMetrics } from './nvidia-smi.ts';
@@ -75,6 +77,13 @@ export interface LocalBackendOptions {
   nvidiaSmi?: string;
   /** Starts processes; tests replace it to make a spawn fail. @default child_process.spawn */
   spawnProcess?: SpawnFunction;
+  /**
+   * Variables of the server's environment ranks get besides the allow-list (see `baseRankEnvironment`): names, or
+   * prefixes ending in `*` (`tutti up --pass-env`).
+   */
+  passEnv?: readonly string[];
+  /** The server's environment ranks take their base from. @default process.env */
+  serverEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface LocalBackend extends ExecutionBackend {
@@ -138,6 +147,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const spawnProcess: SpawnFunction = options.spawnProcess ?? ((command, args, spawnOptions) => nodeSpawn(command, [...args], spawnOptions));
   const address = LOCAL_NODE_ADDRESS;
+  /** What every rank starts from: never the server's own environment (see rank-environment.ts). */
+  const baseEnv = baseRankEnvironment(options.serverEnv ?? process.env, options.passEnv);
 
   const watched = new Map<string, WatchedRank>();
   const listeners: Array<(exit: RankExit) => void> = [];
@@ -159,8 +170,10 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   /** Handles a rank's exit exactly once: forget it, clean up its process group, tell the listeners. */
   function finish(record: WatchedRank, exit: Omit<RankExit, 'jobId' | 'rank'>): void {
     if (record.exit !== undefined || closed) return;
+    // A failed rank may have said why (torch's @record writes it as the process dies): read before anyone reports it.
+    const error = !exit.lost && exit.exitCode !== 0 ? readRankErrorFileSync(record.files.error) : undefined;
     const full: RankExit = {
-      jobId: record.handle.jobId, rank: record.handle.rank, ...exit,
+      jobId: record.handle.jobId, rank: record.handle.rank, ...exit, ...(error !== undefined ? { error } : {}),
       ...(record.handle.attempt !== undefined ? { attempt: record.handle.attempt } : {}),
     };
     record.exit = full;
@@ -267,10 +280,11 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       const recorded = readExitFile(files.exit);
       if (recorded === undefined) return undefined;
       killLeftovers(rankProcess);
+      const error = recorded.exitCode !== 0 ? readRankErrorFileSync(files.error) : undefined;
       return {
         observation: {
           jobId, rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt,
-          ...(recorded.signal ? { signal: recorded.signal } : {}),
+          ...(recorded.signal ? { signal: recorded.signal } : {}), ...(error !== undefined ? { error } : {}),
         },
       };
     };
@@ -356,6 +370,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     argv: readonly string[];
     cwd: string;
     masterPort: number;
+    coordinatorPort: number;
+    pythonEnv?: PythonEnvironment;
   }
 
   /** Starts one rank. Synchronous, so that a launch's ranks start back to back. */
@@ -363,19 +379,27 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const { request } = context;
     const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
     // A relaunch of the same job must not find the previous attempt's status.
-    for (const stale of [files.exit, `${files.exit}.tmp`, files.pid]) rmSync(stale, { force: true });
+    for (const stale of [files.exit, `${files.exit}.tmp`, files.pid, files.error]) rmSync(stale, { force: true });
     const env = computeRankEnvironment({
       jobId: request.jobId,
       jobName: request.jobName,
       ranks: request.ranks,
       rank,
+      ...(request.launcher !== undefined ? { launcher: request.launcher } : {}),
       masterAddr: address,
       masterPort: context.masterPort,
+      coordinatorPort: context.coordinatorPort,
       logPath: files.log,
+      errorFile: files.error,
+      base: baseEnv,
       jobEnv: request.env,
+      ...(context.pythonEnv !== undefined ? { pythonEnv: context.pythonEnv } : {}),
       ...(request.runtimeEnv !== undefined ? { runtimeEnv: request.runtimeEnv } : {}),
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
-      inherited: process.env,
+      ...(request.restarts !== undefined ? { restarts: request.restarts } : {}),
+      ...(request.preemptions !== undefined ? { preemptions: request.preemptions } : {}),
+      cpus: request.cpus ?? os.availableParallelism(),
+      pythonHelpersDir: PYTHON_HELPERS_DIR,
     });
     // Created private: a rank's output may hold secrets. The supervisor writes its pid into a file made private here.
     const logFd = openSync(files.log, 'a', PRIVATE_FILE_MODE);
@@ -469,18 +493,19 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const jobDir = jobDirectory(dataDir, request.jobId);
     const filesDir = attemptDirectory(dataDir, request.jobId, request.attempt);
     // Independent I/O in parallel; all of it settles before a failure is thrown, so nothing runs on after a reject.
-    const [workdirResult, supervisorResult, portResult] = await Promise.allSettled([
+    const [workdirResult, supervisorResult, portsResult] = await Promise.allSettled([
       resolveWorkdir(request.workdir, jobDir),
       mkdir(filesDir, { recursive: true }).then(ensureSupervisor),
-      findFreePort(address),
+      findFreePorts(address, 2),
     ]);
     const cwd = valueOf(workdirResult);
     const supervisor = valueOf(supervisorResult);
-    const masterPort = valueOf(portResult);
+    const [masterPort, coordinatorPort] = valueOf(portsResult) as [number, number];
     ensureOpen('launch');
     assertNotRunning(request);
     const argv = request.run.kind === 'shell' ? [SHELL, '-c', request.run.command] : request.run.argv;
-    const context: SpawnContext = { request, supervisor, argv, cwd, masterPort };
+    const pythonEnv = request.pythonEnv === undefined ? undefined : pythonEnvironmentAt(request.pythonEnv);
+    const context: SpawnContext = { request, supervisor, argv, cwd, masterPort, coordinatorPort, ...(pythonEnv ? { pythonEnv } : {}) };
     const started: WatchedRank[] = [];
     const failure: { error?: Error } = {};
     try {

@@ -5,6 +5,7 @@
  *   <dataDir>/jobs/<jobId>/rank-<r>.log     stdout + stderr of the rank, appended
  *   <dataDir>/jobs/<jobId>/rank-<r>.pid     the supervisor's pid (= the rank's process group and session id)
  *   <dataDir>/jobs/<jobId>/rank-<r>.exit    the user command's exit status, written once it has exited
+ *   <dataDir>/jobs/<jobId>/rank-<r>.error.json  the rank's structured error, if it wrote one (TORCHELASTIC_ERROR_FILE)
  *   <dataDir>/jobs/<jobId>/attempt-<n>/…    the same files, per attempt, for a launch that names its attempt
  */
 import { constants as osConstants } from 'node:os';
@@ -65,6 +66,8 @@ export interface RankFiles {
   log: string;
   pid: string;
   exit: string;
+  /** TORCHELASTIC_ERROR_FILE: written by the rank itself (see rank-error-file.ts). */
+  error: string;
 }
 
 /** Attempt n of a job keeps its files in `jobs/<id>/attempt-<n>/`; without an attempt, in `jobs/<id>/`. */
@@ -75,7 +78,7 @@ export function attemptDirectory(dataDir: string, jobId: string, attempt?: numbe
 
 export function rankFiles(dataDir: string, jobId: string, rank: number, attempt?: number): RankFiles {
   const dir = attemptDirectory(dataDir, jobId, attempt);
-  return { log: join(dir, `rank-${rank}.log`), pid: join(dir, `rank-${rank}.pid`), exit: join(dir, `rank-${rank}.exit`) };
+  return { log: join(dir, `rank-${rank}.log`), pid: join(dir, `rank-${rank}.pid`), exit: join(dir, `rank-${rank}.exit`), error: join(dir, `rank-${rank}.error.json`) };
 }
 
 /** An exit status as the supervisor recorded it. */

@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import type { NodeInfo } from '@tutti/model';
@@ -43,6 +43,8 @@ import { LaunchError, verifyLaunchRequest } from '../launch-request.ts';
 import { readRankLog } from '../rank-log.ts';
 import { prepareLocalAttempt, writeLocalStopDeadline } from '../local/attempt-files.ts';
 import { trimLog } from '../local/log-trim.ts';
+import { readRankErrorFileSync } from '../rank-error-file.ts';
+import { PYTHON_HELPERS_DIR } from '../python-environment.ts';
 import { PRIVATE_FILE_MODE, attemptDirectory, exitCodeForSignal, jobDirectory, readExitFile } from '../local/rank-files.ts';
 import { createSlurmCli, isEndedSlurmState, scancelSignalName, type SlurmCli, type SlurmJobState } from './slurm-cli.ts';
 import { createSlurmCliControl, type SlurmControl } from './slurm-control.ts';
@@ -87,6 +89,11 @@ export interface SlurmBackendOptions {
    * on, which the control plane records. A placement of uneven ranks per node is pinned even then.
    */
   placement?: 'tutti' | 'slurm';
+  /**
+   * Variables of a task's environment kept besides the allow-list (see `baseRankEnvironment`): names, or prefixes
+   * ending in `*` (`tutti up --pass-env`). Slurm passes down the control plane's environment; the rest is dropped.
+   */
+  passEnv?: readonly string[];
 }
 
 /** How to reach slurmrestd: its URL, the Slurm user jobs run as, and a token or the key to mint tokens with. */
@@ -276,7 +283,8 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
   function finishFromExitFile(record: WatchedRank): boolean {
     const recorded = readExitFile(record.exitFile);
     if (!recorded) return false;
-    finish(record, { exitCode: recorded.exitCode, lost: false, at: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) });
+    const error = recorded.exitCode !== 0 ? readRankErrorFileSync(slurmRankFile(attemptDirOf(record.handle.jobId, record.handle.attempt), SLURM_RANK_FILES.error, record.handle.rank)) : undefined;
+    finish(record, { exitCode: recorded.exitCode, lost: false, at: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}), ...(error !== undefined ? { error } : {}) });
     return true;
   }
 
@@ -382,6 +390,24 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
 
   // ---- launch --------------------------------------------------------------------------------------------------
 
+  /**
+   * tutti's Python helpers (python-environment.ts) where every node sees them: copied into the data dir, which is on
+   * the shared file system, once per backend. Undefined (and the ranks do without) when they cannot be copied.
+   */
+  let pythonHelpersPromise: Promise<string | undefined> | undefined;
+  function ensurePythonHelpers(): Promise<string | undefined> {
+    pythonHelpersPromise ??= (async () => {
+      const target = `${dataDir}/python-helpers`;
+      try {
+        await cp(PYTHON_HELPERS_DIR, target, { recursive: true, force: true });
+        return target;
+      } catch {
+        return undefined;
+      }
+    })();
+    return pythonHelpersPromise;
+  }
+
   async function launch(request: LaunchRequest): Promise<RankHandle[]> {
     ensureOpen('launch');
     const problems = verifyLaunchRequest(request);
@@ -414,21 +440,29 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       ...(request.timeLimitMs !== undefined ? { timeLimitMs: request.timeLimitMs } : {}),
       placedBySlurm,
     });
+    const pythonHelpersDir = await ensurePythonHelpers();
     const shim = makeSlurmRankShim({
       jobId: request.jobId, jobName: request.jobName, attempt,
       layout: placedBySlurm
-        ? { kind: 'slurm', nodes: layout.nodes.length, ranksPerNode: layout.nodes[0]!.ranks }
-        : { kind: 'pinned', masterAddr: rankZeroNode.address, nodes: Object.fromEntries(layout.nodes.map((n) => [n.node, { nodeRank: n.nodeRank, ranks: n.ranks }])) },
+        ? { kind: 'slurm', nodes: layout.nodes.length, ranksPerNode: layout.nodes[0]!.ranks, gpusPerNode: layout.nodes[0]!.gpus }
+        : { kind: 'pinned', masterAddr: rankZeroNode.address, nodes: Object.fromEntries(layout.nodes.map((n) => [n.node, { nodeRank: n.nodeRank, ranks: n.ranks, gpus: n.gpus }])) },
       rankLogPattern: `${attemptDir}/${SLURM_RANK_FILES.log}`, rankExitPattern: `${attemptDir}/${SLURM_RANK_FILES.exit}`,
-      rankStartedPattern: `${attemptDir}/${SLURM_RANK_FILES.started}`,
+      rankStartedPattern: `${attemptDir}/${SLURM_RANK_FILES.started}`, rankErrorPattern: `${attemptDir}/${SLURM_RANK_FILES.error}`,
       jobEnv: request.env, ...(request.runtimeEnv ? { runtimeEnv: request.runtimeEnv } : {}),
+      ...(request.launcher !== undefined ? { launcher: request.launcher } : {}),
+      ...(request.restarts !== undefined ? { restarts: request.restarts } : {}),
+      ...(request.preemptions !== undefined ? { preemptions: request.preemptions } : {}),
+      ...(request.cpus !== undefined ? { cpus: request.cpus } : {}),
+      ...(request.pythonEnv !== undefined ? { pythonEnv: request.pythonEnv } : {}),
+      ...(pythonHelpersDir !== undefined ? { pythonHelpersDir } : {}),
+      ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}),
       ...(control.signalsSteps ? {} : { stopRequestFile: `${attemptDir}/${SLURM_ATTEMPT_FILES.stopRequest}` }),
     });
     try {
       await mkdir(attemptDir, { recursive: true, mode: 0o700 });
       if (request.workdir === undefined) await mkdir(jobDirectory(dataDir, request.jobId), { recursive: true, mode: 0o700 });
       // A launch of the same attempt again (after a crash cut the first short) must not find the first one's files.
-      await Promise.all(request.ranks.flatMap((r) => [SLURM_RANK_FILES.exit, SLURM_RANK_FILES.started].map((p) => rm(slurmRankFile(attemptDir, p, r.rank), { force: true }))));
+      await Promise.all(request.ranks.flatMap((r) => [SLURM_RANK_FILES.exit, SLURM_RANK_FILES.started, SLURM_RANK_FILES.error].map((p) => rm(slurmRankFile(attemptDir, p, r.rank), { force: true }))));
       await rm(`${attemptDir}/${SLURM_ATTEMPT_FILES.slurmJobId}`, { force: true });
       // And no stop request, or the shims' marks of one carried out (`<stop-request>.lock.<node>`, `.done.<node>`).
       const stale = (await readdir(attemptDir)).filter((name) => name.startsWith(SLURM_ATTEMPT_FILES.stopRequest));
@@ -604,7 +638,10 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       if (recorded && slurmJob?.name === slurmJobName && ENDED_BY_SLURM.has(slurmJob.state) && slurmJob.state !== 'CANCELLED') {
         return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `Slurm ended job ${c.ref.slurmJobId} ${slurmJob.state}, so rank ${handle.rank}'s exit with code ${recorded.exitCode} was not its own` };
       }
-      if (recorded) return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}) };
+      if (recorded) {
+        const error = recorded.exitCode !== 0 ? readRankErrorFileSync(slurmRankFile(attemptDir, SLURM_RANK_FILES.error, handle.rank)) : undefined;
+        return { jobId: handle.jobId, rank: handle.rank, state: 'exited', exitCode: recorded.exitCode, finishedAt: recorded.writtenAt, ...(recorded.signal ? { signal: recorded.signal } : {}), ...(error !== undefined ? { error } : {}) };
+      }
       const over = slurmJobIsOver({ slurmJobId: c.ref.slurmJobId, slurmJobName }, jobs);
       if (fileTime(slurmRankFile(attemptDir, SLURM_RANK_FILES.started, handle.rank)) === undefined) {
         return { jobId: handle.jobId, rank: handle.rank, state: 'lost', detail: `rank ${handle.rank} of job ${handle.jobId} never started in Slurm job ${c.ref.slurmJobId}` };

@@ -15,6 +15,7 @@
  * job, see `SlurmControl.signalsSteps`); say the topology (racks come from `scontrol show topology` when Slurm's
  * tools are there too, else there are none).
  */
+import { baseRankEnvironment } from '../rank-environment.ts';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SlurmCli, SlurmJobState } from './slurm-cli.ts';
@@ -204,7 +205,7 @@ export function createSlurmRestControl(options: SlurmRestOptions): SlurmControl 
       return new Map(named.sort((a, b) => Number(a.id) - Number(b.id)).map((job) => [job.id, job]));
     },
     async submit(job) {
-      const answer = await request('POST', '/job/submit', { script: job.batchScript, job: restJobFields(job, options.jobEnvironment ?? stringEnvironment(process.env)) });
+      const answer = await request('POST', '/job/submit', { script: job.batchScript, job: restJobFields(job, options.jobEnvironment ?? batchEnvironment(process.env)) });
       // A list read before this job existed must not tell anyone it is gone.
       jobsRead = undefined;
       const id = answer.job_id;
@@ -240,9 +241,13 @@ export function restJobFields(job: SlurmJobRequest, environment: Readonly<Record
   };
 }
 
-/** The string-valued variables of an environment. */
-function stringEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
+/**
+ * The batch script's environment: the ranks' base (the shim keeps no more of it, see slurm-rank-shim.ts) with the
+ * control plane's PATH, where the batch script finds srun. Never the rest of the control plane's environment: it
+ * would be stored with the job in slurmctld.
+ */
+function batchEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  return { ...baseRankEnvironment(env), ...(env.PATH !== undefined ? { PATH: env.PATH } : {}) };
 }
 
 /**

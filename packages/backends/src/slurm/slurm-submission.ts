@@ -26,7 +26,7 @@ export const SLURM_ATTEMPT_FILES = {
 } as const;
 
 /** Per-rank files: `{rank}` stands for the rank (SLURM_PROCID in the shim, `%t` in srun's `--output`). */
-export const SLURM_RANK_FILES = { log: 'rank-{rank}.log', exit: 'rank-{rank}.exit', started: 'rank-{rank}.started' } as const;
+export const SLURM_RANK_FILES = { log: 'rank-{rank}.log', exit: 'rank-{rank}.exit', started: 'rank-{rank}.started', error: 'rank-{rank}.error.json' } as const;
 
 export function slurmRankFile(attemptDir: string, pattern: string, rank: number): string {
   return `${attemptDir}/${pattern.replace('{rank}', String(rank))}`;

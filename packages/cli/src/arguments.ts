@@ -26,3 +26,13 @@ export function parseByteSize(name: string) {
     return bytes;
   };
 }
+
+/** `--pass-env NAME,PREFIX_*`: environment variable names, or prefixes ending in `*`. */
+export function parsePassEnv(value: string): string[] {
+  const names = value.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  const bad = names.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(name));
+  if (bad !== undefined || names.length === 0) {
+    throw new InvalidArgumentError(`--pass-env takes variable names or prefixes ending in * (e.g. NCCL_SOCKET_IFNAME,HF_*), got '${bad ?? value}'`);
+  }
+  return names;
+}

@@ -10,10 +10,11 @@ import path from 'node:path';
 import { Argument, Command, Option } from 'commander';
 import { TuttiClient, describeEstimatedStart, formatGpuCount, formatRankBackend, getJobGpuMetrics, parseHistoryTrace } from '@tutti/client';
 import type { JobSummaryView, JobView } from '@tutti/client';
+import { pickSubmitterEnvironment } from '@tutti/model';
 import { describeGpus, describeState, formatAge, renderTable, truncate } from './format.ts';
 import { currentUser } from './current-user.ts';
 import { registerSimCommand } from './sim-command.ts';
-import { parseByteSize, parseInteger, parseJobId } from './arguments.ts';
+import { parseByteSize, parseInteger, parseJobId, parsePassEnv } from './arguments.ts';
 import { CliFailure, EXIT } from './cli-failure.ts';
 import { httpFetch } from './http-fetch.ts';
 import type { UpOptions } from './up.ts';
@@ -59,6 +60,7 @@ export function buildProgram(): Command {
     .option('--slurm-user <name>', 'with --slurm-rest-url: the Slurm user the jobs run as (default: this user)')
     .option('--slurm-placement <who>', 'with --backend slurm: tutti (its topology-aware placement pins the nodes, the default) or slurm (Slurm chooses nodes of the shape tutti found)')
     .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
+    .option('--pass-env <names>', 'variables of this environment that every rank gets (repeatable, comma-separated; NAME or PREFIX_*), e.g. NCCL_SOCKET_IFNAME,LD_LIBRARY_PATH,HF_*; otherwise ranks get only HOME, USER, LOGNAME, SHELL, LANG, LC_*, TZ, TMPDIR and a system PATH, plus their job\'s env', (names: string, all: string[] = []) => [...all, ...parsePassEnv(names)])
     .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)
     .option('--demo', 'submit a 2-rank demo job and show it run (uses 4 fake GPUs if the machine has none)', false)
     .option('--config <file>', 'teams, quotas and scheduler settings (YAML; see examples/clusters)')
@@ -77,13 +79,15 @@ export function buildProgram(): Command {
     .argument('<file>', 'job spec, YAML or JSON')
     .description('submit a job')
     .option('-w, --watch', 'follow the job: its events, and rank 0\'s output, until it ends; exit with its exit code (with --json: print only the ended job)', false)
-    .action(async (file: string, options: { watch: boolean }) => {
+    .option('--no-inherit-env', 'do not send this shell\'s PATH and active virtualenv (VIRTUAL_ENV, CONDA_PREFIX); the ranks then get a system PATH plus the spec\'s env')
+    .action(async (file: string, options: { watch: boolean; inheritEnv: boolean }) => {
       const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
         throw new CliFailure(`cannot read ${file}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`, EXIT.usage);
       });
       const specDir = path.dirname(path.resolve(file));
       const user = currentUser();
-      const job = await client().submitJob(text, { submitDir: specDir, ...(user !== undefined ? { user } : {}) });
+      const submitterEnv = options.inheritEnv ? pickSubmitterEnvironment(process.env) : {};
+      const job = await client().submitJob(text, { submitDir: specDir, submitterEnv, ...(user !== undefined ? { user } : {}) });
       if (!options.watch) {
         print(job, () => `submitted job ${job.id} (${job.name}): ${job.status}${job.pending_reason ? ` — ${job.pending_reason}` : ''}`);
         return;

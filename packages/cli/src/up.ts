@@ -34,6 +34,8 @@ export interface UpOptions {
   /** `--slurm-placement`: who chooses the nodes, `tutti` (pinned, the default) or `slurm`. */
   slurmPlacement?: string;
   fakeGpus?: string;
+  /** `--pass-env` (repeatable, comma-separated): variables of this environment ranks get besides the allow-list. */
+  passEnv?: string[];
   grace: number;
   demo: boolean;
   /** Teams, quotas and scheduler settings (YAML). */
@@ -73,6 +75,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       ...(options.backend !== undefined ? { backend: options.backend } : {}),
       ...slurmOptions(options),
       fakeGpus: options.fakeGpus,
+      ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}),
       fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
       stopGraceMs: options.grace * 1000,
       dashboardDir: DASHBOARD_DIR,

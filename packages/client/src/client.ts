@@ -75,6 +75,11 @@ export interface SubmitOptions {
   submitDir?: string;
   /** Who submits (the `tutti-user` header): 1-64 letters, digits, '.', '_', '@' or '-'. */
   user?: string;
+  /**
+   * The submitter's PATH and active Python environment (`pickSubmitterEnvironment(process.env)`): added to the job's
+   * env where its spec does not set them (the `tutti-submit-env` header).
+   */
+  submitterEnv?: Readonly<Record<string, string>>;
 }
 
 /** Typed client of tutti's REST API (`/v1`). */
@@ -101,6 +106,7 @@ export class TuttiClient {
     const headers: Record<string, string> = {};
     if (options.submitDir) headers['tutti-submit-dir'] = options.submitDir;
     if (options.user) headers['tutti-user'] = options.user;
+    if (options.submitterEnv && Object.keys(options.submitterEnv).length > 0) headers['tutti-submit-env'] = asciiJson(options.submitterEnv);
     if (typeof spec === 'string') {
       headers['content-type'] = 'application/yaml';
       return this.request('POST', '/v1/jobs', spec, headers);
@@ -264,4 +270,9 @@ async function throwIfError(response: Response): Promise<void> {
     body = { error: { code: `http_${response.status}`, message: text || response.statusText } };
   }
   throw new ApiError(response.status, body);
+}
+
+/** JSON with every character outside printable ASCII escaped: a header value must be plain bytes. */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

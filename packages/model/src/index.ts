@@ -14,3 +14,4 @@ export * from './units.ts';
 export * from './cluster-config-parse.ts';
 export * from './text-limits.ts';
 export * from './stop-grace.ts';
+export * from './submitter-environment.ts';

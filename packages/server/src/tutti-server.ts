@@ -49,6 +49,11 @@ export interface TuttiServerOptions {
   /** Simulated GPUs, `N[:MODEL[:MEMORY]]`, for machines without GPUs (or to test). The local backend's only. */
   fakeGpus?: string;
   /**
+   * Variables of the server's environment that ranks get besides the allow-list (HOME, USER, locale, TMPDIR; see
+   * @tutti/backends' baseRankEnvironment): names, or prefixes ending in `*` (`tutti up --pass-env`).
+   */
+  passEnv?: readonly string[];
+  /**
    * With `backend: 'slurm'`: the partition whose nodes tutti schedules (`tutti up --slurm-partition`), each team's
    * partition and account, how often Slurm is asked. The data dir must then be on a file system every node sees.
    */
@@ -139,9 +144,9 @@ export class StartupError extends Error {
   override name = 'StartupError';
 }
 
-function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaSmi: string | undefined): ExecutionBackend {
+function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaSmi: string | undefined, passEnv: readonly string[] | undefined): ExecutionBackend {
   try {
-    return createLocalBackend({ dataDir, fakeGpus, ...(nvidiaSmi !== undefined ? { nvidiaSmi } : {}) });
+    return createLocalBackend({ dataDir, fakeGpus, ...(nvidiaSmi !== undefined ? { nvidiaSmi } : {}), ...(passEnv !== undefined ? { passEnv } : {}) });
   } catch (error) {
     throw new StartupError(`--fake-gpus: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -229,8 +234,8 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
 
     const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));
     const createBackend = (fakeGpus: string | undefined): ExecutionBackend => backendKind === 'slurm'
-      ? createOrRefuse(() => createSlurmBackend({ dataDir, now, ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } }))
-      : makeLocalBackend(dataDir, fakeGpus, options.nvidiaSmi);
+      ? createOrRefuse(() => createSlurmBackend({ dataDir, now, ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}), ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } }))
+      : makeLocalBackend(dataDir, fakeGpus, options.nvidiaSmi, options.passEnv);
     let backend = createBackend(options.fakeGpus);
     let inventory = await backend.inventory().catch(async (error: unknown) => {
       await backend.close();

@@ -5,7 +5,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, processesPerNodeOf, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
+import { SUBMITTER_ENVIRONMENT_VARIABLES, checkSubmitterEnvironment, withSubmitterEnvironment, describeUnknownTeam, isTeamAdmitted, JOB_ID_PATTERN, JOB_STATUSES, isTerminalJobStatus, parseJobSpecObject, processesPerNodeOf, resolveCheckpointDir, serializeJobSpec } from '@tutti/model';
 import type { JobSpec, JobStatus, NodeInfo, TeamConfig } from '@tutti/model';
 import { checkFeasibility } from '@tutti/scheduler';
 import { InvalidCursorError, JOB_SORT_KEYS } from '@tutti/store';
@@ -144,7 +144,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       validatorCompiler: () => () => true,
     },
     async (request, reply) => {
-      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory(), deps.teams);
+      const spec = acceptableSpec(request.body, request.headers, deps.inventory(), deps.teams);
       const user = submittingUser(request.headers['tutti-user']);
       const job = await store.createJob(spec, deps.now(), user !== undefined ? { user } : {});
       metrics.countSubmission();
@@ -169,7 +169,7 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
       validatorCompiler: () => () => true,
     },
     async (request) => {
-      const spec = acceptableSpec(request.body, request.headers['tutti-submit-dir'], deps.inventory(), deps.teams);
+      const spec = acceptableSpec(request.body, request.headers, deps.inventory(), deps.teams);
       return { valid: true, spec: serializeJobSpec(spec) };
     },
   );
@@ -431,7 +431,8 @@ export async function buildHttpApp(deps: HttpAppDeps): Promise<FastifyInstance> 
  * the HttpProblem a submission gets: every field error with its path, line and column, a team the cluster does not admit
  * (`isTeamAdmitted`, the same answer `tutti sim` gives), or why it cannot fit.
  */
-function acceptableSpec(body: unknown, submitDir: string | string[] | undefined, inventory: readonly NodeInfo[], teams: readonly TeamConfig[]): JobSpec {
+function acceptableSpec(body: unknown, headers: Readonly<Record<string, string | string[] | undefined>>, inventory: readonly NodeInfo[], teams: readonly TeamConfig[]): JobSpec {
+  const submitDir = headers['tutti-submit-dir'];
   const parsed = body instanceof ParsedYamlSpec ? body.result : parseJobSpecObject(body);
   if (!parsed.ok) {
     const first = parsed.errors[0];
@@ -440,7 +441,7 @@ function acceptableSpec(body: unknown, submitDir: string | string[] | undefined,
   }
   const withPaths = resolveCheckpointDir(resolveWorkdir(parsed.value, submitDir));
   if (!withPaths.ok) throw new HttpProblem('invalid_spec', `checkpoint_dir: ${withPaths.errors[0]!.message}`, withPaths.errors);
-  const spec = withPaths.value;
+  const spec = withSubmitterEnvironment(withPaths.value, submitterEnvironment(headers[SUBMIT_ENV_HEADER]));
   if (!isTeamAdmitted(teams, spec.team)) {
     const why = describeUnknownTeam(teams, spec.team);
     throw new HttpProblem('unknown_team', `team: ${why}`, [{ path: 'team', message: why }]);
@@ -448,6 +449,22 @@ function acceptableSpec(body: unknown, submitDir: string | string[] | undefined,
   const feasibility = checkFeasibility(inventory, spec);
   if (!feasibility.ok) throw new HttpProblem('unschedulable', feasibility.message);
   return spec;
+}
+
+/** The submitter's PATH and Python environment (see @tutti/model's submitter-environment.ts), as JSON; the CLI sends it. */
+const SUBMIT_ENV_HEADER = 'tutti-submit-env';
+
+function submitterEnvironment(header: string | string[] | undefined): Record<string, string> {
+  if (header === undefined) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(Array.isArray(header) ? (header[0] ?? '') : header);
+  } catch {
+    throw new HttpProblem('invalid_request', `the ${SUBMIT_ENV_HEADER} header must be a JSON object of the submitter's ${SUBMITTER_ENVIRONMENT_VARIABLES.join(', ')}`);
+  }
+  const checked = checkSubmitterEnvironment(value, `headers.${SUBMIT_ENV_HEADER}`);
+  if (!checked.ok) throw new HttpProblem('invalid_request', `${checked.errors[0]!.path}: ${checked.errors[0]!.message}`, checked.errors);
+  return checked.value;
 }
 
 async function requireJob(store: StateStore, id: string) {

@@ -12,7 +12,7 @@ that list, first, so that in a tutti rank tutti's own variables answer, also ins
     JAX_PROCESS_ID           this process's number              get_process_id()
     JAX_LOCAL_DEVICE_IDS     "1" or "0,1,2,3": this process's GPUs, as numbered within its CUDA_VISIBLE_DEVICES;
                              absent for a CPU-only job          get_local_device_ids() and get_local_process_id()
-    LOCAL_RANK               this process's number on its node  get_local_rank()
+    LOCAL_RANK               this process's number on its node  get_local_rank() (absent for a per-node rank)
     TUTTI_JOB_ID             set in every tutti rank: with JAX_COORDINATOR_ADDRESS, what tells a tutti rank
 
 How it gets loaded: ``sitecustomize.py`` beside this file (the directory tutti puts on the ranks' PYTHONPATH) installs
@@ -103,7 +103,9 @@ def process_id():
 
 
 def local_rank():
-    return _whole_number("LOCAL_RANK", _required("LOCAL_RANK"))
+    """LOCAL_RANK; None where tutti sets none (a per-node rank: the only process of its node, which starts workers)."""
+    value = os.environ.get("LOCAL_RANK", "").strip()
+    return None if value == "" else _whole_number("LOCAL_RANK", value)
 
 
 def local_device_ids():

@@ -81,6 +81,16 @@ describe('renumberForSlurmNodeOrder', () => {
     ]);
   });
 
+  it('with allNodes, puts every node in Slurm\'s order, so that NODE_RANK is SLURM_NODEID', () => {
+    const ranks: RankLaunch[] = [
+      { rank: 0, localRank: 0, nodeRank: 0, node: 'n6', gpus: [0] },
+      { rank: 1, localRank: 0, nodeRank: 1, node: 'n5', gpus: [3] },
+      { rank: 2, localRank: 0, nodeRank: 2, node: 'n4', gpus: [0] },
+    ];
+    const result = renumberForSlurmNodeOrder(ranks, slurmNodeListOrder(ranks.map((r) => r.node)), { allNodes: true });
+    expect('error' in result ? result.error : result.ranks.map((r) => `${r.rank}:${r.node}:${r.nodeRank}`)).toEqual(['0:n4:0', '1:n5:1', '2:n6:2']);
+  });
+
   it('takes Slurm\'s order as given (a node list Slurm printed), and leaves a one-node launch alone', () => {
     expect(renumbered(GANG, expandHostlist('n[2-3]')).ranks[0]?.node).toBe('n2');
     const single = renumbered(GANG.filter((r) => r.node === 'n3'));

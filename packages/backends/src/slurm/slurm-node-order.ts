@@ -12,9 +12,15 @@
  * detection (without JAX_COORDINATOR_ADDRESS) then had every process wait for a coordinator on n4 that never came.
  *
  * The renumbering keeps the placement (every rank's node and GPUs) and changes only the numbers: the job's node that
- * Slurm lists first becomes node rank 0, the other nodes follow in their own node-rank order, and ranks are numbered
- * node by node in that order (within a node in their old order, local ranks 0, 1, … as Slurm's SLURM_LOCALID numbers
- * them). A launch whose rank 0 already runs on that node, numbered node by node, is left as it is.
+ * Slurm lists first becomes node rank 0, the other nodes follow in their own node-rank order (or, with `allNodes`, in
+ * Slurm's order too, so that NODE_RANK is SLURM_NODEID on every node), and ranks are numbered node by node in that
+ * order (within a node in their old order, local ranks 0, 1, … as Slurm's SLURM_LOCALID numbers them). A launch whose
+ * rank 0 already runs on that node, numbered node by node, is left as it is.
+ *
+ * Slurm's order is taken to be its host-name sort (`slurmNodeListOrder`), as Slurm 22.05 on the dev cluster lists and
+ * numbers a step's nodes. Two cases may differ, neither seen here: zero-padded names mixed with unpadded ones of the
+ * same prefix (Slurm's width rules are subtler than `compareSlurmHostNames`), and a site whose topology reorders node
+ * ranks (`TopologyParam=SwitchAsNodeRank`), where SLURM_NODEID may follow the switches while the list stays sorted.
  */
 import type { RankLaunch } from '../execution-backend.ts';
 
@@ -46,7 +52,8 @@ export function compareSlurmHostNames(a: string, b: string): number {
 
 /**
  * `nodes` (each once) in the order Slurm lists them in a job's or step's node list (SLURM_JOB_NODELIST,
- * SLURM_STEP_NODELIST) and numbers them (SLURM_NODEID): sorted by host name as `compareSlurmHostNames` says.
+ * SLURM_STEP_NODELIST), and, on the dev cluster, numbers them (SLURM_NODEID): sorted by host name as
+ * `compareSlurmHostNames` says.
  */
 export function slurmNodeListOrder(nodes: Iterable<string>): string[] {
   return [...new Set(nodes)].sort(compareSlurmHostNames);
@@ -68,10 +75,14 @@ export interface SlurmNodeOrderRenumbering {
 /**
  * Renumbers a launch's ranks so that rank 0 runs on the node of the launch that comes first in `slurmOrder` (the
  * nodes in Slurm's order: `slurmNodeListOrder` of the launch's nodes, or `expandHostlist` of Slurm's own node list),
- * as the file's comment says. Refuses, naming it, a node that `slurmOrder` lacks, a node under two node ranks, and a
+ * as the file's comment says (`allNodes`: every node in Slurm's order). Refuses, naming it, a node that `slurmOrder` lacks, a node under two node ranks, and a
  * rank number given twice.
  */
-export function renumberForSlurmNodeOrder(ranks: readonly RankLaunch[], slurmOrder: readonly string[]): SlurmNodeOrderRenumbering | { error: string } {
+export function renumberForSlurmNodeOrder(
+  ranks: readonly RankLaunch[],
+  slurmOrder: readonly string[],
+  options: { allNodes?: boolean } = {},
+): SlurmNodeOrderRenumbering | { error: string } {
   const byNode = new Map<string, { nodeRank: number; ranks: RankLaunch[] }>();
   const seen = new Set<number>();
   for (const rank of ranks) {
@@ -87,11 +98,9 @@ export function renumberForSlurmNodeOrder(ranks: readonly RankLaunch[], slurmOrd
   if (missing.length > 0) return { error: `node${missing.length === 1 ? '' : 's'} ${missing.join(', ')} of the launch ${missing.length === 1 ? 'is' : 'are'} not in Slurm's node order (${slurmOrder.join(', ') || 'empty'})` };
 
   const nodes = [...byNode.entries()].sort(([, a], [, b]) => a.nodeRank - b.nodeRank);
-  const firstInSlurm = nodes.reduce<(typeof nodes)[number] | undefined>(
-    (best, candidate) => (best === undefined || (position.get(candidate[0]) as number) < (position.get(best[0]) as number) ? candidate : best),
-    undefined,
-  );
-  const newNodeOrder = firstInSlurm === undefined ? [] : [firstInSlurm, ...nodes.filter((entry) => entry !== firstInSlurm)];
+  const inSlurmOrder = [...nodes].sort(([a], [b]) => (position.get(a) as number) - (position.get(b) as number));
+  const firstInSlurm = inSlurmOrder[0];
+  const newNodeOrder = options.allNodes || firstInSlurm === undefined ? inSlurmOrder : [firstInSlurm, ...nodes.filter((entry) => entry !== firstInSlurm)];
 
   const renumbered: RankLaunch[] = [];
   const rankOf = new Map<number, number>();

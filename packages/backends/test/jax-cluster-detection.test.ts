@@ -39,13 +39,17 @@ function writeFiles(root: string, files: Record<string, string>): void {
 }
 
 /**
- * The generations of JAX's cluster API (jax/_src/clusters/cluster.py and jax/_src/distributed.py in JAX's sources):
+ * The generations of JAX's cluster API (jax/_src/clusters/cluster.py, slurm_cluster.py and jax/_src/distributed.py
+ * in JAX's sources):
  * - `0.4.1`: 0.4.1 to 0.4.25. `get_coordinator_address()` takes no argument; auto-detection takes the first
- *   registered environment that is present; JAX reads JAX_COORDINATOR_ADDRESS itself but not JAX_LOCAL_DEVICE_IDS.
- * - `0.4.32`: 0.4.32 to 0.8.0. `get_coordinator_address(timeout_secs=…)`; `cluster_detection_method` picks an
- *   environment by its `name`, auto-detection skips `opt_in_only_method` ones; JAX reads JAX_LOCAL_DEVICE_IDS.
- * - `0.8.1`: 0.8.1 to 0.11 (the newest seen). Also `override_coordinator_port=` (JAX_COORDINATOR_PORT), and
- *   `cluster_detection_method="deactivate"`.
+ *   registered environment that is present; JAX reads JAX_COORDINATOR_ADDRESS itself but not JAX_LOCAL_DEVICE_IDS;
+ *   Slurm is "present" wherever SLURM_JOB_ID is set.
+ * - `0.4.32`: 0.4.36 to 0.8.0 (0.4.26 to 0.4.35 lie between the two). `get_coordinator_address(timeout_secs=…)`
+ *   (0.4.26); `cluster_detection_method` picks an environment by its `name` and auto-detection skips
+ *   `opt_in_only_method` ones (0.4.31); JAX reads JAX_LOCAL_DEVICE_IDS (0.4.32); "deactivate" and detection only
+ *   while an argument is unknown (0.4.36).
+ * - `0.8.1`: 0.8.1 to 0.11 (the newest seen). Also `override_coordinator_port=` (JAX_COORDINATOR_PORT), and Slurm is
+ *   present only where all five of its variables are.
  */
 type JaxGeneration = '0.4.1' | '0.4.32' | '0.8.1';
 const GENERATIONS: JaxGeneration[] = ['0.4.1', '0.4.32', '0.8.1'];
@@ -131,7 +135,7 @@ function writeJaxStandIn(root: string, generation: JaxGeneration, options: { clu
     '',
     '    @classmethod',
     '    def is_env_present(cls):',
-    generation === '0.4.1'
+    generation !== '0.8.1'
       ? '        return "SLURM_JOB_ID" in os.environ'
       : '        return all(v in os.environ for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"))',
     '',
@@ -202,7 +206,7 @@ function writeJaxStandIn(root: string, generation: JaxGeneration, options: { clu
     ...(generation !== '0.4.1'
       ? ['    env_ids = os.environ.get("JAX_LOCAL_DEVICE_IDS")', '    if local_device_ids is None and env_ids:', '        local_device_ids = [int(i) for i in env_ids.split(",")]']
       : []),
-    ...(generation === '0.8.1' ? ['    if cluster_detection_method != "deactivate" and None in (coordinator_address, num_processes, process_id, local_device_ids):'] : ['    if True:']),
+    ...(generation !== '0.4.1' ? ['    if cluster_detection_method != "deactivate" and None in (coordinator_address, num_processes, process_id, local_device_ids):'] : ['    if True:']),
     ...(generation === '0.4.1'
       ? ['        settings = clusters.ClusterEnv.auto_detect_unset_distributed_params(coordinator_address, num_processes, process_id, local_device_ids)']
       : ['        settings = clusters.ClusterEnv.auto_detect_unset_distributed_params(coordinator_address, num_processes, process_id, local_device_ids, cluster_detection_method, initialization_timeout)']),

@@ -14,7 +14,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { closeLeavingNothingRunning, isEnded, startTestServer, waitForJob } from './harness.ts';
 import type { TestServer } from './harness.ts';
 
-const PYTHON = '/usr/bin/python3';
+/** Debian's, or one whose environment has the frameworks (a virtualenv's bin/python in TUTTI_FRAMEWORKS_PYTHON). */
+const PYTHON = process.env.TUTTI_FRAMEWORKS_PYTHON ?? '/usr/bin/python3';
 
 function imports(module: string): boolean {
   try {
@@ -41,7 +42,7 @@ const FRAMEWORKS: Array<{ name: string; module: string; script: string }> = [
 import torch, torch.distributed as dist
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 dist.init_process_group("gloo")
-model = FSDP(torch.nn.Linear(8, 8))
+model = FSDP(torch.nn.Linear(8, 8), device_id=torch.device("cpu"))  # on GPUs: device_id=LOCAL_RANK
 model(torch.randn(4, 8)).sum().backward()
 write_seen({"rank": dist.get_rank(), "world": dist.get_world_size()})
 `,
@@ -89,9 +90,9 @@ describe('frameworks read the ranks\' environment as their own launchers\' (CPU,
     it.skipIf(!available)(`${framework.name}: run: python3 train.py, 2 ranks`, async () => {
       t = await startTestServer({ fakeGpus: '2' });
       await writeFile(path.join(t.scratch, 'train.py'), framework.script);
-      const job = await t.client.submitJob({ name: 'framework', resources: { gpus: 2 }, run: ['python3', 'train.py'], workdir: t.scratch, env: { OUT: t.scratch } });
+      const job = await t.client.submitJob({ name: 'framework', resources: { gpus: 2 }, run: [PYTHON, 'train.py'], workdir: t.scratch, env: { OUT: t.scratch } });
       const done = await waitForJob(t.client, job.id, isEnded, 180_000);
-      expect(done.status, done.end_reason).toBe('succeeded');
+      expect(done.status, done.end_reason ?? '').toBe('succeeded');
       const seen = await Promise.all([0, 1].map(async (rank) => JSON.parse(await readFile(path.join(t!.scratch, `seen-${rank}.json`), 'utf8')) as unknown));
       expect(seen).toEqual([{ rank: 0, world: 2 }, { rank: 1, world: 2 }]);
     }, 240_000);

@@ -4,7 +4,8 @@
  * job (training examples/ddp-torch to the same weights as one process per GPU), the job's own Python environment,
  * torchrun's restart counters through a preemption, and the structured error of a failed rank as the job's reason.
  *
- * Needs Debian's python3-torch (which .ci/run installs; /usr/bin/torchrun comes with it); without it these tests are
+ * Needs Debian's python3-torch (which .ci/run installs; /usr/bin/torchrun comes with it), or the Python of another
+ * torch in TUTTI_TORCH_PYTHON (a virtualenv's bin/python, its torchrun beside it); without one these tests are
  * skipped and say so. The fake GPUs only reserve slots: training runs on CPU with gloo.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -19,8 +20,10 @@ import type { TestServer } from './harness.ts';
 
 const run = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL('../../../examples/ddp-torch/', import.meta.url));
-const PYTHON = '/usr/bin/python3';
-const TORCHRUN = '/usr/bin/torchrun';
+const PYTHON = process.env.TUTTI_TORCH_PYTHON ?? '/usr/bin/python3';
+const TORCHRUN = path.join(path.dirname(PYTHON), 'torchrun');
+/** What a job runs: Debian's through the ranks' system PATH, another one by its path. */
+const [JOB_PYTHON, JOB_TORCHRUN] = PYTHON === '/usr/bin/python3' ? ['python3', 'torchrun'] : [PYTHON, TORCHRUN];
 
 function hasTorch(): boolean {
   try {
@@ -55,14 +58,15 @@ with open(os.path.join(os.environ["OUT"], "env-%s.json" % os.environ.get("RANK",
  * - `own`: a value of its own by design (ports, ids and paths are per job; OMP_NUM_THREADS is the CPUs ÷ the ranks,
  *   where torchrun says 1);
  * - `absent`: not set, by design: TORCHELASTIC_USE_AGENT_STORE tells a worker that torchrun's agent hosts the
- *   rendezvous store; under tutti there is no agent, rank 0 hosts it.
+ *   rendezvous store, and TORCHELASTIC_SIGNALS_TO_HANDLE (torch 2.x) which signals the agent forwards; under tutti
+ *   there is no agent: rank 0 hosts the store, and the stop signal goes to every rank's process group.
  * A torchrun that sets a variable missing here fails the test: then decide what tutti gives for it.
  */
 const TORCHRUN_PARITY: Readonly<Record<string, 'same' | 'own' | 'absent'>> = {
   RANK: 'same', LOCAL_RANK: 'same', WORLD_SIZE: 'same', LOCAL_WORLD_SIZE: 'same', GROUP_RANK: 'same', GROUP_WORLD_SIZE: 'same',
   ROLE_RANK: 'same', ROLE_WORLD_SIZE: 'same', ROLE_NAME: 'same', MASTER_ADDR: 'same', MASTER_PORT: 'own',
   TORCHELASTIC_RESTART_COUNT: 'same', TORCHELASTIC_MAX_RESTARTS: 'same', TORCHELASTIC_RUN_ID: 'own', TORCHELASTIC_ERROR_FILE: 'own',
-  TORCHELASTIC_USE_AGENT_STORE: 'absent', NCCL_ASYNC_ERROR_HANDLING: 'same', TORCH_NCCL_ASYNC_ERROR_HANDLING: 'same', OMP_NUM_THREADS: 'own',
+  TORCHELASTIC_USE_AGENT_STORE: 'absent', TORCHELASTIC_SIGNALS_TO_HANDLE: 'absent', NCCL_ASYNC_ERROR_HANDLING: 'same', TORCH_NCCL_ASYNC_ERROR_HANDLING: 'same', OMP_NUM_THREADS: 'own',
 };
 
 /** What torchrun added to the environment it was started with, per worker (by RANK). */
@@ -112,7 +116,7 @@ describe.skipIf(!TORCH)('frameworks through tutti, beside a real torchrun (CPU, 
     expect([...reference.keys()].sort()).toEqual(['0', '1']);
 
     await writeFile(path.join(t.scratch, 'dump.py'), DUMP_ENV);
-    const job = await t.client.submitJob({ name: 'parity', resources: { gpus: 2 }, run: ['python3', 'dump.py'], workdir: t.scratch, env: { OUT: t.scratch }, max_restarts: 3 });
+    const job = await t.client.submitJob({ name: 'parity', resources: { gpus: 2 }, run: [JOB_PYTHON, 'dump.py'], workdir: t.scratch, env: { OUT: t.scratch }, max_restarts: 3 });
     expect((await waitForJob(t.client, job.id, isEnded, 60_000)).status).toBe('succeeded');
     const envs = await rankEnvs(t.scratch, 2);
     envs.forEach((env, rank) => expectParity(env, reference.get(String(rank))!, `rank ${rank}`));
@@ -143,9 +147,9 @@ describe.skipIf(!TORCH)('frameworks through tutti, beside a real torchrun (CPU, 
   it('runs `torchrun train.py` once per node with launcher: per-node, training to the same weights as one process per GPU', async () => {
     t = await startTestServer({ fakeGpus: '2' });
     const steps = { STEPS: '40', CHECKPOINT_EVERY: '20' };
-    const perGpu = await t.client.submitJob({ name: 'ddp-per-gpu', resources: { gpus: 2 }, run: ['python3', 'train.py'], workdir: EXAMPLE, env: steps });
+    const perGpu = await t.client.submitJob({ name: 'ddp-per-gpu', resources: { gpus: 2 }, run: [JOB_PYTHON, 'train.py'], workdir: EXAMPLE, env: steps });
     const perNode = await t.client.submitJob({
-      name: 'ddp-per-node', resources: { gpus: 2 }, launcher: 'per-node', run: ['torchrun', ...TORCHRUN_WORKAROUND, 'train.py'], workdir: EXAMPLE,
+      name: 'ddp-per-node', resources: { gpus: 2 }, launcher: 'per-node', run: [JOB_TORCHRUN, ...TORCHRUN_WORKAROUND, 'train.py'], workdir: EXAMPLE,
       env: { ...steps, TUTTI_CHECKPOINT_DIR: path.join(t.scratch, 'per-node-checkpoints') },
     });
     const [gpuDone, nodeDone] = [await waitForJob(t.client, perGpu.id, isEnded, 180_000), await waitForJob(t.client, perNode.id, isEnded, 180_000)];
@@ -192,7 +196,7 @@ if attempt == "2":
     sys.exit(3)       # fails: restarted
 `;
     await writeFile(path.join(t.scratch, 'counters.py'), script);
-    const job = await t.client.submitJob({ name: 'counters', resources: { gpus: 1 }, run: ['python3', 'counters.py'], workdir: t.scratch, env: { OUT: t.scratch }, max_restarts: 2, restart_backoff: '0s' });
+    const job = await t.client.submitJob({ name: 'counters', resources: { gpus: 1 }, run: [JOB_PYTHON, 'counters.py'], workdir: t.scratch, env: { OUT: t.scratch }, max_restarts: 2, restart_backoff: '0s' });
     await waitForJob(t.client, job.id, isRunningWithPids, 60_000);
     await waitForFile(path.join(t.scratch, 'counters-1.json'));
     expect(await t.server.controller.preempt(job.id, { message: 'a higher-priority job needs the GPUs' })).toBe('preempting');
@@ -218,7 +222,7 @@ def main():
 
 main()
 `);
-    const job = await t.client.submitJob({ name: 'fails', resources: { gpus: 2 }, run: ['python3', 'fails.py'], workdir: t.scratch });
+    const job = await t.client.submitJob({ name: 'fails', resources: { gpus: 2 }, run: [JOB_PYTHON, 'fails.py'], workdir: t.scratch });
     const done = await waitForJob(t.client, job.id, isEnded, 60_000);
     expect(done.status).toBe('failed');
     expect(done.end_reason).toBe('rank 1 exited with code 1: RuntimeError: the loss is NaN at step 312');

@@ -40,6 +40,10 @@ function findTorchPython(): string | undefined {
 
 const PYTHON = findTorchPython();
 if (!PYTHON) console.warn('[skipped] tutti on Slurm with examples/ddp-torch: no python3 with torch (apt-get install python3-torch)');
+/** Debian 12's torchrun crashes with its default --redirects/--tee (see framework-launchers.test.ts). */
+const TORCHRUN_WORKAROUND = PYTHON && execFileSync(PYTHON, ['-c', 'from torch.distributed.elastic.multiprocessing.api import Std; print(Std.from_str("0") is None)'], { encoding: 'utf8' }).trim() === 'True'
+  ? ['--redirects', '1', '--tee', '1']
+  : [];
 
 let slurmEnv: Record<string, string> = {};
 let t: TestServer | undefined;
@@ -192,6 +196,22 @@ describe.skipIf(!PYTHON)('tutti on Slurm: PyTorch DDP across nodes (real Slurm, 
     }
     expect(await finalDigest(t, submitted.id, 1)).toMatch(/^final weights digest: [0-9a-f]{16}$/);
   }, 240_000);
+
+  it('runs `torchrun train.py` once on each of two nodes with launcher: per-node (2 workers each), to the weights of 2 × 2 ranks started by tutti', async () => {
+    t = await startSlurmServer();
+    const twoByTwo = { ...ddpJob('ddp-per-gpu', { STEPS: '40' }), resources: { gpus: 2 }, run: [PYTHON!, 'train.py'] };
+    const perNode = { ...twoByTwo, name: 'ddp-per-node', launcher: 'per-node', run: ['torchrun', ...TORCHRUN_WORKAROUND, 'train.py'] };
+    const [a, b] = [await t.client.submitJob(twoByTwo), await t.client.submitJob(perNode)];
+    const [perGpuDone, perNodeDone] = [await waitForJob(t.client, a.id, isEnded, 240_000), await waitForJob(t.client, b.id, isEnded, 240_000)];
+    expect([perGpuDone.status, perNodeDone.status], perNodeDone.end_reason ?? '').toEqual(['succeeded', 'succeeded']);
+    // One process per node, on two nodes, holding its node's two GPUs; torchrun started the four workers.
+    expect(perNodeDone.tasks?.map((task) => [task.rank, task.gpus.length])).toEqual([[0, 2], [1, 2]]);
+    expect(new Set(nodesOf(perNodeDone)).size).toBe(2);
+    const digest = async (id: string) => /final weights digest: ([0-9a-f]{16})/.exec(await readFile(`${t!.dataDir}/jobs/${id}/attempt-1/rank-0.log`, 'utf8'))?.[1];
+    const expected = await digest(a.id);
+    expect(expected).toMatch(/^[0-9a-f]{16}$/);
+    expect(await digest(b.id)).toBe(expected);
+  }, 300_000);
 
   it('restarts the gang on the nodes left when one of its nodes dies, from its checkpoint, with the weights of an uninterrupted run', async () => {
     t = await startSlurmServer();

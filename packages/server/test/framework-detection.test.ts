@@ -17,9 +17,9 @@ import type { TestServer } from './harness.ts';
 /** Debian's, or one whose environment has the frameworks (a virtualenv's bin/python in TUTTI_FRAMEWORKS_PYTHON). */
 const PYTHON = process.env.TUTTI_FRAMEWORKS_PYTHON ?? '/usr/bin/python3';
 
-function imports(module: string): boolean {
+function imports(python: string, module: string): boolean {
   try {
-    execFileSync(PYTHON, ['-c', `import ${module}`], { stdio: 'ignore', timeout: 120_000 });
+    execFileSync(python, ['-c', `import ${module}`], { stdio: 'ignore', timeout: 120_000 });
     return true;
   } catch {
     return false;
@@ -34,7 +34,7 @@ def write_seen(seen):
         json.dump(seen, f)
 `;
 
-const FRAMEWORKS: Array<{ name: string; module: string; script: string }> = [
+const FRAMEWORKS: Array<{ name: string; module: string; script: string; python?: string }> = [
   {
     name: 'PyTorch FSDP',
     module: 'torch.distributed.fsdp',
@@ -75,6 +75,18 @@ deepspeed.init_distributed(dist_backend="gloo")
 write_seen({"rank": dist.get_rank(), "world": dist.get_world_size()})
 `,
   },
+  {
+    name: 'JAX',
+    module: 'jax',
+    // Its own Python: JAX and torch rarely share one environment.
+    python: process.env.TUTTI_JAX_PYTHON ?? PYTHON,
+    script: `${WRITE_SEEN}
+import jax
+jax.distributed.initialize()  # no arguments: tutti's cluster detection (packages/backends/python) answers
+write_seen({"rank": jax.process_index(), "world": jax.process_count()})
+jax.distributed.shutdown()
+`,
+  },
 ];
 
 let t: TestServer | undefined;
@@ -85,12 +97,13 @@ afterEach(async () => {
 
 describe('frameworks read the ranks\' environment as their own launchers\' (CPU, gloo; fake GPUs)', () => {
   for (const framework of FRAMEWORKS) {
-    const available = imports(framework.module);
-    if (!available) console.warn(`[skipped] ${framework.name} through tutti: \`import ${framework.module}\` fails with ${PYTHON} on this machine`);
+    const python = framework.python ?? PYTHON;
+    const available = imports(python, framework.module);
+    if (!available) console.warn(`[skipped] ${framework.name} through tutti: \`import ${framework.module}\` fails with ${python} on this machine`);
     it.skipIf(!available)(`${framework.name}: run: python3 train.py, 2 ranks`, async () => {
       t = await startTestServer({ fakeGpus: '2' });
       await writeFile(path.join(t.scratch, 'train.py'), framework.script);
-      const job = await t.client.submitJob({ name: 'framework', resources: { gpus: 2 }, run: [PYTHON, 'train.py'], workdir: t.scratch, env: { OUT: t.scratch } });
+      const job = await t.client.submitJob({ name: 'framework', resources: { gpus: 2 }, run: [python, 'train.py'], workdir: t.scratch, env: { OUT: t.scratch } });
       const done = await waitForJob(t.client, job.id, isEnded, 180_000);
       expect(done.status, done.end_reason ?? '').toBe('succeeded');
       const seen = await Promise.all([0, 1].map(async (rank) => JSON.parse(await readFile(path.join(t!.scratch, `seen-${rank}.json`), 'utf8')) as unknown));

@@ -47,6 +47,7 @@ import {
   signalProcessGroup,
 } from './process-info.ts';
 import { prepareLocalAttempt, readLocalLog, writeLocalStopDeadline } from './attempt-files.ts';
+import { endMpiLaunchers, findOpenMpiRun, killMpiLauncher, startMpiRanks, type OpenMpiRun } from './mpi-run.ts';
 import { trimLog } from './log-trim.ts';
 import {
   PRIVATE_FILE_MODE,
@@ -84,6 +85,11 @@ export interface LocalBackendOptions {
   passEnv?: readonly string[];
   /** The server's environment ranks take their base from. @default process.env */
   serverEnv?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Open MPI's mpirun, which starts the ranks of a `launcher: mpi` job (see mpi-launch.ts): a path, or a name looked
+   * up on the server's PATH, then on the usual system directories. @default 'mpirun'
+   */
+  mpirun?: string;
 }
 
 export interface LocalBackend extends ExecutionBackend {
@@ -158,6 +164,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   let closed = false;
   let inventoryPromise: Promise<LocalInventory> | undefined;
   let supervisorPromise: Promise<string> | undefined;
+  /** Open MPI's mpirun, found once, on the first `launcher: mpi` launch. */
+  let mpirunPromise: Promise<OpenMpiRun> | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
   let stopsInFlight = 0;
 
@@ -179,6 +187,9 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     record.exit = full;
     watched.delete(record.key);
     killLeftovers(record.process);
+    // The last rank of an attempt mpirun started: mpirun must not outlive it (see mpi-run.ts).
+    const { jobId, attempt } = record.handle;
+    if (![...watched.values()].some((r) => r.handle.jobId === jobId && r.handle.attempt === attempt)) endMpiLaunchers(dataDir, [{ jobId, ...(attempt !== undefined ? { attempt } : {}) }]).catch(() => undefined);
     if (!record.silent) {
       for (const listener of listeners) {
         try {
@@ -471,6 +482,61 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     await drainProcessGroups(started.map((r) => r.process.pid));
   }
 
+  // ---- launcher: mpi ---------------------------------------------------------------------------------------------
+
+  /** A rank's environment as `spawnRank` computes it, for ranks that mpirun starts. */
+  function mpiRankEnvironment(context: SpawnContext, rank: RankLaunch, files: RankFiles): Record<string, string> {
+    const { request } = context;
+    return computeRankEnvironment({
+      jobId: request.jobId, jobName: request.jobName, ranks: request.ranks, rank, launcher: 'mpi',
+      masterAddr: address, masterPort: context.masterPort, coordinatorPort: context.coordinatorPort,
+      logPath: files.log, errorFile: files.error, base: baseEnv, jobEnv: request.env,
+      ...(context.pythonEnv !== undefined ? { pythonEnv: context.pythonEnv } : {}),
+      ...(request.runtimeEnv !== undefined ? { runtimeEnv: request.runtimeEnv } : {}),
+      ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
+      ...(request.restarts !== undefined ? { restarts: request.restarts } : {}),
+      ...(request.preemptions !== undefined ? { preemptions: request.preemptions } : {}),
+      cpus: request.cpus ?? os.availableParallelism(),
+      pythonHelpersDir: PYTHON_HELPERS_DIR,
+    });
+  }
+
+  /**
+   * `launcher: mpi`: mpirun starts the ranks (mpi-run.ts), each as a rank supervisor of its own, which is then
+   * watched as an adopted rank is (polled: its parent is mpirun, not this process).
+   */
+  async function launchThroughMpirun(context: SpawnContext): Promise<RankHandle[]> {
+    const { request } = context;
+    mpirunPromise ??= findOpenMpiRun(options.mpirun ?? 'mpirun', process.env.PATH, nodeName).catch((error: unknown) => {
+      mpirunPromise = undefined;
+      throw error;
+    });
+    const mpirun = await mpirunPromise;
+    const ranks = [...request.ranks].sort((a, b) => a.rank - b.rank).map((rank) => {
+      const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
+      return { rank: rank.rank, env: mpiRankEnvironment(context, rank, files), files };
+    });
+    const started = await startMpiRanks({
+      dataDir, jobId: request.jobId, ...(request.attempt !== undefined ? { attempt: request.attempt } : {}), nodeName, mpirun,
+      supervisor: context.supervisor, command: context.argv, cwd: context.cwd, ranks, spawnProcess,
+    });
+    ensureOpen('launch');
+    const startedAt = now();
+    const records = started.map(({ rank, pid, pidStartTime }): WatchedRank => {
+      const files = rankFiles(dataDir, request.jobId, rank, request.attempt);
+      const rankProcess: LocalRankRef = { pid, pidStartTime, logPath: files.log, host };
+      const handle: RankHandle = {
+        backend: LOCAL_BACKEND_KIND, jobId: request.jobId, rank, node: nodeName,
+        ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
+        startedAt, ref: localRankRef(rankProcess),
+      };
+      return { key: keyOf(request.jobId, rank), handle, process: rankProcess, files, killedByStop: false, silent: false, waiters: [] };
+    });
+    for (const record of records) watched.set(record.key, record);
+    reschedulePoll();
+    return records.map((r) => r.handle);
+  }
+
   /** A second launch of a running job would overwrite its status files and lose track of its ranks. */
   function assertNotRunning(request: LaunchRequest): void {
     const running = request.ranks.find((r) => watched.has(keyOf(request.jobId, r.rank)));
@@ -506,6 +572,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const argv = request.run.kind === 'shell' ? [SHELL, '-c', request.run.command] : request.run.argv;
     const pythonEnv = request.pythonEnv === undefined ? undefined : pythonEnvironmentAt(request.pythonEnv);
     const context: SpawnContext = { request, supervisor, argv, cwd, masterPort, coordinatorPort, ...(pythonEnv ? { pythonEnv } : {}) };
+    if (request.launcher === 'mpi') return launchThroughMpirun(context);
     const started: WatchedRank[] = [];
     const failure: { error?: Error } = {};
     try {
@@ -563,6 +630,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
         throw new Error('the local backend was closed before the stopped ranks had exited');
       }
       await drainProcessGroups(pending.map((r) => r.process.pid));
+      // The ranks of a `launcher: mpi` job are over: so must their mpirun be.
+      await endMpiLaunchers(dataDir, pending.map((r) => r.handle));
     } finally {
       stopsInFlight--;
       clearInterval(keepAlive);
@@ -626,8 +695,10 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     async findStarted(jobId, attempt, ranks) {
       ensureOpen('find started ranks');
       if (!isSafeJobId(jobId)) return [];
-      const found = await Promise.all(ranks.filter((r) => r.node === nodeName).map((r) => findStartedRank(jobId, attempt, r.rank)));
-      return found.filter((handle) => handle !== undefined);
+      const found = (await Promise.all(ranks.filter((r) => r.node === nodeName).map((r) => findStartedRank(jobId, attempt, r.rank)))).filter((handle) => handle !== undefined);
+      // A gang launched anew must not meet ranks an mpirun still starting the old one starts later.
+      if (found.length < ranks.length) await killMpiLauncher(dataDir, jobId, attempt);
+      return found;
     },
     async prepareAttempt(request) {
       ensureOpen('prepare an attempt');

@@ -47,7 +47,7 @@ import {
   signalProcessGroup,
 } from './process-info.ts';
 import { prepareLocalAttempt, readLocalLog, writeLocalStopDeadline } from './attempt-files.ts';
-import { endMpiLaunchers, findOpenMpiRun, killMpiLauncher, startMpiRanks, type OpenMpiRun } from './mpi-run.ts';
+import { endMpiLaunchers, findOpenMpiRun, killMpiLauncher, readMpirunFailure, startMpiRanks, type OpenMpiRun } from './mpi-run.ts';
 import { trimLog } from './log-trim.ts';
 import {
   PRIVATE_FILE_MODE,
@@ -179,7 +179,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   function finish(record: WatchedRank, exit: Omit<RankExit, 'jobId' | 'rank'>): void {
     if (record.exit !== undefined || closed) return;
     // A failed rank may have said why (torch's @record writes it as the process dies): read before anyone reports it.
-    const error = !exit.lost && exit.exitCode !== 0 ? readRankErrorFileSync(record.files.error) : undefined;
+    // Under mpirun, what mpirun said (an MPI_Abort of some rank, which made mpirun kill the others) when the rank did not.
+    const error = !exit.lost && exit.exitCode !== 0 ? readRankErrorFileSync(record.files.error) ?? readMpirunFailure(dataDir, record.handle.jobId, record.handle.attempt) : undefined;
     const full: RankExit = {
       jobId: record.handle.jobId, rank: record.handle.rank, ...exit, ...(error !== undefined ? { error } : {}),
       ...(record.handle.attempt !== undefined ? { attempt: record.handle.attempt } : {}),

@@ -3,7 +3,7 @@
  * (mpi-launch.ts makes them), starts mpirun under the rank supervisor and waits until it has started every rank, and
  * ends the launcher once a stop has ended the ranks. See mpi-launch.ts for the process tree and why it is so.
  */
-import { accessSync, closeSync, constants as fsConstants, openSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
@@ -244,4 +244,20 @@ export async function endMpiLaunchers(dataDir: string, ranks: ReadonlyArray<{ jo
 export async function killMpiLauncher(dataDir: string, jobId: string, attempt: number): Promise<void> {
   const launcher = await findMpiLauncher(dataDir, jobId, attempt);
   if (launcher !== undefined) signalProcessGroup(launcher, 'SIGKILL');
+}
+
+/**
+ * What mpirun said went wrong with an attempt it launched, when it said something: the first of its boxed messages
+ * ("MPI_ABORT was invoked on rank 1 in communicator MPI_COMM_WORLD with errorcode 3. …"), in one line. A failed rank's
+ * exit carries it, so that the job's failure reason tells why mpirun killed the other ranks too. Undefined for an
+ * attempt mpirun did not launch, or about which it said nothing of the kind.
+ */
+export function readMpirunFailure(dataDir: string, jobId: string, attempt: number | undefined): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(attemptDirectory(dataDir, jobId, attempt), MPI_ATTEMPT_FILES.launcherLog), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return /^-{10,}$/m.test(text) ? summarizeMpirunOutput(text) : undefined;
 }

@@ -52,7 +52,9 @@ import { createSlurmRestControl, readSlurmJwtKey } from './slurm-rest.ts';
 import { toNodeInfo, type SlurmNode } from './slurm-nodes.ts';
 import { makeSlurmRankShim } from './slurm-rank-shim.ts';
 import { SLURM_BACKEND_KIND, readSlurmRankRef, slurmRankRef } from './slurm-rank-ref.ts';
-import { SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, isBlockLayout, makeSlurmSubmission, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile } from './slurm-submission.ts';
+import {
+  SLURM_ATTEMPT_FILES, SLURM_RANK_FILES, chooseSlurmMpiPlugin, isBlockLayout, makeSlurmSubmission, parseSrunMpiList, slurmJobLayout, slurmJobName, slurmJobNamePrefix, slurmRankFile,
+} from './slurm-submission.ts';
 
 export interface SlurmBackendOptions {
   /** Where jobs' files live: on a file system every node sees at the same path. Must be the same after a restart. */
@@ -94,6 +96,11 @@ export interface SlurmBackendOptions {
    * ending in `*` (`tutti up --pass-env`). Slurm passes down the control plane's environment; the rest is dropped.
    */
   passEnv?: readonly string[];
+  /**
+   * Slurm's MPI plugin for `launcher: mpi` jobs (`srun --mpi=<plugin>`: `pmix`, `pmi2`, …). @default pmix, else pmi2,
+   * of what `srun --mpi=list` offers, asked once
+   */
+  mpi?: string;
 }
 
 /** How to reach slurmrestd: its URL, the Slurm user jobs run as, and a token or the key to mint tokens with. */
@@ -408,6 +415,30 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     return pythonHelpersPromise;
   }
 
+  /** Slurm's MPI plugin for `launcher: mpi`: the option's, else chosen once from `srun --mpi=list`. */
+  let mpiPluginPromise: Promise<string> | undefined;
+  function slurmMpiPlugin(jobId: string): Promise<string> {
+    if (options.mpi !== undefined) return Promise.resolve(options.mpi);
+    mpiPluginPromise ??= cli.run('srun', ['--mpi=list']).then(
+      (output) => {
+        const offered = parseSrunMpiList(output);
+        const plugin = chooseSlurmMpiPlugin(offered);
+        if (plugin === undefined) {
+          throw new LaunchError('SpawnFailed', `launcher: mpi needs an MPI plugin in Slurm (pmix or pmi2), and \`srun --mpi=list\` offers only ${offered.join(', ') || 'none'}: build Slurm with PMIx, or name the plugin to use (the Slurm backend's mpi option)`);
+        }
+        return plugin;
+      },
+      (error: unknown) => {
+        throw new LaunchError('SpawnFailed', `launcher: mpi: could not ask Slurm for its MPI plugins (srun --mpi=list): ${error instanceof Error ? error.message : String(error)}; name the plugin to use (the Slurm backend's mpi option)`, { cause: error });
+      },
+    );
+    // A failed look is asked again at the next MPI launch; the error names the job that met it.
+    return mpiPluginPromise.catch((error: unknown) => {
+      mpiPluginPromise = undefined;
+      throw error instanceof LaunchError ? new LaunchError(error.code, `cannot launch job ${jobId}: ${error.message}`, { cause: error }) : error;
+    });
+  }
+
   async function launch(request: LaunchRequest): Promise<RankHandle[]> {
     ensureOpen('launch');
     const problems = verifyLaunchRequest(request);
@@ -431,6 +462,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
     const placedBySlurm = options.placement === 'slurm' && isBlockLayout(layout, request.ranks);
     const partition = team?.partition ?? options.partition;
     const gpuType = slurmGpuType(first, request);
+    const mpiPlugin = request.launcher === 'mpi' ? await slurmMpiPlugin(request.jobId) : undefined;
     const submission = makeSlurmSubmission({
       request, layout, jobName, attemptDir,
       workdir: request.workdir ?? jobDirectory(dataDir, request.jobId),
@@ -439,6 +471,7 @@ export function createSlurmBackend(options: SlurmBackendOptions): SlurmBackend {
       ...(team?.account !== undefined ? { account: team.account } : {}),
       ...(request.timeLimitMs !== undefined ? { timeLimitMs: request.timeLimitMs } : {}),
       placedBySlurm,
+      ...(mpiPlugin !== undefined ? { mpiPlugin } : {}),
     });
     const pythonHelpersDir = await ensurePythonHelpers();
     const shim = makeSlurmRankShim({

@@ -9,6 +9,10 @@
  *
  * The batch script `exec`s srun, so the job's only processes besides the ranks are srun's: a stop signals the step
  * (`scancel --signal`, not `--full`), the ranks' handlers decide how they end, and the job ends when they have.
+ *
+ * `launcher: mpi`: the same srun with `--mpi=<plugin>` (pmix, else pmi2: what the site's Slurm offers, see
+ * `chooseSlurmMpiPlugin`), so that Slurm's MPI plugin serves the ranks' `MPI_Init` as mpirun would (Open MPI finds it
+ * by the PMIX_* variables the shim keeps); task r is MPI's rank r as it is tutti's.
  */
 import type { LaunchRequest, RankLaunch } from '../execution-backend.ts';
 import { quoteForShell } from './slurm-rank-shim.ts';
@@ -87,6 +91,8 @@ export interface SlurmSubmissionInput {
    * same ranks on every node, ranks of node rank i numbered i × K … i × K + K − 1 (`isBlockLayout`).
    */
   placedBySlurm?: boolean;
+  /** Slurm's MPI plugin for a `launcher: mpi` request (`srun --mpi=<plugin>`); required for one. */
+  mpiPlugin?: string;
 }
 
 /** Whether a layout is what Slurm's block distribution makes: K ranks on every node, numbered node by node. */
@@ -138,6 +144,7 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
   const srun = [
     'srun', ...(placedBySlurm ? ['--distribution=block', `--ntasks-per-node=${tasksPerNode}`] : ['--distribution=arbitrary']),
     `--ntasks=${layout.nodeOfRank.length}`, '--kill-on-bad-exit=0', '--input=none',
+    ...(request.launcher === 'mpi' && input.mpiPlugin !== undefined ? [`--mpi=${input.mpiPlugin}`] : []),
     '--open-mode=append', `--output=${file(SLURM_RANK_FILES.log.replace('{rank}', '%t'))}`,
     ...(gres !== undefined ? [`--gres=${gres}`] : []),
     '/bin/sh', file(SLURM_ATTEMPT_FILES.shim), ...command,
@@ -164,4 +171,29 @@ export function makeSlurmSubmission(input: SlurmSubmissionInput): SlurmSubmissio
     batchScript,
   };
   return { job, hostFile: `${layout.nodeOfRank.join('\n')}\n` };
+}
+
+/** The MPI plugins `srun --mpi=list` names: the indented lines under "MPI plugin types are...". */
+export function parseSrunMpiList(output: string): string[] {
+  const lines = output.split('\n');
+  const start = lines.findIndex((line) => /MPI plugin types are/i.test(line));
+  if (start < 0) return [];
+  const plugins: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    const match = /^\s+(\S+)\s*$/.exec(line);
+    if (!match) break;
+    plugins.push(match[1] as string);
+  }
+  return plugins;
+}
+
+/**
+ * The plugin a `launcher: mpi` job's srun uses, of those Slurm offers: pmix (what Open MPI 4 and later, MPICH and
+ * Intel MPI take), else pmi2; undefined when it offers neither (`none`, `cray_shasta` do not start an MPI job here).
+ */
+export function chooseSlurmMpiPlugin(plugins: readonly string[]): string | undefined {
+  if (plugins.includes('pmix')) return 'pmix';
+  const versioned = plugins.find((p) => /^pmix_v\d+$/.test(p));
+  if (versioned !== undefined) return versioned;
+  return plugins.includes('pmi2') ? 'pmi2' : undefined;
 }

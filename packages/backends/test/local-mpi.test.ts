@@ -23,7 +23,7 @@ import {
   type LocalBackend,
   type RankHandle,
 } from '@tutti/backends';
-import { MPI_ATTEMPT_FILES } from '../src/local/mpi-launch.ts';
+import { MPI_ATTEMPT_FILES, makeMpiRankScript, mpiHostFile, mpirunArgs, parseOpenMpiVersion, splitRankEnvironments, summarizeMpirunOutput } from '../src/local/mpi-launch.ts';
 import { describeExecutionBackendConformance, recordExits, sleep, waitUntil, type ConformanceHarness } from './execution-backend-conformance.ts';
 
 function hasMpirun(): boolean {
@@ -220,5 +220,78 @@ describe.skipIf(!MPIRUN)('local backend, launcher: mpi (Open MPI mpirun)', () =>
       expect((error as LaunchError).message).toMatch(/launcher: mpi needs Open MPI's mpirun on node box.*apt-get install openmpi-bin/);
       expect(statSync(join(dataDir)).isDirectory()).toBe(true);
     });
+  });
+});
+
+describe('mpi-launch.ts: the host file, mpirun\'s arguments and the rank script (pure)', () => {
+  it('gives mpirun one slot per rank on this machine', () => {
+    expect(mpiHostFile(4)).toBe('localhost slots=4\n');
+  });
+
+  it('reads Open MPI\'s version from mpirun --version, and nothing from another MPI\'s', () => {
+    expect(parseOpenMpiVersion('mpirun (Open MPI) 4.1.4\n\nReport bugs to http://www.open-mpi.org/community/help/\n')).toEqual({ major: 4, minor: 1, text: '4.1.4' });
+    expect(parseOpenMpiVersion('mpirun (Open MPI) 5.0.3rc1\n')).toEqual({ major: 5, minor: 0, text: '5.0.3rc1' });
+    expect(parseOpenMpiVersion('HYDRA build details:\n    Version:                                 4.0.2\n')).toBeUndefined();
+  });
+
+  it('runs the rank script under mpirun unbound, without stdin, leaving a failed rank\'s peers to tutti; as root only when root', () => {
+    const base = { hostFile: '/d/mpi-hostfile', ranks: 4, rankScript: '/d/mpi-rank.sh', command: ['python3', 'train.py', '--lr', '0.1'], openMpiMajor: 4 };
+    expect(mpirunArgs({ ...base, asRoot: false })).toEqual([
+      '--hostfile', '/d/mpi-hostfile', '-np', '4', '--bind-to', 'none', '--stdin', 'none', '--mca', 'orte_abort_on_non_zero_status', '0',
+      '/bin/sh', '/d/mpi-rank.sh', 'python3', 'train.py', '--lr', '0.1',
+    ]);
+    expect(mpirunArgs({ ...base, asRoot: true })[0]).toBe('--allow-run-as-root');
+    // Open MPI 5 (PRRTE) has no ORTE settings.
+    expect(mpirunArgs({ ...base, asRoot: false, openMpiMajor: 5 })).not.toContain('--mca');
+  });
+
+  it('puts what every rank has alike in mpirun\'s environment, and what differs, or some rank lacks, in each rank\'s own', () => {
+    const { common, perRank } = splitRankEnvironments([
+      { PATH: '/bin', WORLD_SIZE: '2', RANK: '0', ONLY_ZERO: 'x' },
+      { PATH: '/bin', WORLD_SIZE: '2', RANK: '1' },
+    ]);
+    expect(common).toEqual({ PATH: '/bin', WORLD_SIZE: '2' });
+    expect(perRank).toEqual([{ RANK: '0', ONLY_ZERO: 'x' }, { RANK: '1' }]);
+    expect(splitRankEnvironments([{ A: '1' }])).toEqual({ common: { A: '1' }, perRank: [{}] });
+  });
+
+  it('writes a rank script that picks its rank by OMPI_COMM_WORLD_RANK, refuses one the job has not, and becomes the rank supervisor', () => {
+    const script = makeMpiRankScript({
+      jobId: 'job-7', attempt: 2, supervisor: '/data/bin/rank-supervisor.sh',
+      ranks: [0, 1].map((rank) => ({ rank, env: { RANK: String(rank), QUOTED: `it's "${rank}"`, 'BAD-NAME': 'x' }, files: { log: `/a dir/rank-${rank}.log`, pid: `/a dir/rank-${rank}.pid`, exit: `/a dir/rank-${rank}.exit` } })),
+    });
+    expect(script).toContain('case "${OMPI_COMM_WORLD_RANK-}" in');
+    expect(script).toContain(`  1)\n    export RANK='1' QUOTED='it'\\''s "1"'\n    tutti_log='/a dir/rank-1.log' tutti_pid='/a dir/rank-1.pid' tutti_exit='/a dir/rank-1.exit' ;;`);
+    expect(script).not.toContain('BAD-NAME');
+    expect(script).toMatch(/\*\) echo "tutti: mpirun started rank .*(ranks 0-1).*exit 70 ;;/);
+    expect(script.trimEnd().split('\n').slice(-2)).toEqual(['exec >>"$tutti_log" 2>&1', `exec /bin/sh '/data/bin/rank-supervisor.sh' "$tutti_pid" "$tutti_exit" "$@"`]);
+    // Run by sh for a rank the job has not, it says so and exits 70 before touching any file.
+    const refused = (() => {
+      try {
+        execFileSync('/bin/sh', ['-c', script, 'mpi-rank.sh', 'true'], { env: { OMPI_COMM_WORLD_RANK: '5', PATH: '/usr/bin:/bin' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        return undefined;
+      } catch (error) {
+        return error as { status: number; stderr: string };
+      }
+    })();
+    expect(refused?.status).toBe(70);
+    expect(refused?.stderr).toBe("tutti: mpirun started rank '5', which job job-7 does not have (ranks 0-1): is this Open MPI's mpirun?\n");
+  });
+
+  it('tells what mpirun said in one line: the first paragraph of its first boxed message, else its last lines', () => {
+    const slots = [
+      '--------------------------------------------------------------------------',
+      'There are not enough slots available in the system to satisfy the 5',
+      'slots that were requested by the application:',
+      '',
+      '  /bin/true',
+      '',
+      'Either request fewer slots for your application, or make more slots',
+      '--------------------------------------------------------------------------',
+    ].join('\n');
+    expect(summarizeMpirunOutput(slots)).toBe('There are not enough slots available in the system to satisfy the 5 slots that were requested by the application:');
+    expect(summarizeMpirunOutput('a\nb\n\nc\nd\n')).toBe('b c d');
+    expect(summarizeMpirunOutput('  \n')).toBeUndefined();
+    expect(summarizeMpirunOutput(`---------------\n${'x'.repeat(500)}\n---------------\n`, 20)).toBe(`${'x'.repeat(17)}...`);
   });
 });

@@ -521,7 +521,6 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       dataDir, jobId: request.jobId, ...(request.attempt !== undefined ? { attempt: request.attempt } : {}), nodeName, mpirun,
       supervisor: context.supervisor, command: context.argv, cwd: context.cwd, ranks, spawnProcess,
     });
-    ensureOpen('launch');
     const startedAt = now();
     const records = started.map(({ rank, pid, pidStartTime }): WatchedRank => {
       const files = rankFiles(dataDir, request.jobId, rank, request.attempt);

@@ -4,12 +4,16 @@
  * initializes under it with no mpirun — each task MPI's rank as it is tutti's.
  *
  * What works here: pmix. Debian's Open MPI has no PMI-2 client (only PMIx), so under `--mpi=pmi2` MPI_Init fails
- * ("OMPI was not built with SLURM's PMI support"). Across two of the dev cluster's virtual nodes pmix needs each node
- * to have its own TmpFS: Slurm's pmix plugin makes `<TmpFS>/spmix_appdir_<uid>_<job>.<step>` on every node of a step,
- * and the virtual nodes share this machine's /tmp, so the second node's slurmstepd fails ("Cannot create directory
- * …: File exists") and the step never starts. A real cluster has a /tmp per node; on the dev cluster, slurm.conf's
- * `TmpFS=<dir>/%n` would give each its own. The 2-node test runs where the cluster's TmpFS has `%n`, and is skipped,
- * saying so, where it has not.
+ * ("OMPI was not built with SLURM's PMI support"). Across two of the dev cluster's virtual nodes, which share this
+ * machine's file systems and hostname (only their network is their own), two more things are needed, neither on a
+ * real cluster:
+ * - each node its own TmpFS: Slurm's pmix plugin makes `<TmpFS>/spmix_appdir_<uid>_<job>.<step>` on every node of a
+ *   step, so with one /tmp the second node's slurmstepd fails ("Cannot create directory …: File exists") and the step
+ *   never starts. slurm.conf's `TmpFS=<dir>/%n` (the directories made) gives each its own;
+ * - Open MPI without its shared-memory transport (`OMPI_MCA_btl=self,tcp`): ranks of the two "nodes" otherwise meet in
+ *   one /dev/shm under one hostname and crash in `mca_btl_vader` (segmentation fault in MPI_Comm_dup).
+ * Checked on a private 2-node copy of the dev cluster with `TmpFS=<dir>/%n`: 2 nodes × 2 ranks through the backend
+ * then pass. The dev cluster's slurm.conf has no TmpFS, so the 2-node test is skipped, saying so, until it has.
  *
  * Partition `two` (n2, n3), as slurm-dev-cluster.test.ts (see slurm-cluster.ts). Needs root, as CI has, and Open MPI
  * with mpi4py (Debian: openmpi-bin, python3-mpi4py, which .ci/run installs): skipped, saying so, without them.
@@ -79,12 +83,12 @@ describe.skipIf(!PYTHON)('launcher: mpi on the Slurm backend (srun --mpi, real S
   const ranksOn = (nodes: readonly string[], perNode: number): RankLaunch[] =>
     nodes.flatMap((node, nodeRank) => Array.from({ length: perNode }, (_, localRank) => ({ rank: nodeRank * perNode + localRank, localRank, nodeRank, node, gpus: [] })));
 
-  async function runHello(name: string, ranks: RankLaunch[]): Promise<string[]> {
+  async function runHello(name: string, ranks: RankLaunch[], env: Record<string, string> = {}): Promise<string[]> {
     const slurm = backend(name);
     try {
       const exits = recordExits(slurm);
       const jobId = `${name}-${process.pid}`;
-      const request: LaunchRequest = { jobId, jobName: name, workdir: scratch, env: {}, attempt: 1, launcher: 'mpi', run: { kind: 'argv', argv: [PYTHON as string, path.join(scratch, 'mpi_hello.py')] }, ranks };
+      const request: LaunchRequest = { jobId, jobName: name, workdir: scratch, env, attempt: 1, launcher: 'mpi', run: { kind: 'argv', argv: [PYTHON as string, path.join(scratch, 'mpi_hello.py')] }, ranks };
       await slurm.launch(request);
       expect((await exits.waitFor(jobId, ranks.length)).map((e) => e.exitCode)).toEqual(ranks.map(() => 0));
       const dir = attemptDirectory(path.join(scratch, name), jobId, 1);
@@ -119,11 +123,12 @@ describe.skipIf(!PYTHON)('launcher: mpi on the Slurm backend (srun --mpi, real S
 
   it('the same on 2 nodes × 2 ranks', async (context) => {
     if (!perNodeTmpFs) {
-      const why = 'launcher: mpi on 2 Slurm nodes skipped: the dev cluster\'s virtual nodes share one /tmp (slurm.conf TmpFS has no %n), where Slurm\'s pmix plugin makes one spmix_appdir_<uid>_<job>.<step> per node, so the second node fails with "File exists"; set TmpFS=<dir>/%n in scripts/slurm-dev-cluster.sh to run it';
+      const why = 'launcher: mpi on 2 Slurm nodes skipped: the dev cluster\'s virtual nodes share one /tmp (slurm.conf TmpFS has no %n), where Slurm\'s pmix plugin makes one spmix_appdir_<uid>_<job>.<step> per node, so the second node fails with "File exists"; set TmpFS=<dir>/%n (and make the directories) in scripts/slurm-dev-cluster.sh to run it';
       console.warn(`[skipped] ${why}`);
       context.skip(why);
     }
-    const logs = await runHello('mpi-two-nodes', ranksOn(['n2', 'n3'], 2));
+    // The virtual nodes share /dev/shm and the hostname: Open MPI's shared-memory transport would mix the two nodes.
+    const logs = await runHello('mpi-two-nodes', ranksOn(['n2', 'n3'], 2), { OMPI_MCA_btl: 'self,tcp' });
     expect(logs).toEqual([0, 1, 2, 3].map((rank) => `hello from MPI rank ${rank} of 4 on ${rank < 2 ? 'n2' : 'n3'}: sum of ranks 6, RANK=${rank}, LOCAL_RANK=${rank % 2}`));
   }, 120_000);
 });

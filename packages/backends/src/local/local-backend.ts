@@ -111,6 +111,11 @@ const ROLLBACK_WAIT_MS = 10_000;
  * SIGKILLed child can outlive its supervisor by a few milliseconds, and a zombie nobody reaps would hold it forever.
  */
 const GROUP_DRAIN_MS = 2_000;
+/**
+ * How often ranks that mpirun started are checked at most: no exit event tells of them (they are mpirun's children),
+ * and a rank's end is what the control plane acts on (the job's end, stopping a failed rank's peers).
+ */
+const MPI_RANK_POLL_MS = 100;
 
 /** A rank this instance watches: one it spawned (`child` set) or one it adopted (polled). */
 interface WatchedRank {
@@ -120,6 +125,8 @@ interface WatchedRank {
   process: LocalRankRef;
   files: RankFiles;
   child?: ChildProcess;
+  /** Started by mpirun for this instance (`launcher: mpi`): polled at least every MPI_RANK_POLL_MS. */
+  startedByMpirun?: boolean;
   /** stop() sent SIGKILL: a death without a status file is then our kill, not a loss. */
   killedByStop: boolean;
   /** Part of a launch that was rolled back: its exit is not reported (the launch never returned it). */
@@ -254,7 +261,8 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
   function schedulePoll(): void {
     if (closed || pollTimer !== undefined) return;
     if (![...watched.values()].some((r) => r.child === undefined)) return;
-    const delay = stopsInFlight > 0 ? Math.min(pollIntervalMs, STOP_POLL_MS) : pollIntervalMs;
+    const mpiRanks = [...watched.values()].some((r) => r.startedByMpirun === true);
+    const delay = stopsInFlight > 0 ? Math.min(pollIntervalMs, STOP_POLL_MS) : mpiRanks ? Math.min(pollIntervalMs, MPI_RANK_POLL_MS) : pollIntervalMs;
     pollTimer = setTimeout(() => {
       pollTimer = undefined;
       pollAdopted();
@@ -530,7 +538,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
         ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
         startedAt, ref: localRankRef(rankProcess),
       };
-      return { key: keyOf(request.jobId, rank), handle, process: rankProcess, files, killedByStop: false, silent: false, waiters: [] };
+      return { key: keyOf(request.jobId, rank), handle, process: rankProcess, files, startedByMpirun: true, killedByStop: false, silent: false, waiters: [] };
     });
     for (const record of records) watched.set(record.key, record);
     reschedulePoll();

@@ -149,7 +149,10 @@ export async function startMpiRanks(input: StartMpiRanksInput): Promise<StartedM
   };
   const fail = async (why: string): Promise<never> => {
     signalProcessGroup(launcher, 'SIGKILL');
-    for (const rank of started.values()) signalProcessGroup(rank.pid, 'SIGKILL');
+    for (const rank of started.values()) {
+      // A rank that is not a group leader (the check below) is killed by its pid.
+      if (!signalProcessGroup(rank.pid, 'SIGKILL') && isProcessAlive(rank.pid, rank.pidStartTime)) killProcess(rank.pid);
+    }
     await waitForGroupsToGo([launcher, ...[...started.values()].map((r) => r.pid)], 10_000);
     const output = await readFile(launcherLog, 'utf8').catch(() => '');
     const said = summarizeMpirunOutput(output);
@@ -175,6 +178,14 @@ export async function startMpiRanks(input: StartMpiRanksInput): Promise<StartedM
     if (gone) return fail(spawnError ? spawnError.message : `it exited having started ${started.size} of them`);
     if (performance.now() > deadline) return fail(`it had started ${started.size} of them after ${Math.round((input.startTimeoutMs ?? MPI_START_TIMEOUT_MS) / 1000)} s`);
     await new Promise((resolve) => setTimeout(resolve, START_POLL_MS));
+  }
+}
+
+function killProcess(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone meanwhile
   }
 }
 

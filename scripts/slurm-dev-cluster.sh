@@ -88,6 +88,9 @@ write_config() {
     echo "AuthAltParameters=jwt_key=$DIR/etc/jwt.key"
     echo "StateSaveLocation=$DIR/state"
     echo "SlurmdSpoolDir=$DIR/spool/%n"
+    # Each virtual node a temporary directory of its own, as each machine of a site has: Slurm's pmix plugin (srun
+    # --mpi=pmix, tutti's launcher: mpi) makes a per-step directory there on every node, which would collide in one /tmp.
+    echo "TmpFS=$DIR/tmp/%n"
     echo "SlurmctldPidFile=$DIR/run/slurmctld.pid"
     echo "SlurmdPidFile=$DIR/run/slurmd-%n.pid"
     echo "SlurmctldLogFile=$DIR/log/slurmctld.log"
@@ -137,7 +140,7 @@ write_config() {
   : > "$DIR/etc/gres.conf"
   for i in $(seq 1 "$NODES"); do
     local n; n=$(node_name "$i")
-    mkdir -p "$DIR/spool/$n" "$DIR/dev/$n"
+    mkdir -p "$DIR/spool/$n" "$DIR/dev/$n" "$DIR/tmp/$n"
     for g in $(seq 0 $((GPUS - 1))); do
       # gres files must be character devices (regular files are refused): /dev/null's major and minor.
       [ -c "$DIR/dev/$n/nvidia$g" ] || mknod "$DIR/dev/$n/nvidia$g" c 1 3

@@ -394,25 +394,14 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     pythonEnv?: PythonEnvironment;
   }
 
-  /** Starts one rank. Synchronous, so that a launch's ranks start back to back. */
-  function spawnRank(context: SpawnContext, rank: RankLaunch, failure: { error?: Error }): WatchedRank {
+  /** A rank's whole environment (rank-environment.ts): for the ranks tutti starts, and those mpirun starts. */
+  function rankEnvironment(context: SpawnContext, rank: RankLaunch, files: RankFiles): Record<string, string> {
     const { request } = context;
-    const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
-    // A relaunch of the same job must not find the previous attempt's status.
-    for (const stale of [files.exit, `${files.exit}.tmp`, files.pid, files.error]) rmSync(stale, { force: true });
-    const env = computeRankEnvironment({
-      jobId: request.jobId,
-      jobName: request.jobName,
-      ranks: request.ranks,
-      rank,
+    return computeRankEnvironment({
+      jobId: request.jobId, jobName: request.jobName, ranks: request.ranks, rank,
       ...(request.launcher !== undefined ? { launcher: request.launcher } : {}),
-      masterAddr: address,
-      masterPort: context.masterPort,
-      coordinatorPort: context.coordinatorPort,
-      logPath: files.log,
-      errorFile: files.error,
-      base: baseEnv,
-      jobEnv: request.env,
+      masterAddr: address, masterPort: context.masterPort, coordinatorPort: context.coordinatorPort,
+      logPath: files.log, errorFile: files.error, base: baseEnv, jobEnv: request.env,
       ...(context.pythonEnv !== undefined ? { pythonEnv: context.pythonEnv } : {}),
       ...(request.runtimeEnv !== undefined ? { runtimeEnv: request.runtimeEnv } : {}),
       ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
@@ -421,6 +410,15 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
       cpus: request.cpus ?? os.availableParallelism(),
       pythonHelpersDir: PYTHON_HELPERS_DIR,
     });
+  }
+
+  /** Starts one rank. Synchronous, so that a launch's ranks start back to back. */
+  function spawnRank(context: SpawnContext, rank: RankLaunch, failure: { error?: Error }): WatchedRank {
+    const { request } = context;
+    const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
+    // A relaunch of the same job must not find the previous attempt's status.
+    for (const stale of [files.exit, `${files.exit}.tmp`, files.pid, files.error]) rmSync(stale, { force: true });
+    const env = rankEnvironment(context, rank, files);
     // Created private: a rank's output may hold secrets. The supervisor writes its pid into a file made private here.
     const logFd = openSync(files.log, 'a', PRIVATE_FILE_MODE);
     closeSync(openSync(files.pid, 'w', PRIVATE_FILE_MODE));
@@ -493,23 +491,6 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
 
   // ---- launcher: mpi ---------------------------------------------------------------------------------------------
 
-  /** A rank's environment as `spawnRank` computes it, for ranks that mpirun starts. */
-  function mpiRankEnvironment(context: SpawnContext, rank: RankLaunch, files: RankFiles): Record<string, string> {
-    const { request } = context;
-    return computeRankEnvironment({
-      jobId: request.jobId, jobName: request.jobName, ranks: request.ranks, rank, launcher: 'mpi',
-      masterAddr: address, masterPort: context.masterPort, coordinatorPort: context.coordinatorPort,
-      logPath: files.log, errorFile: files.error, base: baseEnv, jobEnv: request.env,
-      ...(context.pythonEnv !== undefined ? { pythonEnv: context.pythonEnv } : {}),
-      ...(request.runtimeEnv !== undefined ? { runtimeEnv: request.runtimeEnv } : {}),
-      ...(request.attempt !== undefined ? { attempt: request.attempt } : {}),
-      ...(request.restarts !== undefined ? { restarts: request.restarts } : {}),
-      ...(request.preemptions !== undefined ? { preemptions: request.preemptions } : {}),
-      cpus: request.cpus ?? os.availableParallelism(),
-      pythonHelpersDir: PYTHON_HELPERS_DIR,
-    });
-  }
-
   /**
    * `launcher: mpi`: mpirun starts the ranks (mpi-run.ts), each as a rank supervisor of its own, which is then
    * watched as an adopted rank is (polled: its parent is mpirun, not this process).
@@ -523,7 +504,7 @@ export function createLocalBackend(options: LocalBackendOptions): LocalBackend {
     const mpirun = await mpirunPromise;
     const ranks = [...request.ranks].sort((a, b) => a.rank - b.rank).map((rank) => {
       const files = rankFiles(dataDir, request.jobId, rank.rank, request.attempt);
-      return { rank: rank.rank, env: mpiRankEnvironment(context, rank, files), files };
+      return { rank: rank.rank, env: rankEnvironment(context, rank, files), files };
     });
     const started = await startMpiRanks({
       dataDir, jobId: request.jobId, ...(request.attempt !== undefined ? { attempt: request.attempt } : {}), nodeName, mpirun,

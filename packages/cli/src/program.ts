@@ -59,6 +59,8 @@ export function buildProgram(): Command {
     .option('--slurm-jwt-key <file>', 'with --slurm-rest-url: the site\'s JWT key (slurm.conf jwt_key), to mint and renew tokens with')
     .option('--slurm-user <name>', 'with --slurm-rest-url: the Slurm user the jobs run as (default: this user)')
     .option('--slurm-placement <who>', 'with --backend slurm: tutti (its topology-aware placement pins the nodes, the default) or slurm (Slurm chooses nodes of the shape tutti found)')
+    .option('--slurm-mpi <plugin>', 'with --backend slurm: the MPI plugin launcher: mpi jobs start with (srun --mpi=PLUGIN; default pmix, else pmi2, of what srun --mpi=list offers)')
+    .option('--mpirun <path>', 'the Open MPI mpirun that starts launcher: mpi jobs on the local backend (default: mpirun on PATH)')
     .option('--fake-gpus <N[:MODEL[:MEMORY]]>', 'simulate N GPUs (e.g. 4, 8:H100, 8:H100:80GB) on a machine without them')
     .option('--pass-env <names>', 'variables of this environment that every rank gets (repeatable, comma-separated; NAME or PREFIX_*), e.g. NCCL_SOCKET_IFNAME,LD_LIBRARY_PATH,HF_*; otherwise ranks get only HOME, USER, LOGNAME, SHELL, LANG, LC_*, TZ, TMPDIR and a system PATH, plus their job\'s env', (names: string, all: string[] = []) => [...all, ...parsePassEnv(names)])
     .option('--grace <seconds>', 'SIGTERM → SIGKILL grace period when stopping a job', parseInteger('--grace'), 30)

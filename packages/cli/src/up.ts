@@ -33,6 +33,10 @@ export interface UpOptions {
   slurmJwtKey?: string;
   /** `--slurm-placement`: who chooses the nodes, `tutti` (pinned, the default) or `slurm`. */
   slurmPlacement?: string;
+  /** `--slurm-mpi`: the MPI plugin `launcher: mpi` jobs start with (`srun --mpi=…`); default pmix, else pmi2, of what Slurm offers. */
+  slurmMpi?: string;
+  /** `--mpirun`: the Open MPI mpirun `launcher: mpi` jobs start with on the local backend (default: mpirun on PATH). */
+  mpirun?: string;
   fakeGpus?: string;
   /** `--pass-env` (repeatable, comma-separated): variables of this environment ranks get besides the allow-list. */
   passEnv?: string[];
@@ -76,6 +80,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       ...slurmOptions(options),
       fakeGpus: options.fakeGpus,
       ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}),
+      ...(options.mpirun !== undefined ? { mpirun: options.mpirun } : {}),
       fakeGpusIfNone: options.demo && !options.fakeGpus ? '4' : undefined,
       stopGraceMs: options.grace * 1000,
       dashboardDir: DASHBOARD_DIR,
@@ -118,7 +123,7 @@ export async function runUp(options: UpOptions): Promise<void> {
 }
 
 /** The Slurm backend's settings from `tutti up`'s options (and SLURM_JWT, a token for slurmrestd). */
-function slurmOptions(options: UpOptions): { slurm?: { partition?: string; placement?: 'tutti' | 'slurm'; rest?: { url: string; user?: string; token?: string; jwtKeyFile?: string } } } {
+function slurmOptions(options: UpOptions): { slurm?: { partition?: string; placement?: 'tutti' | 'slurm'; mpi?: string; rest?: { url: string; user?: string; token?: string; jwtKeyFile?: string } } } {
   const placement = options.slurmPlacement;
   if (placement !== undefined && placement !== 'tutti' && placement !== 'slurm') {
     throw new CliFailure(`--slurm-placement ${JSON.stringify(placement)}: give tutti (tutti's placement pins the nodes) or slurm (Slurm chooses them)`, EXIT.usage);
@@ -134,8 +139,18 @@ function slurmOptions(options: UpOptions): { slurm?: { partition?: string; place
         ...(options.slurmJwtKey !== undefined ? { jwtKeyFile: options.slurmJwtKey } : token ? { token } : {}),
       }
     : undefined;
-  if (options.slurmPartition === undefined && rest === undefined && placement === undefined) return {};
-  return { slurm: { ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}), ...(placement !== undefined ? { placement } : {}), ...(rest ? { rest } : {}) } };
+  if (options.slurmMpi !== undefined && !/^[A-Za-z0-9_]+$/.test(options.slurmMpi)) {
+    throw new CliFailure(`--slurm-mpi ${JSON.stringify(options.slurmMpi)}: give one of the plugins \`srun --mpi=list\` names, e.g. pmix or pmi2`, EXIT.usage);
+  }
+  if (options.slurmPartition === undefined && rest === undefined && placement === undefined && options.slurmMpi === undefined) return {};
+  return {
+    slurm: {
+      ...(options.slurmPartition !== undefined ? { partition: options.slurmPartition } : {}),
+      ...(placement !== undefined ? { placement } : {}),
+      ...(options.slurmMpi !== undefined ? { mpi: options.slurmMpi } : {}),
+      ...(rest ? { rest } : {}),
+    },
+  };
 }
 
 /** A PostgreSQL URL as the banner shows it: host, port and database, never the user's password. */

@@ -53,6 +53,8 @@ export interface TuttiServerOptions {
    * @tutti/backends' baseRankEnvironment): names, or prefixes ending in `*` (`tutti up --pass-env`).
    */
   passEnv?: readonly string[];
+  /** The Open MPI mpirun that starts `launcher: mpi` jobs on the local backend (`tutti up --mpirun`). @default mpirun on PATH */
+  mpirun?: string;
   /**
    * With `backend: 'slurm'`: the partition whose nodes tutti schedules (`tutti up --slurm-partition`), each team's
    * partition and account, how often Slurm is asked. The data dir must then be on a file system every node sees.
@@ -144,9 +146,14 @@ export class StartupError extends Error {
   override name = 'StartupError';
 }
 
-function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, nvidiaSmi: string | undefined, passEnv: readonly string[] | undefined): ExecutionBackend {
+function makeLocalBackend(dataDir: string, fakeGpus: string | undefined, options: Pick<TuttiServerOptions, 'nvidiaSmi' | 'passEnv' | 'mpirun'>): ExecutionBackend {
   try {
-    return createLocalBackend({ dataDir, fakeGpus, ...(nvidiaSmi !== undefined ? { nvidiaSmi } : {}), ...(passEnv !== undefined ? { passEnv } : {}) });
+    return createLocalBackend({
+      dataDir, fakeGpus,
+      ...(options.nvidiaSmi !== undefined ? { nvidiaSmi: options.nvidiaSmi } : {}),
+      ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}),
+      ...(options.mpirun !== undefined ? { mpirun: options.mpirun } : {}),
+    });
   } catch (error) {
     throw new StartupError(`--fake-gpus: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -235,7 +242,7 @@ export async function startTuttiServer(options: TuttiServerOptions): Promise<Tut
     const slurmTeams = Object.fromEntries((options.config?.teams ?? []).flatMap((team) => (team.slurm ? [[team.name, team.slurm]] : [])));
     const createBackend = (fakeGpus: string | undefined): ExecutionBackend => backendKind === 'slurm'
       ? createOrRefuse(() => createSlurmBackend({ dataDir, now, ...(options.passEnv !== undefined ? { passEnv: options.passEnv } : {}), ...options.slurm, teams: { ...slurmTeams, ...options.slurm?.teams } }))
-      : makeLocalBackend(dataDir, fakeGpus, options.nvidiaSmi, options.passEnv);
+      : makeLocalBackend(dataDir, fakeGpus, options);
     let backend = createBackend(options.fakeGpus);
     let inventory = await backend.inventory().catch(async (error: unknown) => {
       await backend.close();

@@ -104,12 +104,16 @@ async function allJobs(client: TuttiClient): Promise<JobSummaryView[]> {
 
 /** GPUs held by a job that is not running: none may ever be. */
 async function gpusHeldByJobsNotRunning(client: TuttiClient): Promise<string[]> {
-  const { nodes } = await client.listNodes();
-  const holders = new Set(nodes.flatMap((n) => n.gpus.flatMap((g) => [g.job_id, ...g.shares.map((s) => s.job_id)])).filter((id): id is string => id !== null));
+  const holdersNow = async () => {
+    const { nodes } = await client.listNodes();
+    return new Set(nodes.flatMap((n) => n.gpus.flatMap((g) => [g.job_id, ...g.shares.map((s) => s.job_id)])).filter((id): id is string => id !== null));
+  };
   const problems: string[] = [];
-  for (const id of holders) {
+  for (const id of await holdersNow()) {
     const job = await client.getJob(id);
-    if (job.status !== 'running') problems.push(`job ${id} (${job.name}) is ${job.status} but holds GPUs`);
+    // A job that ended between the two reads (a stop the restart resumed) freed its GPUs as it ended: it must not
+    // hold them still once it is seen ended.
+    if (job.status !== 'running' && (await holdersNow()).has(id)) problems.push(`job ${id} (${job.name}) is ${job.status} but holds GPUs`);
   }
   return problems;
 }

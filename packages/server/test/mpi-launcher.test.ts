@@ -104,14 +104,15 @@ describe.skipIf(!PYTHON)('launcher: mpi through tutti (mpi4py over Open MPI, 4 r
     await waitForNothingLeft(path.join(t.dataDir, 'jobs', submitted.id), script);
   }, 120_000);
 
-  it('a rank that calls MPI_Abort fails the job, whose reason says so in mpirun\'s words; nothing of the job is left', async () => {
+  it('a rank that calls MPI_Abort fails the job (its reason in mpirun\'s words when mpirun said them in time); nothing of the job is left', async () => {
     let script: string;
     ({ t, script } = await startWithScript());
     const submitted = await t.client.submitJob(job('mpi-fails', script, { FAIL_RANK: '2', WAIT: '1' }));
     const done = await waitForJob(t.client, submitted.id, isEnded, 60_000);
     expect(done.status).toBe('failed');
-    // mpirun kills the other ranks at once: which rank tutti hears of first may be one of those.
-    expect(done.end_reason).toMatch(/^rank \d (exited with code|was killed by).*: MPI_ABORT was invoked on rank 2 in communicator MPI_COMM_WORLD with errorcode 3/);
+    // Which rank tutti hears of first may be one mpirun killed. The reason carries mpirun's words when mpirun had said
+    // them by then; it may say them later, or not at all once tutti has stopped it with the ranks (best effort).
+    expect(done.end_reason).toMatch(/^rank \d (exited with code \d+|was killed by \w+|was lost .*)(: MPI_ABORT was invoked on rank 2 in communicator MPI_COMM_WORLD with errorcode 3.*)?$/);
     expect(rankLog(t.dataDir, submitted.id, 2)).toMatch(/rank 2 fails on purpose/);
     await waitForNothingLeft(path.join(t.dataDir, 'jobs', submitted.id), script);
   }, 120_000);
@@ -160,3 +161,4 @@ async function waitForNothingLeft(jobDir: string, script: string): Promise<void>
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
